@@ -1,0 +1,669 @@
+//! The directory: registered terminals and their current addresses.
+//!
+//! Reads come from an in-memory [`View`] (a `RwLock`ed map, rebuilt from the store at
+//! start-up). Every change takes the one writer lock, checks against the view, commits one
+//! store transaction, flushes it to disk, and only then updates the view and returns; so an
+//! acknowledged change is durable and visible to the very next query.
+//!
+//! Replay protection (RFC 8945 §5.2.3) is kept per terminal in its [`Presence`]: the newest
+//! accepted Time Signed and the MACs accepted within the time window. An update signed
+//! earlier than the newest one, or carrying a MAC already accepted, is [`DirectoryError::Stale`].
+//! Both survive a restart, since they are committed with the update they belong to.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use hickory_proto::rr::{LowerName, Name, RData, RecordType};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::identity::{CallingCode, Kid, Mid, encode_hex};
+use crate::key::{Algorithm, KeyError, Secret, TerminalKeyName, TsigKey};
+use crate::serial::Serial;
+use crate::store::{Change, Store, StoreError};
+use crate::update::{self, UpdateError, UpdateMessage, ZoneContents};
+use crate::zone::{NamePlace, Zone};
+
+/// Caps on what terminals may publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest TTL of a terminal's records; larger TTLs are clamped to it.
+    pub max_ttl: u32,
+    /// Most addresses per family (A, AAAA) a terminal may have; more is refused.
+    pub max_addresses_per_family: usize,
+    /// TSIG time window in seconds (RFC 8945 "fudge"), also the replay-memory window.
+    pub fudge: u16,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_ttl: 60,
+            max_addresses_per_family: 8,
+            fudge: 300,
+        }
+    }
+}
+
+/// A registered terminal: calling code, customer, machine and its TSIG key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terminal {
+    pub code: CallingCode,
+    pub kid: Kid,
+    pub mid: Mid,
+    pub key: TsigKey,
+    /// Unix seconds.
+    pub registered_at: u64,
+}
+
+/// One family's addresses, with the RRset's TTL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressSet<T> {
+    pub ttl: u32,
+    pub addrs: Vec<T>,
+}
+
+impl<T> Default for AddressSet<T> {
+    fn default() -> Self {
+        Self {
+            ttl: 0,
+            addrs: Vec::new(),
+        }
+    }
+}
+
+/// A terminal's published addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addresses {
+    pub v4: AddressSet<Ipv4Addr>,
+    pub v6: AddressSet<Ipv6Addr>,
+}
+
+impl Addresses {
+    /// The addresses as text, for logs and listings: `192.0.2.1 2001:db8::1`.
+    pub fn describe(&self) -> String {
+        let v4 = self.v4.addrs.iter().map(ToString::to_string);
+        let v6 = self.v6.addrs.iter().map(ToString::to_string);
+        let all: Vec<String> = v4.chain(v6).collect();
+        if all.is_empty() {
+            "-".into()
+        } else {
+            all.join(" ")
+        }
+    }
+}
+
+/// A terminal's changing state: addresses, last update, and replay memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub addresses: Addresses,
+    /// Unix seconds of the last accepted update.
+    pub updated_at: Option<u64>,
+    /// Newest Time Signed accepted from this terminal's key.
+    pub last_signed: u64,
+    /// MACs (hex) accepted within the time window, with their Time Signed.
+    pub recent_macs: Vec<(u64, String)>,
+}
+
+/// The TSIG facts of a signed update that replay protection needs.
+#[derive(Clone, Debug)]
+pub struct Freshness {
+    pub time_signed: u64,
+    pub mac: Vec<u8>,
+}
+
+/// The most MACs remembered per key; older ones are also refused by the Time Signed order.
+const MAX_RECENT_MACS: usize = 256;
+
+/// A registered terminal and its presence.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub terminal: Arc<Terminal>,
+    pub presence: Presence,
+}
+
+/// What a registration asks for.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    pub code: CallingCode,
+    pub kid: Kid,
+    pub mid: Mid,
+    pub algorithm: Algorithm,
+}
+
+/// Why a directory operation was refused. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("calling code {code} is already registered to KID {kid}; use rotate-key to issue a new key")]
+    CodeTaken { code: CallingCode, kid: Kid },
+    #[error("KID {kid} with MID {mid} is already registered as code {code}; unregister it first")]
+    MachineTaken { kid: Kid, mid: Mid, code: CallingCode },
+    #[error("calling code {0} is not registered")]
+    UnknownCode(CallingCode),
+    #[error(
+        "update for {code} is not fresh (signed at {time_signed}, a replay or older than the last update from this key)"
+    )]
+    Stale { code: CallingCode, time_signed: u64 },
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The result of an accepted update.
+#[derive(Clone, Debug)]
+pub struct UpdateOutcome {
+    pub code: CallingCode,
+    pub addresses: Addresses,
+    /// False when the update left the addresses as they were (no serial increase).
+    pub changed: bool,
+    pub serial: u32,
+}
+
+/// The in-memory state that queries read.
+#[derive(Debug)]
+pub struct View {
+    serial: Serial,
+    terminals: HashMap<CallingCode, Entry>,
+    /// Key name (lower case, fully qualified) to code.
+    keys: HashMap<String, CallingCode>,
+    /// `<kid>/<mid>` to code.
+    machines: HashMap<(Kid, Mid), CallingCode>,
+}
+
+impl View {
+    pub fn serial(&self) -> u32 {
+        self.serial.0
+    }
+
+    pub fn terminal(&self, code: &CallingCode) -> Option<&Entry> {
+        self.terminals.get(code)
+    }
+
+    /// The terminal whose key has this name (lower case, fully qualified).
+    pub fn terminal_by_key(&self, key_name: &str) -> Option<&Entry> {
+        self.keys.get(key_name).and_then(|c| self.terminals.get(c))
+    }
+
+    pub fn len(&self) -> usize {
+        self.terminals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.terminals.is_empty()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.terminals.values()
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        let t = &entry.terminal;
+        self.keys.insert(t.key.name.clone(), t.code.clone());
+        self.machines
+            .insert((t.kid.clone(), t.mid.clone()), t.code.clone());
+        self.terminals.insert(t.code.clone(), entry);
+    }
+
+    fn remove(&mut self, code: &CallingCode) {
+        if let Some(entry) = self.terminals.remove(code) {
+            let t = &entry.terminal;
+            self.keys.remove(&t.key.name);
+            self.machines.remove(&(t.kid.clone(), t.mid.clone()));
+        }
+    }
+}
+
+/// The zone contents as the update engine reads them: static records plus terminals.
+struct Contents<'a> {
+    zone: &'a Zone,
+    view: &'a View,
+}
+
+impl ZoneContents for Contents<'_> {
+    fn rrset(&self, name: &LowerName, rtype: RecordType) -> Vec<RData> {
+        match self.zone.place(&Name::from(name.clone())) {
+            NamePlace::Terminal(code) => self
+                .view
+                .terminal(&code)
+                .map(|e| update::address_rdata(&e.presence.addresses, rtype))
+                .unwrap_or_default(),
+            NamePlace::Apex if rtype == RecordType::SOA => {
+                vec![self.zone.soa_record(self.view.serial()).data]
+            }
+            _ => self.zone.rrset(name, rtype).iter().map(|r| r.data.clone()).collect(),
+        }
+    }
+
+    fn name_in_use(&self, name: &LowerName) -> bool {
+        match self.zone.place(&Name::from(name.clone())) {
+            NamePlace::Terminal(code) => self.view.terminal(&code).is_some(),
+            NamePlace::Apex => true,
+            _ => self.zone.static_name_exists(name),
+        }
+    }
+}
+
+/// The directory handle: cheap to clone, shared by every request.
+#[derive(Clone, Debug)]
+pub struct Directory {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    zone: Zone,
+    limits: Limits,
+    store: Store,
+    view: RwLock<View>,
+    writer: Mutex<()>,
+}
+
+impl Directory {
+    /// Opens the store in `data_dir` and builds the view from it.
+    pub fn open(data_dir: &Path, zone: Zone, limits: Limits) -> Result<Self, StoreError> {
+        let store = Store::open(data_dir)?;
+        let snapshot = store.load()?;
+        let initial = Serial(zone.initial_serial());
+        // A zone file whose serial is newer than the stored one (an operator's edit) wins.
+        let serial = match snapshot.serial.map(Serial) {
+            Some(stored) if !initial.is_newer_than(stored) => stored,
+            _ => initial,
+        };
+        let mut view = View {
+            serial,
+            terminals: HashMap::new(),
+            keys: HashMap::new(),
+            machines: HashMap::new(),
+        };
+        for (terminal, presence) in snapshot.terminals {
+            view.insert(Entry {
+                terminal: Arc::new(terminal),
+                presence,
+            });
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                zone,
+                limits,
+                store,
+                view: RwLock::new(view),
+                writer: Mutex::new(()),
+            }),
+        })
+    }
+
+    pub fn zone(&self) -> &Zone {
+        &self.inner.zone
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Read access to the current state. Hold it briefly: writers wait for it.
+    pub fn view(&self) -> RwLockReadGuard<'_, View> {
+        self.inner.view.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with_view_mut(&self, f: impl FnOnce(&mut View)) {
+        let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut view);
+    }
+
+    /// Registers a terminal and issues its fresh TSIG key.
+    pub async fn register(&self, reg: Registration, now: u64) -> Result<Terminal, DirectoryError> {
+        let _writer = self.inner.writer.lock().await;
+        let serial = {
+            let view = self.view();
+            if let Some(e) = view.terminal(&reg.code) {
+                return Err(DirectoryError::CodeTaken {
+                    code: reg.code,
+                    kid: e.terminal.kid.clone(),
+                });
+            }
+            if let Some(code) = view.machines.get(&(reg.kid.clone(), reg.mid.clone())) {
+                return Err(DirectoryError::MachineTaken {
+                    kid: reg.kid,
+                    mid: reg.mid,
+                    code: code.clone(),
+                });
+            }
+            view.serial.next()
+        };
+        let terminal = Terminal {
+            key: self.new_key(&reg.code, &reg.mid, &reg.kid, reg.algorithm)?,
+            code: reg.code,
+            kid: reg.kid,
+            mid: reg.mid,
+            registered_at: now,
+        };
+        let presence = Presence::default();
+        self.commit(&Change {
+            put_terminal: Some(&terminal),
+            put_presence: vec![(&terminal.code, &presence)],
+            serial: Some(serial.0),
+            ..Change::default()
+        })
+        .await?;
+        self.with_view_mut(|view| {
+            view.serial = serial;
+            view.insert(Entry {
+                terminal: Arc::new(terminal.clone()),
+                presence,
+            });
+        });
+        Ok(terminal)
+    }
+
+    /// Removes a terminal; its name disappears from the zone.
+    pub async fn unregister(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
+        let _writer = self.inner.writer.lock().await;
+        let (terminal, serial) = {
+            let view = self.view();
+            let entry = view
+                .terminal(code)
+                .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
+            (Terminal::clone(&entry.terminal), view.serial.next())
+        };
+        self.commit(&Change {
+            remove_terminal: Some(&terminal),
+            serial: Some(serial.0),
+            ..Change::default()
+        })
+        .await?;
+        self.with_view_mut(|view| {
+            view.serial = serial;
+            view.remove(code);
+        });
+        Ok(terminal)
+    }
+
+    /// Issues a new secret for a terminal's key; the old secret stops working at once.
+    pub async fn rotate_key(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
+        let _writer = self.inner.writer.lock().await;
+        let entry = self
+            .view()
+            .terminal(code)
+            .cloned()
+            .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
+        let mut terminal = Terminal::clone(&entry.terminal);
+        terminal.key.secret = Secret::generate()?;
+        // Replay memory belongs to the old secret.
+        let presence = Presence {
+            last_signed: 0,
+            recent_macs: Vec::new(),
+            ..entry.presence
+        };
+        self.commit(&Change {
+            put_terminal: Some(&terminal),
+            put_presence: vec![(code, &presence)],
+            ..Change::default()
+        })
+        .await?;
+        self.with_view_mut(|view| {
+            view.insert(Entry {
+                terminal: Arc::new(terminal.clone()),
+                presence,
+            });
+        });
+        Ok(terminal)
+    }
+
+    /// Applies an RFC 2136 update signed by the key of `code`.
+    pub async fn update(
+        &self,
+        code: &CallingCode,
+        message: &UpdateMessage<'_>,
+        freshness: &Freshness,
+        now: u64,
+    ) -> Result<UpdateOutcome, DirectoryError> {
+        let _writer = self.inner.writer.lock().await;
+        let (entry, planned, serial) = {
+            let view = self.view();
+            let entry = view
+                .terminal(code)
+                .cloned()
+                .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
+            check_fresh(code, &entry.presence, freshness)?;
+            let contents = Contents {
+                zone: &self.inner.zone,
+                view: &view,
+            };
+            let current = &entry.presence.addresses;
+            let planned = update::plan(
+                &self.inner.zone,
+                &contents,
+                code,
+                current,
+                message,
+                &self.inner.limits,
+            )?;
+            (entry, planned, view.serial)
+        };
+        let changed = planned != entry.presence.addresses;
+        let serial = if changed { serial.next() } else { serial };
+        let presence = Presence {
+            addresses: planned,
+            updated_at: Some(now),
+            ..remember_signature(entry.presence, freshness, now, self.inner.limits.fudge)
+        };
+        self.commit(&Change {
+            put_presence: vec![(code, &presence)],
+            serial: changed.then_some(serial.0),
+            ..Change::default()
+        })
+        .await?;
+        let addresses = presence.addresses.clone();
+        self.with_view_mut(|view| {
+            view.serial = serial;
+            view.insert(Entry {
+                terminal: entry.terminal,
+                presence,
+            });
+        });
+        Ok(UpdateOutcome {
+            code: code.clone(),
+            addresses,
+            changed,
+            serial: serial.0,
+        })
+    }
+
+    /// One transaction, then one flush: durable before anyone is told.
+    async fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
+        self.inner.store.commit(change)?;
+        self.inner.store.flush().await
+    }
+
+    fn new_key(
+        &self,
+        code: &CallingCode,
+        mid: &Mid,
+        kid: &Kid,
+        algorithm: Algorithm,
+    ) -> Result<TsigKey, KeyError> {
+        Ok(TsigKey {
+            name: TerminalKeyName::format(code, mid, kid, self.inner.zone.origin()),
+            algorithm,
+            secret: Secret::generate()?,
+        })
+    }
+}
+
+/// RFC 8945 §5.2.3: refuse messages signed before the newest accepted one, and replays.
+fn check_fresh(
+    code: &CallingCode,
+    presence: &Presence,
+    freshness: &Freshness,
+) -> Result<(), DirectoryError> {
+    let mac = encode_hex(&freshness.mac);
+    let replayed = presence.recent_macs.iter().any(|(_, m)| *m == mac);
+    if freshness.time_signed < presence.last_signed || replayed {
+        return Err(DirectoryError::Stale {
+            code: code.clone(),
+            time_signed: freshness.time_signed,
+        });
+    }
+    Ok(())
+}
+
+/// Adds an accepted signature to the replay memory, forgetting those outside the window.
+fn remember_signature(mut presence: Presence, freshness: &Freshness, now: u64, fudge: u16) -> Presence {
+    let oldest_valid = now.saturating_sub(u64::from(fudge));
+    presence.recent_macs.retain(|(t, _)| *t >= oldest_valid);
+    presence
+        .recent_macs
+        .push((freshness.time_signed, encode_hex(&freshness.mac)));
+    if presence.recent_macs.len() > MAX_RECENT_MACS {
+        let excess = presence.recent_macs.len() - MAX_RECENT_MACS;
+        presence.recent_macs.drain(..excess);
+    }
+    presence.last_signed = presence.last_signed.max(freshness.time_signed);
+    presence
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{DNSClass, Record};
+
+    use super::*;
+    use crate::update::ZoneSection;
+
+    fn registration(code: &str, kid: &str, mid: &str) -> Registration {
+        Registration {
+            code: code.parse().unwrap(),
+            kid: kid.parse().unwrap(),
+            mid: mid.parse().unwrap(),
+            algorithm: Algorithm::HmacSha256,
+        }
+    }
+
+    fn open(dir: &Path) -> Directory {
+        Directory::open(dir, Zone::embedded_default(), Limits::default()).unwrap()
+    }
+
+    fn set_a(code: &str, ip: [u8; 4]) -> (Vec<ZoneSection>, Vec<Record>) {
+        let zone = vec![ZoneSection {
+            name: Name::from_ascii("dial.example.").unwrap(),
+            rtype: RecordType::SOA,
+            class: DNSClass::IN,
+        }];
+        let owner = Name::from_ascii(format!("{code}.dial.example.")).unwrap();
+        let mut delete = Record::update0(owner.clone(), 0, RecordType::A);
+        delete.dns_class = DNSClass::ANY;
+        let add = Record::from_rdata(owner, 30, RData::A(A::from(Ipv4Addr::from(ip))));
+        (zone, vec![delete, add])
+    }
+
+    async fn update_a(dir: &Directory, code: &str, ip: [u8; 4], time: u64, mac: u8) -> Result<UpdateOutcome, DirectoryError> {
+        let (zone, updates) = set_a(code, ip);
+        let message = UpdateMessage {
+            zone: &zone,
+            prerequisites: &[],
+            updates: &updates,
+        };
+        let freshness = Freshness {
+            time_signed: time,
+            mac: vec![mac; 32],
+        };
+        dir.update(&code.parse().unwrap(), &message, &freshness, time).await
+    }
+
+    #[tokio::test]
+    async fn registration_survives_reopen_and_refuses_duplicates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        let t = dir.register(registration("5551234", "acme-0042", "3f9a0c1d22e4b7a8"), 1).await.unwrap();
+        assert_eq!(t.key.name, "5551234.3f9a0c1d22e4b7a8.acme-0042.key.dial.example.");
+        let again = dir.register(registration("5551234", "other", "3f9a0c1d22e4b7a9"), 2).await;
+        assert!(matches!(again, Err(DirectoryError::CodeTaken { .. })));
+        let same_machine = dir.register(registration("5559999", "acme-0042", "3f9a0c1d22e4b7a8"), 2).await;
+        assert!(matches!(same_machine, Err(DirectoryError::MachineTaken { .. })));
+        let serial = dir.view().serial();
+        drop(dir);
+        let dir = open(tmp.path());
+        let view = dir.view();
+        assert_eq!(view.serial(), serial);
+        let entry = view.terminal_by_key(&t.key.name).unwrap();
+        assert_eq!(*entry.terminal, t);
+    }
+
+    #[tokio::test]
+    async fn updates_bump_the_serial_only_when_something_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1).await.unwrap();
+        let s0 = dir.view().serial();
+        let first = update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1).await.unwrap();
+        assert!(first.changed);
+        assert_eq!(first.serial, s0 + 1);
+        let same = update_a(&dir, "5551234", [192, 0, 2, 1], 101, 2).await.unwrap();
+        assert!(!same.changed);
+        assert_eq!(same.serial, s0 + 1);
+        drop(dir);
+        let dir = open(tmp.path());
+        let view = dir.view();
+        let entry = view.terminal(&"5551234".parse().unwrap()).unwrap();
+        assert_eq!(entry.presence.addresses.v4.addrs, vec![Ipv4Addr::new(192, 0, 2, 1)]);
+        assert_eq!(entry.presence.updated_at, Some(101));
+    }
+
+    #[tokio::test]
+    async fn replays_and_older_signatures_are_refused_even_after_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1).await.unwrap();
+        update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1).await.unwrap();
+        let replay = update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1).await;
+        assert!(matches!(replay, Err(DirectoryError::Stale { .. })));
+        let older = update_a(&dir, "5551234", [192, 0, 2, 9], 99, 3).await;
+        assert!(matches!(older, Err(DirectoryError::Stale { .. })));
+        drop(dir);
+        let dir = open(tmp.path());
+        let replay = update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1).await;
+        assert!(matches!(replay, Err(DirectoryError::Stale { .. })));
+        // Same second, different message: accepted.
+        assert!(update_a(&dir, "5551234", [192, 0, 2, 2], 100, 4).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn refused_updates_change_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1).await.unwrap();
+        dir.register(registration("5559999", "acme", "3f9a0c1d22e4b7a9"), 1).await.unwrap();
+        update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1).await.unwrap();
+        let serial = dir.view().serial();
+        // The key of 5551234 tries to write 5559999's name.
+        let (zone, updates) = set_a("5559999", [192, 0, 2, 66]);
+        let message = UpdateMessage { zone: &zone, prerequisites: &[], updates: &updates };
+        let freshness = Freshness { time_signed: 101, mac: vec![9; 32] };
+        let err = dir.update(&"5551234".parse().unwrap(), &message, &freshness, 101).await;
+        assert!(matches!(err, Err(DirectoryError::Update(UpdateError::Refused(_)))));
+        let view = dir.view();
+        assert_eq!(view.serial(), serial);
+        assert!(view.terminal(&"5559999".parse().unwrap()).unwrap().presence.addresses.v4.addrs.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unregister_and_rotate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        let t = dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1).await.unwrap();
+        let rotated = dir.rotate_key(&t.code).await.unwrap();
+        assert_eq!(rotated.key.name, t.key.name);
+        assert_ne!(rotated.key.secret, t.key.secret);
+        dir.unregister(&t.code).await.unwrap();
+        assert!(dir.view().terminal(&t.code).is_none());
+        assert!(dir.view().terminal_by_key(&t.key.name).is_none());
+        assert!(matches!(dir.unregister(&t.code).await, Err(DirectoryError::UnknownCode(_))));
+        // The machine can register again once unregistered.
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 2).await.unwrap();
+    }
+}

@@ -1,0 +1,168 @@
+//! The durable store, on sled.
+//!
+//! Trees (all values JSON, keys UTF-8):
+//!
+//! | tree        | key                | value                                        |
+//! |-------------|--------------------|----------------------------------------------|
+//! | `terminals` | calling code       | [`Terminal`]: KID, MID, TSIG key             |
+//! | `presence`  | calling code       | [`Presence`]: addresses, last update, replay |
+//! | `meta`      | `serial`           | the zone's SOA serial (u32, big endian)      |
+//!
+//! Every change is one sled transaction over the trees it touches, then a flush to disk
+//! ([`Store::flush`]); the caller acknowledges only after the flush. After `kill -9`, sled
+//! recovers to the last flushed transaction with no repair step. The indexes (key name to
+//! code, KID/MID to code) are rebuilt in memory from `terminals` at start-up.
+
+use std::path::Path;
+
+use serde::{Serialize, de::DeserializeOwned};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::directory::{Presence, Terminal};
+use crate::identity::CallingCode;
+
+/// A storage failure; the change it was part of did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the data directory {path}: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record for {key:?} is corrupt: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => Self::Sled(e),
+        }
+    }
+}
+
+type TxResult<T = ()> = Result<T, ConflictableTransactionError<StoreError>>;
+
+const SERIAL_KEY: &[u8] = b"serial";
+
+/// Everything the store holds, as read at start-up.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub serial: Option<u32>,
+    pub terminals: Vec<(Terminal, Presence)>,
+}
+
+/// One change to the store, applied atomically by [`Store::commit`].
+#[derive(Debug, Default)]
+pub struct Change<'a> {
+    /// New or replaced registrations.
+    pub put_terminal: Option<&'a Terminal>,
+    /// Registrations removed (with their presence and indexes).
+    pub remove_terminal: Option<&'a Terminal>,
+    /// New presence records, by code.
+    pub put_presence: Vec<(&'a CallingCode, &'a Presence)>,
+    /// The new serial, if the zone changed.
+    pub serial: Option<u32>,
+}
+
+/// The sled database and its trees. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: sled::Db,
+    terminals: sled::Tree,
+    presence: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            terminals: db.open_tree("terminals")?,
+            presence: db.open_tree("presence")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    /// Reads everything, for building the in-memory view at start-up.
+    pub fn load(&self) -> Result<Snapshot, StoreError> {
+        let serial = self
+            .meta
+            .get(SERIAL_KEY)?
+            .map(|v| decode_serial(&v))
+            .transpose()?;
+        let mut terminals = Vec::new();
+        for item in self.terminals.iter() {
+            let (key, value) = item?;
+            let terminal: Terminal = decode(&key, &value)?;
+            let presence = match self.presence.get(&key)? {
+                Some(v) => decode(&key, &v)?,
+                None => Presence::default(),
+            };
+            terminals.push((terminal, presence));
+        }
+        Ok(Snapshot { serial, terminals })
+    }
+
+    /// Applies one change in a single transaction. Not yet durable: call [`Store::flush`].
+    pub fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
+        let trees = (&self.terminals, &self.presence, &self.meta);
+        trees.transaction(|(terminals, presence, meta)| {
+            if let Some(old) = change.remove_terminal {
+                let code = old.code.as_str().as_bytes();
+                terminals.remove(code)?;
+                presence.remove(code)?;
+            }
+            if let Some(new) = change.put_terminal {
+                terminals.insert(new.code.as_str().as_bytes(), encode(new)?)?;
+            }
+            for (code, p) in &change.put_presence {
+                presence.insert(code.as_str().as_bytes(), encode(p)?)?;
+            }
+            if let Some(serial) = change.serial {
+                meta.insert(SERIAL_KEY, &serial.to_be_bytes())?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Makes every committed change durable (fsync).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> TxResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| {
+        ConflictableTransactionError::Abort(StoreError::Corrupt {
+            key: String::new(),
+            message: e.to_string(),
+        })
+    })
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn decode_serial(value: &[u8]) -> Result<u32, StoreError> {
+    let bytes: [u8; 4] = value.try_into().map_err(|_| StoreError::Corrupt {
+        key: "serial".into(),
+        message: format!("{} bytes instead of 4", value.len()),
+    })?;
+    Ok(u32::from_be_bytes(bytes))
+}
