@@ -1,0 +1,35 @@
+//! The calling-code directory's authoritative DNS server.
+//!
+//! How a request flows:
+//!
+//! ```text
+//!  UDP/TCP socket ─▶ hickory Server (framing, drops responses, FORMERR if undecodable)
+//!    ─▶ handler::Handler::handle_request
+//!         opcode ─ QUERY  ─▶ tsig::verify_request ─▶ query::answer (zone + directory view)
+//!                ─ UPDATE ─▶ tsig::verify_request ─▶ zones::Directory::update
+//!                                                    (RFC 2136 steps, sled commit, fsync)
+//!                ─ other  ─▶ NOTIMP
+//!    ─▶ response::send (EDNS, truncation, TSIG signing) ─▶ socket
+//!
+//!  admin command ─▶ control socket (JSON line) ─▶ control::execute ─▶ zones::Directory
+//! ```
+//!
+//! Modules:
+//! - [`config`]: settings from defaults, the TOML file and flags.
+//! - [`server`]: binds the sockets, runs the listeners, shuts down.
+//! - [`handler`]: per-request dispatch and the update path.
+//! - [`query`]: answers from the zone and the directory.
+//! - [`tsig`]: TSIG verification (BADKEY, BADSIG, BADTIME) and response signing.
+//! - [`response`]: EDNS, truncation and signing of replies.
+//! - [`control`]: the control socket, server and client sides.
+//! - [`admin`]: what the admin commands print and write.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod control;
+pub mod handler;
+pub mod query;
+pub mod response;
+pub mod server;
+pub mod tsig;

@@ -1,1 +1,204 @@
-fn main() {}
+//! `nameserver`: serve the directory, or administer a running one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use nameserver::config::{ServeFlags, Settings, default_data_dir};
+use nameserver::control::{self, ControlReply, ControlRequest};
+use nameserver::{admin, server};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use zones::identity::{CallingCode, Kid, Mid};
+use zones::key::Algorithm;
+
+#[derive(Parser)]
+#[command(name = "nameserver", version, about = "Authoritative DNS directory of calling codes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the zone over UDP and TCP (default: dial.example. on 127.0.0.1:5353).
+    Serve {
+        #[command(flatten)]
+        flags: ServeFlags,
+        /// Check the config and zone, print the settings, and exit.
+        #[arg(long)]
+        check_config: bool,
+    },
+    /// Register a terminal's calling code and print its new TSIG key.
+    Register {
+        /// Calling code: 3 to 15 digits.
+        #[arg(long)]
+        code: CallingCode,
+        /// Customer id.
+        #[arg(long)]
+        kid: Kid,
+        /// Machine id: the MAC (12 hex digits) or `updater identity`'s MID (16 hex digits).
+        #[arg(long)]
+        mid: Mid,
+        #[arg(long, default_value = "hmac-sha256")]
+        algorithm: Algorithm,
+        /// Write the key here (mode 0600) instead of printing it.
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List registered terminals with their addresses.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a terminal; its name disappears from the zone.
+    Unregister {
+        #[arg(long)]
+        code: CallingCode,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Issue a new key for a terminal; the old one stops working at once.
+    RotateKey {
+        #[arg(long)]
+        code: CallingCode,
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which running server an admin command talks to.
+#[derive(Args)]
+struct Target {
+    /// The server's data directory (finds its control socket).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The control socket itself.
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("nameserver: {message}");
+    ExitCode::FAILURE
+}
+
+/// Logs to stderr; nothing per query unless RUST_LOG asks (hickory logs each request at info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,sled=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn dispatch(command: Command) -> Result<(), String> {
+    match command {
+        Command::Serve { flags, check_config } => serve(flags, check_config).await,
+        Command::Register { code, kid, mid, algorithm, key_file, target } => {
+            let request = ControlRequest::Register { code, kid, mid, algorithm };
+            print_key(call(&target, &request).await?, key_file.as_deref())
+        }
+        Command::RotateKey { code, key_file, target } => {
+            let request = ControlRequest::RotateKey { code };
+            print_key(call(&target, &request).await?, key_file.as_deref())
+        }
+        Command::Unregister { code, target } => {
+            call(&target, &ControlRequest::Unregister { code: code.clone() }).await?;
+            println!("unregistered {code}");
+            Ok(())
+        }
+        Command::List { json, target } => {
+            let ControlReply::List { zone, serial, terminals } = call(&target, &ControlRequest::List).await? else {
+                return Err("unexpected answer to list".into());
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&terminals).map_err(|e| e.to_string())?);
+            } else {
+                print!("{}", admin::format_list(&zone, serial, &terminals));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(flags: ServeFlags, check_config: bool) -> Result<(), String> {
+    let settings = Settings::resolve(&flags).map_err(|e| e.to_string())?;
+    if check_config {
+        println!("{settings:#?}");
+        return Ok(());
+    }
+    let (directory, listeners) = server::bind(&settings).await.map_err(|e| e.to_string())?;
+    for addr in listeners.local_addrs() {
+        info!("listening on {addr} (udp+tcp)");
+    }
+    info!(
+        zone = %settings.zone.origin(),
+        data = %settings.data.display(),
+        control = %listeners.control_path.display(),
+        terminals = directory.view().len(),
+        lookups = ?settings.lookups,
+        "serving"
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let options = server::RunOptions::from(&settings);
+    server::run(directory, listeners, options, shutdown).await.map_err(|e| e.to_string())
+}
+
+/// SIGTERM and SIGINT cancel the one shutdown token.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = int.recv() => info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+}
+
+async fn call(target: &Target, request: &ControlRequest) -> Result<ControlReply, String> {
+    let data = target.data.clone().unwrap_or_else(default_data_dir);
+    let socket = control::socket_path(&data, target.control.as_deref());
+    control::call(&data, &socket, request).await.map_err(|e| e.to_string())
+}
+
+fn print_key(reply: ControlReply, key_file: Option<&std::path::Path>) -> Result<(), String> {
+    let ControlReply::Key { code, key_file: text } = reply else {
+        return Err("unexpected answer: no key".into());
+    };
+    match key_file {
+        Some(path) => {
+            admin::write_key_file(path, &text)
+                .map_err(|e| format!("cannot write key file {}: {e}", path.display()))?;
+            println!("key for {code} written to {} (mode 0600)", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}

@@ -474,6 +474,11 @@ impl Directory {
         })
     }
 
+    /// Makes everything committed durable (at shutdown; every change is already flushed).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.store.flush().await
+    }
+
     /// One transaction, then one flush: durable before anyone is told.
     async fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
         self.inner.store.commit(change)?;

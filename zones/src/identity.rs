@@ -178,7 +178,7 @@ macro_rules! string_newtype_impls {
     ($($ty:ident),*) => {$(
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
             }
         }
         impl fmt::Debug for $ty {

@@ -63,6 +63,15 @@ impl Algorithm {
         }
     }
 
+    /// Length of a full (untruncated) MAC in bytes.
+    pub fn mac_len(self) -> usize {
+        match self {
+            Self::HmacSha256 => 32,
+            Self::HmacSha384 => 48,
+            Self::HmacSha512 => 64,
+        }
+    }
+
     /// hickory's name for the same algorithm.
     pub fn to_hickory(self) -> TsigAlgorithm {
         match self {

@@ -25,8 +25,10 @@ use crate::identity::CallingCode;
 /// A storage failure; the change it was part of did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the data directory {path}: {source}")]
+    #[error("cannot open the store in {path}: {source}")]
     Open { path: String, source: sled::Error },
+    #[error("the store in {path} is locked by another process")]
+    Locked { path: String },
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
     #[error("stored record for {key:?} is corrupt: {message}")]
@@ -81,10 +83,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .open()
-            .map_err(|source| StoreError::Open {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            .map_err(|source| open_error(dir, source))?;
         Ok(Self {
             terminals: db.open_tree("terminals")?,
             presence: db.open_tree("presence")?,
@@ -140,6 +139,19 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
         Ok(())
+    }
+}
+
+/// sled reports another process's lock as an I/O error ("could not acquire lock").
+fn open_error(dir: &Path, source: sled::Error) -> StoreError {
+    let path = dir.display().to_string();
+    match &source {
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
+        {
+            StoreError::Locked { path }
+        }
+        _ => StoreError::Open { path, source },
     }
 }
 

@@ -102,6 +102,14 @@ impl Zone {
             .expect("the embedded default zone is valid")
     }
 
+    /// The default zone layout for another zone name: SOA, NS `ns1.<zone>`, glue 127.0.0.1.
+    pub fn default_for(origin: &str) -> Result<Self, ZoneError> {
+        let mut name = Name::from_ascii(origin).map_err(|_| ZoneError::Origin(origin.to_owned()))?;
+        name.set_fqdn(true);
+        let text = DEFAULT_ZONE_FILE.replace("dial.example.", &name.to_ascii());
+        Self::parse(&text, "<embedded default>", None)
+    }
+
     /// Loads a zone file. `origin` is used where the file has no `$ORIGIN`.
     pub fn load(path: &Path, origin: Option<&str>) -> Result<Self, ZoneError> {
         let shown = path.display().to_string();
@@ -327,6 +335,14 @@ mod tests {
         assert_eq!(ns.len(), 1);
         let glue = LowerName::new(&name("ns1.dial.example."));
         assert_eq!(zone.rrset(&glue, RecordType::A).len(), 1);
+    }
+
+    #[test]
+    fn default_layout_for_another_zone() {
+        let zone = Zone::default_for("Calls.Example.Net").unwrap();
+        assert_eq!(zone.origin().to_ascii(), "Calls.Example.Net.");
+        assert_eq!(zone.place(&name("5551234.calls.example.net.")), NamePlace::Terminal("5551234".parse().unwrap()));
+        assert!(Zone::default_for("bad..name").is_err());
     }
 
     #[test]

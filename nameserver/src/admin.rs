@@ -1,0 +1,91 @@
+//! Output of the admin commands: key files written owner-only, and the terminal list.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::control::TerminalInfo;
+
+/// Writes a key file with mode 0600, atomically (temporary file, fsync, rename).
+pub fn write_key_file(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The terminal list as an aligned table.
+pub fn format_list(zone: &str, serial: u32, terminals: &[TerminalInfo]) -> String {
+    let mut out = format!("zone {zone} serial {serial}: {} terminal(s)\n", terminals.len());
+    out.push_str(&format!(
+        "{:<16} {:<20} {:<17} {:<20} {}\n",
+        "CODE", "KID", "MID", "LAST UPDATE (UTC)", "ADDRESSES"
+    ));
+    for t in terminals {
+        let updated = t.updated_at.map_or_else(|| "never".to_owned(), format_utc);
+        let addresses = if t.addresses.is_empty() {
+            "-".to_owned()
+        } else {
+            t.addresses.join(" ")
+        };
+        out.push_str(&format!(
+            "{:<16} {:<20} {:<17} {:<20} {}\n",
+            t.code, t.kid, t.mid, updated, addresses
+        ));
+    }
+    out
+}
+
+/// `2026-11-27 07:10:00` for Unix seconds (UTC; civil-from-days, proleptic Gregorian).
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(1_795_763_045), "2026-11-27 07:04:05");
+    }
+
+    #[test]
+    fn key_files_are_owner_only_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.key");
+        write_key_file(&path, "one").unwrap();
+        write_key_file(&path, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,226 @@
+//! Settings: the embedded defaults, a TOML file (`--config`), then command-line flags.
+//!
+//! ```toml
+//! zone = "dial.example."          # zone name, when there is no zone file
+//! zone_file = "/etc/dial/dial.zone"
+//! listen = ["127.0.0.1:5353", "[::1]:5353"]
+//! data = "/var/lib/dial-directory"
+//! lookups = "public"              # or "signed": only TSIG-signed queries are answered
+//! max_ttl = 60                    # larger TTLs in updates are clamped to this
+//! max_addresses_per_family = 8    # more in one terminal's RRset: the update is refused
+//! tsig_fudge = 300                # TSIG time window, seconds
+//! tcp_idle_timeout = 10           # seconds a TCP connection may sit idle
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zones::Zone;
+use zones::directory::Limits;
+use zones::zone::ZoneError;
+
+/// Where the nameserver listens without `--listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
+/// Name of the data directory under the user's state directory.
+pub const DATA_DIR_NAME: &str = "dial-directory";
+/// The control socket's file name inside the data directory.
+pub const CONTROL_SOCKET: &str = "control.sock";
+
+/// Who may look up terminals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LookupPolicy {
+    /// Everyone (ordinary DNS).
+    #[default]
+    Public,
+    /// Only queries signed with a registered key (claim 3); others are REFUSED.
+    Signed,
+}
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
+}
+
+/// The config file, every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub zone: Option<String>,
+    pub zone_file: Option<PathBuf>,
+    pub listen: Option<Vec<SocketAddr>>,
+    pub data: Option<PathBuf>,
+    pub lookups: Option<LookupPolicy>,
+    pub max_ttl: Option<u32>,
+    pub max_addresses_per_family: Option<usize>,
+    pub tsig_fudge: Option<u16>,
+    pub tcp_idle_timeout: Option<u64>,
+}
+
+impl FileConfig {
+    /// Parses config text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+}
+
+/// Flags given on the command line; each overrides the file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeFlags {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Zone name (default dial.example.), used when there is no zone file.
+    #[arg(long, value_name = "NAME")]
+    pub zone: Option<String>,
+    /// RFC 1035 zone file with the SOA, NS, glue and any static records.
+    #[arg(long, value_name = "FILE")]
+    pub zone_file: Option<PathBuf>,
+    /// Address to listen on, UDP and TCP (repeatable; IPv4 or [IPv6]:port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// Data directory (the store and the control socket).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Who may look up terminals.
+    #[arg(long, value_enum)]
+    pub lookups: Option<LookupPolicy>,
+    /// Largest TTL of terminal records; larger ones are clamped.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_ttl: Option<u32>,
+}
+
+/// The settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub zone: Zone,
+    pub listen: Vec<SocketAddr>,
+    pub data: PathBuf,
+    pub lookups: LookupPolicy,
+    pub limits: Limits,
+    pub tcp_idle_timeout: Duration,
+}
+
+impl Settings {
+    /// Defaults, then the file (if any), then the flags.
+    pub fn resolve(flags: &ServeFlags) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Self::merge(file, flags)
+    }
+
+    pub fn merge(file: FileConfig, flags: &ServeFlags) -> Result<Self, ConfigError> {
+        let origin = flags.zone.clone().or(file.zone);
+        let zone = match flags.zone_file.clone().or(file.zone_file) {
+            Some(path) => Zone::load(&path, origin.as_deref())?,
+            None => match origin {
+                Some(origin) => Zone::default_for(&origin)?,
+                None => Zone::embedded_default(),
+            },
+        };
+        let listen = if flags.listen.is_empty() {
+            file.listen
+                .unwrap_or_else(|| vec![DEFAULT_LISTEN.parse().expect("valid default")])
+        } else {
+            flags.listen.clone()
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_ttl: flags.max_ttl.or(file.max_ttl).unwrap_or(defaults.max_ttl),
+            max_addresses_per_family: file
+                .max_addresses_per_family
+                .unwrap_or(defaults.max_addresses_per_family),
+            fudge: file.tsig_fudge.unwrap_or(defaults.fudge),
+        };
+        Ok(Self {
+            zone,
+            listen,
+            data: flags.data.clone().or(file.data).unwrap_or_else(default_data_dir),
+            lookups: flags.lookups.or(file.lookups).unwrap_or_default(),
+            limits,
+            tcp_idle_timeout: Duration::from_secs(file.tcp_idle_timeout.unwrap_or(10)),
+        })
+    }
+}
+
+/// `$XDG_STATE_HOME/dial-directory`, else `~/.local/state/dial-directory`, else
+/// `/var/lib/dial-directory`: the same for the server and the admin commands of one user.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(state).join(DATA_DIR_NAME);
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(home).join(".local/state").join(DATA_DIR_NAME);
+    }
+    PathBuf::from("/var/lib").join(DATA_DIR_NAME)
+}
+
+/// The control socket of a data directory.
+pub fn control_socket(data: &Path) -> PathBuf {
+    data.join(CONTROL_SOCKET)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_no_flags_gives_the_embedded_default() {
+        let s = Settings::merge(FileConfig::default(), &ServeFlags::default()).unwrap();
+        assert_eq!(s.zone.origin().to_ascii(), "dial.example.");
+        assert_eq!(s.listen, vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]);
+        assert_eq!(s.lookups, LookupPolicy::Public);
+        assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = FileConfig::parse(
+            "zone = \"a.example.\"\nlisten = [\"127.0.0.1:1053\"]\nlookups = \"signed\"\nmax_ttl = 30\n",
+            "t",
+        )
+        .unwrap();
+        let flags = ServeFlags {
+            zone: Some("b.example.".into()),
+            max_ttl: Some(10),
+            ..ServeFlags::default()
+        };
+        let s = Settings::merge(file, &flags).unwrap();
+        assert_eq!(s.zone.origin().to_ascii(), "b.example.");
+        assert_eq!(s.listen, vec!["127.0.0.1:1053".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(s.lookups, LookupPolicy::Signed);
+        assert_eq!(s.limits.max_ttl, 10);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = FileConfig::parse("listn = []", "cfg.toml").unwrap_err();
+        assert!(err.to_string().contains("cfg.toml"), "{err}");
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+}

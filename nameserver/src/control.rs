@@ -1,0 +1,286 @@
+//! The control socket: how the admin commands talk to the running server.
+//!
+//! sled lets one process open the store, so `register`, `list`, `unregister` and
+//! `rotate-key` never open it: they send one JSON line to `<data>/control.sock` and read
+//! one JSON line back (as `rndc` and `knotc` talk to their daemons). The socket is created
+//! mode 0600 and the server also refuses peers whose uid is neither its own nor root's.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use zones::Directory;
+use zones::directory::{Entry, Registration, Terminal};
+use zones::identity::{CallingCode, Kid, Mid};
+use zones::key::Algorithm;
+
+/// The longest request line accepted.
+const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+
+/// A request from an admin command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum ControlRequest {
+    Register {
+        code: CallingCode,
+        kid: Kid,
+        mid: Mid,
+        algorithm: Algorithm,
+    },
+    Unregister {
+        code: CallingCode,
+    },
+    RotateKey {
+        code: CallingCode,
+    },
+    List,
+}
+
+/// One terminal as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TerminalInfo {
+    pub code: CallingCode,
+    pub kid: Kid,
+    pub mid: Mid,
+    pub key_name: String,
+    pub addresses: Vec<String>,
+    pub registered_at: u64,
+    pub updated_at: Option<u64>,
+}
+
+impl TerminalInfo {
+    fn of(entry: &Entry) -> Self {
+        let t = &entry.terminal;
+        let a = &entry.presence.addresses;
+        let v4 = a.v4.addrs.iter().map(ToString::to_string);
+        let v6 = a.v6.addrs.iter().map(ToString::to_string);
+        Self {
+            code: t.code.clone(),
+            kid: t.kid.clone(),
+            mid: t.mid.clone(),
+            key_name: t.key.name.clone(),
+            addresses: v4.chain(v6).collect(),
+            registered_at: t.registered_at,
+            updated_at: entry.presence.updated_at,
+        }
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ControlReply {
+    /// A new key (register, rotate-key), in BIND's key-file format.
+    Key { code: CallingCode, key_file: String },
+    Removed { code: CallingCode },
+    List {
+        zone: String,
+        serial: u32,
+        terminals: Vec<TerminalInfo>,
+    },
+}
+
+/// What the server sends back: the reply or one sentence saying what is wrong.
+pub type ControlResponse = Result<ControlReply, String>;
+
+/// Why an admin command could not reach the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(
+        "no nameserver is running with data directory {data} (no control socket at {socket}); start one with `nameserver serve --data {data}`"
+    )]
+    NotRunning { data: String, socket: String },
+    #[error("cannot talk to the nameserver at {socket}: {source}")]
+    Io {
+        socket: String,
+        source: std::io::Error,
+    },
+    #[error("the nameserver's answer is not understood: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Binds the control socket, owner-only. A stale socket from a killed server is replaced:
+/// the caller already holds the store's lock, so no other server is using this directory.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves admin requests until `shutdown`.
+pub async fn serve(listener: UnixListener, directory: Directory, shutdown: CancellationToken) {
+    let owner = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().and_then(|p| std::fs::metadata(p).ok()))
+        .map(|m| m.uid());
+    let mut connections = JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    warn!(error = %e, "control socket accept failed");
+                    continue;
+                }
+            },
+        };
+        if !peer_allowed(&stream, owner) {
+            warn!("control connection refused: peer is not the socket's owner or root");
+            continue;
+        }
+        let directory = directory.clone();
+        connections.spawn(async move {
+            if let Err(e) = serve_connection(stream, &directory).await {
+                debug!(error = %e, "control connection ended");
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
+
+fn peer_allowed(stream: &UnixStream, owner: Option<u32>) -> bool {
+    match stream.peer_cred() {
+        Ok(cred) => cred.uid() == 0 || Some(cred.uid()) == owner,
+        Err(_) => false,
+    }
+}
+
+async fn serve_connection(stream: UnixStream, directory: &Directory) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take(MAX_REQUEST_BYTES))
+        .read_line(&mut line)
+        .await?;
+    let response: ControlResponse = match serde_json::from_str::<ControlRequest>(&line) {
+        Ok(request) => execute(request, directory).await,
+        Err(e) => Err(format!("request not understood: {e}")),
+    };
+    let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+/// Carries out one admin request, logging registrations as they happen.
+pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlResponse {
+    let now = zones::unix_now();
+    match request {
+        ControlRequest::Register {
+            code,
+            kid,
+            mid,
+            algorithm,
+        } => {
+            let registration = Registration {
+                code,
+                kid,
+                mid,
+                algorithm,
+            };
+            let terminal = directory
+                .register(registration, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            log_key_change("register", &terminal);
+            Ok(key_reply(&terminal))
+        }
+        ControlRequest::RotateKey { code } => {
+            let terminal = directory
+                .rotate_key(&code)
+                .await
+                .map_err(|e| e.to_string())?;
+            log_key_change("rotate-key", &terminal);
+            Ok(key_reply(&terminal))
+        }
+        ControlRequest::Unregister { code } => {
+            let terminal = directory
+                .unregister(&code)
+                .await
+                .map_err(|e| e.to_string())?;
+            info!(code = %terminal.code, kid = %terminal.kid, mid = %terminal.mid, outcome = "removed", "unregister");
+            Ok(ControlReply::Removed { code })
+        }
+        ControlRequest::List => {
+            let view = directory.view();
+            let mut terminals: Vec<TerminalInfo> = view.entries().map(TerminalInfo::of).collect();
+            terminals.sort_by(|a, b| a.code.cmp(&b.code));
+            Ok(ControlReply::List {
+                zone: directory.zone().origin().to_ascii(),
+                serial: view.serial(),
+                terminals,
+            })
+        }
+    }
+}
+
+fn log_key_change(action: &str, t: &Terminal) {
+    info!(code = %t.code, kid = %t.kid, mid = %t.mid, key = %t.key.name, outcome = "accepted", "{action}");
+}
+
+fn key_reply(t: &Terminal) -> ControlReply {
+    ControlReply::Key {
+        code: t.code.clone(),
+        key_file: t.key.to_key_file(),
+    }
+}
+
+/// Sends one request to the server of data directory `data` (or at `socket`).
+pub async fn call(
+    data: &Path,
+    socket: &Path,
+    request: &ControlRequest,
+) -> Result<ControlReply, ControlError> {
+    let shown = socket.display().to_string();
+    let io = |source| ControlError::Io {
+        socket: shown.clone(),
+        source,
+    };
+    let stream = match UnixStream::connect(socket).await {
+        Ok(stream) => stream,
+        Err(e) if is_not_running(&e) => {
+            return Err(ControlError::NotRunning {
+                data: data.display().to_string(),
+                socket: shown,
+            });
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(request).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    write.write_all(&line).await.map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(read)
+        .read_line(&mut answer)
+        .await
+        .map_err(io)?;
+    let response: ControlResponse =
+        serde_json::from_str(&answer).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    response.map_err(ControlError::Refused)
+}
+
+fn is_not_running(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// The control socket to use: `--control`, else the data directory's.
+pub fn socket_path(data: &Path, control: Option<&Path>) -> PathBuf {
+    control.map_or_else(|| crate::config::control_socket(data), Path::to_path_buf)
+}

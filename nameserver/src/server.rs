@@ -1,0 +1,206 @@
+//! Binding the sockets and running the server until shutdown.
+//!
+//! [`bind`] opens every socket first, so errors (port in use, data directory locked) come
+//! before anything runs and tests can bind port 0. [`run`] serves DNS on hickory's
+//! listeners and the control socket until the shutdown token is cancelled, then drains
+//! them and flushes the store.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_server::Server;
+use tokio::net::{TcpListener, UdpSocket, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use zones::Directory;
+use zones::store::StoreError;
+
+use crate::config::{LookupPolicy, Settings, control_socket};
+use crate::control;
+use crate::handler::Handler;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} ({proto}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        proto: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("data directory {path} is writable by group or others; run `chmod go-w {path}`")]
+    DataDirPermissions { path: String },
+    #[error(
+        "data directory {path} is in use by another nameserver process (its store is locked); stop it or use another --data"
+    )]
+    DataDirLocked { path: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create the control socket {path}: {source}")]
+    Control {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("a listener failed: {0}")]
+    Listener(String),
+}
+
+/// Every socket the server serves on, already bound.
+#[derive(Debug)]
+pub struct Listeners {
+    pub udp: Vec<UdpSocket>,
+    pub tcp: Vec<TcpListener>,
+    pub control: UnixListener,
+    pub control_path: PathBuf,
+}
+
+impl Listeners {
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.udp.iter().filter_map(|s| s.local_addr().ok()).collect()
+    }
+}
+
+/// Opens the data directory and the store, and binds every socket.
+pub async fn bind(settings: &Settings) -> Result<(Directory, Listeners), ServeError> {
+    prepare_data_dir(&settings.data)?;
+    let directory = open_directory(settings)?;
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    for addr in &settings.listen {
+        let (u, t) = bind_pair(*addr).await?;
+        udp.push(u);
+        tcp.push(t);
+    }
+    let control_path = control_socket(&settings.data);
+    let control = control::bind(&control_path).map_err(|source| ServeError::Control {
+        path: control_path.display().to_string(),
+        source,
+    })?;
+    let listeners = Listeners {
+        udp,
+        tcp,
+        control,
+        control_path,
+    };
+    Ok((directory, listeners))
+}
+
+/// Creates the data directory owner-only, or checks an existing one is not open to others.
+fn prepare_data_dir(path: &Path) -> Result<(), ServeError> {
+    let shown = path.display().to_string();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| ServeError::DataDir {
+            path: shown.clone(),
+            source,
+        })?;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| ServeError::DataDir {
+            path: shown.clone(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(ServeError::DataDirPermissions { path: shown });
+    }
+    Ok(())
+}
+
+fn open_directory(settings: &Settings) -> Result<Directory, ServeError> {
+    let store_dir = settings.data.join("store");
+    Directory::open(&store_dir, settings.zone.clone(), settings.limits.clone()).map_err(|e| match e {
+        StoreError::Locked { .. } => ServeError::DataDirLocked {
+            path: settings.data.display().to_string(),
+        },
+        e => ServeError::Store(e),
+    })
+}
+
+/// Binds UDP and TCP on the same address. With port 0, both get the same free port.
+async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeError> {
+    let bind_err = |proto, source| ServeError::Bind {
+        addr,
+        proto,
+        source,
+    };
+    if addr.port() != 0 {
+        let udp = UdpSocket::bind(addr).await.map_err(|e| bind_err("udp", e))?;
+        let tcp = TcpListener::bind(addr).await.map_err(|e| bind_err("tcp", e))?;
+        return Ok((udp, tcp));
+    }
+    let mut last = None;
+    for _ in 0..32 {
+        let udp = UdpSocket::bind(addr).await.map_err(|e| bind_err("udp", e))?;
+        let port = udp.local_addr().map_err(|e| bind_err("udp", e))?.port();
+        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(bind_err(
+        "tcp",
+        last.unwrap_or_else(|| std::io::Error::other("no free port")),
+    ))
+}
+
+/// What [`run`] needs besides the sockets.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub lookups: LookupPolicy,
+    pub tcp_idle_timeout: Duration,
+}
+
+impl From<&Settings> for RunOptions {
+    fn from(s: &Settings) -> Self {
+        Self {
+            lookups: s.lookups,
+            tcp_idle_timeout: s.tcp_idle_timeout,
+        }
+    }
+}
+
+/// Serves until `shutdown` is cancelled, then drains the listeners and flushes the store.
+pub async fn run(
+    directory: Directory,
+    listeners: Listeners,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let handler = Handler::new(directory.clone(), options.lookups);
+    let mut server = Server::new(handler);
+    for udp in listeners.udp {
+        server.register_socket(udp);
+    }
+    for tcp in listeners.tcp {
+        server.register_listener(tcp, options.tcp_idle_timeout, 64);
+    }
+    let control = tokio::spawn(control::serve(
+        listeners.control,
+        directory.clone(),
+        shutdown.clone(),
+    ));
+    let server_token = server.shutdown_token().clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        server_token.cancel();
+    });
+    let served = server.block_until_done().await;
+    shutdown.cancel();
+    let _ = control.await;
+    let _ = std::fs::remove_file(&listeners.control_path);
+    directory.flush().await?;
+    info!("stopped; store flushed");
+    served.map_err(|e| ServeError::Listener(e.to_string()))
+}
