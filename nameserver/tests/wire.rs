@@ -1,0 +1,570 @@
+//! Integration tests: the server runs in-process on 127.0.0.1 port 0 and is spoken to on
+//! the wire, with hickory-net's client for ordinary traffic and hand-built messages where a
+//! test needs control over every byte (TSIG times, replays, garbage).
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use hickory_net::client::{Client, ClientHandle};
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::udp::UdpClientStream;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::tsig::TsigError;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
+use nameserver::config::{LookupPolicy, Settings, ServeFlags, FileConfig};
+use nameserver::control::{self, ControlReply, ControlRequest};
+use nameserver::server;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use zones::Directory;
+use zones::directory::Limits;
+use zones::key::{Algorithm, TsigKey};
+
+/// A server running in this process on a free port, with its own data directory.
+struct TestServer {
+    addr: SocketAddr,
+    directory: Directory,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    data: tempfile::TempDir,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        Self::start_with(LookupPolicy::Public, Limits::default()).await
+    }
+
+    async fn start_with(lookups: LookupPolicy, limits: Limits) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), lookups, limits).await
+    }
+
+    async fn start_in(data: tempfile::TempDir, lookups: LookupPolicy, limits: Limits) -> Self {
+        let flags = ServeFlags {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            data: Some(data.path().to_path_buf()),
+            lookups: Some(lookups),
+            ..ServeFlags::default()
+        };
+        let mut settings = Settings::merge(FileConfig::default(), &flags).unwrap();
+        settings.limits = limits;
+        let (directory, listeners) = server::bind(&settings).await.unwrap();
+        let addr = listeners.local_addrs()[0];
+        let shutdown = CancellationToken::new();
+        let options = server::RunOptions::from(&settings);
+        let task = tokio::spawn(server::run(directory.clone(), listeners, options, shutdown.clone()));
+        let task = tokio::spawn(async move {
+            task.await.unwrap().unwrap();
+        });
+        Self { addr, directory, shutdown, task: Some(task), data }
+    }
+
+    /// Stops the server and returns its data directory for a restart.
+    async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        self.task.take().unwrap().await.unwrap();
+        let data = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.data, data)
+    }
+
+    /// Registers a code the way `nameserver register` does, returning its key.
+    async fn register(&self, code: &str) -> TsigKey {
+        let mid = format!("{:0>16}", code);
+        let request = ControlRequest::Register {
+            code: code.parse().unwrap(),
+            kid: "acme".parse().unwrap(),
+            mid: mid.parse().unwrap(),
+            algorithm: Algorithm::HmacSha256,
+        };
+        match control::execute(request, &self.directory).await.unwrap() {
+            ControlReply::Key { key_file, .. } => TsigKey::from_key_file(&key_file).unwrap(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    async fn client(&self, key: Option<&TsigKey>) -> Client<TokioRuntimeProvider> {
+        let signer = key.map(|k| k.signer(300).unwrap());
+        let stream = UdpClientStream::builder(self.addr, TokioRuntimeProvider::default())
+            .with_signer(signer)
+            .build();
+        let (client, bg) = Client::<TokioRuntimeProvider>::from_sender(stream);
+        tokio::spawn(bg);
+        client
+    }
+
+    async fn tcp_client(&self) -> Client<TokioRuntimeProvider> {
+        let (future, sender) = TcpClientStream::new(self.addr, None, Some(Duration::from_secs(5)), TokioRuntimeProvider::default());
+        let stream = future.await.unwrap();
+        let (client, bg) = Client::<TokioRuntimeProvider>::new(stream, sender);
+        tokio::spawn(bg);
+        client
+    }
+
+    async fn lookup(&self, name: &str, rtype: RecordType) -> Message {
+        let mut client = self.client(None).await;
+        client.query(n(name), DNSClass::IN, rtype).await.unwrap().into_message()
+    }
+
+    /// Sends raw bytes over UDP and returns the raw answer, or None after a short wait.
+    async fn exchange_raw(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(bytes, self.addr).await.unwrap();
+        let mut buf = vec![0u8; 65535];
+        let got = tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buf)).await;
+        got.ok().map(|r| buf[..r.unwrap()].to_vec())
+    }
+
+    async fn exchange(&self, bytes: &[u8]) -> Message {
+        let raw = self.exchange_raw(bytes).await.expect("an answer");
+        Message::from_vec(&raw).unwrap()
+    }
+
+    fn serial(&self) -> u32 {
+        self.directory.view().serial()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn n(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+fn now() -> u64 {
+    zones::unix_now()
+}
+
+fn a_record(owner: &str, ttl: u32, ip: [u8; 4]) -> Record {
+    Record::from_rdata(n(owner), ttl, RData::A(A::from(Ipv4Addr::from(ip))))
+}
+
+fn aaaa_record(owner: &str, ttl: u32, ip: Ipv6Addr) -> Record {
+    Record::from_rdata(n(owner), ttl, RData::AAAA(AAAA::from(ip)))
+}
+
+/// An UPDATE for dial.example. replacing the A RRset of `owner` with `ip`.
+fn replace_a(owner: &str, ip: [u8; 4]) -> Message {
+    update_message(vec![delete_rrset(owner, RecordType::A), a_record(owner, 30, ip)])
+}
+
+fn update_message(updates: Vec<Record>) -> Message {
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
+    m.add_query(Query::query(n("dial.example."), RecordType::SOA));
+    m.authorities = updates;
+    m
+}
+
+fn delete_rrset(owner: &str, rtype: RecordType) -> Record {
+    let mut r = Record::update0(n(owner), 0, rtype);
+    r.dns_class = DNSClass::ANY;
+    r
+}
+
+fn rand_id() -> u16 {
+    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() & 0xffff) as u16
+}
+
+/// Signs `message` with `key` as of `time` and returns the bytes.
+fn signed_bytes(mut message: Message, key: &TsigKey, time: u64) -> Vec<u8> {
+    let signer: TSigner = key.signer(300).unwrap();
+    let (signature, _) = signer.sign_message(&message, time).unwrap();
+    message.set_signature(signature);
+    message.to_vec().unwrap()
+}
+
+fn query_message(name: &str, rtype: RecordType) -> Message {
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(n(name), rtype));
+    m
+}
+
+fn tsig_error(m: &Message) -> Option<TsigError> {
+    m.signature().and_then(|s| s.data.error)
+}
+
+fn v4_answers(m: &Message) -> Vec<Ipv4Addr> {
+    m.answers.iter().filter_map(|r| match &r.data {
+        RData::A(a) => Some(a.0),
+        _ => None,
+    }).collect()
+}
+
+// ---------------------------------------------------------------- lookups
+
+#[tokio::test]
+async fn unknown_code_is_nxdomain_with_soa() {
+    let s = TestServer::start().await;
+    let m = s.lookup("5550000.dial.example.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(m.metadata.authoritative);
+    assert!(!m.metadata.recursion_available);
+    assert!(m.answers.is_empty());
+    assert_eq!(m.authorities.len(), 1);
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    assert_eq!(m.authorities[0].ttl, 30, "negative TTL is the SOA minimum");
+}
+
+#[tokio::test]
+async fn registered_code_without_address_is_nodata() {
+    let s = TestServer::start().await;
+    s.register("5551234").await;
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        let m = s.lookup("5551234.dial.example.", rtype).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty());
+        assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    }
+}
+
+#[tokio::test]
+async fn apex_has_soa_and_ns_with_glue() {
+    let s = TestServer::start().await;
+    let soa = s.lookup("dial.example.", RecordType::SOA).await;
+    assert_eq!(soa.answers.len(), 1);
+    assert!(soa.metadata.authoritative);
+    let ns = s.lookup("dial.example.", RecordType::NS).await;
+    assert_eq!(ns.answers.len(), 1);
+    assert_eq!(ns.additionals.len(), 1, "glue for ns1.dial.example.");
+}
+
+#[tokio::test]
+async fn names_outside_the_zone_are_refused() {
+    let s = TestServer::start().await;
+    let m = s.lookup("www.example.org.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert!(m.answers.is_empty());
+}
+
+#[tokio::test]
+async fn lookups_work_over_tcp() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let bytes = signed_bytes(replace_a("5551234.dial.example.", [192, 0, 2, 9]), &key, now());
+    assert_eq!(s.exchange(&bytes).await.metadata.response_code, ResponseCode::NoError);
+    let mut tcp = s.tcp_client().await;
+    let m = tcp.query(n("5551234.dial.example."), DNSClass::IN, RecordType::A).await.unwrap();
+    assert_eq!(v4_answers(&m), vec![Ipv4Addr::new(192, 0, 2, 9)]);
+}
+
+#[tokio::test]
+async fn edns_is_answered_and_unknown_versions_get_badvers() {
+    let s = TestServer::start().await;
+    let mut q = query_message("dial.example.", RecordType::SOA);
+    let mut edns = Edns::new();
+    edns.set_max_payload(4096);
+    q.set_edns(edns.clone());
+    let m = s.exchange(&q.to_vec().unwrap()).await;
+    let opt = m.edns.expect("OPT in the response");
+    assert_eq!(opt.max_payload(), 1232);
+    let mut q = query_message("dial.example.", RecordType::SOA);
+    edns.set_version(1);
+    q.set_edns(edns);
+    let m = s.exchange(&q.to_vec().unwrap()).await;
+    // RCODE 16 is both BADVERS (with OPT) and BADSIG (with TSIG); hickory names it BADSIG.
+    assert_eq!(u16::from(m.metadata.response_code), 16);
+    assert_eq!(m.edns.expect("OPT with BADVERS").version(), 0);
+}
+
+#[tokio::test]
+async fn large_udp_answers_are_truncated_with_tc() {
+    let limits = Limits { max_addresses_per_family: 64, ..Limits::default() };
+    let s = TestServer::start_with(LookupPolicy::Public, limits).await;
+    let key = s.register("5551234").await;
+    let owner = "5551234.dial.example.";
+    let updates = (1..=60u16).map(|i| aaaa_record(owner, 30, Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i))).collect();
+    let reply = s.exchange(&signed_bytes(update_message(updates), &key, now())).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    let plain = query_message(owner, RecordType::AAAA);
+    let m = s.exchange(&plain.to_vec().unwrap()).await;
+    assert!(m.metadata.truncation, "60 AAAA records do not fit 512 bytes");
+    let mut tcp = s.tcp_client().await;
+    let full = tcp.query(n(owner), DNSClass::IN, RecordType::AAAA).await.unwrap();
+    assert_eq!(full.answers.len(), 60);
+    assert!(!full.metadata.truncation);
+}
+
+#[tokio::test]
+async fn whoami_returns_the_source_address() {
+    let s = TestServer::start().await;
+    let m = s.lookup("whoami.dial.example.", RecordType::A).await;
+    assert_eq!(v4_answers(&m), vec![Ipv4Addr::LOCALHOST]);
+    let txt = s.lookup("whoami.dial.example.", RecordType::TXT).await;
+    assert!(matches!(&txt.answers[0].data, RData::TXT(t) if t.to_string().contains("127.0.0.1")));
+    let v6 = s.lookup("whoami.dial.example.", RecordType::AAAA).await;
+    assert!(v6.answers.is_empty(), "an IPv4 client has no AAAA");
+}
+
+#[tokio::test]
+async fn garbage_never_kills_the_server() {
+    let s = TestServer::start().await;
+    let samples: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x12],
+        vec![0; 11],
+        vec![0xff; 12],
+        // One question whose name is a compression pointer to itself.
+        vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1],
+        // Claims 65535 answers, has none.
+        vec![0, 2, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0],
+        // A response (QR set): must be dropped, never answered.
+        vec![0, 3, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ];
+    for sample in &samples {
+        let _ = s.exchange_raw(sample).await;
+    }
+    let qr = s.exchange_raw(&samples[6]).await;
+    assert!(qr.is_none(), "responses are not answered");
+    let m = s.lookup("dial.example.", RecordType::SOA).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+}
+
+// ---------------------------------------------------------------- signed updates
+
+#[tokio::test]
+async fn signed_update_is_visible_to_the_next_query_and_response_is_signed() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let owner = "5551234.dial.example.";
+    let serial = s.serial();
+    // hickory-net's client signs the update and verifies our signed response.
+    let mut client = s.client(Some(&key)).await;
+    let record = a_record(owner, 30, [192, 0, 2, 10]);
+    let response = client.append(record, n("dial.example."), false).await.unwrap();
+    assert_eq!(response.metadata.response_code, ResponseCode::NoError);
+    let m = s.lookup(owner, RecordType::A).await;
+    assert_eq!(v4_answers(&m), vec![Ipv4Addr::new(192, 0, 2, 10)]);
+    assert_eq!(s.serial(), serial.wrapping_add(1));
+    assert!(m.metadata.authoritative);
+}
+
+#[tokio::test]
+async fn one_message_replaces_both_families_atomically() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let owner = "5551234.dial.example.";
+    let v6: Ipv6Addr = "2001:db8::7".parse().unwrap();
+    let updates = vec![
+        delete_rrset(owner, RecordType::A),
+        delete_rrset(owner, RecordType::AAAA),
+        a_record(owner, 30, [192, 0, 2, 7]),
+        aaaa_record(owner, 30, v6),
+    ];
+    let reply = s.exchange(&signed_bytes(update_message(updates), &key, now())).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(reply.signature().is_some(), "the response to a signed update is signed");
+    let m = s.lookup(owner, RecordType::AAAA).await;
+    assert!(matches!(&m.answers[0].data, RData::AAAA(a) if a.0 == v6));
+}
+
+#[tokio::test]
+async fn unsigned_update_is_refused() {
+    let s = TestServer::start().await;
+    s.register("5551234").await;
+    let m = s.exchange(&replace_a("5551234.dial.example.", [192, 0, 2, 1]).to_vec().unwrap()).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert!(s.lookup("5551234.dial.example.", RecordType::A).await.answers.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_key_is_notauth_badkey() {
+    let s = TestServer::start().await;
+    s.register("5551234").await;
+    let stranger = TsigKey::from_key_file(
+        "key \"stranger.\" { algorithm hmac-sha256; secret \"3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=\"; };",
+    )
+    .unwrap();
+    let serial = s.serial();
+    let m = s.exchange(&signed_bytes(replace_a("5551234.dial.example.", [192, 0, 2, 1]), &stranger, now())).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NotAuth);
+    assert_eq!(tsig_error(&m), Some(TsigError::BadKey));
+    assert!(m.signature().unwrap().data.mac.is_empty(), "BADKEY answers are unsigned");
+    assert_eq!(s.serial(), serial);
+}
+
+#[tokio::test]
+async fn wrong_mac_is_notauth_badsig() {
+    let s = TestServer::start().await;
+    let mut key = s.register("5551234").await;
+    key.secret = zones::key::Secret::from_bytes(vec![7; 32]);
+    let serial = s.serial();
+    let m = s.exchange(&signed_bytes(replace_a("5551234.dial.example.", [192, 0, 2, 1]), &key, now())).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NotAuth);
+    assert_eq!(tsig_error(&m), Some(TsigError::BadSig));
+    assert_eq!(s.serial(), serial);
+    assert!(s.lookup("5551234.dial.example.", RecordType::A).await.answers.is_empty());
+}
+
+#[tokio::test]
+async fn time_outside_the_fudge_is_badtime_signed_with_server_time() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let signed_at = now() - 3600;
+    let m = s.exchange(&signed_bytes(replace_a("5551234.dial.example.", [192, 0, 2, 1]), &key, signed_at)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NotAuth);
+    let tsig = &m.signature().expect("TSIG in a BADTIME answer").data;
+    assert_eq!(tsig.error, Some(TsigError::BadTime));
+    assert!(!tsig.mac.is_empty(), "BADTIME answers are signed");
+    assert_eq!(tsig.time, signed_at, "Time Signed echoes the request's");
+    assert_eq!(tsig.other.len(), 6, "Other Data holds the server's 48-bit time");
+    let mut server_time = [0u8; 8];
+    server_time[2..].copy_from_slice(&tsig.other);
+    assert!(u64::from_be_bytes(server_time).abs_diff(now()) <= 2);
+    assert!(s.lookup("5551234.dial.example.", RecordType::A).await.answers.is_empty());
+}
+
+#[tokio::test]
+async fn a_replayed_update_is_rejected_and_changes_nothing() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let owner = "5551234.dial.example.";
+    let first = signed_bytes(replace_a(owner, [192, 0, 2, 1]), &key, now());
+    assert_eq!(s.exchange(&first).await.metadata.response_code, ResponseCode::NoError);
+    let second = signed_bytes(replace_a(owner, [192, 0, 2, 2]), &key, now());
+    assert_eq!(s.exchange(&second).await.metadata.response_code, ResponseCode::NoError);
+    let serial = s.serial();
+    // An attacker replays the first message to move the terminal back.
+    let replay = s.exchange(&first).await;
+    assert_eq!(replay.metadata.response_code, ResponseCode::NotAuth);
+    assert_eq!(tsig_error(&replay), Some(TsigError::BadTime));
+    assert_eq!(v4_answers(&s.lookup(owner, RecordType::A).await), vec![Ipv4Addr::new(192, 0, 2, 2)]);
+    assert_eq!(s.serial(), serial);
+}
+
+#[tokio::test]
+async fn updates_outside_the_keys_own_a_and_aaaa_are_refused() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    s.register("5559999").await;
+    let own = "5551234.dial.example.";
+    let txt = Record::from_rdata(n(own), 30, RData::TXT(TXT::new(vec!["hi".into()])));
+    let cname = Record::from_rdata(n(own), 30, RData::CNAME(CNAME(n("elsewhere.example."))));
+    let forbidden = vec![
+        ("another code", a_record("5559999.dial.example.", 30, [192, 0, 2, 1])),
+        ("the apex", a_record("dial.example.", 30, [192, 0, 2, 1])),
+        ("SOA", delete_rrset("dial.example.", RecordType::SOA)),
+        ("NS", delete_rrset("dial.example.", RecordType::NS)),
+        ("TXT", txt),
+        ("CNAME", cname),
+    ];
+    let serial = s.serial();
+    for (what, record) in forbidden {
+        // The forbidden record comes after an allowed one: nothing at all may be applied.
+        let message = update_message(vec![a_record(own, 30, [192, 0, 2, 50]), record]);
+        let m = s.exchange(&signed_bytes(message, &key, now())).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{what}");
+    }
+    assert_eq!(s.serial(), serial);
+    assert!(s.lookup(own, RecordType::A).await.answers.is_empty());
+    assert!(s.lookup("5559999.dial.example.", RecordType::A).await.answers.is_empty());
+    assert_eq!(s.lookup("dial.example.", RecordType::NS).await.answers.len(), 1);
+}
+
+#[tokio::test]
+async fn ttls_are_clamped_and_too_many_addresses_are_refused() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let own = "5551234.dial.example.";
+    let m = s.exchange(&signed_bytes(update_message(vec![a_record(own, 86400, [192, 0, 2, 1])]), &key, now())).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(s.lookup(own, RecordType::A).await.answers[0].ttl, 60);
+    let nine: Vec<Record> = (1..=9).map(|i| a_record(own, 30, [192, 0, 2, i])).collect();
+    let m = s.exchange(&signed_bytes(update_message(nine), &key, now())).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(v4_answers(&s.lookup(own, RecordType::A).await), vec![Ipv4Addr::new(192, 0, 2, 1)]);
+}
+
+#[tokio::test]
+async fn prerequisites_are_enforced_on_the_wire() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let own = "5551234.dial.example.";
+    // "RRset does not exist" (class NONE) holds at first...
+    let mut absent = Record::update0(n(own), 0, RecordType::A);
+    absent.dns_class = DNSClass::NONE;
+    let mut m = update_message(vec![a_record(own, 30, [192, 0, 2, 1])]);
+    m.answers = vec![absent.clone()];
+    assert_eq!(s.exchange(&signed_bytes(m, &key, now())).await.metadata.response_code, ResponseCode::NoError);
+    // ...and fails once the A RRset exists: YXRRSET, nothing applied.
+    let mut m = update_message(vec![a_record(own, 30, [192, 0, 2, 2])]);
+    m.answers = vec![absent];
+    assert_eq!(s.exchange(&signed_bytes(m, &key, now())).await.metadata.response_code, ResponseCode::YXRRSet);
+    // Exact RRset equality (§3.2.3): compare-and-swap on the current value.
+    let mut client = s.client(Some(&key)).await;
+    let current = a_record(own, 30, [192, 0, 2, 1]);
+    let next = a_record(own, 30, [192, 0, 2, 3]);
+    let r = client.compare_and_swap(current.clone(), next, n("dial.example.")).await.unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    let stale = client.compare_and_swap(current, a_record(own, 30, [192, 0, 2, 4]), n("dial.example.")).await.unwrap();
+    assert_eq!(stale.metadata.response_code, ResponseCode::NXRRSet);
+    assert_eq!(v4_answers(&s.lookup(own, RecordType::A).await), vec![Ipv4Addr::new(192, 0, 2, 3)]);
+}
+
+#[tokio::test]
+async fn updates_for_another_zone_are_notauth() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Update);
+    m.add_query(Query::query(n("other.example."), RecordType::SOA));
+    m.authorities = vec![a_record("5551234.other.example.", 30, [192, 0, 2, 1])];
+    let reply = s.exchange(&signed_bytes(m, &key, now())).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NotAuth);
+}
+
+#[tokio::test]
+async fn rotated_keys_stop_working_at_once() {
+    let s = TestServer::start().await;
+    let old = s.register("5551234").await;
+    let ControlReply::Key { key_file, .. } = control::execute(
+        ControlRequest::RotateKey { code: "5551234".parse().unwrap() },
+        &s.directory,
+    ).await.unwrap() else { panic!() };
+    let new = TsigKey::from_key_file(&key_file).unwrap();
+    let own = "5551234.dial.example.";
+    let m = s.exchange(&signed_bytes(replace_a(own, [192, 0, 2, 1]), &old, now())).await;
+    assert_eq!(tsig_error(&m), Some(TsigError::BadSig));
+    let m = s.exchange(&signed_bytes(replace_a(own, [192, 0, 2, 1]), &new, now())).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+}
+
+#[tokio::test]
+async fn updates_and_registrations_survive_a_restart() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let own = "5551234.dial.example.";
+    let m = s.exchange(&signed_bytes(replace_a(own, [192, 0, 2, 44]), &key, now())).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let serial = s.serial();
+    let data = s.stop().await;
+    let s = TestServer::start_in(data, LookupPolicy::Public, Limits::default()).await;
+    assert_eq!(v4_answers(&s.lookup(own, RecordType::A).await), vec![Ipv4Addr::new(192, 0, 2, 44)]);
+    assert_eq!(s.serial(), serial);
+}
+
+// ---------------------------------------------------------------- signed lookups (claim 3)
+
+#[tokio::test]
+async fn signed_lookup_mode_refuses_unsigned_and_signs_answers() {
+    let s = TestServer::start_with(LookupPolicy::Signed, Limits::default()).await;
+    let key = s.register("5551234").await;
+    let caller = s.register("5550001").await;
+    let own = "5551234.dial.example.";
+    let m = s.exchange(&signed_bytes(replace_a(own, [192, 0, 2, 5]), &key, now())).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let unsigned = s.lookup(own, RecordType::A).await;
+    assert_eq!(unsigned.metadata.response_code, ResponseCode::Refused);
+    assert!(unsigned.answers.is_empty());
+    // Another registered terminal's key may look the code up (hickory's client signs only
+    // updates and transfers, so the query is signed here), and the answer's MAC verifies.
+    let request = signed_bytes(query_message(own, RecordType::A), &caller, now());
+    let request_mac = Message::from_vec(&request).unwrap().signature().unwrap().data.mac.clone();
+    let raw = s.exchange_raw(&request).await.expect("an answer");
+    let signer = caller.signer(300).unwrap();
+    signer.verify_message_byte(&raw, Some(&request_mac), true).expect("answer signed by the caller's key");
+    let m = Message::from_vec(&raw).unwrap();
+    assert_eq!(v4_answers(&m), vec![Ipv4Addr::new(192, 0, 2, 5)]);
+}
