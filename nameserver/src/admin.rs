@@ -9,7 +9,10 @@ use crate::control::TerminalInfo;
 
 /// Writes a key file with mode 0600, atomically (temporary file, fsync, rename).
 pub fn write_key_file(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut file = OpenOptions::new()
@@ -24,7 +27,10 @@ pub fn write_key_file(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// The terminal list as an aligned table.
 pub fn format_list(zone: &str, serial: u32, terminals: &[TerminalInfo]) -> String {
-    let mut out = format!("zone {zone} serial {serial}: {} terminal(s)\n", terminals.len());
+    let mut out = format!(
+        "zone {zone} serial {serial}: {} terminal(s)\n",
+        terminals.len()
+    );
     out.push_str(&format!(
         "{:<16} {:<20} {:<17} {:<20} {}\n",
         "CODE", "KID", "MID", "LAST UPDATE (UTC)", "ADDRESSES"

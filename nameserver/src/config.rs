@@ -160,7 +160,11 @@ impl Settings {
         Ok(Self {
             zone,
             listen,
-            data: flags.data.clone().or(file.data).unwrap_or_else(default_data_dir),
+            data: flags
+                .data
+                .clone()
+                .or(file.data)
+                .unwrap_or_else(default_data_dir),
             lookups: flags.lookups.or(file.lookups).unwrap_or_default(),
             limits,
             tcp_idle_timeout: Duration::from_secs(file.tcp_idle_timeout.unwrap_or(10)),
@@ -193,7 +197,10 @@ mod tests {
     fn no_file_no_flags_gives_the_embedded_default() {
         let s = Settings::merge(FileConfig::default(), &ServeFlags::default()).unwrap();
         assert_eq!(s.zone.origin().to_ascii(), "dial.example.");
-        assert_eq!(s.listen, vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            s.listen,
+            vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(s.lookups, LookupPolicy::Public);
         assert_eq!(s.limits, Limits::default());
     }
@@ -212,7 +219,10 @@ mod tests {
         };
         let s = Settings::merge(file, &flags).unwrap();
         assert_eq!(s.zone.origin().to_ascii(), "b.example.");
-        assert_eq!(s.listen, vec!["127.0.0.1:1053".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            s.listen,
+            vec!["127.0.0.1:1053".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(s.lookups, LookupPolicy::Signed);
         assert_eq!(s.limits.max_ttl, 10);
     }

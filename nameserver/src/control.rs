@@ -76,8 +76,13 @@ impl TerminalInfo {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ControlReply {
     /// A new key (register, rotate-key), in BIND's key-file format.
-    Key { code: CallingCode, key_file: String },
-    Removed { code: CallingCode },
+    Key {
+        code: CallingCode,
+        key_file: String,
+    },
+    Removed {
+        code: CallingCode,
+    },
     List {
         zone: String,
         serial: u32,
@@ -260,7 +265,8 @@ pub async fn call(
         Err(e) => return Err(io(e)),
     };
     let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_vec(request).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    let mut line =
+        serde_json::to_vec(request).map_err(|e| ControlError::Protocol(e.to_string()))?;
     line.push(b'\n');
     write.write_all(&line).await.map_err(io)?;
     let mut answer = String::new();

@@ -27,10 +27,7 @@ pub struct Handler {
 
 impl Handler {
     pub fn new(directory: Directory, lookups: LookupPolicy) -> Self {
-        Self {
-            directory,
-            lookups,
-        }
+        Self { directory, lookups }
     }
 
     /// The request's TSIG state, checked against the registered keys.
@@ -59,8 +56,7 @@ impl Handler {
         let qtype = query.query_type();
         let refused = query.query_class() != DNSClass::IN
             || matches!(qtype, RecordType::AXFR | RecordType::IXFR)
-            || (self.lookups == LookupPolicy::Signed
-                && !matches!(auth, Authentication::Signed(_)));
+            || (self.lookups == LookupPolicy::Signed && !matches!(auth, Authentication::Signed(_)));
         if refused {
             return (Reply::new(request, ResponseCode::Refused), signing);
         }
@@ -175,12 +171,18 @@ impl RequestHandler for Handler {
         let edns = response::response_edns(request);
         let (reply, signing) = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             // RFC 6891 §6.1.3: unknown EDNS version.
-            (Reply::new(request, ResponseCode::BADVERS), ResponseSigning::None)
+            (
+                Reply::new(request, ResponseCode::BADVERS),
+                ResponseSigning::None,
+            )
         } else {
             match request.metadata.op_code {
                 OpCode::Query => self.query(request, now),
                 OpCode::Update => self.update(request, now).await,
-                _ => (Reply::new(request, ResponseCode::NotImp), ResponseSigning::None),
+                _ => (
+                    Reply::new(request, ResponseCode::NotImp),
+                    ResponseSigning::None,
+                ),
             }
         };
         response::send(request, reply, &signing, edns.as_ref(), now, handle).await

@@ -13,7 +13,11 @@ use zones::identity::{CallingCode, Kid, Mid};
 use zones::key::Algorithm;
 
 #[derive(Parser)]
-#[command(name = "nameserver", version, about = "Authoritative DNS directory of calling codes")]
+#[command(
+    name = "nameserver",
+    version,
+    about = "Authoritative DNS directory of calling codes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -117,12 +121,31 @@ fn init_logging() {
 
 async fn dispatch(command: Command) -> Result<(), String> {
     match command {
-        Command::Serve { flags, check_config } => serve(flags, check_config).await,
-        Command::Register { code, kid, mid, algorithm, key_file, target } => {
-            let request = ControlRequest::Register { code, kid, mid, algorithm };
+        Command::Serve {
+            flags,
+            check_config,
+        } => serve(flags, check_config).await,
+        Command::Register {
+            code,
+            kid,
+            mid,
+            algorithm,
+            key_file,
+            target,
+        } => {
+            let request = ControlRequest::Register {
+                code,
+                kid,
+                mid,
+                algorithm,
+            };
             print_key(call(&target, &request).await?, key_file.as_deref())
         }
-        Command::RotateKey { code, key_file, target } => {
+        Command::RotateKey {
+            code,
+            key_file,
+            target,
+        } => {
             let request = ControlRequest::RotateKey { code };
             print_key(call(&target, &request).await?, key_file.as_deref())
         }
@@ -132,11 +155,19 @@ async fn dispatch(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::List { json, target } => {
-            let ControlReply::List { zone, serial, terminals } = call(&target, &ControlRequest::List).await? else {
+            let ControlReply::List {
+                zone,
+                serial,
+                terminals,
+            } = call(&target, &ControlRequest::List).await?
+            else {
                 return Err("unexpected answer to list".into());
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&terminals).map_err(|e| e.to_string())?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&terminals).map_err(|e| e.to_string())?
+                );
             } else {
                 print!("{}", admin::format_list(&zone, serial, &terminals));
             }
@@ -166,13 +197,18 @@ async fn serve(flags: ServeFlags, check_config: bool) -> Result<(), String> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let options = server::RunOptions::from(&settings);
-    server::run(directory, listeners, options, shutdown).await.map_err(|e| e.to_string())
+    server::run(directory, listeners, options, shutdown)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// SIGTERM and SIGINT cancel the one shutdown token.
 async fn cancel_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return;
     };
     tokio::select! {
@@ -185,11 +221,17 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 async fn call(target: &Target, request: &ControlRequest) -> Result<ControlReply, String> {
     let data = target.data.clone().unwrap_or_else(default_data_dir);
     let socket = control::socket_path(&data, target.control.as_deref());
-    control::call(&data, &socket, request).await.map_err(|e| e.to_string())
+    control::call(&data, &socket, request)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn print_key(reply: ControlReply, key_file: Option<&std::path::Path>) -> Result<(), String> {
-    let ControlReply::Key { code, key_file: text } = reply else {
+    let ControlReply::Key {
+        code,
+        key_file: text,
+    } = reply
+    else {
         return Err("unexpected answer: no key".into());
     };
     match key_file {

@@ -116,15 +116,19 @@ pub fn address_records(owner: &Name, addresses: &Addresses, qtype: RecordType) -
     let mut records = Vec::new();
     if matches!(qtype, RecordType::A | RecordType::ANY) {
         let set = &addresses.v4;
-        records.extend(set.addrs.iter().map(|a| {
-            Record::from_rdata(owner.clone(), set.ttl, RData::A(A::from(*a)))
-        }));
+        records.extend(
+            set.addrs
+                .iter()
+                .map(|a| Record::from_rdata(owner.clone(), set.ttl, RData::A(A::from(*a)))),
+        );
     }
     if matches!(qtype, RecordType::AAAA | RecordType::ANY) {
         let set = &addresses.v6;
-        records.extend(set.addrs.iter().map(|a| {
-            Record::from_rdata(owner.clone(), set.ttl, RData::AAAA(AAAA::from(*a)))
-        }));
+        records.extend(
+            set.addrs
+                .iter()
+                .map(|a| Record::from_rdata(owner.clone(), set.ttl, RData::AAAA(AAAA::from(*a)))),
+        );
     }
     records
 }

@@ -64,7 +64,10 @@ pub struct Listeners {
 impl Listeners {
     /// The addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.udp.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 }
 
@@ -119,7 +122,8 @@ fn prepare_data_dir(path: &Path) -> Result<(), ServeError> {
 
 fn open_directory(settings: &Settings) -> Result<Directory, ServeError> {
     let store_dir = settings.data.join("store");
-    Directory::open(&store_dir, settings.zone.clone(), settings.limits.clone()).map_err(|e| match e {
+    Directory::open(&store_dir, settings.zone.clone(), settings.limits.clone()).map_err(|e| match e
+    {
         StoreError::Locked { .. } => ServeError::DataDirLocked {
             path: settings.data.display().to_string(),
         },
@@ -135,13 +139,19 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeEr
         source,
     };
     if addr.port() != 0 {
-        let udp = UdpSocket::bind(addr).await.map_err(|e| bind_err("udp", e))?;
-        let tcp = TcpListener::bind(addr).await.map_err(|e| bind_err("tcp", e))?;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| bind_err("udp", e))?;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|e| bind_err("tcp", e))?;
         return Ok((udp, tcp));
     }
     let mut last = None;
     for _ in 0..32 {
-        let udp = UdpSocket::bind(addr).await.map_err(|e| bind_err("udp", e))?;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| bind_err("udp", e))?;
         let port = udp.local_addr().map_err(|e| bind_err("udp", e))?.port();
         match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
             Ok(tcp) => return Ok((udp, tcp)),

@@ -49,7 +49,10 @@ impl std::fmt::Debug for SignedRequest {
 #[derive(Clone)]
 pub enum TsigFailure {
     /// No such key, or the algorithm is not the key's.
-    BadKey { key_name: Name, algorithm: TsigAlgorithm },
+    BadKey {
+        key_name: Name,
+        algorithm: TsigAlgorithm,
+    },
     /// The MAC does not verify.
     BadSig { signer: TSigner },
     /// Signed too far from our time; the MAC itself is good.
@@ -63,7 +66,9 @@ impl std::fmt::Debug for TsigFailure {
         match self {
             Self::BadKey { key_name, .. } => write!(f, "BadKey({key_name})"),
             Self::BadSig { signer } => write!(f, "BadSig({})", signer.signer_name()),
-            Self::BadTime(req) => write!(f, "BadTime({}, signed {})", req.key_name, req.time_signed),
+            Self::BadTime(req) => {
+                write!(f, "BadTime({}, signed {})", req.key_name, req.time_signed)
+            }
             Self::Malformed(m) => write!(f, "Malformed({m})"),
         }
     }
@@ -167,15 +172,13 @@ impl ResponseSigning {
             Authentication::Failed(TsigFailure::BadKey {
                 key_name,
                 algorithm,
-            }) => {
-                Self::Unsigned(Box::new(unsigned_error(
-                    key_name.clone(),
-                    algorithm.clone(),
-                    request_id,
-                    now,
-                    TsigError::BadKey,
-                )))
-            }
+            }) => Self::Unsigned(Box::new(unsigned_error(
+                key_name.clone(),
+                algorithm.clone(),
+                request_id,
+                now,
+                TsigError::BadKey,
+            ))),
             Authentication::Failed(TsigFailure::BadSig { signer }) => {
                 Self::Unsigned(Box::new(unsigned_error(
                     signer.signer_name().clone(),
@@ -270,6 +273,14 @@ fn unsigned_error(
 ) -> Record<TSIG> {
     make_tsig_record(
         key_name,
-        TSIG::new(algorithm, now, 300, Vec::new(), request_id, Some(error), Vec::new()),
+        TSIG::new(
+            algorithm,
+            now,
+            300,
+            Vec::new(),
+            request_id,
+            Some(error),
+            Vec::new(),
+        ),
     )
 }

@@ -13,7 +13,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
-use nameserver::config::{LookupPolicy, Settings, ServeFlags, FileConfig};
+use nameserver::config::{FileConfig, LookupPolicy, ServeFlags, Settings};
 use nameserver::control::{self, ControlReply, ControlRequest};
 use nameserver::server;
 use tokio::net::UdpSocket;
@@ -53,11 +53,22 @@ impl TestServer {
         let addr = listeners.local_addrs()[0];
         let shutdown = CancellationToken::new();
         let options = server::RunOptions::from(&settings);
-        let task = tokio::spawn(server::run(directory.clone(), listeners, options, shutdown.clone()));
+        let task = tokio::spawn(server::run(
+            directory.clone(),
+            listeners,
+            options,
+            shutdown.clone(),
+        ));
         let task = tokio::spawn(async move {
             task.await.unwrap().unwrap();
         });
-        Self { addr, directory, shutdown, task: Some(task), data }
+        Self {
+            addr,
+            directory,
+            shutdown,
+            task: Some(task),
+            data,
+        }
     }
 
     /// Stops the server and returns its data directory for a restart.
@@ -94,7 +105,12 @@ impl TestServer {
     }
 
     async fn tcp_client(&self) -> Client<TokioRuntimeProvider> {
-        let (future, sender) = TcpClientStream::new(self.addr, None, Some(Duration::from_secs(5)), TokioRuntimeProvider::default());
+        let (future, sender) = TcpClientStream::new(
+            self.addr,
+            None,
+            Some(Duration::from_secs(5)),
+            TokioRuntimeProvider::default(),
+        );
         let stream = future.await.unwrap();
         let (client, bg) = Client::<TokioRuntimeProvider>::new(stream, sender);
         tokio::spawn(bg);
@@ -103,7 +119,11 @@ impl TestServer {
 
     async fn lookup(&self, name: &str, rtype: RecordType) -> Message {
         let mut client = self.client(None).await;
-        client.query(n(name), DNSClass::IN, rtype).await.unwrap().into_message()
+        client
+            .query(n(name), DNSClass::IN, rtype)
+            .await
+            .unwrap()
+            .into_message()
     }
 
     /// Sends raw bytes over UDP and returns the raw answer, or None after a short wait.
@@ -149,7 +169,10 @@ fn aaaa_record(owner: &str, ttl: u32, ip: Ipv6Addr) -> Record {
 
 /// An UPDATE for dial.example. replacing the A RRset of `owner` with `ip`.
 fn replace_a(owner: &str, ip: [u8; 4]) -> Message {
-    update_message(vec![delete_rrset(owner, RecordType::A), a_record(owner, 30, ip)])
+    update_message(vec![
+        delete_rrset(owner, RecordType::A),
+        a_record(owner, 30, ip),
+    ])
 }
 
 fn update_message(updates: Vec<Record>) -> Message {
@@ -166,7 +189,11 @@ fn delete_rrset(owner: &str, rtype: RecordType) -> Record {
 }
 
 fn rand_id() -> u16 {
-    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() & 0xffff) as u16
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        & 0xffff) as u16
 }
 
 /// Signs `message` with `key` as of `time` and returns the bytes.
@@ -188,10 +215,13 @@ fn tsig_error(m: &Message) -> Option<TsigError> {
 }
 
 fn v4_answers(m: &Message) -> Vec<Ipv4Addr> {
-    m.answers.iter().filter_map(|r| match &r.data {
-        RData::A(a) => Some(a.0),
-        _ => None,
-    }).collect()
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------- lookups
@@ -244,10 +274,20 @@ async fn names_outside_the_zone_are_refused() {
 async fn lookups_work_over_tcp() {
     let s = TestServer::start().await;
     let key = s.register("5551234").await;
-    let bytes = signed_bytes(replace_a("5551234.dial.example.", [192, 0, 2, 9]), &key, now());
-    assert_eq!(s.exchange(&bytes).await.metadata.response_code, ResponseCode::NoError);
+    let bytes = signed_bytes(
+        replace_a("5551234.dial.example.", [192, 0, 2, 9]),
+        &key,
+        now(),
+    );
+    assert_eq!(
+        s.exchange(&bytes).await.metadata.response_code,
+        ResponseCode::NoError
+    );
     let mut tcp = s.tcp_client().await;
-    let m = tcp.query(n("5551234.dial.example."), DNSClass::IN, RecordType::A).await.unwrap();
+    let m = tcp
+        .query(n("5551234.dial.example."), DNSClass::IN, RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(v4_answers(&m), vec![Ipv4Addr::new(192, 0, 2, 9)]);
 }
 
@@ -272,18 +312,31 @@ async fn edns_is_answered_and_unknown_versions_get_badvers() {
 
 #[tokio::test]
 async fn large_udp_answers_are_truncated_with_tc() {
-    let limits = Limits { max_addresses_per_family: 64, ..Limits::default() };
+    let limits = Limits {
+        max_addresses_per_family: 64,
+        ..Limits::default()
+    };
     let s = TestServer::start_with(LookupPolicy::Public, limits).await;
     let key = s.register("5551234").await;
     let owner = "5551234.dial.example.";
-    let updates = (1..=60u16).map(|i| aaaa_record(owner, 30, Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i))).collect();
-    let reply = s.exchange(&signed_bytes(update_message(updates), &key, now())).await;
+    let updates = (1..=60u16)
+        .map(|i| aaaa_record(owner, 30, Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i)))
+        .collect();
+    let reply = s
+        .exchange(&signed_bytes(update_message(updates), &key, now()))
+        .await;
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
     let plain = query_message(owner, RecordType::AAAA);
     let m = s.exchange(&plain.to_vec().unwrap()).await;
-    assert!(m.metadata.truncation, "60 AAAA records do not fit 512 bytes");
+    assert!(
+        m.metadata.truncation,
+        "60 AAAA records do not fit 512 bytes"
+    );
     let mut tcp = s.tcp_client().await;
-    let full = tcp.query(n(owner), DNSClass::IN, RecordType::AAAA).await.unwrap();
+    let full = tcp
+        .query(n(owner), DNSClass::IN, RecordType::AAAA)
+        .await
+        .unwrap();
     assert_eq!(full.answers.len(), 60);
     assert!(!full.metadata.truncation);
 }
@@ -334,7 +387,10 @@ async fn signed_update_is_visible_to_the_next_query_and_response_is_signed() {
     // hickory-net's client signs the update and verifies our signed response.
     let mut client = s.client(Some(&key)).await;
     let record = a_record(owner, 30, [192, 0, 2, 10]);
-    let response = client.append(record, n("dial.example."), false).await.unwrap();
+    let response = client
+        .append(record, n("dial.example."), false)
+        .await
+        .unwrap();
     assert_eq!(response.metadata.response_code, ResponseCode::NoError);
     let m = s.lookup(owner, RecordType::A).await;
     assert_eq!(v4_answers(&m), vec![Ipv4Addr::new(192, 0, 2, 10)]);
@@ -354,9 +410,14 @@ async fn one_message_replaces_both_families_atomically() {
         a_record(owner, 30, [192, 0, 2, 7]),
         aaaa_record(owner, 30, v6),
     ];
-    let reply = s.exchange(&signed_bytes(update_message(updates), &key, now())).await;
+    let reply = s
+        .exchange(&signed_bytes(update_message(updates), &key, now()))
+        .await;
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
-    assert!(reply.signature().is_some(), "the response to a signed update is signed");
+    assert!(
+        reply.signature().is_some(),
+        "the response to a signed update is signed"
+    );
     let m = s.lookup(owner, RecordType::AAAA).await;
     assert!(matches!(&m.answers[0].data, RData::AAAA(a) if a.0 == v6));
 }
@@ -365,9 +426,20 @@ async fn one_message_replaces_both_families_atomically() {
 async fn unsigned_update_is_refused() {
     let s = TestServer::start().await;
     s.register("5551234").await;
-    let m = s.exchange(&replace_a("5551234.dial.example.", [192, 0, 2, 1]).to_vec().unwrap()).await;
+    let m = s
+        .exchange(
+            &replace_a("5551234.dial.example.", [192, 0, 2, 1])
+                .to_vec()
+                .unwrap(),
+        )
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
-    assert!(s.lookup("5551234.dial.example.", RecordType::A).await.answers.is_empty());
+    assert!(
+        s.lookup("5551234.dial.example.", RecordType::A)
+            .await
+            .answers
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -379,10 +451,19 @@ async fn unknown_key_is_notauth_badkey() {
     )
     .unwrap();
     let serial = s.serial();
-    let m = s.exchange(&signed_bytes(replace_a("5551234.dial.example.", [192, 0, 2, 1]), &stranger, now())).await;
+    let m = s
+        .exchange(&signed_bytes(
+            replace_a("5551234.dial.example.", [192, 0, 2, 1]),
+            &stranger,
+            now(),
+        ))
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NotAuth);
     assert_eq!(tsig_error(&m), Some(TsigError::BadKey));
-    assert!(m.signature().unwrap().data.mac.is_empty(), "BADKEY answers are unsigned");
+    assert!(
+        m.signature().unwrap().data.mac.is_empty(),
+        "BADKEY answers are unsigned"
+    );
     assert_eq!(s.serial(), serial);
 }
 
@@ -392,11 +473,22 @@ async fn wrong_mac_is_notauth_badsig() {
     let mut key = s.register("5551234").await;
     key.secret = zones::key::Secret::from_bytes(vec![7; 32]);
     let serial = s.serial();
-    let m = s.exchange(&signed_bytes(replace_a("5551234.dial.example.", [192, 0, 2, 1]), &key, now())).await;
+    let m = s
+        .exchange(&signed_bytes(
+            replace_a("5551234.dial.example.", [192, 0, 2, 1]),
+            &key,
+            now(),
+        ))
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NotAuth);
     assert_eq!(tsig_error(&m), Some(TsigError::BadSig));
     assert_eq!(s.serial(), serial);
-    assert!(s.lookup("5551234.dial.example.", RecordType::A).await.answers.is_empty());
+    assert!(
+        s.lookup("5551234.dial.example.", RecordType::A)
+            .await
+            .answers
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -404,17 +496,32 @@ async fn time_outside_the_fudge_is_badtime_signed_with_server_time() {
     let s = TestServer::start().await;
     let key = s.register("5551234").await;
     let signed_at = now() - 3600;
-    let m = s.exchange(&signed_bytes(replace_a("5551234.dial.example.", [192, 0, 2, 1]), &key, signed_at)).await;
+    let m = s
+        .exchange(&signed_bytes(
+            replace_a("5551234.dial.example.", [192, 0, 2, 1]),
+            &key,
+            signed_at,
+        ))
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NotAuth);
     let tsig = &m.signature().expect("TSIG in a BADTIME answer").data;
     assert_eq!(tsig.error, Some(TsigError::BadTime));
     assert!(!tsig.mac.is_empty(), "BADTIME answers are signed");
     assert_eq!(tsig.time, signed_at, "Time Signed echoes the request's");
-    assert_eq!(tsig.other.len(), 6, "Other Data holds the server's 48-bit time");
+    assert_eq!(
+        tsig.other.len(),
+        6,
+        "Other Data holds the server's 48-bit time"
+    );
     let mut server_time = [0u8; 8];
     server_time[2..].copy_from_slice(&tsig.other);
     assert!(u64::from_be_bytes(server_time).abs_diff(now()) <= 2);
-    assert!(s.lookup("5551234.dial.example.", RecordType::A).await.answers.is_empty());
+    assert!(
+        s.lookup("5551234.dial.example.", RecordType::A)
+            .await
+            .answers
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -423,15 +530,24 @@ async fn a_replayed_update_is_rejected_and_changes_nothing() {
     let key = s.register("5551234").await;
     let owner = "5551234.dial.example.";
     let first = signed_bytes(replace_a(owner, [192, 0, 2, 1]), &key, now());
-    assert_eq!(s.exchange(&first).await.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        s.exchange(&first).await.metadata.response_code,
+        ResponseCode::NoError
+    );
     let second = signed_bytes(replace_a(owner, [192, 0, 2, 2]), &key, now());
-    assert_eq!(s.exchange(&second).await.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        s.exchange(&second).await.metadata.response_code,
+        ResponseCode::NoError
+    );
     let serial = s.serial();
     // An attacker replays the first message to move the terminal back.
     let replay = s.exchange(&first).await;
     assert_eq!(replay.metadata.response_code, ResponseCode::NotAuth);
     assert_eq!(tsig_error(&replay), Some(TsigError::BadTime));
-    assert_eq!(v4_answers(&s.lookup(owner, RecordType::A).await), vec![Ipv4Addr::new(192, 0, 2, 2)]);
+    assert_eq!(
+        v4_answers(&s.lookup(owner, RecordType::A).await),
+        vec![Ipv4Addr::new(192, 0, 2, 2)]
+    );
     assert_eq!(s.serial(), serial);
 }
 
@@ -444,7 +560,10 @@ async fn updates_outside_the_keys_own_a_and_aaaa_are_refused() {
     let txt = Record::from_rdata(n(own), 30, RData::TXT(TXT::new(vec!["hi".into()])));
     let cname = Record::from_rdata(n(own), 30, RData::CNAME(CNAME(n("elsewhere.example."))));
     let forbidden = vec![
-        ("another code", a_record("5559999.dial.example.", 30, [192, 0, 2, 1])),
+        (
+            "another code",
+            a_record("5559999.dial.example.", 30, [192, 0, 2, 1]),
+        ),
         ("the apex", a_record("dial.example.", 30, [192, 0, 2, 1])),
         ("SOA", delete_rrset("dial.example.", RecordType::SOA)),
         ("NS", delete_rrset("dial.example.", RecordType::NS)),
@@ -460,8 +579,19 @@ async fn updates_outside_the_keys_own_a_and_aaaa_are_refused() {
     }
     assert_eq!(s.serial(), serial);
     assert!(s.lookup(own, RecordType::A).await.answers.is_empty());
-    assert!(s.lookup("5559999.dial.example.", RecordType::A).await.answers.is_empty());
-    assert_eq!(s.lookup("dial.example.", RecordType::NS).await.answers.len(), 1);
+    assert!(
+        s.lookup("5559999.dial.example.", RecordType::A)
+            .await
+            .answers
+            .is_empty()
+    );
+    assert_eq!(
+        s.lookup("dial.example.", RecordType::NS)
+            .await
+            .answers
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -469,13 +599,24 @@ async fn ttls_are_clamped_and_too_many_addresses_are_refused() {
     let s = TestServer::start().await;
     let key = s.register("5551234").await;
     let own = "5551234.dial.example.";
-    let m = s.exchange(&signed_bytes(update_message(vec![a_record(own, 86400, [192, 0, 2, 1])]), &key, now())).await;
+    let m = s
+        .exchange(&signed_bytes(
+            update_message(vec![a_record(own, 86400, [192, 0, 2, 1])]),
+            &key,
+            now(),
+        ))
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(s.lookup(own, RecordType::A).await.answers[0].ttl, 60);
     let nine: Vec<Record> = (1..=9).map(|i| a_record(own, 30, [192, 0, 2, i])).collect();
-    let m = s.exchange(&signed_bytes(update_message(nine), &key, now())).await;
+    let m = s
+        .exchange(&signed_bytes(update_message(nine), &key, now()))
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
-    assert_eq!(v4_answers(&s.lookup(own, RecordType::A).await), vec![Ipv4Addr::new(192, 0, 2, 1)]);
+    assert_eq!(
+        v4_answers(&s.lookup(own, RecordType::A).await),
+        vec![Ipv4Addr::new(192, 0, 2, 1)]
+    );
 }
 
 #[tokio::test]
@@ -488,20 +629,45 @@ async fn prerequisites_are_enforced_on_the_wire() {
     absent.dns_class = DNSClass::NONE;
     let mut m = update_message(vec![a_record(own, 30, [192, 0, 2, 1])]);
     m.answers = vec![absent.clone()];
-    assert_eq!(s.exchange(&signed_bytes(m, &key, now())).await.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        s.exchange(&signed_bytes(m, &key, now()))
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
     // ...and fails once the A RRset exists: YXRRSET, nothing applied.
     let mut m = update_message(vec![a_record(own, 30, [192, 0, 2, 2])]);
     m.answers = vec![absent];
-    assert_eq!(s.exchange(&signed_bytes(m, &key, now())).await.metadata.response_code, ResponseCode::YXRRSet);
+    assert_eq!(
+        s.exchange(&signed_bytes(m, &key, now()))
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::YXRRSet
+    );
     // Exact RRset equality (§3.2.3): compare-and-swap on the current value.
     let mut client = s.client(Some(&key)).await;
     let current = a_record(own, 30, [192, 0, 2, 1]);
     let next = a_record(own, 30, [192, 0, 2, 3]);
-    let r = client.compare_and_swap(current.clone(), next, n("dial.example.")).await.unwrap();
+    let r = client
+        .compare_and_swap(current.clone(), next, n("dial.example."))
+        .await
+        .unwrap();
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
-    let stale = client.compare_and_swap(current, a_record(own, 30, [192, 0, 2, 4]), n("dial.example.")).await.unwrap();
+    let stale = client
+        .compare_and_swap(
+            current,
+            a_record(own, 30, [192, 0, 2, 4]),
+            n("dial.example."),
+        )
+        .await
+        .unwrap();
     assert_eq!(stale.metadata.response_code, ResponseCode::NXRRSet);
-    assert_eq!(v4_answers(&s.lookup(own, RecordType::A).await), vec![Ipv4Addr::new(192, 0, 2, 3)]);
+    assert_eq!(
+        v4_answers(&s.lookup(own, RecordType::A).await),
+        vec![Ipv4Addr::new(192, 0, 2, 3)]
+    );
 }
 
 #[tokio::test]
@@ -520,14 +686,24 @@ async fn rotated_keys_stop_working_at_once() {
     let s = TestServer::start().await;
     let old = s.register("5551234").await;
     let ControlReply::Key { key_file, .. } = control::execute(
-        ControlRequest::RotateKey { code: "5551234".parse().unwrap() },
+        ControlRequest::RotateKey {
+            code: "5551234".parse().unwrap(),
+        },
         &s.directory,
-    ).await.unwrap() else { panic!() };
+    )
+    .await
+    .unwrap() else {
+        panic!()
+    };
     let new = TsigKey::from_key_file(&key_file).unwrap();
     let own = "5551234.dial.example.";
-    let m = s.exchange(&signed_bytes(replace_a(own, [192, 0, 2, 1]), &old, now())).await;
+    let m = s
+        .exchange(&signed_bytes(replace_a(own, [192, 0, 2, 1]), &old, now()))
+        .await;
     assert_eq!(tsig_error(&m), Some(TsigError::BadSig));
-    let m = s.exchange(&signed_bytes(replace_a(own, [192, 0, 2, 1]), &new, now())).await;
+    let m = s
+        .exchange(&signed_bytes(replace_a(own, [192, 0, 2, 1]), &new, now()))
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
 }
 
@@ -536,12 +712,17 @@ async fn updates_and_registrations_survive_a_restart() {
     let s = TestServer::start().await;
     let key = s.register("5551234").await;
     let own = "5551234.dial.example.";
-    let m = s.exchange(&signed_bytes(replace_a(own, [192, 0, 2, 44]), &key, now())).await;
+    let m = s
+        .exchange(&signed_bytes(replace_a(own, [192, 0, 2, 44]), &key, now()))
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     let serial = s.serial();
     let data = s.stop().await;
     let s = TestServer::start_in(data, LookupPolicy::Public, Limits::default()).await;
-    assert_eq!(v4_answers(&s.lookup(own, RecordType::A).await), vec![Ipv4Addr::new(192, 0, 2, 44)]);
+    assert_eq!(
+        v4_answers(&s.lookup(own, RecordType::A).await),
+        vec![Ipv4Addr::new(192, 0, 2, 44)]
+    );
     assert_eq!(s.serial(), serial);
 }
 
@@ -553,7 +734,9 @@ async fn signed_lookup_mode_refuses_unsigned_and_signs_answers() {
     let key = s.register("5551234").await;
     let caller = s.register("5550001").await;
     let own = "5551234.dial.example.";
-    let m = s.exchange(&signed_bytes(replace_a(own, [192, 0, 2, 5]), &key, now())).await;
+    let m = s
+        .exchange(&signed_bytes(replace_a(own, [192, 0, 2, 5]), &key, now()))
+        .await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     let unsigned = s.lookup(own, RecordType::A).await;
     assert_eq!(unsigned.metadata.response_code, ResponseCode::Refused);
@@ -561,10 +744,18 @@ async fn signed_lookup_mode_refuses_unsigned_and_signs_answers() {
     // Another registered terminal's key may look the code up (hickory's client signs only
     // updates and transfers, so the query is signed here), and the answer's MAC verifies.
     let request = signed_bytes(query_message(own, RecordType::A), &caller, now());
-    let request_mac = Message::from_vec(&request).unwrap().signature().unwrap().data.mac.clone();
+    let request_mac = Message::from_vec(&request)
+        .unwrap()
+        .signature()
+        .unwrap()
+        .data
+        .mac
+        .clone();
     let raw = s.exchange_raw(&request).await.expect("an answer");
     let signer = caller.signer(300).unwrap();
-    signer.verify_message_byte(&raw, Some(&request_mac), true).expect("answer signed by the caller's key");
+    signer
+        .verify_message_byte(&raw, Some(&request_mac), true)
+        .expect("answer signed by the caller's key");
     let m = Message::from_vec(&raw).unwrap();
     assert_eq!(v4_answers(&m), vec![Ipv4Addr::new(192, 0, 2, 5)]);
 }

@@ -136,10 +136,16 @@ pub struct Registration {
 /// Why a directory operation was refused. Nothing was changed.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
-    #[error("calling code {code} is already registered to KID {kid}; use rotate-key to issue a new key")]
+    #[error(
+        "calling code {code} is already registered to KID {kid}; use rotate-key to issue a new key"
+    )]
     CodeTaken { code: CallingCode, kid: Kid },
     #[error("KID {kid} with MID {mid} is already registered as code {code}; unregister it first")]
-    MachineTaken { kid: Kid, mid: Mid, code: CallingCode },
+    MachineTaken {
+        kid: Kid,
+        mid: Mid,
+        code: CallingCode,
+    },
     #[error("calling code {0} is not registered")]
     UnknownCode(CallingCode),
     #[error(
@@ -235,7 +241,12 @@ impl ZoneContents for Contents<'_> {
             NamePlace::Apex if rtype == RecordType::SOA => {
                 vec![self.zone.soa_record(self.view.serial()).data]
             }
-            _ => self.zone.rrset(name, rtype).iter().map(|r| r.data.clone()).collect(),
+            _ => self
+                .zone
+                .rrset(name, rtype)
+                .iter()
+                .map(|r| r.data.clone())
+                .collect(),
         }
     }
 
@@ -518,7 +529,12 @@ fn check_fresh(
 }
 
 /// Adds an accepted signature to the replay memory, forgetting those outside the window.
-fn remember_signature(mut presence: Presence, freshness: &Freshness, now: u64, fudge: u16) -> Presence {
+fn remember_signature(
+    mut presence: Presence,
+    freshness: &Freshness,
+    now: u64,
+    fudge: u16,
+) -> Presence {
     let oldest_valid = now.saturating_sub(u64::from(fudge));
     presence.recent_macs.retain(|(t, _)| *t >= oldest_valid);
     presence
@@ -566,7 +582,13 @@ mod tests {
         (zone, vec![delete, add])
     }
 
-    async fn update_a(dir: &Directory, code: &str, ip: [u8; 4], time: u64, mac: u8) -> Result<UpdateOutcome, DirectoryError> {
+    async fn update_a(
+        dir: &Directory,
+        code: &str,
+        ip: [u8; 4],
+        time: u64,
+        mac: u8,
+    ) -> Result<UpdateOutcome, DirectoryError> {
         let (zone, updates) = set_a(code, ip);
         let message = UpdateMessage {
             zone: &zone,
@@ -577,19 +599,33 @@ mod tests {
             time_signed: time,
             mac: vec![mac; 32],
         };
-        dir.update(&code.parse().unwrap(), &message, &freshness, time).await
+        dir.update(&code.parse().unwrap(), &message, &freshness, time)
+            .await
     }
 
     #[tokio::test]
     async fn registration_survives_reopen_and_refuses_duplicates() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = open(tmp.path());
-        let t = dir.register(registration("5551234", "acme-0042", "3f9a0c1d22e4b7a8"), 1).await.unwrap();
-        assert_eq!(t.key.name, "5551234.3f9a0c1d22e4b7a8.acme-0042.key.dial.example.");
-        let again = dir.register(registration("5551234", "other", "3f9a0c1d22e4b7a9"), 2).await;
+        let t = dir
+            .register(registration("5551234", "acme-0042", "3f9a0c1d22e4b7a8"), 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            t.key.name,
+            "5551234.3f9a0c1d22e4b7a8.acme-0042.key.dial.example."
+        );
+        let again = dir
+            .register(registration("5551234", "other", "3f9a0c1d22e4b7a9"), 2)
+            .await;
         assert!(matches!(again, Err(DirectoryError::CodeTaken { .. })));
-        let same_machine = dir.register(registration("5559999", "acme-0042", "3f9a0c1d22e4b7a8"), 2).await;
-        assert!(matches!(same_machine, Err(DirectoryError::MachineTaken { .. })));
+        let same_machine = dir
+            .register(registration("5559999", "acme-0042", "3f9a0c1d22e4b7a8"), 2)
+            .await;
+        assert!(matches!(
+            same_machine,
+            Err(DirectoryError::MachineTaken { .. })
+        ));
         let serial = dir.view().serial();
         drop(dir);
         let dir = open(tmp.path());
@@ -603,19 +639,28 @@ mod tests {
     async fn updates_bump_the_serial_only_when_something_changes() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = open(tmp.path());
-        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1).await.unwrap();
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
+            .await
+            .unwrap();
         let s0 = dir.view().serial();
-        let first = update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1).await.unwrap();
+        let first = update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1)
+            .await
+            .unwrap();
         assert!(first.changed);
         assert_eq!(first.serial, s0 + 1);
-        let same = update_a(&dir, "5551234", [192, 0, 2, 1], 101, 2).await.unwrap();
+        let same = update_a(&dir, "5551234", [192, 0, 2, 1], 101, 2)
+            .await
+            .unwrap();
         assert!(!same.changed);
         assert_eq!(same.serial, s0 + 1);
         drop(dir);
         let dir = open(tmp.path());
         let view = dir.view();
         let entry = view.terminal(&"5551234".parse().unwrap()).unwrap();
-        assert_eq!(entry.presence.addresses.v4.addrs, vec![Ipv4Addr::new(192, 0, 2, 1)]);
+        assert_eq!(
+            entry.presence.addresses.v4.addrs,
+            vec![Ipv4Addr::new(192, 0, 2, 1)]
+        );
         assert_eq!(entry.presence.updated_at, Some(101));
     }
 
@@ -623,8 +668,12 @@ mod tests {
     async fn replays_and_older_signatures_are_refused_even_after_restart() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = open(tmp.path());
-        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1).await.unwrap();
-        update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1).await.unwrap();
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
+            .await
+            .unwrap();
+        update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1)
+            .await
+            .unwrap();
         let replay = update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1).await;
         assert!(matches!(replay, Err(DirectoryError::Stale { .. })));
         let older = update_a(&dir, "5551234", [192, 0, 2, 9], 99, 3).await;
@@ -634,41 +683,79 @@ mod tests {
         let replay = update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1).await;
         assert!(matches!(replay, Err(DirectoryError::Stale { .. })));
         // Same second, different message: accepted.
-        assert!(update_a(&dir, "5551234", [192, 0, 2, 2], 100, 4).await.is_ok());
+        assert!(
+            update_a(&dir, "5551234", [192, 0, 2, 2], 100, 4)
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]
     async fn refused_updates_change_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = open(tmp.path());
-        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1).await.unwrap();
-        dir.register(registration("5559999", "acme", "3f9a0c1d22e4b7a9"), 1).await.unwrap();
-        update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1).await.unwrap();
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
+            .await
+            .unwrap();
+        dir.register(registration("5559999", "acme", "3f9a0c1d22e4b7a9"), 1)
+            .await
+            .unwrap();
+        update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1)
+            .await
+            .unwrap();
         let serial = dir.view().serial();
         // The key of 5551234 tries to write 5559999's name.
         let (zone, updates) = set_a("5559999", [192, 0, 2, 66]);
-        let message = UpdateMessage { zone: &zone, prerequisites: &[], updates: &updates };
-        let freshness = Freshness { time_signed: 101, mac: vec![9; 32] };
-        let err = dir.update(&"5551234".parse().unwrap(), &message, &freshness, 101).await;
-        assert!(matches!(err, Err(DirectoryError::Update(UpdateError::Refused(_)))));
+        let message = UpdateMessage {
+            zone: &zone,
+            prerequisites: &[],
+            updates: &updates,
+        };
+        let freshness = Freshness {
+            time_signed: 101,
+            mac: vec![9; 32],
+        };
+        let err = dir
+            .update(&"5551234".parse().unwrap(), &message, &freshness, 101)
+            .await;
+        assert!(matches!(
+            err,
+            Err(DirectoryError::Update(UpdateError::Refused(_)))
+        ));
         let view = dir.view();
         assert_eq!(view.serial(), serial);
-        assert!(view.terminal(&"5559999".parse().unwrap()).unwrap().presence.addresses.v4.addrs.is_empty());
+        assert!(
+            view.terminal(&"5559999".parse().unwrap())
+                .unwrap()
+                .presence
+                .addresses
+                .v4
+                .addrs
+                .is_empty()
+        );
     }
 
     #[tokio::test]
     async fn unregister_and_rotate() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = open(tmp.path());
-        let t = dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1).await.unwrap();
+        let t = dir
+            .register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
+            .await
+            .unwrap();
         let rotated = dir.rotate_key(&t.code).await.unwrap();
         assert_eq!(rotated.key.name, t.key.name);
         assert_ne!(rotated.key.secret, t.key.secret);
         dir.unregister(&t.code).await.unwrap();
         assert!(dir.view().terminal(&t.code).is_none());
         assert!(dir.view().terminal_by_key(&t.key.name).is_none());
-        assert!(matches!(dir.unregister(&t.code).await, Err(DirectoryError::UnknownCode(_))));
+        assert!(matches!(
+            dir.unregister(&t.code).await,
+            Err(DirectoryError::UnknownCode(_))
+        ));
         // The machine can register again once unregistered.
-        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 2).await.unwrap();
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 2)
+            .await
+            .unwrap();
     }
 }

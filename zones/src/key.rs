@@ -19,8 +19,8 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hickory_proto::rr::Name;
-use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::TSigner;
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{CallingCode, Kid, Mid};
@@ -344,7 +344,8 @@ mod tests {
             TsigKey::from_key_file(&md5),
             Err(KeyError::Algorithm(_))
         ));
-        let short = TSIG_KEYGEN_OUTPUT.replace("3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=", "AAEC");
+        let short =
+            TSIG_KEYGEN_OUTPUT.replace("3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=", "AAEC");
         assert!(matches!(
             TsigKey::from_key_file(&short),
             Err(KeyError::SecretTooShort(_))

@@ -5,15 +5,9 @@
 pub struct Serial(pub u32);
 
 impl Serial {
-    /// RFC 1982 §3.1: `s' = (s + n) mod 2^32`, for `n` up to `2^31 - 1`.
-    pub fn add(self, n: u32) -> Self {
-        debug_assert!(n < 1 << 31, "RFC 1982 forbids adding 2^31 or more");
-        Self(self.0.wrapping_add(n))
-    }
-
-    /// The serial that follows this one after a change.
+    /// The serial that follows this one after a change (RFC 1982 §3.1 addition of 1).
     pub fn next(self) -> Self {
-        self.add(1)
+        Self(self.0.wrapping_add(1))
     }
 
     /// RFC 1982 §3.2: `self` is greater than `other`.
@@ -38,7 +32,10 @@ mod tests {
     fn comparison_follows_rfc_1982() {
         assert!(Serial(1).is_newer_than(Serial(0)));
         assert!(!Serial(0).is_newer_than(Serial(1)));
-        assert!(Serial(0).is_newer_than(Serial(u32::MAX)), "wrapped serial is newer");
+        assert!(
+            Serial(0).is_newer_than(Serial(u32::MAX)),
+            "wrapped serial is newer"
+        );
         assert!(Serial(5).is_newer_than(Serial(u32::MAX - 5)));
         assert!(!Serial(7).is_newer_than(Serial(7)));
         // Exactly 2^31 apart: undefined, neither is newer.

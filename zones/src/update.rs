@@ -22,9 +22,9 @@
 //! - Prerequisites may name any name in the zone, as RFC 2136 allows; with signed lookups
 //!   this tells a key holder whether other names exist.
 
-use std::collections::BTreeMap;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use std::collections::BTreeMap;
 
 use crate::directory::{AddressSet, Addresses, Limits};
 use crate::identity::CallingCode;
@@ -131,7 +131,9 @@ pub fn check_zone_section(zone: &Zone, section: &[ZoneSection]) -> Result<(), Up
         )));
     };
     if entry.rtype != RecordType::SOA {
-        return Err(UpdateError::FormErr("the zone section's type is not SOA".into()));
+        return Err(UpdateError::FormErr(
+            "the zone section's type is not SOA".into(),
+        ));
     }
     if LowerName::new(&entry.name) != *zone.lower_origin() || entry.class != DNSClass::IN {
         return Err(UpdateError::NotAuth(entry.name.to_string()));
@@ -150,7 +152,10 @@ pub fn check_prerequisites(
     for rr in prerequisites {
         let name = LowerName::new(&rr.name);
         if rr.ttl != 0 {
-            return Err(UpdateError::FormErr(format!("prerequisite for {} has a TTL", rr.name)));
+            return Err(UpdateError::FormErr(format!(
+                "prerequisite for {} has a TTL",
+                rr.name
+            )));
         }
         if !zone.lower_origin().zone_of(&name) {
             return Err(UpdateError::NotZone(rr.name.to_string()));
@@ -167,7 +172,10 @@ pub fn check_prerequisites(
             DNSClass::ANY => require_present(contents, &name, rtype)?,
             DNSClass::NONE => require_absent(contents, &name, rtype)?,
             DNSClass::IN if rtype != RecordType::ANY && !empty => {
-                expected.entry((name, rtype)).or_default().push(rr.data.clone());
+                expected
+                    .entry((name, rtype))
+                    .or_default()
+                    .push(rr.data.clone());
             }
             _ => {
                 return Err(UpdateError::FormErr(format!(
@@ -179,7 +187,11 @@ pub fn check_prerequisites(
     }
     for ((name, rtype), wanted) in expected {
         if !same_rdata_set(&contents.rrset(&name, rtype), &wanted) {
-            return Err(prereq_failed(PrereqFailure::NxRrset, &name, "RRset differs"));
+            return Err(prereq_failed(
+                PrereqFailure::NxRrset,
+                &name,
+                "RRset differs",
+            ));
         }
     }
     Ok(())
@@ -193,10 +205,18 @@ fn require_present(
 ) -> Result<(), UpdateError> {
     if rtype == RecordType::ANY {
         if !contents.name_in_use(name) {
-            return Err(prereq_failed(PrereqFailure::NxDomain, name, "is not in use"));
+            return Err(prereq_failed(
+                PrereqFailure::NxDomain,
+                name,
+                "is not in use",
+            ));
         }
     } else if contents.rrset(name, rtype).is_empty() {
-        return Err(prereq_failed(PrereqFailure::NxRrset, name, "RRset does not exist"));
+        return Err(prereq_failed(
+            PrereqFailure::NxRrset,
+            name,
+            "RRset does not exist",
+        ));
     }
     Ok(())
 }
@@ -249,7 +269,9 @@ pub fn prescan(zone: &Zone, updates: &[Record]) -> Result<(), UpdateError> {
         ) || u16::from(rtype) == 253
             || u16::from(rtype) == 254;
         let bad = match rr.dns_class {
-            DNSClass::IN => meta || rtype == RecordType::ANY || matches!(rr.data, RData::Update0(_)),
+            DNSClass::IN => {
+                meta || rtype == RecordType::ANY || matches!(rr.data, RData::Update0(_))
+            }
             DNSClass::ANY => meta || rr.ttl != 0 || !matches!(rr.data, RData::Update0(_)),
             DNSClass::NONE => meta || rtype == RecordType::ANY || rr.ttl != 0,
             _ => true,
@@ -353,8 +375,18 @@ fn check_caps(next: &Addresses, limits: &Limits) -> Result<(), UpdateError> {
 /// The A and AAAA RDATA of a set of addresses.
 pub fn address_rdata(addresses: &Addresses, rtype: RecordType) -> Vec<RData> {
     match rtype {
-        RecordType::A => addresses.v4.addrs.iter().map(|a| RData::A((*a).into())).collect(),
-        RecordType::AAAA => addresses.v6.addrs.iter().map(|a| RData::AAAA((*a).into())).collect(),
+        RecordType::A => addresses
+            .v4
+            .addrs
+            .iter()
+            .map(|a| RData::A((*a).into()))
+            .collect(),
+        RecordType::AAAA => addresses
+            .v6
+            .addrs
+            .iter()
+            .map(|a| RData::AAAA((*a).into()))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -376,7 +408,10 @@ mod tests {
 
     impl ZoneContents for Fixture {
         fn rrset(&self, name: &LowerName, rtype: RecordType) -> Vec<RData> {
-            self.rrsets.get(&(name.clone(), rtype)).cloned().unwrap_or_default()
+            self.rrsets
+                .get(&(name.clone(), rtype))
+                .cloned()
+                .unwrap_or_default()
         }
         fn name_in_use(&self, name: &LowerName) -> bool {
             self.rrsets.keys().any(|(n, _)| n == name)
@@ -414,7 +449,10 @@ mod tests {
 
     fn fixture_with_a(ip: [u8; 4]) -> Fixture {
         let mut f = Fixture::default();
-        f.rrsets.insert((lower(OWN), RecordType::A), vec![RData::A(A::from(Ipv4Addr::from(ip)))]);
+        f.rrsets.insert(
+            (lower(OWN), RecordType::A),
+            vec![RData::A(A::from(Ipv4Addr::from(ip)))],
+        );
         f
     }
 
@@ -426,7 +464,12 @@ mod tests {
         }]
     }
 
-    fn run(fixture: &Fixture, current: &Addresses, prereqs: &[Record], updates: &[Record]) -> Result<Addresses, UpdateError> {
+    fn run(
+        fixture: &Fixture,
+        current: &Addresses,
+        prereqs: &[Record],
+        updates: &[Record],
+    ) -> Result<Addresses, UpdateError> {
         let zone = Zone::embedded_default();
         let zs = zone_section();
         let message = UpdateMessage {
@@ -434,20 +477,36 @@ mod tests {
             prerequisites: prereqs,
             updates,
         };
-        plan(&zone, fixture, &code(), current, &message, &Limits::default())
+        plan(
+            &zone,
+            fixture,
+            &code(),
+            current,
+            &message,
+            &Limits::default(),
+        )
     }
 
     #[test]
     fn zone_section_must_be_one_soa_of_our_zone() {
         let zone = Zone::embedded_default();
         assert!(check_zone_section(&zone, &zone_section()).is_ok());
-        assert!(matches!(check_zone_section(&zone, &[]), Err(UpdateError::FormErr(_))));
+        assert!(matches!(
+            check_zone_section(&zone, &[]),
+            Err(UpdateError::FormErr(_))
+        ));
         let mut other = zone_section();
         other[0].name = name("other.example.");
-        assert!(matches!(check_zone_section(&zone, &other), Err(UpdateError::NotAuth(_))));
+        assert!(matches!(
+            check_zone_section(&zone, &other),
+            Err(UpdateError::NotAuth(_))
+        ));
         let mut not_soa = zone_section();
         not_soa[0].rtype = RecordType::A;
-        assert!(matches!(check_zone_section(&zone, &not_soa), Err(UpdateError::FormErr(_))));
+        assert!(matches!(
+            check_zone_section(&zone, &not_soa),
+            Err(UpdateError::FormErr(_))
+        ));
     }
 
     #[test]
@@ -456,7 +515,7 @@ mod tests {
         let zone = Zone::embedded_default();
         let in_use = empty(OWN, RecordType::ANY, DNSClass::ANY);
         let not_in_use = empty(OWN, RecordType::ANY, DNSClass::NONE);
-        assert!(check_prerequisites(&zone, &f, &[in_use.clone()]).is_ok());
+        assert!(check_prerequisites(&zone, &f, std::slice::from_ref(&in_use)).is_ok());
         let err = check_prerequisites(&zone, &f, &[not_in_use]).unwrap_err();
         assert_eq!(err.response_code(), ResponseCode::YXDomain);
         let err = check_prerequisites(&zone, &Fixture::default(), &[in_use]).unwrap_err();
@@ -507,26 +566,52 @@ mod tests {
         let with_ttl = Record::update0(name(OWN), 5, RecordType::A);
         let mut with_ttl = with_ttl;
         with_ttl.dns_class = DNSClass::ANY;
-        assert_eq!(check_prerequisites(&zone, &f, &[with_ttl]).unwrap_err().response_code(), ResponseCode::FormErr);
+        assert_eq!(
+            check_prerequisites(&zone, &f, &[with_ttl])
+                .unwrap_err()
+                .response_code(),
+            ResponseCode::FormErr
+        );
         let outside = empty("x.other.example.", RecordType::A, DNSClass::ANY);
-        assert_eq!(check_prerequisites(&zone, &f, &[outside]).unwrap_err().response_code(), ResponseCode::NotZone);
+        assert_eq!(
+            check_prerequisites(&zone, &f, &[outside])
+                .unwrap_err()
+                .response_code(),
+            ResponseCode::NotZone
+        );
         let any_with_data = with_class(a(OWN, 0, [192, 0, 2, 1]), DNSClass::ANY);
-        assert_eq!(check_prerequisites(&zone, &f, &[any_with_data]).unwrap_err().response_code(), ResponseCode::FormErr);
+        assert_eq!(
+            check_prerequisites(&zone, &f, &[any_with_data])
+                .unwrap_err()
+                .response_code(),
+            ResponseCode::FormErr
+        );
     }
 
     #[test]
     fn prescan_refuses_malformed_updates() {
         let zone = Zone::embedded_default();
         let outside = a("5551234.other.example.", 30, [192, 0, 2, 1]);
-        assert_eq!(prescan(&zone, &[outside]).unwrap_err().response_code(), ResponseCode::NotZone);
+        assert_eq!(
+            prescan(&zone, &[outside]).unwrap_err().response_code(),
+            ResponseCode::NotZone
+        );
         let delete_with_ttl = {
             let mut r = empty(OWN, RecordType::A, DNSClass::ANY);
             r.ttl = 30;
             r
         };
-        assert_eq!(prescan(&zone, &[delete_with_ttl]).unwrap_err().response_code(), ResponseCode::FormErr);
+        assert_eq!(
+            prescan(&zone, &[delete_with_ttl])
+                .unwrap_err()
+                .response_code(),
+            ResponseCode::FormErr
+        );
         let bad_class = with_class(a(OWN, 30, [192, 0, 2, 1]), DNSClass::CH);
-        assert_eq!(prescan(&zone, &[bad_class]).unwrap_err().response_code(), ResponseCode::FormErr);
+        assert_eq!(
+            prescan(&zone, &[bad_class]).unwrap_err().response_code(),
+            ResponseCode::FormErr
+        );
         assert!(prescan(&zone, &[a(OWN, 30, [192, 0, 2, 1])]).is_ok());
     }
 
@@ -542,7 +627,7 @@ mod tests {
         let soa_delete = empty("dial.example.", RecordType::SOA, DNSClass::ANY);
         let unspecified = a(OWN, 30, [0, 0, 0, 0]);
         for rr in [other, apex, txt, soa_delete, unspecified] {
-            let err = authorize(&zone, &c, &[rr.clone()]).unwrap_err();
+            let err = authorize(&zone, &c, std::slice::from_ref(&rr)).unwrap_err();
             assert_eq!(err.response_code(), ResponseCode::Refused, "{rr}");
         }
     }
@@ -550,7 +635,11 @@ mod tests {
     #[test]
     fn apply_replaces_adds_and_deletes() {
         let f = Fixture::default();
-        let v6 = Record::from_rdata(name(OWN), 30, RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)));
+        let v6 = Record::from_rdata(
+            name(OWN),
+            30,
+            RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        );
         let replace = [
             empty(OWN, RecordType::A, DNSClass::ANY),
             a(OWN, 30, [192, 0, 2, 7]),
@@ -564,13 +653,20 @@ mod tests {
         assert!(after.v4.addrs.is_empty());
         assert_eq!(after.v6.addrs.len(), 1);
         let delete_all = [empty(OWN, RecordType::ANY, DNSClass::ANY)];
-        assert_eq!(run(&f, &after, &[], &delete_all).unwrap(), Addresses::default());
+        assert_eq!(
+            run(&f, &after, &[], &delete_all).unwrap(),
+            Addresses::default()
+        );
     }
 
     #[test]
     fn ttls_above_the_cap_are_clamped() {
         let limits = Limits::default();
-        let next = apply(&Addresses::default(), &[a(OWN, 86400, [192, 0, 2, 1])], &limits);
+        let next = apply(
+            &Addresses::default(),
+            &[a(OWN, 86400, [192, 0, 2, 1])],
+            &limits,
+        );
         assert_eq!(next.v4.ttl, limits.max_ttl);
         let next = apply(&Addresses::default(), &[a(OWN, 5, [192, 0, 2, 1])], &limits);
         assert_eq!(next.v4.ttl, 5);
@@ -584,6 +680,14 @@ mod tests {
             .collect();
         let err = run(&Fixture::default(), &Addresses::default(), &[], &too_many).unwrap_err();
         assert_eq!(err.response_code(), ResponseCode::Refused);
-        assert!(run(&Fixture::default(), &Addresses::default(), &[], &too_many[1..]).is_ok());
+        assert!(
+            run(
+                &Fixture::default(),
+                &Addresses::default(),
+                &[],
+                &too_many[1..]
+            )
+            .is_ok()
+        );
     }
 }

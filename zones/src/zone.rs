@@ -104,7 +104,8 @@ impl Zone {
 
     /// The default zone layout for another zone name: SOA, NS `ns1.<zone>`, glue 127.0.0.1.
     pub fn default_for(origin: &str) -> Result<Self, ZoneError> {
-        let mut name = Name::from_ascii(origin).map_err(|_| ZoneError::Origin(origin.to_owned()))?;
+        let mut name =
+            Name::from_ascii(origin).map_err(|_| ZoneError::Origin(origin.to_owned()))?;
         name.set_fqdn(true);
         let text = DEFAULT_ZONE_FILE.replace("dial.example.", &name.to_ascii());
         Self::parse(&text, "<embedded default>", None)
@@ -341,7 +342,10 @@ mod tests {
     fn default_layout_for_another_zone() {
         let zone = Zone::default_for("Calls.Example.Net").unwrap();
         assert_eq!(zone.origin().to_ascii(), "Calls.Example.Net.");
-        assert_eq!(zone.place(&name("5551234.calls.example.net.")), NamePlace::Terminal("5551234".parse().unwrap()));
+        assert_eq!(
+            zone.place(&name("5551234.calls.example.net.")),
+            NamePlace::Terminal("5551234".parse().unwrap())
+        );
         assert!(Zone::default_for("bad..name").is_err());
     }
 
@@ -351,11 +355,21 @@ mod tests {
         let code = "5551234".parse().unwrap();
         assert_eq!(zone.place(&name("dial.example.")), NamePlace::Apex);
         assert_eq!(zone.place(&name("DIAL.example.")), NamePlace::Apex);
-        assert_eq!(zone.place(&name("5551234.dial.example.")), NamePlace::Terminal(code));
-        assert_eq!(zone.place(&name("x.5551234.dial.example.")), NamePlace::BelowTerminal);
+        assert_eq!(
+            zone.place(&name("5551234.dial.example.")),
+            NamePlace::Terminal(code)
+        );
+        assert_eq!(
+            zone.place(&name("x.5551234.dial.example.")),
+            NamePlace::BelowTerminal
+        );
         assert_eq!(zone.place(&name("whoami.dial.example.")), NamePlace::Whoami);
         assert_eq!(zone.place(&name("ns1.dial.example.")), NamePlace::Other);
-        assert_eq!(zone.place(&name("55.dial.example.")), NamePlace::Other, "too short a code");
+        assert_eq!(
+            zone.place(&name("55.dial.example.")),
+            NamePlace::Other,
+            "too short a code"
+        );
         assert_eq!(zone.place(&name("example.")), NamePlace::Outside);
         assert_eq!(zone.place(&name("dial.example.org.")), NamePlace::Outside);
     }
@@ -363,25 +377,48 @@ mod tests {
     #[test]
     fn refuses_zone_files_that_step_on_the_directory() {
         let with = |extra: &str| Zone::parse(&format!("{DEFAULT_ZONE_FILE}{extra}\n"), "t", None);
-        assert!(matches!(with("5551234 IN A 192.0.2.1"), Err(ZoneError::Reserved { .. })));
-        assert!(matches!(with("whoami IN A 192.0.2.1"), Err(ZoneError::Reserved { .. })));
-        assert!(matches!(with("a.key IN TXT x"), Err(ZoneError::Reserved { .. })));
-        assert!(matches!(with("sub IN NS ns.other."), Err(ZoneError::Delegation { .. })));
-        assert!(matches!(with("www.example.org. IN A 192.0.2.1"), Err(ZoneError::OutOfZone { .. })));
+        assert!(matches!(
+            with("5551234 IN A 192.0.2.1"),
+            Err(ZoneError::Reserved { .. })
+        ));
+        assert!(matches!(
+            with("whoami IN A 192.0.2.1"),
+            Err(ZoneError::Reserved { .. })
+        ));
+        assert!(matches!(
+            with("a.key IN TXT x"),
+            Err(ZoneError::Reserved { .. })
+        ));
+        assert!(matches!(
+            with("sub IN NS ns.other."),
+            Err(ZoneError::Delegation { .. })
+        ));
+        assert!(matches!(
+            with("www.example.org. IN A 192.0.2.1"),
+            Err(ZoneError::OutOfZone { .. })
+        ));
         assert!(with("www IN A 192.0.2.1").is_ok());
     }
 
     #[test]
     fn refuses_zone_files_without_soa_or_ns() {
         let no_ns = "$ORIGIN z.example.\n@ 3600 IN SOA ns. h. 1 2 3 4 5\n";
-        assert!(matches!(Zone::parse(no_ns, "t", None), Err(ZoneError::NoNs { .. })));
+        assert!(matches!(
+            Zone::parse(no_ns, "t", None),
+            Err(ZoneError::NoNs { .. })
+        ));
         let no_soa = "$ORIGIN z.example.\n@ 3600 IN NS ns.\n";
         assert!(Zone::parse(no_soa, "t", None).is_err());
     }
 
     #[test]
     fn empty_non_terminals_exist() {
-        let zone = Zone::parse(&format!("{DEFAULT_ZONE_FILE}a.b IN A 192.0.2.1\n"), "t", None).unwrap();
+        let zone = Zone::parse(
+            &format!("{DEFAULT_ZONE_FILE}a.b IN A 192.0.2.1\n"),
+            "t",
+            None,
+        )
+        .unwrap();
         assert!(zone.static_name_exists(&LowerName::new(&name("b.dial.example."))));
         assert!(!zone.static_name_exists(&LowerName::new(&name("c.dial.example."))));
     }

@@ -1,0 +1,423 @@
+//! End-to-end tests: the built `nameserver` binary, driven as a user would, with BIND's
+//! `dig` and `nsupdate` and OpenBSD `nc`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Nameserver, free_port, require, status_of, text};
+
+const ZONE: &str = "dial.example";
+const CODE: &str = "5551234";
+const NAME: &str = "5551234.dial.example";
+
+fn replace_a(name: &str, ip: &str) -> String {
+    format!("zone {ZONE}\nupdate delete {name} A\nupdate add {name} 60 A {ip}\nsend\n")
+}
+
+/// The README walkthrough: register, update with nsupdate, look up with dig, connect with nc.
+#[test]
+fn walkthrough_register_update_lookup_connect() {
+    require("nc", "netcat-openbsd");
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &[]);
+    let key = server.register(CODE, "acme-0042", "3f9a0c1d22e4b7a8", tmp.path());
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "key files are owner-only");
+    assert!(
+        std::fs::read_to_string(&key)
+            .unwrap()
+            .contains("algorithm hmac-sha256;")
+    );
+
+    // Registered, no address yet: NOERROR without answers.
+    assert_eq!(server.status(&[NAME, "A"]), "NOERROR");
+    assert!(server.short(NAME, "A").is_empty());
+
+    // The terminal (here: nc listening on loopback) publishes its address.
+    let port = free_port();
+    let mut listener = Command::new("nc")
+        .args(["-l", "127.0.0.1", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = format!(
+        "zone {ZONE}\nupdate delete {NAME} A\nupdate add {NAME} 60 A 127.0.0.1\nupdate add {NAME} 60 AAAA ::1\nsend\n"
+    );
+    let out = server.nsupdate(Some(&key), &script);
+    assert!(out.status.success(), "nsupdate: {}", text(&out));
+    assert_eq!(server.short(NAME, "A"), vec!["127.0.0.1"]);
+    assert_eq!(server.short(NAME, "AAAA"), vec!["::1"]);
+    let answer = server.dig(&[NAME, "A"]);
+    assert!(
+        answer.contains("flags: qr aa"),
+        "authoritative, no RA: {answer}"
+    );
+    assert_eq!(
+        server.dig(&["+tcp", "+short", NAME, "A"]).trim(),
+        "127.0.0.1"
+    );
+
+    // A caller resolves the code and connects to the address it got.
+    let address = server.short(NAME, "A").remove(0);
+    let mut caller = Command::new("nc")
+        .args(["-N", &address, &port.to_string()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    connect_retry(&mut caller, b"hello from the caller\n");
+    let mut got = String::new();
+    listener
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut got)
+        .unwrap();
+    let _ = listener.wait();
+    assert_eq!(got, "hello from the caller\n");
+
+    // The operator sees it; then removes it.
+    let list = server.admin(&["list"]);
+    let listing = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listing.contains(CODE) && listing.contains("acme-0042") && listing.contains("127.0.0.1"),
+        "{listing}"
+    );
+    let out = server.admin(&["unregister", "--code", CODE]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(server.status(&[NAME, "A"]), "NXDOMAIN");
+    let log = server.log();
+    assert!(
+        log.contains("register") && log.contains("update"),
+        "one line per registration and update:\n{log}"
+    );
+    let secret = std::fs::read_to_string(&key).unwrap();
+    let secret = secret.split('"').nth(3).unwrap();
+    assert!(!log.contains(secret), "the secret reached the log");
+}
+
+fn connect_retry(caller: &mut std::process::Child, line: &[u8]) {
+    let mut stdin = caller.stdin.take().unwrap();
+    stdin.write_all(line).unwrap();
+    drop(stdin);
+    let status = caller.wait().unwrap();
+    assert!(status.success(), "nc could not connect");
+}
+
+#[test]
+fn lookups_answer_like_an_authoritative_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &[]);
+    assert_eq!(server.status(&["5550000.dial.example", "A"]), "NXDOMAIN");
+    let nx = server.dig(&["5550000.dial.example", "A"]);
+    assert!(
+        nx.contains("AUTHORITY: 1") && nx.contains("SOA"),
+        "SOA in authority: {nx}"
+    );
+    assert_eq!(server.status(&["www.example.org", "A"]), "REFUSED");
+    assert_eq!(server.short(ZONE, "NS"), vec!["ns1.dial.example."]);
+    assert_eq!(server.short(ZONE, "SOA").len(), 1);
+    let recursive = server.dig(&["+rec", ZONE, "SOA"]);
+    assert!(
+        !recursive.contains(" ra"),
+        "no recursion offered: {recursive}"
+    );
+    assert!(
+        recursive.contains("udp: 1232"),
+        "EDNS answered: {recursive}"
+    );
+}
+
+#[test]
+fn nsupdate_rejections_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &[]);
+    let key = server.register(CODE, "acme", "3f9a0c1d22e4b7a8", tmp.path());
+    server.register("5559999", "acme", "3f9a0c1d22e4b7a9", tmp.path());
+    let out = server.nsupdate(Some(&key), &replace_a(NAME, "192.0.2.1"));
+    assert!(out.status.success(), "{}", text(&out));
+    let serial = server.short(ZONE, "SOA");
+
+    let unsigned = server.nsupdate(None, &replace_a(NAME, "192.0.2.66"));
+    assert!(text(&unsigned).contains("REFUSED"), "{}", text(&unsigned));
+
+    let wrong_secret = tmp.path().join("wrong.key");
+    let original = std::fs::read_to_string(&key).unwrap();
+    let secret = original.split('"').nth(3).unwrap();
+    std::fs::write(
+        &wrong_secret,
+        original.replace(secret, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+    )
+    .unwrap();
+    let badsig = server.nsupdate(Some(&wrong_secret), &replace_a(NAME, "192.0.2.66"));
+    assert!(text(&badsig).contains("BADSIG"), "{}", text(&badsig));
+
+    let unknown = tmp.path().join("unknown.key");
+    std::fs::write(&unknown, original.replace("5551234.3f9a", "5550000.3f9a")).unwrap();
+    let badkey = server.nsupdate(Some(&unknown), &replace_a(NAME, "192.0.2.66"));
+    assert!(text(&badkey).contains("BADKEY"), "{}", text(&badkey));
+
+    for (what, script) in [
+        (
+            "another code",
+            replace_a("5559999.dial.example", "192.0.2.66"),
+        ),
+        ("the apex", replace_a(ZONE, "192.0.2.66")),
+        (
+            "a TXT record",
+            format!("zone {ZONE}\nupdate add {NAME} 60 TXT hello\nsend\n"),
+        ),
+        (
+            "the NS RRset",
+            format!("zone {ZONE}\nupdate delete {ZONE} NS\nsend\n"),
+        ),
+    ] {
+        let out = server.nsupdate(Some(&key), &script);
+        assert!(!out.status.success(), "{what} was accepted");
+        assert!(text(&out).contains("REFUSED"), "{what}: {}", text(&out));
+    }
+    assert_eq!(server.short(NAME, "A"), vec!["192.0.2.1"]);
+    assert!(server.short("5559999.dial.example", "A").is_empty());
+    assert_eq!(
+        server.short(ZONE, "SOA"),
+        serial,
+        "no refused update changed the serial"
+    );
+}
+
+#[test]
+fn signed_lookups_need_a_registered_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &["--lookups", "signed"]);
+    let key = server.register(CODE, "acme", "3f9a0c1d22e4b7a8", tmp.path());
+    let out = server.nsupdate(Some(&key), &replace_a(NAME, "192.0.2.8"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(server.status(&[NAME, "A"]), "REFUSED");
+    // dig checks the answer's TSIG and reports a failure in its output.
+    let signed = server.dig(&["-k", key.to_str().unwrap(), NAME, "A"]);
+    assert_eq!(status_of(&signed), "NOERROR", "{signed}");
+    assert!(signed.contains("192.0.2.8"), "{signed}");
+    assert!(
+        signed.contains("TSIG PSEUDOSECTION") && !signed.to_lowercase().contains("failure"),
+        "{signed}"
+    );
+}
+
+#[test]
+fn admin_commands_fail_clearly_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &[]);
+    server.register(CODE, "acme", "3f9a0c1d22e4b7a8", tmp.path());
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "register",
+                "--code",
+                CODE,
+                "--kid",
+                "other",
+                "--mid",
+                "3f9a0c1d22e4b7a9",
+            ],
+            "already registered",
+        ),
+        (
+            &[
+                "register",
+                "--code",
+                "5550001",
+                "--kid",
+                "acme",
+                "--mid",
+                "3f9a0c1d22e4b7a8",
+            ],
+            "already registered",
+        ),
+        (
+            &[
+                "register",
+                "--code",
+                "55",
+                "--kid",
+                "acme",
+                "--mid",
+                "3f9a0c1d22e4b7a8",
+            ],
+            "3 to 15 decimal digits",
+        ),
+        (
+            &[
+                "register", "--code", "5550001", "--kid", "acme", "--mid", "xyz",
+            ],
+            "machine id",
+        ),
+        (&["unregister", "--code", "5550001"], "not registered"),
+    ];
+    for (args, expected) in cases {
+        let out = server.admin(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+    }
+    let listing = String::from_utf8_lossy(&server.admin(&["list"]).stdout).into_owned();
+    assert!(listing.contains("1 terminal(s)"), "{listing}");
+    let nobody = tmp.path().join("no-server");
+    let out = Command::new(support::binary("nameserver"))
+        .args(["list", "--data"])
+        .arg(&nobody)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no nameserver is running"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_second_server_on_the_same_data_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let _first = Nameserver::start(&data, &[]);
+    let out = Command::new(support::binary("nameserver"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("in use by another nameserver"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_data_persists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Nameserver::start(&data, &[]);
+    let key = server.register(CODE, "acme", "3f9a0c1d22e4b7a8", tmp.path());
+    assert!(
+        server
+            .nsupdate(Some(&key), &replace_a(NAME, "192.0.2.77"))
+            .status
+            .success()
+    );
+    assert_eq!(server.terminate(), Some(0));
+    let server = Nameserver::start(&data, &[]);
+    assert_eq!(server.short(NAME, "A"), vec!["192.0.2.77"]);
+}
+
+/// `kill -9` in the middle of streams of updates from several terminals: after a restart
+/// on the same data, every acknowledged update is there.
+#[test]
+fn kill_9_during_update_streams_loses_no_acknowledged_update() {
+    const TERMINALS: usize = 4;
+    const UPDATES: usize = 2000;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Nameserver::start(&data, &[]);
+    let codes: Vec<String> = (0..TERMINALS).map(|i| format!("555100{i}")).collect();
+    let keys: Vec<_> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| server.register(c, "fleet", &format!("00000000000000{i:02}"), tmp.path()))
+        .collect();
+    require("nsupdate", "bind9-dnsutils");
+    let streams: Vec<_> = codes
+        .iter()
+        .zip(&keys)
+        .enumerate()
+        .map(|(i, (code, key))| {
+            let name = format!("{code}.{ZONE}");
+            let mut script = format!("server 127.0.0.1 {}\nzone {ZONE}\n", server.port());
+            for j in 1..=UPDATES {
+                script.push_str(&format!(
+                    "update delete {name} A\nupdate add {name} 60 A {}\nsend\n",
+                    address(i, j)
+                ));
+            }
+            let mut child = Command::new("nsupdate")
+                .args(["-d", "-t", "2", "-r", "0", "-k"])
+                .arg(key)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(script.as_bytes());
+            });
+            child
+        })
+        .collect();
+    // Let the streams run, then kill the server while they are still sending.
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill9();
+    // nsupdate keeps retrying a dead server; its stderr is unbuffered, so stopping it loses no line.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut acknowledged = Vec::new();
+    for mut child in streams {
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        acknowledged.push(count_acknowledged(&String::from_utf8_lossy(&out.stderr)));
+    }
+    let total: usize = acknowledged.iter().sum();
+    assert!(
+        total > 0,
+        "no update was acknowledged before the kill; the test proved nothing"
+    );
+    assert!(
+        acknowledged.iter().all(|&k| k < UPDATES),
+        "a stream finished before the kill: {acknowledged:?}"
+    );
+
+    let server = Nameserver::start(&data, &[]);
+    let mut present = 0;
+    for (i, code) in codes.iter().enumerate() {
+        let k = acknowledged[i];
+        let got = server.short(&format!("{code}.{ZONE}"), "A");
+        // The last acknowledged update, or the one after it (applied, answer lost in the kill).
+        let allowed: Vec<String> = [k, k + 1]
+            .iter()
+            .filter(|&&j| j >= 1)
+            .map(|&j| address(i, j))
+            .collect();
+        assert!(
+            k == 0 && got.is_empty() || got.len() == 1 && allowed.contains(&got[0]),
+            "terminal {code}: {k} acknowledged, found {got:?}, expected one of {allowed:?}"
+        );
+        present += usize::from(k > 0);
+    }
+    println!(
+        "kill -9: {total} updates acknowledged over {TERMINALS} terminals ({acknowledged:?}); latest acknowledged state present for {present}/{TERMINALS}; lost: 0"
+    );
+}
+
+/// The address of update `j` of terminal `i` (loopback range: data only, never contacted).
+fn address(i: usize, j: usize) -> String {
+    format!("127.{}.{}.{}", i + 1, j >> 8, j & 255)
+}
+
+/// Updates whose reply nsupdate -d printed as NOERROR.
+fn count_acknowledged(stderr: &str) -> usize {
+    let mut in_reply = false;
+    let mut count = 0;
+    for line in stderr.lines() {
+        if line.starts_with("Reply from update query") {
+            in_reply = true;
+        } else if in_reply && line.contains("->>HEADER<<-") {
+            count += usize::from(line.contains("status: NOERROR"));
+            in_reply = false;
+        }
+    }
+    count
+}

@@ -1,0 +1,239 @@
+//! Helpers for end-to-end tests: build and run the real binaries, and drive the real tools.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// Fails the test, naming the Debian package, when a tool is missing.
+pub fn require(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is not installed; this test needs it: apt-get install {package}"
+    );
+}
+
+/// The workspace's binaries, built once per test run with the same profile as the tests.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--bins"])
+            .current_dir(workspace())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build --bins failed");
+    });
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let path = target.join("debug").join(name);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A `nameserver serve` process on 127.0.0.1 with a port of its choosing.
+pub struct Nameserver {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl Nameserver {
+    /// Starts the server on `data` with extra `serve` flags; waits until it listens.
+    pub fn start(data: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(binary("nameserver"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .env("RUST_LOG", "info,hickory_server=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nameserver");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let addr = addr
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr.parse().expect("listening address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("nameserver did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Self {
+            child,
+            addr,
+            data: data.to_path_buf(),
+            log,
+        }
+    }
+
+    pub fn port(&self) -> String {
+        self.addr.port().to_string()
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Runs an admin subcommand against this server.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        Command::new(binary("nameserver"))
+            .args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .output()
+            .expect("run nameserver admin command")
+    }
+
+    /// Registers a code and writes its key file; returns the key file's path.
+    pub fn register(&self, code: &str, kid: &str, mid: &str, dir: &Path) -> PathBuf {
+        let key = dir.join(format!("{code}.key"));
+        let out = self.admin(&[
+            "register",
+            "--code",
+            code,
+            "--kid",
+            kid,
+            "--mid",
+            mid,
+            "--key-file",
+            key.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "register failed: {}", text(&out));
+        key
+    }
+
+    /// `dig` at this server; returns stdout.
+    pub fn dig(&self, args: &[&str]) -> String {
+        require("dig", "bind9-dnsutils");
+        let out = Command::new("dig")
+            .arg(format!("@{}", self.addr.ip()))
+            .args(["-p", &self.port(), "+time=2", "+tries=2"])
+            .args(args)
+            .output()
+            .expect("run dig");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `dig +short` for a name and type.
+    pub fn short(&self, name: &str, rtype: &str) -> Vec<String> {
+        self.dig(&["+short", name, rtype])
+            .lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// The status word of a dig answer (NOERROR, NXDOMAIN, REFUSED, ...).
+    pub fn status(&self, args: &[&str]) -> String {
+        status_of(&self.dig(args))
+    }
+
+    /// Runs `nsupdate` with a script (the `server` line is added), optionally with a key.
+    pub fn nsupdate(&self, key: Option<&Path>, script: &str) -> Output {
+        require("nsupdate", "bind9-dnsutils");
+        let mut cmd = Command::new("nsupdate");
+        cmd.args(["-t", "3"]);
+        if let Some(key) = key {
+            cmd.arg("-k").arg(key);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run nsupdate");
+        let full = format!("server {} {}\n{script}", self.addr.ip(), self.port());
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(full.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// `kill -9`: no shutdown path runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Nameserver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The status word in dig's header line.
+pub fn status_of(dig_output: &str) -> String {
+    dig_output
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or("NO ANSWER")
+        .to_owned()
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
