@@ -196,7 +196,7 @@ impl TsigKey {
 
     /// Reads the first key of a BIND key file (`nsupdate -k`, `tsig-keygen`, `rndc.key`).
     pub fn from_key_file(text: &str) -> Result<Self, KeyError> {
-        let tokens = tokenize(&strip_comments(text));
+        let tokens = tokenize(text);
         let start = tokens
             .iter()
             .position(|t| t == "key")
@@ -232,21 +232,8 @@ pub fn normalise_name(raw: &str) -> Result<String, KeyError> {
     Ok(name.to_lowercase().to_ascii())
 }
 
-fn strip_comments(text: &str) -> String {
-    text.lines()
-        .map(|line| {
-            let cut = [line.find('#'), line.find("//")]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(line.len());
-            &line[..cut]
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Splits a key file into words, quoted strings (without quotes) and the punctuation `{};`.
+/// Splits a key file into words, quoted strings (without quotes) and the punctuation `{};`,
+/// skipping `#`, `//` and `/* */` comments outside quotes (base64 secrets may contain `//`).
 fn tokenize(text: &str) -> Vec<String> {
     let mut tokens = Vec::new();
     let mut chars = text.chars().peekable();
@@ -255,10 +242,22 @@ fn tokenize(text: &str) -> Vec<String> {
             c if c.is_whitespace() => {}
             '{' | '}' | ';' => tokens.push(c.to_string()),
             '"' => tokens.push(chars.by_ref().take_while(|c| *c != '"').collect()),
+            '#' => skip_line(&mut chars),
+            '/' if chars.peek() == Some(&'/') => skip_line(&mut chars),
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut previous = ' ';
+                for c in chars.by_ref() {
+                    if previous == '*' && c == '/' {
+                        break;
+                    }
+                    previous = c;
+                }
+            }
             c => {
                 let mut word = c.to_string();
                 while let Some(&n) = chars.peek() {
-                    if n.is_whitespace() || "{};\"".contains(n) {
+                    if n.is_whitespace() || "{};\"#".contains(n) {
                         break;
                     }
                     word.push(n);
@@ -269,6 +268,14 @@ fn tokenize(text: &str) -> Vec<String> {
         }
     }
     tokens
+}
+
+fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    for c in chars.by_ref() {
+        if c == '\n' {
+            break;
+        }
+    }
 }
 
 /// The parts of a terminal key's name: `<code>.<mid>.<kid>.key.<zone>`.
@@ -325,12 +332,35 @@ mod tests {
         assert_eq!(TsigKey::from_key_file(&key.to_key_file()).unwrap(), key);
     }
 
+    /// Random secrets hit every base64 character, `//` included.
+    #[test]
+    fn generated_keys_always_round_trip() {
+        for _ in 0..500 {
+            let key = TsigKey {
+                name: "k.".into(),
+                algorithm: Algorithm::HmacSha256,
+                secret: Secret::generate().unwrap(),
+            };
+            assert_eq!(TsigKey::from_key_file(&key.to_key_file()).unwrap(), key);
+        }
+    }
+
     #[test]
     fn reads_key_files_with_comments_and_one_line() {
         let text = "# made by hand\nkey \"A.Example\" { algorithm HMAC-SHA384; secret \"AAECAwQFBgcICQoLDA0ODw==\"; }; // end";
         let key = TsigKey::from_key_file(text).unwrap();
         assert_eq!(key.name, "a.example.");
         assert_eq!(key.algorithm, Algorithm::HmacSha384);
+    }
+
+    /// Regression: a base64 secret containing `//` was cut short as if it began a comment.
+    #[test]
+    fn secrets_containing_comment_markers_survive() {
+        let secret = "AQEBAQEB////AgICAgICAgICAgIC";
+        let text =
+            format!("key \"k\" {{ algorithm hmac-sha256; secret \"{secret}\"; }}; /* c */ # d");
+        let key = TsigKey::from_key_file(&text).unwrap();
+        assert_eq!(key.secret.to_base64(), secret);
     }
 
     #[test]
