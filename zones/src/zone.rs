@@ -144,6 +144,8 @@ impl Zone {
         rrsets: BTreeMap<(LowerName, RecordType), Vec<Record>>,
         path: &str,
     ) -> Result<Self, ZoneError> {
+        // Names compare without case; one spelling keeps logs, key names and output stable.
+        let origin = origin.to_lowercase();
         let lower_origin = LowerName::new(&origin);
         let origin_text = origin.to_ascii();
         let soa = rrsets
@@ -341,7 +343,7 @@ mod tests {
     #[test]
     fn default_layout_for_another_zone() {
         let zone = Zone::default_for("Calls.Example.Net").unwrap();
-        assert_eq!(zone.origin().to_ascii(), "Calls.Example.Net.");
+        assert_eq!(zone.origin().to_ascii(), "calls.example.net.");
         assert_eq!(
             zone.place(&name("5551234.calls.example.net.")),
             NamePlace::Terminal("5551234".parse().unwrap())
