@@ -32,19 +32,20 @@ pub fn format_list(zone: &str, serial: u32, terminals: &[TerminalInfo]) -> Strin
         terminals.len()
     );
     out.push_str(&format!(
-        "{:<16} {:<20} {:<17} {:<20} {}\n",
-        "CODE", "KID", "MID", "LAST UPDATE (UTC)", "ADDRESSES"
+        "{:<16} {:<20} {:<17} {:<20} {:<20} {}\n",
+        "CODE", "KID", "MID", "LAST UPDATE (UTC)", "LEASE UNTIL (UTC)", "ADDRESSES"
     ));
     for t in terminals {
         let updated = t.updated_at.map_or_else(|| "never".to_owned(), format_utc);
+        let lease = t.lease_expires.map_or_else(|| "-".to_owned(), format_utc);
         let addresses = if t.addresses.is_empty() {
             "-".to_owned()
         } else {
             t.addresses.join(" ")
         };
         out.push_str(&format!(
-            "{:<16} {:<20} {:<17} {:<20} {}\n",
-            t.code, t.kid, t.mid, updated, addresses
+            "{:<16} {:<20} {:<17} {:<20} {:<20} {}\n",
+            t.code, t.kid, t.mid, updated, lease, addresses
         ));
     }
     out

@@ -10,6 +10,9 @@
 //! max_addresses_per_family = 8    # more in one terminal's RRset: the update is refused
 //! tsig_fudge = 300                # TSIG time window, seconds
 //! tcp_idle_timeout = 10           # seconds a TCP connection may sit idle
+//! lease_min = 60                  # update leases (RFC 9664): shortest granted
+//! lease_max = 86400               # longest granted
+//! lease_default = 3600            # for updates without the option; absent: no expiry
 //! ```
 
 use std::net::SocketAddr;
@@ -19,6 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use zones::Zone;
 use zones::directory::Limits;
+use zones::lease::LeasePolicy;
 use zones::zone::ZoneError;
 
 /// Where the nameserver listens without `--listen`.
@@ -66,6 +70,9 @@ pub struct FileConfig {
     pub max_addresses_per_family: Option<usize>,
     pub tsig_fudge: Option<u16>,
     pub tcp_idle_timeout: Option<u64>,
+    pub lease_min: Option<u32>,
+    pub lease_max: Option<u32>,
+    pub lease_default: Option<u32>,
 }
 
 impl FileConfig {
@@ -156,6 +163,11 @@ impl Settings {
                 .max_addresses_per_family
                 .unwrap_or(defaults.max_addresses_per_family),
             fudge: file.tsig_fudge.unwrap_or(defaults.fudge),
+            leases: LeasePolicy {
+                min: file.lease_min.unwrap_or(defaults.leases.min),
+                max: file.lease_max.unwrap_or(defaults.leases.max),
+                default: file.lease_default.or(defaults.leases.default),
+            },
         };
         Ok(Self {
             zone,

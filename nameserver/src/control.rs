@@ -51,6 +51,8 @@ pub struct TerminalInfo {
     pub addresses: Vec<String>,
     pub registered_at: u64,
     pub updated_at: Option<u64>,
+    /// When the lease runs out (Unix seconds); `None`: no expiry.
+    pub lease_expires: Option<u64>,
 }
 
 impl TerminalInfo {
@@ -67,6 +69,7 @@ impl TerminalInfo {
             addresses: v4.chain(v6).collect(),
             registered_at: t.registered_at,
             updated_at: entry.presence.updated_at,
+            lease_expires: entry.presence.lease_expires,
         }
     }
 }

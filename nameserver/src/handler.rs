@@ -5,6 +5,7 @@
 //! (FORMERR, REFUSED), TSIG; then the directory.
 
 use hickory_proto::op::{OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -69,6 +70,7 @@ impl Handler {
             &qname,
             qtype,
             request.src(),
+            now,
             &mut reply,
         );
         (reply, signing)
@@ -86,21 +88,39 @@ impl Handler {
             info!(src = %request.src(), outcome = "refused", reason = "unsigned", "update");
             return (Reply::new(request, ResponseCode::Refused), signing);
         };
-        let (rcode, signing) = match self.apply_update(request, &signed, now).await {
-            Some(rcode) => (rcode, signing),
-            None => (ResponseCode::NotAuth, ResponseSigning::stale(&signed)),
+        let Ok(lease) = requested_lease(request) else {
+            return (Reply::new(request, ResponseCode::FormErr), signing);
         };
-        (Reply::new(request, rcode), signing)
+        let mut reply = Reply::new(request, ResponseCode::NoError);
+        let signing = match self.apply_update(request, &signed, lease, now).await {
+            Some((rcode, granted)) => {
+                reply.metadata.response_code = rcode;
+                if let (Some(_), Some(granted)) = (lease, granted) {
+                    // RFC 9664 §4: the response carries the lease granted.
+                    let data = zones::lease::encode(granted);
+                    reply
+                        .edns_options
+                        .push(EdnsOption::Unknown(zones::lease::OPTION_CODE, data));
+                }
+                signing
+            }
+            None => {
+                reply.metadata.response_code = ResponseCode::NotAuth;
+                ResponseSigning::stale(&signed)
+            }
+        };
+        (reply, signing)
     }
 
-    /// Runs the update through the directory: its RCODE, or `None` for a replayed or
-    /// out-of-order message, answered NOTAUTH with TSIG error BADTIME.
+    /// Runs the update through the directory: its RCODE and granted lease, or `None` for a
+    /// replayed or out-of-order message, answered NOTAUTH with TSIG error BADTIME.
     async fn apply_update(
         &self,
         request: &Request,
         signed: &SignedRequest,
+        lease: Option<u32>,
         now: u64,
-    ) -> Option<ResponseCode> {
+    ) -> Option<(ResponseCode, Option<u32>)> {
         let KeyOwner::Terminal(code) = &signed.owner;
         let zone: Vec<ZoneSection> = request
             .queries
@@ -122,12 +142,19 @@ impl Handler {
             mac: signed.request_mac.clone(),
         };
         let key = &signed.key_name;
-        match self.directory.update(code, &message, &freshness, now).await {
+        let result = self
+            .directory
+            .update(code, &message, &freshness, lease, now)
+            .await;
+        match result {
             Ok(done) => {
                 let addresses = done.addresses.describe();
                 let (changed, serial) = (done.changed, done.serial);
-                info!(%code, %key, outcome = "accepted", %addresses, changed, serial, "update");
-                Some(ResponseCode::NoError)
+                let lease = done
+                    .lease
+                    .map_or_else(|| "none".to_owned(), |l| format!("{l}s"));
+                info!(%code, %key, outcome = "accepted", %addresses, changed, serial, %lease, "update");
+                Some((ResponseCode::NoError, done.lease))
             }
             Err(DirectoryError::Stale { .. }) => {
                 warn!(%code, %key, outcome = "refused", reason = "replayed or out of order (BADTIME)", "update");
@@ -135,17 +162,27 @@ impl Handler {
             }
             Err(DirectoryError::Update(e)) => {
                 warn!(%code, %key, outcome = "refused", reason = %e, "update");
-                Some(e.response_code())
+                Some((e.response_code(), None))
             }
             Err(DirectoryError::UnknownCode(_)) => {
                 warn!(%code, %key, outcome = "refused", reason = "code no longer registered", "update");
-                Some(ResponseCode::Refused)
+                Some((ResponseCode::Refused, None))
             }
             Err(e) => {
                 error!(%code, %key, outcome = "failed", reason = %e, "update");
-                Some(ResponseCode::ServFail)
+                Some((ResponseCode::ServFail, None))
             }
         }
+    }
+}
+
+/// The lease the request asks for (RFC 9664), if any; `Err` if the option is malformed.
+fn requested_lease(request: &Request) -> Result<Option<u32>, ()> {
+    let option = request.edns.as_ref().and_then(|e| e.option(EdnsCode::UL));
+    match option {
+        None => Ok(None),
+        Some(EdnsOption::Unknown(_, data)) => zones::lease::decode(data).map(Some).ok_or(()),
+        Some(_) => Err(()),
     }
 }
 

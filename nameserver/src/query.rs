@@ -37,6 +37,7 @@ pub fn answer(
     qname: &Name,
     qtype: RecordType,
     src: SocketAddr,
+    now: u64,
     reply: &mut Reply,
 ) {
     let found = match zone.place(qname) {
@@ -46,7 +47,7 @@ pub fn answer(
             return;
         }
         NamePlace::Apex => apex(zone, view, qtype),
-        NamePlace::Terminal(code) => terminal(zone, view, &code, qtype),
+        NamePlace::Terminal(code) => terminal(zone, view, &code, qtype, now),
         NamePlace::BelowTerminal => Found::default(),
         NamePlace::Whoami => whoami(qname, qtype, src.ip()),
         NamePlace::Other => static_name(zone, &LowerName::new(qname), qtype),
@@ -99,13 +100,14 @@ fn glue(zone: &Zone, ns_records: &[Record]) -> Vec<Record> {
         .collect()
 }
 
-fn terminal(zone: &Zone, view: &View, code: &CallingCode, qtype: RecordType) -> Found {
+/// A terminal's addresses; none once its lease has run out (offline: NODATA).
+fn terminal(zone: &Zone, view: &View, code: &CallingCode, qtype: RecordType, now: u64) -> Found {
     let Some(entry) = view.terminal(code) else {
         return Found::default();
     };
     let owner = zones::update::terminal_name(zone, code);
     Found {
-        answers: address_records(&Name::from(owner), &entry.presence.addresses, qtype),
+        answers: address_records(&Name::from(owner), entry.presence.live(now), qtype),
         additionals: Vec::new(),
         name_exists: true,
     }

@@ -9,6 +9,7 @@
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Message, Metadata, ResponseCode};
 use hickory_proto::rr::Record;
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
@@ -27,6 +28,8 @@ pub struct Reply {
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
     pub additionals: Vec<Record>,
+    /// EDNS options to add to the response's OPT record (when the request had one).
+    pub edns_options: Vec<EdnsOption>,
 }
 
 impl Reply {
@@ -39,6 +42,7 @@ impl Reply {
             answers: Vec::new(),
             authorities: Vec::new(),
             additionals: Vec::new(),
+            edns_options: Vec::new(),
         }
     }
 
@@ -56,6 +60,15 @@ pub fn response_edns(request: &Request) -> Option<Edns> {
     let mut edns = Edns::new();
     edns.set_version(0);
     edns.set_max_payload(asked.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+    Some(edns)
+}
+
+/// The response OPT with the reply's options added.
+fn with_options(edns: Option<&Edns>, options: &[EdnsOption]) -> Option<Edns> {
+    let mut edns = edns?.clone();
+    for option in options {
+        edns.options_mut().insert(option.clone());
+    }
     Some(edns)
 }
 
@@ -124,6 +137,8 @@ pub async fn send<R: ResponseHandler>(
     now: u64,
     mut handle: R,
 ) -> ResponseInfo {
+    let edns = with_options(edns, &reply.edns_options);
+    let edns = edns.as_ref();
     let signature = if signing.is_signed() {
         match sign(request, &mut reply, signing, edns, now) {
             Ok(signature) => signature,

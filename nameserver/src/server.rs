@@ -13,7 +13,7 @@ use std::time::Duration;
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 use zones::Directory;
 use zones::store::StoreError;
 
@@ -200,6 +200,7 @@ pub async fn run(
         directory.clone(),
         shutdown.clone(),
     ));
+    let expiry = tokio::spawn(expire_leases(directory.clone(), shutdown.clone()));
     let server_token = server.shutdown_token().clone();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -209,8 +210,29 @@ pub async fn run(
     let served = server.block_until_done().await;
     shutdown.cancel();
     let _ = control.await;
+    let _ = expiry.await;
     let _ = std::fs::remove_file(&listeners.control_path);
     directory.flush().await?;
     info!("stopped; store flushed");
     served.map_err(|e| ServeError::Listener(e.to_string()))
+}
+
+/// Once a second, takes offline the terminals whose lease ran out (RFC 9664).
+async fn expire_leases(directory: Directory, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match directory.expire(zones::unix_now()).await {
+            Ok(codes) => {
+                for code in codes {
+                    info!(%code, outcome = "offline", reason = "lease expired", "lease");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot expire leases"),
+        }
+    }
 }

@@ -759,3 +759,113 @@ async fn signed_lookup_mode_refuses_unsigned_and_signs_answers() {
     let m = Message::from_vec(&raw).unwrap();
     assert_eq!(v4_answers(&m), vec![Ipv4Addr::new(192, 0, 2, 5)]);
 }
+
+// ---------------------------------------------------------------- leases (RFC 9664)
+
+fn with_lease(mut message: Message, lease: u32) -> Message {
+    use hickory_proto::rr::rdata::opt::EdnsOption;
+    let mut edns = Edns::new();
+    edns.options_mut()
+        .insert(EdnsOption::Unknown(2, lease.to_be_bytes().to_vec()));
+    message.set_edns(edns);
+    message
+}
+
+fn granted_lease(m: &Message) -> Option<u32> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    match m.edns.as_ref()?.option(EdnsCode::UL)? {
+        EdnsOption::Unknown(_, data) => zones::lease::decode(data),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn leases_are_granted_refreshed_without_serial_bump_and_expire_to_nodata() {
+    let limits = Limits {
+        leases: zones::lease::LeasePolicy {
+            min: 1,
+            max: 3600,
+            default: None,
+        },
+        ..Limits::default()
+    };
+    let s = TestServer::start_with(LookupPolicy::Public, limits).await;
+    let key = s.register("5551234").await;
+    let own = "5551234.dial.example.";
+    let m = s
+        .exchange(&signed_bytes(
+            with_lease(replace_a(own, [192, 0, 2, 1]), 7200),
+            &key,
+            now(),
+        ))
+        .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        granted_lease(&m),
+        Some(3600),
+        "clamped to the maximum and returned"
+    );
+    let serial = s.serial();
+    let refresh = s
+        .exchange(&signed_bytes(
+            with_lease(replace_a(own, [192, 0, 2, 1]), 2),
+            &key,
+            now(),
+        ))
+        .await;
+    assert_eq!(granted_lease(&refresh), Some(2));
+    assert_eq!(
+        s.serial(),
+        serial,
+        "a refresh that changes nothing keeps the serial"
+    );
+    assert_eq!(
+        v4_answers(&s.lookup(own, RecordType::A).await),
+        vec![Ipv4Addr::new(192, 0, 2, 1)]
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let offline = s.lookup(own, RecordType::A).await;
+    assert_eq!(
+        offline.metadata.response_code,
+        ResponseCode::NoError,
+        "offline is NODATA, not NXDOMAIN"
+    );
+    assert!(offline.answers.is_empty());
+    assert_eq!(
+        s.serial(),
+        serial.wrapping_add(1),
+        "expiry is a change the secondaries must see"
+    );
+}
+
+#[tokio::test]
+async fn updates_without_the_option_get_the_default_no_expiry() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let m = s
+        .exchange(&signed_bytes(
+            replace_a("5551234.dial.example.", [192, 0, 2, 1]),
+            &key,
+            now(),
+        ))
+        .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(granted_lease(&m), None);
+    let view = s.directory.view();
+    let entry = view.terminal(&"5551234".parse().unwrap()).unwrap();
+    assert_eq!(entry.presence.lease_expires, None);
+}
+
+#[tokio::test]
+async fn a_malformed_lease_option_is_formerr() {
+    use hickory_proto::rr::rdata::opt::EdnsOption;
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let mut m = replace_a("5551234.dial.example.", [192, 0, 2, 1]);
+    let mut edns = Edns::new();
+    edns.options_mut()
+        .insert(EdnsOption::Unknown(2, vec![1, 2, 3]));
+    m.set_edns(edns);
+    let reply = s.exchange(&signed_bytes(m, &key, now())).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+}

@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 
 use crate::identity::{CallingCode, Kid, Mid, encode_hex};
 use crate::key::{Algorithm, KeyError, Secret, TerminalKeyName, TsigKey};
+use crate::lease::LeasePolicy;
 use crate::serial::Serial;
 use crate::store::{Change, Store, StoreError};
 use crate::update::{self, UpdateError, UpdateMessage, ZoneContents};
@@ -35,6 +36,8 @@ pub struct Limits {
     pub max_addresses_per_family: usize,
     /// TSIG time window in seconds (RFC 8945 "fudge"), also the replay-memory window.
     pub fudge: u16,
+    /// Update leases (RFC 9664).
+    pub leases: LeasePolicy,
 }
 
 impl Default for Limits {
@@ -43,6 +46,7 @@ impl Default for Limits {
             max_ttl: 60,
             max_addresses_per_family: 8,
             fudge: 300,
+            leases: LeasePolicy::default(),
         }
     }
 }
@@ -95,16 +99,47 @@ impl Addresses {
     }
 }
 
-/// A terminal's changing state: addresses, last update, and replay memory.
+/// No addresses: what an offline terminal publishes.
+static OFFLINE: Addresses = Addresses {
+    v4: AddressSet {
+        ttl: 0,
+        addrs: Vec::new(),
+    },
+    v6: AddressSet {
+        ttl: 0,
+        addrs: Vec::new(),
+    },
+};
+
+/// A terminal's changing state: addresses, lease, last update, and replay memory.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Presence {
     pub addresses: Addresses,
+    /// Unix seconds when the lease runs out; `None`: no expiry.
+    pub lease_expires: Option<u64>,
     /// Unix seconds of the last accepted update.
     pub updated_at: Option<u64>,
     /// Newest Time Signed accepted from this terminal's key.
     pub last_signed: u64,
     /// MACs (hex) accepted within the time window, with their Time Signed.
     pub recent_macs: Vec<(u64, String)>,
+}
+
+impl Presence {
+    /// True once the lease has run out: the terminal is offline.
+    pub fn expired(&self, now: u64) -> bool {
+        self.lease_expires.is_some_and(|t| t <= now)
+    }
+
+    /// The addresses to answer with at `now`: none once the lease has run out.
+    pub fn live(&self, now: u64) -> &Addresses {
+        if self.expired(now) {
+            &OFFLINE
+        } else {
+            &self.addresses
+        }
+    }
 }
 
 /// The TSIG facts of a signed update that replay protection needs.
@@ -168,6 +203,8 @@ pub struct UpdateOutcome {
     /// False when the update left the addresses as they were (no serial increase).
     pub changed: bool,
     pub serial: u32,
+    /// The lease granted, in seconds; `None`: no expiry.
+    pub lease: Option<u32>,
 }
 
 /// The in-memory state that queries read.
@@ -228,6 +265,7 @@ impl View {
 struct Contents<'a> {
     zone: &'a Zone,
     view: &'a View,
+    now: u64,
 }
 
 impl ZoneContents for Contents<'_> {
@@ -236,7 +274,7 @@ impl ZoneContents for Contents<'_> {
             NamePlace::Terminal(code) => self
                 .view
                 .terminal(&code)
-                .map(|e| update::address_rdata(&e.presence.addresses, rtype))
+                .map(|e| update::address_rdata(e.presence.live(self.now), rtype))
                 .unwrap_or_default(),
             NamePlace::Apex if rtype == RecordType::SOA => {
                 vec![self.zone.soa_record(self.view.serial()).data]
@@ -425,12 +463,13 @@ impl Directory {
         Ok(terminal)
     }
 
-    /// Applies an RFC 2136 update signed by the key of `code`.
+    /// Applies an RFC 2136 update signed by the key of `code`, asking for `lease` seconds.
     pub async fn update(
         &self,
         code: &CallingCode,
         message: &UpdateMessage<'_>,
         freshness: &Freshness,
+        lease: Option<u32>,
         now: u64,
     ) -> Result<UpdateOutcome, DirectoryError> {
         let _writer = self.inner.writer.lock().await;
@@ -444,8 +483,9 @@ impl Directory {
             let contents = Contents {
                 zone: &self.inner.zone,
                 view: &view,
+                now,
             };
-            let current = &entry.presence.addresses;
+            let current = entry.presence.live(now);
             let planned = update::plan(
                 &self.inner.zone,
                 &contents,
@@ -456,10 +496,13 @@ impl Directory {
             )?;
             (entry, planned, view.serial)
         };
-        let changed = planned != entry.presence.addresses;
+        // An expired terminal's stored addresses are already gone for everyone.
+        let changed = planned != *entry.presence.live(now);
         let serial = if changed { serial.next() } else { serial };
+        let granted = self.inner.limits.leases.grant(lease);
         let presence = Presence {
             addresses: planned,
+            lease_expires: granted.map(|g| now + u64::from(g)),
             updated_at: Some(now),
             ..remember_signature(entry.presence, freshness, now, self.inner.limits.fudge)
         };
@@ -482,7 +525,58 @@ impl Directory {
             addresses,
             changed,
             serial: serial.0,
+            lease: granted,
         })
+    }
+
+    /// Takes offline every terminal whose lease ran out by `now`, in one transaction with
+    /// one serial increase; returns their codes.
+    pub async fn expire(&self, now: u64) -> Result<Vec<CallingCode>, StoreError> {
+        let _writer = self.inner.writer.lock().await;
+        let (expired, serial) = {
+            let view = self.view();
+            let expired: Vec<(CallingCode, Presence)> = view
+                .entries()
+                .filter(|e| e.presence.expired(now))
+                .map(|e| {
+                    let presence = Presence {
+                        addresses: Addresses::default(),
+                        lease_expires: None,
+                        ..e.presence.clone()
+                    };
+                    (e.terminal.code.clone(), presence)
+                })
+                .collect();
+            (expired, view.serial.next())
+        };
+        if expired.is_empty() {
+            return Ok(Vec::new());
+        }
+        let had_addresses = {
+            let view = self.view();
+            expired.iter().any(|(c, _)| {
+                view.terminal(c)
+                    .is_some_and(|e| e.presence.addresses != Addresses::default())
+            })
+        };
+        let serial = if had_addresses { Some(serial) } else { None };
+        self.commit(&Change {
+            put_presence: expired.iter().map(|(c, p)| (c, p)).collect(),
+            serial: serial.map(|s| s.0),
+            ..Change::default()
+        })
+        .await?;
+        self.with_view_mut(|view| {
+            if let Some(serial) = serial {
+                view.serial = serial;
+            }
+            for (code, presence) in &expired {
+                if let Some(entry) = view.terminals.get_mut(code) {
+                    entry.presence = presence.clone();
+                }
+            }
+        });
+        Ok(expired.into_iter().map(|(c, _)| c).collect())
     }
 
     /// Makes everything committed durable (at shutdown; every change is already flushed).
@@ -599,7 +693,7 @@ mod tests {
             time_signed: time,
             mac: vec![mac; 32],
         };
-        dir.update(&code.parse().unwrap(), &message, &freshness, time)
+        dir.update(&code.parse().unwrap(), &message, &freshness, None, time)
             .await
     }
 
@@ -716,7 +810,7 @@ mod tests {
             mac: vec![9; 32],
         };
         let err = dir
-            .update(&"5551234".parse().unwrap(), &message, &freshness, 101)
+            .update(&"5551234".parse().unwrap(), &message, &freshness, None, 101)
             .await;
         assert!(matches!(
             err,
@@ -733,6 +827,50 @@ mod tests {
                 .addrs
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn leases_expire_to_offline_and_refreshes_keep_the_serial() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        let code: CallingCode = "5551234".parse().unwrap();
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
+            .await
+            .unwrap();
+        let (zone, updates) = set_a("5551234", [192, 0, 2, 1]);
+        let message = UpdateMessage {
+            zone: &zone,
+            prerequisites: &[],
+            updates: &updates,
+        };
+        let fresh = |t: u64, m: u8| Freshness {
+            time_signed: t,
+            mac: vec![m; 32],
+        };
+        let first = dir
+            .update(&code, &message, &fresh(1000, 1), Some(5), 1000)
+            .await
+            .unwrap();
+        assert_eq!(first.lease, Some(60), "raised to the minimum");
+        // A refresh that changes nothing extends the lease without a serial increase.
+        let refresh = dir
+            .update(&code, &message, &fresh(1050, 2), Some(60), 1050)
+            .await
+            .unwrap();
+        assert!(!refresh.changed);
+        assert_eq!(refresh.serial, first.serial);
+        assert!(!dir.view().terminal(&code).unwrap().presence.expired(1100));
+        assert!(dir.expire(1100).await.unwrap().is_empty());
+        // Past the lease: offline, one serial increase, addresses gone from the store too.
+        assert!(dir.view().terminal(&code).unwrap().presence.expired(1110));
+        assert_eq!(dir.expire(1110).await.unwrap(), vec![code.clone()]);
+        assert_eq!(dir.view().serial(), first.serial + 1);
+        drop(dir);
+        let dir = open(tmp.path());
+        let view = dir.view();
+        let entry = view.terminal(&code).unwrap();
+        assert!(entry.presence.addresses.v4.addrs.is_empty());
+        assert_eq!(entry.presence.lease_expires, None);
     }
 
     #[tokio::test]

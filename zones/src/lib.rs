@@ -12,6 +12,7 @@
 //! Modules:
 //! - [`identity`]: calling codes, customer ids (KID), machine ids (MID) and the MID rule.
 //! - [`key`]: TSIG keys, their names, and BIND's key-file format.
+//! - [`lease`]: update leases (RFC 9664): granting, encoding, refresh timing.
 //! - [`zone`]: the static zone (SOA, NS, glue) from a zone file or the embedded default.
 //! - [`directory`]: registered terminals and their addresses; every change goes through it.
 //! - [`update`]: the RFC 2136 update engine and the terminal update policy.
@@ -22,6 +23,7 @@
 pub mod directory;
 pub mod identity;
 pub mod key;
+pub mod lease;
 pub mod serial;
 pub mod store;
 pub mod update;
