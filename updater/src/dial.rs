@@ -1,0 +1,139 @@
+//! Calling (M2): look a code up (M22), connect to its address by TCP, and pipe stdin and
+//! stdout through the connection, like `nc`.
+//!
+//! Exit codes (see [`DialError::exit_code`]): 3 no such code, 4 terminal offline,
+//! 5 connection failed, 6 directory unreachable or refused the lookup, 1 anything else.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RData, RecordType};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use zones::identity::CallingCode;
+use zones::key::TsigKey;
+
+use crate::client::query_message;
+use crate::exchange::{ExchangeError, exchange};
+
+/// Why a call did not connect.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("no such code: {0} is not registered in the directory")]
+    NoSuchCode(String),
+    #[error("terminal offline: {0} is registered but has no address now")]
+    Offline(String),
+    #[error("connection refused or failed: {0}")]
+    Connect(String),
+    #[error("the directory refused the lookup ({0}); with --lookups signed, give --key-file")]
+    Refused(ResponseCode),
+    #[error("the directory could not be asked: {0}")]
+    Directory(#[from] ExchangeError),
+    #[error("i/o error while connected: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl DialError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::NoSuchCode(_) => 3,
+            Self::Offline(_) => 4,
+            Self::Connect(_) => 5,
+            Self::Refused(_) | Self::Directory(_) => 6,
+            Self::Io(_) => 1,
+        }
+    }
+}
+
+/// What to call and how to ask the directory.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub servers: Vec<SocketAddr>,
+    pub zone: Name,
+    pub code: CallingCode,
+    pub port: u16,
+    /// Signs the lookups (needed when the directory answers only signed lookups).
+    pub key: Option<TsigKey>,
+    pub timeout: Duration,
+}
+
+/// Looks the code up: IPv6 addresses first, then IPv4.
+pub async fn resolve(call: &Call) -> Result<Vec<IpAddr>, DialError> {
+    let owner = Name::from_ascii(call.code.as_str())
+        .and_then(|l| l.append_domain(&call.zone))
+        .map_err(|_| DialError::NoSuchCode(call.code.to_string()))?;
+    let mut addresses = Vec::new();
+    for rtype in [RecordType::AAAA, RecordType::A] {
+        let answer = ask(call, query_message(owner.clone(), rtype)).await?;
+        match answer.metadata.response_code {
+            ResponseCode::NoError => {}
+            ResponseCode::NXDomain => return Err(DialError::NoSuchCode(owner.to_string())),
+            rcode => return Err(DialError::Refused(rcode)),
+        }
+        addresses.extend(answer.answers.iter().filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        }));
+    }
+    if addresses.is_empty() {
+        return Err(DialError::Offline(owner.to_string()));
+    }
+    Ok(addresses)
+}
+
+async fn ask(
+    call: &Call,
+    message: hickory_proto::op::Message,
+) -> Result<hickory_proto::op::Message, DialError> {
+    let mut last = None;
+    for server in &call.servers {
+        match exchange(*server, message.clone(), call.key.as_ref(), call.timeout).await {
+            Ok(answer) => return Ok(answer),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or(
+        DialError::Refused(ResponseCode::ServFail),
+        DialError::Directory,
+    ))
+}
+
+/// Connects to the first address that accepts (M2's connection request).
+pub async fn connect(
+    addresses: &[IpAddr],
+    port: u16,
+    timeout: Duration,
+) -> Result<TcpStream, DialError> {
+    let mut failures = Vec::new();
+    for ip in addresses {
+        let target = SocketAddr::new(*ip, port);
+        match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => failures.push(format!("{target}: {e}")),
+            Err(_) => failures.push(format!("{target}: timed out")),
+        }
+    }
+    Err(DialError::Connect(failures.join("; ")))
+}
+
+/// Looks up, connects, and pipes stdin to the peer and the peer to stdout until both end.
+pub async fn dial(call: &Call) -> Result<(), DialError> {
+    let addresses = resolve(call).await?;
+    let stream = connect(&addresses, call.port, call.timeout).await?;
+    let (mut from_peer, mut to_peer) = stream.into_split();
+    let upload = async {
+        tokio::io::copy(&mut tokio::io::stdin(), &mut to_peer).await?;
+        to_peer.shutdown().await
+    };
+    let download = async {
+        let mut stdout = tokio::io::stdout();
+        tokio::io::copy(&mut from_peer, &mut stdout).await?;
+        stdout.flush().await
+    };
+    let (up, down) = tokio::join!(upload, download);
+    up?;
+    down?;
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! `updater`: keep a terminal's directory entry current, print its machine id, or call
+//! another terminal by its code.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hickory_proto::rr::Name;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use updater::config::{Flags, Settings, load_key};
+use updater::daemon::Terminal;
+use updater::dial::{self, Call};
+use updater::netlink;
+use zones::identity::{CallingCode, Kid, MacAddress, Mid};
+
+#[derive(Parser)]
+#[command(
+    name = "updater",
+    version,
+    about = "Terminal updater for the calling-code directory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print this terminal's machine id (MID), for `nameserver register --mid`.
+    Identity {
+        /// Customer id the MID is derived with.
+        #[arg(long)]
+        kid: Kid,
+        /// The network card (default: the first non-loopback card with a MAC).
+        #[arg(long, value_name = "IFACE", conflicts_with = "mac")]
+        interface: Option<String>,
+        /// A MAC address instead of a card's.
+        #[arg(long)]
+        mac: Option<MacAddress>,
+        /// Print the MAC itself (12 hex digits) instead of the derived MID.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Keep the directory entry current until SIGTERM or SIGINT, then withdraw it.
+    Run {
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Discover and publish once; exit 0 on success.
+    Once {
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Look a code up, connect by TCP, and pipe stdin and stdout (exit 3: no such code,
+    /// 4: offline, 5: connection failed, 6: directory unreachable or refused).
+    Dial {
+        /// Directory server (repeatable).
+        #[arg(long = "server", value_name = "ADDR:PORT", required = true)]
+        servers: Vec<std::net::SocketAddr>,
+        #[arg(long, default_value = "dial.example.")]
+        zone: String,
+        /// Sign the lookups with this key (directories with --lookups signed).
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<std::path::PathBuf>,
+        /// The code to call.
+        code: CallingCode,
+        /// The TCP port to connect to.
+        port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}"), 1),
+    };
+    runtime.block_on(dispatch(cli.command))
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("updater: {message}");
+    ExitCode::from(code)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn dispatch(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Identity {
+            kid,
+            interface,
+            mac,
+            raw,
+        } => identity(kid, interface, mac, raw).await,
+        Command::Run { flags } => run(flags).await,
+        Command::Once { flags } => once(flags).await,
+        Command::Dial {
+            servers,
+            zone,
+            key_file,
+            code,
+            port,
+        } => {
+            return call(servers, zone, key_file, code, port).await;
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message, 1),
+    }
+}
+
+async fn identity(
+    kid: Kid,
+    interface: Option<String>,
+    mac: Option<MacAddress>,
+    raw: bool,
+) -> Result<(), String> {
+    let (card, mac) = match mac {
+        Some(mac) => ("--mac".to_owned(), mac),
+        None => {
+            let handle = netlink::connect().map_err(|e| e.to_string())?;
+            netlink::card_mac(&handle, interface.as_deref())
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let mid = if raw {
+        Mid::raw(&mac)
+    } else {
+        Mid::derive(&kid, &mac)
+    };
+    eprintln!("card {card}, MAC {mac}");
+    println!("{mid}");
+    Ok(())
+}
+
+async fn run(flags: Flags) -> Result<(), String> {
+    let settings = Settings::resolve(&flags).map_err(|e| e.to_string())?;
+    let terminal = Terminal::new(settings).await.map_err(|e| e.to_string())?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    terminal.run(shutdown).await.map_err(|e| e.to_string())
+}
+
+async fn once(flags: Flags) -> Result<(), String> {
+    let settings = Settings::resolve(&flags).map_err(|e| e.to_string())?;
+    let terminal = Terminal::new(settings).await.map_err(|e| e.to_string())?;
+    terminal
+        .sync(true)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn call(
+    servers: Vec<std::net::SocketAddr>,
+    zone: String,
+    key_file: Option<std::path::PathBuf>,
+    code: CallingCode,
+    port: u16,
+) -> ExitCode {
+    let Ok(zone) = Name::from_ascii(&zone) else {
+        return fail(&format!("zone {zone:?} is not a valid domain name"), 2);
+    };
+    let key = match key_file.as_deref().map(load_key).transpose() {
+        Ok(key) => key,
+        Err(e) => return fail(&e.to_string(), 2),
+    };
+    let call = Call {
+        servers,
+        zone,
+        code,
+        port,
+        key,
+        timeout: Duration::from_secs(3),
+    };
+    match dial::dial(&call).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string(), e.exit_code()),
+    }
+}
+
+/// SIGTERM and SIGINT cancel the one shutdown token.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: going offline"),
+        _ = int.recv() => info!("SIGINT: going offline"),
+    }
+    shutdown.cancel();
+}

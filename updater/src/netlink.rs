@@ -1,0 +1,212 @@
+//! Linux netlink (rtnetlink): network cards, their addresses, and change events.
+//!
+//! [`watch`] subscribes to the kernel's link, address and route groups and turns every
+//! event into a wake-up; the daemon then reads the addresses afresh, so a lost or merged
+//! event costs nothing.
+
+use futures_util::stream::{StreamExt, TryStreamExt};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::{Handle, MulticastGroup};
+use tokio::sync::mpsc;
+use zones::identity::MacAddress;
+
+use crate::discover::InterfaceAddress;
+
+/// Why the network configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("cannot open a netlink socket: {0}")]
+    Socket(std::io::Error),
+    #[error("netlink request failed: {0}")]
+    Request(String),
+    #[error("no network interface named {0:?}")]
+    NoSuchInterface(String),
+    #[error("interface {0:?} has no MAC address")]
+    NoMac(String),
+    #[error(
+        "no network interface with a MAC address was found; name one with --interface or give --mac"
+    )]
+    NoCard,
+}
+
+/// A connection for requests (its background task is spawned on the current runtime).
+pub fn connect() -> Result<Handle, NetlinkError> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+    tokio::spawn(connection);
+    Ok(handle)
+}
+
+/// A network card as netlink describes it.
+#[derive(Clone, Debug)]
+pub struct Interface {
+    pub index: u32,
+    pub name: String,
+    pub mac: Option<MacAddress>,
+    pub loopback: bool,
+    /// Administratively up with a carrier.
+    pub up: bool,
+}
+
+fn interface_of(msg: &LinkMessage) -> Interface {
+    let mut name = String::new();
+    let mut mac = None;
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => name.clone_from(n),
+            LinkAttribute::Address(bytes) => {
+                mac = <[u8; 6]>::try_from(bytes.as_slice())
+                    .ok()
+                    .filter(|b| b.iter().any(|x| *x != 0))
+                    .map(MacAddress);
+            }
+            _ => {}
+        }
+    }
+    Interface {
+        index: msg.header.index,
+        name,
+        mac,
+        loopback: msg.header.flags.contains(LinkFlags::Loopback),
+        up: msg
+            .header
+            .flags
+            .contains(LinkFlags::Up | LinkFlags::LowerUp),
+    }
+}
+
+/// Every interface, in index order.
+pub async fn interfaces(handle: &Handle) -> Result<Vec<Interface>, NetlinkError> {
+    let links: Vec<LinkMessage> = handle
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| NetlinkError::Request(e.to_string()))?;
+    let mut all: Vec<Interface> = links.iter().map(interface_of).collect();
+    all.sort_by_key(|i| i.index);
+    Ok(all)
+}
+
+/// The named interface; else the first card (non-loopback, with a MAC) that is up; else the
+/// first card.
+pub async fn find_card(handle: &Handle, name: Option<&str>) -> Result<Interface, NetlinkError> {
+    let all = interfaces(handle).await?;
+    match name {
+        Some(name) => all
+            .into_iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| NetlinkError::NoSuchInterface(name.to_owned())),
+        None => {
+            let cards: Vec<Interface> = all
+                .into_iter()
+                .filter(|i| !i.loopback && i.mac.is_some())
+                .collect();
+            let up = cards.iter().find(|i| i.up).cloned();
+            up.or_else(|| cards.into_iter().next())
+                .ok_or(NetlinkError::NoCard)
+        }
+    }
+}
+
+/// The MAC address of the named interface (or of the first card).
+pub async fn card_mac(
+    handle: &Handle,
+    name: Option<&str>,
+) -> Result<(String, MacAddress), NetlinkError> {
+    let card = find_card(handle, name).await?;
+    let mac = card
+        .mac
+        .ok_or_else(|| NetlinkError::NoMac(card.name.clone()))?;
+    Ok((card.name, mac))
+}
+
+/// The addresses of one interface, or of every non-loopback interface.
+pub async fn addresses(
+    handle: &Handle,
+    interface: Option<&str>,
+) -> Result<Vec<InterfaceAddress>, NetlinkError> {
+    let all = interfaces(handle).await?;
+    let wanted: Vec<u32> = match interface {
+        Some(name) => {
+            let card = all
+                .iter()
+                .find(|i| i.name == name)
+                .ok_or_else(|| NetlinkError::NoSuchInterface(name.to_owned()))?;
+            vec![card.index]
+        }
+        None => all
+            .iter()
+            .filter(|i| !i.loopback)
+            .map(|i| i.index)
+            .collect(),
+    };
+    let messages: Vec<AddressMessage> = handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| NetlinkError::Request(e.to_string()))?;
+    Ok(messages
+        .iter()
+        .filter(|m| wanted.contains(&m.header.index))
+        .filter_map(address_of)
+        .collect())
+}
+
+fn address_of(msg: &AddressMessage) -> Option<InterfaceAddress> {
+    let mut address = None;
+    let mut local = None;
+    let mut flags = AddressFlags::from_bits_truncate(u32::from(msg.header.flags.bits()));
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Flags(f) => flags = *f,
+            _ => {}
+        }
+    }
+    // IPv4: IFA_LOCAL is our address (IFA_ADDRESS is the peer on point-to-point links).
+    let ip = match msg.header.family {
+        AddressFamily::Inet => local.or(address)?,
+        _ => address.or(local)?,
+    };
+    let v6 = ip.is_ipv6();
+    Some(InterfaceAddress {
+        ip,
+        // IFA_F_TEMPORARY has the value of IFA_F_SECONDARY and only means it for IPv6.
+        temporary: v6 && flags.contains(AddressFlags::Secondary),
+        unusable: flags.intersects(
+            AddressFlags::Deprecated | AddressFlags::Tentative | AddressFlags::Dadfailed,
+        ),
+    })
+}
+
+/// Wakes the receiver on every link, address or route change the kernel reports.
+pub fn watch() -> Result<mpsc::Receiver<()>, NetlinkError> {
+    let groups = [
+        MulticastGroup::Link,
+        MulticastGroup::Ipv4Ifaddr,
+        MulticastGroup::Ipv6Ifaddr,
+        MulticastGroup::Ipv4Route,
+        MulticastGroup::Ipv6Route,
+    ];
+    let (connection, handle, mut messages) =
+        rtnetlink::new_multicast_connection(&groups).map_err(NetlinkError::Socket)?;
+    tokio::spawn(connection);
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        // The connection lives as long as a handle to it does.
+        let _handle = handle;
+        while messages.next().await.is_some() {
+            // A full channel already holds a wake-up; this event adds nothing.
+            if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
