@@ -180,59 +180,105 @@ impl Terminal {
     /// Runs until `shutdown`; then withdraws the addresses unless `--keep-on-exit`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DaemonError> {
         let mut events = netlink::watch()?;
-        let start_delay = Duration::from_secs_f64(backoff::jitter());
-        let mut wake_at = Instant::now() + start_delay;
-        let mut refresh_at: Option<Instant> = None;
-        let mut published_once = false;
-        let mut backoff = Backoff::default();
+        let mut schedule = Schedule::new(self.settings.recheck, Instant::now());
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 event = events.recv() => {
                     if event.is_none() {
-                        warn!("netlink events stopped; relying on the recheck timer");
+                        warn!("netlink events stopped; watching again");
                         events = netlink::watch()?;
                     }
                     // Let a burst of changes (address removed, address added) settle.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     while events.try_recv().is_ok() {}
                 }
-                _ = tokio::time::sleep_until(wake_at) => {}
+                _ = tokio::time::sleep_until(schedule.wake_at()) => {}
             }
-            let due = match refresh_at {
-                Some(t) => Instant::now() >= t,
-                None => !published_once,
-            };
-            let wait = match self.sync(due).await {
-                Ok(synced) => {
-                    backoff.reset();
-                    if let Synced::Published { lease, .. } = synced {
-                        published_once = true;
-                        refresh_at = lease.map(|l| {
-                            Instant::now() + zones::lease::refresh_after(l, backoff::jitter())
-                        });
-                    }
-                    let until_refresh =
-                        refresh_at.map_or(self.settings.recheck, |t| t - Instant::now());
-                    self.settings.recheck.min(until_refresh)
+            match self.sync(schedule.refresh_due(Instant::now())).await {
+                Ok(Synced::Published { lease, .. }) => {
+                    schedule.published(Instant::now(), lease, backoff::jitter());
                 }
+                Ok(Synced::Unchanged) => schedule.checked(Instant::now()),
                 Err(e) if needs_a_person(&e) => {
                     error!(error = %e, "cannot keep the directory entry; retrying in an hour");
-                    backoff::AFTER_AUTH_FAILURE
+                    schedule.failed_for_good(Instant::now());
                 }
                 Err(e) => {
-                    let d = backoff.next_delay(backoff::jitter());
+                    let d = schedule.failed(Instant::now(), backoff::jitter());
                     warn!(error = %e, "update failed; retrying in {:.1}s", d.as_secs_f64());
-                    d
                 }
-            };
-            wake_at = Instant::now() + wait;
+            }
         }
         if self.settings.keep_on_exit {
             info!("stopping; addresses left in the directory (--keep-on-exit)");
             return Ok(());
         }
         self.withdraw().await
+    }
+}
+
+/// When the daemon next wakes, and whether a lease refresh is due then.
+#[derive(Debug)]
+pub struct Schedule {
+    recheck: Duration,
+    wake_at: Instant,
+    refresh_at: Option<Instant>,
+    published_once: bool,
+    backoff: Backoff,
+}
+
+impl Schedule {
+    /// The first sync comes after a random delay of up to a second, so terminals that
+    /// boot together do not all update at once.
+    pub fn new(recheck: Duration, now: Instant) -> Self {
+        Self {
+            recheck,
+            wake_at: now + Duration::from_secs_f64(backoff::jitter()),
+            refresh_at: None,
+            published_once: false,
+            backoff: Backoff::default(),
+        }
+    }
+
+    pub fn wake_at(&self) -> Instant {
+        self.wake_at
+    }
+
+    /// True before the first publication and once the lease's refresh time has come.
+    pub fn refresh_due(&self, now: Instant) -> bool {
+        match self.refresh_at {
+            Some(t) => now >= t,
+            None => !self.published_once,
+        }
+    }
+
+    /// After an accepted UPDATE: refresh at 80-85% of the lease, recheck meanwhile.
+    pub fn published(&mut self, now: Instant, lease: Option<u32>, jitter: f64) {
+        self.published_once = true;
+        self.refresh_at = lease.map(|l| now + zones::lease::refresh_after(l, jitter));
+        self.checked(now);
+    }
+
+    /// After a successful check: wake for the next recheck or the refresh, whichever first.
+    pub fn checked(&mut self, now: Instant) {
+        self.backoff.reset();
+        let until_refresh = self
+            .refresh_at
+            .map_or(self.recheck, |t| t.saturating_duration_since(now));
+        self.wake_at = now + self.recheck.min(until_refresh);
+    }
+
+    /// After a failure that may pass: back off; returns the wait.
+    pub fn failed(&mut self, now: Instant, jitter: f64) -> Duration {
+        let wait = self.backoff.next_delay(jitter);
+        self.wake_at = now + wait;
+        wait
+    }
+
+    /// After a failure a person must fix: wait long (a network event still wakes us).
+    pub fn failed_for_good(&mut self, now: Instant) {
+        self.wake_at = now + backoff::AFTER_AUTH_FAILURE;
     }
 }
 
@@ -269,6 +315,47 @@ mod tests {
             recheck: Duration::from_secs(60),
             timeout: Duration::from_secs(1),
         }
+    }
+
+    /// Timers under a paused tokio clock: lease refresh, rechecks and backoff.
+    #[tokio::test(start_paused = true)]
+    async fn schedule_refreshes_leases_rechecks_and_backs_off() {
+        let recheck = Duration::from_secs(60);
+        let start = Instant::now();
+        let mut s = Schedule::new(recheck, start);
+        assert!(
+            s.wake_at() <= start + Duration::from_secs(1),
+            "first sync within a second"
+        );
+        assert!(s.refresh_due(start), "nothing published yet");
+
+        // A 100 s lease: refresh at 80-85 s, so the 60 s recheck comes first.
+        s.published(start, Some(100), 0.0);
+        assert_eq!(s.wake_at(), start + recheck);
+        assert!(!s.refresh_due(start + recheck));
+        tokio::time::advance(recheck).await;
+        s.checked(Instant::now());
+        assert_eq!(
+            s.wake_at(),
+            start + Duration::from_secs(80),
+            "then the refresh"
+        );
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(s.refresh_due(Instant::now()));
+
+        // Failures back off 1, 2, 4 s (full jitter), and a success resets it.
+        let waits: Vec<u64> = (0..3)
+            .map(|_| s.failed(Instant::now(), 1.0).as_secs())
+            .collect();
+        assert_eq!(waits, vec![1, 2, 4]);
+        s.published(Instant::now(), None, 0.0);
+        assert!(
+            !s.refresh_due(Instant::now() + Duration::from_secs(86_400)),
+            "no lease: no refresh"
+        );
+        assert_eq!(s.failed(Instant::now(), 1.0).as_secs(), 1);
+        s.failed_for_good(Instant::now());
+        assert_eq!(s.wake_at(), Instant::now() + backoff::AFTER_AUTH_FAILURE);
     }
 
     #[test]

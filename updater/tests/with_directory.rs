@@ -1,0 +1,264 @@
+//! The updater against a real nameserver running in-process on IPv4 and IPv6 loopback.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+use nameserver::config::{FileConfig, LookupPolicy, ServeFlags, Settings as ServerSettings};
+use nameserver::control::{self, ControlReply, ControlRequest};
+use nameserver::server;
+use tokio_util::sync::CancellationToken;
+use updater::client::{ClientError, DirectoryClient};
+use updater::config::Settings;
+use updater::daemon::{Synced, Terminal};
+use updater::dial::{self, Call, DialError};
+use updater::discover::AddressSet;
+use updater::exchange::ExchangeError;
+use zones::Directory;
+use zones::directory::Limits;
+use zones::identity::Mid;
+use zones::key::{Algorithm, TsigKey};
+
+struct Directory4and6 {
+    v4: SocketAddr,
+    v6: SocketAddr,
+    directory: Directory,
+    shutdown: CancellationToken,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Directory4and6 {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn start(limits: Limits) -> Directory4and6 {
+    let data = tempfile::tempdir().unwrap();
+    let flags = ServeFlags {
+        listen: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
+        data: Some(data.path().to_path_buf()),
+        lookups: Some(LookupPolicy::Public),
+        ..ServeFlags::default()
+    };
+    let mut settings = ServerSettings::merge(FileConfig::default(), &flags).unwrap();
+    settings.limits = limits;
+    let (directory, listeners) = server::bind(&settings)
+        .await
+        .expect("IPv4 and IPv6 loopback");
+    let addrs = listeners.local_addrs();
+    let shutdown = CancellationToken::new();
+    let options = server::RunOptions::from(&settings);
+    tokio::spawn(server::run(
+        directory.clone(),
+        listeners,
+        options,
+        shutdown.clone(),
+    ));
+    Directory4and6 {
+        v4: addrs[0],
+        v6: addrs[1],
+        directory,
+        shutdown,
+        _data: data,
+    }
+}
+
+/// Registers `code` for this machine's first card, as the operator would with its MID.
+async fn register_this_machine(d: &Directory4and6, code: &str) -> TsigKey {
+    let handle = updater::netlink::connect().unwrap();
+    let (_, mac) = updater::netlink::card_mac(&handle, None)
+        .await
+        .expect("this test needs a network card with a MAC address");
+    let kid = "acme".parse().unwrap();
+    let request = ControlRequest::Register {
+        code: code.parse().unwrap(),
+        mid: Mid::derive(&kid, &mac),
+        kid,
+        algorithm: Algorithm::HmacSha256,
+    };
+    match control::execute(request, &d.directory).await.unwrap() {
+        ControlReply::Key { key_file, .. } => TsigKey::from_key_file(&key_file).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn settings(d: &Directory4and6, code: &str, key: &TsigKey, fixed: &[&str]) -> Settings {
+    Settings {
+        servers: vec![d.v4, d.v6],
+        zone: Name::from_ascii("dial.example.").unwrap(),
+        code: code.parse().unwrap(),
+        key: key.clone(),
+        interface: None,
+        auto: false,
+        fixed: fixed.iter().map(|a| a.parse().unwrap()).collect(),
+        ttl: 60,
+        lease: 3600,
+        allow_private: false,
+        keep_on_exit: false,
+        recheck: Duration::from_secs(60),
+        timeout: Duration::from_secs(2),
+    }
+}
+
+fn client(s: &Settings) -> DirectoryClient {
+    DirectoryClient {
+        servers: s.servers.clone(),
+        zone: s.zone.clone(),
+        code: s.code.clone(),
+        key: s.key.clone(),
+        timeout: s.timeout,
+    }
+}
+
+fn v4(set: &AddressSet) -> Vec<Ipv4Addr> {
+    set.v4.clone()
+}
+
+#[tokio::test]
+async fn whoami_answers_over_ipv4_and_ipv6() {
+    let d = start(Limits::default()).await;
+    let key = register_this_machine(&d, "5550001").await;
+    let seen = client(&settings(&d, "5550001", &key, &[])).whoami().await;
+    assert!(seen.contains(&IpAddr::from([127, 0, 0, 1])), "{seen:?}");
+    assert!(seen.contains(&"::1".parse::<IpAddr>().unwrap()), "{seen:?}");
+}
+
+#[tokio::test]
+async fn lease_is_granted_refreshed_without_serial_bump_then_expires_offline() {
+    let limits = Limits {
+        leases: zones::lease::LeasePolicy {
+            min: 1,
+            max: 3600,
+            default: None,
+        },
+        ..Limits::default()
+    };
+    let d = start(limits).await;
+    let key = register_this_machine(&d, "5550001").await;
+    let s = settings(&d, "5550001", &key, &["192.0.2.10"]);
+    let c = client(&s);
+    let set = AddressSet {
+        v4: vec![Ipv4Addr::new(192, 0, 2, 10)],
+        v6: vec![],
+    };
+    assert_eq!(
+        c.publish(&set, 60, Some(7200)).await.unwrap(),
+        Some(3600),
+        "granted within the maximum"
+    );
+    let serial = d.directory.view().serial();
+    assert_eq!(c.publish(&set, 60, Some(2)).await.unwrap(), Some(2));
+    assert_eq!(
+        d.directory.view().serial(),
+        serial,
+        "refresh without a serial increase"
+    );
+    assert_eq!(
+        v4(&c.published().await.unwrap()),
+        vec![Ipv4Addr::new(192, 0, 2, 10)]
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(
+        c.published().await.unwrap().is_empty(),
+        "expired: offline (NODATA)"
+    );
+}
+
+#[tokio::test]
+async fn the_entry_heals_when_changed_elsewhere() {
+    let d = start(Limits::default()).await;
+    let key = register_this_machine(&d, "5550001").await;
+    let s = settings(&d, "5550001", &key, &["192.0.2.10"]);
+    let terminal = Terminal::new(s.clone()).await.unwrap();
+    assert!(matches!(
+        terminal.sync(false).await.unwrap(),
+        Synced::Published { .. }
+    ));
+    assert_eq!(
+        terminal.sync(false).await.unwrap(),
+        Synced::Unchanged,
+        "nothing to do"
+    );
+    // Someone (an operator with the key, a restore from backup) changes the entry.
+    let wrong = AddressSet {
+        v4: vec![Ipv4Addr::new(192, 0, 2, 99)],
+        v6: vec![],
+    };
+    client(&s).publish(&wrong, 60, None).await.unwrap();
+    let healed = terminal.sync(false).await.unwrap();
+    assert!(matches!(healed, Synced::Published { .. }), "{healed:?}");
+    assert_eq!(
+        v4(&client(&s).published().await.unwrap()),
+        vec![Ipv4Addr::new(192, 0, 2, 10)]
+    );
+}
+
+#[tokio::test]
+async fn a_key_for_another_machine_is_refused_before_anything_is_sent() {
+    let d = start(Limits::default()).await;
+    let request = ControlRequest::Register {
+        code: "5550002".parse().unwrap(),
+        kid: "acme".parse().unwrap(),
+        mid: "0000000000000000".parse().unwrap(),
+        algorithm: Algorithm::HmacSha256,
+    };
+    let ControlReply::Key { key_file, .. } = control::execute(request, &d.directory).await.unwrap()
+    else {
+        panic!()
+    };
+    let key = TsigKey::from_key_file(&key_file).unwrap();
+    let err = Terminal::new(settings(&d, "5550002", &key, &["192.0.2.10"]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("bound to machine 0000000000000000"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn authentication_failures_say_what_to_fix() {
+    let d = start(Limits::default()).await;
+    let mut key = register_this_machine(&d, "5550001").await;
+    key.secret = zones::key::Secret::from_bytes(vec![9; 32]);
+    let s = settings(&d, "5550001", &key, &["192.0.2.10"]);
+    let err = client(&s).withdraw().await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Exchange(ExchangeError::BadSig { .. })),
+        "{err}"
+    );
+    assert!(err.needs_a_person());
+    assert!(err.to_string().contains("rotated"), "{err}");
+    let mut unknown = key.clone();
+    unknown.name = "5550009.0000000000000000.acme.key.dial.example.".into();
+    let err = client(&settings(&d, "5550009", &unknown, &[]))
+        .withdraw()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Exchange(ExchangeError::BadKey { .. })),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn dial_tells_no_such_code_from_offline() {
+    let d = start(Limits::default()).await;
+    register_this_machine(&d, "5550001").await;
+    let call = |code: &str| Call {
+        servers: vec![d.v4],
+        zone: Name::from_ascii("dial.example.").unwrap(),
+        code: code.parse().unwrap(),
+        port: 9,
+        key: None,
+        timeout: Duration::from_secs(2),
+    };
+    let none = dial::resolve(&call("5559999")).await.unwrap_err();
+    assert!(matches!(none, DialError::NoSuchCode(_)));
+    assert_eq!(none.exit_code(), 3);
+    let offline = dial::resolve(&call("5550001")).await.unwrap_err();
+    assert!(matches!(offline, DialError::Offline(_)));
+    assert_eq!(offline.exit_code(), 4);
+}
