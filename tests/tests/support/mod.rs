@@ -47,19 +47,40 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// A `nameserver serve` process on 127.0.0.1 with a port of its choosing.
+/// A command, run inside network namespace `netns` when one is given.
+pub fn command_in(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns]).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+/// A `nameserver serve` process with a port of its choosing (or the addresses given).
 pub struct Nameserver {
     child: Child,
     pub addr: SocketAddr,
     pub data: PathBuf,
+    /// The network namespace it runs in, if not this one.
+    pub netns: Option<String>,
     log: Arc<Mutex<String>>,
 }
 
 impl Nameserver {
     /// Starts the server on `data` with extra `serve` flags; waits until it listens.
     pub fn start(data: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(binary("nameserver"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        Self::start_in(None, data, &["--listen", "127.0.0.1:0"], extra)
+    }
+
+    /// Starts the server inside a network namespace, listening where `listen` says.
+    pub fn start_in(netns: Option<&str>, data: &Path, listen: &[&str], extra: &[&str]) -> Self {
+        let mut child = command_in(netns, binary("nameserver"))
+            .arg("serve")
+            .args(listen)
+            .arg("--data")
             .arg(data)
             .args(extra)
             .env("RUST_LOG", "info,hickory_server=warn")
@@ -95,6 +116,7 @@ impl Nameserver {
             child,
             addr,
             data: data.to_path_buf(),
+            netns: netns.map(str::to_owned),
             log,
         }
     }
@@ -139,7 +161,7 @@ impl Nameserver {
     /// `dig` at this server; returns stdout.
     pub fn dig(&self, args: &[&str]) -> String {
         require("dig", "bind9-dnsutils");
-        let out = Command::new("dig")
+        let out = command_in(self.netns.as_deref(), "dig")
             .arg(format!("@{}", self.addr.ip()))
             .args(["-p", &self.port(), "+time=2", "+tries=2"])
             .args(args)
@@ -165,7 +187,7 @@ impl Nameserver {
     /// Runs `nsupdate` with a script (the `server` line is added), optionally with a key.
     pub fn nsupdate(&self, key: Option<&Path>, script: &str) -> Output {
         require("nsupdate", "bind9-dnsutils");
-        let mut cmd = Command::new("nsupdate");
+        let mut cmd = command_in(self.netns.as_deref(), "nsupdate");
         cmd.args(["-t", "3"]);
         if let Some(key) = key {
             cmd.arg("-k").arg(key);

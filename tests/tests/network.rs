@@ -1,0 +1,315 @@
+//! A small network built from Linux network namespaces that this test creates: a directory
+//! host routing between two links, terminal A and terminal B, each with its own MAC and
+//! addresses (10.77.0.0/16, inside the namespaces only). Needs root (CI runs as root).
+//!
+//! ```text
+//!   A (va 10.77.1.2) ── (da 10.77.1.1) directory (db 10.77.2.1) ── (vb 10.77.2.2 → .3) B
+//! ```
+
+mod support;
+
+use std::io::Write;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Nameserver, binary, command_in, require, text};
+
+const CODE: &str = "5550002";
+const NAME: &str = "5550002.dial.example";
+const B_MAC: &str = "02:00:00:77:00:0b";
+
+/// The namespaces and links; removed on drop.
+struct Lab {
+    dir: String,
+    a: String,
+    b: String,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn build() -> Self {
+        require("ip", "iproute2");
+        let uid = Command::new("id").arg("-u").output().expect("run id");
+        assert_eq!(
+            String::from_utf8_lossy(&uid.stdout).trim(),
+            "0",
+            "this test creates network namespaces (ip netns add) and needs root; CI runs as root. \
+             As another user, run it as root or in a VM."
+        );
+        let id = std::process::id();
+        let lab = Self {
+            dir: format!("dialdir{id}"),
+            a: format!("diala{id}"),
+            b: format!("dialb{id}"),
+            children: Vec::new(),
+        };
+        for ns in [&lab.dir, &lab.a, &lab.b] {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&[
+            "-n", &lab.a, "link", "add", "va", "type", "veth", "peer", "name", "da", "netns",
+            &lab.dir,
+        ]);
+        ip(&[
+            "-n", &lab.b, "link", "add", "vb", "address", B_MAC, "type", "veth", "peer", "name",
+            "db", "netns", &lab.dir,
+        ]);
+        ip(&["-n", &lab.dir, "addr", "add", "10.77.1.1/24", "dev", "da"]);
+        ip(&["-n", &lab.dir, "addr", "add", "10.77.2.1/24", "dev", "db"]);
+        ip(&["-n", &lab.a, "addr", "add", "10.77.1.2/24", "dev", "va"]);
+        ip(&["-n", &lab.b, "addr", "add", "10.77.2.2/24", "dev", "vb"]);
+        for (ns, dev) in [
+            (&lab.dir, "da"),
+            (&lab.dir, "db"),
+            (&lab.a, "va"),
+            (&lab.b, "vb"),
+        ] {
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+        }
+        ip(&["-n", &lab.a, "route", "add", "default", "via", "10.77.1.1"]);
+        ip(&["-n", &lab.b, "route", "add", "default", "via", "10.77.2.1"]);
+        sysctl(&lab.dir, "net.ipv4.ip_forward=1");
+        // Keep the other addresses of the subnet when the primary one is removed.
+        sysctl(&lab.b, "net.ipv4.conf.all.promote_secondaries=1");
+        sysctl(&lab.b, "net.ipv4.conf.vb.promote_secondaries=1");
+        lab
+    }
+
+    fn spawn(&mut self, ns: &str, program: &str, args: &[&str], stdin: Stdio) -> usize {
+        let child = command_in(Some(ns), program)
+            .args(args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        self.children.push(child);
+        self.children.len() - 1
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in [&self.dir, &self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        text(&out)
+    );
+}
+
+fn sysctl(ns: &str, setting: &str) {
+    let out = command_in(Some(ns), "sysctl")
+        .args(["-q", "-w", setting])
+        .output()
+        .expect("run sysctl");
+    assert!(out.status.success(), "sysctl {setting}: {}", text(&out));
+}
+
+fn run_in(ns: &str, program: &str, args: &[&str], input: &str) -> Output {
+    let mut child = command_in(Some(ns), program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    wait_bounded(child, Duration::from_secs(15))
+}
+
+/// Waits for a child at most `limit`, then kills it; returns its output.
+fn wait_bounded(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
+/// Polls dig at the directory until the A answer is `expected`; returns how long it took.
+fn wait_for_a(server: &Nameserver, expected: &[&str], limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if server.short(NAME, "A") == expected {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// B listens on `port`, answering `reply`; returns its index in the lab's children.
+fn listen(lab: &mut Lab, port: &str, reply: &str) -> usize {
+    let b = lab.b.clone();
+    let script = format!("echo {reply} | nc -l -N {port}");
+    let index = lab.spawn(&b, "sh", &["-c", &script], Stdio::null());
+    std::thread::sleep(Duration::from_millis(300));
+    index
+}
+
+fn finish(lab: &mut Lab, index: usize) -> Output {
+    let child = std::mem::replace(
+        &mut lab.children[index],
+        Command::new("true").spawn().unwrap(),
+    );
+    wait_bounded(child, Duration::from_secs(10))
+}
+
+#[test]
+fn terminals_in_namespaces_follow_address_changes_and_call_each_other() {
+    require("nc", "netcat-openbsd");
+    require("dig", "bind9-dnsutils");
+    let mut lab = Lab::build();
+    let tmp = tempfile::tempdir().unwrap();
+    let updater = binary("updater");
+    let updater = updater.to_str().unwrap();
+
+    // The directory listens on both links.
+    let server = Nameserver::start_in(
+        Some(&lab.dir),
+        &tmp.path().join("data"),
+        &["--listen", "10.77.2.1:5353", "--listen", "10.77.1.1:5353"],
+        &[],
+    );
+
+    // The operator registers B with the MID that B's updater prints from its own card.
+    let identity = run_in(
+        &lab.b,
+        updater,
+        &["identity", "--kid", "fleet", "--interface", "vb"],
+        "",
+    );
+    assert!(identity.status.success(), "{}", text(&identity));
+    let mid = String::from_utf8_lossy(&identity.stdout).trim().to_owned();
+    let key = server.register(CODE, "fleet", &mid, tmp.path());
+    let key = key.to_str().unwrap();
+
+    // B runs the updater as a daemon.
+    let b = lab.b.clone();
+    let daemon_args = [
+        "run",
+        "--server",
+        "10.77.2.1:5353",
+        "--zone",
+        "dial.example",
+        "--code",
+        CODE,
+        "--key-file",
+        key,
+        "--interface",
+        "vb",
+        "--allow-private",
+        "--lease",
+        "600",
+    ];
+    let daemon = lab.spawn(&b, updater, &daemon_args, Stdio::null());
+    let first = wait_for_a(&server, &["10.77.2.2"], Duration::from_secs(10));
+    assert!(
+        first.is_some(),
+        "B's first address never reached the directory: {:?}",
+        server.short(NAME, "A")
+    );
+
+    // B's address changes, as on a new connection.
+    let changed = Instant::now();
+    ip(&["-n", &lab.b, "addr", "add", "10.77.2.3/24", "dev", "vb"]);
+    ip(&["-n", &lab.b, "addr", "del", "10.77.2.2/24", "dev", "vb"]);
+    ip(&[
+        "-n",
+        &lab.b,
+        "route",
+        "replace",
+        "default",
+        "via",
+        "10.77.2.1",
+    ]);
+    let seen = wait_for_a(&server, &["10.77.2.3"], Duration::from_secs(5));
+    let seen = seen.map(|_| changed.elapsed());
+    println!("address change reached the directory in {seen:?}");
+    assert!(
+        seen.is_some_and(|d| d <= Duration::from_secs(2)),
+        "dig did not return B's new address within 2 s: {seen:?}, now {:?}",
+        server.short(NAME, "A")
+    );
+
+    // A looks B up with dig and calls it with nc.
+    let listener = listen(&mut lab, "7000", "reply-over-nc");
+    let looked_up = run_in(
+        &lab.a,
+        "dig",
+        &["@10.77.1.1", "-p", "5353", "+short", NAME, "A"],
+        "",
+    );
+    let address = String::from_utf8_lossy(&looked_up.stdout).trim().to_owned();
+    assert_eq!(address, "10.77.2.3");
+    let a_side = run_in(&lab.a, "nc", &["-N", &address, "7000"], "hello-over-nc\n");
+    let b_side = finish(&mut lab, listener);
+    assert_eq!(
+        String::from_utf8_lossy(&b_side.stdout),
+        "hello-over-nc\n",
+        "{}",
+        text(&b_side)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&a_side.stdout),
+        "reply-over-nc\n",
+        "{}",
+        text(&a_side)
+    );
+
+    // A calls B with the updater's dial.
+    let listener = listen(&mut lab, "7001", "reply-over-dial");
+    let dial = [
+        "dial",
+        "--server",
+        "10.77.1.1:5353",
+        "--zone",
+        "dial.example",
+        CODE,
+        "7001",
+    ];
+    let a_side = run_in(&lab.a, updater, &dial, "hello-over-dial\n");
+    let b_side = finish(&mut lab, listener);
+    assert!(a_side.status.success(), "{}", text(&a_side));
+    assert_eq!(String::from_utf8_lossy(&b_side.stdout), "hello-over-dial\n");
+    assert_eq!(String::from_utf8_lossy(&a_side.stdout), "reply-over-dial\n");
+
+    // B stops: its code answers NODATA, and dial says "offline".
+    let pid = lab.children[daemon].id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopped = finish(&mut lab, daemon);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
+    assert_eq!(server.status(&[NAME, "A"]), "NOERROR");
+    assert!(
+        server.short(NAME, "A").is_empty(),
+        "B is still listed after SIGTERM"
+    );
+    let offline = run_in(&lab.a, updater, &dial, "");
+    assert_eq!(offline.status.code(), Some(4), "{}", text(&offline));
+}
