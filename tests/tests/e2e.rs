@@ -421,3 +421,81 @@ fn count_acknowledged(stderr: &str) -> usize {
     }
     count
 }
+
+#[test]
+fn a_zone_file_provides_soa_ns_glue_and_static_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zone = tmp.path().join("calls.zone");
+    std::fs::write(
+        &zone,
+        "$ORIGIN calls.example.\n$TTL 300\n\
+         @ IN SOA ns1 hostmaster 2026112701 3600 600 604800 20\n\
+         @ IN NS ns1\n@ IN NS ns2.elsewhere.example.\n\
+         ns1 IN A 192.0.2.53\nwww IN A 192.0.2.80\nhelp IN CNAME www\n@ IN TXT \"calling codes\"\n",
+    )
+    .unwrap();
+    let zone_arg = zone.to_str().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &["--zone-file", zone_arg]);
+    assert_eq!(server.short("www.calls.example", "A"), vec!["192.0.2.80"]);
+    assert_eq!(
+        server.short("help.calls.example", "A"),
+        vec!["www.calls.example."]
+    );
+    assert_eq!(
+        server.short("calls.example", "TXT"),
+        vec!["\"calling codes\""]
+    );
+    let soa = server.short("calls.example", "SOA").join(" ");
+    assert!(soa.contains("2026112701"), "{soa}");
+    let ns = server.dig(&["calls.example", "NS"]);
+    assert!(
+        ns.contains("ns2.elsewhere.example.") && ns.contains("192.0.2.53"),
+        "NS with glue: {ns}"
+    );
+    assert_eq!(server.status(&["nothing.calls.example", "A"]), "NXDOMAIN");
+    assert_eq!(server.status(&["www.calls.example", "MX"]), "NOERROR");
+    // Terminals live in the same zone.
+    let key = server.register(CODE, "acme", "3f9a0c1d22e4b7a8", tmp.path());
+    let script = "zone calls.example\nupdate add 5551234.calls.example 60 A 192.0.2.9\nsend\n";
+    assert!(server.nsupdate(Some(&key), script).status.success());
+    assert_eq!(
+        server.short("5551234.calls.example", "A"),
+        vec!["192.0.2.9"]
+    );
+    let serial = server.short("calls.example", "SOA").join(" ");
+    assert!(
+        serial.contains("2026112703"),
+        "serial counts on from the file's (register, update): {serial}"
+    );
+}
+
+#[test]
+fn hmac_sha384_and_sha512_keys_work_with_nsupdate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &[]);
+    for (code, algorithm, mid) in [
+        ("5550384", "hmac-sha384", "3f9a0c1d22e40384"),
+        ("5550512", "hmac-sha512", "3f9a0c1d22e40512"),
+    ] {
+        let key = tmp.path().join(format!("{code}.key"));
+        let out = server.admin(&[
+            "register",
+            "--code",
+            code,
+            "--kid",
+            "acme",
+            "--mid",
+            mid,
+            "--algorithm",
+            algorithm,
+            "--key-file",
+            key.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(std::fs::read_to_string(&key).unwrap().contains(algorithm));
+        let name = format!("{code}.{ZONE}");
+        let out = server.nsupdate(Some(&key), &replace_a(&name, "192.0.2.44"));
+        assert!(out.status.success(), "{algorithm}: {}", text(&out));
+        assert_eq!(server.short(&name, "A"), vec!["192.0.2.44"]);
+    }
+}
