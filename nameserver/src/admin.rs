@@ -5,10 +5,29 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::control::TerminalInfo;
+use crate::control::{ImportEntry, TerminalInfo};
 
 /// Writes a key file with mode 0600, atomically (temporary file, fsync, rename).
 pub fn write_key_file(path: &Path, text: &str) -> std::io::Result<()> {
+    write_owner_only(path, text, true)
+}
+
+/// Writes many key files (an import): mode 0600 and atomic, but without an fsync each,
+/// which would take minutes for a large fleet. A key lost to a crash right after an import
+/// is issued again with `rotate-key`.
+pub fn write_key_files<'a>(
+    dir: &Path,
+    keys: impl Iterator<Item = (&'a str, &'a str)>,
+) -> std::io::Result<usize> {
+    let mut count = 0;
+    for (code, text) in keys {
+        write_owner_only(&dir.join(format!("{code}.key")), text, false)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn write_owner_only(path: &Path, text: &str, sync: bool) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -21,8 +40,45 @@ pub fn write_key_file(path: &Path, text: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(&tmp)?;
     file.write_all(text.as_bytes())?;
-    file.sync_all()?;
+    if sync {
+        file.sync_all()?;
+    }
     std::fs::rename(&tmp, path)
+}
+
+/// Parses an import file: one `CODE KID MID [ADDRESS ...]` per line; `#` starts a comment.
+pub fn parse_import(text: &str, path: &str) -> Result<Vec<ImportEntry>, String> {
+    let mut entries = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let at = |e: String| format!("{path}:{}: {e}", number + 1);
+        let [code, kid, mid, addresses @ ..] = fields.as_slice() else {
+            return Err(at("expected `CODE KID MID [ADDRESS ...]`".into()));
+        };
+        entries.push(ImportEntry {
+            code: code
+                .parse()
+                .map_err(|e: zones::identity::IdentityError| at(e.to_string()))?,
+            kid: kid
+                .parse()
+                .map_err(|e: zones::identity::IdentityError| at(e.to_string()))?,
+            mid: mid
+                .parse()
+                .map_err(|e: zones::identity::IdentityError| at(e.to_string()))?,
+            addresses: addresses
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| at(format!("{a:?} is not an IP address")))
+                })
+                .collect::<Result<_, _>>()?,
+        });
+    }
+    Ok(entries)
 }
 
 /// The terminal list as an aligned table.
@@ -77,6 +133,22 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn parses_import_files_and_names_the_bad_line() {
+        let text = "# fleet\n5551234 acme 3f9a0c1d22e4b7a8 192.0.2.1 2001:db8::1\n\n5551235 acme 3f9a0c1d22e4b7a9\n";
+        let entries = parse_import(text, "f").unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].addresses.len(), 2);
+        let err = parse_import(
+            "5551234 acme 3f9a0c1d22e4b7a8\n55 acme 3f9a0c1d22e4b7a9\n",
+            "f",
+        )
+        .unwrap_err();
+        assert!(err.starts_with("f:2:"), "{err}");
+        assert!(parse_import("5551234 acme\n", "f").is_err());
+        assert!(parse_import("5551234 acme 3f9a0c1d22e4b7a8 not-an-ip\n", "f").is_err());
+    }
 
     #[test]
     fn formats_utc_times() {

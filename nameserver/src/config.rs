@@ -13,6 +13,10 @@
 //! lease_min = 60                  # update leases (RFC 9664): shortest granted
 //! lease_max = 86400               # longest granted
 //! lease_default = 3600            # for updates without the option; absent: no expiry
+//! secondaries = ["192.0.2.2:53"]  # where NOTIFY goes after each change
+//! transfer_keys = ["/etc/dial/xfer.key"]   # TSIG keys allowed to transfer the zone (AXFR, IXFR)
+//! notify_delay_ms = 250           # changes within this delay share one NOTIFY
+//! ixfr_history = 1000             # changes kept for incremental transfers
 //! ```
 
 use std::net::SocketAddr;
@@ -22,6 +26,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use zones::Zone;
 use zones::directory::Limits;
+use zones::key::TsigKey;
 use zones::lease::LeasePolicy;
 use zones::zone::ZoneError;
 
@@ -55,6 +60,21 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error(transparent)]
     Zone(#[from] ZoneError),
+    #[error("transfer key file {path} is not valid: {message}")]
+    Key { path: String, message: String },
+}
+
+/// Reads a transfer key file (BIND format).
+fn load_key(path: &Path) -> Result<TsigKey, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    TsigKey::from_key_file(&text).map_err(|e| ConfigError::Key {
+        path: shown,
+        message: e.to_string(),
+    })
 }
 
 /// The config file, every field optional.
@@ -73,6 +93,10 @@ pub struct FileConfig {
     pub lease_min: Option<u32>,
     pub lease_max: Option<u32>,
     pub lease_default: Option<u32>,
+    pub secondaries: Option<Vec<SocketAddr>>,
+    pub transfer_keys: Option<Vec<PathBuf>>,
+    pub notify_delay_ms: Option<u64>,
+    pub ixfr_history: Option<usize>,
 }
 
 impl FileConfig {
@@ -118,6 +142,13 @@ pub struct ServeFlags {
     /// Largest TTL of terminal records; larger ones are clamped.
     #[arg(long, value_name = "SECONDS")]
     pub max_ttl: Option<u32>,
+    /// A secondary to NOTIFY after each change (repeatable).
+    #[arg(long = "secondary", value_name = "ADDR:PORT")]
+    pub secondaries: Vec<SocketAddr>,
+    /// A TSIG key (BIND key file, as tsig-keygen writes) allowed to transfer the zone; the
+    /// first one also signs NOTIFY (repeatable).
+    #[arg(long = "transfer-key", value_name = "FILE")]
+    pub transfer_keys: Vec<PathBuf>,
 }
 
 /// The settings the server runs with.
@@ -129,6 +160,9 @@ pub struct Settings {
     pub lookups: LookupPolicy,
     pub limits: Limits,
     pub tcp_idle_timeout: Duration,
+    pub secondaries: Vec<SocketAddr>,
+    pub transfer_keys: Vec<TsigKey>,
+    pub notify_delay: Duration,
 }
 
 impl Settings {
@@ -168,7 +202,22 @@ impl Settings {
                 max: file.lease_max.unwrap_or(defaults.leases.max),
                 default: file.lease_default.or(defaults.leases.default),
             },
+            journal_depth: file.ixfr_history.unwrap_or(defaults.journal_depth),
         };
+        let secondaries = if flags.secondaries.is_empty() {
+            file.secondaries.unwrap_or_default()
+        } else {
+            flags.secondaries.clone()
+        };
+        let key_files = if flags.transfer_keys.is_empty() {
+            file.transfer_keys.unwrap_or_default()
+        } else {
+            flags.transfer_keys.clone()
+        };
+        let transfer_keys = key_files
+            .iter()
+            .map(|path| load_key(path))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             zone,
             listen,
@@ -180,6 +229,9 @@ impl Settings {
             lookups: flags.lookups.or(file.lookups).unwrap_or_default(),
             limits,
             tcp_idle_timeout: Duration::from_secs(file.tcp_idle_timeout.unwrap_or(10)),
+            secondaries,
+            transfer_keys,
+            notify_delay: Duration::from_millis(file.notify_delay_ms.unwrap_or(250)),
         })
     }
 }

@@ -9,18 +9,20 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zones::Directory;
-use zones::directory::{Entry, Registration, Terminal};
+
+use zones::directory::{Addresses, Entry, Import, Registration, Terminal};
 use zones::identity::{CallingCode, Kid, Mid};
 use zones::key::Algorithm;
 
-/// The longest request line accepted.
-const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+/// The longest request line accepted (an import of a million terminals fits).
+const MAX_REQUEST_BYTES: u64 = 512 * 1024 * 1024;
 
 /// A request from an admin command.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +41,22 @@ pub enum ControlRequest {
         code: CallingCode,
     },
     List,
+    /// Register many terminals at once, all or none.
+    Import {
+        entries: Vec<ImportEntry>,
+        algorithm: Algorithm,
+    },
+    /// The zone as an RFC 1035 zone file.
+    Export,
+}
+
+/// One line of an import file: `CODE KID MID [ADDRESS ...]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportEntry {
+    pub code: CallingCode,
+    pub kid: Kid,
+    pub mid: Mid,
+    pub addresses: Vec<IpAddr>,
 }
 
 /// One terminal as listed.
@@ -90,6 +108,13 @@ pub enum ControlReply {
         zone: String,
         serial: u32,
         terminals: Vec<TerminalInfo>,
+    },
+    /// The keys of imported terminals, in BIND's key-file format.
+    Keys {
+        keys: Vec<(CallingCode, String)>,
+    },
+    Zone {
+        text: String,
     },
 }
 
@@ -222,6 +247,31 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
             info!(code = %terminal.code, kid = %terminal.kid, mid = %terminal.mid, outcome = "removed", "unregister");
             Ok(ControlReply::Removed { code })
         }
+        ControlRequest::Import { entries, algorithm } => {
+            let count = entries.len();
+            let ttl = directory.limits().max_ttl;
+            let imports = entries
+                .into_iter()
+                .map(|e| import_of(e, algorithm, ttl))
+                .collect();
+            let terminals = directory
+                .import(imports, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            info!(count, outcome = "accepted", "import");
+            Ok(ControlReply::Keys {
+                keys: terminals
+                    .iter()
+                    .map(|t| (t.code.clone(), t.key.to_key_file()))
+                    .collect(),
+            })
+        }
+        ControlRequest::Export => {
+            let view = directory.view();
+            Ok(ControlReply::Zone {
+                text: crate::transfer::zone_file(directory.zone(), &view, now),
+            })
+        }
         ControlRequest::List => {
             let view = directory.view();
             let mut terminals: Vec<TerminalInfo> = view.entries().map(TerminalInfo::of).collect();
@@ -232,6 +282,28 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
                 terminals,
             })
         }
+    }
+}
+
+fn import_of(entry: ImportEntry, algorithm: Algorithm, ttl: u32) -> Import {
+    let mut addresses = Addresses::default();
+    for ip in entry.addresses {
+        match ip {
+            IpAddr::V4(v4) if !addresses.v4.addrs.contains(&v4) => addresses.v4.addrs.push(v4),
+            IpAddr::V6(v6) if !addresses.v6.addrs.contains(&v6) => addresses.v6.addrs.push(v6),
+            _ => {}
+        }
+    }
+    addresses.v4.ttl = ttl;
+    addresses.v6.ttl = ttl;
+    Import {
+        registration: Registration {
+            code: entry.code,
+            kid: entry.kid,
+            mid: entry.mid,
+            algorithm,
+        },
+        addresses,
     }
 }
 

@@ -4,44 +4,172 @@
 //! Here, cheap checks come first: opcode (NOTIMP), EDNS version (BADVERS), the question
 //! (FORMERR, REFUSED), TSIG; then the directory.
 
-use hickory_proto::op::{OpCode, ResponseCode};
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, OpCode, ResponseCode};
+use hickory_proto::rr::RData;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use tracing::{error, info, warn};
 use zones::Directory;
 use zones::directory::{DirectoryError, Freshness};
+use zones::key::TsigKey;
 use zones::update::{UpdateMessage, ZoneSection};
 
 use crate::config::LookupPolicy;
 use crate::query;
 use crate::response::{self, Reply};
+use crate::transfer::{self, TransferPlan};
 use crate::tsig::{self, Authentication, KeyOwner, ResponseSigning, SignedRequest, TsigFailure};
 
-/// Answers queries and updates for one zone.
+/// Answers queries, transfers and updates for one zone.
 #[derive(Clone, Debug)]
 pub struct Handler {
     directory: Directory,
     lookups: LookupPolicy,
+    transfer_keys: Arc<[TsigKey]>,
 }
 
 impl Handler {
-    pub fn new(directory: Directory, lookups: LookupPolicy) -> Self {
-        Self { directory, lookups }
+    pub fn new(directory: Directory, lookups: LookupPolicy, transfer_keys: Vec<TsigKey>) -> Self {
+        Self {
+            directory,
+            lookups,
+            transfer_keys: transfer_keys.into(),
+        }
     }
 
-    /// The request's TSIG state, checked against the registered keys.
+    /// The request's TSIG state, checked against the terminals' and the transfer keys.
     fn authenticate(&self, request: &Request, now: u64) -> Authentication {
         let view = self.directory.view();
+        let keys = tsig::Keys {
+            view: &view,
+            transfer: &self.transfer_keys,
+        };
         let fudge = self.directory.limits().fudge;
         tsig::verify_request(
             request.as_slice(),
             request.signature.as_deref(),
-            &view,
+            &keys,
             fudge,
             now,
         )
+    }
+
+    /// AXFR and IXFR: only with a transfer key; AXFR only over TCP.
+    async fn transfer<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        qtype: RecordType,
+        now: u64,
+        edns: Option<&Edns>,
+        handle: R,
+    ) -> ResponseInfo {
+        let auth = self.authenticate(request, now);
+        let signing = ResponseSigning::for_request(&auth, request.metadata.id, now);
+        let src = request.src();
+        let refuse = |rcode, signing: ResponseSigning, why: &str| {
+            warn!(%src, kind = %qtype, outcome = "refused", reason = why, "transfer");
+            (Reply::new(request, rcode), signing)
+        };
+        let (reply, signing) = match &auth {
+            Authentication::Signed(signed) if signed.owner == KeyOwner::Transfer => {
+                match self.plan_transfer(request, qtype, now) {
+                    Ok(plan) if request.protocol() == Protocol::Udp => {
+                        // RFC 1995 §2: too big for UDP; the current SOA sends the secondary to TCP.
+                        let mut reply = Reply::authoritative(request, ResponseCode::NoError);
+                        reply.answers = plan.records.into_iter().take(1).collect();
+                        (reply, signing)
+                    }
+                    Ok(plan) => return self.stream(request, plan, signed, edns, now, handle).await,
+                    Err(rcode) => {
+                        refuse(rcode, signing, "malformed, another zone, or AXFR over UDP")
+                    }
+                }
+            }
+            Authentication::Failed(_) => {
+                let reply = tsig_failure_reply(request, &auth).expect("a failed TSIG has a reply");
+                warn!(%src, kind = %qtype, outcome = "refused", reason = ?auth, "transfer");
+                (reply, signing)
+            }
+            _ => refuse(
+                ResponseCode::Refused,
+                signing,
+                "not signed with a transfer key",
+            ),
+        };
+        response::send(request, reply, &signing, edns, now, handle).await
+    }
+
+    /// What to send for a transfer request, or the RCODE that refuses it.
+    fn plan_transfer(
+        &self,
+        request: &Request,
+        qtype: RecordType,
+        now: u64,
+    ) -> Result<TransferPlan, ResponseCode> {
+        let zone = self.directory.zone();
+        let [query] = request.queries.queries() else {
+            return Err(ResponseCode::FormErr);
+        };
+        if query.name() != zone.lower_origin() {
+            return Err(ResponseCode::NotAuth);
+        }
+        let view = self.directory.view();
+        match qtype {
+            RecordType::AXFR if request.protocol() == Protocol::Udp => Err(ResponseCode::FormErr),
+            RecordType::AXFR => Ok(transfer::axfr(zone, &view, now)),
+            _ => {
+                // RFC 1995 §3: the secondary's SOA is in the authority section.
+                let serial = request.authorities.iter().find_map(|r| match &r.data {
+                    RData::SOA(soa) => Some(soa.serial),
+                    _ => None,
+                });
+                serial
+                    .map(|serial| transfer::ixfr(zone, &view, serial, now))
+                    .ok_or(ResponseCode::FormErr)
+            }
+        }
+    }
+
+    /// Sends a planned transfer as signed messages over TCP, and logs it.
+    async fn stream<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        plan: TransferPlan,
+        signed: &SignedRequest,
+        edns: Option<&Edns>,
+        now: u64,
+        handle: R,
+    ) -> ResponseInfo {
+        let records = plan.records.len();
+        let serial = self.directory.view().serial();
+        let replies: Vec<Reply> = transfer::split(plan.records)
+            .into_iter()
+            .map(|answers| {
+                let mut reply = Reply::authoritative(request, ResponseCode::NoError);
+                reply.answers = answers;
+                reply
+            })
+            .collect();
+        let messages = replies.len();
+        let (src, key, kind) = (request.src(), &signed.key_name, plan.kind);
+        match response::send_stream(request, replies, signed, edns, now, handle).await {
+            Ok((info, bytes)) => {
+                info!(%src, %key, %kind, serial, records, messages, bytes, outcome = "sent", "transfer");
+                info
+            }
+            Err(error) => {
+                warn!(%src, %key, %kind, %error, outcome = "failed", "transfer");
+                ResponseInfo::from(hickory_proto::op::Header {
+                    metadata: Reply::new(request, ResponseCode::ServFail).metadata,
+                    counts: hickory_proto::op::HeaderCounts::default(),
+                })
+            }
+        }
     }
 
     /// RFC 1035 §4.1.1 and RFC 6891: a standard query.
@@ -121,7 +249,10 @@ impl Handler {
         lease: Option<u32>,
         now: u64,
     ) -> Option<(ResponseCode, Option<u32>)> {
-        let KeyOwner::Terminal(code) = &signed.owner;
+        let KeyOwner::Terminal(code) = &signed.owner else {
+            warn!(key = %signed.key_name, outcome = "refused", reason = "a transfer key cannot update", "update");
+            return Some((ResponseCode::Refused, None));
+        };
         let zone: Vec<ZoneSection> = request
             .queries
             .queries()
@@ -206,6 +337,14 @@ impl RequestHandler for Handler {
     ) -> ResponseInfo {
         let now = zones::unix_now();
         let edns = response::response_edns(request);
+        let transfer = request.queries.queries().iter().find_map(|q| {
+            matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR).then_some(q.query_type())
+        });
+        if let (OpCode::Query, Some(qtype)) = (request.metadata.op_code, transfer) {
+            return self
+                .transfer(request, qtype, now, edns.as_ref(), handle)
+                .await;
+        }
         let (reply, signing) = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             // RFC 6891 §6.1.3: unknown EDNS version.
             (

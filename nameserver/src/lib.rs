@@ -6,11 +6,13 @@
 //!  UDP/TCP socket ─▶ hickory Server (framing, drops responses, FORMERR if undecodable)
 //!    ─▶ handler::Handler::handle_request
 //!         opcode ─ QUERY  ─▶ tsig::verify_request ─▶ query::answer (zone + directory view)
+//!                ─ AXFR/IXFR ─▶ transfer key? ─▶ transfer::{axfr, ixfr} ─▶ response::send_stream
 //!                ─ UPDATE ─▶ tsig::verify_request ─▶ zones::Directory::update
 //!                                                    (RFC 2136 steps, sled commit, fsync)
 //!                ─ other  ─▶ NOTIMP
 //!    ─▶ response::send (EDNS, truncation, TSIG signing) ─▶ socket
 //!
+//!  directory serial changes ─▶ notify::notify_secondaries ─▶ NOTIFY (hickory-net client)
 //!  admin command ─▶ control socket (JSON line) ─▶ control::execute ─▶ zones::Directory
 //! ```
 //!
@@ -19,6 +21,8 @@
 //! - [`server`]: binds the sockets, runs the listeners, shuts down.
 //! - [`handler`]: per-request dispatch and the update path.
 //! - [`query`]: answers from the zone and the directory.
+//! - [`transfer`]: AXFR and IXFR to secondaries; zone-file export.
+//! - [`notify`]: NOTIFY to secondaries after each change.
 //! - [`tsig`]: TSIG verification (BADKEY, BADSIG, BADTIME) and response signing.
 //! - [`response`]: EDNS, truncation and signing of replies.
 //! - [`control`]: the control socket, server and client sides.
@@ -29,7 +33,9 @@ pub mod admin;
 pub mod config;
 pub mod control;
 pub mod handler;
+pub mod notify;
 pub mod query;
 pub mod response;
 pub mod server;
+pub mod transfer;
 pub mod tsig;

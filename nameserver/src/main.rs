@@ -67,6 +67,26 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Register many terminals from a file of `CODE KID MID [ADDRESS ...]` lines, all or none.
+    Import {
+        /// The file to read.
+        file: PathBuf,
+        /// Write each new key to DIR/CODE.key (mode 0600).
+        #[arg(long, value_name = "DIR")]
+        keys_dir: Option<PathBuf>,
+        #[arg(long, default_value = "hmac-sha256")]
+        algorithm: Algorithm,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the zone as an RFC 1035 zone file (for backups or other servers).
+    Export {
+        /// Write it here instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Issue a new key for a terminal; the old one stops working at once.
     RotateKey {
         #[arg(long)]
@@ -154,6 +174,25 @@ async fn dispatch(command: Command) -> Result<(), String> {
             println!("unregistered {code}");
             Ok(())
         }
+        Command::Import {
+            file,
+            keys_dir,
+            algorithm,
+            target,
+        } => import(&file, keys_dir.as_deref(), algorithm, &target).await,
+        Command::Export { output, target } => {
+            let ControlReply::Zone { text } = call(&target, &ControlRequest::Export).await? else {
+                return Err("unexpected answer to export".into());
+            };
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display())),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
         Command::List { json, target } => {
             let ControlReply::List {
                 zone,
@@ -224,6 +263,42 @@ async fn call(target: &Target, request: &ControlRequest) -> Result<ControlReply,
     control::call(&data, &socket, request)
         .await
         .map_err(|e| e.to_string())
+}
+
+async fn import(
+    file: &std::path::Path,
+    keys_dir: Option<&std::path::Path>,
+    algorithm: Algorithm,
+    target: &Target,
+) -> Result<(), String> {
+    let shown = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let entries = admin::parse_import(&text, &shown)?;
+    if let Some(dir) = keys_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let request = ControlRequest::Import { entries, algorithm };
+    let ControlReply::Keys { keys } = call(target, &request).await? else {
+        return Err("unexpected answer to import".into());
+    };
+    match keys_dir {
+        Some(dir) => {
+            let files = keys.iter().map(|(code, key)| (code.as_str(), key.as_str()));
+            admin::write_key_files(dir, files)
+                .map_err(|e| format!("cannot write keys in {}: {e}", dir.display()))?;
+            println!(
+                "imported {} terminal(s); keys in {}",
+                keys.len(),
+                dir.display()
+            );
+        }
+        None => println!(
+            "imported {} terminal(s); no --keys-dir: use rotate-key to issue their keys",
+            keys.len()
+        ),
+    }
+    Ok(())
 }
 
 fn print_key(reply: ControlReply, key_file: Option<&std::path::Path>) -> Result<(), String> {

@@ -183,3 +183,58 @@ fn sign(
     }
     signing.sign(&tbs, reply.metadata.id, now)
 }
+
+/// Sends a multi-message answer (a zone transfer) over TCP, each message signed: the first
+/// as an ordinary response, the others chained to the one before (RFC 8945 §5.3.1).
+/// Returns the info of the last message and the bytes sent.
+pub async fn send_stream<R: ResponseHandler>(
+    request: &Request,
+    replies: Vec<Reply>,
+    signed: &crate::tsig::SignedRequest,
+    edns: Option<&Edns>,
+    now: u64,
+    mut handle: R,
+) -> Result<(ResponseInfo, usize), String> {
+    let first = ResponseSigning::Signed {
+        request: signed.clone(),
+        error: None,
+    };
+    let mut prior_mac: Vec<u8> = Vec::new();
+    let mut info = None;
+    let mut bytes = 0;
+    for (i, reply) in replies.iter().enumerate() {
+        let (tbs, _) = encode(request, reply, edns, usize::from(u16::MAX))?;
+        bytes += tbs.len();
+        let signature = if i == 0 {
+            first
+                .sign(&tbs, reply.metadata.id, now)?
+                .ok_or("no signature")?
+        } else {
+            crate::tsig::sign_subsequent(signed, &prior_mac, &tbs, reply.metadata.id, now)?
+        };
+        prior_mac.clone_from(&signature.data.mac);
+        info = Some(send_waiting(request, reply, &signature, edns, &mut handle).await?);
+    }
+    info.map(|i| (i, bytes))
+        .ok_or_else(|| "nothing to send".to_owned())
+}
+
+/// Sends one message of a stream. hickory's TCP connection task awaits the handler inline
+/// and drains the response channel only after the handler returns, so a transfer must fit
+/// the channel ([`crate::server::TCP_RESPONSE_BUFFER`] messages): waiting here could not help.
+async fn send_waiting<R: ResponseHandler>(
+    request: &Request,
+    reply: &Reply,
+    signature: &hickory_proto::rr::Record<hickory_proto::rr::rdata::TSIG>,
+    edns: Option<&Edns>,
+    handle: &mut R,
+) -> Result<ResponseInfo, String> {
+    let mut message = build(request, reply, edns);
+    message.set_signature(Box::new(signature.clone()));
+    handle.send_response(message).await.map_err(|e| {
+        format!(
+            "{e} (a transfer may hold at most {} messages)",
+            crate::server::TCP_RESPONSE_BUFFER
+        )
+    })
+}

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use zones::Directory;
+use zones::key::TsigKey;
 use zones::store::StoreError;
 
 use crate::config::{LookupPolicy, Settings, control_socket};
@@ -164,11 +165,19 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeEr
     ))
 }
 
+/// Messages a TCP connection may have queued: the largest zone transfer, in messages of
+/// up to 64 KiB (a million terminals take about 400). The queue holds what is sent, so
+/// nothing is allocated up front.
+pub const TCP_RESPONSE_BUFFER: usize = 4096;
+
 /// What [`run`] needs besides the sockets.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub lookups: LookupPolicy,
     pub tcp_idle_timeout: Duration,
+    pub secondaries: Vec<SocketAddr>,
+    pub transfer_keys: Vec<TsigKey>,
+    pub notify_delay: Duration,
 }
 
 impl From<&Settings> for RunOptions {
@@ -176,6 +185,9 @@ impl From<&Settings> for RunOptions {
         Self {
             lookups: s.lookups,
             tcp_idle_timeout: s.tcp_idle_timeout,
+            secondaries: s.secondaries.clone(),
+            transfer_keys: s.transfer_keys.clone(),
+            notify_delay: s.notify_delay,
         }
     }
 }
@@ -187,13 +199,17 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let handler = Handler::new(directory.clone(), options.lookups);
+    let handler = Handler::new(
+        directory.clone(),
+        options.lookups,
+        options.transfer_keys.clone(),
+    );
     let mut server = Server::new(handler);
     for udp in listeners.udp {
         server.register_socket(udp);
     }
     for tcp in listeners.tcp {
-        server.register_listener(tcp, options.tcp_idle_timeout, 64);
+        server.register_listener(tcp, options.tcp_idle_timeout, TCP_RESPONSE_BUFFER);
     }
     let control = tokio::spawn(control::serve(
         listeners.control,
@@ -201,6 +217,13 @@ pub async fn run(
         shutdown.clone(),
     ));
     let expiry = tokio::spawn(expire_leases(directory.clone(), shutdown.clone()));
+    let notifier = tokio::spawn(crate::notify::notify_secondaries(
+        directory.clone(),
+        options.secondaries.clone(),
+        options.transfer_keys.first().cloned(),
+        options.notify_delay,
+        shutdown.clone(),
+    ));
     let server_token = server.shutdown_token().clone();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -211,6 +234,7 @@ pub async fn run(
     shutdown.cancel();
     let _ = control.await;
     let _ = expiry.await;
+    let _ = notifier.await;
     let _ = std::fs::remove_file(&listeners.control_path);
     directory.flush().await?;
     info!("stopped; store flushed");

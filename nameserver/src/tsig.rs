@@ -23,6 +23,8 @@ use zones::key::{Algorithm, TsigKey};
 pub enum KeyOwner {
     /// A terminal's key: it may update its own name and make signed lookups.
     Terminal(CallingCode),
+    /// A transfer key: it may transfer the zone (AXFR, IXFR) and make signed lookups.
+    Transfer,
 }
 
 /// A request whose TSIG was verified.
@@ -86,7 +88,7 @@ pub enum Authentication {
 pub fn verify_request(
     raw: &[u8],
     signature: Option<&Record<TSIG>>,
-    view: &View,
+    keys: &Keys<'_>,
     our_fudge: u16,
     now: u64,
 ) -> Authentication {
@@ -94,7 +96,7 @@ pub fn verify_request(
         return Authentication::Unsigned;
     };
     let key_name = signature.name.to_lowercase().to_ascii();
-    let Some((owner, key)) = find_key(view, &key_name) else {
+    let Some((owner, key)) = keys.find(&key_name) else {
         return bad_key(signature);
     };
     if Algorithm::from_hickory(&signature.data.algorithm) != Some(key.algorithm) {
@@ -132,12 +134,24 @@ fn bad_key(signature: &Record<TSIG>) -> Authentication {
     })
 }
 
-fn find_key(view: &View, key_name: &str) -> Option<(KeyOwner, TsigKey)> {
-    let entry = view.terminal_by_key(key_name)?;
-    Some((
-        KeyOwner::Terminal(entry.terminal.code.clone()),
-        entry.terminal.key.clone(),
-    ))
+/// The keys a request may be signed with: the terminals' and the transfer keys.
+#[derive(Debug)]
+pub struct Keys<'a> {
+    pub view: &'a View,
+    pub transfer: &'a [TsigKey],
+}
+
+impl Keys<'_> {
+    fn find(&self, key_name: &str) -> Option<(KeyOwner, TsigKey)> {
+        if let Some(key) = self.transfer.iter().find(|k| k.name == key_name) {
+            return Some((KeyOwner::Transfer, key.clone()));
+        }
+        let entry = self.view.terminal_by_key(key_name)?;
+        Some((
+            KeyOwner::Terminal(entry.terminal.code.clone()),
+            entry.terminal.key.clone(),
+        ))
+    }
 }
 
 /// How a response is signed.
@@ -261,6 +275,39 @@ fn sign_response(
     Ok(Box::new(make_tsig_record(
         signer.signer_name().clone(),
         stub.set_mac(mac),
+    )))
+}
+
+/// RFC 8945 §5.3.1: the TSIG of a later message of a multi-message answer (zone transfers):
+/// MAC over the prior MAC, this message, and only the timers (Time Signed, Fudge).
+pub fn sign_subsequent(
+    request: &SignedRequest,
+    prior_mac: &[u8],
+    tbs: &[u8],
+    response_id: u16,
+    now: u64,
+) -> Result<Box<Record<TSIG>>, String> {
+    let signer = &request.signer;
+    let mut to_sign = Vec::with_capacity(prior_mac.len() + tbs.len() + 10);
+    let prior_len = u16::try_from(prior_mac.len()).map_err(|e| e.to_string())?;
+    to_sign.extend_from_slice(&prior_len.to_be_bytes());
+    to_sign.extend_from_slice(prior_mac);
+    to_sign.extend_from_slice(tbs);
+    to_sign.extend_from_slice(&now.to_be_bytes()[2..]);
+    to_sign.extend_from_slice(&signer.fudge().to_be_bytes());
+    let mac = signer.sign(&to_sign).map_err(|e| e.to_string())?;
+    let tsig = TSIG::new(
+        signer.algorithm().clone(),
+        now,
+        signer.fudge(),
+        mac,
+        response_id,
+        None,
+        Vec::new(),
+    );
+    Ok(Box::new(make_tsig_record(
+        signer.signer_name().clone(),
+        tsig,
     )))
 }
 

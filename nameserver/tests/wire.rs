@@ -41,14 +41,24 @@ impl TestServer {
     }
 
     async fn start_in(data: tempfile::TempDir, lookups: LookupPolicy, limits: Limits) -> Self {
+        Self::start_configured(data, |s| {
+            s.lookups = lookups;
+            s.limits = limits;
+        })
+        .await
+    }
+
+    async fn start_configured(
+        data: tempfile::TempDir,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         let flags = ServeFlags {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             data: Some(data.path().to_path_buf()),
-            lookups: Some(lookups),
             ..ServeFlags::default()
         };
         let mut settings = Settings::merge(FileConfig::default(), &flags).unwrap();
-        settings.limits = limits;
+        configure(&mut settings);
         let (directory, listeners) = server::bind(&settings).await.unwrap();
         let addr = listeners.local_addrs()[0];
         let shutdown = CancellationToken::new();
@@ -868,4 +878,141 @@ async fn a_malformed_lease_option_is_formerr() {
     m.set_edns(edns);
     let reply = s.exchange(&signed_bytes(m, &key, now())).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+}
+
+// ---------------------------------------------------------------- transfers
+
+const XFER: &str = "key \"xfer.\" { algorithm hmac-sha256; secret \"3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=\"; };";
+
+async fn with_transfer_key(journal_depth: usize) -> (TestServer, TsigKey) {
+    let key = TsigKey::from_key_file(XFER).unwrap();
+    let transfer = key.clone();
+    let s = TestServer::start_configured(tempfile::tempdir().unwrap(), move |settings| {
+        settings.transfer_keys = vec![transfer];
+        settings.limits.journal_depth = journal_depth;
+    })
+    .await;
+    (s, key)
+}
+
+fn ixfr_request(serial: u32) -> Message {
+    use hickory_proto::rr::rdata::SOA;
+    let mut m = query_message("dial.example.", RecordType::IXFR);
+    let soa = SOA::new(
+        n("ns1.dial.example."),
+        n("hostmaster.dial.example."),
+        serial,
+        0,
+        0,
+        0,
+        0,
+    );
+    m.authorities
+        .push(Record::from_rdata(n("dial.example."), 0, RData::SOA(soa)));
+    m
+}
+
+async fn tcp_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<Message> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&(bytes.len() as u16).to_be_bytes())
+        .await
+        .unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut messages = Vec::new();
+    let mut soas = 0;
+    // A transfer ends with the second appearance of the current SOA (or one SOA alone).
+    loop {
+        let mut len = [0u8; 2];
+        if tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut len))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        stream.read_exact(&mut buf).await.unwrap();
+        let m = Message::from_vec(&buf).unwrap();
+        soas += m
+            .answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::SOA)
+            .count();
+        let done =
+            m.metadata.response_code != ResponseCode::NoError || m.answers.len() == 1 && soas == 1;
+        messages.push(m);
+        if done
+            || soas >= 2
+                && messages
+                    .last()
+                    .unwrap()
+                    .answers
+                    .last()
+                    .unwrap()
+                    .record_type()
+                    == RecordType::SOA
+        {
+            break;
+        }
+    }
+    messages
+}
+
+#[tokio::test]
+async fn ixfr_sends_deltas_up_to_date_soa_or_the_full_zone() {
+    let (s, xfer) = with_transfer_key(2).await;
+    let key = s.register("5551234").await;
+    let own = "5551234.dial.example.";
+    let start = s.serial();
+    for (i, ip) in [[192, 0, 2, 1], [192, 0, 2, 2]].iter().enumerate() {
+        let m = s
+            .exchange(&signed_bytes(replace_a(own, *ip), &key, now() + i as u64))
+            .await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    }
+    // From one change back: SOA, SOA(old), -192.0.2.1, SOA(new), +192.0.2.2, SOA.
+    let ixfr = tcp_exchange(s.addr, &signed_bytes(ixfr_request(start + 1), &xfer, now())).await;
+    let records: Vec<&Record> = ixfr.iter().flat_map(|m| m.answers.iter()).collect();
+    let types: Vec<RecordType> = records.iter().map(|r| r.record_type()).collect();
+    use RecordType::{A as RA, SOA as RS};
+    assert_eq!(types, vec![RS, RS, RA, RS, RA, RS], "{records:?}");
+    // Up to date: the current SOA alone.
+    let current = tcp_exchange(
+        s.addr,
+        &signed_bytes(ixfr_request(s.serial()), &xfer, now()),
+    )
+    .await;
+    assert_eq!(current[0].answers.len(), 1);
+    // Older than the journal (depth 2: registration, two updates): the whole zone.
+    let full = tcp_exchange(s.addr, &signed_bytes(ixfr_request(start - 1), &xfer, now())).await;
+    let all: Vec<&Record> = full.iter().flat_map(|m| m.answers.iter()).collect();
+    assert_eq!(all.first().unwrap().record_type(), RecordType::SOA);
+    assert!(
+        all.iter()
+            .any(|r| matches!(&r.data, RData::A(a) if a.0 == Ipv4Addr::new(192, 0, 2, 2)))
+    );
+    assert!(all.iter().any(|r| r.record_type() == RecordType::NS));
+    // Over UDP: the current SOA only, so the secondary comes back over TCP.
+    let udp = s
+        .exchange(&signed_bytes(ixfr_request(start), &xfer, now()))
+        .await;
+    assert_eq!(udp.answers.len(), 1);
+    assert_eq!(udp.answers[0].record_type(), RecordType::SOA);
+    // AXFR over UDP is not allowed; a transfer key cannot update.
+    let axfr_udp = s
+        .exchange(&signed_bytes(
+            query_message("dial.example.", RecordType::AXFR),
+            &xfer,
+            now(),
+        ))
+        .await;
+    assert_eq!(axfr_udp.metadata.response_code, ResponseCode::FormErr);
+    let by_transfer_key = s
+        .exchange(&signed_bytes(replace_a(own, [192, 0, 2, 3]), &xfer, now()))
+        .await;
+    assert_eq!(
+        by_transfer_key.metadata.response_code,
+        ResponseCode::Refused
+    );
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::identity::{CallingCode, Kid, Mid, encode_hex};
+use crate::journal::{AddressChange, Delta, Journal};
 use crate::key::{Algorithm, KeyError, Secret, TerminalKeyName, TsigKey};
 use crate::lease::LeasePolicy;
 use crate::serial::Serial;
@@ -38,6 +39,8 @@ pub struct Limits {
     pub fudge: u16,
     /// Update leases (RFC 9664).
     pub leases: LeasePolicy,
+    /// How many recent changes are kept for incremental transfers (IXFR).
+    pub journal_depth: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_addresses_per_family: 8,
             fudge: 300,
             leases: LeasePolicy::default(),
+            journal_depth: 1000,
         }
     }
 }
@@ -159,6 +163,13 @@ pub struct Entry {
     pub presence: Presence,
 }
 
+/// One terminal of a bulk import: its registration and, optionally, its addresses.
+#[derive(Clone, Debug)]
+pub struct Import {
+    pub registration: Registration,
+    pub addresses: Addresses,
+}
+
 /// What a registration asks for.
 #[derive(Clone, Debug)]
 pub struct Registration {
@@ -183,6 +194,8 @@ pub enum DirectoryError {
     },
     #[error("calling code {0} is not registered")]
     UnknownCode(CallingCode),
+    #[error("{0} appears twice in the import")]
+    Duplicate(String),
     #[error(
         "update for {code} is not fresh (signed at {time_signed}, a replay or older than the last update from this key)"
     )]
@@ -216,6 +229,8 @@ pub struct View {
     keys: HashMap<String, CallingCode>,
     /// `<kid>/<mid>` to code.
     machines: HashMap<(Kid, Mid), CallingCode>,
+    /// Recent deltas, for IXFR.
+    journal: Journal,
 }
 
 impl View {
@@ -242,6 +257,10 @@ impl View {
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.terminals.values()
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     fn insert(&mut self, entry: Entry) {
@@ -310,6 +329,8 @@ struct Inner {
     store: Store,
     view: RwLock<View>,
     writer: Mutex<()>,
+    /// The current serial, for those who follow changes (NOTIFY).
+    serial_tx: tokio::sync::watch::Sender<u32>,
 }
 
 impl Directory {
@@ -328,6 +349,7 @@ impl Directory {
             terminals: HashMap::new(),
             keys: HashMap::new(),
             machines: HashMap::new(),
+            journal: Journal::new(limits.journal_depth, snapshot.journal),
         };
         for (terminal, presence) in snapshot.terminals {
             view.insert(Entry {
@@ -340,6 +362,7 @@ impl Directory {
                 zone,
                 limits,
                 store,
+                serial_tx: tokio::sync::watch::Sender::new(serial.0),
                 view: RwLock::new(view),
                 writer: Mutex::new(()),
             }),
@@ -366,69 +389,144 @@ impl Directory {
 
     /// Registers a terminal and issues its fresh TSIG key.
     pub async fn register(&self, reg: Registration, now: u64) -> Result<Terminal, DirectoryError> {
+        let imported = self
+            .import(
+                vec![Import {
+                    registration: reg,
+                    addresses: Addresses::default(),
+                }],
+                now,
+            )
+            .await?;
+        Ok(imported
+            .into_iter()
+            .next()
+            .expect("one registration, one terminal"))
+    }
+
+    /// Registers many terminals at once (each optionally with addresses), in one
+    /// transaction: all of them, or none if any is refused.
+    pub async fn import(
+        &self,
+        imports: Vec<Import>,
+        now: u64,
+    ) -> Result<Vec<Terminal>, DirectoryError> {
         let _writer = self.inner.writer.lock().await;
-        let serial = {
-            let view = self.view();
+        self.check_new_registrations(&imports)?;
+        let mut entries = Vec::with_capacity(imports.len());
+        for Import {
+            registration: reg,
+            addresses,
+        } in imports
+        {
+            let terminal = Terminal {
+                key: self.new_key(&reg.code, &reg.mid, &reg.kid, reg.algorithm)?,
+                code: reg.code,
+                kid: reg.kid,
+                mid: reg.mid,
+                registered_at: now,
+            };
+            let presence = Presence {
+                updated_at: (addresses != Addresses::default()).then_some(now),
+                addresses,
+                ..Presence::default()
+            };
+            entries.push(Entry {
+                terminal: Arc::new(terminal),
+                presence,
+            });
+        }
+        let changes = entries
+            .iter()
+            .filter(|e| e.presence.addresses != Addresses::default())
+            .map(|e| AddressChange {
+                code: e.terminal.code.clone(),
+                old: Addresses::default(),
+                new: e.presence.addresses.clone(),
+            })
+            .collect();
+        let change = Change {
+            put_terminals: entries.iter().map(|e| e.terminal.as_ref()).collect(),
+            put_presence: entries
+                .iter()
+                .map(|e| (&e.terminal.code, &e.presence))
+                .collect(),
+            ..Change::default()
+        };
+        let terminals: Vec<Terminal> = entries
+            .iter()
+            .map(|e| Terminal::clone(&e.terminal))
+            .collect();
+        let to_insert = entries.clone();
+        self.commit_bump(change, changes, move |view| {
+            for entry in to_insert {
+                view.insert(entry);
+            }
+        })
+        .await?;
+        Ok(terminals)
+    }
+
+    /// Refuses codes or KID/MID pairs that are taken, or repeated within `imports`.
+    fn check_new_registrations(&self, imports: &[Import]) -> Result<(), DirectoryError> {
+        let view = self.view();
+        let mut codes = std::collections::HashSet::new();
+        let mut machines = std::collections::HashSet::new();
+        for Import {
+            registration: reg, ..
+        } in imports
+        {
             if let Some(e) = view.terminal(&reg.code) {
                 return Err(DirectoryError::CodeTaken {
-                    code: reg.code,
+                    code: reg.code.clone(),
                     kid: e.terminal.kid.clone(),
                 });
             }
-            if let Some(code) = view.machines.get(&(reg.kid.clone(), reg.mid.clone())) {
+            let machine = (reg.kid.clone(), reg.mid.clone());
+            if let Some(code) = view.machines.get(&machine) {
                 return Err(DirectoryError::MachineTaken {
-                    kid: reg.kid,
-                    mid: reg.mid,
+                    kid: reg.kid.clone(),
+                    mid: reg.mid.clone(),
                     code: code.clone(),
                 });
             }
-            view.serial.next()
-        };
-        let terminal = Terminal {
-            key: self.new_key(&reg.code, &reg.mid, &reg.kid, reg.algorithm)?,
-            code: reg.code,
-            kid: reg.kid,
-            mid: reg.mid,
-            registered_at: now,
-        };
-        let presence = Presence::default();
-        self.commit(&Change {
-            put_terminal: Some(&terminal),
-            put_presence: vec![(&terminal.code, &presence)],
-            serial: Some(serial.0),
-            ..Change::default()
-        })
-        .await?;
-        self.with_view_mut(|view| {
-            view.serial = serial;
-            view.insert(Entry {
-                terminal: Arc::new(terminal.clone()),
-                presence,
-            });
-        });
-        Ok(terminal)
+            if !codes.insert(reg.code.clone()) {
+                return Err(DirectoryError::Duplicate(format!(
+                    "calling code {}",
+                    reg.code
+                )));
+            }
+            if !machines.insert(machine) {
+                return Err(DirectoryError::Duplicate(format!(
+                    "KID {} with MID {}",
+                    reg.kid, reg.mid
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Removes a terminal; its name disappears from the zone.
     pub async fn unregister(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
         let _writer = self.inner.writer.lock().await;
-        let (terminal, serial) = {
-            let view = self.view();
-            let entry = view
-                .terminal(code)
-                .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
-            (Terminal::clone(&entry.terminal), view.serial.next())
-        };
-        self.commit(&Change {
+        let now = crate::unix_now();
+        let entry = self
+            .view()
+            .terminal(code)
+            .cloned()
+            .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
+        let terminal = Terminal::clone(&entry.terminal);
+        let changes = vec![AddressChange {
+            code: code.clone(),
+            old: entry.presence.live(now).clone(),
+            new: Addresses::default(),
+        }];
+        let change = Change {
             remove_terminal: Some(&terminal),
-            serial: Some(serial.0),
             ..Change::default()
-        })
-        .await?;
-        self.with_view_mut(|view| {
-            view.serial = serial;
-            view.remove(code);
-        });
+        };
+        self.commit_bump(change, changes, |view| view.remove(code))
+            .await?;
         Ok(terminal)
     }
 
@@ -449,7 +547,7 @@ impl Directory {
             ..entry.presence
         };
         self.commit(&Change {
-            put_terminal: Some(&terminal),
+            put_terminals: vec![&terminal],
             put_presence: vec![(code, &presence)],
             ..Change::default()
         })
@@ -473,7 +571,7 @@ impl Directory {
         now: u64,
     ) -> Result<UpdateOutcome, DirectoryError> {
         let _writer = self.inner.writer.lock().await;
-        let (entry, planned, serial) = {
+        let (entry, planned) = {
             let view = self.view();
             let entry = view
                 .terminal(code)
@@ -494,11 +592,11 @@ impl Directory {
                 message,
                 &self.inner.limits,
             )?;
-            (entry, planned, view.serial)
+            (entry, planned)
         };
         // An expired terminal's stored addresses are already gone for everyone.
-        let changed = planned != *entry.presence.live(now);
-        let serial = if changed { serial.next() } else { serial };
+        let old = entry.presence.live(now).clone();
+        let changed = planned != old;
         let granted = self.inner.limits.leases.grant(lease);
         let presence = Presence {
             addresses: planned,
@@ -506,25 +604,37 @@ impl Directory {
             updated_at: Some(now),
             ..remember_signature(entry.presence, freshness, now, self.inner.limits.fudge)
         };
-        self.commit(&Change {
-            put_presence: vec![(code, &presence)],
-            serial: changed.then_some(serial.0),
-            ..Change::default()
-        })
-        .await?;
         let addresses = presence.addresses.clone();
-        self.with_view_mut(|view| {
-            view.serial = serial;
-            view.insert(Entry {
-                terminal: entry.terminal,
-                presence,
+        let change = Change {
+            put_presence: vec![(code, &presence)],
+            ..Change::default()
+        };
+        let stored = Entry {
+            terminal: entry.terminal,
+            presence: presence.clone(),
+        };
+        let serial = if changed {
+            let changes = vec![AddressChange {
+                code: code.clone(),
+                old,
+                new: addresses.clone(),
+            }];
+            self.commit_bump(change, changes, |view| view.insert(stored))
+                .await?
+        } else {
+            self.commit(&change).await?;
+            let mut serial = 0;
+            self.with_view_mut(|view| {
+                serial = view.serial();
+                view.insert(stored);
             });
-        });
+            serial
+        };
         Ok(UpdateOutcome {
             code: code.clone(),
             addresses,
             changed,
-            serial: serial.0,
+            serial,
             lease: granted,
         })
     }
@@ -533,50 +643,95 @@ impl Directory {
     /// one serial increase; returns their codes.
     pub async fn expire(&self, now: u64) -> Result<Vec<CallingCode>, StoreError> {
         let _writer = self.inner.writer.lock().await;
-        let (expired, serial) = {
-            let view = self.view();
-            let expired: Vec<(CallingCode, Presence)> = view
-                .entries()
-                .filter(|e| e.presence.expired(now))
-                .map(|e| {
-                    let presence = Presence {
-                        addresses: Addresses::default(),
-                        lease_expires: None,
-                        ..e.presence.clone()
-                    };
-                    (e.terminal.code.clone(), presence)
-                })
-                .collect();
-            (expired, view.serial.next())
-        };
+        let expired: Vec<(CallingCode, Addresses, Presence)> = self
+            .view()
+            .entries()
+            .filter(|e| e.presence.expired(now))
+            .map(|e| {
+                let presence = Presence {
+                    addresses: Addresses::default(),
+                    lease_expires: None,
+                    ..e.presence.clone()
+                };
+                (
+                    e.terminal.code.clone(),
+                    e.presence.addresses.clone(),
+                    presence,
+                )
+            })
+            .collect();
         if expired.is_empty() {
             return Ok(Vec::new());
         }
-        let had_addresses = {
-            let view = self.view();
-            expired.iter().any(|(c, _)| {
-                view.terminal(c)
-                    .is_some_and(|e| e.presence.addresses != Addresses::default())
-            })
-        };
-        let serial = if had_addresses { Some(serial) } else { None };
-        self.commit(&Change {
-            put_presence: expired.iter().map(|(c, p)| (c, p)).collect(),
-            serial: serial.map(|s| s.0),
+        let change = Change {
+            put_presence: expired.iter().map(|(c, _, p)| (c, p)).collect(),
             ..Change::default()
-        })
-        .await?;
-        self.with_view_mut(|view| {
-            if let Some(serial) = serial {
-                view.serial = serial;
-            }
-            for (code, presence) in &expired {
+        };
+        let changes: Vec<AddressChange> = expired
+            .iter()
+            .filter(|(_, old, _)| *old != Addresses::default())
+            .map(|(code, old, _)| AddressChange {
+                code: code.clone(),
+                old: old.clone(),
+                new: Addresses::default(),
+            })
+            .collect();
+        let apply = |view: &mut View| {
+            for (code, _, presence) in &expired {
                 if let Some(entry) = view.terminals.get_mut(code) {
                     entry.presence = presence.clone();
                 }
             }
+        };
+        if changes.is_empty() {
+            self.commit(&change).await?;
+            self.with_view_mut(apply);
+        } else {
+            self.commit_bump(change, changes, apply).await?;
+        }
+        Ok(expired.into_iter().map(|(c, _, _)| c).collect())
+    }
+
+    /// Commits a change that increases the serial, with its journal delta; then, under one
+    /// write lock, moves the view to the new serial and applies `apply`; then tells the
+    /// subscribers. Returns the new serial. Call with the writer lock held.
+    async fn commit_bump(
+        &self,
+        mut change: Change<'_>,
+        changes: Vec<AddressChange>,
+        apply: impl FnOnce(&mut View),
+    ) -> Result<u32, StoreError> {
+        let (from, seq, drop) = {
+            let view = self.view();
+            (
+                view.serial,
+                view.journal.next_seq(),
+                view.journal.overflow_after_push(),
+            )
+        };
+        let to = from.next();
+        let delta = Delta {
+            seq,
+            from: from.0,
+            to: to.0,
+            changes,
+        };
+        change.serial = Some(to.0);
+        change.journal = Some(&delta);
+        change.journal_drop = drop;
+        self.commit(&change).await?;
+        self.with_view_mut(|view| {
+            view.serial = to;
+            view.journal.push(delta.clone());
+            apply(view);
         });
-        Ok(expired.into_iter().map(|(c, _)| c).collect())
+        self.inner.serial_tx.send_replace(to.0);
+        Ok(to.0)
+    }
+
+    /// A receiver that sees every new serial (for NOTIFY).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u32> {
+        self.inner.serial_tx.subscribe()
     }
 
     /// Makes everything committed durable (at shutdown; every change is already flushed).

@@ -15,6 +15,7 @@
 //! - [`lease`]: update leases (RFC 9664): granting, encoding, refresh timing.
 //! - [`zone`]: the static zone (SOA, NS, glue) from a zone file or the embedded default.
 //! - [`directory`]: registered terminals and their addresses; every change goes through it.
+//! - [`journal`]: recent deltas of the zone, for incremental transfers (IXFR).
 //! - [`update`]: the RFC 2136 update engine and the terminal update policy.
 //! - [`store`]: the sled store: one transaction per change, flushed before acknowledging.
 //! - [`serial`]: SOA serial arithmetic (RFC 1982).
@@ -22,6 +23,7 @@
 
 pub mod directory;
 pub mod identity;
+pub mod journal;
 pub mod key;
 pub mod lease;
 pub mod serial;

@@ -7,6 +7,7 @@
 //! | `terminals` | calling code       | [`Terminal`]: KID, MID, TSIG key             |
 //! | `presence`  | calling code       | [`Presence`]: addresses, last update, replay |
 //! | `meta`      | `serial`           | the zone's SOA serial (u32, big endian)      |
+//! | `journal`   | sequence (u64, BE) | [`Delta`]: one serial increase, for IXFR     |
 //!
 //! Every change is one sled transaction over the trees it touches, then a flush to disk
 //! ([`Store::flush`]); the caller acknowledges only after the flush. After `kill -9`, sled
@@ -21,6 +22,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::directory::{Presence, Terminal};
 use crate::identity::CallingCode;
+use crate::journal::Delta;
 
 /// A storage failure; the change it was part of did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -53,19 +55,25 @@ const SERIAL_KEY: &[u8] = b"serial";
 pub struct Snapshot {
     pub serial: Option<u32>,
     pub terminals: Vec<(Terminal, Presence)>,
+    /// The journal, oldest first.
+    pub journal: Vec<Delta>,
 }
 
 /// One change to the store, applied atomically by [`Store::commit`].
 #[derive(Debug, Default)]
 pub struct Change<'a> {
     /// New or replaced registrations.
-    pub put_terminal: Option<&'a Terminal>,
+    pub put_terminals: Vec<&'a Terminal>,
     /// Registrations removed (with their presence and indexes).
     pub remove_terminal: Option<&'a Terminal>,
     /// New presence records, by code.
     pub put_presence: Vec<(&'a CallingCode, &'a Presence)>,
     /// The new serial, if the zone changed.
     pub serial: Option<u32>,
+    /// The delta that describes the serial increase.
+    pub journal: Option<&'a Delta>,
+    /// Journal entries to forget (by sequence), beyond the history's depth.
+    pub journal_drop: Vec<u64>,
 }
 
 /// The sled database and its trees. Cheap to clone.
@@ -75,6 +83,7 @@ pub struct Store {
     terminals: sled::Tree,
     presence: sled::Tree,
     meta: sled::Tree,
+    journal: sled::Tree,
 }
 
 impl Store {
@@ -88,6 +97,7 @@ impl Store {
             terminals: db.open_tree("terminals")?,
             presence: db.open_tree("presence")?,
             meta: db.open_tree("meta")?,
+            journal: db.open_tree("journal")?,
             db,
         })
     }
@@ -109,19 +119,28 @@ impl Store {
             };
             terminals.push((terminal, presence));
         }
-        Ok(Snapshot { serial, terminals })
+        let mut journal = Vec::new();
+        for item in self.journal.iter() {
+            let (key, value) = item?;
+            journal.push(decode(&key, &value)?);
+        }
+        Ok(Snapshot {
+            serial,
+            terminals,
+            journal,
+        })
     }
 
     /// Applies one change in a single transaction. Not yet durable: call [`Store::flush`].
     pub fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
-        let trees = (&self.terminals, &self.presence, &self.meta);
-        trees.transaction(|(terminals, presence, meta)| {
+        let trees = (&self.terminals, &self.presence, &self.meta, &self.journal);
+        trees.transaction(|(terminals, presence, meta, journal)| {
             if let Some(old) = change.remove_terminal {
                 let code = old.code.as_str().as_bytes();
                 terminals.remove(code)?;
                 presence.remove(code)?;
             }
-            if let Some(new) = change.put_terminal {
+            for new in &change.put_terminals {
                 terminals.insert(new.code.as_str().as_bytes(), encode(new)?)?;
             }
             for (code, p) in &change.put_presence {
@@ -129,6 +148,12 @@ impl Store {
             }
             if let Some(serial) = change.serial {
                 meta.insert(SERIAL_KEY, &serial.to_be_bytes())?;
+            }
+            if let Some(delta) = change.journal {
+                journal.insert(&delta.seq.to_be_bytes(), encode(delta)?)?;
+            }
+            for seq in &change.journal_drop {
+                journal.remove(&seq.to_be_bytes())?;
             }
             Ok(())
         })?;

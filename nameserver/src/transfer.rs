@@ -1,0 +1,182 @@
+//! Zone transfers to secondaries: AXFR (RFC 5936) and IXFR (RFC 1995).
+//!
+//! ```text
+//! AXFR  SOA, every record, SOA                       (split over as many messages as needed)
+//! IXFR  SOA(current)                                  when the secondary is up to date
+//!       SOA(current) {SOA(old) removed… SOA(new) added…}… SOA(current)   from the journal
+//!       the AXFR form                                 when its serial is older than the journal
+//! ```
+//! Only requests signed with a transfer key get here (the handler checks). AXFR needs TCP;
+//! IXFR over UDP is answered with the current SOA alone, so the secondary retries over TCP
+//! (RFC 1995 §2).
+//!
+//! # Limitations
+//! - A registered terminal without addresses owns no records, so it is not transferred:
+//!   secondaries answer NXDOMAIN for it where the primary answers NODATA.
+
+use hickory_proto::rr::{Name, Record, RecordType};
+use zones::directory::{Addresses, View};
+use zones::journal::Delta;
+use zones::serial::Serial;
+use zones::zone::Zone;
+
+use crate::query::address_records;
+
+/// The most bytes of records put in one transfer message, by a generous estimate (a message
+/// may hold 64 KiB; compressed owner names make the real size about half the estimate).
+const MESSAGE_BUDGET: usize = 60 * 1024;
+
+/// What a transfer sends, and what kind it turned out to be.
+#[derive(Debug)]
+pub struct TransferPlan {
+    pub kind: &'static str,
+    pub records: Vec<Record>,
+}
+
+/// Every record of the zone except the SOA: static data, then terminals by code.
+pub fn zone_body(zone: &Zone, view: &View, now: u64) -> Vec<Record> {
+    let mut records: Vec<Record> = zone.static_records().cloned().collect();
+    let mut entries: Vec<_> = view.entries().collect();
+    entries.sort_by(|a, b| a.terminal.code.cmp(&b.terminal.code));
+    for entry in entries {
+        let owner = Name::from(zones::update::terminal_name(zone, &entry.terminal.code));
+        records.extend(address_records(
+            &owner,
+            entry.presence.live(now),
+            RecordType::ANY,
+        ));
+    }
+    records
+}
+
+/// AXFR: SOA, the zone, SOA.
+pub fn axfr(zone: &Zone, view: &View, now: u64) -> TransferPlan {
+    let soa = zone.soa_record(view.serial());
+    let mut records = vec![soa.clone()];
+    records.extend(zone_body(zone, view, now));
+    records.push(soa);
+    TransferPlan {
+        kind: "AXFR",
+        records,
+    }
+}
+
+/// IXFR from the secondary's `serial`.
+pub fn ixfr(zone: &Zone, view: &View, serial: u32, now: u64) -> TransferPlan {
+    let current = zone.soa_record(view.serial());
+    if serial == view.serial() || Serial(serial).is_newer_than(Serial(view.serial())) {
+        return TransferPlan {
+            kind: "IXFR (up to date)",
+            records: vec![current],
+        };
+    }
+    let Some(deltas) = view.journal().since(serial) else {
+        let mut full = axfr(zone, view, now);
+        full.kind = "IXFR (full zone: serial older than the journal)";
+        return full;
+    };
+    let mut records = vec![current.clone()];
+    for delta in deltas {
+        records.extend(delta_records(zone, delta));
+    }
+    records.push(current);
+    TransferPlan {
+        kind: "IXFR",
+        records,
+    }
+}
+
+/// One delta in IXFR form: SOA(old), removed records, SOA(new), added records.
+fn delta_records(zone: &Zone, delta: &Delta) -> Vec<Record> {
+    let mut removed = Vec::new();
+    let mut added = Vec::new();
+    for change in &delta.changes {
+        let owner = Name::from(zones::update::terminal_name(zone, &change.code));
+        let old = records_of(&owner, &change.old);
+        let new = records_of(&owner, &change.new);
+        removed.extend(old.iter().filter(|r| !new.contains(r)).cloned());
+        added.extend(new.into_iter().filter(|r| !old.contains(r)));
+    }
+    let mut records = vec![zone.soa_record(delta.from)];
+    records.extend(removed);
+    records.push(zone.soa_record(delta.to));
+    records.extend(added);
+    records
+}
+
+fn records_of(owner: &Name, addresses: &Addresses) -> Vec<Record> {
+    address_records(owner, addresses, RecordType::ANY)
+}
+
+/// Splits records into messages of about [`MESSAGE_BUDGET`] bytes each.
+pub fn split(records: Vec<Record>) -> Vec<Vec<Record>> {
+    let mut messages = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0;
+    for record in records {
+        // Owner name, type, class, TTL, length, and the data (at most a few hundred bytes here).
+        let estimate = record.name.len() + 10 + record.data.to_string().len() + 16;
+        if size + estimate > MESSAGE_BUDGET && !current.is_empty() {
+            messages.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += estimate;
+        current.push(record);
+    }
+    if !current.is_empty() {
+        messages.push(current);
+    }
+    messages
+}
+
+/// The zone as an RFC 1035 zone file (for `nameserver export`).
+pub fn zone_file(zone: &Zone, view: &View, now: u64) -> String {
+    let mut text = format!(
+        "; zone {} serial {} exported by the calling-code directory\n",
+        zone.origin(),
+        view.serial()
+    );
+    text.push_str(&format!("{}\n", zone.soa_record(view.serial())));
+    for record in zone_body(zone, view, now) {
+        text.push_str(&format!("{record}\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_proto::rr::RData;
+    use hickory_proto::rr::rdata::A;
+
+    use super::*;
+
+    fn a(name: &str, ip: [u8; 4]) -> Record {
+        Record::from_rdata(
+            Name::from_ascii(name).unwrap(),
+            60,
+            RData::A(A::from(Ipv4Addr::from(ip))),
+        )
+    }
+
+    #[test]
+    fn split_keeps_every_record_in_order_within_the_budget() {
+        let records: Vec<Record> = (0..5000u32)
+            .map(|i| {
+                a(
+                    &format!("{}.dial.example.", 5_550_000 + i),
+                    [192, 0, 2, (i % 250) as u8],
+                )
+            })
+            .collect();
+        let messages = split(records.clone());
+        assert!(messages.len() > 5);
+        let flat: Vec<Record> = messages.iter().flatten().cloned().collect();
+        assert_eq!(flat, records);
+        for m in &messages {
+            let bytes: usize = m.iter().map(|r| r.name.len() + 30).sum();
+            assert!(bytes < 64 * 1024);
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The directory as a hidden primary for real secondaries from Debian's packages, NSD and
+//! Knot, on loopback ports, each configured with a TSIG transfer key.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use support::{Nameserver, free_port, require, status_of, text};
+
+const ZONE: &str = "dial.example";
+const FLEET: usize = 100_000;
+
+/// A secondary server process, killed on drop.
+struct Secondary {
+    name: &'static str,
+    port: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Secondary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Secondary {
+    fn dig(&self, args: &[&str]) -> String {
+        let out = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "+time=2",
+                "+tries=2",
+            ])
+            .args(args)
+            .output()
+            .expect("run dig");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn short(&self, name: &str, rtype: &str) -> Vec<String> {
+        self.dig(&["+short", name, rtype])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn serial(&self) -> Option<u32> {
+        self.short(ZONE, "SOA")
+            .first()?
+            .split_whitespace()
+            .nth(2)?
+            .parse()
+            .ok()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn start_nsd(dir: &Path, primary: u16, secret: &str, port: u16) -> Secondary {
+    require("nsd", "nsd");
+    let d = dir.display();
+    let conf = dir.join("nsd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  ip-address: 127.0.0.1@{port}\n  do-ip6: no\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdir: \"{d}\"\n  database: \"\"\n  username: \"\"\n  chroot: \"\"\n  logfile: \"{d}/nsd.log\"\n  verbosity: 2\n  server-count: 1\n\
+             remote-control:\n  control-enable: no\n\
+             key:\n  name: \"xfer\"\n  algorithm: hmac-sha256\n  secret: \"{secret}\"\n\
+             zone:\n  name: \"{ZONE}\"\n  zonefile: \"{ZONE}.zone\"\n  request-xfr: 127.0.0.1@{primary} xfer\n  allow-notify: 127.0.0.1 xfer\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("nsd")
+        .args(["-d", "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nsd");
+    Secondary {
+        name: "nsd",
+        port,
+        child,
+        log: dir.join("nsd.log"),
+    }
+}
+
+fn start_knot(dir: &Path, primary: u16, secret: &str, port: u16) -> Secondary {
+    require("knotd", "knot");
+    let d = dir.display();
+    let conf = dir.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  listen: 127.0.0.1@{port}\n  rundir: \"{d}\"\n\
+             log:\n  - target: \"{d}/knot.log\"\n    any: info\n\
+             database:\n  storage: \"{d}\"\n\
+             key:\n  - id: xfer\n    algorithm: hmac-sha256\n    secret: \"{secret}\"\n\
+             remote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n    key: xfer\n\
+             acl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    key: xfer\n    action: notify\n\
+             template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n\
+             zone:\n  - domain: {ZONE}\n    master: primary\n    acl: notify_from_primary\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("knotd")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start knotd");
+    Secondary {
+        name: "knot",
+        port,
+        child,
+        log: dir.join("knot.log"),
+    }
+}
+
+/// Waits until `check` holds, polling; returns how long it took.
+fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn code(i: usize) -> String {
+    format!("{}", 5_000_000 + i)
+}
+
+fn address(i: usize) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
+#[test]
+fn nsd_and_knot_follow_the_directory_by_axfr_notify_and_ixfr() {
+    require("dig", "bind9-dnsutils");
+    require("nsupdate", "bind9-dnsutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+
+    // A transfer key, as tsig-keygen writes it.
+    let xfer = root.join("xfer.key");
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
+        .unwrap();
+    let secret = base64::engine::general_purpose::STANDARD.encode(secret);
+    std::fs::write(
+        &xfer,
+        format!("key \"xfer\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"),
+    )
+    .unwrap();
+
+    let (nsd_dir, knot_dir) = (root.join("nsd"), root.join("knot"));
+    std::fs::create_dir_all(&nsd_dir).unwrap();
+    std::fs::create_dir_all(&knot_dir).unwrap();
+    let (nsd_port, knot_port) = (free_port(), free_port());
+    let primary_port = free_port();
+    let listen = format!("127.0.0.1:{primary_port}");
+    let server = Nameserver::start_in(
+        None,
+        &root.join("data"),
+        &["--listen", &listen],
+        &[
+            "--transfer-key",
+            xfer.to_str().unwrap(),
+            "--secondary",
+            &format!("127.0.0.1:{nsd_port}"),
+            "--secondary",
+            &format!("127.0.0.1:{knot_port}"),
+        ],
+    );
+
+    // A fleet of 100,000 terminals with addresses, provisioned in one import.
+    let fleet = root.join("fleet.txt");
+    let lines: String = (0..FLEET)
+        .map(|i| format!("{} fleet {:016x} {}\n", code(i), i, address(i)))
+        .collect();
+    std::fs::write(&fleet, lines).unwrap();
+    let out = server.admin(&["import", fleet.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let updater_key = server.register("5559000", "acme", "3f9a0c1d22e4b7a8", root);
+
+    // The secondaries start empty and take the whole zone.
+    let nsd = start_nsd(&nsd_dir, primary_port, &secret, nsd_port);
+    let knot = start_knot(&knot_dir, primary_port, &secret, knot_port);
+    let primary_serial: u32 = server.short(ZONE, "SOA")[0]
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    for s in [&nsd, &knot] {
+        let took = wait_until(Duration::from_secs(90), || {
+            s.serial() == Some(primary_serial)
+        });
+        assert!(
+            took.is_some(),
+            "{} never loaded serial {primary_serial}; its log:\n{}\nprimary:\n{}",
+            s.name,
+            s.log(),
+            server.log()
+        );
+        println!(
+            "{}: initial transfer of {FLEET} codes in {:?}",
+            s.name,
+            took.unwrap()
+        );
+    }
+    for i in (0..FLEET).step_by(FLEET / 40) {
+        let name = format!("{}.{ZONE}", code(i));
+        let expected = server.short(&name, "A");
+        assert_eq!(expected, vec![address(i)]);
+        for s in [&nsd, &knot] {
+            assert_eq!(
+                s.short(&name, "A"),
+                expected,
+                "{} disagrees on {name}",
+                s.name
+            );
+        }
+    }
+
+    // A signed update reaches both within 2 seconds, by NOTIFY and IXFR.
+    let before = server.log().lines().count();
+    let name = format!("5559000.{ZONE}");
+    let script = format!("zone {ZONE}\nupdate add {name} 60 A 192.0.2.99\nsend\n");
+    let out = server.nsupdate(Some(&updater_key), &script);
+    let updated = Instant::now();
+    assert!(out.status.success(), "{}", text(&out));
+    for s in [&nsd, &knot] {
+        let took = wait_until(Duration::from_secs(10), || {
+            s.short(&name, "A") == ["192.0.2.99"]
+        });
+        let total = took.map(|_| updated.elapsed());
+        println!("{}: update visible after {total:?}", s.name);
+        assert!(
+            total.is_some_and(|t| t <= Duration::from_secs(2)),
+            "{} took {total:?}:\n{}",
+            s.name,
+            s.log()
+        );
+    }
+    let log = server.log();
+    let since: Vec<&str> = log
+        .lines()
+        .skip(before)
+        .filter(|l| l.contains("transfer"))
+        .collect();
+    let incremental = since.iter().filter(|l| l.contains("kind=IXFR ")).count();
+    assert!(
+        incremental >= 2,
+        "both secondaries should have used IXFR:\n{}",
+        since.join("\n")
+    );
+    assert!(
+        !since.iter().any(|l| l.contains("kind=AXFR")),
+        "a full transfer after the update:\n{}",
+        since.join("\n")
+    );
+    for line in since.iter().filter(|l| l.contains("kind=IXFR ")) {
+        println!("incremental transfer: {line}");
+    }
+
+    // An unregistered code disappears from the secondaries too.
+    let gone = format!("{}.{ZONE}", code(7));
+    let out = server.admin(&["unregister", "--code", &code(7)]);
+    assert!(out.status.success(), "{}", text(&out));
+    for s in [&nsd, &knot] {
+        let took = wait_until(Duration::from_secs(10), || {
+            status_of(&s.dig(&[&gone, "A"])) == "NXDOMAIN"
+        });
+        assert!(took.is_some(), "{} still answers {gone}", s.name);
+    }
+
+    // Export: the zone as a zone file, for backups and other servers.
+    let exported = server.admin(&["export"]);
+    assert!(exported.status.success(), "{}", text(&exported));
+    let zone_text = String::from_utf8_lossy(&exported.stdout);
+    assert!(
+        zone_text.lines().any(|l| l.contains(" IN SOA ")),
+        "no SOA in the export"
+    );
+    let first = format!("{}.{ZONE}. 60 IN A {}", code(0), address(0));
+    assert!(zone_text.lines().any(|l| l == first), "missing `{first}`");
+    let a_records = zone_text.lines().filter(|l| l.contains(" IN A ")).count();
+    assert_eq!(
+        a_records,
+        FLEET - 1 + 1 + 1,
+        "the fleet less one unregistered, plus 5559000 and ns1"
+    );
+
+    // Without the key, or with a terminal's key, a transfer is refused.
+    let unsigned = server.dig(&[ZONE, "AXFR"]);
+    assert!(unsigned.contains("Transfer failed"), "{unsigned}");
+    let terminal = server.dig(&["-k", updater_key.to_str().unwrap(), ZONE, "AXFR"]);
+    assert!(terminal.contains("Transfer failed"), "{terminal}");
+    let signed = server.dig(&["-k", xfer.to_str().unwrap(), ZONE, "AXFR"]);
+    assert!(signed.contains("XFR size"), "{signed}");
+}
