@@ -10,6 +10,9 @@
 //! max_addresses_per_family = 8    # more in one terminal's RRset: the update is refused
 //! tsig_fudge = 300                # TSIG time window, seconds
 //! tcp_idle_timeout = 10           # seconds a TCP connection may sit idle
+//! tcp_write_timeout = 10          # seconds a client may take to read an answer
+//! tcp_max_connections = 1024      # TCP connections in all
+//! tcp_max_per_client = 32         # TCP connections from one address
 //! lease_min = 60                  # update leases (RFC 9664): shortest granted
 //! lease_max = 86400               # longest granted
 //! lease_default = 3600            # for updates without the option; absent: no expiry
@@ -17,6 +20,9 @@
 //! transfer_keys = ["/etc/dial/xfer.key"]   # TSIG keys allowed to transfer the zone (AXFR, IXFR)
 //! notify_delay_ms = 250           # changes within this delay share one NOTIFY
 //! ixfr_history = 1000             # changes kept for incremental transfers
+//! rate_limit = 200                # UDP answers per second per client /24 or /56; 0: off
+//! rate_limit_slip = 2             # every 2nd answer over the limit goes out truncated (TC)
+//! update_rate_limit = 10          # updates per second per terminal key; 0: off
 //! ```
 
 use std::net::SocketAddr;
@@ -30,8 +36,14 @@ use zones::key::TsigKey;
 use zones::lease::LeasePolicy;
 use zones::zone::ZoneError;
 
+use crate::tcp::TcpLimits;
+
 /// Where the nameserver listens without `--listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
+/// Default RRL: UDP answers per second per client prefix (NSD's default).
+pub const DEFAULT_RATE_LIMIT: u32 = 200;
+/// Default limit on updates per second per terminal key (bursts of twice as many).
+pub const DEFAULT_UPDATE_RATE_LIMIT: u32 = 10;
 /// Name of the data directory under the user's state directory.
 pub const DATA_DIR_NAME: &str = "dial-directory";
 /// The control socket's file name inside the data directory.
@@ -90,6 +102,9 @@ pub struct FileConfig {
     pub max_addresses_per_family: Option<usize>,
     pub tsig_fudge: Option<u16>,
     pub tcp_idle_timeout: Option<u64>,
+    pub tcp_write_timeout: Option<u64>,
+    pub tcp_max_connections: Option<usize>,
+    pub tcp_max_per_client: Option<usize>,
     pub lease_min: Option<u32>,
     pub lease_max: Option<u32>,
     pub lease_default: Option<u32>,
@@ -97,6 +112,9 @@ pub struct FileConfig {
     pub transfer_keys: Option<Vec<PathBuf>>,
     pub notify_delay_ms: Option<u64>,
     pub ixfr_history: Option<usize>,
+    pub rate_limit: Option<u32>,
+    pub rate_limit_slip: Option<u32>,
+    pub update_rate_limit: Option<u32>,
 }
 
 impl FileConfig {
@@ -149,6 +167,12 @@ pub struct ServeFlags {
     /// first one also signs NOTIFY (repeatable).
     #[arg(long = "transfer-key", value_name = "FILE")]
     pub transfer_keys: Vec<PathBuf>,
+    /// UDP answers per second per client /24 or /56 (response rate limiting); 0 turns it off.
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Updates per second per terminal key; 0 turns the limit off.
+    #[arg(long, value_name = "N")]
+    pub update_rate_limit: Option<u32>,
 }
 
 /// The settings the server runs with.
@@ -159,10 +183,13 @@ pub struct Settings {
     pub data: PathBuf,
     pub lookups: LookupPolicy,
     pub limits: Limits,
-    pub tcp_idle_timeout: Duration,
+    pub tcp: TcpLimits,
     pub secondaries: Vec<SocketAddr>,
     pub transfer_keys: Vec<TsigKey>,
     pub notify_delay: Duration,
+    pub rate_limit: u32,
+    pub rate_limit_slip: u32,
+    pub update_rate_limit: u32,
 }
 
 impl Settings {
@@ -191,6 +218,7 @@ impl Settings {
             flags.listen.clone()
         };
         let defaults = Limits::default();
+        let tcp = TcpLimits::default();
         let limits = Limits {
             max_ttl: flags.max_ttl.or(file.max_ttl).unwrap_or(defaults.max_ttl),
             max_addresses_per_family: file
@@ -228,10 +256,28 @@ impl Settings {
                 .unwrap_or_else(default_data_dir),
             lookups: flags.lookups.or(file.lookups).unwrap_or_default(),
             limits,
-            tcp_idle_timeout: Duration::from_secs(file.tcp_idle_timeout.unwrap_or(10)),
+            tcp: TcpLimits {
+                max_connections: file.tcp_max_connections.unwrap_or(tcp.max_connections),
+                max_per_client: file.tcp_max_per_client.unwrap_or(tcp.max_per_client),
+                idle_timeout: file
+                    .tcp_idle_timeout
+                    .map_or(tcp.idle_timeout, Duration::from_secs),
+                write_timeout: file
+                    .tcp_write_timeout
+                    .map_or(tcp.write_timeout, Duration::from_secs),
+            },
             secondaries,
             transfer_keys,
             notify_delay: Duration::from_millis(file.notify_delay_ms.unwrap_or(250)),
+            rate_limit: flags
+                .rate_limit
+                .or(file.rate_limit)
+                .unwrap_or(DEFAULT_RATE_LIMIT),
+            rate_limit_slip: file.rate_limit_slip.unwrap_or(2),
+            update_rate_limit: flags
+                .update_rate_limit
+                .or(file.update_rate_limit)
+                .unwrap_or(DEFAULT_UPDATE_RATE_LIMIT),
         })
     }
 }

@@ -16,7 +16,11 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use tracing::{error, info, warn};
 use zones::Directory;
 use zones::directory::{DirectoryError, Freshness};
+use zones::identity::CallingCode;
 use zones::key::TsigKey;
+
+use crate::cookie::{CookieSecret, CookieState};
+use crate::ratelimit::{Buckets, ResponseRateLimit, Verdict};
 use zones::update::{UpdateMessage, ZoneSection};
 
 use crate::config::LookupPolicy;
@@ -25,20 +29,89 @@ use crate::response::{self, Reply};
 use crate::transfer::{self, TransferPlan};
 use crate::tsig::{self, Authentication, KeyOwner, ResponseSigning, SignedRequest, TsigFailure};
 
+/// Who may do what, and how often.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub lookups: LookupPolicy,
+    pub transfer_keys: Vec<TsigKey>,
+    /// UDP answers per second per client prefix (RRL); 0: no limit.
+    pub rate_limit: u32,
+    /// Every n-th answer over the limit is sent truncated; 0: none.
+    pub rate_limit_slip: u32,
+    /// Updates per second per terminal key (bursts of twice as many); 0: no limit.
+    pub update_rate_limit: u32,
+}
+
 /// Answers queries, transfers and updates for one zone.
 #[derive(Clone, Debug)]
 pub struct Handler {
     directory: Directory,
     lookups: LookupPolicy,
     transfer_keys: Arc<[TsigKey]>,
+    rrl: Option<Arc<ResponseRateLimit>>,
+    update_limit: Option<Arc<Buckets<CallingCode>>>,
+    cookies: Arc<CookieSecret>,
 }
 
 impl Handler {
-    pub fn new(directory: Directory, lookups: LookupPolicy, transfer_keys: Vec<TsigKey>) -> Self {
+    pub fn new(directory: Directory, policy: Policy) -> Self {
+        let rrl = (policy.rate_limit > 0).then(|| {
+            Arc::new(ResponseRateLimit::new(
+                policy.rate_limit,
+                policy.rate_limit_slip,
+            ))
+        });
+        let update_limit = (policy.update_rate_limit > 0).then(|| {
+            let rate = policy.update_rate_limit;
+            Arc::new(Buckets::new(rate, rate.saturating_mul(2)))
+        });
         Self {
             directory,
-            lookups,
-            transfer_keys: transfer_keys.into(),
+            lookups: policy.lookups,
+            transfer_keys: policy.transfer_keys.into(),
+            rrl,
+            update_limit,
+            cookies: Arc::new(CookieSecret::generate()),
+        }
+    }
+
+    /// The request's COOKIE, and the response option that answers it.
+    fn cookie(&self, request: &Request, now: u64) -> (CookieState, Option<EdnsOption>) {
+        let data = request
+            .edns
+            .as_ref()
+            .and_then(|e| match e.option(EdnsCode::Cookie) {
+                Some(EdnsOption::Unknown(_, data)) => Some(data.as_slice()),
+                _ => None,
+            });
+        let src = request.src().ip();
+        let state = self.cookies.check(data, src, now);
+        let option = match &state {
+            CookieState::ClientOnly(client) | CookieState::Valid(client) => {
+                Some(EdnsOption::Unknown(
+                    crate::cookie::OPTION_CODE,
+                    self.cookies.answer(client, src, now),
+                ))
+            }
+            _ => None,
+        };
+        (state, option)
+    }
+
+    /// RRL for UDP answers to unauthenticated queries (no TSIG, no valid server cookie).
+    fn rate_limit(
+        &self,
+        request: &Request,
+        signing: &ResponseSigning,
+        cookie: &CookieState,
+    ) -> Verdict {
+        let exempt = request.protocol() != Protocol::Udp
+            || request.metadata.op_code != OpCode::Query
+            || signing.is_signed()
+            || matches!(cookie, CookieState::Valid(_));
+        match &self.rrl {
+            Some(rrl) if !exempt => rrl.check(request.src().ip(), std::time::Instant::now()),
+            _ => Verdict::Answer,
         }
     }
 
@@ -253,6 +326,12 @@ impl Handler {
             warn!(key = %signed.key_name, outcome = "refused", reason = "a transfer key cannot update", "update");
             return Some((ResponseCode::Refused, None));
         };
+        if let Some(limit) = &self.update_limit {
+            if !limit.take(code, std::time::Instant::now()) {
+                warn!(%code, key = %signed.key_name, outcome = "refused", reason = "update rate limit", "update");
+                return Some((ResponseCode::Refused, None));
+            }
+        }
         let zone: Vec<ZoneSection> = request
             .queries
             .queries()
@@ -336,7 +415,24 @@ impl RequestHandler for Handler {
         handle: R,
     ) -> ResponseInfo {
         let now = zones::unix_now();
-        let edns = response::response_edns(request);
+        let (cookie, cookie_option) = self.cookie(request, now);
+        let mut edns = response::response_edns(request);
+        if let (Some(edns), Some(option)) = (edns.as_mut(), cookie_option) {
+            edns.options_mut().insert(option);
+        }
+        if cookie == CookieState::Malformed {
+            // RFC 7873 §5.2.2.
+            let reply = Reply::new(request, ResponseCode::FormErr);
+            return response::send(
+                request,
+                reply,
+                &ResponseSigning::None,
+                edns.as_ref(),
+                now,
+                handle,
+            )
+            .await;
+        }
         let transfer = request.queries.queries().iter().find_map(|q| {
             matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR).then_some(q.query_type())
         });
@@ -359,6 +455,21 @@ impl RequestHandler for Handler {
                     Reply::new(request, ResponseCode::NotImp),
                     ResponseSigning::None,
                 ),
+            }
+        };
+        let reply = match self.rate_limit(request, &signing, &cookie) {
+            Verdict::Answer => reply,
+            Verdict::Slip => {
+                // Empty, truncated: a real client retries over TCP.
+                let mut slip = Reply::new(request, reply.metadata.response_code);
+                slip.metadata.truncation = true;
+                slip
+            }
+            Verdict::Drop => {
+                return ResponseInfo::from(hickory_proto::op::Header {
+                    metadata: reply.metadata,
+                    counts: hickory_proto::op::HeaderCounts::default(),
+                });
             }
         };
         response::send(request, reply, &signing, edns.as_ref(), now, handle).await

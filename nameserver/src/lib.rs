@@ -3,7 +3,8 @@
 //! How a request flows:
 //!
 //! ```text
-//!  UDP/TCP socket ─▶ hickory Server (framing, drops responses, FORMERR if undecodable)
+//!  UDP socket ─▶ hickory Server (drops responses, FORMERR if undecodable)
+//!  TCP socket ─▶ tcp::serve (connection limits, framing, idle and slow-reader timeouts)
 //!    ─▶ handler::Handler::handle_request
 //!         opcode ─ QUERY  ─▶ tsig::verify_request ─▶ query::answer (zone + directory view)
 //!                ─ AXFR/IXFR ─▶ transfer key? ─▶ transfer::{axfr, ixfr} ─▶ response::send_stream
@@ -19,6 +20,7 @@
 //! Modules:
 //! - [`config`]: settings from defaults, the TOML file and flags.
 //! - [`server`]: binds the sockets, runs the listeners, shuts down.
+//! - [`tcp`]: DNS over TCP with connection limits and streaming answers.
 //! - [`handler`]: per-request dispatch and the update path.
 //! - [`query`]: answers from the zone and the directory.
 //! - [`transfer`]: AXFR and IXFR to secondaries; zone-file export.
@@ -26,16 +28,21 @@
 //! - [`tsig`]: TSIG verification (BADKEY, BADSIG, BADTIME) and response signing.
 //! - [`response`]: EDNS, truncation and signing of replies.
 //! - [`control`]: the control socket, server and client sides.
+//! - [`ratelimit`]: response rate limiting (RRL) and the per-key update limit.
+//! - [`cookie`]: DNS Cookies, server side.
 //! - [`admin`]: what the admin commands print and write.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
 pub mod control;
+pub mod cookie;
 pub mod handler;
 pub mod notify;
 pub mod query;
+pub mod ratelimit;
 pub mod response;
 pub mod server;
+pub mod tcp;
 pub mod transfer;
 pub mod tsig;

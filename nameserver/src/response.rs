@@ -219,9 +219,8 @@ pub async fn send_stream<R: ResponseHandler>(
         .ok_or_else(|| "nothing to send".to_owned())
 }
 
-/// Sends one message of a stream. hickory's TCP connection task awaits the handler inline
-/// and drains the response channel only after the handler returns, so a transfer must fit
-/// the channel ([`crate::server::TCP_RESPONSE_BUFFER`] messages): waiting here could not help.
+/// Sends one message of a stream; our TCP responder writes it before returning, so a
+/// transfer streams with the socket's backpressure.
 async fn send_waiting<R: ResponseHandler>(
     request: &Request,
     reply: &Reply,
@@ -231,10 +230,8 @@ async fn send_waiting<R: ResponseHandler>(
 ) -> Result<ResponseInfo, String> {
     let mut message = build(request, reply, edns);
     message.set_signature(Box::new(signature.clone()));
-    handle.send_response(message).await.map_err(|e| {
-        format!(
-            "{e} (a transfer may hold at most {} messages)",
-            crate::server::TCP_RESPONSE_BUFFER
-        )
-    })
+    handle
+        .send_response(message)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -15,12 +15,12 @@ use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use zones::Directory;
-use zones::key::TsigKey;
 use zones::store::StoreError;
 
-use crate::config::{LookupPolicy, Settings, control_socket};
+use crate::config::{Settings, control_socket};
 use crate::control;
-use crate::handler::Handler;
+use crate::handler::{Handler, Policy};
+use crate::tcp::TcpLimits;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -165,28 +165,27 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeEr
     ))
 }
 
-/// Messages a TCP connection may have queued: the largest zone transfer, in messages of
-/// up to 64 KiB (a million terminals take about 400). The queue holds what is sent, so
-/// nothing is allocated up front.
-pub const TCP_RESPONSE_BUFFER: usize = 4096;
-
 /// What [`run`] needs besides the sockets.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    pub lookups: LookupPolicy,
-    pub tcp_idle_timeout: Duration,
+    pub policy: Policy,
+    pub tcp: TcpLimits,
     pub secondaries: Vec<SocketAddr>,
-    pub transfer_keys: Vec<TsigKey>,
     pub notify_delay: Duration,
 }
 
 impl From<&Settings> for RunOptions {
     fn from(s: &Settings) -> Self {
         Self {
-            lookups: s.lookups,
-            tcp_idle_timeout: s.tcp_idle_timeout,
+            policy: Policy {
+                lookups: s.lookups,
+                transfer_keys: s.transfer_keys.clone(),
+                rate_limit: s.rate_limit,
+                rate_limit_slip: s.rate_limit_slip,
+                update_rate_limit: s.update_rate_limit,
+            },
+            tcp: s.tcp,
             secondaries: s.secondaries.clone(),
-            transfer_keys: s.transfer_keys.clone(),
             notify_delay: s.notify_delay,
         }
     }
@@ -199,17 +198,19 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let handler = Handler::new(
-        directory.clone(),
-        options.lookups,
-        options.transfer_keys.clone(),
-    );
-    let mut server = Server::new(handler);
+    let handler = Handler::new(directory.clone(), options.policy.clone());
+    let mut server = Server::new(handler.clone());
     for udp in listeners.udp {
         server.register_socket(udp);
     }
+    let mut tcp_tasks = tokio::task::JoinSet::new();
     for tcp in listeners.tcp {
-        server.register_listener(tcp, options.tcp_idle_timeout, TCP_RESPONSE_BUFFER);
+        tcp_tasks.spawn(crate::tcp::serve(
+            tcp,
+            handler.clone(),
+            options.tcp,
+            shutdown.clone(),
+        ));
     }
     let control = tokio::spawn(control::serve(
         listeners.control,
@@ -220,7 +221,7 @@ pub async fn run(
     let notifier = tokio::spawn(crate::notify::notify_secondaries(
         directory.clone(),
         options.secondaries.clone(),
-        options.transfer_keys.first().cloned(),
+        options.policy.transfer_keys.first().cloned(),
         options.notify_delay,
         shutdown.clone(),
     ));
@@ -232,6 +233,7 @@ pub async fn run(
     });
     let served = server.block_until_done().await;
     shutdown.cancel();
+    while tcp_tasks.join_next().await.is_some() {}
     let _ = control.await;
     let _ = expiry.await;
     let _ = notifier.await;

@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn split_keeps_every_record_in_order_within_the_budget() {
-        let records: Vec<Record> = (0..5000u32)
+        let records: Vec<Record> = (0..20_000u32)
             .map(|i| {
                 a(
                     &format!("{}.dial.example.", 5_550_000 + i),

@@ -1016,3 +1016,182 @@ async fn ixfr_sends_deltas_up_to_date_soa_or_the_full_zone() {
         ResponseCode::Refused
     );
 }
+
+// ---------------------------------------------------------------- floods and limits
+
+async fn start_with_settings(configure: impl FnOnce(&mut Settings)) -> TestServer {
+    TestServer::start_configured(tempfile::tempdir().unwrap(), configure).await
+}
+
+/// Sends `count` queries from one socket as fast as it can; returns (full answers, TC slips).
+async fn blast(addr: SocketAddr, count: usize, edns: Option<Edns>) -> (usize, usize) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for _ in 0..count {
+        let mut q = query_message("dial.example.", RecordType::SOA);
+        if let Some(e) = &edns {
+            q.set_edns(e.clone());
+        }
+        socket.send_to(&q.to_vec().unwrap(), addr).await.unwrap();
+    }
+    let (mut full, mut slipped) = (0, 0);
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(300), socket.recv(&mut buf)).await
+    {
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        if m.metadata.truncation && m.answers.is_empty() {
+            slipped += 1;
+        } else {
+            full += 1;
+        }
+    }
+    (full, slipped)
+}
+
+#[tokio::test]
+async fn rrl_limits_udp_answers_per_prefix_and_slips() {
+    let s = start_with_settings(|c| c.rate_limit = 20).await;
+    let (full, slipped) = blast(s.addr, 300, None).await;
+    println!("RRL at 20/s: 300 queries gave {full} answers and {slipped} truncated slips");
+    assert!((20..=30).contains(&full), "{full} full answers");
+    assert!(slipped >= 100, "about half the excess slips: {slipped}");
+    assert!(full + slipped < 300, "the rest is dropped");
+    // TCP is not rate limited: a real client still gets its answer.
+    let mut tcp = s.tcp_client().await;
+    let m = tcp
+        .query(n("dial.example."), DNSClass::IN, RecordType::SOA)
+        .await
+        .unwrap();
+    assert_eq!(m.answers.len(), 1);
+}
+
+fn cookie_of(m: &Message) -> Option<Vec<u8>> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    match m.edns.as_ref()?.option(EdnsCode::Cookie)? {
+        EdnsOption::Unknown(_, data) => Some(data.clone()),
+        _ => None,
+    }
+}
+
+fn with_cookie(data: Vec<u8>) -> Edns {
+    use hickory_proto::rr::rdata::opt::EdnsOption;
+    let mut edns = Edns::new();
+    edns.options_mut().insert(EdnsOption::Unknown(10, data));
+    edns
+}
+
+#[tokio::test]
+async fn cookies_are_answered_and_a_valid_one_skips_rrl() {
+    let s = start_with_settings(|c| c.rate_limit = 5).await;
+    let mut q = query_message("dial.example.", RecordType::SOA);
+    q.set_edns(with_cookie(vec![1, 2, 3, 4, 5, 6, 7, 8]));
+    let m = s.exchange(&q.to_vec().unwrap()).await;
+    let cookie = cookie_of(&m).expect("a server cookie in the answer");
+    assert_eq!(cookie.len(), 24);
+    assert_eq!(&cookie[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    // With our server cookie the source is proven: no rate limit.
+    let (full, _) = blast(s.addr, 100, Some(with_cookie(cookie))).await;
+    assert_eq!(full, 100, "valid cookies are exempt from RRL");
+    // A malformed cookie (wrong length) is FORMERR.
+    let mut bad = query_message("dial.example.", RecordType::SOA);
+    bad.set_edns(with_cookie(vec![1, 2, 3]));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        s.exchange(&bad.to_vec().unwrap())
+            .await
+            .metadata
+            .response_code,
+        ResponseCode::FormErr
+    );
+}
+
+#[tokio::test]
+async fn tcp_connections_are_limited_per_client_and_idle_ones_closed() {
+    use tokio::io::AsyncReadExt;
+    let s = start_with_settings(|c| {
+        c.tcp.max_per_client = 2;
+        c.tcp.idle_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let mut first = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let mut third = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the third connection is closed at once: {closed:?}"
+    );
+    let idle = tokio::time::timeout(Duration::from_secs(3), first.read(&mut buf)).await;
+    assert!(
+        matches!(idle, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle connection is closed: {idle:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tcp_client_that_does_not_read_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = Limits {
+        max_addresses_per_family: 64,
+        ..Limits::default()
+    };
+    let s = start_with_settings(move |c| {
+        c.limits = limits;
+        c.tcp.write_timeout = Duration::from_millis(500);
+        c.tcp.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let key = s.register("5551234").await;
+    let owner = "5551234.dial.example.";
+    let updates = (1..=60u16)
+        .map(|i| aaaa_record(owner, 30, Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i)))
+        .collect();
+    s.exchange(&signed_bytes(update_message(updates), &key, now()))
+        .await;
+    // Thousands of pipelined queries for a 2 KB answer, and never a read.
+    let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let query = query_message(owner, RecordType::AAAA).to_vec().unwrap();
+    let mut batch = Vec::new();
+    for _ in 0..4000 {
+        batch.extend_from_slice(&(query.len() as u16).to_be_bytes());
+        batch.extend_from_slice(&query);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&batch)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut answers = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answers)).await;
+    assert!(read.is_ok(), "the server closed the connection");
+    let got = answers.len() / 2000;
+    println!("slow reader: about {got} of 4000 answers sent before the cut-off");
+    assert!(got < 4000, "the slow reader was served in full");
+}
+
+#[tokio::test]
+async fn updates_beyond_the_per_key_rate_are_refused() {
+    let s = start_with_settings(|c| c.update_rate_limit = 2).await;
+    let key = s.register("5551234").await;
+    let own = "5551234.dial.example.";
+    let mut refused = 0;
+    for i in 0..10u8 {
+        let m = s
+            .exchange(&signed_bytes(
+                replace_a(own, [192, 0, 2, i + 1]),
+                &key,
+                now(),
+            ))
+            .await;
+        refused += usize::from(m.metadata.response_code == ResponseCode::Refused);
+    }
+    assert!(
+        refused >= 5,
+        "a burst of 4 at 2 per second, then refusals: {refused} refused"
+    );
+    let a = v4_answers(&s.lookup(own, RecordType::A).await);
+    assert_eq!(a.len(), 1);
+    assert!(
+        a[0].octets()[3] <= 5,
+        "a refused update changed nothing: {a:?}"
+    );
+}

@@ -312,99 +312,124 @@ fn sigterm_stops_cleanly_and_data_persists() {
     assert_eq!(server.short(NAME, "A"), vec!["192.0.2.77"]);
 }
 
-/// `kill -9` in the middle of streams of updates from several terminals: after a restart
-/// on the same data, every acknowledged update is there.
+/// `kill -9` at random moments during streams of updates from several terminals, several
+/// times: after each restart on the same data, every acknowledged update is there.
 #[test]
 fn kill_9_during_update_streams_loses_no_acknowledged_update() {
     const TERMINALS: usize = 4;
     const UPDATES: usize = 2000;
+    const ROUNDS: usize = 3;
+    require("nsupdate", "bind9-dnsutils");
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut server = Nameserver::start(&data, &[]);
+    let no_limit = ["--update-rate-limit", "0"];
+    let mut server = Nameserver::start(&data, &no_limit);
     let codes: Vec<String> = (0..TERMINALS).map(|i| format!("555100{i}")).collect();
     let keys: Vec<_> = codes
         .iter()
         .enumerate()
         .map(|(i, c)| server.register(c, "fleet", &format!("00000000000000{i:02}"), tmp.path()))
         .collect();
-    require("nsupdate", "bind9-dnsutils");
-    let streams: Vec<_> = codes
-        .iter()
-        .zip(&keys)
-        .enumerate()
-        .map(|(i, (code, key))| {
-            let name = format!("{code}.{ZONE}");
-            let mut script = format!("server 127.0.0.1 {}\nzone {ZONE}\n", server.port());
-            for j in 1..=UPDATES {
-                script.push_str(&format!(
-                    "update delete {name} A\nupdate add {name} 60 A {}\nsend\n",
-                    address(i, j)
-                ));
-            }
-            let mut child = Command::new("nsupdate")
-                .args(["-d", "-t", "2", "-r", "0", "-k"])
-                .arg(key)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let mut stdin = child.stdin.take().unwrap();
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(script.as_bytes());
-            });
-            child
-        })
-        .collect();
-    // Let the streams run, then kill the server while they are still sending.
-    std::thread::sleep(Duration::from_millis(1500));
-    server.kill9();
-    // nsupdate keeps retrying a dead server; its stderr is unbuffered, so stopping it loses no line.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut acknowledged = Vec::new();
-    for mut child in streams {
-        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        acknowledged.push(count_acknowledged(&String::from_utf8_lossy(&out.stderr)));
-    }
-    let total: usize = acknowledged.iter().sum();
-    assert!(
-        total > 0,
-        "no update was acknowledged before the kill; the test proved nothing"
-    );
-    assert!(
-        acknowledged.iter().all(|&k| k < UPDATES),
-        "a stream finished before the kill: {acknowledged:?}"
-    );
-
-    let server = Nameserver::start(&data, &[]);
-    let mut present = 0;
-    for (i, code) in codes.iter().enumerate() {
-        let k = acknowledged[i];
-        let got = server.short(&format!("{code}.{ZONE}"), "A");
-        // The last acknowledged update, or the one after it (applied, answer lost in the kill).
-        let allowed: Vec<String> = [k, k + 1]
+    let (mut acknowledged_total, mut present_total) = (0, 0);
+    for round in 0..ROUNDS {
+        let base = round * UPDATES;
+        let streams: Vec<_> = codes
             .iter()
-            .filter(|&&j| j >= 1)
-            .map(|&j| address(i, j))
+            .zip(&keys)
+            .enumerate()
+            .map(|(i, (code, key))| update_stream(&server, code, key, i, base))
             .collect();
+        // Kill at a moment that differs from round to round (300 to 1500 ms in).
+        let jitter = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_millis();
+        std::thread::sleep(Duration::from_millis(300 + u64::from(jitter % 1200)));
+        server.kill9();
+        let acknowledged: Vec<usize> = streams.into_iter().map(finish_stream).collect();
         assert!(
-            k == 0 && got.is_empty() || got.len() == 1 && allowed.contains(&got[0]),
-            "terminal {code}: {k} acknowledged, found {got:?}, expected one of {allowed:?}"
+            acknowledged.iter().sum::<usize>() > 0,
+            "round {round}: nothing acknowledged; the test proved nothing"
         );
-        present += usize::from(k > 0);
+        assert!(
+            acknowledged.iter().all(|&k| k < UPDATES),
+            "round {round}: a stream ended before the kill"
+        );
+
+        // The store opens as it is, and holds the latest acknowledged update of each.
+        server = Nameserver::start(&data, &no_limit);
+        for (i, code) in codes.iter().enumerate() {
+            let k = acknowledged[i];
+            let got = server.short(&format!("{code}.{ZONE}"), "A");
+            // The last acknowledged update, or the one after it (applied, answer lost in the kill).
+            let allowed: Vec<String> = [base + k, base + k + 1]
+                .iter()
+                .map(|&j| address(i, j))
+                .collect();
+            if k == 0 {
+                continue;
+            }
+            assert!(
+                got.len() == 1 && allowed.contains(&got[0]),
+                "round {round}, terminal {code}: {k} acknowledged, found {got:?}, expected one of {allowed:?}"
+            );
+            present_total += 1;
+        }
+        acknowledged_total += acknowledged.iter().sum::<usize>();
+        println!("kill -9 round {}: acknowledged {acknowledged:?}", round + 1);
     }
     println!(
-        "kill -9: {total} updates acknowledged over {TERMINALS} terminals ({acknowledged:?}); latest acknowledged state present for {present}/{TERMINALS}; lost: 0"
+        "kill -9: {ROUNDS} kills survived; {acknowledged_total} updates acknowledged over {TERMINALS} terminals; latest acknowledged state present {present_total} times of {present_total}; lost: 0"
     );
+}
+
+/// nsupdate sending `UPDATES` updates for terminal `i`, numbered from `base`.
+fn update_stream(
+    server: &Nameserver,
+    code: &str,
+    key: &std::path::Path,
+    i: usize,
+    base: usize,
+) -> std::process::Child {
+    const UPDATES: usize = 2000;
+    let name = format!("{code}.{ZONE}");
+    let mut script = format!("server 127.0.0.1 {}\nzone {ZONE}\n", server.port());
+    for j in 1..=UPDATES {
+        script.push_str(&format!(
+            "update delete {name} A\nupdate add {name} 60 A {}\nsend\n",
+            address(i, base + j)
+        ));
+    }
+    let mut child = Command::new("nsupdate")
+        .args(["-d", "-t", "2", "-r", "0", "-k"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(script.as_bytes());
+    });
+    child
+}
+
+/// Stops a stream (nsupdate keeps retrying a dead server; its stderr is unbuffered, so
+/// stopping it loses no line) and counts the updates it saw acknowledged.
+fn finish_stream(mut child: std::process::Child) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    count_acknowledged(&String::from_utf8_lossy(&out.stderr))
 }
 
 /// The address of update `j` of terminal `i` (loopback range: data only, never contacted).
 fn address(i: usize, j: usize) -> String {
-    format!("127.{}.{}.{}", i + 1, j >> 8, j & 255)
+    format!("127.{}.{}.{}", i + 1, (j >> 8) & 255, j & 255)
 }
 
 /// Updates whose reply nsupdate -d printed as NOERROR.

@@ -1,0 +1,264 @@
+//! DNS over TCP with limits: our own accept loop and framing around the request handler.
+//!
+//! hickory's TCP listener has no connection limits and queues every response of a
+//! connection in memory before writing it. Here:
+//!
+//! - at most `max_connections` connections in all and `max_per_client` from one address;
+//!   a connection over either limit is closed at once;
+//! - a connection idle for `idle_timeout` (no complete request) is closed;
+//! - a client that does not read its answers (slow reader) is cut off after `write_timeout`;
+//! - each answer is written as soon as it is built, so a zone transfer streams with
+//!   backpressure instead of piling up in memory.
+//!
+//! Requests are handled one after another per connection (RFC 7766 allows pipelining;
+//! answering in order is always correct).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::handler::Handler;
+
+/// Limits on TCP clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpLimits {
+    pub max_connections: usize,
+    pub max_per_client: usize,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_per_client: 32,
+            idle_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Connections per client address, released when a connection ends.
+#[derive(Debug, Default)]
+struct PerClient(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerClient {
+    fn try_add(&self, ip: IpAddr, max: usize) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(ip).or_insert(0);
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn remove(&self, ip: IpAddr) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Accepts and serves TCP connections until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    handler: Handler,
+    limits: TcpLimits,
+    shutdown: CancellationToken,
+) {
+    let total = Arc::new(Semaphore::new(limits.max_connections));
+    let per_client = Arc::new(PerClient::default());
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, src) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    debug!(error = %e, "tcp accept failed");
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = total.clone().try_acquire_owned() else {
+            debug!(%src, "tcp connection refused: too many connections");
+            continue;
+        };
+        if !per_client.try_add(src.ip(), limits.max_per_client) {
+            debug!(%src, "tcp connection refused: too many from this client");
+            continue;
+        }
+        let (handler, per_client, stop) = (handler.clone(), per_client.clone(), shutdown.clone());
+        connections.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = connection(stream, src, &handler, limits) => {}
+            }
+            per_client.remove(src.ip());
+            drop(permit);
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
+
+/// One connection: read framed requests, answer each, until idle, closed or cut off.
+async fn connection(stream: TcpStream, src: SocketAddr, handler: &Handler, limits: TcpLimits) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = stream.into_split();
+    let responder = Responder {
+        writer: Arc::new(tokio::sync::Mutex::new(writer)),
+        write_timeout: limits.write_timeout,
+        failed: Arc::new(AtomicBool::new(false)),
+    };
+    loop {
+        let mut len = [0u8; 2];
+        let read = async {
+            reader.read_exact(&mut len).await?;
+            let mut message = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            reader.read_exact(&mut message).await?;
+            Ok::<_, std::io::Error>(message)
+        };
+        let message = match tokio::time::timeout(limits.idle_timeout, read).await {
+            Ok(Ok(message)) => message,
+            Ok(Err(_)) | Err(_) => return,
+        };
+        if !answer(message, src, handler, &responder).await {
+            return;
+        }
+    }
+}
+
+/// Decodes and answers one request; false when the connection should close.
+async fn answer(
+    message: Vec<u8>,
+    src: SocketAddr,
+    handler: &Handler,
+    responder: &Responder,
+) -> bool {
+    let mut decoder = BinDecoder::new(&message);
+    let Ok(header) = Header::read(&mut decoder) else {
+        return false;
+    };
+    if header.metadata.message_type == MessageType::Response {
+        return true;
+    }
+    match Request::from_bytes(message, src, Protocol::Tcp) {
+        Ok(request) => {
+            handler
+                .handle_request::<_, TokioTime>(&request, responder.clone())
+                .await;
+            !responder.broken()
+        }
+        Err(_) => {
+            // RFC 1035 §4.1.1: the header was readable, the rest was not.
+            let mut metadata = Metadata::response_from_request(&header.metadata);
+            metadata.response_code = ResponseCode::FormErr;
+            let header = Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            };
+            let bytes = header.to_bytes().unwrap_or_default();
+            responder.write(&bytes).await.is_ok()
+        }
+    }
+}
+
+/// Writes answers to one connection, each with its length, within the write timeout.
+#[derive(Clone)]
+struct Responder {
+    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    write_timeout: Duration,
+    /// Set when a write failed or timed out.
+    failed: Arc<AtomicBool>,
+}
+
+impl Responder {
+    async fn write(&self, bytes: &[u8]) -> Result<(), NetError> {
+        let len = u16::try_from(bytes.len()).map_err(|_| NetError::from("answer too long"))?;
+        let mut writer = self.writer.lock().await;
+        let write = async {
+            writer.write_all(&len.to_be_bytes()).await?;
+            writer.write_all(bytes).await
+        };
+        let result = match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => Err(NetError::from(e.to_string())),
+            Err(_) => Err(NetError::from("client does not read its answers")),
+        };
+        self.failed.store(true, Ordering::Relaxed);
+        result
+    }
+
+    /// True once writing failed: the connection is finished.
+    fn broken(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Responder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(u16::MAX);
+        let info = response
+            .destructive_emit(&mut encoder)
+            .map_err(|e| NetError::from(e.to_string()))?;
+        self.write(&bytes).await?;
+        Ok(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_client_counts_are_bounded_and_released() {
+        let pc = PerClient::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(pc.try_add(ip, 2));
+        assert!(pc.try_add(ip, 2));
+        assert!(!pc.try_add(ip, 2));
+        pc.remove(ip);
+        assert!(pc.try_add(ip, 2));
+        pc.remove(ip);
+        pc.remove(ip);
+        assert!(pc.0.lock().unwrap().is_empty(), "no entry left behind");
+    }
+}
