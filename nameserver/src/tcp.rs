@@ -143,9 +143,9 @@ async fn connection(stream: TcpStream, src: SocketAddr, handler: &Handler, limit
             reader.read_exact(&mut message).await?;
             Ok::<_, std::io::Error>(message)
         };
-        let message = match tokio::time::timeout(limits.idle_timeout, read).await {
-            Ok(Ok(message)) => message,
-            Ok(Err(_)) | Err(_) => return,
+        // Idle too long, closed, or cut mid-message: the connection ends.
+        let Ok(Ok(message)) = tokio::time::timeout(limits.idle_timeout, read).await else {
+            return;
         };
         if !answer(message, src, handler, &responder).await {
             return;
