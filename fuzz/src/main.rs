@@ -1,0 +1,226 @@
+//! `cargo run --release -p fuzz -- TARGET [--seconds N] [--seed S]`
+//!
+//! Targets:
+//! - `request`: the whole request path in-process (decoding, TSIG, queries, updates,
+//!   transfers, cookies, EDNS), over UDP and TCP framing, against a directory with a
+//!   registered terminal and a transfer key;
+//! - `update`: the RFC 2136 engine (zone section, prerequisites, prescan, policy, apply).
+//!
+//! Runs for the given time, then prints how many inputs it tried. A panic saves the input
+//! to `fuzz/crashes/` and exits non-zero.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use fuzz::{Mutator, built_seeds, shipped_corpus};
+use hickory_proto::op::Message;
+use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use nameserver::control::{self, ControlReply, ControlRequest};
+use nameserver::handler::{Handler, Policy};
+use zones::Directory;
+use zones::directory::{Addresses, Limits};
+use zones::key::{Algorithm, TsigKey};
+use zones::update::{UpdateMessage, ZoneContents, ZoneSection};
+use zones::zone::Zone;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let target = args.first().cloned().unwrap_or_default();
+    let value = |flag: &str, default: u64| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = value("--seconds", 60);
+    let seed = value("--seed", zones::unix_now());
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let outcome = match target.as_str() {
+        "request" => fuzz_request(deadline, seed),
+        "update" => fuzz_update(deadline, seed),
+        _ => {
+            eprintln!("usage: fuzz request|update [--seconds N] [--seed S]");
+            return ExitCode::from(2);
+        }
+    };
+    match outcome {
+        Ok(tried) => {
+            println!("fuzz {target}: {tried} inputs in {seconds} s (seed {seed}), 0 crashes");
+            ExitCode::SUCCESS
+        }
+        Err(path) => {
+            eprintln!(
+                "fuzz {target}: a panic; the input is saved in {} (seed {seed})",
+                path.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `one` on mutated inputs until the deadline; a panic saves the input.
+fn run(
+    deadline: Instant,
+    seeds: Vec<Vec<u8>>,
+    seed: u64,
+    target: &str,
+    mut one: impl FnMut(&[u8]),
+) -> Result<u64, PathBuf> {
+    let mut mutator = Mutator::new(seeds, seed);
+    let mut tried = 0;
+    while Instant::now() < deadline {
+        let input = mutator.next_input();
+        if catch_unwind(AssertUnwindSafe(|| one(&input))).is_err() {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crashes");
+            let _ = std::fs::create_dir_all(&dir);
+            let path = dir.join(format!("{target}-{seed}-{tried}.bin"));
+            let _ = std::fs::write(&path, &input);
+            return Err(path);
+        }
+        tried += 1;
+    }
+    Ok(tried)
+}
+
+/// Encodes every answer (as the sockets would) and drops it.
+#[derive(Clone)]
+struct Sink;
+
+#[async_trait::async_trait]
+impl ResponseHandler for Sink {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut bytes = Vec::new();
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(u16::MAX);
+        response
+            .destructive_emit(&mut encoder)
+            .map_err(|e| NetError::from(e.to_string()))
+    }
+}
+
+const XFER: &str = "key \"xfer.\" { algorithm hmac-sha256; secret \"3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=\"; };";
+
+fn fuzz_request(deadline: Instant, seed: u64) -> Result<u64, PathBuf> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let data = tempfile::tempdir().expect("temporary directory");
+    let directory =
+        Directory::open(data.path(), Zone::embedded_default(), Limits::default()).expect("store");
+    let request = ControlRequest::Register {
+        code: "5551234".parse().expect("code"),
+        kid: "acme".parse().expect("kid"),
+        mid: "3f9a0c1d22e4b7a8".parse().expect("mid"),
+        algorithm: Algorithm::HmacSha256,
+    };
+    let key = match runtime.block_on(control::execute(request, &directory)) {
+        Ok(ControlReply::Key { key_file, .. }) => TsigKey::from_key_file(&key_file).expect("key"),
+        other => panic!("registration failed: {other:?}"),
+    };
+    let policy = Policy {
+        transfer_keys: vec![TsigKey::from_key_file(XFER).expect("transfer key")],
+        ..Policy::default()
+    };
+    let handler = Handler::new(directory, policy);
+    let mut seeds = built_seeds(&key, zones::unix_now());
+    seeds.extend(shipped_corpus());
+    let src: SocketAddr = "192.0.2.1:5353".parse().expect("address");
+    let mut tcp = false;
+    let mut handled = 0u64;
+    let result = run(deadline, seeds, seed, "request", |input| {
+        // The listeners drop responses (QR set) before the handler; so does this.
+        if input.len() > 2 && input[2] & 0x80 != 0 {
+            return;
+        }
+        tcp = !tcp;
+        let protocol = if tcp { Protocol::Tcp } else { Protocol::Udp };
+        if let Ok(request) = Request::from_bytes(input.to_vec(), src, protocol) {
+            runtime.block_on(handler.handle_request::<_, TokioTime>(&request, Sink));
+            handled += 1;
+        }
+    });
+    println!("fuzz request: {handled} inputs decoded and handled");
+    result
+}
+
+/// Zone contents for the update engine: a map of RRsets.
+struct Contents(HashMap<(LowerName, RecordType), Vec<RData>>);
+
+impl ZoneContents for Contents {
+    fn rrset(&self, name: &LowerName, rtype: RecordType) -> Vec<RData> {
+        self.0
+            .get(&(name.clone(), rtype))
+            .cloned()
+            .unwrap_or_default()
+    }
+    fn name_in_use(&self, name: &LowerName) -> bool {
+        self.0.keys().any(|(n, _)| n == name)
+    }
+}
+
+fn fuzz_update(deadline: Instant, seed: u64) -> Result<u64, PathBuf> {
+    let zone = Zone::embedded_default();
+    let key = TsigKey::from_key_file(XFER).expect("key");
+    let mut seeds = built_seeds(&key, zones::unix_now());
+    seeds.extend(shipped_corpus());
+    let code = "5551234".parse().expect("code");
+    let owner = LowerName::new(
+        &hickory_proto::rr::Name::from_ascii("5551234.dial.example.").expect("name"),
+    );
+    let mut map = HashMap::new();
+    map.insert(
+        (owner, RecordType::A),
+        vec![RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1))],
+    );
+    let contents = Contents(map);
+    let limits = Limits::default();
+    run(deadline, seeds, seed, "update", |input| {
+        let Ok(message) = Message::from_vec(input) else {
+            return;
+        };
+        let zone_section: Vec<ZoneSection> = message
+            .queries
+            .iter()
+            .map(|q| ZoneSection {
+                name: q.name().clone(),
+                rtype: q.query_type(),
+                class: q.query_class(),
+            })
+            .collect();
+        let update = UpdateMessage {
+            zone: &zone_section,
+            prerequisites: &message.answers,
+            updates: &message.authorities,
+        };
+        let _ = zones::update::plan(
+            &zone,
+            &contents,
+            &code,
+            &Addresses::default(),
+            &update,
+            &limits,
+        );
+    })
+}
