@@ -1195,3 +1195,34 @@ async fn updates_beyond_the_per_key_rate_are_refused() {
         "a refused update changed nothing: {a:?}"
     );
 }
+
+#[tokio::test]
+async fn tcp_connections_are_limited_in_total() {
+    use tokio::io::AsyncReadExt;
+    let s = start_with_settings(|c| {
+        c.tcp.max_connections = 3;
+        c.tcp.max_per_client = 100;
+    })
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(tokio::net::TcpStream::connect(s.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_millis(500), fourth.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a fourth connection is closed: {closed:?}"
+    );
+    // When one closes, a new one is served.
+    drop(open.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut tcp = s.tcp_client().await;
+    let m = tcp
+        .query(n("dial.example."), DNSClass::IN, RecordType::SOA)
+        .await
+        .unwrap();
+    assert_eq!(m.answers.len(), 1);
+}

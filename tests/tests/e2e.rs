@@ -524,3 +524,31 @@ fn hmac_sha384_and_sha512_keys_work_with_nsupdate() {
         assert_eq!(server.short(&name, "A"), vec!["192.0.2.44"]);
     }
 }
+
+#[test]
+fn a_data_directory_open_to_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new(support::binary("nameserver"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("writable by group or others"),
+        "{}",
+        text(&out)
+    );
+    // The control socket of a running server is owner-only.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let server = Nameserver::start(&data, &[]);
+    let mode = std::fs::metadata(server.data.join("control.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
