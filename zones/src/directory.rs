@@ -411,7 +411,7 @@ impl Directory {
         imports: Vec<Import>,
         now: u64,
     ) -> Result<Vec<Terminal>, DirectoryError> {
-        let _writer = self.inner.writer.lock().await;
+        let writer = self.inner.writer.lock().await;
         self.check_new_registrations(&imports)?;
         let mut entries = Vec::with_capacity(imports.len());
         for Import {
@@ -458,12 +458,12 @@ impl Directory {
             .map(|e| Terminal::clone(&e.terminal))
             .collect();
         let to_insert = entries.clone();
-        self.commit_bump(change, changes, move |view| {
+        let serial = self.stage_bump(change, changes, move |view| {
             for entry in to_insert {
                 view.insert(entry);
             }
-        })
-        .await?;
+        })?;
+        self.durable(writer, Some(serial)).await?;
         Ok(terminals)
     }
 
@@ -508,7 +508,7 @@ impl Directory {
 
     /// Removes a terminal; its name disappears from the zone.
     pub async fn unregister(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
-        let _writer = self.inner.writer.lock().await;
+        let writer = self.inner.writer.lock().await;
         let now = crate::unix_now();
         let entry = self
             .view()
@@ -525,14 +525,14 @@ impl Directory {
             remove_terminal: Some(&terminal),
             ..Change::default()
         };
-        self.commit_bump(change, changes, |view| view.remove(code))
-            .await?;
+        let serial = self.stage_bump(change, changes, |view| view.remove(code))?;
+        self.durable(writer, Some(serial)).await?;
         Ok(terminal)
     }
 
     /// Issues a new secret for a terminal's key; the old secret stops working at once.
     pub async fn rotate_key(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
-        let _writer = self.inner.writer.lock().await;
+        let writer = self.inner.writer.lock().await;
         let entry = self
             .view()
             .terminal(code)
@@ -546,18 +546,18 @@ impl Directory {
             recent_macs: Vec::new(),
             ..entry.presence
         };
-        self.commit(&Change {
+        self.stage(&Change {
             put_terminals: vec![&terminal],
             put_presence: vec![(code, &presence)],
             ..Change::default()
-        })
-        .await?;
+        })?;
         self.with_view_mut(|view| {
             view.insert(Entry {
                 terminal: Arc::new(terminal.clone()),
                 presence,
             });
         });
+        self.durable(writer, None).await?;
         Ok(terminal)
     }
 
@@ -570,7 +570,7 @@ impl Directory {
         lease: Option<u32>,
         now: u64,
     ) -> Result<UpdateOutcome, DirectoryError> {
-        let _writer = self.inner.writer.lock().await;
+        let writer = self.inner.writer.lock().await;
         let (entry, planned) = {
             let view = self.view();
             let entry = view
@@ -619,10 +619,9 @@ impl Directory {
                 old,
                 new: addresses.clone(),
             }];
-            self.commit_bump(change, changes, |view| view.insert(stored))
-                .await?
+            self.stage_bump(change, changes, |view| view.insert(stored))?
         } else {
-            self.commit(&change).await?;
+            self.stage(&change)?;
             let mut serial = 0;
             self.with_view_mut(|view| {
                 serial = view.serial();
@@ -630,6 +629,9 @@ impl Directory {
             });
             serial
         };
+        // Group commit: the lock is released before the flush, so updates arriving
+        // meanwhile stage theirs and share the next fsync.
+        self.durable(writer, changed.then_some(serial)).await?;
         Ok(UpdateOutcome {
             code: code.clone(),
             addresses,
@@ -642,7 +644,7 @@ impl Directory {
     /// Takes offline every terminal whose lease ran out by `now`, in one transaction with
     /// one serial increase; returns their codes.
     pub async fn expire(&self, now: u64) -> Result<Vec<CallingCode>, StoreError> {
-        let _writer = self.inner.writer.lock().await;
+        let writer = self.inner.writer.lock().await;
         let expired: Vec<(CallingCode, Addresses, Presence)> = self
             .view()
             .entries()
@@ -683,21 +685,23 @@ impl Directory {
                 }
             }
         };
-        if changes.is_empty() {
-            self.commit(&change).await?;
+        let serial = if changes.is_empty() {
+            self.stage(&change)?;
             self.with_view_mut(apply);
+            None
         } else {
-            self.commit_bump(change, changes, apply).await?;
-        }
+            Some(self.stage_bump(change, changes, apply)?)
+        };
+        self.durable(writer, serial).await?;
         Ok(expired.into_iter().map(|(c, _, _)| c).collect())
     }
 
-    /// Commits a change that increases the serial, with its journal delta; then, under one
-    /// write lock, moves the view to the new serial and applies `apply`; then tells the
-    /// subscribers. Returns the new serial. Call with the writer lock held.
-    async fn commit_bump(
+    /// Stages a change that increases the serial, with its journal delta; then, under one
+    /// write lock, moves the view to the new serial and applies `apply`. Returns the new
+    /// serial. Call with the writer lock held, then [`Directory::durable`].
+    fn stage_bump(
         &self,
-        mut change: Change<'_>,
+        change: Change<'_>,
         changes: Vec<AddressChange>,
         apply: impl FnOnce(&mut View),
     ) -> Result<u32, StoreError> {
@@ -716,17 +720,46 @@ impl Directory {
             to: to.0,
             changes,
         };
-        change.serial = Some(to.0);
-        change.journal = Some(&delta);
-        change.journal_drop = drop;
-        self.commit(&change).await?;
+        let change = Change {
+            serial: Some(to.0),
+            journal: Some(&delta),
+            journal_drop: drop,
+            ..change
+        };
+        self.stage(&change)?;
         self.with_view_mut(|view| {
             view.serial = to;
             view.journal.push(delta.clone());
             apply(view);
         });
-        self.inner.serial_tx.send_replace(to.0);
         Ok(to.0)
+    }
+
+    /// Commits one change's transaction (not yet durable).
+    fn stage(&self, change: &Change<'_>) -> Result<(), StoreError> {
+        self.inner.store.commit(change)
+    }
+
+    /// Releases the writer lock, then flushes: everything staged so far, this change's
+    /// included, is on disk when this returns. Only then are followers told of `serial`.
+    async fn durable(
+        &self,
+        writer: tokio::sync::MutexGuard<'_, ()>,
+        serial: Option<u32>,
+    ) -> Result<(), StoreError> {
+        drop(writer);
+        self.inner.store.flush().await?;
+        if let Some(serial) = serial {
+            // Flushes may finish out of order: the announced serial only moves forward.
+            self.inner.serial_tx.send_if_modified(|current| {
+                let newer = Serial(serial).is_newer_than(Serial(*current));
+                if newer {
+                    *current = serial;
+                }
+                newer
+            });
+        }
+        Ok(())
     }
 
     /// A receiver that sees every new serial (for NOTIFY).
@@ -736,12 +769,6 @@ impl Directory {
 
     /// Makes everything committed durable (at shutdown; every change is already flushed).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.store.flush().await
-    }
-
-    /// One transaction, then one flush: durable before anyone is told.
-    async fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
-        self.inner.store.commit(change)?;
         self.inner.store.flush().await
     }
 
