@@ -3,7 +3,7 @@
 //! How a request flows:
 //!
 //! ```text
-//!  UDP socket ─▶ hickory Server (drops responses, FORMERR if undecodable)
+//!  UDP socket ─▶ udp::serve (a worker per core; drops responses, FORMERR if undecodable)
 //!  TCP socket ─▶ tcp::serve (connection limits, framing, idle and slow-reader timeouts)
 //!    ─▶ handler::Handler::handle_request
 //!         opcode ─ QUERY  ─▶ tsig::verify_request ─▶ query::answer (zone + directory view)
@@ -20,6 +20,7 @@
 //! Modules:
 //! - [`config`]: settings from defaults, the TOML file and flags.
 //! - [`server`]: binds the sockets, runs the listeners, shuts down.
+//! - [`udp`]: DNS over UDP: workers that answer inline, updates on their own tasks.
 //! - [`tcp`]: DNS over TCP with connection limits and streaming answers.
 //! - [`handler`]: per-request dispatch and the update path.
 //! - [`query`]: answers from the zone and the directory.
@@ -46,3 +47,4 @@ pub mod server;
 pub mod tcp;
 pub mod transfer;
 pub mod tsig;
+pub mod udp;

@@ -1,7 +1,7 @@
 //! Binding the sockets and running the server until shutdown.
 //!
 //! [`bind`] opens every socket first, so errors (port in use, data directory locked) come
-//! before anything runs and tests can bind port 0. [`run`] serves DNS on hickory's
+//! before anything runs and tests can bind port 0. [`run`] serves DNS on the UDP and TCP
 //! listeners and the control socket until the shutdown token is cancelled, then drains
 //! them and flushes the store.
 
@@ -10,7 +10,6 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -49,8 +48,6 @@ pub enum ServeError {
         path: String,
         source: std::io::Error,
     },
-    #[error("a listener failed: {0}")]
-    Listener(String),
 }
 
 /// Every socket the server serves on, already bound.
@@ -199,11 +196,16 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let handler = Handler::new(directory.clone(), options.policy.clone());
-    let mut server = Server::new(handler.clone());
-    for udp in listeners.udp {
-        server.register_socket(udp);
-    }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut tcp_tasks = tokio::task::JoinSet::new();
+    for udp in listeners.udp {
+        tcp_tasks.spawn(crate::udp::serve(
+            udp,
+            handler.clone(),
+            workers,
+            shutdown.clone(),
+        ));
+    }
     for tcp in listeners.tcp {
         tcp_tasks.spawn(crate::tcp::serve(
             tcp,
@@ -225,14 +227,7 @@ pub async fn run(
         options.notify_delay,
         shutdown.clone(),
     ));
-    let server_token = server.shutdown_token().clone();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        stop.cancelled().await;
-        server_token.cancel();
-    });
-    let served = server.block_until_done().await;
-    shutdown.cancel();
+    shutdown.cancelled().await;
     while tcp_tasks.join_next().await.is_some() {}
     let _ = control.await;
     let _ = expiry.await;
@@ -240,7 +235,7 @@ pub async fn run(
     let _ = std::fs::remove_file(&listeners.control_path);
     directory.flush().await?;
     info!("stopped; store flushed");
-    served.map_err(|e| ServeError::Listener(e.to_string()))
+    Ok(())
 }
 
 /// Once a second, takes offline the terminals whose lease ran out (RFC 9664).

@@ -10,7 +10,7 @@
 //! earlier than the newest one, or carrying a MAC already accepted, is [`DirectoryError::Stale`].
 //! Both survive a restart, since they are committed with the update they belong to.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -231,6 +231,8 @@ pub struct View {
     machines: HashMap<(Kid, Mid), CallingCode>,
     /// Recent deltas, for IXFR.
     journal: Journal,
+    /// Lease ends, soonest first, so the expiry sweep touches only what expires.
+    leases: BTreeSet<(u64, CallingCode)>,
 }
 
 impl View {
@@ -265,6 +267,10 @@ impl View {
 
     fn insert(&mut self, entry: Entry) {
         let t = &entry.terminal;
+        self.forget_lease(&t.code);
+        if let Some(end) = entry.presence.lease_expires {
+            self.leases.insert((end, t.code.clone()));
+        }
         self.keys.insert(t.key.name.clone(), t.code.clone());
         self.machines
             .insert((t.kid.clone(), t.mid.clone()), t.code.clone());
@@ -272,11 +278,31 @@ impl View {
     }
 
     fn remove(&mut self, code: &CallingCode) {
+        self.forget_lease(code);
         if let Some(entry) = self.terminals.remove(code) {
             let t = &entry.terminal;
             self.keys.remove(&t.key.name);
             self.machines.remove(&(t.kid.clone(), t.mid.clone()));
         }
+    }
+
+    fn forget_lease(&mut self, code: &CallingCode) {
+        if let Some(end) = self
+            .terminals
+            .get(code)
+            .and_then(|e| e.presence.lease_expires)
+        {
+            self.leases.remove(&(end, code.clone()));
+        }
+    }
+
+    /// Codes whose lease ended by `now`.
+    fn expired_by(&self, now: u64) -> Vec<CallingCode> {
+        self.leases
+            .iter()
+            .take_while(|(end, _)| *end <= now)
+            .map(|(_, code)| code.clone())
+            .collect()
     }
 }
 
@@ -350,6 +376,7 @@ impl Directory {
             keys: HashMap::new(),
             machines: HashMap::new(),
             journal: Journal::new(limits.journal_depth, snapshot.journal),
+            leases: BTreeSet::new(),
         };
         for (terminal, presence) in snapshot.terminals {
             view.insert(Entry {
@@ -644,24 +671,30 @@ impl Directory {
     /// Takes offline every terminal whose lease ran out by `now`, in one transaction with
     /// one serial increase; returns their codes.
     pub async fn expire(&self, now: u64) -> Result<Vec<CallingCode>, StoreError> {
+        if self.view().expired_by(now).is_empty() {
+            return Ok(Vec::new());
+        }
         let writer = self.inner.writer.lock().await;
-        let expired: Vec<(CallingCode, Addresses, Presence)> = self
-            .view()
-            .entries()
-            .filter(|e| e.presence.expired(now))
-            .map(|e| {
-                let presence = Presence {
-                    addresses: Addresses::default(),
-                    lease_expires: None,
-                    ..e.presence.clone()
-                };
-                (
-                    e.terminal.code.clone(),
-                    e.presence.addresses.clone(),
-                    presence,
-                )
-            })
-            .collect();
+        let expired: Vec<(CallingCode, Addresses, Presence)> = {
+            let view = self.view();
+            view.expired_by(now)
+                .iter()
+                .filter_map(|code| view.terminal(code))
+                .filter(|e| e.presence.expired(now))
+                .map(|e| {
+                    let presence = Presence {
+                        addresses: Addresses::default(),
+                        lease_expires: None,
+                        ..e.presence.clone()
+                    };
+                    (
+                        e.terminal.code.clone(),
+                        e.presence.addresses.clone(),
+                        presence,
+                    )
+                })
+                .collect()
+        };
         if expired.is_empty() {
             return Ok(Vec::new());
         }
@@ -680,8 +713,11 @@ impl Directory {
             .collect();
         let apply = |view: &mut View| {
             for (code, _, presence) in &expired {
-                if let Some(entry) = view.terminals.get_mut(code) {
-                    entry.presence = presence.clone();
+                if let Some(terminal) = view.terminal(code).map(|e| e.terminal.clone()) {
+                    view.insert(Entry {
+                        terminal,
+                        presence: presence.clone(),
+                    });
                 }
             }
         };

@@ -1,0 +1,154 @@
+//! The update load generator: signed UPDATEs (replace a code's A record) from many tasks at
+//! once, each with its own keys, through hickory-net's client; durable updates per second
+//! (every update is acknowledged only once on disk) and latency percentiles.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use hickory_net::client::Client;
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::udp::UdpClientStream;
+use hickory_net::xfer::DnsHandle;
+use hickory_proto::op::{
+    DnsRequest, DnsRequestOptions, Message, MessageType, OpCode, Query, ResponseCode,
+};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use zones::key::TsigKey;
+
+use crate::report::UpdateFigures;
+use crate::{Data, Options, Server, percentile};
+
+/// Against the directory: each terminal's own key for its own name.
+pub fn run_ours(server: &Server, data: &Data, o: &Options) -> UpdateFigures {
+    let targets = data
+        .updater_codes
+        .iter()
+        .map(|code| {
+            let text = std::fs::read_to_string(data.keys_dir.join(format!("{code}.key")))
+                .expect("a key of the import");
+            (
+                code.clone(),
+                TsigKey::from_key_file(&text).expect("a valid key"),
+            )
+        })
+        .collect();
+    generate("directory", server.addr, targets, o)
+}
+
+/// Against a peer: one key allowed to update the zone, the same names.
+pub fn run_peer(name: &str, server: &Server, data: &Data, o: &Options) -> UpdateFigures {
+    let text = std::fs::read_to_string(&data.update_key).expect("the update key");
+    let key = TsigKey::from_key_file(&text).expect("a valid key");
+    let targets = data
+        .updater_codes
+        .iter()
+        .map(|c| (c.clone(), key.clone()))
+        .collect();
+    generate(name, server.addr, targets, o)
+}
+
+fn update_for(code: &str, n: usize) -> Message {
+    let owner = Name::from_ascii(format!("{code}.dial.example.")).expect("a name");
+    let mut message = Message::new(0, MessageType::Query, OpCode::Update);
+    let mut zone = Query::query(
+        Name::from_ascii("dial.example.").expect("zone"),
+        RecordType::SOA,
+    );
+    zone.set_query_class(DNSClass::IN);
+    message.add_query(zone);
+    let mut delete = Record::update0(owner.clone(), 0, RecordType::A);
+    delete.dns_class = DNSClass::ANY;
+    let ip = [198, 18, (n >> 8) as u8, n as u8];
+    message.authorities = vec![
+        delete,
+        Record::from_rdata(owner, 60, RData::A(A::new(ip[0], ip[1], ip[2], ip[3]))),
+    ];
+    message
+}
+
+fn generate(
+    name: &str,
+    addr: SocketAddr,
+    targets: Vec<(String, TsigKey)>,
+    o: &Options,
+) -> UpdateFigures {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let targets = Arc::new(targets);
+    let next = Arc::new(AtomicUsize::new(0));
+    let total = o.updates;
+    let concurrency = o.concurrency.min(targets.len()).max(1);
+    let started = Instant::now();
+    let results: Vec<(usize, usize, Vec<f64>)> = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for worker in 0..concurrency {
+            let (targets, next) = (targets.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                // Each worker owns the targets worker, worker + C, ...: one client per key.
+                let mut clients = std::collections::HashMap::new();
+                let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    let mine: Vec<usize> = (worker..targets.len()).step_by(concurrency).collect();
+                    let index = mine[n % mine.len()];
+                    let (code, key) = &targets[index];
+                    let client = clients.entry(index).or_insert_with(|| {
+                        let stream =
+                            UdpClientStream::builder(addr, TokioRuntimeProvider::default())
+                                .with_timeout(Some(Duration::from_secs(5)))
+                                // A retransmission re-sends the same signed bytes, which the
+                                // directory refuses as a replay once the first was applied.
+                                .with_max_retries(0)
+                                .with_signer(Some(key.signer(300).expect("a signer")))
+                                .build();
+                        let (client, background) =
+                            Client::<TokioRuntimeProvider>::from_sender(stream);
+                        tokio::spawn(background);
+                        client
+                    });
+                    let mut options = DnsRequestOptions::default();
+                    options.use_edns = false;
+                    let sent = Instant::now();
+                    let answer = client
+                        .send(DnsRequest::new(update_for(code, n), options))
+                        .next()
+                        .await;
+                    match answer {
+                        Some(Ok(r)) if r.metadata.response_code == ResponseCode::NoError => {
+                            ok += 1;
+                            latencies.push(sent.elapsed().as_secs_f64());
+                        }
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed, latencies)
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await.expect("a worker"));
+        }
+        all
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok: usize = results.iter().map(|r| r.0).sum();
+    let failed: usize = results.iter().map(|r| r.1).sum();
+    let mut latencies: Vec<f64> = results.into_iter().flat_map(|r| r.2).collect();
+    latencies.sort_by(f64::total_cmp);
+    let figures = UpdateFigures {
+        name: name.to_owned(),
+        updates_per_s: ok as f64 / elapsed,
+        p50_ms: percentile(&latencies, 0.50) * 1e3,
+        p99_ms: percentile(&latencies, 0.99) * 1e3,
+        acknowledged: ok,
+        failed,
+    };
+    println!("{name}: {figures:?}");
+    figures
+}

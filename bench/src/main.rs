@@ -1,0 +1,541 @@
+//! The benchmark harness: `cargo run --release -p bench -- [options]`.
+//!
+//! In one run, with the same data for everyone:
+//!
+//! 1. builds the nameserver in release mode and provisions N codes with `nameserver import`
+//!    (the product's bulk path), then exports the zone for the peers;
+//! 2. for the directory, Knot and NSD (those installed), each pinned to core 1 while
+//!    `dnsperf` runs on core 0: start-up time with the zone, queries per second unlimited,
+//!    latency p50/p99 at a fixed rate, server CPU seconds per query, peak RSS;
+//! 3. signed updates: a load generator (hickory-net, many keys, configurable concurrency)
+//!    against the directory (one key per terminal), BIND and Knot (one key for the zone);
+//!    durable updates per second and latency p50/p99;
+//! 4. prints the table with ratios ours/peer and writes it to `bench/results/`.
+//!
+//! Query mix (as in the issue): 80% A of existing codes, 10% AAAA of existing codes,
+//! 10% names that do not exist. Loopback only; every load is bounded in time.
+
+mod load;
+mod peers;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use report::{QueryFigures, Table};
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub codes: usize,
+    pub seconds: u64,
+    pub rate: u32,
+    pub updates: usize,
+    pub concurrency: usize,
+    pub keys: usize,
+    pub out: PathBuf,
+}
+
+fn parse_options() -> Options {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let num = |flag: &str, default: u64| get(flag).and_then(|v| v.parse().ok()).unwrap_or(default);
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
+             [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--out FILE]"
+        );
+        std::process::exit(0);
+    }
+    Options {
+        codes: num("--codes", 100_000) as usize,
+        seconds: num("--seconds", 10),
+        rate: num("--rate", 50_000) as u32,
+        updates: num("--updates", 5000) as usize,
+        concurrency: num("--concurrency", 64) as usize,
+        keys: num("--keys", 500) as usize,
+        out: get("--out")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("bench/results/latest.md")),
+    }
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+fn main() {
+    let options = parse_options();
+    for (tool, package) in [
+        ("dnsperf", "dnsperf"),
+        ("taskset", "util-linux"),
+        ("dig", "bind9-dnsutils"),
+    ] {
+        if !peers::installed(tool) {
+            eprintln!("bench: `{tool}` is not installed: apt-get install {package}");
+            std::process::exit(1);
+        }
+    }
+    let nameserver = build_release();
+    let work = tempfile::tempdir().expect("temporary directory");
+    let dir = work.path();
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        println!("keeping the work directory {}", dir.display());
+    }
+    let data = Data::generate(dir, options.codes, options.keys);
+    let mut table = Table::new(&options);
+
+    // The directory: provision, export, restart for the start-up time, then measure.
+    let port = free_port();
+    let ours = Server::ours(&nameserver, dir, port);
+    ours.wait_ready(Duration::from_secs(30));
+    let started = Instant::now();
+    run_ok(
+        Command::new(&nameserver)
+            .arg("import")
+            .arg(&data.fleet)
+            .arg("--data")
+            .arg(dir.join("data")),
+    );
+    let provision = started.elapsed();
+    run_ok(
+        Command::new(&nameserver)
+            .arg("import")
+            .arg(&data.updaters)
+            .arg("--keys-dir")
+            .arg(dir.join("keys"))
+            .arg("--data")
+            .arg(dir.join("data")),
+    );
+    run_ok(
+        Command::new(&nameserver)
+            .args(["export", "--output"])
+            .arg(&data.zone_file)
+            .arg("--data")
+            .arg(dir.join("data")),
+    );
+    drop(ours);
+    let ours = Server::ours(&nameserver, dir, port);
+    let startup = ours.wait_ready(Duration::from_secs(60));
+    println!(
+        "directory: imported {} codes in {provision:.2?}; starts in {startup:.2?}",
+        options.codes
+    );
+    table.queries.push(measure_queries(
+        "directory",
+        &ours,
+        startup,
+        &data,
+        &options,
+    ));
+    table.updates.push(load::run_ours(&ours, &data, &options));
+    drop(ours);
+
+    // The peers, from the exported zone file.
+    for peer in [peers::Peer::Knot, peers::Peer::Nsd] {
+        match peers::start(peer, dir, &data.zone_file, &data.update_key) {
+            Ok(server) => {
+                let startup = server.wait_ready(Duration::from_secs(120));
+                table.queries.push(measure_queries(
+                    peer.name(),
+                    &server,
+                    startup,
+                    &data,
+                    &options,
+                ));
+                if peer.accepts_updates() {
+                    table
+                        .updates
+                        .push(load::run_peer(peer.name(), &server, &data, &options));
+                }
+            }
+            Err(why) => println!("{}: skipped ({why})", peer.name()),
+        }
+    }
+    match peers::start(peers::Peer::Bind, dir, &data.zone_file, &data.update_key) {
+        Ok(server) => {
+            server.wait_ready(Duration::from_secs(120));
+            table
+                .updates
+                .push(load::run_peer("bind", &server, &data, &options));
+        }
+        Err(why) => println!("bind: skipped ({why})"),
+    }
+
+    let text = table.render();
+    println!("\n{text}");
+    if let Some(parent) = options.out.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    std::fs::write(&options.out, &text).expect("write the results");
+    println!("written to {}", options.out.display());
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        let _ = work.keep();
+    }
+}
+
+/// Builds the release binaries; returns the nameserver's path.
+fn build_release() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_ok(
+        Command::new(cargo)
+            .args(["build", "--release", "--quiet", "-p", "nameserver"])
+            .current_dir(workspace()),
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    target.join("release/nameserver")
+}
+
+/// Runs a command to completion; exits the harness if it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        eprintln!(
+            "bench: {cmd:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::process::exit(1);
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The generated inputs.
+#[derive(Debug)]
+pub struct Data {
+    pub fleet: PathBuf,
+    pub updaters: PathBuf,
+    pub queries: PathBuf,
+    pub zone_file: PathBuf,
+    pub update_key: PathBuf,
+    pub keys_dir: PathBuf,
+    pub updater_codes: Vec<String>,
+}
+
+impl Data {
+    fn generate(dir: &Path, codes: usize, keys: usize) -> Self {
+        let mut fleet = String::with_capacity(codes * 48);
+        for i in 0..codes {
+            let v6 = if i % 10 == 0 {
+                format!(" 2001:db8::{:x}:{:x}", i >> 16, i & 0xffff)
+            } else {
+                String::new()
+            };
+            fleet.push_str(&format!(
+                "{} fleet {:016x} 10.{}.{}.{}{v6}\n",
+                5_000_000 + i,
+                i,
+                (i >> 16) & 255,
+                (i >> 8) & 255,
+                i & 255
+            ));
+        }
+        let updater_codes: Vec<String> = (0..keys).map(|i| format!("{}", 7_000_000 + i)).collect();
+        let updaters: String = updater_codes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c} bench {:016x} 192.0.2.1\n", 0x00be_0000_0000 + i))
+            .collect();
+        // The mix: 80% A, 10% AAAA (codes that have one), 10% names that do not exist.
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let mut queries = String::new();
+        for n in 0..200_000u64 {
+            let r = next();
+            let line = match n % 10 {
+                0 => format!(
+                    "{}.dial.example AAAA\n",
+                    5_000_000 + (r as usize % codes.max(10) / 10) * 10
+                ),
+                1 => format!("{}.dial.example A\n", 6_000_000 + r % 1_000_000),
+                _ => format!("{}.dial.example A\n", 5_000_000 + r as usize % codes.max(1)),
+            };
+            queries.push_str(&line);
+        }
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write bench data");
+            path
+        };
+        let key = format!(
+            "key \"bench-updates\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{}\";\n}};\n",
+            "YmVuY2htYXJrLXVwZGF0ZS1rZXktMzItYnl0ZXMhISE="
+        );
+        Self {
+            fleet: write("fleet.txt", &fleet),
+            updaters: write("updaters.txt", &updaters),
+            queries: write("queries.txt", &queries),
+            zone_file: dir.join("dial.example.zone"),
+            update_key: write("bench-updates.key", &key),
+            keys_dir: dir.join("keys"),
+            updater_codes,
+        }
+    }
+}
+
+/// A server process under test, pinned to core 1.
+#[derive(Debug)]
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub spawned: Instant,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn ours(nameserver: &Path, dir: &Path, port: u16) -> Self {
+        let child = Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(nameserver)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(dir.join("data"))
+            .args(["--rate-limit", "0", "--update-rate-limit", "0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("nameserver.log"))
+                    .map_or(Stdio::null(), Stdio::from),
+            )
+            .spawn()
+            .expect("start the nameserver");
+        Self::new(child, port)
+    }
+
+    pub fn new(child: Child, port: u16) -> Self {
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            spawned: Instant::now(),
+        }
+    }
+
+    /// Waits until the zone's SOA is answered; returns the time since the process started.
+    pub fn wait_ready(&self, limit: Duration) -> Duration {
+        let query = soa_query();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let mut buf = [0u8; 512];
+        while self.spawned.elapsed() < limit {
+            let _ = socket.send_to(&query, self.addr);
+            if let Ok(n) = socket.recv(&mut buf) {
+                // NOERROR with an answer: the zone is loaded.
+                if n > 12 && buf[3] & 0x0f == 0 && buf[7] > 0 {
+                    return self.spawned.elapsed();
+                }
+            }
+        }
+        eprintln!("bench: a server did not answer within {limit:?}");
+        std::process::exit(1);
+    }
+
+    /// (CPU seconds used, peak RSS in KiB) from /proc, over the process and its descendants
+    /// (NSD answers from forked children; taskset execs into the server).
+    pub fn usage(&self) -> (f64, u64) {
+        let mut cpu = 0.0;
+        let mut peak = 0;
+        for pid in process_tree(self.child.id()) {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            let ticks = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            // utime and stime are fields 14 and 15 of stat: 11 and 12 after the command name.
+            cpu += (ticks(11) + ticks(12)) / 100.0;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            peak += status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        (cpu, peak)
+    }
+}
+
+/// `dial.example. SOA`, id 0x4242.
+fn soa_query() -> Vec<u8> {
+    let mut q = vec![0x42, 0x42, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["dial", "example"] {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 6, 0, 1]);
+    q
+}
+
+/// dnsperf on core 0 against a server on core 1: unlimited, then at a fixed rate.
+fn measure_queries(
+    name: &str,
+    server: &Server,
+    startup: Duration,
+    data: &Data,
+    o: &Options,
+) -> QueryFigures {
+    let port = server.addr.port().to_string();
+    let seconds = o.seconds.to_string();
+    let (cpu_before, _) = server.usage();
+    let unlimited = run_ok(
+        Command::new("taskset")
+            .args([
+                "-c",
+                "0",
+                "dnsperf",
+                "-s",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-l",
+                &seconds,
+                "-c",
+                "8",
+                "-q",
+                "500",
+                "-d",
+            ])
+            .arg(&data.queries),
+    );
+    let (cpu_after, _) = server.usage();
+    let qps = stat(&unlimited, "Queries per second:");
+    let completed = stat(&unlimited, "Queries completed:");
+    let rate = o.rate.to_string();
+    let fixed = run_ok(
+        Command::new("taskset")
+            .args([
+                "-c",
+                "0",
+                "dnsperf",
+                "-s",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-l",
+                &seconds,
+                "-Q",
+                &rate,
+                "-c",
+                "8",
+                "-v",
+                "-d",
+            ])
+            .arg(&data.queries),
+    );
+    let mut latencies: Vec<f64> = fixed
+        .lines()
+        .filter(|l| l.starts_with("> ") && !l.starts_with("> T "))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let lost = stat(&fixed, "Queries lost:");
+    let (_, peak_rss) = server.usage();
+    let figures = QueryFigures {
+        name: name.to_owned(),
+        qps,
+        p50_us: percentile(&latencies, 0.50) * 1e6,
+        p99_us: percentile(&latencies, 0.99) * 1e6,
+        lost_at_rate: lost,
+        cpu_us_per_query: if completed > 0.0 {
+            (cpu_after - cpu_before) / completed * 1e6
+        } else {
+            0.0
+        },
+        peak_rss_mib: peak_rss as f64 / 1024.0,
+        startup_s: startup.as_secs_f64(),
+    };
+    println!("{name}: {figures:?}");
+    figures
+}
+
+/// A number after `label` in dnsperf's statistics.
+fn stat(output: &str, label: &str) -> f64 {
+    output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// `root` and every process descending from it.
+fn process_tree(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    tree
+}

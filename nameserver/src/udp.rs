@@ -1,0 +1,142 @@
+//! DNS over UDP: worker tasks that receive, answer and send on the same socket.
+//!
+//! hickory's UDP listener spawns a task for every datagram and passes every answer through
+//! a channel to a sender task: two hand-offs per query. Here each socket has one worker per
+//! core; a worker answers a query inline and sends it straight back. Requests that wait on
+//! the disk (UPDATE: a flush) get a task of their own, so a query never waits behind one.
+//! Responses (QR set) are dropped unanswered; undecodable messages with a readable header get
+//! FORMERR, as on TCP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::Record;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tokio::net::UdpSocket;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::handler::Handler;
+
+/// The largest datagram read.
+const RECEIVE_BUFFER: usize = 4096;
+
+/// Serves one UDP socket with `workers` tasks until `shutdown`.
+pub async fn serve(
+    socket: UdpSocket,
+    handler: Handler,
+    workers: usize,
+    shutdown: CancellationToken,
+) {
+    let socket = Arc::new(socket);
+    let mut tasks = JoinSet::new();
+    for _ in 0..workers.max(1) {
+        tasks.spawn(worker(socket.clone(), handler.clone(), shutdown.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn worker(socket: Arc<UdpSocket>, handler: Handler, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; RECEIVE_BUFFER];
+    let mut slow = JoinSet::new();
+    loop {
+        let (len, src) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(pair) => pair,
+                Err(e) => {
+                    debug!(error = %e, "udp receive failed");
+                    continue;
+                }
+            },
+        };
+        let message = buf[..len].to_vec();
+        let responder = Responder {
+            socket: socket.clone(),
+            dst: src,
+        };
+        if is_update(&message) {
+            let handler = handler.clone();
+            slow.spawn(async move { answer(message, src, &handler, responder).await });
+            while slow.try_join_next().is_some() {}
+        } else {
+            answer(message, src, &handler, responder).await;
+        }
+    }
+    slow.shutdown().await;
+}
+
+fn is_update(message: &[u8]) -> bool {
+    message.len() > 2 && OpCode::from_u8((message[2] >> 3) & 0x0f) == OpCode::Update
+}
+
+async fn answer(message: Vec<u8>, src: SocketAddr, handler: &Handler, responder: Responder) {
+    let mut decoder = BinDecoder::new(&message);
+    let Ok(header) = Header::read(&mut decoder) else {
+        return;
+    };
+    if header.metadata.message_type == MessageType::Response {
+        return;
+    }
+    match Request::from_bytes(message, src, Protocol::Udp) {
+        Ok(request) => {
+            handler
+                .handle_request::<_, TokioTime>(&request, responder)
+                .await;
+        }
+        Err(_) => {
+            let mut metadata = Metadata::response_from_request(&header.metadata);
+            metadata.response_code = ResponseCode::FormErr;
+            let header = Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            };
+            if let Ok(bytes) = header.to_bytes() {
+                let _ = responder.socket.send_to(&bytes, src).await;
+            }
+        }
+    }
+}
+
+/// Sends one answer back to the asker, truncated to what it can receive.
+#[derive(Clone)]
+struct Responder {
+    socket: Arc<UdpSocket>,
+    dst: SocketAddr,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Responder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        // RFC 1035 §4.2.1 and RFC 6891: 512 bytes without EDNS, else the advertised size.
+        let limit = response.edns().map_or(512, |e| e.max_payload().max(512));
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(limit);
+        let info = response
+            .destructive_emit(&mut encoder)
+            .map_err(|e| NetError::from(e.to_string()))?;
+        self.socket
+            .send_to(&bytes, self.dst)
+            .await
+            .map_err(|e| NetError::from(e.to_string()))?;
+        Ok(info)
+    }
+}
