@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use fuzz::{Mutator, built_seeds, shipped_corpus};
 use hickory_proto::op::Message;
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
@@ -110,12 +109,7 @@ impl ResponseHandler for Sink {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let mut bytes = Vec::new();
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(u16::MAX);
-        response
-            .destructive_emit(&mut encoder)
-            .map_err(|e| NetError::from(e.to_string()))
+        nameserver::response::encode_response(response, u16::MAX).map(|(info, _)| info)
     }
 }
 

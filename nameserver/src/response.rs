@@ -11,9 +11,10 @@ use hickory_proto::op::{Edns, Header, HeaderCounts, Message, Metadata, ResponseC
 use hickory_proto::rr::Record;
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::NetError;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tracing::debug;
 
 use crate::tsig::ResponseSigning;
@@ -234,4 +235,26 @@ async fn send_waiting<R: ResponseHandler>(
         .send_response(message)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Encodes a response in at most `max_size` bytes (truncating with TC beyond it): the one
+/// place the listeners and test sinks turn a `MessageResponse` into wire bytes.
+pub fn encode_response<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    max_size: u16,
+) -> Result<(ResponseInfo, Vec<u8>), NetError> {
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_max_size(max_size);
+    let info = response
+        .destructive_emit(&mut encoder)
+        .map_err(|e| NetError::from(e.to_string()))?;
+    Ok((info, bytes))
 }

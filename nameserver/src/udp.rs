@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
@@ -127,12 +127,7 @@ impl ResponseHandler for Responder {
     ) -> Result<ResponseInfo, NetError> {
         // RFC 1035 §4.2.1 and RFC 6891: 512 bytes without EDNS, else the advertised size.
         let limit = response.edns().map_or(512, |e| e.max_payload().max(512));
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(limit);
-        let info = response
-            .destructive_emit(&mut encoder)
-            .map_err(|e| NetError::from(e.to_string()))?;
+        let (info, bytes) = crate::response::encode_response(response, limit)?;
         self.socket
             .send_to(&bytes, self.dst)
             .await

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{LowerName, Name, Record, RecordSet, RecordType, RrKey};
-use hickory_proto::serialize::binary::BinEncoder;
 use hickory_proto::serialize::txt::Parser;
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::TokioTime;
@@ -40,12 +39,7 @@ impl ResponseHandler for Capture {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let mut bytes = Vec::new();
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(u16::MAX);
-        let info = response
-            .destructive_emit(&mut encoder)
-            .map_err(|e| NetError::from(e.to_string()))?;
+        let (info, bytes) = nameserver::response::encode_response(response, u16::MAX)?;
         *self.0.lock().unwrap() = bytes;
         Ok(info)
     }
