@@ -13,7 +13,7 @@ use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use zones::Directory;
 use zones::directory::{DirectoryError, Freshness};
 use zones::identity::CallingCode;
@@ -457,6 +457,14 @@ impl RequestHandler for Handler {
                 ),
             }
         };
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let question = request
+                .queries
+                .queries()
+                .first()
+                .map(|q| format!("{} {}", q.name(), q.query_type()));
+            debug!(src = %request.src(), op = %request.metadata.op_code, question = ?question, rcode = %reply.metadata.response_code, "request");
+        }
         let reply = match self.rate_limit(request, &signing, &cookie) {
             Verdict::Answer => reply,
             Verdict::Slip => {
