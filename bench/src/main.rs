@@ -415,53 +415,13 @@ fn measure_queries(
     o: &Options,
 ) -> QueryFigures {
     let port = server.addr.port().to_string();
-    let seconds = o.seconds.to_string();
     let (cpu_before, _) = server.usage();
-    let unlimited = run_ok(
-        Command::new("taskset")
-            .args([
-                "-c",
-                "0",
-                "dnsperf",
-                "-s",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-l",
-                &seconds,
-                "-c",
-                "8",
-                "-q",
-                "500",
-                "-d",
-            ])
-            .arg(&data.queries),
-    );
+    let unlimited = dnsperf(&port, o.seconds, &data.queries, &["-q", "500"]);
     let (cpu_after, _) = server.usage();
     let qps = stat(&unlimited, "Queries per second:");
     let completed = stat(&unlimited, "Queries completed:");
     let rate = o.rate.to_string();
-    let fixed = run_ok(
-        Command::new("taskset")
-            .args([
-                "-c",
-                "0",
-                "dnsperf",
-                "-s",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-l",
-                &seconds,
-                "-Q",
-                &rate,
-                "-c",
-                "8",
-                "-v",
-                "-d",
-            ])
-            .arg(&data.queries),
-    );
+    let fixed = dnsperf(&port, o.seconds, &data.queries, &["-Q", &rate, "-v"]);
     let mut latencies: Vec<f64> = fixed
         .lines()
         .filter(|l| l.starts_with("> ") && !l.starts_with("> T "))
@@ -486,6 +446,30 @@ fn measure_queries(
     };
     println!("{name}: {figures:?}");
     figures
+}
+
+/// dnsperf on core 0 for `seconds` against 127.0.0.1:`port` with 8 clients, plus `extra`.
+fn dnsperf(port: &str, seconds: u64, queries: &Path, extra: &[&str]) -> String {
+    let seconds = seconds.to_string();
+    run_ok(
+        Command::new("taskset")
+            .args([
+                "-c",
+                "0",
+                "dnsperf",
+                "-s",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-l",
+                &seconds,
+                "-c",
+                "8",
+            ])
+            .args(extra)
+            .arg("-d")
+            .arg(queries),
+    )
 }
 
 /// A number after `label` in dnsperf's statistics.

@@ -258,3 +258,16 @@ pub fn encode_response<'a>(
         .map_err(|e| NetError::from(e.to_string()))?;
     Ok((info, bytes))
 }
+
+/// FORMERR for a message whose header could be read but not the rest (RFC 1035 §4.1.1):
+/// a bare header, QR set, the request's id and opcode.
+pub fn formerr_header(request: &hickory_proto::op::Header) -> Vec<u8> {
+    use hickory_proto::serialize::binary::BinEncodable;
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = ResponseCode::FormErr;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    header.to_bytes().unwrap_or_default()
+}

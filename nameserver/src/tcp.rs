@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
+use hickory_proto::op::{Header, MessageType};
 use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
@@ -175,14 +175,7 @@ async fn answer(
             !responder.broken()
         }
         Err(_) => {
-            // RFC 1035 §4.1.1: the header was readable, the rest was not.
-            let mut metadata = Metadata::response_from_request(&header.metadata);
-            metadata.response_code = ResponseCode::FormErr;
-            let header = Header {
-                metadata,
-                counts: HeaderCounts::default(),
-            };
-            let bytes = header.to_bytes().unwrap_or_default();
+            let bytes = crate::response::formerr_header(&header);
             responder.write(&bytes).await.is_ok()
         }
     }

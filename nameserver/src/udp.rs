@@ -10,9 +10,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Header, MessageType, OpCode};
 use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
@@ -92,15 +92,8 @@ async fn answer(message: Vec<u8>, src: SocketAddr, handler: &Handler, responder:
                 .await;
         }
         Err(_) => {
-            let mut metadata = Metadata::response_from_request(&header.metadata);
-            metadata.response_code = ResponseCode::FormErr;
-            let header = Header {
-                metadata,
-                counts: HeaderCounts::default(),
-            };
-            if let Ok(bytes) = header.to_bytes() {
-                let _ = responder.socket.send_to(&bytes, src).await;
-            }
+            let bytes = crate::response::formerr_header(&header);
+            let _ = responder.socket.send_to(&bytes, src).await;
         }
     }
 }
