@@ -257,7 +257,6 @@ impl Handler {
         };
         let qtype = query.query_type();
         let refused = query.query_class() != DNSClass::IN
-            || matches!(qtype, RecordType::AXFR | RecordType::IXFR)
             || (self.lookups == LookupPolicy::Signed && !matches!(auth, Authentication::Signed(_)));
         if refused {
             return (Reply::new(request, ResponseCode::Refused), signing);

@@ -214,15 +214,15 @@ pub async fn send_stream<R: ResponseHandler>(
             crate::tsig::sign_subsequent(signed, &prior_mac, &tbs, reply.metadata.id, now)?
         };
         prior_mac.clone_from(&signature.data.mac);
-        info = Some(send_waiting(request, reply, &signature, edns, &mut handle).await?);
+        info = Some(send_signed(request, reply, &signature, edns, &mut handle).await?);
     }
     info.map(|i| (i, bytes))
         .ok_or_else(|| "nothing to send".to_owned())
 }
 
-/// Sends one message of a stream; our TCP responder writes it before returning, so a
-/// transfer streams with the socket's backpressure.
-async fn send_waiting<R: ResponseHandler>(
+/// Sends one signed message of a stream; our TCP responder writes it before returning,
+/// so a transfer streams with the socket's backpressure.
+async fn send_signed<R: ResponseHandler>(
     request: &Request,
     reply: &Reply,
     signature: &hickory_proto::rr::Record<hickory_proto::rr::rdata::TSIG>,

@@ -197,9 +197,9 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let handler = Handler::new(directory.clone(), options.policy.clone());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut tcp_tasks = tokio::task::JoinSet::new();
+    let mut listener_tasks = tokio::task::JoinSet::new();
     for udp in listeners.udp {
-        tcp_tasks.spawn(crate::udp::serve(
+        listener_tasks.spawn(crate::udp::serve(
             udp,
             handler.clone(),
             workers,
@@ -207,7 +207,7 @@ pub async fn run(
         ));
     }
     for tcp in listeners.tcp {
-        tcp_tasks.spawn(crate::tcp::serve(
+        listener_tasks.spawn(crate::tcp::serve(
             tcp,
             handler.clone(),
             options.tcp,
@@ -228,7 +228,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     shutdown.cancelled().await;
-    while tcp_tasks.join_next().await.is_some() {}
+    while listener_tasks.join_next().await.is_some() {}
     let _ = control.await;
     let _ = expiry.await;
     let _ = notifier.await;
