@@ -269,7 +269,7 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
         ControlRequest::Export => {
             let view = directory.view();
             Ok(ControlReply::Zone {
-                text: crate::transfer::zone_file(directory.zone(), &view, now),
+                text: crate::transfer::zone_file(directory.zone(), &view),
             })
         }
         ControlRequest::List => {

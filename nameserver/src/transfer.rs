@@ -34,7 +34,11 @@ pub struct TransferPlan {
 }
 
 /// Every record of the zone except the SOA: static data, then terminals by code.
-pub fn zone_body(zone: &Zone, view: &View, now: u64) -> Vec<Record> {
+///
+/// The terminals' stored addresses: the zone's content at the view's serial, which the
+/// journal's deltas describe. A lease that ran out before the expiry sweep still counts
+/// here (queries already answer without it); the sweep removes it with a serial increase.
+pub fn zone_body(zone: &Zone, view: &View) -> Vec<Record> {
     let mut records: Vec<Record> = zone.static_records().cloned().collect();
     let mut entries: Vec<_> = view.entries().collect();
     entries.sort_by(|a, b| a.terminal.code.cmp(&b.terminal.code));
@@ -42,7 +46,7 @@ pub fn zone_body(zone: &Zone, view: &View, now: u64) -> Vec<Record> {
         let owner = Name::from(zones::update::terminal_name(zone, &entry.terminal.code));
         records.extend(address_records(
             &owner,
-            entry.presence.live(now),
+            &entry.presence.addresses,
             RecordType::ANY,
         ));
     }
@@ -50,10 +54,10 @@ pub fn zone_body(zone: &Zone, view: &View, now: u64) -> Vec<Record> {
 }
 
 /// AXFR: SOA, the zone, SOA.
-pub fn axfr(zone: &Zone, view: &View, now: u64) -> TransferPlan {
+pub fn axfr(zone: &Zone, view: &View) -> TransferPlan {
     let soa = zone.soa_record(view.serial());
     let mut records = vec![soa.clone()];
-    records.extend(zone_body(zone, view, now));
+    records.extend(zone_body(zone, view));
     records.push(soa);
     TransferPlan {
         kind: "AXFR",
@@ -62,7 +66,7 @@ pub fn axfr(zone: &Zone, view: &View, now: u64) -> TransferPlan {
 }
 
 /// IXFR from the secondary's `serial`.
-pub fn ixfr(zone: &Zone, view: &View, serial: u32, now: u64) -> TransferPlan {
+pub fn ixfr(zone: &Zone, view: &View, serial: u32) -> TransferPlan {
     let current = zone.soa_record(view.serial());
     if serial == view.serial() || Serial(serial).is_newer_than(Serial(view.serial())) {
         return TransferPlan {
@@ -70,8 +74,13 @@ pub fn ixfr(zone: &Zone, view: &View, serial: u32, now: u64) -> TransferPlan {
             records: vec![current],
         };
     }
-    let Some(deltas) = view.journal().since(serial) else {
-        let mut full = axfr(zone, view, now);
+    let chain = view.journal().since(serial);
+    let reaches_now = chain
+        .as_ref()
+        .and_then(|c| c.last())
+        .is_some_and(|d| d.to == view.serial());
+    let Some(deltas) = chain.filter(|_| reaches_now) else {
+        let mut full = axfr(zone, view);
         full.kind = "IXFR (full zone: serial older than the journal)";
         return full;
     };
@@ -130,14 +139,14 @@ pub fn split(records: Vec<Record>) -> Vec<Vec<Record>> {
 }
 
 /// The zone as an RFC 1035 zone file (for `nameserver export`).
-pub fn zone_file(zone: &Zone, view: &View, now: u64) -> String {
+pub fn zone_file(zone: &Zone, view: &View) -> String {
     let mut text = format!(
         "; zone {} serial {} exported by the calling-code directory\n",
         zone.origin(),
         view.serial()
     );
     text.push_str(&format!("{}\n", zone.soa_record(view.serial())));
-    for record in zone_body(zone, view, now) {
+    for record in zone_body(zone, view) {
         text.push_str(&format!("{record}\n"));
     }
     text

@@ -1,167 +1,45 @@
-//! The directory: registered terminals and their current addresses.
+//! The directory: registered terminals and their current addresses; every change goes
+//! through it.
 //!
-//! Reads come from an in-memory [`View`] (a `RwLock`ed map, rebuilt from the store at
-//! start-up). Every change takes the one writer lock, checks against the view, commits one
-//! store transaction, flushes it to disk, and only then updates the view and returns; so an
-//! acknowledged change is durable and visible to the very next query.
+//! Each change takes the one writer lock, reads the staged state (what is published plus
+//! what is committed but not yet durable), runs its rules, commits one store transaction and
+//! releases the lock; then the group flush makes it durable and the [`crate::commit`]
+//! pipeline publishes it to the [`View`] that queries read; only then is it acknowledged.
 //!
-//! Replay protection (RFC 8945 §5.2.3) is kept per terminal in its [`Presence`]: the newest
-//! accepted Time Signed and the MACs accepted within the time window. An update signed
-//! earlier than the newest one, or carrying a MAC already accepted, is [`DirectoryError::Stale`].
-//! Both survive a restart, since they are committed with the update they belong to.
+//! ```text
+//!  register / import ─┐
+//!  update (RFC 2136) ─┼─▶ rules (update::plan, policy, replay) ─▶ Directory::commit
+//!  unregister, rotate ┤        ─▶ Store::commit ─▶ Pending ─▶ Store::flush ─▶ View ─▶ reply
+//!  expire (leases)  ──┘
+//! ```
+//!
+//! Journal deltas always describe the zone as secondaries were sent it: the stored
+//! addresses at the previous serial, not what a query would answer (a terminal whose lease
+//! ran out answers no addresses to queries before the expiry sweep has removed them from
+//! the zone).
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use hickory_proto::rr::{LowerName, Name, RData, RecordType};
-use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
-use crate::identity::{CallingCode, Kid, Mid, encode_hex};
+use crate::commit::{Pending, Publication, Staged};
+use crate::identity::{CallingCode, Kid, Mid};
 use crate::journal::{AddressChange, Delta, Journal};
 use crate::key::{Algorithm, KeyError, Secret, TerminalKeyName, TsigKey};
-use crate::lease::LeasePolicy;
+use crate::policy::{self, PolicyError};
+use crate::replay;
 use crate::serial::Serial;
 use crate::store::{Change, Store, StoreError};
 use crate::update::{self, UpdateError, UpdateMessage, ZoneContents};
 use crate::zone::{NamePlace, Zone};
 
-/// Caps on what terminals may publish.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest TTL of a terminal's records; larger TTLs are clamped to it.
-    pub max_ttl: u32,
-    /// Most addresses per family (A, AAAA) a terminal may have; more is refused.
-    pub max_addresses_per_family: usize,
-    /// TSIG time window in seconds (RFC 8945 "fudge"), also the replay-memory window.
-    pub fudge: u16,
-    /// Update leases (RFC 9664).
-    pub leases: LeasePolicy,
-    /// How many recent changes are kept for incremental transfers (IXFR).
-    pub journal_depth: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_ttl: 60,
-            max_addresses_per_family: 8,
-            fudge: 300,
-            leases: LeasePolicy::default(),
-            journal_depth: 1000,
-        }
-    }
-}
-
-/// A registered terminal: calling code, customer, machine and its TSIG key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Terminal {
-    pub code: CallingCode,
-    pub kid: Kid,
-    pub mid: Mid,
-    pub key: TsigKey,
-    /// Unix seconds.
-    pub registered_at: u64,
-}
-
-/// One family's addresses, with the RRset's TTL.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressSet<T> {
-    pub ttl: u32,
-    pub addrs: Vec<T>,
-}
-
-impl<T> Default for AddressSet<T> {
-    fn default() -> Self {
-        Self {
-            ttl: 0,
-            addrs: Vec::new(),
-        }
-    }
-}
-
-/// A terminal's published addresses.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Addresses {
-    pub v4: AddressSet<Ipv4Addr>,
-    pub v6: AddressSet<Ipv6Addr>,
-}
-
-impl Addresses {
-    /// The addresses as text, for logs and listings: `192.0.2.1 2001:db8::1`.
-    pub fn describe(&self) -> String {
-        let v4 = self.v4.addrs.iter().map(ToString::to_string);
-        let v6 = self.v6.addrs.iter().map(ToString::to_string);
-        let all: Vec<String> = v4.chain(v6).collect();
-        if all.is_empty() {
-            "-".into()
-        } else {
-            all.join(" ")
-        }
-    }
-}
-
-/// No addresses: what an offline terminal publishes.
-static OFFLINE: Addresses = Addresses {
-    v4: AddressSet {
-        ttl: 0,
-        addrs: Vec::new(),
-    },
-    v6: AddressSet {
-        ttl: 0,
-        addrs: Vec::new(),
-    },
-};
-
-/// A terminal's changing state: addresses, lease, last update, and replay memory.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Presence {
-    pub addresses: Addresses,
-    /// Unix seconds when the lease runs out; `None`: no expiry.
-    pub lease_expires: Option<u64>,
-    /// Unix seconds of the last accepted update.
-    pub updated_at: Option<u64>,
-    /// Newest Time Signed accepted from this terminal's key.
-    pub last_signed: u64,
-    /// MACs (hex) accepted within the time window, with their Time Signed.
-    pub recent_macs: Vec<(u64, String)>,
-}
-
-impl Presence {
-    /// True once the lease has run out: the terminal is offline.
-    pub fn expired(&self, now: u64) -> bool {
-        self.lease_expires.is_some_and(|t| t <= now)
-    }
-
-    /// The addresses to answer with at `now`: none once the lease has run out.
-    pub fn live(&self, now: u64) -> &Addresses {
-        if self.expired(now) {
-            &OFFLINE
-        } else {
-            &self.addresses
-        }
-    }
-}
-
-/// The TSIG facts of a signed update that replay protection needs.
-#[derive(Clone, Debug)]
-pub struct Freshness {
-    pub time_signed: u64,
-    pub mac: Vec<u8>,
-}
-
-/// The most MACs remembered per key; older ones are also refused by the Time Signed order.
-const MAX_RECENT_MACS: usize = 256;
-
-/// A registered terminal and its presence.
-#[derive(Clone, Debug)]
-pub struct Entry {
-    pub terminal: Arc<Terminal>,
-    pub presence: Presence,
-}
+pub use crate::index::View;
+pub use crate::limits::Limits;
+pub use crate::model::{AddressSet, Addresses, Entry, Presence, Terminal};
+pub use crate::replay::Freshness;
 
 /// One terminal of a bulk import: its registration and, optionally, its addresses.
 #[derive(Clone, Debug)]
@@ -196,6 +74,11 @@ pub enum DirectoryError {
     UnknownCode(CallingCode),
     #[error("{0} appears twice in the import")]
     Duplicate(String),
+    #[error("addresses of {code}: {reason}")]
+    Policy {
+        code: CallingCode,
+        reason: PolicyError,
+    },
     #[error(
         "update for {code} is not fresh (signed at {time_signed}, a replay or older than the last update from this key)"
     )]
@@ -213,103 +96,17 @@ pub enum DirectoryError {
 pub struct UpdateOutcome {
     pub code: CallingCode,
     pub addresses: Addresses,
-    /// False when the update left the addresses as they were (no serial increase).
+    /// False when the update left the zone as it was (no serial increase).
     pub changed: bool,
     pub serial: u32,
     /// The lease granted, in seconds; `None`: no expiry.
     pub lease: Option<u32>,
 }
 
-/// The in-memory state that queries read.
-#[derive(Debug)]
-pub struct View {
-    serial: Serial,
-    terminals: HashMap<CallingCode, Entry>,
-    /// Key name (lower case, fully qualified) to code.
-    keys: HashMap<String, CallingCode>,
-    /// `<kid>/<mid>` to code.
-    machines: HashMap<(Kid, Mid), CallingCode>,
-    /// Recent deltas, for IXFR.
-    journal: Journal,
-    /// Lease ends, soonest first, so the expiry sweep touches only what expires.
-    leases: BTreeSet<(u64, CallingCode)>,
-}
-
-impl View {
-    pub fn serial(&self) -> u32 {
-        self.serial.0
-    }
-
-    pub fn terminal(&self, code: &CallingCode) -> Option<&Entry> {
-        self.terminals.get(code)
-    }
-
-    /// The terminal whose key has this name (lower case, fully qualified).
-    pub fn terminal_by_key(&self, key_name: &str) -> Option<&Entry> {
-        self.keys.get(key_name).and_then(|c| self.terminals.get(c))
-    }
-
-    pub fn len(&self) -> usize {
-        self.terminals.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.terminals.is_empty()
-    }
-
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.terminals.values()
-    }
-
-    pub fn journal(&self) -> &Journal {
-        &self.journal
-    }
-
-    fn insert(&mut self, entry: Entry) {
-        let t = &entry.terminal;
-        self.forget_lease(&t.code);
-        if let Some(end) = entry.presence.lease_expires {
-            self.leases.insert((end, t.code.clone()));
-        }
-        self.keys.insert(t.key.name.clone(), t.code.clone());
-        self.machines
-            .insert((t.kid.clone(), t.mid.clone()), t.code.clone());
-        self.terminals.insert(t.code.clone(), entry);
-    }
-
-    fn remove(&mut self, code: &CallingCode) {
-        self.forget_lease(code);
-        if let Some(entry) = self.terminals.remove(code) {
-            let t = &entry.terminal;
-            self.keys.remove(&t.key.name);
-            self.machines.remove(&(t.kid.clone(), t.mid.clone()));
-        }
-    }
-
-    fn forget_lease(&mut self, code: &CallingCode) {
-        if let Some(end) = self
-            .terminals
-            .get(code)
-            .and_then(|e| e.presence.lease_expires)
-        {
-            self.leases.remove(&(end, code.clone()));
-        }
-    }
-
-    /// Codes whose lease ended by `now`.
-    fn expired_by(&self, now: u64) -> Vec<CallingCode> {
-        self.leases
-            .iter()
-            .take_while(|(end, _)| *end <= now)
-            .map(|(_, code)| code.clone())
-            .collect()
-    }
-}
-
 /// The zone contents as the update engine reads them: static records plus terminals.
 struct Contents<'a> {
     zone: &'a Zone,
-    view: &'a View,
+    staged: &'a Staged<'a>,
     now: u64,
 }
 
@@ -317,12 +114,12 @@ impl ZoneContents for Contents<'_> {
     fn rrset(&self, name: &LowerName, rtype: RecordType) -> Vec<RData> {
         match self.zone.place(&Name::from(name.clone())) {
             NamePlace::Terminal(code) => self
-                .view
+                .staged
                 .terminal(&code)
                 .map(|e| update::address_rdata(e.presence.live(self.now), rtype))
                 .unwrap_or_default(),
             NamePlace::Apex if rtype == RecordType::SOA => {
-                vec![self.zone.soa_record(self.view.serial()).data]
+                vec![self.zone.soa_record(self.staged.serial().0).data]
             }
             _ => self
                 .zone
@@ -335,11 +132,19 @@ impl ZoneContents for Contents<'_> {
 
     fn name_in_use(&self, name: &LowerName) -> bool {
         match self.zone.place(&Name::from(name.clone())) {
-            NamePlace::Terminal(code) => self.view.terminal(&code).is_some(),
+            NamePlace::Terminal(code) => self.staged.terminal(&code).is_some(),
             NamePlace::Apex => true,
             _ => self.zone.static_name_exists(name),
         }
     }
+}
+
+/// One change for [`Directory::commit`]: what the store writes, how the zone changed (a
+/// serial increase when not empty), and the terminals' new state.
+struct Work<'a> {
+    store: Change<'a>,
+    zone_changes: Vec<AddressChange>,
+    entries: Vec<(CallingCode, Option<Entry>)>,
 }
 
 /// The directory handle: cheap to clone, shared by every request.
@@ -353,37 +158,60 @@ struct Inner {
     zone: Zone,
     limits: Limits,
     store: Store,
+    /// What queries, transfers and NOTIFY see: durable state only.
     view: RwLock<View>,
-    writer: Mutex<()>,
-    /// The current serial, for those who follow changes (NOTIFY).
+    /// Committed, not yet durable. Lock order: `pending`, then `view`.
+    pending: Mutex<Pending>,
+    /// One writer at a time stages a change.
+    writer: tokio::sync::Mutex<()>,
+    /// Set when a flush failed: the store's memory may not match the disk.
+    poisoned: AtomicBool,
+    /// The newest published serial, for those who follow changes (NOTIFY).
     serial_tx: tokio::sync::watch::Sender<u32>,
 }
 
 impl Directory {
     /// Opens the store in `data_dir` and builds the view from it.
+    ///
+    /// When the zone file's serial is newer than the stored one, or its static records
+    /// changed, the zone gets a new serial (the newer of the file's and the stored one plus
+    /// one) and the journal is emptied, so a secondary at an older serial gets the whole
+    /// zone instead of deltas with a gap. That change is durable before anything is served.
     pub fn open(data_dir: &Path, zone: Zone, limits: Limits) -> Result<Self, StoreError> {
         let store = Store::open(data_dir)?;
         let snapshot = store.load()?;
-        let initial = Serial(zone.initial_serial());
-        // A zone file whose serial is newer than the stored one (an operator's edit) wins.
+        let mut journal = Journal::new(limits.journal_depth, snapshot.journal);
+        let fingerprint = zone.fingerprint();
+        let file = Serial(zone.initial_serial());
         let serial = match snapshot.serial.map(Serial) {
-            Some(stored) if !initial.is_newer_than(stored) => stored,
-            _ => initial,
+            None => file,
+            Some(stored) if file.is_newer_than(stored) => file,
+            Some(stored) if snapshot.zone_fingerprint.as_deref() != Some(&fingerprint) => {
+                stored.next()
+            }
+            Some(stored) => stored,
         };
-        let mut view = View {
-            serial,
-            terminals: HashMap::new(),
-            keys: HashMap::new(),
-            machines: HashMap::new(),
-            journal: Journal::new(limits.journal_depth, snapshot.journal),
-            leases: BTreeSet::new(),
-        };
-        for (terminal, presence) in snapshot.terminals {
-            view.insert(Entry {
+        if snapshot.serial != Some(serial.0)
+            || snapshot.zone_fingerprint.as_deref() != Some(&fingerprint)
+        {
+            store.commit(&Change {
+                serial: Some(serial.0),
+                journal_drop: journal.seqs(),
+                zone_fingerprint: Some(&fingerprint),
+                ..Change::default()
+            })?;
+            store.flush_now()?;
+            journal.clear();
+        }
+        let next_seq = journal.next_seq();
+        let entries = snapshot
+            .terminals
+            .into_iter()
+            .map(|(terminal, presence)| Entry {
                 terminal: Arc::new(terminal),
                 presence,
             });
-        }
+        let view = View::new(serial, journal, entries);
         Ok(Self {
             inner: Arc::new(Inner {
                 zone,
@@ -391,7 +219,9 @@ impl Directory {
                 store,
                 serial_tx: tokio::sync::watch::Sender::new(serial.0),
                 view: RwLock::new(view),
-                writer: Mutex::new(()),
+                pending: Mutex::new(Pending::new(serial, next_seq)),
+                writer: tokio::sync::Mutex::new(()),
+                poisoned: AtomicBool::new(false),
             }),
         })
     }
@@ -404,14 +234,32 @@ impl Directory {
         &self.inner.limits
     }
 
-    /// Read access to the current state. Hold it briefly: writers wait for it.
+    /// Read access to the durable state. Hold it briefly: publication waits for it.
     pub fn view(&self) -> RwLockReadGuard<'_, View> {
         self.inner.view.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn with_view_mut(&self, f: impl FnOnce(&mut View)) {
-        let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
-        f(&mut view);
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` over the staged state (published plus pending). Call with the writer lock.
+    fn staged<T>(&self, f: impl FnOnce(&Staged<'_>) -> T) -> T {
+        let pending = self.pending();
+        let view = self.view();
+        f(&Staged {
+            view: &view,
+            pending: &pending,
+        })
+    }
+
+    /// Takes the writer lock, unless an earlier flush failed.
+    async fn write_lock(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+        let writer = self.inner.writer.lock().await;
+        if self.inner.poisoned.load(Ordering::SeqCst) {
+            return Err(StoreError::Poisoned);
+        }
+        Ok(writer)
     }
 
     /// Registers a terminal and issues its fresh TSIG key.
@@ -432,14 +280,24 @@ impl Directory {
     }
 
     /// Registers many terminals at once (each optionally with addresses), in one
-    /// transaction: all of them, or none if any is refused.
+    /// transaction: all of them, or none if any is refused. Addresses follow the same
+    /// [`policy`] as an UPDATE.
     pub async fn import(
         &self,
         imports: Vec<Import>,
         now: u64,
     ) -> Result<Vec<Terminal>, DirectoryError> {
-        let writer = self.inner.writer.lock().await;
-        self.check_new_registrations(&imports)?;
+        for import in &imports {
+            let max = self.inner.limits.max_addresses_per_family;
+            policy::check_addresses(&import.addresses, max).map_err(|reason| {
+                DirectoryError::Policy {
+                    code: import.registration.code.clone(),
+                    reason,
+                }
+            })?;
+        }
+        let writer = self.write_lock().await?;
+        self.staged(|staged| check_new_registrations(staged, &imports))?;
         let mut entries = Vec::with_capacity(imports.len());
         for Import {
             registration: reg,
@@ -463,16 +321,16 @@ impl Directory {
                 presence,
             });
         }
-        let changes = entries
+        let zone_changes = entries
             .iter()
-            .filter(|e| e.presence.addresses != Addresses::default())
             .map(|e| AddressChange {
                 code: e.terminal.code.clone(),
                 old: Addresses::default(),
                 new: e.presence.addresses.clone(),
             })
+            .filter(|c| c.new != c.old)
             .collect();
-        let change = Change {
+        let store = Change {
             put_terminals: entries.iter().map(|e| e.terminal.as_ref()).collect(),
             put_presence: entries
                 .iter()
@@ -480,111 +338,75 @@ impl Directory {
                 .collect(),
             ..Change::default()
         };
-        let terminals: Vec<Terminal> = entries
+        let published = entries
+            .iter()
+            .map(|e| (e.terminal.code.clone(), Some(e.clone())))
+            .collect();
+        self.commit(Work {
+            store,
+            zone_changes,
+            entries: published,
+        })?;
+        self.durable(writer).await?;
+        Ok(entries
             .iter()
             .map(|e| Terminal::clone(&e.terminal))
-            .collect();
-        let to_insert = entries.clone();
-        let serial = self.stage_bump(change, changes, move |view| {
-            for entry in to_insert {
-                view.insert(entry);
-            }
-        })?;
-        self.durable(writer, Some(serial)).await?;
-        Ok(terminals)
-    }
-
-    /// Refuses codes or KID/MID pairs that are taken, or repeated within `imports`.
-    fn check_new_registrations(&self, imports: &[Import]) -> Result<(), DirectoryError> {
-        let view = self.view();
-        let mut codes = std::collections::HashSet::new();
-        let mut machines = std::collections::HashSet::new();
-        for Import {
-            registration: reg, ..
-        } in imports
-        {
-            if let Some(e) = view.terminal(&reg.code) {
-                return Err(DirectoryError::CodeTaken {
-                    code: reg.code.clone(),
-                    kid: e.terminal.kid.clone(),
-                });
-            }
-            let machine = (reg.kid.clone(), reg.mid.clone());
-            if let Some(code) = view.machines.get(&machine) {
-                return Err(DirectoryError::MachineTaken {
-                    kid: reg.kid.clone(),
-                    mid: reg.mid.clone(),
-                    code: code.clone(),
-                });
-            }
-            if !codes.insert(reg.code.clone()) {
-                return Err(DirectoryError::Duplicate(format!(
-                    "calling code {}",
-                    reg.code
-                )));
-            }
-            if !machines.insert(machine) {
-                return Err(DirectoryError::Duplicate(format!(
-                    "KID {} with MID {}",
-                    reg.kid, reg.mid
-                )));
-            }
-        }
-        Ok(())
+            .collect())
     }
 
     /// Removes a terminal; its name disappears from the zone.
     pub async fn unregister(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
-        let writer = self.inner.writer.lock().await;
-        let now = crate::unix_now();
+        let writer = self.write_lock().await?;
         let entry = self
-            .view()
-            .terminal(code)
-            .cloned()
+            .staged(|s| s.terminal(code).cloned())
             .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
         let terminal = Terminal::clone(&entry.terminal);
-        let changes = vec![AddressChange {
+        // What secondaries hold, even when the lease has run out and the sweep has not.
+        let zone_changes = vec![AddressChange {
             code: code.clone(),
-            old: entry.presence.live(now).clone(),
+            old: entry.presence.addresses.clone(),
             new: Addresses::default(),
-        }];
-        let change = Change {
-            remove_terminal: Some(&terminal),
-            ..Change::default()
-        };
-        let serial = self.stage_bump(change, changes, |view| view.remove(code))?;
-        self.durable(writer, Some(serial)).await?;
+        }]
+        .into_iter()
+        .filter(|c| c.old != c.new)
+        .collect();
+        self.commit(Work {
+            store: Change {
+                remove_terminal: Some(&terminal),
+                ..Change::default()
+            },
+            zone_changes,
+            entries: vec![(code.clone(), None)],
+        })?;
+        self.durable(writer).await?;
         Ok(terminal)
     }
 
-    /// Issues a new secret for a terminal's key; the old secret stops working at once.
+    /// Issues a new secret for a terminal's key; the old secret stops working once the
+    /// new one is durable.
     pub async fn rotate_key(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
-        let writer = self.inner.writer.lock().await;
+        let writer = self.write_lock().await?;
         let entry = self
-            .view()
-            .terminal(code)
-            .cloned()
+            .staged(|s| s.terminal(code).cloned())
             .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
         let mut terminal = Terminal::clone(&entry.terminal);
         terminal.key.secret = Secret::generate()?;
-        // Replay memory belongs to the old secret.
-        let presence = Presence {
-            last_signed: 0,
-            recent_macs: Vec::new(),
-            ..entry.presence
+        let mut presence = entry.presence;
+        replay::forget(&mut presence);
+        let rotated = Entry {
+            terminal: Arc::new(terminal.clone()),
+            presence: presence.clone(),
         };
-        self.stage(&Change {
-            put_terminals: vec![&terminal],
-            put_presence: vec![(code, &presence)],
-            ..Change::default()
+        self.commit(Work {
+            store: Change {
+                put_terminals: vec![&terminal],
+                put_presence: vec![(code, &presence)],
+                ..Change::default()
+            },
+            zone_changes: Vec::new(),
+            entries: vec![(code.clone(), Some(rotated))],
         })?;
-        self.with_view_mut(|view| {
-            view.insert(Entry {
-                terminal: Arc::new(terminal.clone()),
-                presence,
-            });
-        });
-        self.durable(writer, None).await?;
+        self.durable(writer).await?;
         Ok(terminal)
     }
 
@@ -597,17 +419,19 @@ impl Directory {
         lease: Option<u32>,
         now: u64,
     ) -> Result<UpdateOutcome, DirectoryError> {
-        let writer = self.inner.writer.lock().await;
-        let (entry, planned) = {
-            let view = self.view();
-            let entry = view
+        let writer = self.write_lock().await?;
+        let (entry, planned) = self.staged(|staged| {
+            let entry = staged
                 .terminal(code)
                 .cloned()
                 .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
-            check_fresh(code, &entry.presence, freshness)?;
+            replay::check_fresh(&entry.presence, freshness).map_err(|e| DirectoryError::Stale {
+                code: code.clone(),
+                time_signed: e.time_signed,
+            })?;
             let contents = Contents {
                 zone: &self.inner.zone,
-                view: &view,
+                staged,
                 now,
             };
             let current = entry.presence.live(now);
@@ -619,49 +443,42 @@ impl Directory {
                 message,
                 &self.inner.limits,
             )?;
-            (entry, planned)
-        };
-        // An expired terminal's stored addresses are already gone for everyone.
-        let old = entry.presence.live(now).clone();
-        let changed = planned != old;
+            Ok::<_, DirectoryError>((entry, planned))
+        })?;
+        // Secondaries hold the stored addresses, even past a lease the sweep has not ended.
+        let stored = entry.presence.addresses.clone();
+        let changed = planned != stored;
         let granted = self.inner.limits.leases.grant(lease);
-        let presence = Presence {
-            addresses: planned,
-            lease_expires: granted.map(|g| now + u64::from(g)),
-            updated_at: Some(now),
-            ..remember_signature(entry.presence, freshness, now, self.inner.limits.fudge)
+        let mut presence = entry.presence;
+        replay::remember_signature(&mut presence, freshness, now, self.inner.limits.fudge);
+        presence.addresses = planned.clone();
+        presence.lease_expires = granted.map(|g| now + u64::from(g));
+        presence.updated_at = Some(now);
+        let zone_changes = if changed {
+            vec![AddressChange {
+                code: code.clone(),
+                old: stored,
+                new: planned.clone(),
+            }]
+        } else {
+            Vec::new()
         };
-        let addresses = presence.addresses.clone();
-        let change = Change {
-            put_presence: vec![(code, &presence)],
-            ..Change::default()
-        };
-        let stored = Entry {
+        let updated = Entry {
             terminal: entry.terminal,
             presence: presence.clone(),
         };
-        let serial = if changed {
-            let changes = vec![AddressChange {
-                code: code.clone(),
-                old,
-                new: addresses.clone(),
-            }];
-            self.stage_bump(change, changes, |view| view.insert(stored))?
-        } else {
-            self.stage(&change)?;
-            let mut serial = 0;
-            self.with_view_mut(|view| {
-                serial = view.serial();
-                view.insert(stored);
-            });
-            serial
-        };
-        // Group commit: the lock is released before the flush, so updates arriving
-        // meanwhile stage theirs and share the next fsync.
-        self.durable(writer, changed.then_some(serial)).await?;
+        let serial = self.commit(Work {
+            store: Change {
+                put_presence: vec![(code, &presence)],
+                ..Change::default()
+            },
+            zone_changes,
+            entries: vec![(code.clone(), Some(updated))],
+        })?;
+        self.durable(writer).await?;
         Ok(UpdateOutcome {
             code: code.clone(),
-            addresses,
+            addresses: planned,
             changed,
             serial,
             lease: granted,
@@ -674,131 +491,139 @@ impl Directory {
         if self.view().expired_by(now).is_empty() {
             return Ok(Vec::new());
         }
-        let writer = self.inner.writer.lock().await;
-        let expired: Vec<(CallingCode, Addresses, Presence)> = {
-            let view = self.view();
-            view.expired_by(now)
+        let writer = self.write_lock().await?;
+        let expired: Vec<Entry> = self.staged(|staged| {
+            staged
+                .view
+                .expired_by(now)
                 .iter()
-                .filter_map(|code| view.terminal(code))
+                .filter_map(|code| staged.terminal(code))
                 .filter(|e| e.presence.expired(now))
-                .map(|e| {
-                    let presence = Presence {
-                        addresses: Addresses::default(),
-                        lease_expires: None,
-                        ..e.presence.clone()
-                    };
-                    (
-                        e.terminal.code.clone(),
-                        e.presence.addresses.clone(),
-                        presence,
-                    )
-                })
+                .cloned()
                 .collect()
-        };
+        });
         if expired.is_empty() {
             return Ok(Vec::new());
         }
-        let change = Change {
-            put_presence: expired.iter().map(|(c, _, p)| (c, p)).collect(),
-            ..Change::default()
-        };
-        let changes: Vec<AddressChange> = expired
+        let offline: Vec<Entry> = expired
             .iter()
-            .filter(|(_, old, _)| *old != Addresses::default())
-            .map(|(code, old, _)| AddressChange {
-                code: code.clone(),
-                old: old.clone(),
+            .map(|e| Entry {
+                terminal: e.terminal.clone(),
+                presence: Presence {
+                    addresses: Addresses::default(),
+                    lease_expires: None,
+                    ..e.presence.clone()
+                },
+            })
+            .collect();
+        let zone_changes = expired
+            .iter()
+            .filter(|e| e.presence.addresses != Addresses::default())
+            .map(|e| AddressChange {
+                code: e.terminal.code.clone(),
+                old: e.presence.addresses.clone(),
                 new: Addresses::default(),
             })
             .collect();
-        let apply = |view: &mut View| {
-            for (code, _, presence) in &expired {
-                if let Some(terminal) = view.terminal(code).map(|e| e.terminal.clone()) {
-                    view.insert(Entry {
-                        terminal,
-                        presence: presence.clone(),
-                    });
-                }
-            }
-        };
-        let serial = if changes.is_empty() {
-            self.stage(&change)?;
-            self.with_view_mut(apply);
-            None
+        self.commit(Work {
+            store: Change {
+                put_presence: offline
+                    .iter()
+                    .map(|e| (&e.terminal.code, &e.presence))
+                    .collect(),
+                ..Change::default()
+            },
+            zone_changes,
+            entries: offline
+                .iter()
+                .map(|e| (e.terminal.code.clone(), Some(e.clone())))
+                .collect(),
+        })?;
+        self.durable(writer).await?;
+        Ok(expired
+            .into_iter()
+            .map(|e| e.terminal.code.clone())
+            .collect())
+    }
+
+    /// Commits one change's transaction (not yet durable) and stages it for publication;
+    /// when the zone changed, with a serial increase and its journal delta. Returns the
+    /// serial after the change. Call with the writer lock held, then [`Directory::durable`].
+    fn commit(&self, work: Work<'_>) -> Result<u32, StoreError> {
+        let mut pending = self.pending();
+        let from = pending.serial();
+        let (serial, delta) = if work.zone_changes.is_empty() {
+            (None, None)
         } else {
-            Some(self.stage_bump(change, changes, apply)?)
+            let delta = Delta {
+                seq: pending.next_seq(),
+                from: from.0,
+                to: from.next().0,
+                changes: work.zone_changes,
+            };
+            (Some(from.next()), Some(delta))
         };
-        self.durable(writer, serial).await?;
-        Ok(expired.into_iter().map(|(c, _, _)| c).collect())
-    }
-
-    /// Stages a change that increases the serial, with its journal delta; then, under one
-    /// write lock, moves the view to the new serial and applies `apply`. Returns the new
-    /// serial. Call with the writer lock held, then [`Directory::durable`].
-    fn stage_bump(
-        &self,
-        change: Change<'_>,
-        changes: Vec<AddressChange>,
-        apply: impl FnOnce(&mut View),
-    ) -> Result<u32, StoreError> {
-        let (from, seq, drop) = {
-            let view = self.view();
-            (
-                view.serial,
-                view.journal.next_seq(),
-                view.journal.overflow_after_push(),
-            )
-        };
-        let to = from.next();
-        let delta = Delta {
-            seq,
-            from: from.0,
-            to: to.0,
-            changes,
-        };
+        let depth = self.inner.limits.journal_depth.max(1) as u64;
+        let journal_drop = delta
+            .as_ref()
+            .and_then(|d| d.seq.checked_sub(depth))
+            .filter(|seq| *seq > 0)
+            .into_iter()
+            .collect();
         let change = Change {
-            serial: Some(to.0),
-            journal: Some(&delta),
-            journal_drop: drop,
-            ..change
+            serial: serial.map(|s| s.0),
+            journal: delta.as_ref(),
+            journal_drop,
+            ..work.store
         };
-        self.stage(&change)?;
-        self.with_view_mut(|view| {
-            view.serial = to;
-            view.journal.push(delta.clone());
-            apply(view);
+        let commit = self.inner.store.commit(&change)?;
+        pending.push(Publication {
+            commit,
+            serial,
+            delta,
+            reset_journal: false,
+            entries: work.entries,
         });
-        Ok(to.0)
-    }
-
-    /// Commits one change's transaction (not yet durable).
-    fn stage(&self, change: &Change<'_>) -> Result<(), StoreError> {
-        self.inner.store.commit(change)
+        Ok(pending.serial().0)
     }
 
     /// Releases the writer lock, then flushes: everything staged so far, this change's
-    /// included, is on disk when this returns. Only then are followers told of `serial`.
-    async fn durable(
-        &self,
-        writer: tokio::sync::MutexGuard<'_, ()>,
-        serial: Option<u32>,
-    ) -> Result<(), StoreError> {
+    /// included, is on disk when this returns, and published to the view. A failed flush
+    /// publishes nothing and refuses every later change until a restart.
+    async fn durable(&self, writer: tokio::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
+        // Group commit: updates arriving meanwhile stage theirs and share the next flush.
         drop(writer);
-        self.inner.store.flush().await?;
-        if let Some(serial) = serial {
-            // Flushes may finish out of order: the announced serial only moves forward.
-            self.inner.serial_tx.send_if_modified(|current| {
-                let newer = Serial(serial).is_newer_than(Serial(*current));
-                if newer {
-                    *current = serial;
-                }
-                newer
-            });
+        if let Err(e) = self.inner.store.flush().await {
+            self.inner.poisoned.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, "flush to disk failed; refusing changes until restarted");
+            return Err(e);
         }
+        if self.inner.poisoned.load(Ordering::SeqCst) {
+            return Err(StoreError::Poisoned);
+        }
+        self.publish();
         Ok(())
     }
 
-    /// A receiver that sees every new serial (for NOTIFY).
+    /// Moves the view to everything flushed, then tells followers the new serial.
+    fn publish(&self) {
+        let flushed = self.inner.store.flushed();
+        let serial = {
+            let mut pending = self.pending();
+            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
+            pending.publish(flushed, &mut view);
+            view.serial()
+        };
+        self.inner.serial_tx.send_if_modified(|current| {
+            let newer = Serial(serial).is_newer_than(Serial(*current));
+            if newer {
+                *current = serial;
+            }
+            newer
+        });
+    }
+
+    /// A receiver that sees every new durable serial (for NOTIFY).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u32> {
         self.inner.serial_tx.subscribe()
     }
@@ -806,6 +631,11 @@ impl Directory {
     /// Makes everything committed durable (at shutdown; every change is already flushed).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.inner.store.flush().await
+    }
+
+    /// Makes the next flush fail, as a failing disk would (for fault-injection tests).
+    pub fn inject_flush_failure(&self) {
+        self.inner.store.inject_flush_failure();
     }
 
     fn new_key(
@@ -823,45 +653,48 @@ impl Directory {
     }
 }
 
-/// RFC 8945 §5.2.3: refuse messages signed before the newest accepted one, and replays.
-fn check_fresh(
-    code: &CallingCode,
-    presence: &Presence,
-    freshness: &Freshness,
-) -> Result<(), DirectoryError> {
-    let mac = encode_hex(&freshness.mac);
-    let replayed = presence.recent_macs.iter().any(|(_, m)| *m == mac);
-    if freshness.time_signed < presence.last_signed || replayed {
-        return Err(DirectoryError::Stale {
-            code: code.clone(),
-            time_signed: freshness.time_signed,
-        });
+/// Refuses codes or KID/MID pairs that are taken, or repeated within `imports`.
+fn check_new_registrations(staged: &Staged<'_>, imports: &[Import]) -> Result<(), DirectoryError> {
+    let mut codes = HashSet::new();
+    let mut machines = HashSet::new();
+    for Import {
+        registration: reg, ..
+    } in imports
+    {
+        if let Some(e) = staged.terminal(&reg.code) {
+            return Err(DirectoryError::CodeTaken {
+                code: reg.code.clone(),
+                kid: e.terminal.kid.clone(),
+            });
+        }
+        if let Some(code) = staged.machine(&reg.kid, &reg.mid) {
+            return Err(DirectoryError::MachineTaken {
+                kid: reg.kid.clone(),
+                mid: reg.mid.clone(),
+                code,
+            });
+        }
+        if !codes.insert(reg.code.clone()) {
+            return Err(DirectoryError::Duplicate(format!(
+                "calling code {}",
+                reg.code
+            )));
+        }
+        if !machines.insert((reg.kid.clone(), reg.mid.clone())) {
+            return Err(DirectoryError::Duplicate(format!(
+                "KID {} with MID {}",
+                reg.kid, reg.mid
+            )));
+        }
     }
     Ok(())
 }
 
-/// Adds an accepted signature to the replay memory, forgetting those outside the window.
-fn remember_signature(
-    mut presence: Presence,
-    freshness: &Freshness,
-    now: u64,
-    fudge: u16,
-) -> Presence {
-    let oldest_valid = now.saturating_sub(u64::from(fudge));
-    presence.recent_macs.retain(|(t, _)| *t >= oldest_valid);
-    presence
-        .recent_macs
-        .push((freshness.time_signed, encode_hex(&freshness.mac)));
-    if presence.recent_macs.len() > MAX_RECENT_MACS {
-        let excess = presence.recent_macs.len() - MAX_RECENT_MACS;
-        presence.recent_macs.drain(..excess);
-    }
-    presence.last_signed = presence.last_signed.max(freshness.time_signed);
-    presence
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::net::Ipv4Addr;
+
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::{DNSClass, Record};
 
@@ -1113,5 +946,296 @@ mod tests {
         dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 2)
             .await
             .unwrap();
+    }
+
+    fn two_addresses_plus(ip: std::net::IpAddr) -> Addresses {
+        let mut a = Addresses::default();
+        a.v4.ttl = 30;
+        a.v6.ttl = 30;
+        match ip {
+            std::net::IpAddr::V4(v4) => a.v4.addrs.push(v4),
+            std::net::IpAddr::V6(v6) => a.v6.addrs.push(v6),
+        }
+        a
+    }
+
+    /// What an IXFR-following secondary holds: the records it was sent, delta by delta.
+    fn follow_journal(
+        copy: &mut HashMap<CallingCode, Addresses>,
+        serial: &mut u32,
+        dir: &Directory,
+    ) {
+        let view = dir.view();
+        if *serial == view.serial() {
+            return;
+        }
+        let chain = view
+            .journal()
+            .since(*serial)
+            .expect("the follower's serial is in the journal");
+        for delta in chain {
+            assert_eq!(delta.from, *serial, "the IXFR chain has a gap");
+            for change in &delta.changes {
+                let held = copy.get(&change.code).cloned().unwrap_or_default();
+                assert_eq!(
+                    held, change.old,
+                    "delta {}→{} removes what the secondary does not hold for {}",
+                    delta.from, delta.to, change.code
+                );
+                copy.insert(change.code.clone(), change.new.clone());
+            }
+            *serial = delta.to;
+        }
+        assert_eq!(*serial, view.serial());
+    }
+
+    /// The zone's content at its serial, as a full transfer sends it.
+    fn full_zone(dir: &Directory) -> HashMap<CallingCode, Addresses> {
+        let view = dir.view();
+        view.entries()
+            .map(|e| (e.terminal.code.clone(), e.presence.addresses.clone()))
+            .filter(|(_, a)| *a != Addresses::default())
+            .collect()
+    }
+
+    fn without_empty(copy: &HashMap<CallingCode, Addresses>) -> HashMap<CallingCode, Addresses> {
+        copy.iter()
+            .filter(|(_, a)| **a != Addresses::default())
+            .map(|(c, a)| (c.clone(), a.clone()))
+            .collect()
+    }
+
+    /// Regression (visible only after durable): the view moved before the flush, so a
+    /// failed flush left queries answering a serial and addresses that were never durable.
+    #[tokio::test]
+    async fn flush_failure_leaves_queries_on_the_old_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
+            .await
+            .unwrap();
+        update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1)
+            .await
+            .unwrap();
+        let serial = dir.view().serial();
+        dir.inject_flush_failure();
+        let failed = update_a(&dir, "5551234", [192, 0, 2, 2], 101, 2).await;
+        assert!(failed.is_err(), "a failed flush is not acknowledged");
+        let view = dir.view();
+        assert_eq!(view.serial(), serial, "the serial did not move");
+        let entry = view.terminal(&"5551234".parse().unwrap()).unwrap();
+        assert_eq!(
+            entry.presence.addresses.v4.addrs,
+            vec![Ipv4Addr::new(192, 0, 2, 1)],
+            "queries still answer the durable address"
+        );
+    }
+
+    /// Regression (lease expiry races): an update or unregister after the lease ended but
+    /// before the sweep journalled an empty "old" side, so IXFR secondaries kept the stale
+    /// address, or the unregistered code, for good.
+    #[tokio::test]
+    async fn deltas_after_lease_end_before_the_sweep_remove_what_secondaries_hold() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        for (code, mid) in [
+            ("5551234", "3f9a0c1d22e4b7a8"),
+            ("5557777", "3f9a0c1d22e4b7a9"),
+        ] {
+            dir.register(registration(code, "acme", mid), 1)
+                .await
+                .unwrap();
+        }
+        let mut copy = HashMap::new();
+        let mut serial = dir.view().serial();
+        let (zone, updates) = set_a("5551234", [192, 0, 2, 1]);
+        let message = UpdateMessage {
+            zone: &zone,
+            prerequisites: &[],
+            updates: &updates,
+        };
+        let fresh = |t: u64, m: u8| Freshness {
+            time_signed: t,
+            mac: vec![m; 32],
+        };
+        let code: CallingCode = "5551234".parse().unwrap();
+        dir.update(&code, &message, &fresh(1000, 1), Some(60), 1000)
+            .await
+            .unwrap();
+        follow_journal(&mut copy, &mut serial, &dir);
+        // The lease ended at 1060; the sweep has not run. A new address arrives.
+        update_a(&dir, "5551234", [192, 0, 2, 2], 1070, 2)
+            .await
+            .unwrap();
+        follow_journal(&mut copy, &mut serial, &dir);
+        assert_eq!(without_empty(&copy), full_zone(&dir));
+        // The same race with an unregister.
+        let other: CallingCode = "5557777".parse().unwrap();
+        let (zone, updates) = set_a("5557777", [192, 0, 2, 7]);
+        let message = UpdateMessage {
+            zone: &zone,
+            prerequisites: &[],
+            updates: &updates,
+        };
+        dir.update(&other, &message, &fresh(2000, 3), Some(60), 2000)
+            .await
+            .unwrap();
+        follow_journal(&mut copy, &mut serial, &dir);
+        assert!(dir.view().terminal(&other).unwrap().presence.expired(2070));
+        dir.unregister(&other).await.unwrap();
+        follow_journal(&mut copy, &mut serial, &dir);
+        assert_eq!(without_empty(&copy), full_zone(&dir));
+    }
+
+    /// Regression (zone-file serial changes): restarting with a zone file whose serial
+    /// jumped left a gap in the IXFR chain (deltas 2→3, then 1000→1001).
+    #[tokio::test]
+    async fn zone_file_serial_jump_leaves_no_gap_in_the_ixfr_chain() {
+        let tmp = tempfile::tempdir().unwrap();
+        let zone_text = |serial: u32, extra: &str| {
+            format!(
+                "$ORIGIN dial.example.\n$TTL 300\n@ SOA ns1 hostmaster {serial} 3600 600 86400 60\n@ NS ns1\nns1 A 192.0.2.53\n{extra}"
+            )
+        };
+        let zone1 = Zone::parse(&zone_text(1, ""), "zone", None).unwrap();
+        let dir = Directory::open(tmp.path(), zone1, Limits::default()).unwrap();
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
+            .await
+            .unwrap();
+        update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1)
+            .await
+            .unwrap();
+        let old_serials: Vec<u32> = {
+            let view = dir.view();
+            let first = view.journal().since(1).unwrap();
+            first.iter().map(|d| d.from).collect()
+        };
+        drop(dir);
+        let zone2 = Zone::parse(&zone_text(1000, "www TXT \"new\"\n"), "zone", None).unwrap();
+        let dir = Directory::open(tmp.path(), zone2, Limits::default()).unwrap();
+        update_a(&dir, "5551234", [192, 0, 2, 2], 200, 2)
+            .await
+            .unwrap();
+        let view = dir.view();
+        assert!(view.serial() > 1000);
+        for from in old_serials {
+            if let Some(chain) = view.journal().since(from) {
+                let mut at = from;
+                for delta in &chain {
+                    assert_eq!(delta.from, at, "gap in the IXFR chain from {from}");
+                    at = delta.to;
+                }
+                assert_eq!(at, view.serial(), "the chain from {from} ends early");
+            }
+        }
+    }
+
+    /// Regression (import policy): import accepted addresses an UPDATE refuses.
+    #[tokio::test]
+    async fn import_refuses_addresses_an_update_would_refuse() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        let max = Limits::default().max_addresses_per_family;
+        let mut too_many = Addresses::default();
+        too_many.v4.ttl = 30;
+        too_many.v4.addrs = (0..=max as u8)
+            .map(|i| Ipv4Addr::new(192, 0, 2, i + 1))
+            .collect();
+        let unusable = [
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "ff02::1",
+            "::ffff:0.0.0.0",
+            "::ffff:224.0.0.1",
+        ];
+        let mut cases: Vec<Addresses> = unusable
+            .iter()
+            .map(|ip| two_addresses_plus(ip.parse().unwrap()))
+            .collect();
+        cases.push(too_many);
+        for addresses in cases {
+            let shown = addresses.describe();
+            let result = dir
+                .import(
+                    vec![Import {
+                        registration: registration("5551234", "acme", "3f9a0c1d22e4b7a8"),
+                        addresses,
+                    }],
+                    1,
+                )
+                .await;
+            assert!(result.is_err(), "import accepted {shown}");
+            assert!(dir.view().is_empty(), "a refused import changed nothing");
+        }
+    }
+
+    /// Regression: an update signed 120 s in the future was accepted, and then every
+    /// correctly timed update was refused as stale for 120 s.
+    #[tokio::test]
+    async fn future_dated_update_does_not_lock_out_correctly_timed_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
+            .await
+            .unwrap();
+        let (zone, updates) = set_a("5551234", [192, 0, 2, 1]);
+        let message = UpdateMessage {
+            zone: &zone,
+            prerequisites: &[],
+            updates: &updates,
+        };
+        let code: CallingCode = "5551234".parse().unwrap();
+        let ahead = Freshness {
+            time_signed: 1120,
+            mac: vec![1; 32],
+        };
+        dir.update(&code, &message, &ahead, None, 1000)
+            .await
+            .unwrap();
+        update_a(&dir, "5551234", [192, 0, 2, 2], 1001, 2)
+            .await
+            .expect("a correctly timed update after a future-dated one");
+        let replay = dir.update(&code, &message, &ahead, None, 1002).await;
+        assert!(matches!(replay, Err(DirectoryError::Stale { .. })));
+    }
+
+    /// Regression: with the per-key limit off, the 257th update of one second evicted the
+    /// first MAC from the replay memory, and a replay of it was accepted.
+    #[tokio::test]
+    async fn replays_are_refused_however_many_updates_share_a_second() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
+            .await
+            .unwrap();
+        let code: CallingCode = "5551234".parse().unwrap();
+        let send = |i: u16| {
+            let (zone, updates) = set_a("5551234", [192, 0, 2, (i % 200) as u8 + 1]);
+            let freshness = Freshness {
+                time_signed: 500,
+                mac: i.to_be_bytes().repeat(16),
+            };
+            let dir = dir.clone();
+            let code = code.clone();
+            async move {
+                let message = UpdateMessage {
+                    zone: &zone,
+                    prerequisites: &[],
+                    updates: &updates,
+                };
+                dir.update(&code, &message, &freshness, None, 500).await
+            }
+        };
+        for i in 0..300 {
+            send(i).await.unwrap();
+        }
+        for i in [0, 1, 43, 255, 299] {
+            assert!(
+                matches!(send(i).await, Err(DirectoryError::Stale { .. })),
+                "replay of update {i} accepted"
+            );
+        }
     }
 }

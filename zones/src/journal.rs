@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::directory::Addresses;
 use crate::identity::CallingCode;
+use crate::model::Addresses;
 
 /// One terminal's addresses before and after a change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,11 +70,29 @@ impl Journal {
         }
     }
 
-    /// The deltas that lead from `serial` to the current one, or `None` when `serial` is not
-    /// in the history (too old, or never ours): the caller then sends the whole zone.
+    /// The deltas that lead from `serial` to the newest, or `None` when `serial` is not in
+    /// the history (too old, or never ours) or the chain from it has a gap: the caller then
+    /// sends the whole zone.
     pub fn since(&self, serial: u32) -> Option<Vec<&Delta>> {
         let start = self.deltas.iter().position(|d| d.from == serial)?;
-        Some(self.deltas.iter().skip(start).collect())
+        let chain: Vec<&Delta> = self.deltas.iter().skip(start).collect();
+        let contiguous = chain.windows(2).all(|w| w[0].to == w[1].from);
+        contiguous.then_some(chain)
+    }
+
+    /// The newest delta's serial, if any.
+    pub fn newest(&self) -> Option<u32> {
+        self.deltas.back().map(|d| d.to)
+    }
+
+    /// Every delta's sequence number, oldest first (to delete them all from the store).
+    pub fn seqs(&self) -> Vec<u64> {
+        self.deltas.iter().map(|d| d.seq).collect()
+    }
+
+    /// Forgets every delta: the zone changed in a way deltas cannot describe.
+    pub fn clear(&mut self) {
+        self.deltas.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -124,6 +142,13 @@ mod tests {
         assert_eq!(j.len(), 3);
         assert!(j.since(1).is_none());
         assert!(j.since(2).is_some());
+    }
+
+    #[test]
+    fn a_gap_in_the_chain_means_a_full_transfer() {
+        let j = Journal::new(10, vec![delta(1, 2), delta(2, 1000)]);
+        assert!(j.since(2).is_none());
+        assert_eq!(j.since(1000).unwrap().len(), 1);
     }
 
     #[test]

@@ -2,30 +2,42 @@
 //! parsed DNS messages and sends what it returns.
 //!
 //! ```text
-//!   nameserver ──query──▶ Directory::view() ──▶ Zone (static) + View (terminals)
-//!              ──update─▶ Directory::update() ─▶ update::plan (RFC 2136 steps)
-//!                                              ─▶ Store::commit (one sled transaction)
-//!                                              ─▶ Store::flush  (fsync) ─▶ View, then reply
-//!   control  ──register / unregister / rotate-key─▶ Directory ─▶ Store ─▶ View
+//!   nameserver ──query──▶ Directory::view() ──▶ Zone (static) + View (durable terminals)
+//!              ──update─▶ Directory::update() ─▶ replay::check_fresh, update::plan (RFC 2136)
+//!                                              ─▶ commit: Store::commit ─▶ Pending
+//!                                              ─▶ Store::flush (group) ─▶ View, then reply
+//!   control  ──register / import / unregister / rotate-key─▶ Directory ─▶ (same pipeline)
 //! ```
 //!
-//! Modules:
+//! Modules, with dependencies pointing down the list's order of use:
 //! - [`identity`]: calling codes, customer ids (KID), machine ids (MID) and the MID rule.
 //! - [`key`]: TSIG keys, their names, and BIND's key-file format.
 //! - [`lease`]: update leases (RFC 9664): granting, encoding, refresh timing.
+//! - [`limits`]: caps on what terminals publish and on the journal.
 //! - [`zone`]: the static zone (SOA, NS, glue) from a zone file or the embedded default.
-//! - [`directory`]: registered terminals and their addresses; every change goes through it.
+//! - [`model`]: terminals, addresses and presence: the directory's data.
+//! - [`policy`]: the address policy shared by updates and imports.
+//! - [`replay`]: replay memory for signed updates (RFC 8945 §5.2.3).
+//! - [`update`]: the RFC 2136 update engine; reads the zone through a trait.
 //! - [`journal`]: recent deltas of the zone, for incremental transfers (IXFR).
-//! - [`update`]: the RFC 2136 update engine and the terminal update policy.
-//! - [`store`]: the sled store: one transaction per change, flushed before acknowledging.
+//! - [`index`]: the published, durable view that queries read.
+//! - [`commit`]: the pipeline from staged to durable to published.
+//! - [`store`]: the sled store: one transaction per change, flushed before publishing.
+//! - [`directory`]: every change to the directory goes through it.
 //! - [`serial`]: SOA serial arithmetic (RFC 1982).
 #![forbid(unsafe_code)]
 
+mod commit;
 pub mod directory;
 pub mod identity;
+pub mod index;
 pub mod journal;
 pub mod key;
 pub mod lease;
+pub mod limits;
+pub mod model;
+pub mod policy;
+pub mod replay;
 pub mod serial;
 pub mod store;
 pub mod update;

@@ -7,12 +7,16 @@
 //! | `terminals` | calling code       | [`Terminal`]: KID, MID, TSIG key             |
 //! | `presence`  | calling code       | [`Presence`]: addresses, last update, replay |
 //! | `meta`      | `serial`           | the zone's SOA serial (u32, big endian)      |
+//! | `meta`      | `zone`             | fingerprint of the static zone (SHA-256 hex)  |
 //! | `journal`   | sequence (u64, BE) | [`Delta`]: one serial increase, for IXFR     |
 //!
 //! Every change is one sled transaction over the trees it touches, then a flush to disk
 //! ([`Store::flush`]); the caller acknowledges only after the flush. After `kill -9`, sled
 //! recovers to the last flushed transaction with no repair step. The indexes (key name to
 //! code, KID/MID to code) are rebuilt in memory from `terminals` at start-up.
+//!
+//! The store holds every terminal's TSIG secret: its directory is created 0700 and every
+//! file in it is made 0600 at open, whatever the umask.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,9 +26,9 @@ use serde::{Serialize, de::DeserializeOwned};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::directory::{Presence, Terminal};
 use crate::identity::CallingCode;
 use crate::journal::Delta;
+use crate::model::{Presence, Terminal};
 
 /// A storage failure; the change it was part of did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,15 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("stored record for {key:?} is corrupt: {message}")]
     Corrupt { key: String, message: String },
+    #[error("cannot make the store in {path} owner-only: {source}")]
+    Permissions {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "an earlier flush to disk failed, so the store may not match the disk; changes are refused until the server is restarted"
+    )]
+    Poisoned,
 }
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -51,11 +64,14 @@ impl From<TransactionError<StoreError>> for StoreError {
 type TxResult<T = ()> = Result<T, ConflictableTransactionError<StoreError>>;
 
 const SERIAL_KEY: &[u8] = b"serial";
+const ZONE_KEY: &[u8] = b"zone";
 
 /// Everything the store holds, as read at start-up.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub serial: Option<u32>,
+    /// The fingerprint of the static zone the serial belongs to.
+    pub zone_fingerprint: Option<String>,
     pub terminals: Vec<(Terminal, Presence)>,
     /// The journal, oldest first.
     pub journal: Vec<Delta>,
@@ -76,6 +92,8 @@ pub struct Change<'a> {
     pub journal: Option<&'a Delta>,
     /// Journal entries to forget (by sequence), beyond the history's depth.
     pub journal_drop: Vec<u64>,
+    /// The fingerprint of the static zone, when it changed.
+    pub zone_fingerprint: Option<&'a str>,
 }
 
 /// Group commit: how many changes were committed, and how many are known to be on disk.
@@ -85,6 +103,8 @@ struct Durability {
     flushed: AtomicU64,
     /// One flush at a time; those who wait behind it usually find their change covered.
     flushing: tokio::sync::Mutex<()>,
+    /// Fault injection for tests: the next flush fails as a failing disk would.
+    fail_next_flush: std::sync::atomic::AtomicBool,
 }
 
 /// The sled database and its trees. Cheap to clone.
@@ -101,6 +121,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        create_owner_only(dir)?;
         // The in-memory view serves every read; sled's page cache need not hold much.
         let db = sled::Config::new()
             .path(dir)
@@ -110,6 +131,10 @@ impl Store {
             .flush_every_ms(None)
             .open()
             .map_err(|source| open_error(dir, source))?;
+        restrict_permissions(dir).map_err(|source| StoreError::Permissions {
+            path: dir.display().to_string(),
+            source,
+        })?;
         Ok(Self {
             durability: Arc::default(),
             terminals: db.open_tree("terminals")?,
@@ -127,6 +152,10 @@ impl Store {
             .get(SERIAL_KEY)?
             .map(|v| decode_serial(&v))
             .transpose()?;
+        let zone_fingerprint = self
+            .meta
+            .get(ZONE_KEY)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned());
         let mut terminals = Vec::new();
         for item in self.terminals.iter() {
             let (key, value) = item?;
@@ -144,13 +173,15 @@ impl Store {
         }
         Ok(Snapshot {
             serial,
+            zone_fingerprint,
             terminals,
             journal,
         })
     }
 
     /// Applies one change in a single transaction. Not yet durable: call [`Store::flush`].
-    pub fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
+    /// Returns the change's commit number; [`Store::flushed`] says when it is durable.
+    pub fn commit(&self, change: &Change<'_>) -> Result<u64, StoreError> {
         let trees = (&self.terminals, &self.presence, &self.meta, &self.journal);
         trees.transaction(|(terminals, presence, meta, journal)| {
             if let Some(old) = change.remove_terminal {
@@ -173,10 +204,32 @@ impl Store {
             for seq in &change.journal_drop {
                 journal.remove(&seq.to_be_bytes())?;
             }
+            if let Some(fingerprint) = change.zone_fingerprint {
+                meta.insert(ZONE_KEY, fingerprint.as_bytes())?;
+            }
             Ok(())
         })?;
-        self.durability.committed.fetch_add(1, Ordering::SeqCst);
+        Ok(self.durability.committed.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// The newest commit number known to be on disk.
+    pub fn flushed(&self) -> u64 {
+        self.durability.flushed.load(Ordering::SeqCst)
+    }
+
+    /// Flushes at once, blocking (at open, before anything is served).
+    pub fn flush_now(&self) -> Result<(), StoreError> {
+        let covered = self.durability.committed.load(Ordering::SeqCst);
+        self.db.flush()?;
+        self.durability.flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Makes the next flush fail (fault injection for tests of the commit pipeline).
+    pub fn inject_flush_failure(&self) {
+        self.durability
+            .fail_next_flush
+            .store(true, Ordering::SeqCst);
     }
 
     /// Makes every change committed so far durable (fsync), with group commit: callers
@@ -192,6 +245,11 @@ impl Store {
         if d.flushed.load(Ordering::SeqCst) >= wanted {
             return Ok(());
         }
+        if d.fail_next_flush.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(
+                "injected flush failure",
+            ))));
+        }
         // Everything counted here is in sled's buffers: this flush covers it.
         let covered = d.committed.load(Ordering::SeqCst);
         let db = self.db.clone();
@@ -204,6 +262,35 @@ impl Store {
         d.flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// Creates the store's directory owner-only (0700), whatever the umask.
+fn create_owner_only(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::Permissions {
+            path: dir.display().to_string(),
+            source,
+        })
+}
+
+/// Makes the store's directories 0700 and its files 0600: they hold every TSIG secret.
+fn restrict_permissions(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for item in std::fs::read_dir(dir)? {
+        let item = item?;
+        let kind = item.file_type()?;
+        if kind.is_dir() {
+            restrict_permissions(&item.path())?;
+        } else if kind.is_file() {
+            std::fs::set_permissions(item.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }
 
 /// sled reports another process's lock as an I/O error ("could not acquire lock").

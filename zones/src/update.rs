@@ -16,7 +16,8 @@
 //!   `<code>.<zone>`, and nothing else (class ANY type ANY deletes both families).
 //! - TTLs above the configured maximum are **clamped** to it, not refused.
 //! - More addresses per family than the configured maximum: the whole update is **refused**.
-//! - Unspecified (`0.0.0.0`, `::`), multicast and broadcast addresses are refused.
+//! - Addresses outside the [`crate::policy`] (unspecified, multicast, broadcast, and their
+//!   IPv4-mapped forms) are refused.
 //!
 //! # Limitations
 //! - Prerequisites may name any name in the zone, as RFC 2136 allows; with signed lookups
@@ -26,8 +27,12 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use std::collections::BTreeMap;
 
-use crate::directory::{AddressSet, Addresses, Limits};
+use std::net::IpAddr;
+
 use crate::identity::CallingCode;
+use crate::limits::Limits;
+use crate::model::{AddressSet, Addresses};
+use crate::policy::{self, PolicyError};
 use crate::zone::Zone;
 
 /// Why an update was not applied. Each maps to one RCODE ([`UpdateError::response_code`]).
@@ -303,9 +308,7 @@ pub fn authorize(zone: &Zone, code: &CallingCode, updates: &[Record]) -> Result<
                 "only A and AAAA records may be changed, not {rtype}"
             )));
         }
-        if let Some(reason) = unusable_address(&rr.data) {
-            return Err(UpdateError::Refused(reason));
-        }
+        check_rdata(&rr.data).map_err(|e| UpdateError::Refused(e.to_string()))?;
     }
     Ok(())
 }
@@ -319,15 +322,12 @@ pub fn terminal_name(zone: &Zone, code: &CallingCode) -> LowerName {
     LowerName::new(&name)
 }
 
-fn unusable_address(data: &RData) -> Option<String> {
+/// The address policy's verdict on one update RR's data (A or AAAA).
+fn check_rdata(data: &RData) -> Result<(), PolicyError> {
     match data {
-        RData::A(a) if a.0.is_unspecified() || a.0.is_multicast() || a.0.is_broadcast() => {
-            Some(format!("{} cannot be a terminal's address", a.0))
-        }
-        RData::AAAA(a) if a.0.is_unspecified() || a.0.is_multicast() => {
-            Some(format!("{} cannot be a terminal's address", a.0))
-        }
-        _ => None,
+        RData::A(a) => policy::check_address(IpAddr::V4(a.0)),
+        RData::AAAA(a) => policy::check_address(IpAddr::V6(a.0)),
+        _ => Ok(()),
     }
 }
 
@@ -363,13 +363,8 @@ fn add<T: PartialEq>(set: &mut AddressSet<T>, addr: T, ttl: u32) {
 
 /// The per-family cap on addresses.
 fn check_caps(next: &Addresses, limits: &Limits) -> Result<(), UpdateError> {
-    let max = limits.max_addresses_per_family;
-    if next.v4.addrs.len() > max || next.v6.addrs.len() > max {
-        return Err(UpdateError::Refused(format!(
-            "a terminal may have at most {max} addresses per family"
-        )));
-    }
-    Ok(())
+    policy::check_counts(next, limits.max_addresses_per_family)
+        .map_err(|e| UpdateError::Refused(e.to_string()))
 }
 
 /// The A and AAAA RDATA of a set of addresses.
@@ -629,6 +624,17 @@ mod tests {
         for rr in [other, apex, txt, soa_delete, unspecified] {
             let err = authorize(&zone, &c, std::slice::from_ref(&rr)).unwrap_err();
             assert_eq!(err.response_code(), ResponseCode::Refused, "{rr}");
+        }
+    }
+
+    /// Regression: IPv4-mapped IPv6 (`::ffff:0.0.0.0`, `::ffff:224.0.0.1`) passed the policy.
+    #[test]
+    fn ipv4_mapped_unusable_addresses_are_refused() {
+        let zone = Zone::embedded_default();
+        for ip in ["::ffff:0.0.0.0", "::ffff:224.0.0.1"] {
+            let rr = Record::from_rdata(name(OWN), 30, RData::AAAA(AAAA(ip.parse().unwrap())));
+            let err = authorize(&zone, &code(), std::slice::from_ref(&rr));
+            assert!(err.is_err(), "{ip} accepted");
         }
     }
 

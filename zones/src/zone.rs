@@ -318,6 +318,21 @@ impl Zone {
             .filter(|((_, t), _)| *t != RecordType::SOA)
             .flat_map(|(_, records)| records.iter())
     }
+
+    /// A digest of everything static in the zone but the SOA serial: when it differs from
+    /// the one stored, the operator edited the zone file, and the serial must move.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(self.soa_record(0).to_string());
+        let mut lines: Vec<String> = self.static_records().map(|r| r.to_string()).collect();
+        lines.sort();
+        for line in lines {
+            hash.update(b"\n");
+            hash.update(line);
+        }
+        crate::identity::encode_hex(&hash.finalize())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,114 @@
+//! The directory's data: registered terminals, their addresses and their presence.
+//!
+//! Plain values with no behaviour beyond reading them; the [`crate::directory`] changes
+//! them, the [`crate::store`] persists them, the [`crate::index`] serves them to queries.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{CallingCode, Kid, Mid};
+use crate::key::TsigKey;
+
+/// A registered terminal: calling code, customer, machine and its TSIG key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terminal {
+    pub code: CallingCode,
+    pub kid: Kid,
+    pub mid: Mid,
+    pub key: TsigKey,
+    /// Unix seconds.
+    pub registered_at: u64,
+}
+
+/// One family's addresses, with the RRset's TTL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressSet<T> {
+    pub ttl: u32,
+    pub addrs: Vec<T>,
+}
+
+impl<T> Default for AddressSet<T> {
+    fn default() -> Self {
+        Self {
+            ttl: 0,
+            addrs: Vec::new(),
+        }
+    }
+}
+
+/// A terminal's published addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addresses {
+    pub v4: AddressSet<Ipv4Addr>,
+    pub v6: AddressSet<Ipv6Addr>,
+}
+
+impl Addresses {
+    /// The addresses as text, for logs and listings: `192.0.2.1 2001:db8::1`.
+    pub fn describe(&self) -> String {
+        let v4 = self.v4.addrs.iter().map(ToString::to_string);
+        let v6 = self.v6.addrs.iter().map(ToString::to_string);
+        let all: Vec<String> = v4.chain(v6).collect();
+        if all.is_empty() {
+            "-".into()
+        } else {
+            all.join(" ")
+        }
+    }
+}
+
+/// No addresses: what an offline terminal publishes.
+static OFFLINE: Addresses = Addresses {
+    v4: AddressSet {
+        ttl: 0,
+        addrs: Vec::new(),
+    },
+    v6: AddressSet {
+        ttl: 0,
+        addrs: Vec::new(),
+    },
+};
+
+/// A terminal's changing state: addresses, lease, last update, and replay memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Presence {
+    pub addresses: Addresses,
+    /// Unix seconds when the lease runs out; `None`: no expiry.
+    pub lease_expires: Option<u64>,
+    /// Unix seconds of the last accepted update.
+    pub updated_at: Option<u64>,
+    /// Replay memory: the newest Time Signed accepted (never later than the server's time
+    /// when it was accepted) and the MACs that may not be accepted again.
+    pub last_signed: u64,
+    /// MACs (hex) accepted with a Time Signed at or after `last_signed`, with that time.
+    pub recent_macs: Vec<(u64, String)>,
+}
+
+impl Presence {
+    /// True once the lease has run out: the terminal is offline.
+    pub fn expired(&self, now: u64) -> bool {
+        self.lease_expires.is_some_and(|t| t <= now)
+    }
+
+    /// The addresses to answer queries with at `now`: none once the lease has run out.
+    ///
+    /// Zone transfers and journal deltas use `addresses` instead: the zone's content at
+    /// its serial, which the expiry sweep changes with a serial increase of its own.
+    pub fn live(&self, now: u64) -> &Addresses {
+        if self.expired(now) {
+            &OFFLINE
+        } else {
+            &self.addresses
+        }
+    }
+}
+
+/// A registered terminal and its presence.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub terminal: Arc<Terminal>,
+    pub presence: Presence,
+}
