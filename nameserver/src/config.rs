@@ -12,7 +12,7 @@
 //! tcp_idle_timeout = 10           # seconds a TCP connection may sit idle
 //! tcp_write_timeout = 10          # seconds a client may take to read an answer
 //! tcp_max_connections = 1024      # TCP connections in all
-//! tcp_max_per_client = 32         # TCP connections from one address
+//! tcp_max_per_client = 32         # TCP connections from one client /24 or /56
 //! lease_min = 60                  # update leases (RFC 9664): shortest granted
 //! lease_max = 86400               # longest granted
 //! lease_default = 3600            # for updates without the option; absent: no expiry

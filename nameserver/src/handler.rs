@@ -98,7 +98,8 @@ impl Handler {
         (state, option)
     }
 
-    /// RRL for UDP answers to unauthenticated queries (no TSIG, no valid server cookie).
+    /// RRL for every UDP answer, errors included, unless the asker proved itself with a
+    /// verified TSIG or a valid server cookie.
     fn rate_limit(
         &self,
         request: &Request,
@@ -106,13 +107,47 @@ impl Handler {
         cookie: &CookieState,
     ) -> Verdict {
         let exempt = request.protocol() != Protocol::Udp
-            || request.metadata.op_code != OpCode::Query
-            || signing.is_signed()
+            || signing.is_authentic()
             || matches!(cookie, CookieState::Valid(_));
         match &self.rrl {
             Some(rrl) if !exempt => rrl.check(request.src().ip(), std::time::Instant::now()),
             _ => Verdict::Answer,
         }
+    }
+
+    /// RRL's verdict for a UDP message answered before it could be parsed (FORMERR).
+    pub fn unparsed_verdict(&self, src: std::net::IpAddr) -> Verdict {
+        match &self.rrl {
+            Some(rrl) => rrl.check(src, std::time::Instant::now()),
+            None => Verdict::Answer,
+        }
+    }
+
+    /// Sends `reply` as RRL decides: whole, as an empty truncated slip, or not at all.
+    async fn send_limited<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        reply: Reply,
+        signing: &ResponseSigning,
+        answer: &Answering<'_>,
+        handle: R,
+    ) -> ResponseInfo {
+        let reply = match self.rate_limit(request, signing, answer.cookie) {
+            Verdict::Answer => reply,
+            Verdict::Slip => {
+                // Empty, truncated: a real client retries over TCP.
+                let mut slip = Reply::new(request, reply.metadata.response_code);
+                slip.metadata.truncation = true;
+                slip
+            }
+            Verdict::Drop => {
+                return ResponseInfo::from(hickory_proto::op::Header {
+                    metadata: reply.metadata,
+                    counts: hickory_proto::op::HeaderCounts::default(),
+                });
+            }
+        };
+        response::send(request, reply, signing, answer.edns, answer.now, handle).await
     }
 
     /// The request's TSIG state, checked against the terminals' and the transfer keys.
@@ -137,10 +172,10 @@ impl Handler {
         &self,
         request: &Request,
         qtype: RecordType,
-        now: u64,
-        edns: Option<&Edns>,
+        answer: &Answering<'_>,
         handle: R,
     ) -> ResponseInfo {
+        let (now, edns) = (answer.now, answer.edns);
         let auth = self.authenticate(request, now);
         let signing = ResponseSigning::for_request(&auth, request.metadata.id, now);
         let src = request.src();
@@ -174,7 +209,8 @@ impl Handler {
                 "not signed with a transfer key",
             ),
         };
-        response::send(request, reply, &signing, edns, now, handle).await
+        self.send_limited(request, reply, &signing, answer, handle)
+            .await
     }
 
     /// What to send for a transfer request, or the RCODE that refuses it.
@@ -324,6 +360,16 @@ impl Handler {
             warn!(key = %signed.key_name, outcome = "refused", reason = "a transfer key cannot update", "update");
             return Some((ResponseCode::Refused, None));
         };
+        let freshness = Freshness {
+            time_signed: signed.time_signed,
+            mac: signed.request_mac.clone(),
+        };
+        // Replays are refused before they touch the key's budget: a stranger's copies of a
+        // captured update must not lock the terminal out.
+        if !self.directory.is_fresh(code, &freshness) {
+            warn!(%code, key = %signed.key_name, outcome = "refused", reason = "replayed or out of order (BADTIME)", "update");
+            return None;
+        }
         if let Some(limit) = &self.update_limit {
             if !limit.take(code, std::time::Instant::now()) {
                 warn!(%code, key = %signed.key_name, outcome = "refused", reason = "update rate limit", "update");
@@ -345,10 +391,6 @@ impl Handler {
             prerequisites: &request.answers,
             updates: &request.authorities,
         };
-        let freshness = Freshness {
-            time_signed: signed.time_signed,
-            mac: signed.request_mac.clone(),
-        };
         let key = &signed.key_name;
         let result = self
             .directory
@@ -365,6 +407,10 @@ impl Handler {
                 Some((ResponseCode::NoError, done.lease))
             }
             Err(DirectoryError::Stale { .. }) => {
+                // A copy that raced the original past the early check: no budget spent.
+                if let Some(limit) = &self.update_limit {
+                    limit.refund(code);
+                }
                 warn!(%code, %key, outcome = "refused", reason = "replayed or out of order (BADTIME)", "update");
                 None
             }
@@ -418,26 +464,23 @@ impl RequestHandler for Handler {
         if let (Some(edns), Some(option)) = (edns.as_mut(), cookie_option) {
             edns.options_mut().insert(option);
         }
+        let answer = Answering {
+            now,
+            edns: edns.as_ref(),
+            cookie: &cookie,
+        };
         if cookie == CookieState::Malformed {
             // RFC 7873 §5.2.2.
             let reply = Reply::new(request, ResponseCode::FormErr);
-            return response::send(
-                request,
-                reply,
-                &ResponseSigning::None,
-                edns.as_ref(),
-                now,
-                handle,
-            )
-            .await;
+            return self
+                .send_limited(request, reply, &ResponseSigning::None, &answer, handle)
+                .await;
         }
         let transfer = request.queries.queries().iter().find_map(|q| {
             matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR).then_some(q.query_type())
         });
         if let (OpCode::Query, Some(qtype)) = (request.metadata.op_code, transfer) {
-            return self
-                .transfer(request, qtype, now, edns.as_ref(), handle)
-                .await;
+            return self.transfer(request, qtype, &answer, handle).await;
         }
         let (reply, signing) = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             // RFC 6891 §6.1.3: unknown EDNS version.
@@ -463,21 +506,15 @@ impl RequestHandler for Handler {
                 .map(|q| format!("{} {}", q.name(), q.query_type()));
             debug!(src = %request.src(), op = %request.metadata.op_code, question = ?question, rcode = %reply.metadata.response_code, "request");
         }
-        let reply = match self.rate_limit(request, &signing, &cookie) {
-            Verdict::Answer => reply,
-            Verdict::Slip => {
-                // Empty, truncated: a real client retries over TCP.
-                let mut slip = Reply::new(request, reply.metadata.response_code);
-                slip.metadata.truncation = true;
-                slip
-            }
-            Verdict::Drop => {
-                return ResponseInfo::from(hickory_proto::op::Header {
-                    metadata: reply.metadata,
-                    counts: hickory_proto::op::HeaderCounts::default(),
-                });
-            }
-        };
-        response::send(request, reply, &signing, edns.as_ref(), now, handle).await
+        self.send_limited(request, reply, &signing, &answer, handle)
+            .await
     }
+}
+
+/// What every answer to one request shares: the time, the EDNS to answer with, and the
+/// request's cookie state (for RRL).
+struct Answering<'a> {
+    now: u64,
+    edns: Option<&'a Edns>,
+    cookie: &'a CookieState,
 }

@@ -5,8 +5,11 @@
 //! token; tokens refill at `rate` per second up to `rate` (one second of burst). Over the
 //! limit, answers are dropped, except every `slip`-th, which is sent empty with TC set so a
 //! real client retries over TCP (which cannot be spoofed). This blunts reflection and
-//! amplification with forged source addresses, as NSD's and Knot's RRL do. Answers to
-//! TSIG-signed requests and to requests with a valid server cookie are not limited.
+//! amplification with forged source addresses, as NSD's and Knot's RRL do. Every UDP answer
+//! counts, error answers included (FORMERR, REFUSED, NOTIMP, BADKEY, BADSIG, BADTIME), as
+//! BIND's `errors-per-second` and NSD's rrl do; only answers to requests whose TSIG verified
+//! and answers to requests with a valid server cookie are not limited: their senders proved
+//! they are who they say.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -73,6 +76,15 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
             ages.sort();
             let cutoff = ages[ages.len() / 2];
             map.retain(|_, b| b.at > cutoff);
+        }
+    }
+
+    /// Gives back a token taken for a request that turned out not to count (a replay
+    /// caught late), so a stranger's copies never spend the owner's budget.
+    pub fn refund(&self, key: &K) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bucket) = map.get_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
         }
     }
 

@@ -3,8 +3,11 @@
 //! hickory's TCP listener has no connection limits and queues every response of a
 //! connection in memory before writing it. Here:
 //!
-//! - at most `max_connections` connections in all and `max_per_client` from one address;
-//!   a connection over either limit is closed at once;
+//! - at most `max_connections` connections in all and `max_per_client` from one client
+//!   network (/24 for IPv4, /56 for IPv6, as RRL counts: one host owns many addresses of
+//!   its network); the last eighth of the slots is kept for networks that hold none, so a
+//!   few busy networks cannot starve everyone else; a connection over a limit is closed at
+//!   once;
 //! - a connection idle for `idle_timeout` (no complete request) is closed;
 //! - a client that does not read its answers (slow reader) is cut off after `write_timeout`;
 //! - each answer is written as soon as it is built, so a zone transfer streams with
@@ -57,18 +60,21 @@ impl Default for TcpLimits {
     }
 }
 
-/// Connections per client address, released when a connection ends.
+/// Connections per client network (see [`crate::ratelimit::prefix`]), released when a
+/// connection ends.
 #[derive(Debug, Default)]
 struct PerClient(Mutex<HashMap<IpAddr, usize>>);
 
 impl PerClient {
-    fn try_add(&self, ip: IpAddr, max: usize) -> bool {
+    /// Counts a connection from `network`, unless it holds `max` already, or the free slots
+    /// are down to the reserve and it holds any.
+    fn try_add(&self, network: IpAddr, max: usize, in_reserve: bool) -> bool {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = map.entry(ip).or_insert(0);
-        if *count >= max {
+        let count = map.get(&network).copied().unwrap_or(0);
+        if count >= max || (in_reserve && count > 0) {
             return false;
         }
-        *count += 1;
+        map.insert(network, count + 1);
         true
     }
 
@@ -92,6 +98,8 @@ pub async fn serve(
 ) {
     let total = Arc::new(Semaphore::new(limits.max_connections));
     let per_client = Arc::new(PerClient::default());
+    // Slots only a network holding none may take.
+    let reserve = limits.max_connections / 8;
     let mut connections = JoinSet::new();
     loop {
         let (stream, src) = tokio::select! {
@@ -108,8 +116,10 @@ pub async fn serve(
             debug!(%src, "tcp connection refused: too many connections");
             continue;
         };
-        if !per_client.try_add(src.ip(), limits.max_per_client) {
-            debug!(%src, "tcp connection refused: too many from this client");
+        let network = crate::ratelimit::prefix(src.ip());
+        let in_reserve = total.available_permits() < reserve;
+        if !per_client.try_add(network, limits.max_per_client, in_reserve) {
+            debug!(%src, "tcp connection refused: too many from this client's network");
             continue;
         }
         let (handler, per_client, stop) = (handler.clone(), per_client.clone(), shutdown.clone());
@@ -118,7 +128,7 @@ pub async fn serve(
                 _ = stop.cancelled() => {}
                 _ = connection(stream, src, &handler, limits) => {}
             }
-            per_client.remove(src.ip());
+            per_client.remove(network);
             drop(permit);
         });
         while connections.try_join_next().is_some() {}
@@ -240,13 +250,26 @@ mod tests {
     fn per_client_counts_are_bounded_and_released() {
         let pc = PerClient::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(pc.try_add(ip, 2));
-        assert!(pc.try_add(ip, 2));
-        assert!(!pc.try_add(ip, 2));
+        assert!(pc.try_add(ip, 2, false));
+        assert!(pc.try_add(ip, 2, false));
+        assert!(!pc.try_add(ip, 2, false));
         pc.remove(ip);
-        assert!(pc.try_add(ip, 2));
+        assert!(pc.try_add(ip, 2, false));
         pc.remove(ip);
         pc.remove(ip);
         assert!(pc.0.lock().unwrap().is_empty(), "no entry left behind");
+    }
+
+    #[test]
+    fn the_reserve_is_only_for_networks_holding_none() {
+        let pc = PerClient::default();
+        let busy: IpAddr = "192.0.2.0".parse().unwrap();
+        let other: IpAddr = "198.51.100.0".parse().unwrap();
+        assert!(pc.try_add(busy, 4, false));
+        assert!(
+            !pc.try_add(busy, 4, true),
+            "a busy network may not take the reserve"
+        );
+        assert!(pc.try_add(other, 4, true), "a new network may");
     }
 }

@@ -217,6 +217,12 @@ impl ResponseSigning {
         !matches!(self, Self::None)
     }
 
+    /// True when the request's MAC verified and its time is fresh: the asker holds a key
+    /// (BADKEY, BADSIG and BADTIME answers are not, so they stay under RRL).
+    pub fn is_authentic(&self) -> bool {
+        matches!(self, Self::Signed { error: None, .. })
+    }
+
     /// The TSIG record for a response whose to-be-signed bytes (without TSIG) are `tbs`.
     pub fn sign(
         &self,

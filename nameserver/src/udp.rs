@@ -92,8 +92,11 @@ async fn answer(message: Vec<u8>, src: SocketAddr, handler: &Handler, responder:
                 .await;
         }
         Err(_) => {
-            let bytes = crate::response::formerr_header(&header);
-            let _ = responder.socket.send_to(&bytes, src).await;
+            // Under RRL like every other answer; a slip would be no smaller than this.
+            if handler.unparsed_verdict(src.ip()) != crate::ratelimit::Verdict::Drop {
+                let bytes = crate::response::formerr_header(&header);
+                let _ = responder.socket.send_to(&bytes, src).await;
+            }
         }
     }
 }

@@ -1226,3 +1226,178 @@ async fn tcp_connections_are_limited_in_total() {
         .unwrap();
     assert_eq!(m.answers.len(), 1);
 }
+
+// ---------------------------------------------------------------- denial by strangers
+
+/// Sends `bytes` `count` times from one socket; returns (full answers, TC slips).
+async fn blast_raw(addr: SocketAddr, bytes: &[u8], count: usize) -> (usize, usize) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for _ in 0..count {
+        socket.send_to(bytes, addr).await.unwrap();
+    }
+    let (mut full, mut slipped) = (0, 0);
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(300), socket.recv(&mut buf)).await
+    {
+        let truncated = buf[2] & 0x02 != 0;
+        let counts_empty = n >= 12 && buf[6..10] == [0, 0, 0, 0];
+        if truncated && counts_empty {
+            slipped += 1;
+        } else {
+            full += 1;
+        }
+    }
+    (full, slipped)
+}
+
+/// Regression: each replay of a captured update took a token from the key's update rate
+/// limit before the freshness check, so 30 replays locked the real terminal out.
+#[tokio::test]
+async fn replays_cost_the_key_no_update_budget() {
+    let s = start_with_settings(|c| c.update_rate_limit = 10).await;
+    let key = s.register("5551234").await;
+    let owner = "5551234.dial.example.";
+    let captured = signed_bytes(replace_a(owner, [192, 0, 2, 1]), &key, now());
+    assert_eq!(
+        s.exchange(&captured).await.metadata.response_code,
+        ResponseCode::NoError
+    );
+    for _ in 0..30 {
+        let replay = s.exchange(&captured).await;
+        assert_eq!(tsig_error(&replay), Some(TsigError::BadTime));
+    }
+    let fresh = signed_bytes(replace_a(owner, [192, 0, 2, 2]), &key, now());
+    assert_eq!(
+        s.exchange(&fresh).await.metadata.response_code,
+        ResponseCode::NoError,
+        "the terminal's own update after 30 replays"
+    );
+}
+
+/// Regression: BADKEY answers, unsigned UPDATEs, NOTIFYs and malformed cookies were
+/// answered at full rate with no slip: a reflector for forged sources.
+#[tokio::test]
+async fn rrl_limits_error_answers_too() {
+    let s = start_with_settings(|c| c.rate_limit = 20).await;
+    let stranger = TsigKey {
+        name: "nobody.key.dial.example.".into(),
+        algorithm: Algorithm::HmacSha256,
+        secret: zones::key::Secret::generate().unwrap(),
+    };
+    let bad_key = signed_bytes(
+        query_message("dial.example.", RecordType::SOA),
+        &stranger,
+        now(),
+    );
+    let unsigned_update = replace_a("5551234.dial.example.", [192, 0, 2, 1])
+        .to_vec()
+        .unwrap();
+    let mut notify = query_message("dial.example.", RecordType::SOA);
+    notify.metadata.op_code = OpCode::Notify;
+    let notify = notify.to_vec().unwrap();
+    let mut bad_cookie = query_message("dial.example.", RecordType::SOA);
+    bad_cookie.set_edns(with_cookie(vec![1, 2, 3]));
+    let bad_cookie = bad_cookie.to_vec().unwrap();
+    for (what, bytes) in [
+        ("BADKEY", bad_key),
+        ("unsigned UPDATE", unsigned_update),
+        ("NOTIFY", notify),
+        ("malformed cookie", bad_cookie),
+    ] {
+        // Each kind from the same prefix: the bucket refills at 20/s between kinds.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (full, slipped) = blast_raw(s.addr, &bytes, 300).await;
+        println!("{what}: 300 requests gave {full} answers and {slipped} slips");
+        assert!(full <= 30, "{what}: {full} full answers at 20/s");
+        assert!(full + slipped < 300, "{what}: the excess is dropped");
+    }
+}
+
+/// Regression: RFC 8945 algorithm names are case-insensitive; `HMAC-SHA256.` got BADKEY.
+#[tokio::test]
+async fn tsig_algorithm_names_are_case_insensitive() {
+    let s = TestServer::start().await;
+    let key = s.register("5551234").await;
+    let mut bytes = signed_bytes(
+        replace_a("5551234.dial.example.", [192, 0, 2, 1]),
+        &key,
+        now(),
+    );
+    let name = b"\x0bhmac-sha256";
+    let at = bytes
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("the algorithm name in the TSIG record");
+    bytes[at + 1..at + name.len()].make_ascii_uppercase();
+    let answer = s.exchange(&bytes).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        v4_answers(&s.lookup("5551234.dial.example.", RecordType::A).await),
+        vec![Ipv4Addr::new(192, 0, 2, 1)]
+    );
+}
+
+/// A TCP connection from `src` that gets an answer (true) or is closed unanswered.
+async fn tcp_answered(server: SocketAddr, src: &str) -> (bool, Option<tokio::net::TcpStream>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{src}:0").parse().unwrap()).unwrap();
+    let Ok(mut stream) = socket.connect(server).await else {
+        return (false, None);
+    };
+    let query = query_message("dial.example.", RecordType::SOA)
+        .to_vec()
+        .unwrap();
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend(query);
+    if stream.write_all(&framed).await.is_err() {
+        return (false, None);
+    }
+    let mut len = [0u8; 2];
+    let read = tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut len)).await;
+    match read {
+        Ok(Ok(_)) => {
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            let _ = stream.read_exact(&mut body).await;
+            (true, Some(stream))
+        }
+        _ => (false, None),
+    }
+}
+
+/// Regression: the per-client TCP limit counted single addresses, so the addresses of one
+/// network held every slot. Now it counts /24 and /56 prefixes, and the last slots are
+/// kept for prefixes that hold none.
+#[tokio::test]
+async fn tcp_limits_count_prefixes_and_keep_slots_for_others() {
+    let s = start_with_settings(|c| {
+        c.tcp.max_connections = 16;
+        c.tcp.max_per_client = 4;
+    })
+    .await;
+    let mut held = Vec::new();
+    let mut from_one_prefix = 0;
+    for host in 2..12 {
+        let (answered, stream) = tcp_answered(s.addr, &format!("127.0.0.{host}")).await;
+        from_one_prefix += usize::from(answered);
+        held.extend(stream);
+    }
+    assert_eq!(from_one_prefix, 4, "one /24 holds at most max_per_client");
+    // Three more busy prefixes fill what is not kept in reserve.
+    let mut busy = 0;
+    for net in 1..4 {
+        for host in 2..8 {
+            let (answered, stream) = tcp_answered(s.addr, &format!("127.0.{net}.{host}")).await;
+            busy += usize::from(answered);
+            held.extend(stream);
+        }
+    }
+    assert!(
+        busy < 12,
+        "the reserve is not given to prefixes that hold slots"
+    );
+    let (answered, stream) = tcp_answered(s.addr, "127.0.9.9").await;
+    assert!(answered, "a client of another prefix still gets a slot");
+    held.extend(stream);
+}

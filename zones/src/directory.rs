@@ -253,6 +253,15 @@ impl Directory {
         })
     }
 
+    /// A cheap check against the durable state, before any per-key budget is spent: false
+    /// for a replay or an out-of-order message. The writer repeats the check on the staged
+    /// state, which also catches copies that race each other.
+    pub fn is_fresh(&self, code: &CallingCode, freshness: &Freshness) -> bool {
+        self.view()
+            .terminal(code)
+            .is_none_or(|e| replay::check_fresh(&e.presence, freshness).is_ok())
+    }
+
     /// Takes the writer lock, unless an earlier flush failed.
     async fn write_lock(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
         let writer = self.inner.writer.lock().await;

@@ -82,11 +82,15 @@ impl Algorithm {
     }
 
     /// Our algorithm for hickory's, if we accept it.
+    ///
+    /// RFC 8945 §6: algorithm names are domain names, compared case-insensitively;
+    /// hickory recognises only the lower-case spelling, so others arrive as `Unknown`.
     pub fn from_hickory(algorithm: &TsigAlgorithm) -> Option<Self> {
         match algorithm {
             TsigAlgorithm::HmacSha256 => Some(Self::HmacSha256),
             TsigAlgorithm::HmacSha384 => Some(Self::HmacSha384),
             TsigAlgorithm::HmacSha512 => Some(Self::HmacSha512),
+            TsigAlgorithm::Unknown(name) => name.to_ascii().parse().ok(),
             _ => None,
         }
     }
