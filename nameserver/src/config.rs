@@ -83,10 +83,27 @@ fn load_key(path: &Path) -> Result<TsigKey, ConfigError> {
         path: shown.clone(),
         source,
     })?;
+    warn_if_open_to_others(path);
     TsigKey::from_key_file(&text).map_err(|e| ConfigError::Key {
         path: shown,
         message: e.to_string(),
     })
+}
+
+/// Warns when a key file can be read by group or others: anyone who reads it can
+/// transfer the zone (or, for a terminal's key, update that terminal).
+fn warn_if_open_to_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            "key file is readable by group or others; run `chmod 600 {}`",
+            path.display()
+        );
+    }
 }
 
 /// The config file, every field optional.

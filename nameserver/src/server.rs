@@ -35,7 +35,9 @@ pub enum ServeError {
         path: String,
         source: std::io::Error,
     },
-    #[error("data directory {path} is writable by group or others; run `chmod go-w {path}`")]
+    #[error(
+        "data directory {path} is open to group or others, and it holds every terminal's TSIG secret; run `chmod 700 {path}`"
+    )]
     DataDirPermissions { path: String },
     #[error(
         "data directory {path} is in use by another nameserver process (its store is locked); stop it or use another --data"
@@ -94,7 +96,9 @@ pub async fn bind(settings: &Settings) -> Result<(Directory, Listeners), ServeEr
     Ok((directory, listeners))
 }
 
-/// Creates the data directory owner-only, or checks an existing one is not open to others.
+/// Creates the data directory owner-only, or checks an existing one is not open to others:
+/// the store in it holds every terminal's TSIG secret, so any access for group or others
+/// (read, write or search) is refused, as OpenSSH refuses private keys open to others.
 fn prepare_data_dir(path: &Path) -> Result<(), ServeError> {
     let shown = path.display().to_string();
     std::fs::DirBuilder::new()
@@ -112,7 +116,7 @@ fn prepare_data_dir(path: &Path) -> Result<(), ServeError> {
         })?
         .permissions()
         .mode();
-    if mode & 0o022 != 0 {
+    if mode & 0o077 != 0 {
         return Err(ServeError::DataDirPermissions { path: shown });
     }
     Ok(())

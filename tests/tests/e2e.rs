@@ -538,11 +538,7 @@ fn a_data_directory_open_to_others_is_refused() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(
-        text(&out).contains("writable by group or others"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("chmod 700"), "{}", text(&out));
     // The control socket of a running server is owner-only.
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
     let server = Nameserver::start(&data, &[]);
@@ -551,4 +547,89 @@ fn a_data_directory_open_to_others_is_refused() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+/// Regression (secrets on disk): a data directory readable by others (0755) was accepted,
+/// so any local user could read every terminal's TSIG secret from the store.
+#[test]
+fn a_data_directory_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(support::binary("nameserver"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("chmod 700"), "{}", text(&out));
+}
+
+/// Regression (secrets on disk): the store was created 0755/0644 under the usual umask.
+/// Started with umask 000, every file of the store must still be owner-only.
+#[test]
+fn store_files_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" \"$@\"")
+        .arg(support::binary("nameserver"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !data.join("control.sock").exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut checked = 0;
+    let mut pending = vec![data.join("store")];
+    while let Some(dir) = pending.pop() {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+        for item in std::fs::read_dir(&dir).unwrap() {
+            let path = item.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", path.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "the store has files");
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the data directory");
+}
+
+/// A transfer key file readable by others is served, with a warning that says the fix.
+#[test]
+fn a_transfer_key_readable_by_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("xfer.key");
+    // The form `tsig-keygen xfer` writes.
+    std::fs::write(
+        &key,
+        "key \"xfer\" {\n\talgorithm hmac-sha256;\n\tsecret \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\";\n};\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Nameserver::start(
+        &tmp.path().join("data"),
+        &["--transfer-key", key.to_str().unwrap()],
+    );
+    let log = server.log();
+    assert!(
+        log.contains("readable by group or others") && log.contains("chmod 600"),
+        "{log}"
+    );
 }
