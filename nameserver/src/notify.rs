@@ -4,7 +4,7 @@
 //! notify delay (changes within it share one NOTIFY, as BIND's notify-delay), then sends
 //! NOTIFY with the new SOA, signed with the first transfer key when there is one, and retries
 //! (1 s, 2 s, 4 s, ... up to a minute apart) until the secondary answers or a newer serial
-//! supersedes it. The secondary then asks for IXFR.
+//! supersedes it, which is then notified at once. The secondary then asks for IXFR.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -50,7 +50,18 @@ pub async fn notify_secondaries(
     while tasks.join_next().await.is_some() {}
 }
 
-/// One secondary: wait for a change, coalesce, notify until answered.
+/// How a round of notifying one serial ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Round {
+    Answered,
+    /// A newer serial arrived while retrying: notify that one at once.
+    Superseded,
+    Shutdown,
+}
+
+/// One secondary: wait for a change, coalesce, notify until answered. A change that arrives
+/// during a round (while a NOTIFY waits for its answer or between retries) starts the next
+/// round with the newest serial, so the newest serial is always notified.
 async fn follow(
     directory: Directory,
     secondary: SocketAddr,
@@ -59,17 +70,20 @@ async fn follow(
     shutdown: CancellationToken,
 ) {
     let mut serials = directory.subscribe();
+    let mut superseded = false;
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            changed = serials.changed() => if changed.is_err() { return },
+        if !superseded {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = serials.changed() => if changed.is_err() { return },
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
         let serial = *serials.borrow_and_update();
-        notify_until_answered(
+        let round = notify_until_answered(
             &directory,
             secondary,
             key.as_ref(),
@@ -78,6 +92,11 @@ async fn follow(
             &shutdown,
         )
         .await;
+        superseded = match round {
+            Round::Answered => false,
+            Round::Superseded => true,
+            Round::Shutdown => return,
+        };
     }
 }
 
@@ -88,26 +107,28 @@ async fn notify_until_answered(
     serial: u32,
     serials: &mut watch::Receiver<u32>,
     shutdown: &CancellationToken,
-) {
+) -> Round {
     let mut pause = Duration::from_secs(1);
     for attempt in 1.. {
         match send_notify(directory, secondary, key, serial).await {
             Ok(()) => {
                 info!(%secondary, serial, attempt, outcome = "answered", "notify");
-                return;
+                return Round::Answered;
             }
             Err(error) => {
                 warn!(%secondary, serial, attempt, %error, "notify not answered; retrying");
             }
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return,
-            // A newer change: the caller notifies that one instead.
-            _ = serials.changed() => return,
+            _ = shutdown.cancelled() => return Round::Shutdown,
+            changed = serials.changed() => {
+                return if changed.is_ok() { Round::Superseded } else { Round::Shutdown };
+            }
             _ = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(MAX_RETRY_PAUSE);
     }
+    Round::Shutdown
 }
 
 /// One NOTIFY (AA set, the new SOA in the answer section) and its answer.
@@ -143,5 +164,94 @@ async fn send_notify(
         Some(Ok(response)) => Err(format!("answered {}", response.metadata.response_code)),
         Some(Err(e)) => Err(e.to_string()),
         None => Err("no answer".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_proto::op::Message;
+    use tokio::net::UdpSocket;
+    use zones::directory::{Addresses, Import, Limits, Registration};
+    use zones::key::Algorithm;
+
+    use super::*;
+
+    async fn change(directory: &Directory, code: &str, mid: &str, last: u8) -> u32 {
+        let mut addresses = Addresses::default();
+        addresses.v4.ttl = 30;
+        addresses.v4.addrs = vec![Ipv4Addr::new(192, 0, 2, last)];
+        let import = Import {
+            registration: Registration {
+                code: code.parse().unwrap(),
+                kid: "acme".parse().unwrap(),
+                mid: mid.parse().unwrap(),
+                algorithm: Algorithm::HmacSha256,
+            },
+            addresses,
+        };
+        directory.import(vec![import], 1).await.unwrap();
+        directory.view().serial()
+    }
+
+    /// The serial of a NOTIFY, and the bytes that answer it.
+    fn notified(raw: &[u8]) -> (u32, Vec<u8>) {
+        let notify = Message::from_vec(raw).unwrap();
+        let serial = match &notify.answers[0].data {
+            hickory_proto::rr::RData::SOA(soa) => soa.serial,
+            other => panic!("not an SOA: {other:?}"),
+        };
+        let mut answer = Message::new(notify.metadata.id, MessageType::Response, OpCode::Notify);
+        answer.metadata.authoritative = true;
+        answer.add_queries(notify.queries.clone());
+        (serial, answer.to_vec().unwrap())
+    }
+
+    /// Regression: a change made while a NOTIFY was being retried was never notified (the
+    /// retry loop consumed the serial change and then waited for another).
+    #[tokio::test]
+    async fn a_change_during_notify_retries_is_notified() {
+        let tmp = tempfile::tempdir().unwrap();
+        let directory = Directory::open(
+            tmp.path(),
+            zones::Zone::embedded_default(),
+            Limits::default(),
+        )
+        .unwrap();
+        let secondary = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(notify_secondaries(
+            directory.clone(),
+            vec![secondary.local_addr().unwrap()],
+            None,
+            Duration::from_millis(10),
+            shutdown.clone(),
+        ));
+        let first = change(&directory, "5551234", "3f9a0c1d22e4b7a8", 1).await;
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = secondary.recv_from(&mut buf).await.unwrap();
+        assert_eq!(
+            notified(&buf[..n]).0,
+            first,
+            "the first NOTIFY, left unanswered"
+        );
+        let newest = change(&directory, "5559999", "3f9a0c1d22e4b7a9", 2).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while !seen.contains(&newest) {
+            let received = tokio::time::timeout_at(deadline, secondary.recv_from(&mut buf)).await;
+            let Ok(Ok((n, from))) = received else {
+                panic!("serial {newest} was never notified; saw {seen:?}");
+            };
+            let (serial, answer) = notified(&buf[..n]);
+            seen.push(serial);
+            // The first serial is never answered: only a superseding round can reach us.
+            if serial != first {
+                secondary.send_to(&answer, from).await.unwrap();
+            }
+        }
+        shutdown.cancel();
+        task.await.unwrap();
     }
 }
