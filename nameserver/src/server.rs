@@ -36,7 +36,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error(
-        "data directory {path} is open to group or others, and it holds every terminal's TSIG secret; run `chmod 700 {path}`"
+        "data directory {path} is writable by group or others, and the store in it holds every terminal's TSIG secret; check its contents, then run `chmod 700 {path}`"
     )]
     DataDirPermissions { path: String },
     #[error(
@@ -96,28 +96,32 @@ pub async fn bind(settings: &Settings) -> Result<(Directory, Listeners), ServeEr
     Ok((directory, listeners))
 }
 
-/// Creates the data directory owner-only, or checks an existing one is not open to others:
-/// the store in it holds every terminal's TSIG secret, so any access for group or others
-/// (read, write or search) is refused, as OpenSSH refuses private keys open to others.
+/// Creates the data directory owner-only (0700), or checks an existing one. The store in it
+/// holds every terminal's TSIG secret:
+/// - writable by group or others: refused, since someone else may have put files there;
+/// - only readable or searchable by them (a plain `mkdir` under umask 022): made 0700, with
+///   a warning.
 fn prepare_data_dir(path: &Path) -> Result<(), ServeError> {
     let shown = path.display().to_string();
+    let failed = |source| ServeError::DataDir {
+        path: shown.clone(),
+        source,
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(|source| ServeError::DataDir {
-            path: shown.clone(),
-            source,
-        })?;
+        .map_err(failed)?;
     let mode = std::fs::metadata(path)
-        .map_err(|source| ServeError::DataDir {
-            path: shown.clone(),
-            source,
-        })?
+        .map_err(failed)?
         .permissions()
         .mode();
-    if mode & 0o077 != 0 {
+    if mode & 0o022 != 0 {
         return Err(ServeError::DataDirPermissions { path: shown });
+    }
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
+        warn!(path = %shown, "data directory was readable by others; made it owner-only (0700)");
     }
     Ok(())
 }

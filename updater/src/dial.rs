@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use zones::identity::CallingCode;
@@ -71,16 +71,30 @@ pub async fn resolve(call: &Call) -> Result<Vec<IpAddr>, DialError> {
             ResponseCode::NXDomain => return Err(DialError::NoSuchCode(owner.to_string())),
             rcode => return Err(DialError::Refused(rcode)),
         }
-        addresses.extend(answer.answers.iter().filter_map(|r| match &r.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        }));
+        addresses.extend(owned_addresses(&answer, &owner));
     }
     if addresses.is_empty() {
         return Err(DialError::Offline(owner.to_string()));
     }
     Ok(addresses)
+}
+
+/// The A and AAAA records of `owner` in an answer: a record with any other owner name is
+/// not the directory's word about this code, and is never dialled.
+fn owned_addresses<'a>(
+    answer: &'a hickory_proto::op::Message,
+    owner: &'a Name,
+) -> impl Iterator<Item = IpAddr> + 'a {
+    let owner = LowerName::new(owner);
+    answer
+        .answers
+        .iter()
+        .filter(move |r| LowerName::new(&r.name) == owner)
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
 }
 
 async fn ask(

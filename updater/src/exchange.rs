@@ -4,6 +4,12 @@
 //! through hickory-net's client, because it must tell the user *which* TSIG error the
 //! directory returned: hickory-net's verifier turns an unsigned BADKEY or BADSIG answer into
 //! one generic error, and it does not expose BADTIME's server time.
+//!
+//! BADKEY and BADSIG answers are unsigned (the server cannot sign with a key it does not
+//! know or that does not verify), so anyone on the path could forge one. An unsigned TSIG
+//! error received over UDP is therefore not taken as the directory's word: the request is
+//! signed afresh and asked again over TCP, which a stranger off the path cannot answer.
+//! Only a TSIG error that comes back over TCP is reported as one a person must fix.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,6 +44,10 @@ pub enum ExchangeError {
         "the directory refused our time (BADTIME): this clock is {skew} seconds {direction} the directory's; fix the clock (NTP)"
     )]
     BadTime { skew: u64, direction: &'static str },
+    #[error(
+        "the directory refused the update as not fresh (BADTIME with clocks that agree): it has a newer update from this key, or saw this one before; retrying with a new signature"
+    )]
+    NotFresh,
     #[error("the answer from {0} is not signed with our key; ignoring it")]
     NotAuthentic(SocketAddr),
 }
@@ -55,9 +65,34 @@ impl ExchangeError {
 /// Sends `message` (signed with `key` if given) to `server`; returns the verified answer.
 pub async fn exchange(
     server: SocketAddr,
+    message: Message,
+    key: Option<&TsigKey>,
+    timeout: Duration,
+) -> Result<Message, ExchangeError> {
+    match attempt(server, message.clone(), key, timeout, Transport::Udp).await {
+        Err(e @ (ExchangeError::BadKey { .. } | ExchangeError::BadSig { .. })) => {
+            tracing::debug!(%server, error = %e, "unsigned TSIG error over UDP; asking again over TCP");
+            attempt(server, message, key, timeout, Transport::Tcp).await
+        }
+        other => other,
+    }
+}
+
+/// How a request is sent first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    /// UDP, and TCP when the answer is truncated.
+    Udp,
+    Tcp,
+}
+
+/// One signed request and its verified answer.
+async fn attempt(
+    server: SocketAddr,
     mut message: Message,
     key: Option<&TsigKey>,
     timeout: Duration,
+    transport: Transport,
 ) -> Result<Message, ExchangeError> {
     let signer = key
         .map(|k| k.signer(300))
@@ -77,17 +112,27 @@ pub async fn exchange(
     let bytes = message
         .to_vec()
         .map_err(|_| ExchangeError::Malformed(server))?;
-    let id = message.metadata.id;
-    let mut raw = tokio::time::timeout(timeout, udp(server, &bytes, id))
-        .await
-        .map_err(|_| ExchangeError::Timeout(server))??;
-    let mut answer = Message::from_vec(&raw).map_err(|_| ExchangeError::Malformed(server))?;
-    if answer.metadata.truncation {
-        raw = tokio::time::timeout(timeout, tcp(server, &bytes))
+    let over_tcp = || async {
+        tokio::time::timeout(timeout, tcp(server, &bytes))
             .await
-            .map_err(|_| ExchangeError::Timeout(server))??;
-        answer = Message::from_vec(&raw).map_err(|_| ExchangeError::Malformed(server))?;
-    }
+            .map_err(|_| ExchangeError::Timeout(server))?
+    };
+    let raw = match transport {
+        Transport::Tcp => over_tcp().await?,
+        Transport::Udp => {
+            let id = message.metadata.id;
+            let raw = tokio::time::timeout(timeout, udp(server, &bytes, id))
+                .await
+                .map_err(|_| ExchangeError::Timeout(server))??;
+            let answer = Message::from_vec(&raw).map_err(|_| ExchangeError::Malformed(server))?;
+            if answer.metadata.truncation {
+                over_tcp().await?
+            } else {
+                raw
+            }
+        }
+    };
+    let answer = Message::from_vec(&raw).map_err(|_| ExchangeError::Malformed(server))?;
     if let (Some(signer), Some(mac), Some(key)) = (&signer, &request_mac, key) {
         check_signature(server, &raw, &answer, signer, mac, &key.name)?;
     }
@@ -128,14 +173,24 @@ fn check_signature(
             server_time[2..].copy_from_slice(&tsig.data.other);
         }
         let theirs = u64::from_be_bytes(server_time);
-        let ours = zones::unix_now();
-        let direction = if ours > theirs { "ahead of" } else { "behind" };
-        return Err(ExchangeError::BadTime {
-            skew: ours.abs_diff(theirs),
-            direction,
-        });
+        return Err(badtime(zones::unix_now(), theirs));
     }
     Ok(())
+}
+
+/// Largest clock difference still taken as clocks that agree: a BADTIME then means the
+/// directory refused the message as a replay or as older than its last one, which a new
+/// signature a moment later cures; a larger one is a clock a person must fix.
+const CLOCKS_AGREE: u64 = 5;
+
+/// What a verified BADTIME means, given our time and the directory's.
+fn badtime(ours: u64, theirs: u64) -> ExchangeError {
+    let skew = ours.abs_diff(theirs);
+    if skew <= CLOCKS_AGREE {
+        return ExchangeError::NotFresh;
+    }
+    let direction = if ours > theirs { "ahead of" } else { "behind" };
+    ExchangeError::BadTime { skew, direction }
 }
 
 async fn udp(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Vec<u8>, ExchangeError> {
@@ -169,4 +224,24 @@ async fn tcp(server: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, ExchangeError>
     let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
     stream.read_exact(&mut answer).await.map_err(io)?;
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a BADTIME refusal for freshness ("0 seconds behind") was taken for a
+    /// clock a person must fix, and the updater waited an hour.
+    #[test]
+    fn badtime_with_clocks_that_agree_is_retried_soon() {
+        let stale = badtime(1000, 1000);
+        assert!(matches!(stale, ExchangeError::NotFresh), "{stale}");
+        assert!(!stale.needs_a_person());
+        let clock = badtime(1000, 1400);
+        assert!(
+            matches!(clock, ExchangeError::BadTime { skew: 400, .. }),
+            "{clock}"
+        );
+        assert!(clock.needs_a_person());
+    }
 }

@@ -262,3 +262,144 @@ async fn dial_tells_no_such_code_from_offline() {
     assert!(matches!(offline, DialError::Offline(_)));
     assert_eq!(offline.exit_code(), 4);
 }
+
+/// Answers every UDP request on `udp` with a forged, unsigned NOTAUTH/BADSIG, and passes
+/// every TCP connection on `tcp` through to the real directory at `real`.
+async fn forger_in_front_of(real: SocketAddr) -> SocketAddr {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::rr::rdata::tsig::{TSIG, TsigError, make_tsig_record};
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let udp = tokio::net::UdpSocket::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+            let Ok(request) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(signature) = request.signature() else {
+                continue;
+            };
+            let mut forged = Message::new(
+                request.metadata.id,
+                MessageType::Response,
+                request.metadata.op_code,
+            );
+            forged.metadata.response_code = ResponseCode::NotAuth;
+            forged.add_queries(request.queries.clone());
+            let tsig = TSIG::new(
+                signature.data.algorithm.clone(),
+                signature.data.time,
+                300,
+                Vec::new(),
+                request.metadata.id,
+                Some(TsigError::BadSig),
+                Vec::new(),
+            );
+            forged.set_signature(Box::new(make_tsig_record(signature.name.clone(), tsig)));
+            let _ = udp.send_to(&forged.to_vec().unwrap(), from).await;
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = tcp.accept().await {
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(real).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Regression: a forged, unsigned BADSIG answer made the updater decide its key was wrong
+/// and wait an hour. Unsigned TSIG errors get a second opinion over TCP.
+#[tokio::test]
+async fn a_forged_unsigned_badsig_is_not_the_directorys_word() {
+    let d = start(Limits::default()).await;
+    let key = register_this_machine(&d, "5550001").await;
+    let mut s = settings(&d, "5550001", &key, &["192.0.2.10"]);
+    s.servers = vec![forger_in_front_of(d.v4).await];
+    let set = AddressSet {
+        v4: vec!["192.0.2.10".parse().unwrap()],
+        v6: Vec::new(),
+    };
+    client(&s)
+        .publish(&set, 60, None)
+        .await
+        .expect("the update goes through over TCP");
+    let view = d.directory.view();
+    let entry = view.terminal(&"5550001".parse().unwrap()).unwrap();
+    assert_eq!(
+        entry.presence.addresses.v4.addrs,
+        vec!["192.0.2.10".parse::<Ipv4Addr>().unwrap()]
+    );
+}
+
+/// A stand-in for a directory that answers every question with `answers` (owner names
+/// chosen by the test); returns its address.
+async fn answering_with(answers: Vec<hickory_proto::rr::Record>) -> SocketAddr {
+    use hickory_proto::op::{Message, MessageType};
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+            let Ok(request) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut answer = Message::new(
+                request.metadata.id,
+                MessageType::Response,
+                request.metadata.op_code,
+            );
+            answer.metadata.authoritative = true;
+            answer.add_queries(request.queries.clone());
+            let qtype = request.queries[0].query_type();
+            answer.answers = answers
+                .iter()
+                .filter(|r| r.record_type() == qtype)
+                .cloned()
+                .collect();
+            let _ = udp.send_to(&answer.to_vec().unwrap(), from).await;
+        }
+    });
+    addr
+}
+
+/// Regression: dial connected to any A/AAAA in the answer, whatever its owner name, so an
+/// answer could steer a call to an address the directory never gave for the code.
+#[tokio::test]
+async fn dial_uses_only_records_owned_by_the_queried_name() {
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record};
+    let a = |owner: &str, ip: [u8; 4]| {
+        Record::from_rdata(
+            Name::from_ascii(owner).unwrap(),
+            60,
+            RData::A(A::from(Ipv4Addr::from(ip))),
+        )
+    };
+    let server = answering_with(vec![
+        a("evil.dial.example.", [127, 0, 0, 99]),
+        // Owner names compare case-insensitively.
+        a("5550001.DIAL.example.", [127, 0, 0, 98]),
+    ])
+    .await;
+    let call = Call {
+        servers: vec![server],
+        zone: Name::from_ascii("dial.example.").unwrap(),
+        code: "5550001".parse().unwrap(),
+        port: 9,
+        key: None,
+        timeout: Duration::from_secs(2),
+    };
+    let found = dial::resolve(&call).await.unwrap();
+    assert_eq!(found, vec![IpAddr::from([127, 0, 0, 98])]);
+    let only_foreign = answering_with(vec![a("evil.dial.example.", [127, 0, 0, 99])]).await;
+    let call = Call {
+        servers: vec![only_foreign],
+        ..call
+    };
+    let err = dial::resolve(&call).await.unwrap_err();
+    assert!(matches!(err, DialError::Offline(_)), "{err}");
+}
