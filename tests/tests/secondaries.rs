@@ -75,7 +75,7 @@ fn start_nsd(dir: &Path, primary: u16, secret: &str, port: u16) -> Secondary {
             "server:\n  ip-address: 127.0.0.1@{port}\n  do-ip6: no\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdir: \"{d}\"\n  database: \"\"\n  username: \"\"\n  chroot: \"\"\n  logfile: \"{d}/nsd.log\"\n  verbosity: 2\n  server-count: 1\n\
              remote-control:\n  control-enable: no\n\
              key:\n  name: \"xfer\"\n  algorithm: hmac-sha256\n  secret: \"{secret}\"\n\
-             zone:\n  name: \"{ZONE}\"\n  zonefile: \"{ZONE}.zone\"\n  request-xfr: 127.0.0.1@{primary} xfer\n  allow-notify: 127.0.0.1 xfer\n"
+             zone:\n  name: \"{ZONE}\"\n  zonefile: \"{ZONE}.zone\"\n  request-xfr: 127.0.0.1@{primary} xfer\n  allow-notify: 127.0.0.1 xfer\n  provide-xfr: 127.0.0.1 xfer\n"
         ),
     )
     .unwrap();
@@ -143,8 +143,172 @@ fn code(i: usize) -> String {
     format!("{}", 5_000_000 + i)
 }
 
+/// The address of terminal `i` (loopback range: zone data only, never contacted).
 fn address(i: usize) -> String {
-    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+    format!("127.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
+/// A transfer key as tsig-keygen writes it, in `dir`; returns its path and secret.
+fn transfer_key(dir: &Path) -> (PathBuf, String) {
+    let xfer = dir.join("xfer.key");
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
+        .unwrap();
+    let secret = base64::engine::general_purpose::STANDARD.encode(secret);
+    std::fs::write(
+        &xfer,
+        format!("key \"xfer\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"),
+    )
+    .unwrap();
+    (xfer, secret)
+}
+
+/// The zone as an AXFR from `port` gives it: records as sorted lines, comments dropped.
+fn axfr(port: u16, key: &Path) -> Vec<String> {
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+nocmd", "+nostats"])
+        .args(["+noall", "+answer", "-k"])
+        .arg(key)
+        .args([ZONE, "AXFR"])
+        .output()
+        .expect("run dig");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    lines.sort();
+    lines.dedup();
+    lines
+}
+
+/// nsupdate sending `count` replacements of terminal `i`'s address, numbered from `base`.
+fn churn(port: u16, code: &str, key: &Path, i: usize, base: usize, count: usize) -> Child {
+    let name = format!("{code}.{ZONE}");
+    let mut script = format!("server 127.0.0.1 {port}\nzone {ZONE}\n");
+    for j in base..base + count {
+        script.push_str(&format!(
+            "update delete {name} A\nupdate add {name} 60 A 127.{}.{}.{}\nsend\n",
+            i + 1,
+            (j >> 8) & 255,
+            j & 255
+        ));
+    }
+    let mut child = Command::new("nsupdate")
+        .args(["-t", "2", "-r", "0", "-k"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run nsupdate");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut stdin, script.as_bytes());
+    });
+    child
+}
+
+/// Regression (visible only after durable): the primary is killed with `kill -9` during
+/// update streams while NSD follows it by NOTIFY and IXFR, restarted, and updated again.
+/// NSD must end with exactly the primary's zone: a serial it saw must never be reused by
+/// the primary with other content, nor be lost so that NSD thinks itself ahead.
+#[test]
+fn nsd_ends_with_the_primarys_zone_after_kill_9_during_updates() {
+    const TERMINALS: usize = 3;
+    const ROUNDS: usize = 3;
+    require("dig", "bind9-dnsutils");
+    require("nsupdate", "bind9-dnsutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (xfer, secret) = transfer_key(root);
+    let nsd_dir = root.join("nsd");
+    std::fs::create_dir_all(&nsd_dir).unwrap();
+    let (nsd_port, primary_port) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{primary_port}");
+    let secondary = format!("127.0.0.1:{nsd_port}");
+    let data = root.join("data");
+    let flags = [
+        "--transfer-key",
+        xfer.to_str().unwrap(),
+        "--secondary",
+        &secondary,
+        "--update-rate-limit",
+        "0",
+    ];
+    let start = || Nameserver::start_in(None, &data, &["--listen", &listen], &flags);
+    let mut primary = start();
+    let codes: Vec<String> = (0..TERMINALS).map(|i| format!("555200{i}")).collect();
+    let keys: Vec<PathBuf> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| primary.register(c, "fleet", &format!("00000000000001{i:02}"), root))
+        .collect();
+    let nsd = start_nsd(&nsd_dir, primary_port, &secret, nsd_port);
+    let loaded = wait_until(Duration::from_secs(30), || {
+        let ours = axfr(primary_port, &xfer);
+        !ours.is_empty() && axfr(nsd_port, &xfer) == ours
+    });
+    assert!(
+        loaded.is_some(),
+        "NSD never loaded the zone:\n{}",
+        nsd.log()
+    );
+    let serial = |primary: &Nameserver| -> u32 {
+        primary.short(ZONE, "SOA")[0]
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for round in 0..ROUNDS {
+        let before = serial(&primary);
+        let streams: Vec<Child> = codes
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .map(|(i, (code, key))| churn(primary_port, code, key, i, round * 1000, 1000))
+            .collect();
+        let jitter = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_millis();
+        std::thread::sleep(Duration::from_millis(400 + u64::from(jitter % 800)));
+        primary.kill9();
+        for mut stream in streams {
+            let _ = stream.kill();
+            let _ = stream.wait();
+        }
+        primary = start();
+        let churned = serial(&primary) - before;
+        assert!(
+            churned > 10,
+            "round {round}: only {churned} changes before the kill"
+        );
+        // More updates after the restart, each waited for.
+        for (i, (code, key)) in codes.iter().zip(&keys).enumerate() {
+            let mut after = churn(primary_port, code, key, i, round * 1000 + 900, 3);
+            assert!(after.wait().unwrap().success(), "updates after the restart");
+        }
+        let ours = axfr(primary_port, &xfer);
+        let took = wait_until(Duration::from_secs(30), || axfr(nsd_port, &xfer) == ours);
+        assert!(
+            took.is_some(),
+            "round {round}: NSD differs from the primary\nprimary:\n{}\nnsd:\n{}\nnsd log:\n{}",
+            ours.join("\n"),
+            axfr(nsd_port, &xfer).join("\n"),
+            nsd.log()
+        );
+        println!(
+            "kill -9 round {}: {churned} changes, then NSD held the primary's zone ({} records) {:?} after the last update",
+            round + 1,
+            ours.len(),
+            took.unwrap()
+        );
+    }
 }
 
 #[test]
