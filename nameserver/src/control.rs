@@ -1,6 +1,6 @@
 //! The control socket: how the admin commands talk to the running server.
 //!
-//! sled lets one process open the store, so `register`, `list`, `unregister` and
+//! Only one process may open the store, so `register`, `list`, `unregister` and
 //! `rotate-key` never open it: they send one JSON line to `<data>/control.sock` and read
 //! one JSON line back (as `rndc` and `knotc` talk to their daemons). The socket is created
 //! mode 0600 and the server also refuses peers whose uid is neither its own nor root's.

@@ -9,7 +9,7 @@
 //!         opcode ─ QUERY  ─▶ tsig::verify_request ─▶ query::answer (zone + directory view)
 //!                ─ AXFR/IXFR ─▶ transfer key? ─▶ transfer::{axfr, ixfr} ─▶ response::send_stream
 //!                ─ UPDATE ─▶ tsig::verify_request ─▶ zones::Directory::update
-//!                                                    (RFC 2136 steps, sled commit, fsync)
+//!                                                    (RFC 2136 steps, redb commit, group fdatasync)
 //!                ─ other  ─▶ NOTIMP
 //!    ─▶ response::send (EDNS, truncation, TSIG signing) ─▶ socket
 //!

@@ -130,7 +130,7 @@ fn fail(message: &str) -> ExitCode {
 /// Logs to stderr; nothing per query unless RUST_LOG asks (hickory logs each request at info).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn,sled=warn")
+        tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn")
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -179,7 +179,7 @@ impl Directory {
     /// zone instead of deltas with a gap. That change is durable before anything is served.
     pub fn open(data_dir: &Path, zone: Zone, limits: Limits) -> Result<Self, StoreError> {
         let store = Store::open(data_dir)?;
-        let snapshot = store.load()?;
+        let snapshot = store.load(zone.origin())?;
         let mut journal = Journal::new(limits.journal_depth, snapshot.journal);
         let fingerprint = zone.fingerprint();
         let file = Serial(zone.initial_serial());
@@ -194,13 +194,12 @@ impl Directory {
         if snapshot.serial != Some(serial.0)
             || snapshot.zone_fingerprint.as_deref() != Some(&fingerprint)
         {
-            store.commit(&Change {
+            store.commit_now(&Change {
                 serial: Some(serial.0),
                 journal_drop: journal.seqs(),
                 zone_fingerprint: Some(&fingerprint),
                 ..Change::default()
             })?;
-            store.flush_now()?;
             journal.clear();
         }
         let next_seq = journal.next_seq();
@@ -355,7 +354,8 @@ impl Directory {
             store,
             zone_changes,
             entries: published,
-        })?;
+        })
+        .await?;
         self.durable(writer).await?;
         Ok(entries
             .iter()
@@ -386,7 +386,8 @@ impl Directory {
             },
             zone_changes,
             entries: vec![(code.clone(), None)],
-        })?;
+        })
+        .await?;
         self.durable(writer).await?;
         Ok(terminal)
     }
@@ -414,7 +415,8 @@ impl Directory {
             },
             zone_changes: Vec::new(),
             entries: vec![(code.clone(), Some(rotated))],
-        })?;
+        })
+        .await?;
         self.durable(writer).await?;
         Ok(terminal)
     }
@@ -476,14 +478,16 @@ impl Directory {
             terminal: entry.terminal,
             presence: presence.clone(),
         };
-        let serial = self.commit(Work {
-            store: Change {
-                put_presence: vec![(code, &presence)],
-                ..Change::default()
-            },
-            zone_changes,
-            entries: vec![(code.clone(), Some(updated))],
-        })?;
+        let serial = self
+            .commit(Work {
+                store: Change {
+                    put_presence: vec![(code, &presence)],
+                    ..Change::default()
+                },
+                zone_changes,
+                entries: vec![(code.clone(), Some(updated))],
+            })
+            .await?;
         self.durable(writer).await?;
         Ok(UpdateOutcome {
             code: code.clone(),
@@ -547,7 +551,8 @@ impl Directory {
                 .iter()
                 .map(|e| (e.terminal.code.clone(), Some(e.clone())))
                 .collect(),
-        })?;
+        })
+        .await?;
         self.durable(writer).await?;
         Ok(expired
             .into_iter()
@@ -558,14 +563,18 @@ impl Directory {
     /// Commits one change's transaction (not yet durable) and stages it for publication;
     /// when the zone changed, with a serial increase and its journal delta. Returns the
     /// serial after the change. Call with the writer lock held, then [`Directory::durable`].
-    fn commit(&self, work: Work<'_>) -> Result<u32, StoreError> {
-        let mut pending = self.pending();
-        let from = pending.serial();
+    ///
+    /// The store commit and the push to `pending` need not be one critical section: the
+    /// writer lock orders them, and a flush that covers the commit before the push leaves it
+    /// queued for this writer's own publication after its flush.
+    async fn commit(&self, work: Work<'_>) -> Result<u32, StoreError> {
+        let from = self.pending().serial();
+        let next_seq = self.pending().next_seq();
         let (serial, delta) = if work.zone_changes.is_empty() {
             (None, None)
         } else {
             let delta = Delta {
-                seq: pending.next_seq(),
+                seq: next_seq,
                 from: from.0,
                 to: from.next().0,
                 changes: work.zone_changes,
@@ -585,7 +594,8 @@ impl Directory {
             journal_drop,
             ..work.store
         };
-        let commit = self.inner.store.commit(&change)?;
+        let commit = self.inner.store.commit(&change).await?;
+        let mut pending = self.pending();
         pending.push(Publication {
             commit,
             serial,

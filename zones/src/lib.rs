@@ -22,7 +22,7 @@
 //! - [`journal`]: recent deltas of the zone, for incremental transfers (IXFR).
 //! - [`index`]: the published, durable view that queries read.
 //! - [`commit`]: the pipeline from staged to durable to published.
-//! - [`store`]: the sled store: one transaction per change, flushed before publishing.
+//! - [`store`]: the redb store: one transaction per change, a group fdatasync before publishing.
 //! - [`directory`]: every change to the directory goes through it.
 //! - [`serial`]: SOA serial arithmetic (RFC 1982).
 #![forbid(unsafe_code)]

@@ -83,8 +83,8 @@ pub struct Presence {
     /// Replay memory: the newest Time Signed accepted (never later than the server's time
     /// when it was accepted) and the MACs that may not be accepted again.
     pub last_signed: u64,
-    /// MACs (hex) accepted with a Time Signed at or after `last_signed`, with that time.
-    pub recent_macs: Vec<(u64, String)>,
+    /// MACs accepted with a Time Signed at or after `last_signed`, with that time.
+    pub recent_macs: Vec<(u64, Vec<u8>)>,
 }
 
 impl Presence {

@@ -16,7 +16,6 @@
 //!
 //! Both are committed with the update they belong to, so they survive restarts.
 
-use crate::identity::encode_hex;
 use crate::model::Presence;
 
 /// The TSIG facts of a signed update that replay protection needs.
@@ -41,8 +40,11 @@ pub fn check_fresh(presence: &Presence, freshness: &Freshness) -> Result<(), Not
     if freshness.time_signed < presence.last_signed {
         return Err(refused);
     }
-    let mac = encode_hex(&freshness.mac);
-    if presence.recent_macs.iter().any(|(_, m)| *m == mac) {
+    if presence
+        .recent_macs
+        .iter()
+        .any(|(_, m)| *m == freshness.mac)
+    {
         return Err(refused);
     }
     Ok(())
@@ -60,7 +62,7 @@ pub fn remember_signature(presence: &mut Presence, freshness: &Freshness, now: u
         .retain(|(t, _)| *t >= last && *t >= oldest_in_window);
     presence
         .recent_macs
-        .push((freshness.time_signed, encode_hex(&freshness.mac)));
+        .push((freshness.time_signed, freshness.mac.clone()));
 }
 
 /// Forgets everything: the key changed, so the old key's messages cannot verify anyway.

@@ -1,44 +1,83 @@
-//! The durable store, on sled.
+//! The durable store, on redb: one file, `DIR/directory.redb`.
 //!
-//! Trees (all values JSON, keys UTF-8):
+//! Tables (keys are calling codes as text unless said; values in postcard, a compact binary
+//! serde format):
 //!
-//! | tree        | key                | value                                        |
-//! |-------------|--------------------|----------------------------------------------|
-//! | `terminals` | calling code       | [`Terminal`]: KID, MID, TSIG key             |
-//! | `presence`  | calling code       | [`Presence`]: addresses, last update, replay |
-//! | `meta`      | `serial`           | the zone's SOA serial (u32, big endian)      |
-//! | `meta`      | `zone`             | fingerprint of the static zone (SHA-256 hex)  |
-//! | `journal`   | sequence (u64, BE) | [`Delta`]: one serial increase, for IXFR     |
+//! | table     | value                                                      | read          |
+//! |-----------|------------------------------------------------------------|---------------|
+//! | `meta`    | `schema` (u32), `serial` (u32), `zone` (static fingerprint) | at open       |
+//! | `hot`     | addresses with TTLs, lease end, time of the last update     | every query   |
+//! | `cold`    | KID, MID, TSIG algorithm and secret, registration time      | signed requests |
+//! | `replay`  | newest accepted Time Signed and the MACs to refuse          | updates       |
+//! | `journal` | by sequence (u64): one serial increase, for IXFR            | transfers     |
 //!
-//! Every change is one sled transaction over the trees it touches, then a flush to disk
-//! ([`Store::flush`]); the caller acknowledges only after the flush. After `kill -9`, sled
-//! recovers to the last flushed transaction with no repair step. The indexes (key name to
-//! code, KID/MID to code) are rebuilt in memory from `terminals` at start-up.
+//! Hot data is kept apart from cold data so that what every query needs stays small, and
+//! there is room for per-RRset signatures beside it later. The `schema` record is checked at
+//! open: a store of another version is refused with a clear error, never misread.
 //!
-//! The store holds every terminal's TSIG secret: its directory is created 0700 and every
-//! file in it is made 0600 at open, whatever the umask.
+//! # Durability: group commit with one `fdatasync`
+//! Each change is one redb write transaction committed with [`redb::Durability::None`]: it
+//! is atomic and visible to later reads, but not yet on disk. [`Store::flush`] then commits an
+//! empty transaction with [`redb::Durability::Immediate`], whose `fdatasync` makes every change
+//! committed before it durable (redb's documented contract), and records the newest commit it
+//! covered ([`Store::flushed`]). Callers acknowledge a change only once its commit number is
+//! covered, and many concurrent changes share one sync. After `kill -9` or a power cut, redb
+//! opens at the last durable commit, checksummed, with no repair step.
+//!
+//! Writes and flushes run on the blocking pool: a flush holds redb's write lock during its
+//! sync, and the async workers that answer queries must never wait for a disk.
+//!
+//! The store holds every terminal's TSIG secret: its directory is created 0700 and its files
+//! made 0600 at open, whatever the umask.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use serde::{Serialize, de::DeserializeOwned};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use hickory_proto::rr::Name;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::identity::CallingCode;
+use crate::identity::{CallingCode, Kid, Mid};
 use crate::journal::Delta;
-use crate::model::{Presence, Terminal};
+use crate::key::{Algorithm, Secret, TerminalKeyName, TsigKey};
+use crate::model::{Addresses, Presence, Terminal};
+
+/// The version of the layout above; bumped whenever a table or a value changes shape.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The store's file inside its directory.
+const FILE_NAME: &str = "directory.redb";
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const HOT: TableDefinition<&str, &[u8]> = TableDefinition::new("hot");
+const COLD: TableDefinition<&str, &[u8]> = TableDefinition::new("cold");
+const REPLAY: TableDefinition<&str, &[u8]> = TableDefinition::new("replay");
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+
+const SCHEMA_KEY: &str = "schema";
+const SERIAL_KEY: &str = "serial";
+const ZONE_KEY: &str = "zone";
 
 /// A storage failure; the change it was part of did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store in {path}: {source}")]
-    Open { path: String, source: sled::Error },
+    #[error("cannot open the store in {path}: {message}")]
+    Open { path: String, message: String },
     #[error("the store in {path} is locked by another process")]
     Locked { path: String },
+    #[error(
+        "the store in {path} has schema version {found}, and this build reads version {SCHEMA_VERSION}; use the matching release of nameserver"
+    )]
+    Version { path: String, found: u32 },
+    #[error(
+        "{path} holds a store of an earlier release (sled); this release stores in redb: export it with the earlier release (`nameserver export`, and the terminals' key files), or start from an empty data directory"
+    )]
+    OldFormat { path: String },
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    Io(String),
     #[error("stored record for {key:?} is corrupt: {message}")]
     Corrupt { key: String, message: String },
     #[error("cannot make the store in {path} owner-only: {source}")]
@@ -52,19 +91,11 @@ pub enum StoreError {
     Poisoned,
 }
 
-impl From<TransactionError<StoreError>> for StoreError {
-    fn from(e: TransactionError<StoreError>) -> Self {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => Self::Sled(e),
-        }
+impl StoreError {
+    fn io(e: impl std::fmt::Display) -> Self {
+        Self::Io(e.to_string())
     }
 }
-
-type TxResult<T = ()> = Result<T, ConflictableTransactionError<StoreError>>;
-
-const SERIAL_KEY: &[u8] = b"serial";
-const ZONE_KEY: &[u8] = b"zone";
 
 /// Everything the store holds, as read at start-up.
 #[derive(Debug, Default)]
@@ -82,7 +113,7 @@ pub struct Snapshot {
 pub struct Change<'a> {
     /// New or replaced registrations.
     pub put_terminals: Vec<&'a Terminal>,
-    /// Registrations removed (with their presence and indexes).
+    /// Registrations removed (with their presence).
     pub remove_terminal: Option<&'a Terminal>,
     /// New presence records, by code.
     pub put_presence: Vec<(&'a CallingCode, &'a Presence)>,
@@ -96,80 +127,161 @@ pub struct Change<'a> {
     pub zone_fingerprint: Option<&'a str>,
 }
 
+/// What every query needs of a terminal.
+#[derive(Serialize, Deserialize)]
+struct HotRecord {
+    addresses: Addresses,
+    lease_expires: Option<u64>,
+    updated_at: Option<u64>,
+}
+
+/// What only signed requests and administration need.
+#[derive(Serialize, Deserialize)]
+struct ColdRecord {
+    kid: Kid,
+    mid: Mid,
+    algorithm: Algorithm,
+    secret: Vec<u8>,
+    registered_at: u64,
+}
+
+/// Replay memory (see [`crate::replay`]).
+#[derive(Serialize, Deserialize)]
+struct ReplayRecord {
+    last_signed: u64,
+    recent_macs: Vec<(u64, Vec<u8>)>,
+}
+
+/// A change encoded, ready to be written off the async workers.
+#[derive(Debug, Default)]
+struct Writes {
+    meta: Vec<(&'static str, Vec<u8>)>,
+    cold: Vec<(String, Vec<u8>)>,
+    hot: Vec<(String, Vec<u8>)>,
+    replay: Vec<(String, Vec<u8>)>,
+    remove: Option<String>,
+    journal: Option<(u64, Vec<u8>)>,
+    journal_drop: Vec<u64>,
+}
+
 /// Group commit: how many changes were committed, and how many are known to be on disk.
 #[derive(Debug, Default)]
-struct Durability {
+struct GroupCommit {
     committed: AtomicU64,
     flushed: AtomicU64,
+    /// How many syncs ran (each flush that wrote anything): for tests and metrics.
+    syncs: AtomicU64,
     /// One flush at a time; those who wait behind it usually find their change covered.
     flushing: tokio::sync::Mutex<()>,
     /// Fault injection for tests: the next flush fails as a failing disk would.
-    fail_next_flush: std::sync::atomic::AtomicBool,
+    fail_next_flush: AtomicBool,
 }
 
-/// The sled database and its trees. Cheap to clone.
+/// The redb database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    durability: Arc<Durability>,
-    db: sled::Db,
-    terminals: sled::Tree,
-    presence: sled::Tree,
-    meta: sled::Tree,
-    journal: sled::Tree,
+    db: Arc<Database>,
+    durability: Arc<GroupCommit>,
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let shown = dir.display().to_string();
+        if dir.join("db").is_file() && dir.join("conf").is_file() {
+            return Err(StoreError::OldFormat { path: shown });
+        }
         create_owner_only(dir)?;
-        // The in-memory view serves every read; sled's page cache need not hold much.
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(32 * 1024 * 1024)
-            // Every change is flushed before it is acknowledged; sled's timer flush would only
-            // compete with queries for the core.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|source| open_error(dir, source))?;
+        let db = Database::create(file_path(dir)).map_err(|e| open_error(&shown, e))?;
         restrict_permissions(dir).map_err(|source| StoreError::Permissions {
-            path: dir.display().to_string(),
+            path: shown.clone(),
             source,
         })?;
-        Ok(Self {
+        let store = Self {
+            db: Arc::new(db),
             durability: Arc::default(),
-            terminals: db.open_tree("terminals")?,
-            presence: db.open_tree("presence")?,
-            meta: db.open_tree("meta")?,
-            journal: db.open_tree("journal")?,
-            db,
-        })
+        };
+        store.check_schema(&shown)?;
+        Ok(store)
     }
 
-    /// Reads everything, for building the in-memory view at start-up.
-    pub fn load(&self) -> Result<Snapshot, StoreError> {
-        let serial = self
-            .meta
-            .get(SERIAL_KEY)?
-            .map(|v| decode_serial(&v))
-            .transpose()?;
-        let zone_fingerprint = self
-            .meta
-            .get(ZONE_KEY)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned());
-        let mut terminals = Vec::new();
-        for item in self.terminals.iter() {
-            let (key, value) = item?;
-            let terminal: Terminal = decode(&key, &value)?;
-            let presence = match self.presence.get(&key)? {
-                Some(v) => decode(&key, &v)?,
-                None => Presence::default(),
-            };
-            terminals.push((terminal, presence));
+    /// Refuses a store of another schema version; stamps a new one (durably).
+    fn check_schema(&self, shown: &str) -> Result<(), StoreError> {
+        let found = self.meta(SCHEMA_KEY)?.map(|v| decode_u32(SCHEMA_KEY, &v));
+        match found.transpose()? {
+            Some(SCHEMA_VERSION) => Ok(()),
+            Some(found) => Err(StoreError::Version {
+                path: shown.to_owned(),
+                found,
+            }),
+            None => {
+                let tx = self.begin_write(Durability::Immediate)?;
+                create_tables(&tx)?;
+                {
+                    let mut meta = tx.open_table(META).map_err(StoreError::io)?;
+                    meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
+                        .map_err(StoreError::io)?;
+                }
+                tx.commit().map_err(StoreError::io)
+            }
         }
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let meta = match read.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(StoreError::io(e)),
+        };
+        let value = meta.get(key).map_err(StoreError::io)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Reads everything, for building the in-memory view at start-up. Key names are
+    /// derived from the code, MID, KID and the zone's `origin`.
+    pub fn load(&self, origin: &Name) -> Result<Snapshot, StoreError> {
+        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let meta = read.open_table(META).map_err(StoreError::io)?;
+        let get_meta = |key: &str| -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(meta
+                .get(key)
+                .map_err(StoreError::io)?
+                .map(|v| v.value().to_vec()))
+        };
+        let serial = get_meta(SERIAL_KEY)?
+            .map(|v| decode_u32(SERIAL_KEY, &v))
+            .transpose()?;
+        let zone_fingerprint =
+            get_meta(ZONE_KEY)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+        let cold = read.open_table(COLD).map_err(StoreError::io)?;
+        let hot = read.open_table(HOT).map_err(StoreError::io)?;
+        let replay = read.open_table(REPLAY).map_err(StoreError::io)?;
+        let mut terminals = Vec::new();
+        for item in cold.iter().map_err(StoreError::io)? {
+            let (key, value) = item.map_err(StoreError::io)?;
+            let code_text = key.value();
+            let code: CallingCode = code_text.parse().map_err(|e| StoreError::Corrupt {
+                key: code_text.to_owned(),
+                message: format!("{e}"),
+            })?;
+            let record: ColdRecord = decode(code_text, value.value())?;
+            let hot: Option<HotRecord> = match hot.get(code_text).map_err(StoreError::io)? {
+                Some(v) => Some(decode(code_text, v.value())?),
+                None => None,
+            };
+            let replay: Option<ReplayRecord> =
+                match replay.get(code_text).map_err(StoreError::io)? {
+                    Some(v) => Some(decode(code_text, v.value())?),
+                    None => None,
+                };
+            terminals.push(assemble(code, record, hot, replay, origin));
+        }
+        let journal_table = read.open_table(JOURNAL).map_err(StoreError::io)?;
         let mut journal = Vec::new();
-        for item in self.journal.iter() {
-            let (key, value) = item?;
-            journal.push(decode(&key, &value)?);
+        for item in journal_table.iter().map_err(StoreError::io)? {
+            let (key, value) = item.map_err(StoreError::io)?;
+            journal.push(decode(&key.value().to_string(), value.value())?);
         }
         Ok(Snapshot {
             serial,
@@ -179,37 +291,38 @@ impl Store {
         })
     }
 
-    /// Applies one change in a single transaction. Not yet durable: call [`Store::flush`].
-    /// Returns the change's commit number; [`Store::flushed`] says when it is durable.
-    pub fn commit(&self, change: &Change<'_>) -> Result<u64, StoreError> {
-        let trees = (&self.terminals, &self.presence, &self.meta, &self.journal);
-        trees.transaction(|(terminals, presence, meta, journal)| {
-            if let Some(old) = change.remove_terminal {
-                let code = old.code.as_str().as_bytes();
-                terminals.remove(code)?;
-                presence.remove(code)?;
-            }
-            for new in &change.put_terminals {
-                terminals.insert(new.code.as_str().as_bytes(), encode(new)?)?;
-            }
-            for (code, p) in &change.put_presence {
-                presence.insert(code.as_str().as_bytes(), encode(p)?)?;
-            }
-            if let Some(serial) = change.serial {
-                meta.insert(SERIAL_KEY, &serial.to_be_bytes())?;
-            }
-            if let Some(delta) = change.journal {
-                journal.insert(&delta.seq.to_be_bytes(), encode(delta)?)?;
-            }
-            for seq in &change.journal_drop {
-                journal.remove(&seq.to_be_bytes())?;
-            }
-            if let Some(fingerprint) = change.zone_fingerprint {
-                meta.insert(ZONE_KEY, fingerprint.as_bytes())?;
-            }
-            Ok(())
-        })?;
+    /// Applies one change in a single transaction, visible to later reads but not yet
+    /// durable: call [`Store::flush`]. Returns the change's commit number, which
+    /// [`Store::flushed`] reaches once it is on disk.
+    pub async fn commit(&self, change: &Change<'_>) -> Result<u64, StoreError> {
+        let writes = encode_change(change)?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write(&writes, Durability::None))
+            .await
+            .map_err(StoreError::io)??;
         Ok(self.durability.committed.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// Applies one change and makes it durable at once, blocking (at open, before anything
+    /// is served).
+    pub fn commit_now(&self, change: &Change<'_>) -> Result<(), StoreError> {
+        let writes = encode_change(change)?;
+        self.write(&writes, Durability::Immediate)?;
+        let n = self.durability.committed.fetch_add(1, Ordering::SeqCst) + 1;
+        self.durability.flushed.fetch_max(n, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, StoreError> {
+        let mut tx = self.db.begin_write().map_err(StoreError::io)?;
+        tx.set_durability(durability).map_err(StoreError::io)?;
+        Ok(tx)
+    }
+
+    fn write(&self, writes: &Writes, durability: Durability) -> Result<(), StoreError> {
+        let tx = self.begin_write(durability)?;
+        apply(&tx, writes)?;
+        tx.commit().map_err(StoreError::io)
     }
 
     /// The newest commit number known to be on disk.
@@ -217,12 +330,9 @@ impl Store {
         self.durability.flushed.load(Ordering::SeqCst)
     }
 
-    /// Flushes at once, blocking (at open, before anything is served).
-    pub fn flush_now(&self) -> Result<(), StoreError> {
-        let covered = self.durability.committed.load(Ordering::SeqCst);
-        self.db.flush()?;
-        self.durability.flushed.fetch_max(covered, Ordering::SeqCst);
-        Ok(())
+    /// How many syncs have run since the store was opened.
+    pub fn syncs(&self) -> u64 {
+        self.durability.syncs.load(Ordering::SeqCst)
     }
 
     /// Makes the next flush fail (fault injection for tests of the commit pipeline).
@@ -232,12 +342,9 @@ impl Store {
             .store(true, Ordering::SeqCst);
     }
 
-    /// Makes every change committed so far durable (fsync), with group commit: callers
-    /// queue for one flush at a time, and one whose change a flush already covered returns
-    /// at once, so many concurrent updates share one fsync.
-    ///
-    /// sled's blocking flush runs on the blocking pool: with many concurrent callers, sled
-    /// 0.34's `flush_async` was seen to leave some waiting until a later flush.
+    /// Makes every change committed so far durable (one `fdatasync`), with group commit:
+    /// callers queue for one flush at a time, and one whose change a flush already covered
+    /// returns at once, so many concurrent changes share one sync.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let d = &self.durability;
         let wanted = d.committed.load(Ordering::SeqCst);
@@ -246,22 +353,155 @@ impl Store {
             return Ok(());
         }
         if d.fail_next_flush.swap(false, Ordering::SeqCst) {
-            return Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(
-                "injected flush failure",
-            ))));
+            return Err(StoreError::Io("injected flush failure".into()));
         }
-        // Everything counted here is in sled's buffers: this flush covers it.
+        // Every commit counted here has returned: this sync covers it.
         let covered = d.committed.load(Ordering::SeqCst);
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.sync())
             .await
-            .map_err(|e| StoreError::Corrupt {
-                key: String::new(),
-                message: format!("flush task failed: {e}"),
-            })??;
+            .map_err(StoreError::io)??;
         d.flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
+
+    /// An empty transaction with immediate durability: redb syncs the file, which makes
+    /// every earlier non-durable commit durable too.
+    fn sync(&self) -> Result<(), StoreError> {
+        self.begin_write(Durability::Immediate)?
+            .commit()
+            .map_err(StoreError::io)?;
+        self.durability.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn file_path(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
+fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
+    tx.open_table(META).map_err(StoreError::io)?;
+    tx.open_table(HOT).map_err(StoreError::io)?;
+    tx.open_table(COLD).map_err(StoreError::io)?;
+    tx.open_table(REPLAY).map_err(StoreError::io)?;
+    tx.open_table(JOURNAL).map_err(StoreError::io)?;
+    Ok(())
+}
+
+/// Writes one encoded change inside `tx`.
+fn apply(tx: &WriteTransaction, w: &Writes) -> Result<(), StoreError> {
+    {
+        let mut meta = tx.open_table(META).map_err(StoreError::io)?;
+        for (key, value) in &w.meta {
+            meta.insert(*key, value.as_slice())
+                .map_err(StoreError::io)?;
+        }
+    }
+    let mut hot = tx.open_table(HOT).map_err(StoreError::io)?;
+    let mut cold = tx.open_table(COLD).map_err(StoreError::io)?;
+    let mut replay = tx.open_table(REPLAY).map_err(StoreError::io)?;
+    if let Some(code) = &w.remove {
+        hot.remove(code.as_str()).map_err(StoreError::io)?;
+        cold.remove(code.as_str()).map_err(StoreError::io)?;
+        replay.remove(code.as_str()).map_err(StoreError::io)?;
+    }
+    for (table, rows) in [
+        (&mut cold, &w.cold),
+        (&mut hot, &w.hot),
+        (&mut replay, &w.replay),
+    ] {
+        for (code, value) in rows {
+            table
+                .insert(code.as_str(), value.as_slice())
+                .map_err(StoreError::io)?;
+        }
+    }
+    let mut journal = tx.open_table(JOURNAL).map_err(StoreError::io)?;
+    if let Some((seq, value)) = &w.journal {
+        journal
+            .insert(*seq, value.as_slice())
+            .map_err(StoreError::io)?;
+    }
+    for seq in &w.journal_drop {
+        journal.remove(*seq).map_err(StoreError::io)?;
+    }
+    Ok(())
+}
+
+/// Encodes a change into the rows it writes.
+fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
+    let mut w = Writes {
+        remove: change.remove_terminal.map(|t| t.code.as_str().to_owned()),
+        journal_drop: change.journal_drop.clone(),
+        ..Writes::default()
+    };
+    if let Some(serial) = change.serial {
+        w.meta.push((SERIAL_KEY, serial.to_be_bytes().to_vec()));
+    }
+    if let Some(fingerprint) = change.zone_fingerprint {
+        w.meta.push((ZONE_KEY, fingerprint.as_bytes().to_vec()));
+    }
+    for t in &change.put_terminals {
+        let record = ColdRecord {
+            kid: t.kid.clone(),
+            mid: t.mid.clone(),
+            algorithm: t.key.algorithm,
+            secret: t.key.secret.as_bytes().to_vec(),
+            registered_at: t.registered_at,
+        };
+        w.cold.push((t.code.as_str().to_owned(), encode(&record)?));
+    }
+    for (code, p) in &change.put_presence {
+        let hot = HotRecord {
+            addresses: p.addresses.clone(),
+            lease_expires: p.lease_expires,
+            updated_at: p.updated_at,
+        };
+        let replay = ReplayRecord {
+            last_signed: p.last_signed,
+            recent_macs: p.recent_macs.clone(),
+        };
+        w.hot.push((code.as_str().to_owned(), encode(&hot)?));
+        w.replay.push((code.as_str().to_owned(), encode(&replay)?));
+    }
+    if let Some(delta) = change.journal {
+        w.journal = Some((delta.seq, encode(delta)?));
+    }
+    Ok(w)
+}
+
+/// A terminal and its presence from their stored records.
+fn assemble(
+    code: CallingCode,
+    cold: ColdRecord,
+    hot: Option<HotRecord>,
+    replay: Option<ReplayRecord>,
+    origin: &Name,
+) -> (Terminal, Presence) {
+    let key = TsigKey {
+        name: TerminalKeyName::format(&code, &cold.mid, &cold.kid, origin),
+        algorithm: cold.algorithm,
+        secret: Secret::from_bytes(cold.secret),
+    };
+    let mut presence = Presence::default();
+    if let Some(hot) = hot {
+        presence.addresses = hot.addresses;
+        presence.lease_expires = hot.lease_expires;
+        presence.updated_at = hot.updated_at;
+    }
+    if let Some(replay) = replay {
+        presence.last_signed = replay.last_signed;
+        presence.recent_macs = replay.recent_macs;
+    }
+    let terminal = Terminal {
+        code,
+        kid: cold.kid,
+        mid: cold.mid,
+        key,
+        registered_at: cold.registered_at,
+    };
+    (terminal, presence)
 }
 
 /// Creates the store's directory owner-only (0700), whatever the umask.
@@ -293,39 +533,147 @@ fn restrict_permissions(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// sled reports another process's lock as an I/O error ("could not acquire lock").
-fn open_error(dir: &Path, source: sled::Error) -> StoreError {
-    let path = dir.display().to_string();
-    match &source {
-        sled::Error::Io(io)
-            if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
-        {
-            StoreError::Locked { path }
-        }
-        _ => StoreError::Open { path, source },
+/// redb reports another process's open database as `DatabaseAlreadyOpen`.
+fn open_error(path: &str, error: redb::DatabaseError) -> StoreError {
+    match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+            path: path.to_owned(),
+        },
+        e => StoreError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        },
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> TxResult<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| {
-        ConflictableTransactionError::Abort(StoreError::Corrupt {
-            key: String::new(),
-            message: e.to_string(),
-        })
-    })
-}
-
-fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(value).map_err(|e| StoreError::Corrupt {
+        key: String::new(),
         message: e.to_string(),
     })
 }
 
-fn decode_serial(value: &[u8]) -> Result<u32, StoreError> {
+fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(value).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn decode_u32(key: &str, value: &[u8]) -> Result<u32, StoreError> {
     let bytes: [u8; 4] = value.try_into().map_err(|_| StoreError::Corrupt {
-        key: "serial".into(),
+        key: key.into(),
         message: format!("{} bytes instead of 4", value.len()),
     })?;
     Ok(u32::from_be_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn terminal(code: &str) -> Terminal {
+        let code: CallingCode = code.parse().unwrap();
+        let kid: Kid = "acme".parse().unwrap();
+        let mid: Mid = "3f9a0c1d22e4b7a8".parse().unwrap();
+        Terminal {
+            key: TsigKey {
+                name: TerminalKeyName::format(&code, &mid, &kid, &origin()),
+                algorithm: Algorithm::HmacSha256,
+                secret: Secret::from_bytes(vec![7; 32]),
+            },
+            code,
+            kid,
+            mid,
+            registered_at: 5,
+        }
+    }
+
+    fn origin() -> Name {
+        Name::from_ascii("dial.example.").unwrap()
+    }
+
+    #[tokio::test]
+    async fn changes_read_back_after_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = terminal("5551234");
+        let mut p = Presence::default();
+        p.addresses.v4.ttl = 30;
+        p.addresses.v4.addrs = vec![Ipv4Addr::new(192, 0, 2, 1)];
+        p.lease_expires = Some(99);
+        p.last_signed = 42;
+        p.recent_macs = vec![(42, vec![1, 2, 3])];
+        {
+            let store = Store::open(tmp.path()).unwrap();
+            let n = store
+                .commit(&Change {
+                    put_terminals: vec![&t],
+                    put_presence: vec![(&t.code, &p)],
+                    serial: Some(7),
+                    ..Change::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(store.flushed(), 0, "not durable before the flush");
+            store.flush().await.unwrap();
+            assert_eq!(store.flushed(), n);
+            assert_eq!(store.syncs(), 1);
+        }
+        let store = Store::open(tmp.path()).unwrap();
+        let snapshot = store.load(&origin()).unwrap();
+        assert_eq!(snapshot.serial, Some(7));
+        assert_eq!(snapshot.terminals, vec![(t, p)]);
+    }
+
+    #[tokio::test]
+    async fn one_sync_covers_every_commit_before_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let mut last = 0;
+        for serial in 1..=50 {
+            last = store
+                .commit(&Change {
+                    serial: Some(serial),
+                    ..Change::default()
+                })
+                .await
+                .unwrap();
+        }
+        store.flush().await.unwrap();
+        assert_eq!(store.flushed(), last);
+        assert_eq!(store.syncs(), 1, "fifty commits, one fdatasync");
+        store.flush().await.unwrap();
+        assert_eq!(store.syncs(), 1, "nothing new: no sync");
+    }
+
+    #[test]
+    fn a_store_of_another_schema_version_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(tmp.path()).unwrap();
+            let tx = store.begin_write(Durability::Immediate).unwrap();
+            {
+                let mut meta = tx.open_table(META).unwrap();
+                meta.insert(SCHEMA_KEY, &99u32.to_be_bytes()[..]).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let err = Store::open(tmp.path()).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Version { found: 99, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_sled_store_of_an_earlier_release_gets_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("db"), b"").unwrap();
+        std::fs::write(tmp.path().join("conf"), b"").unwrap();
+        let err = Store::open(tmp.path()).unwrap_err();
+        assert!(matches!(err, StoreError::OldFormat { .. }), "{err}");
+        assert!(err.to_string().contains("export"), "{err}");
+    }
 }
