@@ -639,3 +639,55 @@ fn a_transfer_key_readable_by_others_is_warned_about() {
         "{log}"
     );
 }
+
+/// Every acknowledged update waited for an `fdatasync` that covers it: with updates sent one
+/// after another (none can share a sync), the server makes at least one sync per update.
+/// sled, the earlier store, synced with `sync_file_range` alone, which a power cut defeats.
+#[test]
+fn each_acknowledged_update_waited_for_an_fdatasync() {
+    const UPDATES: usize = 20;
+    require("strace", "strace");
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("syscalls.log");
+    let trace_arg = trace.to_str().unwrap().to_owned();
+    let server = Nameserver::start_under(
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fdatasync,fsync,sync_file_range",
+            "-o",
+            &trace_arg,
+        ],
+        &tmp.path().join("data"),
+        &[],
+    );
+    let key = server.register(CODE, "acme", "3f9a0c1d22e4b7a8", tmp.path());
+    let syncs = || {
+        std::fs::read_to_string(&trace)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("fdatasync(") || l.contains("fsync("))
+            .count()
+    };
+    let before = syncs();
+    for i in 0..UPDATES {
+        let out = server.nsupdate(
+            Some(&key),
+            &replace_a(&format!("{CODE}.{ZONE}"), &format!("127.0.9.{i}")),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let during = syncs() - before;
+    println!("{UPDATES} acknowledged updates, one after another: {during} syncs");
+    assert!(
+        during >= UPDATES,
+        "{during} syncs for {UPDATES} acknowledged updates"
+    );
+    let weak = std::fs::read_to_string(&trace).unwrap_or_default();
+    assert!(
+        !weak.contains("sync_file_range("),
+        "sync_file_range alone does not make data durable"
+    );
+}

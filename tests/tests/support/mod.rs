@@ -77,7 +77,30 @@ impl Nameserver {
 
     /// Starts the server inside a network namespace, listening where `listen` says.
     pub fn start_in(netns: Option<&str>, data: &Path, listen: &[&str], extra: &[&str]) -> Self {
-        let mut child = command_in(netns, binary("nameserver"))
+        Self::spawn(
+            command_in(netns, binary("nameserver")),
+            netns,
+            data,
+            listen,
+            extra,
+        )
+    }
+
+    /// Starts the server under another program, e.g. `strace -o LOG`.
+    pub fn start_under(wrapper: &[&str], data: &Path, extra: &[&str]) -> Self {
+        let mut command = Command::new(wrapper[0]);
+        command.args(&wrapper[1..]).arg(binary("nameserver"));
+        Self::spawn(command, None, data, &["--listen", "127.0.0.1:0"], extra)
+    }
+
+    fn spawn(
+        mut command: Command,
+        netns: Option<&str>,
+        data: &Path,
+        listen: &[&str],
+        extra: &[&str],
+    ) -> Self {
+        let mut child = command
             .arg("serve")
             .args(listen)
             .arg("--data")
