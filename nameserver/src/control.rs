@@ -273,12 +273,12 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
             })
         }
         ControlRequest::List => {
-            let view = directory.view();
-            let mut terminals: Vec<TerminalInfo> = view.entries().map(TerminalInfo::of).collect();
-            terminals.sort_by(|a, b| a.code.cmp(&b.code));
+            let serial = directory.view().serial();
+            let entries = directory.entries().map_err(|e| e.to_string())?;
+            let terminals = entries.iter().map(TerminalInfo::of).collect();
             Ok(ControlReply::List {
                 zone: directory.zone().origin().to_ascii(),
-                serial: view.serial(),
+                serial,
                 terminals,
             })
         }

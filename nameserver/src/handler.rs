@@ -152,9 +152,8 @@ impl Handler {
 
     /// The request's TSIG state, checked against the terminals' and the transfer keys.
     fn authenticate(&self, request: &Request, now: u64) -> Authentication {
-        let view = self.directory.view();
         let keys = tsig::Keys {
-            view: &view,
+            directory: &self.directory,
             transfer: &self.transfer_keys,
         };
         let fudge = self.directory.limits().fudge;

@@ -181,7 +181,7 @@ mod tests {
     async fn change(directory: &Directory, code: &str, mid: &str, last: u8) -> u32 {
         let mut addresses = Addresses::default();
         addresses.v4.ttl = 30;
-        addresses.v4.addrs = vec![Ipv4Addr::new(192, 0, 2, last)];
+        addresses.v4.addrs = vec![Ipv4Addr::new(192, 0, 2, last)].into();
         let import = Import {
             registration: Registration {
                 code: code.parse().unwrap(),

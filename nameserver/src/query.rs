@@ -107,7 +107,7 @@ fn terminal(zone: &Zone, view: &View, code: &CallingCode, qtype: RecordType, now
     };
     let owner = zones::update::terminal_name(zone, code);
     Found {
-        answers: address_records(&Name::from(owner), entry.presence.live(now), qtype),
+        answers: address_records(&Name::from(owner), entry.live(now), qtype),
         additionals: Vec::new(),
         name_exists: true,
     }

@@ -41,14 +41,10 @@ pub struct TransferPlan {
 pub fn zone_body(zone: &Zone, view: &View) -> Vec<Record> {
     let mut records: Vec<Record> = zone.static_records().cloned().collect();
     let mut entries: Vec<_> = view.entries().collect();
-    entries.sort_by(|a, b| a.terminal.code.cmp(&b.terminal.code));
-    for entry in entries {
-        let owner = Name::from(zones::update::terminal_name(zone, &entry.terminal.code));
-        records.extend(address_records(
-            &owner,
-            &entry.presence.addresses,
-            RecordType::ANY,
-        ));
+    entries.sort_unstable_by_key(|(key, _)| *key);
+    for (key, hot) in entries {
+        let owner = Name::from(zones::update::terminal_name(zone, &key.to_code()));
+        records.extend(address_records(&owner, &hot.addresses, RecordType::ANY));
     }
     records
 }

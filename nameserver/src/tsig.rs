@@ -14,7 +14,7 @@ use hickory_proto::rr::rdata::tsig::{
     TsigAlgorithm, TsigError, make_tsig_record, signed_bitmessage_to_buf,
 };
 use hickory_proto::rr::{Name, Record, TSigner};
-use zones::directory::View;
+use zones::Directory;
 use zones::identity::CallingCode;
 use zones::key::{Algorithm, TsigKey};
 
@@ -137,20 +137,19 @@ fn bad_key(signature: &Record<TSIG>) -> Authentication {
 /// The keys a request may be signed with: the terminals' and the transfer keys.
 #[derive(Debug)]
 pub struct Keys<'a> {
-    pub view: &'a View,
+    pub directory: &'a Directory,
     pub transfer: &'a [TsigKey],
 }
 
 impl Keys<'_> {
+    /// A transfer key by name, or a terminal's: its code is parsed from the name and its
+    /// key read from the store (see [`Directory::terminal_key`]).
     fn find(&self, key_name: &str) -> Option<(KeyOwner, TsigKey)> {
         if let Some(key) = self.transfer.iter().find(|k| k.name == key_name) {
             return Some((KeyOwner::Transfer, key.clone()));
         }
-        let entry = self.view.terminal_by_key(key_name)?;
-        Some((
-            KeyOwner::Terminal(entry.terminal.code.clone()),
-            entry.terminal.key.clone(),
-        ))
+        let (code, key) = self.directory.terminal_key(key_name)?;
+        Some((KeyOwner::Terminal(code), key))
     }
 }
 

@@ -863,7 +863,7 @@ async fn updates_without_the_option_get_the_default_no_expiry() {
     assert_eq!(granted_lease(&m), None);
     let view = s.directory.view();
     let entry = view.terminal(&"5551234".parse().unwrap()).unwrap();
-    assert_eq!(entry.presence.lease_expires, None);
+    assert_eq!(entry.lease_expires, None);
 }
 
 #[tokio::test]

@@ -330,8 +330,8 @@ async fn a_forged_unsigned_badsig_is_not_the_directorys_word() {
     let view = d.directory.view();
     let entry = view.terminal(&"5550001".parse().unwrap()).unwrap();
     assert_eq!(
-        entry.presence.addresses.v4.addrs,
-        vec!["192.0.2.10".parse::<Ipv4Addr>().unwrap()]
+        entry.addresses.v4.addrs.as_slice(),
+        ["192.0.2.10".parse::<Ipv4Addr>().unwrap()]
     );
 }
 

@@ -2,26 +2,26 @@
 //!
 //! ```text
 //!  writer lock held:
-//!    plan against Staged (= published View + Pending)
-//!    Store::commit (one transaction, not yet synced) ─▶ Pending::push (tagged with its commit)
+//!    read the terminal from the Store (every committed change, durable or not)
+//!    plan ─▶ Store::commit (one transaction, not yet synced) ─▶ Pending::push (its commit no.)
 //!  writer lock released (updates arriving now stage theirs and share the next sync):
 //!    Store::flush (group commit) ─▶ Pending::publish(flushed) ─▶ View ─▶ serial announced
 //!  then the caller acknowledges
 //! ```
 //!
 //! The [`View`] (queries, transfers, TSIG key lookups, NOTIFY) therefore never shows a
-//! serial, an address, a key or a journal delta that a crash could still take back: after a
-//! restart the serial is never reused with other content, and a secondary never holds a
-//! serial the primary lost. A failed flush publishes nothing; the directory then refuses
-//! further changes (see [`crate::directory::Directory`]) because what the store holds in
-//! memory is no longer known to match the disk.
+//! serial, an address, a registration or a journal delta that a crash could still take
+//! back: after a restart the serial is never reused with other content, and a secondary never
+//! holds a serial the primary lost. A failed flush publishes nothing; the directory then
+//! refuses further changes (see [`crate::directory::Directory`]) because what the store holds
+//! in memory is no longer known to match the disk.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
-use crate::identity::{CallingCode, Kid, Mid};
+use crate::identity::CodeKey;
 use crate::index::View;
 use crate::journal::Delta;
-use crate::model::Entry;
+use crate::model::Hot;
 use crate::serial::Serial;
 
 /// One committed change, waiting for the flush that makes it durable.
@@ -33,10 +33,8 @@ pub(crate) struct Publication {
     pub serial: Option<Serial>,
     /// The journal delta describing the increase.
     pub delta: Option<Delta>,
-    /// The journal was emptied first (the static zone changed).
-    pub reset_journal: bool,
     /// Terminals replaced (`Some`) or removed (`None`).
-    pub entries: Vec<(CallingCode, Option<Entry>)>,
+    pub entries: Vec<(CodeKey, Option<Hot>)>,
 }
 
 /// Changes committed to the store but not yet known to be durable.
@@ -46,9 +44,6 @@ pub(crate) struct Pending {
     serial: Serial,
     /// The journal sequence number the next delta gets.
     next_seq: u64,
-    /// The staged state of each terminal changed since the last publication, with the
-    /// commit that last changed it.
-    entries: HashMap<CallingCode, (u64, Option<Entry>)>,
     queue: VecDeque<Publication>,
 }
 
@@ -58,7 +53,6 @@ impl Pending {
         Self {
             serial,
             next_seq,
-            entries: HashMap::new(),
             queue: VecDeque::new(),
         }
     }
@@ -71,17 +65,13 @@ impl Pending {
         self.next_seq
     }
 
-    /// Records a committed change; writers see it from now on.
+    /// Records a committed change, to be published once durable.
     pub fn push(&mut self, publication: Publication) {
         if let Some(serial) = publication.serial {
             self.serial = serial;
         }
         if publication.delta.is_some() {
             self.next_seq += 1;
-        }
-        for (code, entry) in &publication.entries {
-            self.entries
-                .insert(code.clone(), (publication.commit, entry.clone()));
         }
         self.queue.push_back(publication);
     }
@@ -95,59 +85,20 @@ impl Pending {
             };
             apply(view, publication);
         }
-        self.entries.retain(|_, (commit, _)| *commit > flushed);
     }
 }
 
 fn apply(view: &mut View, publication: Publication) {
-    if publication.reset_journal {
-        view.clear_journal();
-    }
     if let Some(serial) = publication.serial {
         view.set_serial(serial);
     }
     if let Some(delta) = publication.delta {
         view.push_delta(delta);
     }
-    for (code, entry) in publication.entries {
-        match entry {
-            Some(entry) => view.insert(entry),
-            None => view.remove(&code),
+    for (key, hot) in publication.entries {
+        match hot {
+            Some(hot) => view.insert(key, hot),
+            None => view.remove(key),
         }
-    }
-}
-
-/// What a writer reads: the published view with the pending changes on top.
-#[derive(Debug)]
-pub(crate) struct Staged<'a> {
-    pub view: &'a View,
-    pub pending: &'a Pending,
-}
-
-impl Staged<'_> {
-    pub fn terminal(&self, code: &CallingCode) -> Option<&Entry> {
-        match self.pending.entries.get(code) {
-            Some((_, entry)) => entry.as_ref(),
-            None => self.view.terminal(code),
-        }
-    }
-
-    pub fn serial(&self) -> Serial {
-        self.pending.serial
-    }
-
-    /// The code registered for a KID and MID, pending registrations and removals included.
-    pub fn machine(&self, kid: &Kid, mid: &Mid) -> Option<CallingCode> {
-        let pending = self.pending.entries.values().find_map(|(_, e)| {
-            e.as_ref()
-                .filter(|e| e.terminal.kid == *kid && e.terminal.mid == *mid)
-                .map(|e| e.terminal.code.clone())
-        });
-        if pending.is_some() {
-            return pending;
-        }
-        let code = self.view.machine(kid, mid)?;
-        // Changed since publication: the scan above found it unless it was removed.
-        (!self.pending.entries.contains_key(code)).then(|| code.clone())
     }
 }

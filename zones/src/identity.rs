@@ -69,6 +69,36 @@ impl FromStr for CallingCode {
     }
 }
 
+/// A calling code as one integer, for the in-memory index: the digit count in the top byte
+/// (so `0123` and `123` stay apart) and the value below it (15 digits need 50 bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CodeKey(u64);
+
+impl CodeKey {
+    /// The key of a label of 3 to 15 ASCII digits, or `None` (no allocation).
+    pub fn from_digits(label: &[u8]) -> Option<Self> {
+        let valid = (CallingCode::MIN_DIGITS..=CallingCode::MAX_DIGITS).contains(&label.len());
+        if !valid || !label.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let value = label.iter().fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
+        Some(Self(((label.len() as u64) << 56) | value))
+    }
+
+    /// The code's digits, with its leading zeros.
+    pub fn to_code(self) -> CallingCode {
+        let digits = (self.0 >> 56) as usize;
+        let value = self.0 & ((1 << 56) - 1);
+        CallingCode(format!("{value:0digits$}"))
+    }
+}
+
+impl From<&CallingCode> for CodeKey {
+    fn from(code: &CallingCode) -> Self {
+        Self::from_digits(code.as_str().as_bytes()).expect("a calling code is 3 to 15 digits")
+    }
+}
+
 /// A customer id (KID): a lower-case DNS-label-safe string of 1 to 32 characters.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -244,6 +274,27 @@ mod tests {
         assert!("acme-".parse::<Kid>().is_err());
         assert!("acme.0042".parse::<Kid>().is_err());
         assert!("a".repeat(33).parse::<Kid>().is_err());
+    }
+
+    #[test]
+    fn code_keys_keep_leading_zeros_and_round_trip() {
+        for text in [
+            "555",
+            "0555",
+            "5551234",
+            "000000000000001",
+            "999999999999999",
+        ] {
+            let code: CallingCode = text.parse().unwrap();
+            assert_eq!(CodeKey::from(&code).to_code(), code);
+        }
+        assert_ne!(
+            CodeKey::from_digits(b"0555"),
+            CodeKey::from_digits(b"555"),
+            "different names"
+        );
+        assert_eq!(CodeKey::from_digits(b"55"), None);
+        assert_eq!(CodeKey::from_digits(b"55a5"), None);
     }
 
     #[test]

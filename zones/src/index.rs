@@ -1,43 +1,46 @@
 //! The published index: the durable state that queries, transfers and NOTIFY read.
 //!
+//! Per terminal only what a query needs ([`Hot`]: addresses inline, lease end), keyed by the
+//! code as an integer ([`CodeKey`]): no strings, no key material, no per-terminal allocation
+//! for the common one or two addresses per family. Everything else is in the store.
+//!
 //! It moves only when the [`crate::commit`] pipeline publishes changes whose flush has
 //! returned, so nothing read from it can be lost by a crash.
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::identity::{CallingCode, Kid, Mid};
+use crate::identity::{CallingCode, CodeKey};
 use crate::journal::{Delta, Journal};
-use crate::model::Entry;
+use crate::model::Hot;
 use crate::serial::Serial;
 
 /// The in-memory state that queries read.
 #[derive(Debug)]
 pub struct View {
     serial: Serial,
-    terminals: HashMap<CallingCode, Entry>,
-    /// Key name (lower case, fully qualified) to code.
-    keys: HashMap<String, CallingCode>,
-    /// `<kid>/<mid>` to code.
-    machines: HashMap<(Kid, Mid), CallingCode>,
+    terminals: HashMap<CodeKey, Hot>,
     /// Recent deltas, for IXFR.
     journal: Journal,
     /// Lease ends, soonest first, so the expiry sweep touches only what expires.
-    leases: BTreeSet<(u64, CallingCode)>,
+    leases: BTreeSet<(u64, CodeKey)>,
 }
 
 impl View {
     /// An index at `serial` over `entries`, with the journal that leads to it.
-    pub fn new(serial: Serial, journal: Journal, entries: impl IntoIterator<Item = Entry>) -> Self {
+    pub fn new(
+        serial: Serial,
+        journal: Journal,
+        entries: impl IntoIterator<Item = (CodeKey, Hot)>,
+    ) -> Self {
+        let entries = entries.into_iter();
         let mut view = Self {
             serial,
-            terminals: HashMap::new(),
-            keys: HashMap::new(),
-            machines: HashMap::new(),
+            terminals: HashMap::with_capacity(entries.size_hint().0),
             journal,
             leases: BTreeSet::new(),
         };
-        for entry in entries {
-            view.insert(entry);
+        for (key, hot) in entries {
+            view.insert(key, hot);
         }
         view
     }
@@ -46,18 +49,14 @@ impl View {
         self.serial.0
     }
 
-    pub fn terminal(&self, code: &CallingCode) -> Option<&Entry> {
-        self.terminals.get(code)
+    /// The terminal registered under `code`, if its registration is durable.
+    pub fn terminal(&self, code: &CallingCode) -> Option<&Hot> {
+        self.terminals.get(&CodeKey::from(code))
     }
 
-    /// The terminal whose key has this name (lower case, fully qualified).
-    pub fn terminal_by_key(&self, key_name: &str) -> Option<&Entry> {
-        self.keys.get(key_name).and_then(|c| self.terminals.get(c))
-    }
-
-    /// The code registered for a KID and MID.
-    pub fn machine(&self, kid: &Kid, mid: &Mid) -> Option<&CallingCode> {
-        self.machines.get(&(kid.clone(), mid.clone()))
+    /// The same, by the code's integer key.
+    pub fn get(&self, key: CodeKey) -> Option<&Hot> {
+        self.terminals.get(&key)
     }
 
     pub fn len(&self) -> usize {
@@ -68,8 +67,9 @@ impl View {
         self.terminals.is_empty()
     }
 
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.terminals.values()
+    /// Every terminal, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = (CodeKey, &Hot)> {
+        self.terminals.iter().map(|(k, h)| (*k, h))
     }
 
     pub fn journal(&self) -> &Journal {
@@ -77,11 +77,11 @@ impl View {
     }
 
     /// Codes whose lease ended by `now`.
-    pub fn expired_by(&self, now: u64) -> Vec<CallingCode> {
+    pub fn expired_by(&self, now: u64) -> Vec<CodeKey> {
         self.leases
             .iter()
             .take_while(|(end, _)| *end <= now)
-            .map(|(_, code)| code.clone())
+            .map(|(_, key)| *key)
             .collect()
     }
 
@@ -93,38 +93,22 @@ impl View {
         self.journal.push(delta);
     }
 
-    pub(crate) fn clear_journal(&mut self) {
-        self.journal.clear();
-    }
-
-    pub(crate) fn insert(&mut self, entry: Entry) {
-        let t = &entry.terminal;
-        self.forget_lease(&t.code);
-        if let Some(end) = entry.presence.lease_expires {
-            self.leases.insert((end, t.code.clone()));
+    pub(crate) fn insert(&mut self, key: CodeKey, hot: Hot) {
+        self.forget_lease(key);
+        if let Some(end) = hot.lease_expires {
+            self.leases.insert((end, key));
         }
-        self.keys.insert(t.key.name.clone(), t.code.clone());
-        self.machines
-            .insert((t.kid.clone(), t.mid.clone()), t.code.clone());
-        self.terminals.insert(t.code.clone(), entry);
+        self.terminals.insert(key, hot);
     }
 
-    pub(crate) fn remove(&mut self, code: &CallingCode) {
-        self.forget_lease(code);
-        if let Some(entry) = self.terminals.remove(code) {
-            let t = &entry.terminal;
-            self.keys.remove(&t.key.name);
-            self.machines.remove(&(t.kid.clone(), t.mid.clone()));
-        }
+    pub(crate) fn remove(&mut self, key: CodeKey) {
+        self.forget_lease(key);
+        self.terminals.remove(&key);
     }
 
-    fn forget_lease(&mut self, code: &CallingCode) {
-        if let Some(end) = self
-            .terminals
-            .get(code)
-            .and_then(|e| e.presence.lease_expires)
-        {
-            self.leases.remove(&(end, code.clone()));
+    fn forget_lease(&mut self, key: CodeKey) {
+        if let Some(end) = self.terminals.get(&key).and_then(|h| h.lease_expires) {
+            self.leases.remove(&(end, key));
         }
     }
 }

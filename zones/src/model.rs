@@ -4,9 +4,9 @@
 //! them, the [`crate::store`] persists them, the [`crate::index`] serves them to queries.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::identity::{CallingCode, Kid, Mid};
 use crate::key::TsigKey;
@@ -26,14 +26,15 @@ pub struct Terminal {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressSet<T> {
     pub ttl: u32,
-    pub addrs: Vec<T>,
+    /// Two fit inline: the common terminal costs the index no allocation.
+    pub addrs: SmallVec<[T; 2]>,
 }
 
 impl<T> Default for AddressSet<T> {
     fn default() -> Self {
         Self {
             ttl: 0,
-            addrs: Vec::new(),
+            addrs: SmallVec::new(),
         }
     }
 }
@@ -63,11 +64,11 @@ impl Addresses {
 static OFFLINE: Addresses = Addresses {
     v4: AddressSet {
         ttl: 0,
-        addrs: Vec::new(),
+        addrs: SmallVec::new_const(),
     },
     v6: AddressSet {
         ttl: 0,
-        addrs: Vec::new(),
+        addrs: SmallVec::new_const(),
     },
 };
 
@@ -106,9 +107,45 @@ impl Presence {
     }
 }
 
-/// A registered terminal and its presence.
-#[derive(Clone, Debug)]
+impl Presence {
+    /// What the in-memory index keeps of it.
+    pub fn hot(&self) -> Hot {
+        Hot {
+            addresses: self.addresses.clone(),
+            lease_expires: self.lease_expires,
+        }
+    }
+}
+
+/// What a query needs of a terminal, and all the in-memory index holds: its addresses
+/// (inline) and the end of its lease. Key material, identity and replay memory stay in the
+/// store, read when a signed request arrives.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hot {
+    pub addresses: Addresses,
+    /// Unix seconds when the lease runs out; `None`: no expiry.
+    pub lease_expires: Option<u64>,
+}
+
+impl Hot {
+    /// True once the lease has run out: the terminal is offline.
+    pub fn expired(&self, now: u64) -> bool {
+        self.lease_expires.is_some_and(|t| t <= now)
+    }
+
+    /// The addresses to answer queries with at `now`: none once the lease has run out.
+    pub fn live(&self, now: u64) -> &Addresses {
+        if self.expired(now) {
+            &OFFLINE
+        } else {
+            &self.addresses
+        }
+    }
+}
+
+/// A registered terminal and its presence, as a writer reads them from the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    pub terminal: Arc<Terminal>,
+    pub terminal: Terminal,
     pub presence: Presence,
 }

@@ -9,10 +9,13 @@
 //! | `hot`     | addresses with TTLs, lease end, time of the last update     | every query   |
 //! | `cold`    | KID, MID, TSIG algorithm and secret, registration time      | signed requests |
 //! | `replay`  | newest accepted Time Signed and the MACs to refuse          | updates       |
+//! | `machines`| key `<kid> <mid>`: the code registered for that machine    | registrations |
 //! | `journal` | by sequence (u64): one serial increase, for IXFR            | transfers     |
 //!
 //! Hot data is kept apart from cold data so that what every query needs stays small, and
-//! there is room for per-RRset signatures beside it later. The `schema` record is checked at
+//! there is room for per-RRset signatures beside it later. At start-up only `hot` is read,
+//! to build the in-memory index; the rest is read when a request needs it, through a read
+//! transaction that sees every committed change (durable or not: writers read here). The `schema` record is checked at
 //! open: a store of another version is refused with a clear error, never misread.
 //!
 //! # Durability: group commit with one `fdatasync`
@@ -36,14 +39,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hickory_proto::rr::Name;
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::identity::{CallingCode, Kid, Mid};
+use crate::identity::{CallingCode, CodeKey, Kid, Mid};
 use crate::journal::Delta;
 use crate::key::{Algorithm, Secret, TerminalKeyName, TsigKey};
-use crate::model::{Addresses, Presence, Terminal};
+use crate::model::{Addresses, Entry, Hot, Presence, Terminal};
 
 /// The version of the layout above; bumped whenever a table or a value changes shape.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -56,6 +60,10 @@ const HOT: TableDefinition<&str, &[u8]> = TableDefinition::new("hot");
 const COLD: TableDefinition<&str, &[u8]> = TableDefinition::new("cold");
 const REPLAY: TableDefinition<&str, &[u8]> = TableDefinition::new("replay");
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+const MACHINES: TableDefinition<&str, &str> = TableDefinition::new("machines");
+
+/// redb's page cache: the index in memory serves queries, so the store needs little.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 const SCHEMA_KEY: &str = "schema";
 const SERIAL_KEY: &str = "serial";
@@ -97,13 +105,13 @@ impl StoreError {
     }
 }
 
-/// Everything the store holds, as read at start-up.
+/// What start-up reads: the serial, the index's hot data, the journal.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub serial: Option<u32>,
     /// The fingerprint of the static zone the serial belongs to.
     pub zone_fingerprint: Option<String>,
-    pub terminals: Vec<(Terminal, Presence)>,
+    pub terminals: Vec<(CodeKey, Hot)>,
     /// The journal, oldest first.
     pub journal: Vec<Delta>,
 }
@@ -160,6 +168,8 @@ struct Writes {
     hot: Vec<(String, Vec<u8>)>,
     replay: Vec<(String, Vec<u8>)>,
     remove: Option<String>,
+    machines_put: Vec<(String, String)>,
+    machines_remove: Vec<String>,
     journal: Option<(u64, Vec<u8>)>,
     journal_drop: Vec<u64>,
 }
@@ -182,17 +192,22 @@ struct GroupCommit {
 pub struct Store {
     db: Arc<Database>,
     durability: Arc<GroupCommit>,
+    /// The zone's origin, from which key names are derived.
+    origin: Name,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store in `dir`, for the zone `origin`.
+    pub fn open(dir: &Path, origin: &Name) -> Result<Self, StoreError> {
         let shown = dir.display().to_string();
         if dir.join("db").is_file() && dir.join("conf").is_file() {
             return Err(StoreError::OldFormat { path: shown });
         }
         create_owner_only(dir)?;
-        let db = Database::create(file_path(dir)).map_err(|e| open_error(&shown, e))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(file_path(dir))
+            .map_err(|e| open_error(&shown, e))?;
         restrict_permissions(dir).map_err(|source| StoreError::Permissions {
             path: shown.clone(),
             source,
@@ -200,6 +215,7 @@ impl Store {
         let store = Self {
             db: Arc::new(db),
             durability: Arc::default(),
+            origin: origin.clone(),
         };
         store.check_schema(&shown)?;
         Ok(store)
@@ -238,9 +254,8 @@ impl Store {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
-    /// Reads everything, for building the in-memory view at start-up. Key names are
-    /// derived from the code, MID, KID and the zone's `origin`.
-    pub fn load(&self, origin: &Name) -> Result<Snapshot, StoreError> {
+    /// Reads what start-up needs: the serial, every terminal's hot data, the journal.
+    pub fn load(&self) -> Result<Snapshot, StoreError> {
         let read = self.db.begin_read().map_err(StoreError::io)?;
         let meta = read.open_table(META).map_err(StoreError::io)?;
         let get_meta = |key: &str| -> Result<Option<Vec<u8>>, StoreError> {
@@ -254,28 +269,23 @@ impl Store {
             .transpose()?;
         let zone_fingerprint =
             get_meta(ZONE_KEY)?.map(|v| String::from_utf8_lossy(&v).into_owned());
-        let cold = read.open_table(COLD).map_err(StoreError::io)?;
         let hot = read.open_table(HOT).map_err(StoreError::io)?;
-        let replay = read.open_table(REPLAY).map_err(StoreError::io)?;
-        let mut terminals = Vec::new();
-        for item in cold.iter().map_err(StoreError::io)? {
+        let mut terminals = Vec::with_capacity(hot.len().map_err(StoreError::io)? as usize);
+        for item in hot.iter().map_err(StoreError::io)? {
             let (key, value) = item.map_err(StoreError::io)?;
-            let code_text = key.value();
-            let code: CallingCode = code_text.parse().map_err(|e| StoreError::Corrupt {
-                key: code_text.to_owned(),
-                message: format!("{e}"),
+            let code = key.value();
+            let key = CodeKey::from_digits(code.as_bytes()).ok_or_else(|| StoreError::Corrupt {
+                key: code.to_owned(),
+                message: "not a calling code".into(),
             })?;
-            let record: ColdRecord = decode(code_text, value.value())?;
-            let hot: Option<HotRecord> = match hot.get(code_text).map_err(StoreError::io)? {
-                Some(v) => Some(decode(code_text, v.value())?),
-                None => None,
-            };
-            let replay: Option<ReplayRecord> =
-                match replay.get(code_text).map_err(StoreError::io)? {
-                    Some(v) => Some(decode(code_text, v.value())?),
-                    None => None,
-                };
-            terminals.push(assemble(code, record, hot, replay, origin));
+            let record: HotRecord = decode(code, value.value())?;
+            terminals.push((
+                key,
+                Hot {
+                    addresses: record.addresses,
+                    lease_expires: record.lease_expires,
+                },
+            ));
         }
         let journal_table = read.open_table(JOURNAL).map_err(StoreError::io)?;
         let mut journal = Vec::new();
@@ -289,6 +299,75 @@ impl Store {
             terminals,
             journal,
         })
+    }
+
+    /// A terminal and its presence as last committed (durable or not), if registered.
+    pub fn terminal(&self, code: &CallingCode) -> Result<Option<Entry>, StoreError> {
+        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let text = code.as_str();
+        let get = |table: TableDefinition<&str, &[u8]>| -> Result<Option<Vec<u8>>, StoreError> {
+            let table = read.open_table(table).map_err(StoreError::io)?;
+            let value = table.get(text).map_err(StoreError::io)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        };
+        let Some(cold) = get(COLD)? else {
+            return Ok(None);
+        };
+        let cold: ColdRecord = decode(text, &cold)?;
+        let hot = get(HOT)?.map(|v| decode(text, &v)).transpose()?;
+        let replay = get(REPLAY)?.map(|v| decode(text, &v)).transpose()?;
+        Ok(Some(assemble(
+            code.clone(),
+            cold,
+            hot,
+            replay,
+            &self.origin,
+        )))
+    }
+
+    /// The code registered for a KID and MID, if any.
+    pub fn machine(&self, kid: &Kid, mid: &Mid) -> Result<Option<CallingCode>, StoreError> {
+        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let machines = read.open_table(MACHINES).map_err(StoreError::io)?;
+        let key = machine_key(kid, mid);
+        let Some(code) = machines.get(key.as_str()).map_err(StoreError::io)? else {
+            return Ok(None);
+        };
+        code.value()
+            .parse()
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                key,
+                message: format!("{e}"),
+            })
+    }
+
+    /// Every terminal and its presence, by code (for `list`).
+    pub fn entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let cold = read.open_table(COLD).map_err(StoreError::io)?;
+        let hot = read.open_table(HOT).map_err(StoreError::io)?;
+        let replay = read.open_table(REPLAY).map_err(StoreError::io)?;
+        let mut entries = Vec::new();
+        for item in cold.iter().map_err(StoreError::io)? {
+            let (key, value) = item.map_err(StoreError::io)?;
+            let text = key.value();
+            let code: CallingCode = text.parse().map_err(|e| StoreError::Corrupt {
+                key: text.to_owned(),
+                message: format!("{e}"),
+            })?;
+            let record: ColdRecord = decode(text, value.value())?;
+            let h = match hot.get(text).map_err(StoreError::io)? {
+                Some(v) => Some(decode(text, v.value())?),
+                None => None,
+            };
+            let r = match replay.get(text).map_err(StoreError::io)? {
+                Some(v) => Some(decode(text, v.value())?),
+                None => None,
+            };
+            entries.push(assemble(code, record, h, r, &self.origin));
+        }
+        Ok(entries)
     }
 
     /// Applies one change in a single transaction, visible to later reads but not yet
@@ -386,6 +465,7 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(COLD).map_err(StoreError::io)?;
     tx.open_table(REPLAY).map_err(StoreError::io)?;
     tx.open_table(JOURNAL).map_err(StoreError::io)?;
+    tx.open_table(MACHINES).map_err(StoreError::io)?;
     Ok(())
 }
 
@@ -417,6 +497,15 @@ fn apply(tx: &WriteTransaction, w: &Writes) -> Result<(), StoreError> {
                 .map_err(StoreError::io)?;
         }
     }
+    let mut machines = tx.open_table(MACHINES).map_err(StoreError::io)?;
+    for key in &w.machines_remove {
+        machines.remove(key.as_str()).map_err(StoreError::io)?;
+    }
+    for (key, code) in &w.machines_put {
+        machines
+            .insert(key.as_str(), code.as_str())
+            .map_err(StoreError::io)?;
+    }
     let mut journal = tx.open_table(JOURNAL).map_err(StoreError::io)?;
     if let Some((seq, value)) = &w.journal {
         journal
@@ -433,6 +522,11 @@ fn apply(tx: &WriteTransaction, w: &Writes) -> Result<(), StoreError> {
 fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
     let mut w = Writes {
         remove: change.remove_terminal.map(|t| t.code.as_str().to_owned()),
+        machines_remove: change
+            .remove_terminal
+            .map(|t| machine_key(&t.kid, &t.mid))
+            .into_iter()
+            .collect(),
         journal_drop: change.journal_drop.clone(),
         ..Writes::default()
     };
@@ -451,6 +545,8 @@ fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
             registered_at: t.registered_at,
         };
         w.cold.push((t.code.as_str().to_owned(), encode(&record)?));
+        w.machines_put
+            .push((machine_key(&t.kid, &t.mid), t.code.as_str().to_owned()));
     }
     for (code, p) in &change.put_presence {
         let hot = HotRecord {
@@ -471,6 +567,11 @@ fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
     Ok(w)
 }
 
+/// The `machines` table's key for a KID and MID.
+fn machine_key(kid: &Kid, mid: &Mid) -> String {
+    format!("{kid} {mid}")
+}
+
 /// A terminal and its presence from their stored records.
 fn assemble(
     code: CallingCode,
@@ -478,7 +579,7 @@ fn assemble(
     hot: Option<HotRecord>,
     replay: Option<ReplayRecord>,
     origin: &Name,
-) -> (Terminal, Presence) {
+) -> Entry {
     let key = TsigKey {
         name: TerminalKeyName::format(&code, &cold.mid, &cold.kid, origin),
         algorithm: cold.algorithm,
@@ -501,7 +602,7 @@ fn assemble(
         key,
         registered_at: cold.registered_at,
     };
-    (terminal, presence)
+    Entry { terminal, presence }
 }
 
 /// Creates the store's directory owner-only (0700), whatever the umask.
@@ -601,12 +702,12 @@ mod tests {
         let t = terminal("5551234");
         let mut p = Presence::default();
         p.addresses.v4.ttl = 30;
-        p.addresses.v4.addrs = vec![Ipv4Addr::new(192, 0, 2, 1)];
+        p.addresses.v4.addrs = vec![Ipv4Addr::new(192, 0, 2, 1)].into();
         p.lease_expires = Some(99);
         p.last_signed = 42;
         p.recent_macs = vec![(42, vec![1, 2, 3])];
         {
-            let store = Store::open(tmp.path()).unwrap();
+            let store = Store::open(tmp.path(), &origin()).unwrap();
             let n = store
                 .commit(&Change {
                     put_terminals: vec![&t],
@@ -621,16 +722,26 @@ mod tests {
             assert_eq!(store.flushed(), n);
             assert_eq!(store.syncs(), 1);
         }
-        let store = Store::open(tmp.path()).unwrap();
-        let snapshot = store.load(&origin()).unwrap();
+        let store = Store::open(tmp.path(), &origin()).unwrap();
+        let snapshot = store.load().unwrap();
         assert_eq!(snapshot.serial, Some(7));
-        assert_eq!(snapshot.terminals, vec![(t, p)]);
+        assert_eq!(snapshot.terminals, vec![(CodeKey::from(&t.code), p.hot())]);
+        let machine = store.machine(&t.kid, &t.mid).unwrap();
+        assert_eq!(machine.as_ref(), Some(&t.code));
+        let entry = store.terminal(&t.code).unwrap().unwrap();
+        assert_eq!(
+            entry,
+            Entry {
+                terminal: t,
+                presence: p
+            }
+        );
     }
 
     #[tokio::test]
     async fn one_sync_covers_every_commit_before_it() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
+        let store = Store::open(tmp.path(), &origin()).unwrap();
         let mut last = 0;
         for serial in 1..=50 {
             last = store
@@ -652,7 +763,7 @@ mod tests {
     fn a_store_of_another_schema_version_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(tmp.path()).unwrap();
+            let store = Store::open(tmp.path(), &origin()).unwrap();
             let tx = store.begin_write(Durability::Immediate).unwrap();
             {
                 let mut meta = tx.open_table(META).unwrap();
@@ -660,7 +771,7 @@ mod tests {
             }
             tx.commit().unwrap();
         }
-        let err = Store::open(tmp.path()).unwrap_err();
+        let err = Store::open(tmp.path(), &origin()).unwrap_err();
         assert!(
             matches!(err, StoreError::Version { found: 99, .. }),
             "{err}"
@@ -672,7 +783,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("db"), b"").unwrap();
         std::fs::write(tmp.path().join("conf"), b"").unwrap();
-        let err = Store::open(tmp.path()).unwrap_err();
+        let err = Store::open(tmp.path(), &origin()).unwrap_err();
         assert!(matches!(err, StoreError::OldFormat { .. }), "{err}");
         assert!(err.to_string().contains("export"), "{err}");
     }

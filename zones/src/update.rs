@@ -652,7 +652,7 @@ mod tests {
             v6,
         ];
         let next = run(&f, &Addresses::default(), &[], &replace).unwrap();
-        assert_eq!(next.v4.addrs, vec![Ipv4Addr::new(192, 0, 2, 7)]);
+        assert_eq!(next.v4.addrs.as_slice(), [Ipv4Addr::new(192, 0, 2, 7)]);
         assert_eq!(next.v6.addrs.len(), 1);
         let delete_one = [with_class(a(OWN, 0, [192, 0, 2, 7]), DNSClass::NONE)];
         let after = run(&f, &next, &[], &delete_one).unwrap();
