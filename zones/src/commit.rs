@@ -33,6 +33,8 @@ pub(crate) struct Publication {
     pub serial: Option<Serial>,
     /// The journal delta describing the increase.
     pub delta: Option<Delta>,
+    /// The journal was emptied (a change too large to journal).
+    pub reset_journal: bool,
     /// Terminals replaced (`Some`) or removed (`None`).
     pub entries: Vec<(CodeKey, Option<Hot>)>,
 }
@@ -89,6 +91,9 @@ impl Pending {
 }
 
 fn apply(view: &mut View, publication: Publication) {
+    if publication.reset_journal {
+        view.clear_journal();
+    }
     if let Some(serial) = publication.serial {
         view.set_serial(serial);
     }

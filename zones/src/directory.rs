@@ -149,6 +149,11 @@ impl ZoneContents for Contents<'_> {
     }
 }
 
+/// A change to more terminals than this is not journalled: an IXFR of it would be larger
+/// than the zone, so the journal is emptied and secondaries take the whole zone (as BIND and
+/// Knot fall back to AXFR when the difference outgrows the zone).
+const LARGEST_DELTA: usize = 10_000;
+
 /// One change for [`Directory::commit`]: what the store writes, how the zone changed (a
 /// serial increase when not empty), and the terminals' new state.
 struct Work<'a> {
@@ -213,7 +218,8 @@ impl Directory {
             journal.clear();
         }
         let next_seq = journal.next_seq();
-        let view = View::new(serial, journal, snapshot.terminals);
+        let mut view = View::new(serial, journal, snapshot.terminals);
+        store.scan_hot(|key, hot| view.insert(key, hot))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 zone,
@@ -572,24 +578,26 @@ impl Directory {
     async fn commit(&self, work: Work<'_>) -> Result<u32, StoreError> {
         let from = self.pending().serial();
         let next_seq = self.pending().next_seq();
-        let (serial, delta) = if work.zone_changes.is_empty() {
-            (None, None)
-        } else {
-            let delta = Delta {
-                seq: next_seq,
-                from: from.0,
-                to: from.next().0,
-                changes: work.zone_changes,
-            };
-            (Some(from.next()), Some(delta))
-        };
         let depth = self.inner.limits.journal_depth.max(1) as u64;
-        let journal_drop = delta
-            .as_ref()
-            .and_then(|d| d.seq.checked_sub(depth))
-            .filter(|seq| *seq > 0)
-            .into_iter()
-            .collect();
+        let reset_journal = work.zone_changes.len() > LARGEST_DELTA;
+        let serial = (!work.zone_changes.is_empty()).then(|| from.next());
+        let delta = (serial.is_some() && !reset_journal).then(|| Delta {
+            seq: next_seq,
+            from: from.0,
+            to: from.next().0,
+            changes: work.zone_changes,
+        });
+        let journal_drop = if reset_journal {
+            // Every delta the store may hold: the last `depth` sequence numbers.
+            (next_seq.saturating_sub(depth).max(1)..next_seq).collect()
+        } else {
+            delta
+                .as_ref()
+                .and_then(|d| d.seq.checked_sub(depth))
+                .filter(|seq| *seq > 0)
+                .into_iter()
+                .collect()
+        };
         let change = Change {
             serial: serial.map(|s| s.0),
             journal: delta.as_ref(),
@@ -602,6 +610,7 @@ impl Directory {
             commit,
             serial,
             delta,
+            reset_journal,
             entries: work.entries,
         });
         Ok(pending.serial().0)
@@ -1255,5 +1264,50 @@ mod tests {
                 "replay of update {i} accepted"
             );
         }
+    }
+
+    /// An import too large to journal empties the journal: a secondary at an older serial
+    /// gets the whole zone, and the index does not carry a delta the size of the fleet.
+    #[tokio::test]
+    async fn a_change_too_large_to_journal_empties_the_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        update_a_registered(&dir).await;
+        let before = dir.view().serial();
+        assert!(dir.view().journal().since(before - 1).is_some());
+        let fleet = (0..=LARGEST_DELTA)
+            .map(|i| Import {
+                registration: registration(
+                    &format!("{}", 7_000_000 + i),
+                    "fleet",
+                    &format!("{i:016x}"),
+                ),
+                addresses: two_addresses_plus(std::net::IpAddr::V4(Ipv4Addr::new(
+                    127,
+                    0,
+                    (i >> 8) as u8,
+                    i as u8,
+                ))),
+            })
+            .collect();
+        dir.import(fleet, 2).await.unwrap();
+        let view = dir.view();
+        assert_eq!(view.serial(), before + 1);
+        assert!(view.journal().is_empty());
+        assert!(view.journal().since(before).is_none(), "a full transfer");
+        drop(view);
+        drop(dir);
+        let dir = open(tmp.path());
+        assert!(dir.view().journal().is_empty(), "and so after a restart");
+        assert_eq!(dir.view().len(), LARGEST_DELTA + 2);
+    }
+
+    async fn update_a_registered(dir: &Directory) {
+        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
+            .await
+            .unwrap();
+        update_a(dir, "5551234", [192, 0, 2, 1], 100, 1)
+            .await
+            .unwrap();
     }
 }

@@ -7,7 +7,9 @@
 //! It moves only when the [`crate::commit`] pipeline publishes changes whose flush has
 //! returned, so nothing read from it can be lost by a crash.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use indexmap::IndexMap;
 
 use crate::identity::{CallingCode, CodeKey};
 use crate::journal::{Delta, Journal};
@@ -18,7 +20,7 @@ use crate::serial::Serial;
 #[derive(Debug)]
 pub struct View {
     serial: Serial,
-    terminals: HashMap<CodeKey, Hot>,
+    terminals: IndexMap<CodeKey, Hot, foldhash::fast::RandomState>,
     /// Recent deltas, for IXFR.
     journal: Journal,
     /// Lease ends, soonest first, so the expiry sweep touches only what expires.
@@ -26,23 +28,15 @@ pub struct View {
 }
 
 impl View {
-    /// An index at `serial` over `entries`, with the journal that leads to it.
-    pub fn new(
-        serial: Serial,
-        journal: Journal,
-        entries: impl IntoIterator<Item = (CodeKey, Hot)>,
-    ) -> Self {
-        let entries = entries.into_iter();
-        let mut view = Self {
+    /// An empty index at `serial` with room for `capacity` terminals, and the journal that
+    /// leads to it.
+    pub fn new(serial: Serial, journal: Journal, capacity: usize) -> Self {
+        Self {
             serial,
-            terminals: HashMap::with_capacity(entries.size_hint().0),
+            terminals: IndexMap::with_capacity_and_hasher(capacity, Default::default()),
             journal,
             leases: BTreeSet::new(),
-        };
-        for (key, hot) in entries {
-            view.insert(key, hot);
         }
-        view
     }
 
     pub fn serial(&self) -> u32 {
@@ -93,7 +87,12 @@ impl View {
         self.journal.push(delta);
     }
 
-    pub(crate) fn insert(&mut self, key: CodeKey, hot: Hot) {
+    pub(crate) fn clear_journal(&mut self) {
+        self.journal.clear();
+    }
+
+    /// Adds or replaces a terminal (at start-up and on publication).
+    pub fn insert(&mut self, key: CodeKey, hot: Hot) {
         self.forget_lease(key);
         if let Some(end) = hot.lease_expires {
             self.leases.insert((end, key));
@@ -103,7 +102,7 @@ impl View {
 
     pub(crate) fn remove(&mut self, key: CodeKey) {
         self.forget_lease(key);
-        self.terminals.remove(&key);
+        self.terminals.swap_remove(&key);
     }
 
     fn forget_lease(&mut self, key: CodeKey) {

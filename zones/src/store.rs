@@ -105,13 +105,14 @@ impl StoreError {
     }
 }
 
-/// What start-up reads: the serial, the index's hot data, the journal.
+/// What start-up reads besides the terminals: the serial and the journal.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub serial: Option<u32>,
     /// The fingerprint of the static zone the serial belongs to.
     pub zone_fingerprint: Option<String>,
-    pub terminals: Vec<(CodeKey, Hot)>,
+    /// How many terminals are registered.
+    pub terminals: usize,
     /// The journal, oldest first.
     pub journal: Vec<Delta>,
 }
@@ -254,7 +255,7 @@ impl Store {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
-    /// Reads what start-up needs: the serial, every terminal's hot data, the journal.
+    /// Reads what start-up needs: the serial, the journal, and the number of terminals.
     pub fn load(&self) -> Result<Snapshot, StoreError> {
         let read = self.db.begin_read().map_err(StoreError::io)?;
         let meta = read.open_table(META).map_err(StoreError::io)?;
@@ -270,23 +271,7 @@ impl Store {
         let zone_fingerprint =
             get_meta(ZONE_KEY)?.map(|v| String::from_utf8_lossy(&v).into_owned());
         let hot = read.open_table(HOT).map_err(StoreError::io)?;
-        let mut terminals = Vec::with_capacity(hot.len().map_err(StoreError::io)? as usize);
-        for item in hot.iter().map_err(StoreError::io)? {
-            let (key, value) = item.map_err(StoreError::io)?;
-            let code = key.value();
-            let key = CodeKey::from_digits(code.as_bytes()).ok_or_else(|| StoreError::Corrupt {
-                key: code.to_owned(),
-                message: "not a calling code".into(),
-            })?;
-            let record: HotRecord = decode(code, value.value())?;
-            terminals.push((
-                key,
-                Hot {
-                    addresses: record.addresses,
-                    lease_expires: record.lease_expires,
-                },
-            ));
-        }
+        let terminals = hot.len().map_err(StoreError::io)? as usize;
         let journal_table = read.open_table(JOURNAL).map_err(StoreError::io)?;
         let mut journal = Vec::new();
         for item in journal_table.iter().map_err(StoreError::io)? {
@@ -299,6 +284,30 @@ impl Store {
             terminals,
             journal,
         })
+    }
+
+    /// Every terminal's hot data, in code order, to `each` (the index at start-up; nothing
+    /// is collected on the way).
+    pub fn scan_hot(&self, mut each: impl FnMut(CodeKey, Hot)) -> Result<(), StoreError> {
+        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let hot = read.open_table(HOT).map_err(StoreError::io)?;
+        for item in hot.iter().map_err(StoreError::io)? {
+            let (key, value) = item.map_err(StoreError::io)?;
+            let code = key.value();
+            let key = CodeKey::from_digits(code.as_bytes()).ok_or_else(|| StoreError::Corrupt {
+                key: code.to_owned(),
+                message: "not a calling code".into(),
+            })?;
+            let record: HotRecord = decode(code, value.value())?;
+            each(
+                key,
+                Hot {
+                    addresses: record.addresses,
+                    lease_expires: record.lease_expires,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// A terminal and its presence as last committed (durable or not), if registered.
@@ -725,7 +734,10 @@ mod tests {
         let store = Store::open(tmp.path(), &origin()).unwrap();
         let snapshot = store.load().unwrap();
         assert_eq!(snapshot.serial, Some(7));
-        assert_eq!(snapshot.terminals, vec![(CodeKey::from(&t.code), p.hot())]);
+        assert_eq!(snapshot.terminals, 1);
+        let mut hot = Vec::new();
+        store.scan_hot(|k, h| hot.push((k, h))).unwrap();
+        assert_eq!(hot, vec![(CodeKey::from(&t.code), p.hot())]);
         let machine = store.machine(&t.kid, &t.mid).unwrap();
         assert_eq!(machine.as_ref(), Some(&t.code));
         let entry = store.terminal(&t.code).unwrap().unwrap();
