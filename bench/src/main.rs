@@ -1,16 +1,19 @@
 //! The benchmark harness: `cargo run --release -p bench -- [options]`.
 //!
-//! In one run, with the same data for everyone:
+//! In one run, with the same data for everyone, over `--rounds` rounds (at least 3) in which
+//! every server runs once, in an order rotated from round to round:
 //!
-//! 1. builds the nameserver in release mode and provisions N codes with `nameserver import`
-//!    (the product's bulk path), then exports the zone for the peers;
-//! 2. for the directory, Knot and NSD (those installed), each pinned to core 1 while
-//!    `dnsperf` runs on core 0: start-up time with the zone, queries per second unlimited,
-//!    latency p50/p99 at a fixed rate, server CPU seconds per query, peak RSS;
+//! 1. the directory: a fresh store, N codes provisioned with `nameserver import` (the
+//!    product's bulk path; timed, with the server's peak memory), restarted; the first
+//!    round exports the zone for the peers;
+//! 2. each server (the directory, Knot, NSD and BIND, those installed) pinned to core 1 while
+//!    `dnsperf` runs on core 0: start-up time to the first answer, queries per second
+//!    unlimited, latency p50/p99 at a fixed rate, server CPU seconds per query, peak RSS;
 //! 3. signed updates: a load generator (hickory-net, many keys, configurable concurrency)
 //!    against the directory (one key per terminal), BIND and Knot (one key for the zone);
 //!    durable updates per second and latency p50/p99;
-//! 4. prints the table with ratios ours/peer and writes it to `bench/results/`.
+//! 4. prints medians with the min-max spread, and ratios of medians ours/peer, and writes
+//!    them to `bench/results/`.
 //!
 //! Query mix (as in the issue): 80% A of existing codes, 10% AAAA of existing codes,
 //! 10% names that do not exist. Loopback only; every load is bounded in time.
@@ -18,6 +21,7 @@
 mod load;
 mod peers;
 mod report;
+mod rounds;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use report::{QueryFigures, Table};
+use rounds::Subject;
 
 /// Settings of a run.
 #[derive(Debug, Clone)]
@@ -35,6 +40,7 @@ pub struct Options {
     pub updates: usize,
     pub concurrency: usize,
     pub keys: usize,
+    pub rounds: usize,
     pub out: PathBuf,
 }
 
@@ -50,7 +56,8 @@ fn parse_options() -> Options {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
             "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
-             [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--out FILE]"
+             [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--rounds R (3)] \
+             [--out FILE]"
         );
         std::process::exit(0);
     }
@@ -61,6 +68,7 @@ fn parse_options() -> Options {
         updates: num("--updates", 5000) as usize,
         concurrency: num("--concurrency", 64) as usize,
         keys: num("--keys", 500) as usize,
+        rounds: (num("--rounds", 3) as usize).max(3),
         out: get("--out")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace().join("bench/results/latest.md")),
@@ -93,85 +101,16 @@ fn main() {
         println!("keeping the work directory {}", dir.display());
     }
     let data = Data::generate(dir, options.codes, options.keys);
-    let mut table = Table::new(&options);
-
-    // The directory: provision, export, restart for the start-up time, then measure.
-    let port = free_port();
-    let ours = Server::ours(&nameserver, dir, port);
-    ours.wait_ready(Duration::from_secs(30));
-    let started = Instant::now();
-    run_ok(
-        Command::new(&nameserver)
-            .arg("import")
-            .arg(&data.fleet)
-            .arg("--data")
-            .arg(dir.join("data")),
-    );
-    let provision = started.elapsed();
-    run_ok(
-        Command::new(&nameserver)
-            .arg("import")
-            .arg(&data.updaters)
-            .arg("--keys-dir")
-            .arg(dir.join("keys"))
-            .arg("--data")
-            .arg(dir.join("data")),
-    );
-    run_ok(
-        Command::new(&nameserver)
-            .args(["export", "--output"])
-            .arg(&data.zone_file)
-            .arg("--data")
-            .arg(dir.join("data")),
-    );
-    drop(ours);
-    let ours = Server::ours(&nameserver, dir, port);
-    let startup = ours.wait_ready(Duration::from_secs(60));
-    println!(
-        "directory: imported {} codes in {provision:.2?}; starts in {startup:.2?}",
-        options.codes
-    );
-    table.queries.push(measure_queries(
-        "directory",
-        &ours,
-        startup,
-        &data,
-        &options,
-    ));
-    table.updates.push(load::run_ours(&ours, &data, &options));
-    drop(ours);
-
-    // The peers, from the exported zone file.
-    for peer in [peers::Peer::Knot, peers::Peer::Nsd] {
-        match peers::start(peer, dir, &data.zone_file, &data.update_key) {
-            Ok(server) => {
-                let startup = server.wait_ready(Duration::from_secs(120));
-                table.queries.push(measure_queries(
-                    peer.name(),
-                    &server,
-                    startup,
-                    &data,
-                    &options,
-                ));
-                if peer.accepts_updates() {
-                    table
-                        .updates
-                        .push(load::run_peer(peer.name(), &server, &data, &options));
-                }
-            }
-            Err(why) => println!("{}: skipped ({why})", peer.name()),
+    let mut subjects = vec![Subject::Directory];
+    for peer in [peers::Peer::Knot, peers::Peer::Nsd, peers::Peer::Bind] {
+        if peers::installed(peer.program()) {
+            subjects.push(Subject::Peer(peer));
+        } else {
+            println!("{}: not installed, left out", peer.name());
         }
     }
-    match peers::start(peers::Peer::Bind, dir, &data.zone_file, &data.update_key) {
-        Ok(server) => {
-            server.wait_ready(Duration::from_secs(120));
-            table
-                .updates
-                .push(load::run_peer("bind", &server, &data, &options));
-        }
-        Err(why) => println!("bind: skipped ({why})"),
-    }
-
+    let results = rounds::run(&nameserver, dir, &data, &subjects, &options);
+    let table = Table::new(&options, results);
     let text = table.render();
     println!("\n{text}");
     if let Some(parent) = options.out.parent() {
@@ -315,12 +254,12 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn ours(nameserver: &Path, dir: &Path, port: u16) -> Self {
+    fn ours(nameserver: &Path, dir: &Path, data_dir: &Path, port: u16) -> Self {
         let child = Command::new("taskset")
             .args(["-c", "1"])
             .arg(nameserver)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-            .arg(dir.join("data"))
+            .arg(data_dir)
             .args(["--rate-limit", "0", "--update-rate-limit", "0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -407,7 +346,7 @@ fn soa_query() -> Vec<u8> {
 }
 
 /// dnsperf on core 0 against a server on core 1: unlimited, then at a fixed rate.
-fn measure_queries(
+pub fn measure_queries(
     name: &str,
     server: &Server,
     startup: Duration,

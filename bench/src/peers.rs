@@ -26,7 +26,7 @@ impl Peer {
         matches!(self, Self::Knot | Self::Bind)
     }
 
-    fn program(self) -> &'static str {
+    pub fn program(self) -> &'static str {
         match self {
             Self::Knot => "knotd",
             Self::Nsd => "nsd",

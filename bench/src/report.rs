@@ -1,7 +1,10 @@
-//! The results table, with ratios ours/peer.
+//! The results table: per server, the median of every round with the min-max spread, and
+//! ratios of medians ours/peer.
 
 use crate::Options;
+use crate::rounds::Results;
 
+/// One server's query figures from one round.
 #[derive(Debug, Clone)]
 pub struct QueryFigures {
     pub name: String,
@@ -14,6 +17,7 @@ pub struct QueryFigures {
     pub startup_s: f64,
 }
 
+/// One server's update figures from one round.
 #[derive(Debug, Clone)]
 pub struct UpdateFigures {
     pub name: String,
@@ -24,15 +28,66 @@ pub struct UpdateFigures {
     pub failed: usize,
 }
 
+/// The directory's provisioning figures from one round.
+#[derive(Debug, Clone)]
+pub struct ImportFigures {
+    pub import_s: f64,
+    /// The serving process's peak RSS by the end of the import.
+    pub import_peak_rss_mib: f64,
+    pub bytes_per_terminal: f64,
+}
+
+/// A figure over the rounds.
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return Self {
+                median: 0.0,
+                min: 0.0,
+                max: 0.0,
+            };
+        }
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
+        Self {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+
+    fn show(self, decimals: usize) -> String {
+        format!(
+            "{:.d$} ({:.d$}-{:.d$})",
+            self.median,
+            self.min,
+            self.max,
+            d = decimals
+        )
+    }
+}
+
 #[derive(Debug)]
 pub struct Table {
     header: String,
-    pub queries: Vec<QueryFigures>,
-    pub updates: Vec<UpdateFigures>,
+    results: Results,
 }
 
 impl Table {
-    pub fn new(o: &Options) -> Self {
+    pub fn new(o: &Options, results: Results) -> Self {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|c| {
@@ -49,77 +104,144 @@ impl Table {
                 "Machine: {cores} cores ({cpu}), loopback; servers pinned to core 1, dnsperf to core 0.\n\
                  {} codes; queries 80% A, 10% AAAA, 10% nonexistent; {} s per dnsperf run; latency at {} queries/s.\n\
                  Updates: {} signed updates, {} at once, {} keys (the directory: one per terminal; peers: one).\n\
-                 Command: cargo run --release -p bench -- --codes {} --seconds {} --rate {} --updates {} --concurrency {} --keys {}\n",
+                 {} rounds, servers alternating; each cell: median (min-max).\n\
+                 Command: cargo run --release -p bench -- --codes {} --seconds {} --rate {} --updates {} --concurrency {} --keys {} --rounds {}\n",
                 o.codes,
                 o.seconds,
                 o.rate,
                 o.updates,
                 o.concurrency,
                 o.keys,
+                o.rounds,
                 o.codes,
                 o.seconds,
                 o.rate,
                 o.updates,
                 o.concurrency,
-                o.keys
+                o.keys,
+                o.rounds
             ),
-            queries: Vec::new(),
-            updates: Vec::new(),
+            results,
         }
+    }
+
+    fn names<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        for n in names {
+            if !seen.contains(n) {
+                seen.push(n.clone());
+            }
+        }
+        seen
     }
 
     pub fn render(&self) -> String {
         let mut out = self.header.clone();
-        out.push_str("\n| lookups | queries/s | p50 µs | p99 µs | lost at rate | CPU µs/query | peak RSS MiB | start-up s |\n|---|---|---|---|---|---|---|---|\n");
-        for q in &self.queries {
-            out.push_str(&format!(
-                "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.1} | {:.2} |\n",
-                q.name,
-                q.qps,
-                q.p50_us,
-                q.p99_us,
-                q.lost_at_rate,
-                q.cpu_us_per_query,
-                q.peak_rss_mib,
-                q.startup_s
-            ));
+        out.push_str(&self.render_queries());
+        out.push_str(&self.render_updates());
+        out.push_str(&self.render_imports());
+        out
+    }
+
+    fn render_queries(&self) -> String {
+        let q = &self.results.queries;
+        let spread = |name: &str, f: fn(&QueryFigures) -> f64| {
+            Spread::of(q.iter().filter(|x| x.name == name).map(f))
+        };
+        let metrics: [(fn(&QueryFigures) -> f64, usize); 7] = [
+            (|x| x.qps, 0),
+            (|x| x.p50_us, 0),
+            (|x| x.p99_us, 0),
+            (|x| x.lost_at_rate, 0),
+            (|x| x.cpu_us_per_query, 2),
+            (|x| x.peak_rss_mib, 1),
+            (|x| x.startup_s, 2),
+        ];
+        let mut out = String::from(
+            "\n| lookups | queries/s | p50 µs | p99 µs | lost at rate | CPU µs/query | peak RSS MiB | start-up s |\n|---|---|---|---|---|---|---|---|\n",
+        );
+        let names = Self::names(q.iter().map(|x| &x.name));
+        for name in &names {
+            let cells: Vec<String> = metrics
+                .iter()
+                .map(|(f, d)| spread(name, *f).show(*d))
+                .collect();
+            out.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
         }
-        if let Some(ours) = self.queries.first() {
-            for peer in self.queries.iter().skip(1) {
-                out.push_str(&format!(
-                    "| ours/{} | {:.2} | {:.2} | {:.2} | | {:.2} | {:.2} | {:.2} |\n",
-                    peer.name,
-                    ratio(ours.qps, peer.qps),
-                    ratio(ours.p50_us, peer.p50_us),
-                    ratio(ours.p99_us, peer.p99_us),
-                    ratio(ours.cpu_us_per_query, peer.cpu_us_per_query),
-                    ratio(ours.peak_rss_mib, peer.peak_rss_mib),
-                    ratio(ours.startup_s, peer.startup_s)
-                ));
-            }
-        }
-        out.push_str("\n| updates | durable updates/s | p50 ms | p99 ms | acknowledged | failed |\n|---|---|---|---|---|---|\n");
-        for u in &self.updates {
-            out.push_str(&format!(
-                "| {} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
-                u.name, u.updates_per_s, u.p50_ms, u.p99_ms, u.acknowledged, u.failed
-            ));
-        }
-        if let Some(ours) = self.updates.first() {
-            for peer in self.updates.iter().skip(1) {
-                out.push_str(&format!(
-                    "| ours/{} | {:.2} | {:.2} | {:.2} | | |\n",
-                    peer.name,
-                    ratio(ours.updates_per_s, peer.updates_per_s),
-                    ratio(ours.p50_ms, peer.p50_ms),
-                    ratio(ours.p99_ms, peer.p99_ms)
-                ));
-            }
+        for peer in names.iter().skip(1) {
+            let cells: Vec<String> = metrics
+                .iter()
+                .map(|(f, _)| {
+                    let r = ratio(spread("directory", *f).median, spread(peer, *f).median);
+                    format!("{r:.2}")
+                })
+                .collect();
+            out.push_str(&format!("| ours/{peer} | {} |\n", cells.join(" | ")));
         }
         out
+    }
+
+    fn render_updates(&self) -> String {
+        let u = &self.results.updates;
+        let spread = |name: &str, f: fn(&UpdateFigures) -> f64| {
+            Spread::of(u.iter().filter(|x| x.name == name).map(f))
+        };
+        let metrics: [(fn(&UpdateFigures) -> f64, usize); 5] = [
+            (|x| x.updates_per_s, 0),
+            (|x| x.p50_ms, 2),
+            (|x| x.p99_ms, 2),
+            (|x| x.acknowledged as f64, 0),
+            (|x| x.failed as f64, 0),
+        ];
+        let mut out = String::from(
+            "\n| updates | durable updates/s | p50 ms | p99 ms | acknowledged | failed |\n|---|---|---|---|---|---|\n",
+        );
+        let names = Self::names(u.iter().map(|x| &x.name));
+        for name in &names {
+            let cells: Vec<String> = metrics
+                .iter()
+                .map(|(f, d)| spread(name, *f).show(*d))
+                .collect();
+            out.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
+        }
+        for peer in names.iter().skip(1) {
+            let cells: Vec<String> = metrics
+                .iter()
+                .take(3)
+                .map(|(f, _)| {
+                    let r = ratio(spread("directory", *f).median, spread(peer, *f).median);
+                    format!("{r:.2}")
+                })
+                .collect();
+            out.push_str(&format!("| ours/{peer} | {} | | |\n", cells.join(" | ")));
+        }
+        out
+    }
+
+    fn render_imports(&self) -> String {
+        let i = &self.results.imports;
+        format!(
+            "\n| directory provisioning | import s | serving process peak RSS MiB | store bytes per terminal |\n|---|---|---|---|\n| `nameserver import` | {} | {} | {} |\n",
+            Spread::of(i.iter().map(|x| x.import_s)).show(2),
+            Spread::of(i.iter().map(|x| x.import_peak_rss_mib)).show(0),
+            Spread::of(i.iter().map(|x| x.bytes_per_terminal)).show(0),
+        )
     }
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_spreads() {
+        let s = Spread::of([3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(Spread::of([4.0, 1.0, 2.0, 3.0]).median, 2.5);
+        assert_eq!(s.show(1), "2.0 (1.0-3.0)");
+    }
 }

@@ -1,0 +1,162 @@
+//! Rounds: every server once per round, the order rotated from round to round, so that
+//! drift on the machine (another tenant, thermal state, page cache) falls on all of them
+//! alike; the report takes medians.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::report::{ImportFigures, QueryFigures, UpdateFigures};
+use crate::{Data, Options, Server, free_port, load, measure_queries, peers, run_ok};
+
+/// A server under test.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject {
+    Directory,
+    Peer(peers::Peer),
+}
+
+impl Subject {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Directory => "directory",
+            Self::Peer(p) => p.name(),
+        }
+    }
+}
+
+/// Everything measured in one run, round by round.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub queries: Vec<QueryFigures>,
+    pub updates: Vec<UpdateFigures>,
+    pub imports: Vec<ImportFigures>,
+}
+
+/// Runs `o.rounds` rounds over `subjects` (the directory first in the first round, since
+/// the peers serve the zone it exports).
+pub fn run(
+    nameserver: &Path,
+    dir: &Path,
+    data: &Data,
+    subjects: &[Subject],
+    o: &Options,
+) -> Results {
+    let mut results = Results::default();
+    for round in 0..o.rounds {
+        let mut order = subjects.to_vec();
+        order.rotate_left(round % subjects.len().max(1));
+        println!(
+            "round {}: {}",
+            round + 1,
+            order
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for subject in order {
+            match subject {
+                Subject::Directory => directory(nameserver, dir, data, o, round, &mut results),
+                Subject::Peer(peer) => peer_round(peer, dir, data, o, &mut results),
+            }
+        }
+    }
+    results
+}
+
+/// The directory: a fresh store, the fleet imported (timed), restarted (start-up timed),
+/// then queries and updates.
+fn directory(
+    nameserver: &Path,
+    dir: &Path,
+    data: &Data,
+    o: &Options,
+    round: usize,
+    results: &mut Results,
+) {
+    let data_dir = dir.join(format!("data-{round}"));
+    let port = free_port();
+    let server = Server::ours(nameserver, dir, &data_dir, port);
+    server.wait_ready(Duration::from_secs(30));
+    let started = Instant::now();
+    run_ok(
+        Command::new(nameserver)
+            .arg("import")
+            .arg(&data.fleet)
+            .arg("--data")
+            .arg(&data_dir),
+    );
+    let import = started.elapsed();
+    let (_, import_peak_kib) = server.usage();
+    run_ok(
+        Command::new(nameserver)
+            .arg("import")
+            .arg(&data.updaters)
+            .arg("--keys-dir")
+            .arg(&data.keys_dir)
+            .arg("--data")
+            .arg(&data_dir),
+    );
+    if !data.zone_file.exists() {
+        run_ok(
+            Command::new(nameserver)
+                .args(["export", "--output"])
+                .arg(&data.zone_file)
+                .arg("--data")
+                .arg(&data_dir),
+        );
+    }
+    drop(server);
+    let store_bytes = dir_size(&data_dir.join("store"));
+    let server = Server::ours(nameserver, dir, &data_dir, port);
+    let startup = server.wait_ready(Duration::from_secs(60));
+    let figures = ImportFigures {
+        import_s: import.as_secs_f64(),
+        import_peak_rss_mib: import_peak_kib as f64 / 1024.0,
+        bytes_per_terminal: store_bytes as f64 / o.codes.max(1) as f64,
+    };
+    println!("directory: {figures:?}");
+    results.imports.push(figures);
+    results
+        .queries
+        .push(measure_queries("directory", &server, startup, data, o));
+    results.updates.push(load::run_ours(&server, data, o));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// A peer from the exported zone file: start-up, queries, and updates where it takes them.
+fn peer_round(peer: peers::Peer, dir: &Path, data: &Data, o: &Options, results: &mut Results) {
+    match peers::start(peer, dir, &data.zone_file, &data.update_key) {
+        Ok(server) => {
+            let startup = server.wait_ready(Duration::from_secs(180));
+            results
+                .queries
+                .push(measure_queries(peer.name(), &server, startup, data, o));
+            if peer.accepts_updates() {
+                results
+                    .updates
+                    .push(load::run_peer(peer.name(), &server, data, o));
+            }
+        }
+        Err(why) => println!("{}: skipped ({why})", peer.name()),
+    }
+    let _ = std::fs::remove_dir_all(dir.join(peer.name()));
+}
+
+/// Bytes of the files under `path`.
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
