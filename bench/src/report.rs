@@ -37,6 +37,9 @@ pub struct ImportFigures {
     pub bytes_per_terminal: f64,
 }
 
+/// How to read one figure from a round's results, and how many decimals to show.
+type Metric<T> = (fn(&T) -> f64, usize);
+
 /// A figure over the rounds.
 #[derive(Debug, Clone, Copy)]
 struct Spread {
@@ -148,7 +151,7 @@ impl Table {
         let spread = |name: &str, f: fn(&QueryFigures) -> f64| {
             Spread::of(q.iter().filter(|x| x.name == name).map(f))
         };
-        let metrics: [(fn(&QueryFigures) -> f64, usize); 7] = [
+        let metrics: [Metric<QueryFigures>; 7] = [
             (|x| x.qps, 0),
             (|x| x.p50_us, 0),
             (|x| x.p99_us, 0),
@@ -186,7 +189,7 @@ impl Table {
         let spread = |name: &str, f: fn(&UpdateFigures) -> f64| {
             Spread::of(u.iter().filter(|x| x.name == name).map(f))
         };
-        let metrics: [(fn(&UpdateFigures) -> f64, usize); 5] = [
+        let metrics: [Metric<UpdateFigures>; 5] = [
             (|x| x.updates_per_s, 0),
             (|x| x.p50_ms, 2),
             (|x| x.p99_ms, 2),
