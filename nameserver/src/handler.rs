@@ -20,6 +20,7 @@ use zones::identity::CallingCode;
 use zones::key::TsigKey;
 
 use crate::cookie::{CookieSecret, CookieState};
+use crate::fast::{Fast, FastPath};
 use crate::ratelimit::{Buckets, ResponseRateLimit, Verdict};
 use zones::update::{UpdateMessage, ZoneSection};
 
@@ -51,6 +52,8 @@ pub struct Handler {
     rrl: Option<Arc<ResponseRateLimit>>,
     update_limit: Option<Arc<Buckets<CallingCode>>>,
     cookies: Arc<CookieSecret>,
+    /// The wire-level path for common answers; off when lookups must be signed.
+    fast: Option<Arc<FastPath>>,
 }
 
 impl Handler {
@@ -65,7 +68,10 @@ impl Handler {
             let rate = policy.update_rate_limit;
             Arc::new(Buckets::new(rate, rate.saturating_mul(2)))
         });
+        let fast = (policy.lookups == LookupPolicy::Public)
+            .then(|| Arc::new(FastPath::new(directory.zone())));
         Self {
+            fast,
             directory,
             lookups: policy.lookups,
             transfer_keys: policy.transfer_keys.into(),
@@ -115,7 +121,19 @@ impl Handler {
         }
     }
 
-    /// RRL's verdict for a UDP message answered before it could be parsed (FORMERR).
+    /// The fast path for the common UDP answers ([`crate::fast`]): `Declined` sends the
+    /// request down the full path.
+    pub fn answer_fast(&self, request: &[u8], src: std::net::IpAddr, out: &mut Vec<u8>) -> Fast {
+        let Some(fast) = &self.fast else {
+            return Fast::Declined;
+        };
+        let view = self.directory.view();
+        let rate_limit = || self.unparsed_verdict(src);
+        fast.answer(request, &view, zones::unix_now(), rate_limit, out)
+    }
+
+    /// RRL's verdict for a UDP answer decided before any cookie or TSIG was read (FORMERR
+    /// to an undecodable message, the fast path).
     pub fn unparsed_verdict(&self, src: std::net::IpAddr) -> Verdict {
         match &self.rrl {
             Some(rrl) => rrl.check(src, std::time::Instant::now()),

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!  UDP socket ─▶ udp::serve (a worker per core; drops responses, FORMERR if undecodable)
+//!               ─▶ fast::FastPath (A/AAAA/NXDOMAIN of a code, from the bytes) or on below
 //!  TCP socket ─▶ tcp::serve (connection limits, framing, idle and slow-reader timeouts)
 //!    ─▶ handler::Handler::handle_request
 //!         opcode ─ QUERY  ─▶ tsig::verify_request ─▶ query::answer (zone + directory view)
@@ -22,6 +23,7 @@
 //! - [`server`]: binds the sockets, runs the listeners, shuts down.
 //! - [`udp`]: DNS over UDP: workers that answer inline, updates on their own tasks.
 //! - [`tcp`]: DNS over TCP with connection limits and streaming answers.
+//! - [`fast`]: the wire-level path for the common answers, no decoding or allocation.
 //! - [`handler`]: per-request dispatch and the update path.
 //! - [`query`]: answers from the zone and the directory.
 //! - [`transfer`]: AXFR and IXFR to secondaries; zone-file export.
@@ -38,6 +40,7 @@ pub mod admin;
 pub mod config;
 pub mod control;
 pub mod cookie;
+pub mod fast;
 pub mod handler;
 pub mod notify;
 pub mod query;

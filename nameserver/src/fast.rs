@@ -1,0 +1,307 @@
+//! The wire-level fast path for the answers almost every query gets: A and AAAA of a
+//! terminal's name (its addresses, or NODATA) and NXDOMAIN for a code nobody registered.
+//!
+//! ```text
+//!  request bytes ─ header: a query, one question, nothing but an optional plain OPT
+//!                ─ question: <3-15 digits>.<zone>, class IN, type A or AAAA
+//!                ─ RRL (as every UDP answer)
+//!                ─ index lookup (read lock, no allocation) ─▶ answer bytes into `out`
+//! ```
+//!
+//! Anything else returns [`Fast::Declined`] and takes the full path (hickory's decoder and
+//! [`crate::handler`]): TSIG, cookies and other EDNS options, other EDNS versions, other
+//! names and types, signed-lookups mode, compression in the question. The answers are the
+//! full path's, checked by `tests/differential.rs`: the question echoed as sent (case
+//! included), answer owners pointing at it, AA set, RD and CD copied, the SOA with the
+//! negative-caching TTL in the authority section of negative answers (RFC 2308 §3), and an
+//! OPT of version 0 with our payload size when the request had one.
+
+use hickory_proto::rr::RData;
+use hickory_proto::serialize::binary::BinEncodable;
+use zones::directory::View;
+use zones::identity::CodeKey;
+use zones::zone::Zone;
+
+use crate::ratelimit::Verdict;
+use crate::response::MAX_UDP_PAYLOAD;
+
+const TYPE_A: u16 = 1;
+const TYPE_SOA: u16 = 6;
+const TYPE_AAAA: u16 = 28;
+const TYPE_OPT: u16 = 41;
+const CLASS_IN: u16 = 1;
+const HEADER: usize = 12;
+
+/// What the fast path did with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fast {
+    /// `out` holds the answer.
+    Answered,
+    /// Over the rate limit: no answer at all.
+    Dropped,
+    /// Not a request the fast path answers: take the full path.
+    Declined,
+}
+
+/// The zone's fixed parts in wire form, prepared once.
+#[derive(Debug, Clone)]
+pub struct FastPath {
+    /// The origin's labels, lower case, ending with the root label.
+    origin: Vec<u8>,
+    /// SOA RDATA before the serial (MNAME, RNAME) and after it (the four timers).
+    soa_names: Vec<u8>,
+    soa_timers: [u8; 16],
+    negative_ttl: u32,
+}
+
+/// A request the fast path can answer.
+#[derive(Debug)]
+struct Question {
+    key: CodeKey,
+    qtype: u16,
+    /// Where the question ends in the request.
+    end: usize,
+    /// Where the origin's labels start in the request (for compression pointers).
+    origin_at: usize,
+    /// The requester's EDNS payload size, when it sent a plain OPT.
+    edns_payload: Option<u16>,
+}
+
+impl FastPath {
+    pub fn new(zone: &Zone) -> Self {
+        let origin = zone.origin().to_lowercase().to_bytes().unwrap_or_default();
+        let soa = zone.soa_record(0);
+        let (mut soa_names, mut soa_timers) = (Vec::new(), [0u8; 16]);
+        if let RData::SOA(soa) = &soa.data {
+            for name in [&soa.mname, &soa.rname] {
+                soa_names.extend(name.to_bytes().unwrap_or_default());
+            }
+            let timers = [
+                soa.refresh as u32,
+                soa.retry as u32,
+                soa.expire as u32,
+                soa.minimum,
+            ];
+            for (i, t) in timers.iter().enumerate() {
+                soa_timers[i * 4..i * 4 + 4].copy_from_slice(&t.to_be_bytes());
+            }
+        }
+        Self {
+            origin,
+            soa_names,
+            soa_timers,
+            negative_ttl: zone.negative_ttl(),
+        }
+    }
+
+    /// Answers `request` into `out` if it is one of the common cases and the answer fits
+    /// the requester's UDP size; `rate_limit` is asked only then, once.
+    pub fn answer(
+        &self,
+        request: &[u8],
+        view: &View,
+        now: u64,
+        rate_limit: impl FnOnce() -> Verdict,
+        out: &mut Vec<u8>,
+    ) -> Fast {
+        let Some(q) = self.parse(request) else {
+            return Fast::Declined;
+        };
+        let found = view.get(q.key).map(|hot| hot.live(now));
+        let (ttl, count) = match (found, q.qtype) {
+            (Some(a), TYPE_A) => (a.v4.ttl, a.v4.addrs.len()),
+            (Some(a), _) => (a.v6.ttl, a.v6.addrs.len()),
+            (None, _) => (0, 0),
+        };
+        if self.size(&q, count) > q.udp_limit() {
+            // The full path truncates it (TC), and the client asks again over TCP.
+            return Fast::Declined;
+        }
+        out.clear();
+        match rate_limit() {
+            Verdict::Answer => {}
+            Verdict::Drop => return Fast::Dropped,
+            Verdict::Slip => {
+                self.header(request, &q, out, Rcode::NoError, true, 0, 0);
+                self.question_and_opt(request, &q, out, |_| {});
+                return Fast::Answered;
+            }
+        }
+        let Some(addresses) = found else {
+            self.negative(request, &q, view.serial(), Rcode::NxDomain, out);
+            return Fast::Answered;
+        };
+        if count == 0 {
+            self.negative(request, &q, view.serial(), Rcode::NoError, out);
+            return Fast::Answered;
+        }
+        self.header(request, &q, out, Rcode::NoError, false, count as u16, 0);
+        self.question_and_opt(request, &q, out, |out| {
+            let mut record = |rdata: &[u8]| {
+                out.extend_from_slice(&[0xc0, HEADER as u8]);
+                out.extend_from_slice(&q.qtype.to_be_bytes());
+                out.extend_from_slice(&CLASS_IN.to_be_bytes());
+                out.extend_from_slice(&ttl.to_be_bytes());
+                out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+                out.extend_from_slice(rdata);
+            };
+            if q.qtype == TYPE_A {
+                addresses.v4.addrs.iter().for_each(|a| record(&a.octets()));
+            } else {
+                addresses.v6.addrs.iter().for_each(|a| record(&a.octets()));
+            }
+        });
+        Fast::Answered
+    }
+
+    /// The answer's size in bytes: `count` addresses, or the SOA when there are none.
+    fn size(&self, q: &Question, count: usize) -> usize {
+        let rdata = if q.qtype == TYPE_A { 4 } else { 16 };
+        let records = if count == 0 {
+            12 + self.soa_names.len() + 4 + self.soa_timers.len()
+        } else {
+            count * (12 + rdata)
+        };
+        let opt = if q.edns_payload.is_some() { 11 } else { 0 };
+        q.end + records + opt
+    }
+
+    /// NXDOMAIN or NODATA: no answers, the SOA in the authority section.
+    fn negative(&self, request: &[u8], q: &Question, serial: u32, rcode: Rcode, out: &mut Vec<u8>) {
+        self.header(request, q, out, rcode, false, 0, 1);
+        self.question_and_opt(request, q, out, |out| {
+            let pointer = 0xc000 | q.origin_at as u16;
+            out.extend_from_slice(&pointer.to_be_bytes());
+            out.extend_from_slice(&TYPE_SOA.to_be_bytes());
+            out.extend_from_slice(&CLASS_IN.to_be_bytes());
+            out.extend_from_slice(&self.negative_ttl.to_be_bytes());
+            let length = self.soa_names.len() + 4 + self.soa_timers.len();
+            out.extend_from_slice(&(length as u16).to_be_bytes());
+            out.extend_from_slice(&self.soa_names);
+            out.extend_from_slice(&serial.to_be_bytes());
+            out.extend_from_slice(&self.soa_timers);
+        });
+    }
+
+    /// The response header: RFC 1035 §4.1.1, with AA set and RD and CD copied.
+    #[allow(clippy::too_many_arguments)]
+    fn header(
+        &self,
+        request: &[u8],
+        q: &Question,
+        out: &mut Vec<u8>,
+        rcode: Rcode,
+        truncated: bool,
+        answers: u16,
+        authorities: u16,
+    ) {
+        let rd = request[2] & 0x01;
+        let cd = request[3] & 0x10;
+        let tc = if truncated { 0x02 } else { 0 };
+        out.extend_from_slice(&request[..2]);
+        out.push(0x80 | 0x04 | tc | rd);
+        out.push(cd | rcode as u8);
+        let additionals = u16::from(q.edns_payload.is_some());
+        for count in [1, answers, authorities, additionals] {
+            out.extend_from_slice(&count.to_be_bytes());
+        }
+    }
+
+    /// The question as sent, the records `body` writes, then the OPT if one was asked for.
+    fn question_and_opt(
+        &self,
+        request: &[u8],
+        q: &Question,
+        out: &mut Vec<u8>,
+        body: impl FnOnce(&mut Vec<u8>),
+    ) {
+        out.extend_from_slice(&request[HEADER..q.end]);
+        body(out);
+        if let Some(asked) = q.edns_payload {
+            // RFC 6891 §6.1: root owner, our payload size, version 0, no flags, no options.
+            out.push(0);
+            out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+            out.extend_from_slice(&asked.clamp(512, MAX_UDP_PAYLOAD).to_be_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        }
+    }
+
+    /// The question, if the request is one the fast path answers.
+    fn parse(&self, m: &[u8]) -> Option<Question> {
+        let u16_at = |i: usize| m.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        // A query (QR 0, opcode 0, TC 0), RCODE 0, one question, no answers or authorities.
+        if m.len() <= HEADER || m[2] & 0xfa != 0 || m[3] & 0x0f != 0 {
+            return None;
+        }
+        let (qd, an, ns, ar) = (u16_at(4)?, u16_at(6)?, u16_at(8)?, u16_at(10)?);
+        if qd != 1 || an != 0 || ns != 0 || ar > 1 {
+            return None;
+        }
+        let code_len = usize::from(m[HEADER]);
+        let code = m.get(HEADER + 1..HEADER + 1 + code_len)?;
+        let key = CodeKey::from_digits(code)?;
+        let origin_at = HEADER + 1 + code_len;
+        let origin = m.get(origin_at..origin_at + self.origin.len())?;
+        if !origin.eq_ignore_ascii_case(&self.origin) {
+            return None;
+        }
+        let at = origin_at + self.origin.len();
+        let (qtype, qclass) = (u16_at(at)?, u16_at(at + 2)?);
+        if !matches!(qtype, TYPE_A | TYPE_AAAA) || qclass != CLASS_IN {
+            return None;
+        }
+        let end = at + 4;
+        let edns_payload = match ar {
+            0 if end == m.len() => None,
+            1 => Some(plain_opt(&m[end..])?),
+            _ => return None,
+        };
+        Some(Question {
+            key,
+            qtype,
+            end,
+            origin_at,
+            edns_payload,
+        })
+    }
+}
+
+/// The payload size of an OPT record that is the whole of `rr`: root owner, version 0, no
+/// options (anything else takes the full path).
+fn plain_opt(rr: &[u8]) -> Option<u16> {
+    let [
+        0,
+        t1,
+        t2,
+        c1,
+        c2,
+        _ext_rcode,
+        version,
+        _flags1,
+        _flags2,
+        0,
+        0,
+    ] = rr
+    else {
+        return None;
+    };
+    (u16::from_be_bytes([*t1, *t2]) == TYPE_OPT && *version == 0)
+        .then(|| u16::from_be_bytes([*c1, *c2]))
+}
+
+impl Question {
+    /// The largest UDP answer: 512 bytes without EDNS (RFC 1035 §4.2.1), else the asked
+    /// size within our limits (RFC 6891 §6.2.5), as the full path computes it.
+    fn udp_limit(&self) -> usize {
+        usize::from(
+            self.edns_payload
+                .map_or(512, |asked| asked.clamp(512, MAX_UDP_PAYLOAD)),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Rcode {
+    NoError = 0,
+    NxDomain = 3,
+}
