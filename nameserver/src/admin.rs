@@ -50,35 +50,40 @@ fn write_owner_only(path: &Path, text: &str, sync: bool) -> std::io::Result<()> 
 pub fn parse_import(text: &str, path: &str) -> Result<Vec<ImportEntry>, String> {
     let mut entries = Vec::new();
     for (number, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or_default();
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.is_empty() {
-            continue;
-        }
-        let at = |e: String| format!("{path}:{}: {e}", number + 1);
-        let [code, kid, mid, addresses @ ..] = fields.as_slice() else {
-            return Err(at("expected `CODE KID MID [ADDRESS ...]`".into()));
-        };
-        entries.push(ImportEntry {
-            code: code
-                .parse()
-                .map_err(|e: zones::identity::IdentityError| at(e.to_string()))?,
-            kid: kid
-                .parse()
-                .map_err(|e: zones::identity::IdentityError| at(e.to_string()))?,
-            mid: mid
-                .parse()
-                .map_err(|e: zones::identity::IdentityError| at(e.to_string()))?,
-            addresses: addresses
-                .iter()
-                .map(|a| {
-                    a.parse()
-                        .map_err(|_| at(format!("{a:?} is not an IP address")))
-                })
-                .collect::<Result<_, _>>()?,
-        });
+        entries.extend(parse_import_line(line, number + 1, path)?);
     }
     Ok(entries)
+}
+
+/// One line of an import file: `CODE KID MID [ADDRESS ...]`, `#` comments and blank lines
+/// skipped (`None`); errors name the file and line.
+pub fn parse_import_line(
+    line: &str,
+    number: usize,
+    path: &str,
+) -> Result<Option<ImportEntry>, String> {
+    let line = line.split('#').next().unwrap_or_default();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let at = |e: String| format!("{path}:{number}: {e}");
+    let [code, kid, mid, addresses @ ..] = fields.as_slice() else {
+        return Err(at("expected `CODE KID MID [ADDRESS ...]`".into()));
+    };
+    let identity = |e: zones::identity::IdentityError| at(e.to_string());
+    Ok(Some(ImportEntry {
+        code: code.parse().map_err(identity)?,
+        kid: kid.parse().map_err(identity)?,
+        mid: mid.parse().map_err(identity)?,
+        addresses: addresses
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .map_err(|_| at(format!("{a:?} is not an IP address")))
+            })
+            .collect::<Result<_, _>>()?,
+    }))
 }
 
 /// The terminal list as an aligned table.

@@ -2,7 +2,9 @@
 //!
 //! Only one process may open the store, so `register`, `list`, `unregister` and
 //! `rotate-key` never open it: they send one JSON line to `<data>/control.sock` and read
-//! one JSON line back (as `rndc` and `knotc` talk to their daemons). The socket is created
+//! one JSON line back (as `rndc` and `knotc` talk to their daemons). An import streams:
+//! `import-batch` lines, each answered with its keys, then `import-commit`; a connection
+//! that ends before the commit, or a refused batch, aborts the whole import. The socket is created
 //! mode 0600 and the server also refuses peers whose uid is neither its own nor root's.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -46,6 +48,13 @@ pub enum ControlRequest {
         entries: Vec<ImportEntry>,
         algorithm: Algorithm,
     },
+    /// One batch of a streamed import, staged until `import-commit` on the same connection.
+    ImportBatch {
+        entries: Vec<ImportEntry>,
+        algorithm: Algorithm,
+    },
+    /// Commits the streamed import of this connection: all its batches, or none.
+    ImportCommit,
     /// The zone as an RFC 1035 zone file.
     Export,
 }
@@ -115,6 +124,10 @@ pub enum ControlReply {
     },
     Zone {
         text: String,
+    },
+    /// A streamed import committed.
+    Imported {
+        count: usize,
     },
 }
 
@@ -192,20 +205,97 @@ fn peer_allowed(stream: &UnixStream, owner: Option<u32>) -> bool {
     }
 }
 
+/// One connection: one request and its answer, or a streamed import.
 async fn serve_connection(stream: UnixStream, directory: &Directory) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    BufReader::new(read.take(MAX_REQUEST_BYTES))
-        .read_line(&mut line)
-        .await?;
-    let response: ControlResponse = match serde_json::from_str::<ControlRequest>(&line) {
-        Ok(request) => execute(request, directory).await,
-        Err(e) => Err(format!("request not understood: {e}")),
-    };
-    let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
-    out.push(b'\n');
-    write.write_all(&out).await?;
+    let mut lines = BufReader::new(read.take(MAX_REQUEST_BYTES));
+    let mut import = ImportSession::default();
+    loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line).await? == 0 {
+            break;
+        }
+        let (response, more) = match serde_json::from_str::<ControlRequest>(&line) {
+            Ok(ControlRequest::ImportBatch { entries, algorithm }) => {
+                let response = import.batch(directory, entries, algorithm).await;
+                let more = response.is_ok();
+                (response, more)
+            }
+            Ok(ControlRequest::ImportCommit) => (import.commit(directory).await, false),
+            Ok(request) => (execute(request, directory).await, false),
+            Err(e) => (Err(format!("request not understood: {e}")), false),
+        };
+        let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+        out.push(b'\n');
+        write.write_all(&out).await?;
+        if !more {
+            break;
+        }
+    }
+    import.abort_if_open(directory).await;
     write.shutdown().await
+}
+
+/// A streamed import on one connection: its batches are staged, then committed or aborted.
+#[derive(Default)]
+struct ImportSession {
+    /// Held from the first batch: one import at a time.
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    count: usize,
+}
+
+impl ImportSession {
+    async fn batch(
+        &mut self,
+        directory: &Directory,
+        entries: Vec<ImportEntry>,
+        algorithm: Algorithm,
+    ) -> ControlResponse {
+        if self.guard.is_none() {
+            let guard = directory
+                .try_begin_import()
+                .ok_or("another import is in progress; wait for it to finish")?;
+            self.guard = Some(guard);
+        }
+        let ttl = directory.limits().max_ttl;
+        let imports: Vec<Import> = entries
+            .into_iter()
+            .map(|e| import_of(e, algorithm, ttl))
+            .collect();
+        let terminals = directory
+            .stage_import(imports, zones::unix_now())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.count += terminals.len();
+        Ok(ControlReply::Keys {
+            keys: terminals
+                .iter()
+                .map(|t| (t.code.clone(), t.key.to_key_file()))
+                .collect(),
+        })
+    }
+
+    async fn commit(&mut self, directory: &Directory) -> ControlResponse {
+        if self.guard.is_none() {
+            return Err("no import batch was sent before the commit".into());
+        }
+        let count = directory.commit_import().await.map_err(|e| e.to_string())?;
+        self.guard = None;
+        info!(count, outcome = "accepted", "import");
+        Ok(ControlReply::Imported { count })
+    }
+
+    /// An import left without its commit (refused batch, closed connection) is removed.
+    async fn abort_if_open(&mut self, directory: &Directory) {
+        if self.guard.take().is_some() {
+            match directory.abort_import().await {
+                Ok(removed) => {
+                    warn!(removed, staged = self.count, outcome = "aborted", "import");
+                }
+                Err(e) => warn!(error = %e, "import: the staged terminals could not be removed"),
+            }
+        }
+    }
 }
 
 /// Carries out one admin request, logging registrations as they happen.
@@ -266,6 +356,9 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
                     .collect(),
             })
         }
+        ControlRequest::ImportBatch { .. } | ControlRequest::ImportCommit => {
+            Err("a streamed import runs on its own connection (serve_connection)".into())
+        }
         ControlRequest::Export => {
             let view = directory.view();
             Ok(ControlReply::Zone {
@@ -315,6 +408,68 @@ fn key_reply(t: &Terminal) -> ControlReply {
     ControlReply::Key {
         code: t.code.clone(),
         key_file: t.key.to_key_file(),
+    }
+}
+
+/// A connection to the control socket that carries several requests (a streamed import).
+#[derive(Debug)]
+pub struct Session {
+    read: BufReader<tokio::net::unix::OwnedReadHalf>,
+    write: tokio::net::unix::OwnedWriteHalf,
+    shown: String,
+}
+
+impl Session {
+    /// Connects to the server of data directory `data` (or at `socket`).
+    pub async fn connect(data: &Path, socket: &Path) -> Result<Self, ControlError> {
+        let shown = socket.display().to_string();
+        let stream = match UnixStream::connect(socket).await {
+            Ok(stream) => stream,
+            Err(e) if is_not_running(&e) => {
+                return Err(ControlError::NotRunning {
+                    data: data.display().to_string(),
+                    socket: shown,
+                });
+            }
+            Err(source) => {
+                return Err(ControlError::Io {
+                    socket: shown,
+                    source,
+                });
+            }
+        };
+        let (read, write) = stream.into_split();
+        Ok(Self {
+            read: BufReader::new(read),
+            write,
+            shown,
+        })
+    }
+
+    /// Sends one request and reads its answer.
+    pub async fn request(
+        &mut self,
+        request: &ControlRequest,
+    ) -> Result<ControlReply, ControlError> {
+        let io = |source| ControlError::Io {
+            socket: self.shown.clone(),
+            source,
+        };
+        let mut line =
+            serde_json::to_vec(request).map_err(|e| ControlError::Protocol(e.to_string()))?;
+        line.push(b'\n');
+        self.write.write_all(&line).await.map_err(io)?;
+        let mut answer = String::new();
+        self.read
+            .read_line(&mut answer)
+            .await
+            .map_err(|source| ControlError::Io {
+                socket: self.shown.clone(),
+                source,
+            })?;
+        let response: ControlResponse =
+            serde_json::from_str(&answer).map_err(|e| ControlError::Protocol(e.to_string()))?;
+        response.map_err(ControlError::Refused)
     }
 }
 

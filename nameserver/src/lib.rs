@@ -16,6 +16,7 @@
 //!
 //!  directory serial changes ─▶ notify::notify_secondaries ─▶ NOTIFY (hickory-net client)
 //!  admin command ─▶ control socket (JSON line) ─▶ control::execute ─▶ zones::Directory
+//!  import ─▶ import-batch lines (staged) … import-commit ─▶ zones::Directory::commit_import
 //! ```
 //!
 //! Modules:
@@ -34,6 +35,7 @@
 //! - [`ratelimit`]: response rate limiting (RRL) and the per-key update limit.
 //! - [`cookie`]: DNS Cookies, server side.
 //! - [`admin`]: what the admin commands print and write.
+//! - [`import`]: `nameserver import`'s client: streamed batches, key bundle, progress.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -42,6 +44,7 @@ pub mod control;
 pub mod cookie;
 pub mod fast;
 pub mod handler;
+pub mod import;
 pub mod notify;
 pub mod query;
 pub mod ratelimit;

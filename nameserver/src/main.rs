@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use nameserver::config::{ServeFlags, Settings, default_data_dir};
 use nameserver::control::{self, ControlReply, ControlRequest};
-use nameserver::{admin, server};
+use nameserver::{admin, import, server};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use zones::identity::{CallingCode, Kid, Mid};
@@ -71,7 +71,10 @@ enum Command {
     Import {
         /// The file to read.
         file: PathBuf,
-        /// Write each new key to DIR/CODE.key (mode 0600).
+        /// Write the new keys to this bundle file (mode 0600) [default: FILE.keys].
+        #[arg(long, value_name = "BUNDLE", conflicts_with = "keys_dir")]
+        keys: Option<PathBuf>,
+        /// Write each new key to DIR/CODE.key (mode 0600) instead of one bundle.
         #[arg(long, value_name = "DIR")]
         keys_dir: Option<PathBuf>,
         #[arg(long, default_value = "hmac-sha256")]
@@ -176,10 +179,11 @@ async fn dispatch(command: Command) -> Result<(), String> {
         }
         Command::Import {
             file,
+            keys,
             keys_dir,
             algorithm,
             target,
-        } => import(&file, keys_dir.as_deref(), algorithm, &target).await,
+        } => import(&file, keys, keys_dir, algorithm, &target).await,
         Command::Export { output, target } => {
             let ControlReply::Zone { text } = call(&target, &ControlRequest::Export).await? else {
                 return Err("unexpected answer to export".into());
@@ -267,37 +271,27 @@ async fn call(target: &Target, request: &ControlRequest) -> Result<ControlReply,
 
 async fn import(
     file: &std::path::Path,
-    keys_dir: Option<&std::path::Path>,
+    keys: Option<PathBuf>,
+    keys_dir: Option<PathBuf>,
     algorithm: Algorithm,
     target: &Target,
 ) -> Result<(), String> {
-    let shown = file.display().to_string();
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let entries = admin::parse_import(&text, &shown)?;
-    if let Some(dir) = keys_dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let request = ControlRequest::Import { entries, algorithm };
-    let ControlReply::Keys { keys } = call(target, &request).await? else {
-        return Err("unexpected answer to import".into());
+    let keys_to = match (keys, keys_dir) {
+        (_, Some(dir)) => import::KeysTo::Dir(dir),
+        (Some(bundle), None) => import::KeysTo::Bundle(bundle),
+        (None, None) => import::KeysTo::Bundle(PathBuf::from(format!("{}.keys", file.display()))),
     };
-    match keys_dir {
-        Some(dir) => {
-            let files = keys.iter().map(|(code, key)| (code.as_str(), key.as_str()));
-            admin::write_key_files(dir, files)
-                .map_err(|e| format!("cannot write keys in {}: {e}", dir.display()))?;
-            println!(
-                "imported {} terminal(s); keys in {}",
-                keys.len(),
-                dir.display()
-            );
-        }
-        None => println!(
-            "imported {} terminal(s); no --keys-dir: use rotate-key to issue their keys",
-            keys.len()
-        ),
-    }
+    let data = target.data.clone().unwrap_or_else(default_data_dir);
+    let socket = control::socket_path(&data, target.control.as_deref());
+    let mut session = control::Session::connect(&data, &socket)
+        .await
+        .map_err(|e| e.to_string())?;
+    let count = import::run(file, &keys_to, algorithm, &mut session).await?;
+    let keys = match &keys_to {
+        import::KeysTo::Bundle(path) => format!("keys in {} (mode 0600)", path.display()),
+        import::KeysTo::Dir(dir) => format!("keys in {}/CODE.key (mode 0600)", dir.display()),
+    };
+    println!("imported {count} terminal(s); {keys}");
     Ok(())
 }
 

@@ -691,3 +691,99 @@ fn each_acknowledged_update_waited_for_an_fdatasync() {
         "sync_file_range alone does not make data durable"
     );
 }
+
+/// `CODE KID MID ADDRESS` lines for codes `from..to` (loopback addresses: data only).
+fn fleet_lines(from: usize, to: usize) -> String {
+    (from..to)
+        .map(|i| {
+            format!(
+                "{} fleet {i:016x} 127.3.{}.{}\n",
+                6_000_000 + i,
+                (i >> 8) & 255,
+                i & 255
+            )
+        })
+        .collect()
+}
+
+/// A streamed import of three batches: every terminal answers, and the keys arrive as one
+/// owner-only bundle in BIND's key-file format that nsupdate accepts.
+#[test]
+fn import_streams_batches_and_writes_one_key_bundle() {
+    use std::os::unix::fs::PermissionsExt;
+    const FLEET: usize = 25_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &[]);
+    let fleet = tmp.path().join("fleet.txt");
+    std::fs::write(&fleet, fleet_lines(0, FLEET)).unwrap();
+    let out = server.admin(&["import", fleet.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("imported {FLEET} terminal(s)")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("terminals ("),
+        "progress on stderr: {}",
+        text(&out)
+    );
+    let bundle = tmp.path().join("fleet.txt.keys");
+    let mode = std::fs::metadata(&bundle).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the key bundle is owner-only");
+    let keys = std::fs::read_to_string(&bundle).unwrap();
+    assert_eq!(keys.matches("key \"").count(), FLEET);
+    for i in [0, 12_345, FLEET - 1] {
+        let name = format!("{}.{ZONE}", 6_000_000 + i);
+        assert_eq!(
+            server.short(&name, "A"),
+            vec![format!("127.3.{}.{}", (i >> 8) & 255, i & 255)]
+        );
+    }
+    // One clause of the bundle is a key file nsupdate takes as it is.
+    let first = keys.split_inclusive("};\n").next().unwrap();
+    let key = tmp.path().join("first.key");
+    std::fs::write(&key, first).unwrap();
+    let name = format!("{}.{ZONE}", 6_000_000);
+    let out = server.nsupdate(Some(&key), &replace_a(&name, "127.0.7.7"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(server.short(&name, "A"), vec!["127.0.7.7"]);
+}
+
+/// All or none: a batch refused after two were staged (a code already registered) leaves
+/// no terminal of the import and no key file, and the same fleet imports cleanly after.
+#[test]
+fn a_refused_import_batch_leaves_nothing_behind() {
+    const FLEET: usize = 25_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &[]);
+    let taken = 6_000_000 + 24_000;
+    server.register(&taken.to_string(), "acme", "3f9a0c1d22e4b7a8", tmp.path());
+    let fleet = tmp.path().join("fleet.txt");
+    std::fs::write(&fleet, fleet_lines(0, FLEET)).unwrap();
+    let out = server.admin(&["import", fleet.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{taken} is already registered")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        server.status(&[&format!("{}.{ZONE}", 6_000_000), "A"]),
+        "NXDOMAIN"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("fleet.txt."))
+        .collect();
+    assert!(leftovers.is_empty(), "no key bundle: {leftovers:?}");
+    let out = server.admin(&["unregister", "--code", &taken.to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = server.admin(&["import", fleet.to_str().unwrap()]);
+    assert!(out.status.success(), "the same fleet again: {}", text(&out));
+    assert_eq!(
+        server.status(&[&format!("{}.{ZONE}", 6_000_000), "A"]),
+        "NOERROR"
+    );
+}

@@ -67,6 +67,11 @@ impl Pending {
         self.next_seq
     }
 
+    /// Moves the staged serial on for a change published outside the queue (an import).
+    pub fn advance(&mut self, serial: Serial) {
+        self.serial = serial;
+    }
+
     /// Records a committed change, to be published once durable.
     pub fn push(&mut self, publication: Publication) {
         if let Some(serial) = publication.serial {

@@ -73,6 +73,8 @@ pub enum DirectoryError {
     },
     #[error("calling code {0} is not registered")]
     UnknownCode(CallingCode),
+    #[error("calling code {0} is part of an import that is not committed yet")]
+    Importing(CallingCode),
     #[error("{0} appears twice in the import")]
     Duplicate(String),
     #[error("addresses of {code}: {reason}")]
@@ -154,6 +156,9 @@ impl ZoneContents for Contents<'_> {
 /// Knot fall back to AXFR when the difference outgrows the zone).
 const LARGEST_DELTA: usize = 10_000;
 
+/// How many imported terminals the index takes under one write lock.
+const IMPORT_CHUNK: usize = 10_000;
+
 /// One change for [`Directory::commit`]: what the store writes, how the zone changed (a
 /// serial increase when not empty), and the terminals' new state.
 struct Work<'a> {
@@ -179,6 +184,8 @@ struct Inner {
     pending: Mutex<Pending>,
     /// One writer at a time stages a change.
     writer: tokio::sync::Mutex<()>,
+    /// One import session at a time.
+    importing: Arc<tokio::sync::Mutex<()>>,
     /// Set when a flush failed: the store's memory may not match the disk.
     poisoned: AtomicBool,
     /// The newest published serial, for those who follow changes (NOTIFY).
@@ -194,6 +201,13 @@ impl Directory {
     /// zone instead of deltas with a gap. That change is durable before anything is served.
     pub fn open(data_dir: &Path, zone: Zone, limits: Limits) -> Result<Self, StoreError> {
         let store = Store::open(data_dir, zone.origin())?;
+        if store.import_in_progress()? {
+            let removed = store.abort_import()?;
+            tracing::warn!(
+                removed,
+                "an import was interrupted before its commit; its terminals were removed"
+            );
+        }
         let snapshot = store.load()?;
         let mut journal = Journal::new(limits.journal_depth, snapshot.journal);
         let fingerprint = zone.fingerprint();
@@ -229,6 +243,7 @@ impl Directory {
                 view: RwLock::new(view),
                 pending: Mutex::new(Pending::new(serial, next_seq)),
                 writer: tokio::sync::Mutex::new(()),
+                importing: Arc::default(),
                 poisoned: AtomicBool::new(false),
             }),
         })
@@ -316,37 +331,11 @@ impl Directory {
         imports: Vec<Import>,
         now: u64,
     ) -> Result<Vec<Terminal>, DirectoryError> {
-        for import in &imports {
-            let max = self.inner.limits.max_addresses_per_family;
-            policy::check_addresses(&import.addresses, max).map_err(|reason| {
-                DirectoryError::Policy {
-                    code: import.registration.code.clone(),
-                    reason,
-                }
-            })?;
-        }
+        let entries = self.new_entries(imports, now)?;
         let writer = self.write_lock().await?;
-        check_new_registrations(&self.inner.store, &imports)?;
-        let mut entries = Vec::with_capacity(imports.len());
-        for Import {
-            registration: reg,
-            addresses,
-        } in imports
-        {
-            let terminal = Terminal {
-                key: self.new_key(&reg.code, &reg.mid, &reg.kid, reg.algorithm)?,
-                code: reg.code,
-                kid: reg.kid,
-                mid: reg.mid,
-                registered_at: now,
-            };
-            let presence = Presence {
-                updated_at: (addresses != Addresses::default()).then_some(now),
-                addresses,
-                ..Presence::default()
-            };
-            entries.push(Entry { terminal, presence });
-        }
+        let registrations: Vec<&Registration> = entries.iter().map(|(r, _)| r).collect();
+        check_new_registrations(&self.inner.store, &registrations)?;
+        let entries: Vec<Entry> = entries.into_iter().map(|(_, e)| e).collect();
         let zone_changes = entries
             .iter()
             .map(|e| AddressChange {
@@ -378,9 +367,108 @@ impl Directory {
         Ok(entries.into_iter().map(|e| e.terminal).collect())
     }
 
+    /// The right to run an import session, if no other is running: hold it from the first
+    /// staged batch to the commit or abort.
+    pub fn try_begin_import(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.inner.importing.clone().try_lock_owned().ok()
+    }
+
+    /// Stages one batch of an import: checked like registrations (against the registered,
+    /// the staged and the batch itself) and written, but invisible to queries and keys until
+    /// [`Directory::commit_import`]; [`Directory::abort_import`] (or a restart) removes it.
+    pub async fn stage_import(
+        &self,
+        imports: Vec<Import>,
+        now: u64,
+    ) -> Result<Vec<Terminal>, DirectoryError> {
+        let entries = self.new_entries(imports, now)?;
+        let _writer = self.write_lock().await?;
+        let registrations: Vec<&Registration> = entries.iter().map(|(r, _)| r).collect();
+        check_new_registrations(&self.inner.store, &registrations)?;
+        let entries: Vec<Entry> = entries.into_iter().map(|(_, e)| e).collect();
+        self.inner
+            .store
+            .commit(&Change {
+                put_terminals: entries.iter().map(|e| &e.terminal).collect(),
+                put_presence: entries
+                    .iter()
+                    .map(|e| (&e.terminal.code, &e.presence))
+                    .collect(),
+                importing: true,
+                ..Change::default()
+            })
+            .await?;
+        // Durable per batch: redb holds the pages of non-durable commits in memory until
+        // a durable one, so a fleet staged without syncs would pile up in the server.
+        self.flush_or_poison().await?;
+        Ok(entries.into_iter().map(|e| e.terminal).collect())
+    }
+
+    /// Commits the staged import: one serial increase, the journal emptied (secondaries take
+    /// the whole zone), durable before the index takes the terminals; the serial is
+    /// announced only once they are all in. Returns how many terminals it added.
+    pub async fn commit_import(&self) -> Result<usize, DirectoryError> {
+        let _writer = self.write_lock().await?;
+        let next_seq = self.pending().next_seq();
+        let depth = self.inner.limits.journal_depth.max(1) as u64;
+        let to = self.pending().serial().next();
+        self.inner
+            .store
+            .commit(&Change {
+                serial: Some(to.0),
+                journal_drop: (next_seq.saturating_sub(depth).max(1)..next_seq).collect(),
+                finish_import: true,
+                ..Change::default()
+            })
+            .await?;
+        self.flush_or_poison().await?;
+        self.publish();
+        let staged = self.inner.store.importing_count()?;
+        self.inner
+            .view
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .reserve(staged);
+        let added = self.inner.store.scan_imported(IMPORT_CHUNK, |chunk| {
+            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
+            for (key, hot) in chunk {
+                view.insert(key, hot);
+            }
+        })?;
+        {
+            let mut pending = self.pending();
+            pending.advance(to);
+            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
+            view.clear_journal();
+            view.set_serial(to);
+        }
+        self.announce(to.0);
+        self.inner.store.forget_imported().await?;
+        // The staging is gone: give its space back (queries go on from the index).
+        self.inner.store.compact().await?;
+        Ok(added)
+    }
+
+    /// Removes every staged terminal of an import that will not be committed.
+    pub async fn abort_import(&self) -> Result<usize, StoreError> {
+        let _writer = self.inner.writer.lock().await;
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.abort_import())
+            .await
+            .map_err(|e| StoreError::Io(e.to_string()))?
+    }
+
+    fn refuse_importing(&self, code: &CallingCode) -> Result<(), DirectoryError> {
+        if self.inner.store.is_importing(code)? {
+            return Err(DirectoryError::Importing(code.clone()));
+        }
+        Ok(())
+    }
+
     /// Removes a terminal; its name disappears from the zone.
     pub async fn unregister(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
         let writer = self.write_lock().await?;
+        self.refuse_importing(code)?;
         let entry = self
             .inner
             .store
@@ -413,6 +501,7 @@ impl Directory {
     /// new one is durable.
     pub async fn rotate_key(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
         let writer = self.write_lock().await?;
+        self.refuse_importing(code)?;
         let entry = self
             .inner
             .store
@@ -622,6 +711,13 @@ impl Directory {
     async fn durable(&self, writer: tokio::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
         // Group commit: updates arriving meanwhile stage theirs and share the next flush.
         drop(writer);
+        self.flush_or_poison().await?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Flushes; a failure refuses every later change until a restart.
+    async fn flush_or_poison(&self) -> Result<(), StoreError> {
         if let Err(e) = self.inner.store.flush().await {
             self.inner.poisoned.store(true, Ordering::SeqCst);
             tracing::error!(error = %e, "flush to disk failed; refusing changes until restarted");
@@ -630,7 +726,6 @@ impl Directory {
         if self.inner.poisoned.load(Ordering::SeqCst) {
             return Err(StoreError::Poisoned);
         }
-        self.publish();
         Ok(())
     }
 
@@ -643,6 +738,11 @@ impl Directory {
             pending.publish(flushed, &mut view);
             view.serial()
         };
+        self.announce(serial);
+    }
+
+    /// Tells followers (NOTIFY) of a published serial; it only moves forward.
+    fn announce(&self, serial: u32) {
         self.inner.serial_tx.send_if_modified(|current| {
             let newer = Serial(serial).is_newer_than(Serial(*current));
             if newer {
@@ -667,6 +767,40 @@ impl Directory {
         self.inner.store.inject_flush_failure();
     }
 
+    /// Terminals with fresh keys for `imports`, after the address policy.
+    fn new_entries(
+        &self,
+        imports: Vec<Import>,
+        now: u64,
+    ) -> Result<Vec<(Registration, Entry)>, DirectoryError> {
+        let max = self.inner.limits.max_addresses_per_family;
+        let mut entries = Vec::with_capacity(imports.len());
+        for Import {
+            registration: reg,
+            addresses,
+        } in imports
+        {
+            policy::check_addresses(&addresses, max).map_err(|reason| DirectoryError::Policy {
+                code: reg.code.clone(),
+                reason,
+            })?;
+            let terminal = Terminal {
+                key: self.new_key(&reg.code, &reg.mid, &reg.kid, reg.algorithm)?,
+                code: reg.code.clone(),
+                kid: reg.kid.clone(),
+                mid: reg.mid.clone(),
+                registered_at: now,
+            };
+            let presence = Presence {
+                updated_at: (addresses != Addresses::default()).then_some(now),
+                addresses,
+                ..Presence::default()
+            };
+            entries.push((reg, Entry { terminal, presence }));
+        }
+        Ok(entries)
+    }
+
     fn new_key(
         &self,
         code: &CallingCode,
@@ -683,13 +817,10 @@ impl Directory {
 }
 
 /// Refuses codes or KID/MID pairs that are taken, or repeated within `imports`.
-fn check_new_registrations(store: &Store, imports: &[Import]) -> Result<(), DirectoryError> {
+fn check_new_registrations(store: &Store, imports: &[&Registration]) -> Result<(), DirectoryError> {
     let mut codes = HashSet::new();
     let mut machines = HashSet::new();
-    for Import {
-        registration: reg, ..
-    } in imports
-    {
+    for reg in imports {
         if let Some(e) = store.terminal(&reg.code)? {
             return Err(DirectoryError::CodeTaken {
                 code: reg.code.clone(),
@@ -1309,5 +1440,71 @@ mod tests {
         update_a(dir, "5551234", [192, 0, 2, 1], 100, 1)
             .await
             .unwrap();
+    }
+
+    fn fleet(from: usize, count: usize) -> Vec<Import> {
+        (from..from + count)
+            .map(|i| Import {
+                registration: registration(
+                    &format!("{}", 7_000_000 + i),
+                    "fleet",
+                    &format!("{i:016x}"),
+                ),
+                addresses: two_addresses_plus(std::net::IpAddr::V4(Ipv4Addr::new(
+                    127,
+                    1,
+                    (i >> 8) as u8,
+                    i as u8,
+                ))),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_staged_import_is_invisible_until_committed_then_all_there() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        let session = dir.try_begin_import().unwrap();
+        assert!(dir.try_begin_import().is_none(), "one import at a time");
+        let serial = dir.view().serial();
+        dir.stage_import(fleet(0, 100), 1).await.unwrap();
+        dir.stage_import(fleet(100, 100), 1).await.unwrap();
+        assert!(dir.view().is_empty(), "not in the index before the commit");
+        let taken = dir.stage_import(fleet(150, 1), 1).await;
+        assert!(
+            matches!(taken, Err(DirectoryError::CodeTaken { .. })),
+            "staged codes are taken"
+        );
+        let staged: CallingCode = "7000005".parse().unwrap();
+        assert!(matches!(
+            dir.unregister(&staged).await,
+            Err(DirectoryError::Importing(_))
+        ));
+        assert_eq!(dir.commit_import().await.unwrap(), 200);
+        drop(session);
+        assert_eq!(dir.view().len(), 200);
+        assert_eq!(dir.view().serial(), serial + 1);
+        dir.unregister(&staged).await.unwrap();
+        drop(dir);
+        assert_eq!(open(tmp.path()).view().len(), 199);
+    }
+
+    #[tokio::test]
+    async fn an_import_aborted_or_interrupted_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        dir.stage_import(fleet(0, 50), 1).await.unwrap();
+        assert_eq!(dir.abort_import().await.unwrap(), 50);
+        assert!(dir.terminal(&"7000001".parse().unwrap()).unwrap().is_none());
+        // The same codes and machines can come again; then the server stops mid-import.
+        dir.stage_import(fleet(0, 50), 1).await.unwrap();
+        dir.flush().await.unwrap();
+        drop(dir);
+        let dir = open(tmp.path());
+        assert!(dir.view().is_empty());
+        assert!(dir.terminal(&"7000001".parse().unwrap()).unwrap().is_none());
+        dir.stage_import(fleet(0, 50), 1).await.unwrap();
+        assert_eq!(dir.commit_import().await.unwrap(), 50);
+        assert_eq!(dir.view().len(), 50);
     }
 }

@@ -91,11 +91,17 @@ impl View {
         self.journal.clear();
     }
 
+    /// Makes room for `additional` terminals at once (a bulk import), so the index does not
+    /// grow by doubling while old and new tables both hold memory.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.terminals.reserve_exact(additional);
+    }
+
     /// Adds or replaces a terminal (at start-up and on publication).
     pub fn insert(&mut self, key: CodeKey, hot: Hot) {
         self.forget_lease(key);
         if let Some(end) = hot.lease_expires {
-            self.leases.insert((end, key));
+            self.leases.insert((end.get(), key));
         }
         self.terminals.insert(key, hot);
     }
@@ -107,7 +113,7 @@ impl View {
 
     fn forget_lease(&mut self, key: CodeKey) {
         if let Some(end) = self.terminals.get(&key).and_then(|h| h.lease_expires) {
-            self.leases.remove(&(end, key));
+            self.leases.remove(&(end.get(), key));
         }
     }
 }

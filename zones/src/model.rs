@@ -4,6 +4,7 @@
 //! them, the [`crate::store`] persists them, the [`crate::index`] serves them to queries.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroU64;
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -22,15 +23,16 @@ pub struct Terminal {
     pub registered_at: u64,
 }
 
-/// One family's addresses, with the RRset's TTL.
+/// One family's addresses, with the RRset's TTL; `N` of them fit inline, so the common
+/// terminal costs the index no allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressSet<T> {
+#[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>"))]
+pub struct AddressSet<T, const N: usize = 2> {
     pub ttl: u32,
-    /// Two fit inline: the common terminal costs the index no allocation.
-    pub addrs: SmallVec<[T; 2]>,
+    pub addrs: SmallVec<[T; N]>,
 }
 
-impl<T> Default for AddressSet<T> {
+impl<T, const N: usize> Default for AddressSet<T, N> {
     fn default() -> Self {
         Self {
             ttl: 0,
@@ -42,8 +44,10 @@ impl<T> Default for AddressSet<T> {
 /// A terminal's published addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Addresses {
-    pub v4: AddressSet<Ipv4Addr>,
-    pub v6: AddressSet<Ipv6Addr>,
+    /// Two IPv4 addresses inline (8 bytes).
+    pub v4: AddressSet<Ipv4Addr, 2>,
+    /// One IPv6 address inline (16 bytes): terminals rarely have more than one.
+    pub v6: AddressSet<Ipv6Addr, 1>,
 }
 
 impl Addresses {
@@ -112,7 +116,7 @@ impl Presence {
     pub fn hot(&self) -> Hot {
         Hot {
             addresses: self.addresses.clone(),
-            lease_expires: self.lease_expires,
+            lease_expires: self.lease_expires.and_then(NonZeroU64::new),
         }
     }
 }
@@ -123,14 +127,14 @@ impl Presence {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Hot {
     pub addresses: Addresses,
-    /// Unix seconds when the lease runs out; `None`: no expiry.
-    pub lease_expires: Option<u64>,
+    /// Unix seconds when the lease runs out; `None`: no expiry (8 bytes: never zero).
+    pub lease_expires: Option<NonZeroU64>,
 }
 
 impl Hot {
     /// True once the lease has run out: the terminal is offline.
     pub fn expired(&self, now: u64) -> bool {
-        self.lease_expires.is_some_and(|t| t <= now)
+        self.lease_expires.is_some_and(|t| t.get() <= now)
     }
 
     /// The addresses to answer queries with at `now`: none once the lease has run out.

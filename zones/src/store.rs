@@ -10,6 +10,7 @@
 //! | `cold`    | KID, MID, TSIG algorithm and secret, registration time      | signed requests |
 //! | `replay`  | newest accepted Time Signed and the MACs to refuse          | updates       |
 //! | `machines`| key `<kid> <mid>`: the code registered for that machine    | registrations |
+//! | `importing`| the codes of an import not yet committed (with `meta` `import`) | imports    |
 //! | `journal` | by sequence (u64): one serial increase, for IXFR            | transfers     |
 //!
 //! Hot data is kept apart from cold data so that what every query needs stays small, and
@@ -34,8 +35,8 @@
 //! made 0600 at open, whatever the umask.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use hickory_proto::rr::Name;
 use redb::{
@@ -61,13 +62,15 @@ const COLD: TableDefinition<&str, &[u8]> = TableDefinition::new("cold");
 const REPLAY: TableDefinition<&str, &[u8]> = TableDefinition::new("replay");
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 const MACHINES: TableDefinition<&str, &str> = TableDefinition::new("machines");
+const IMPORTING: TableDefinition<&str, &[u8]> = TableDefinition::new("importing");
 
 /// redb's page cache: the index in memory serves queries, so the store needs little.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 const SCHEMA_KEY: &str = "schema";
 const SERIAL_KEY: &str = "serial";
 const ZONE_KEY: &str = "zone";
+const IMPORT_KEY: &str = "import";
 
 /// A storage failure; the change it was part of did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +137,10 @@ pub struct Change<'a> {
     pub journal_drop: Vec<u64>,
     /// The fingerprint of the static zone, when it changed.
     pub zone_fingerprint: Option<&'a str>,
+    /// The registrations are part of an import not yet committed.
+    pub importing: bool,
+    /// Commits the import in progress: its terminals stay, the marker goes.
+    pub finish_import: bool,
 }
 
 /// What every query needs of a terminal.
@@ -171,6 +178,8 @@ struct Writes {
     remove: Option<String>,
     machines_put: Vec<(String, String)>,
     machines_remove: Vec<String>,
+    importing: Vec<String>,
+    finish_import: bool,
     journal: Option<(u64, Vec<u8>)>,
     journal_drop: Vec<u64>,
 }
@@ -191,7 +200,7 @@ struct GroupCommit {
 /// The redb database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<RwLock<Database>>,
     durability: Arc<GroupCommit>,
     /// The zone's origin, from which key names are derived.
     origin: Name,
@@ -214,7 +223,7 @@ impl Store {
             source,
         })?;
         let store = Self {
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(db)),
             durability: Arc::default(),
             origin: origin.clone(),
         };
@@ -232,7 +241,8 @@ impl Store {
                 found,
             }),
             None => {
-                let tx = self.begin_write(Durability::Immediate)?;
+                let db = self.db();
+                let tx = begin_write(&db, Durability::Immediate)?;
                 create_tables(&tx)?;
                 {
                     let mut meta = tx.open_table(META).map_err(StoreError::io)?;
@@ -245,7 +255,8 @@ impl Store {
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
         let meta = match read.open_table(META) {
             Ok(meta) => meta,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -257,7 +268,8 @@ impl Store {
 
     /// Reads what start-up needs: the serial, the journal, and the number of terminals.
     pub fn load(&self) -> Result<Snapshot, StoreError> {
-        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
         let meta = read.open_table(META).map_err(StoreError::io)?;
         let get_meta = |key: &str| -> Result<Option<Vec<u8>>, StoreError> {
             Ok(meta
@@ -289,7 +301,8 @@ impl Store {
     /// Every terminal's hot data, in code order, to `each` (the index at start-up; nothing
     /// is collected on the way).
     pub fn scan_hot(&self, mut each: impl FnMut(CodeKey, Hot)) -> Result<(), StoreError> {
-        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
         let hot = read.open_table(HOT).map_err(StoreError::io)?;
         for item in hot.iter().map_err(StoreError::io)? {
             let (key, value) = item.map_err(StoreError::io)?;
@@ -303,7 +316,7 @@ impl Store {
                 key,
                 Hot {
                     addresses: record.addresses,
-                    lease_expires: record.lease_expires,
+                    lease_expires: record.lease_expires.and_then(std::num::NonZeroU64::new),
                 },
             );
         }
@@ -312,7 +325,8 @@ impl Store {
 
     /// A terminal and its presence as last committed (durable or not), if registered.
     pub fn terminal(&self, code: &CallingCode) -> Result<Option<Entry>, StoreError> {
-        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
         let text = code.as_str();
         let get = |table: TableDefinition<&str, &[u8]>| -> Result<Option<Vec<u8>>, StoreError> {
             let table = read.open_table(table).map_err(StoreError::io)?;
@@ -336,7 +350,8 @@ impl Store {
 
     /// The code registered for a KID and MID, if any.
     pub fn machine(&self, kid: &Kid, mid: &Mid) -> Result<Option<CallingCode>, StoreError> {
-        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
         let machines = read.open_table(MACHINES).map_err(StoreError::io)?;
         let key = machine_key(kid, mid);
         let Some(code) = machines.get(key.as_str()).map_err(StoreError::io)? else {
@@ -351,9 +366,122 @@ impl Store {
             })
     }
 
+    /// True while an import is staged but not committed (or was interrupted by a crash).
+    pub fn import_in_progress(&self) -> Result<bool, StoreError> {
+        Ok(self.meta(IMPORT_KEY)?.is_some())
+    }
+
+    /// Whether `code` belongs to an import not yet committed.
+    pub fn is_importing(&self, code: &CallingCode) -> Result<bool, StoreError> {
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
+        let importing = read.open_table(IMPORTING).map_err(StoreError::io)?;
+        Ok(importing
+            .get(code.as_str())
+            .map_err(StoreError::io)?
+            .is_some())
+    }
+
+    /// The hot data of a committed import's terminals, `chunk` at a time, to `each` (to
+    /// publish them to the index without holding them all).
+    pub fn scan_imported(
+        &self,
+        chunk: usize,
+        mut each: impl FnMut(Vec<(CodeKey, Hot)>),
+    ) -> Result<usize, StoreError> {
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
+        let importing = read.open_table(IMPORTING).map_err(StoreError::io)?;
+        let hot = read.open_table(HOT).map_err(StoreError::io)?;
+        let (mut batch, mut total) = (Vec::with_capacity(chunk), 0);
+        for item in importing.iter().map_err(StoreError::io)? {
+            let (key, _) = item.map_err(StoreError::io)?;
+            let code = key.value();
+            let Some(value) = hot.get(code).map_err(StoreError::io)? else {
+                continue;
+            };
+            let record: HotRecord = decode(code, value.value())?;
+            if let Some(key) = CodeKey::from_digits(code.as_bytes()) {
+                batch.push((
+                    key,
+                    Hot {
+                        addresses: record.addresses,
+                        lease_expires: record.lease_expires.and_then(std::num::NonZeroU64::new),
+                    },
+                ));
+            }
+            if batch.len() == chunk {
+                total += batch.len();
+                each(std::mem::replace(&mut batch, Vec::with_capacity(chunk)));
+            }
+        }
+        total += batch.len();
+        if !batch.is_empty() {
+            each(batch);
+        }
+        Ok(total)
+    }
+
+    /// How many terminals the import in progress (or just committed) holds.
+    pub fn importing_count(&self) -> Result<usize, StoreError> {
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
+        let importing = read.open_table(IMPORTING).map_err(StoreError::io)?;
+        Ok(importing.len().map_err(StoreError::io)? as usize)
+    }
+
+    /// Forgets the list of a committed import's codes (its terminals stay).
+    pub async fn forget_imported(&self) -> Result<(), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = store.db();
+            let tx = begin_write(&db, Durability::None)?;
+            tx.delete_table(IMPORTING).map_err(StoreError::io)?;
+            tx.open_table(IMPORTING).map_err(StoreError::io)?;
+            tx.commit().map_err(StoreError::io)
+        })
+        .await
+        .map_err(StoreError::io)??;
+        self.durability.committed.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Removes every terminal of an import not committed, durably; returns how many.
+    pub fn abort_import(&self) -> Result<usize, StoreError> {
+        let db = self.db();
+        let tx = begin_write(&db, Durability::Immediate)?;
+        let mut removed = 0;
+        {
+            let importing = tx.open_table(IMPORTING).map_err(StoreError::io)?;
+            let mut cold = tx.open_table(COLD).map_err(StoreError::io)?;
+            let mut hot = tx.open_table(HOT).map_err(StoreError::io)?;
+            let mut replay = tx.open_table(REPLAY).map_err(StoreError::io)?;
+            let mut machines = tx.open_table(MACHINES).map_err(StoreError::io)?;
+            for item in importing.iter().map_err(StoreError::io)? {
+                let (key, _) = item.map_err(StoreError::io)?;
+                let code = key.value();
+                if let Some(value) = cold.remove(code).map_err(StoreError::io)? {
+                    let record: ColdRecord = decode(code, value.value())?;
+                    let machine = machine_key(&record.kid, &record.mid);
+                    machines.remove(machine.as_str()).map_err(StoreError::io)?;
+                }
+                hot.remove(code).map_err(StoreError::io)?;
+                replay.remove(code).map_err(StoreError::io)?;
+                removed += 1;
+            }
+            let mut meta = tx.open_table(META).map_err(StoreError::io)?;
+            meta.remove(IMPORT_KEY).map_err(StoreError::io)?;
+        }
+        tx.delete_table(IMPORTING).map_err(StoreError::io)?;
+        tx.open_table(IMPORTING).map_err(StoreError::io)?;
+        tx.commit().map_err(StoreError::io)?;
+        Ok(removed)
+    }
+
     /// Every terminal and its presence, by code (for `list`).
     pub fn entries(&self) -> Result<Vec<Entry>, StoreError> {
-        let read = self.db.begin_read().map_err(StoreError::io)?;
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
         let cold = read.open_table(COLD).map_err(StoreError::io)?;
         let hot = read.open_table(HOT).map_err(StoreError::io)?;
         let replay = read.open_table(REPLAY).map_err(StoreError::io)?;
@@ -401,16 +529,29 @@ impl Store {
         Ok(())
     }
 
-    fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, StoreError> {
-        let mut tx = self.db.begin_write().map_err(StoreError::io)?;
-        tx.set_durability(durability).map_err(StoreError::io)?;
-        Ok(tx)
+    /// Shared access to the database: held for as long as a transaction lives, so that
+    /// [`Store::compact`] never runs beside one.
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn write(&self, writes: &Writes, durability: Durability) -> Result<(), StoreError> {
-        let tx = self.begin_write(durability)?;
+        let db = self.db();
+        let tx = begin_write(&db, durability)?;
         apply(&tx, writes)?;
         tx.commit().map_err(StoreError::io)
+    }
+
+    /// Gives the file back the space a bulk change freed (a streamed import leaves its
+    /// staging behind): waits for every transaction, then rewrites the file compactly.
+    pub async fn compact(&self) -> Result<(), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut db = store.db.write().unwrap_or_else(|p| p.into_inner());
+            db.compact().map(|_| ()).map_err(StoreError::io)
+        })
+        .await
+        .map_err(StoreError::io)?
     }
 
     /// The newest commit number known to be on disk.
@@ -456,12 +597,19 @@ impl Store {
     /// An empty transaction with immediate durability: redb syncs the file, which makes
     /// every earlier non-durable commit durable too.
     fn sync(&self) -> Result<(), StoreError> {
-        self.begin_write(Durability::Immediate)?
+        let db = self.db();
+        begin_write(&db, Durability::Immediate)?
             .commit()
             .map_err(StoreError::io)?;
         self.durability.syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
+}
+
+fn begin_write(db: &Database, durability: Durability) -> Result<WriteTransaction, StoreError> {
+    let mut tx = db.begin_write().map_err(StoreError::io)?;
+    tx.set_durability(durability).map_err(StoreError::io)?;
+    Ok(tx)
 }
 
 fn file_path(dir: &Path) -> PathBuf {
@@ -475,6 +623,7 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(REPLAY).map_err(StoreError::io)?;
     tx.open_table(JOURNAL).map_err(StoreError::io)?;
     tx.open_table(MACHINES).map_err(StoreError::io)?;
+    tx.open_table(IMPORTING).map_err(StoreError::io)?;
     Ok(())
 }
 
@@ -505,6 +654,18 @@ fn apply(tx: &WriteTransaction, w: &Writes) -> Result<(), StoreError> {
                 .insert(code.as_str(), value.as_slice())
                 .map_err(StoreError::io)?;
         }
+    }
+    if !w.importing.is_empty() {
+        let mut importing = tx.open_table(IMPORTING).map_err(StoreError::io)?;
+        for code in &w.importing {
+            importing
+                .insert(code.as_str(), &[][..])
+                .map_err(StoreError::io)?;
+        }
+    }
+    if w.finish_import {
+        let mut meta = tx.open_table(META).map_err(StoreError::io)?;
+        meta.remove(IMPORT_KEY).map_err(StoreError::io)?;
     }
     let mut machines = tx.open_table(MACHINES).map_err(StoreError::io)?;
     for key in &w.machines_remove {
@@ -545,6 +706,15 @@ fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
     if let Some(fingerprint) = change.zone_fingerprint {
         w.meta.push((ZONE_KEY, fingerprint.as_bytes().to_vec()));
     }
+    if change.importing {
+        w.meta.push((IMPORT_KEY, Vec::new()));
+        w.importing = change
+            .put_terminals
+            .iter()
+            .map(|t| t.code.as_str().to_owned())
+            .collect();
+    }
+    w.finish_import = change.finish_import;
     for t in &change.put_terminals {
         let record = ColdRecord {
             kid: t.kid.clone(),
@@ -776,7 +946,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         {
             let store = Store::open(tmp.path(), &origin()).unwrap();
-            let tx = store.begin_write(Durability::Immediate).unwrap();
+            let db = store.db();
+            let tx = begin_write(&db, Durability::Immediate).unwrap();
             {
                 let mut meta = tx.open_table(META).unwrap();
                 meta.insert(SCHEMA_KEY, &99u32.to_be_bytes()[..]).unwrap();

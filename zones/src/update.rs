@@ -354,7 +354,7 @@ pub fn apply(current: &Addresses, updates: &[Record], limits: &Limits) -> Addres
 }
 
 /// Adds an address; the RRset takes the TTL of the latest addition (RFC 2181 §5.2).
-fn add<T: PartialEq>(set: &mut AddressSet<T>, addr: T, ttl: u32) {
+fn add<T: PartialEq, const N: usize>(set: &mut AddressSet<T, N>, addr: T, ttl: u32) {
     if !set.addrs.contains(&addr) {
         set.addrs.push(addr);
     }
