@@ -787,3 +787,33 @@ fn a_refused_import_batch_leaves_nothing_behind() {
         "NOERROR"
     );
 }
+
+/// Terminals carry no storage engine: the updater's dependencies (resolved as for the
+/// updater alone) include neither redb nor the store's encoding.
+#[test]
+fn the_updater_does_not_depend_on_the_storage_engine() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "updater",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("zones v"), "the tree names zones: {tree}");
+    for engine in ["redb v", "postcard v"] {
+        assert!(
+            !tree.contains(engine),
+            "the updater depends on {engine}: {tree}"
+        );
+    }
+}

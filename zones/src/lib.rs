@@ -25,11 +25,17 @@
 //! - [`store`]: the redb store: one transaction per change, a group fdatasync before publishing.
 //! - [`directory`]: every change to the directory goes through it.
 //! - [`serial`]: SOA serial arithmetic (RFC 1982).
+//!
+//! `index`, `commit`, `store` and `directory` need the default `store` feature (redb);
+//! without it the crate is the rules and formats alone, as the updater uses it.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "store")]
 mod commit;
+#[cfg(feature = "store")]
 pub mod directory;
 pub mod identity;
+#[cfg(feature = "store")]
 pub mod index;
 pub mod journal;
 pub mod key;
@@ -39,11 +45,14 @@ pub mod model;
 pub mod policy;
 pub mod replay;
 pub mod serial;
+#[cfg(feature = "store")]
 pub mod store;
 pub mod update;
 pub mod zone;
 
-pub use directory::{Directory, DirectoryError, Limits};
+#[cfg(feature = "store")]
+pub use directory::{Directory, DirectoryError};
+pub use limits::Limits;
 pub use zone::Zone;
 
 /// Seconds since the Unix epoch, from the system clock.
