@@ -128,16 +128,6 @@ impl Table {
         }
     }
 
-    fn names<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
-        let mut seen: Vec<String> = Vec::new();
-        for n in names {
-            if !seen.contains(n) {
-                seen.push(n.clone());
-            }
-        }
-        seen
-    }
-
     pub fn render(&self) -> String {
         let mut out = self.header.clone();
         out.push_str(&self.render_queries());
@@ -147,10 +137,6 @@ impl Table {
     }
 
     fn render_queries(&self) -> String {
-        let q = &self.results.queries;
-        let spread = |name: &str, f: fn(&QueryFigures) -> f64| {
-            Spread::of(q.iter().filter(|x| x.name == name).map(f))
-        };
         let metrics: [Metric<QueryFigures>; 7] = [
             (|x| x.qps, 0),
             (|x| x.p50_us, 0),
@@ -160,35 +146,11 @@ impl Table {
             (|x| x.peak_rss_mib, 1),
             (|x| x.startup_s, 2),
         ];
-        let mut out = String::from(
-            "\n| lookups | queries/s | p50 µs | p99 µs | lost at rate | CPU µs/query | peak RSS MiB | start-up s |\n|---|---|---|---|---|---|---|---|\n",
-        );
-        let names = Self::names(q.iter().map(|x| &x.name));
-        for name in &names {
-            let cells: Vec<String> = metrics
-                .iter()
-                .map(|(f, d)| spread(name, *f).show(*d))
-                .collect();
-            out.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
-        }
-        for peer in names.iter().skip(1) {
-            let cells: Vec<String> = metrics
-                .iter()
-                .map(|(f, _)| {
-                    let r = ratio(spread("directory", *f).median, spread(peer, *f).median);
-                    format!("{r:.2}")
-                })
-                .collect();
-            out.push_str(&format!("| ours/{peer} | {} |\n", cells.join(" | ")));
-        }
-        out
+        let header = "| lookups | queries/s | p50 µs | p99 µs | lost at rate | CPU µs/query | peak RSS MiB | start-up s |";
+        render_table(header, &self.results.queries, &metrics, metrics.len())
     }
 
     fn render_updates(&self) -> String {
-        let u = &self.results.updates;
-        let spread = |name: &str, f: fn(&UpdateFigures) -> f64| {
-            Spread::of(u.iter().filter(|x| x.name == name).map(f))
-        };
         let metrics: [Metric<UpdateFigures>; 5] = [
             (|x| x.updates_per_s, 0),
             (|x| x.p50_ms, 2),
@@ -196,29 +158,8 @@ impl Table {
             (|x| x.acknowledged as f64, 0),
             (|x| x.failed as f64, 0),
         ];
-        let mut out = String::from(
-            "\n| updates | durable updates/s | p50 ms | p99 ms | acknowledged | failed |\n|---|---|---|---|---|---|\n",
-        );
-        let names = Self::names(u.iter().map(|x| &x.name));
-        for name in &names {
-            let cells: Vec<String> = metrics
-                .iter()
-                .map(|(f, d)| spread(name, *f).show(*d))
-                .collect();
-            out.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
-        }
-        for peer in names.iter().skip(1) {
-            let cells: Vec<String> = metrics
-                .iter()
-                .take(3)
-                .map(|(f, _)| {
-                    let r = ratio(spread("directory", *f).median, spread(peer, *f).median);
-                    format!("{r:.2}")
-                })
-                .collect();
-            out.push_str(&format!("| ours/{peer} | {} | | |\n", cells.join(" | ")));
-        }
-        out
+        let header = "| updates | durable updates/s | p50 ms | p99 ms | acknowledged | failed |";
+        render_table(header, &self.results.updates, &metrics, 3)
     }
 
     fn render_imports(&self) -> String {
@@ -230,6 +171,63 @@ impl Table {
             Spread::of(i.iter().map(|x| x.bytes_per_terminal)).show(0),
         )
     }
+}
+
+/// Figures that belong to one server.
+trait Named {
+    fn name(&self) -> &str;
+}
+
+impl Named for QueryFigures {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for UpdateFigures {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// One table: a row per server (median and spread of each metric), then the ratios of
+/// medians ours/peer for the first `ratios` metrics.
+fn render_table<T: Named>(
+    header: &str,
+    rows: &[T],
+    metrics: &[Metric<T>],
+    ratios: usize,
+) -> String {
+    let spread =
+        |name: &str, f: fn(&T) -> f64| Spread::of(rows.iter().filter(|x| x.name() == name).map(f));
+    let mut names: Vec<&str> = Vec::new();
+    for row in rows {
+        if !names.contains(&row.name()) {
+            names.push(row.name());
+        }
+    }
+    let rule = "|---".repeat(metrics.len() + 1);
+    let mut out = format!("\n{header}\n{rule}|\n");
+    for name in &names {
+        let cells: Vec<String> = metrics
+            .iter()
+            .map(|(f, d)| spread(name, *f).show(*d))
+            .collect();
+        out.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
+    }
+    for peer in names.iter().skip(1) {
+        let cells: Vec<String> = (0..metrics.len())
+            .map(|i| match metrics.get(i).filter(|_| i < ratios) {
+                Some((f, _)) => {
+                    let r = ratio(spread("directory", *f).median, spread(peer, *f).median);
+                    format!("{r:.2}")
+                }
+                None => String::new(),
+            })
+            .collect();
+        out.push_str(&format!("| ours/{peer} | {} |\n", cells.join(" | ")));
+    }
+    out
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -246,5 +244,33 @@ mod tests {
         assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
         assert_eq!(Spread::of([4.0, 1.0, 2.0, 3.0]).median, 2.5);
         assert_eq!(s.show(1), "2.0 (1.0-3.0)");
+    }
+
+    #[test]
+    fn tables_have_a_row_per_server_and_ratios_of_medians() {
+        let figures = |name: &str, per_s: f64| UpdateFigures {
+            name: name.into(),
+            updates_per_s: per_s,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            acknowledged: 10,
+            failed: 0,
+        };
+        let rows = [
+            figures("directory", 300.0),
+            figures("bind", 100.0),
+            figures("directory", 100.0),
+            figures("bind", 50.0),
+            figures("directory", 200.0),
+            figures("bind", 200.0),
+        ];
+        let metrics: [Metric<UpdateFigures>; 2] =
+            [(|x| x.updates_per_s, 0), (|x| x.failed as f64, 0)];
+        let table = render_table("| updates | per s | failed |", &rows, &metrics, 1);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[2], "|---|---|---|");
+        assert_eq!(lines[3], "| directory | 200 (100-300) | 0 (0-0) |");
+        assert_eq!(lines[4], "| bind | 100 (50-200) | 0 (0-0) |");
+        assert_eq!(lines[5], "| ours/bind | 2.00 |  |");
     }
 }

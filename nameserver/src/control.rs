@@ -479,34 +479,7 @@ pub async fn call(
     socket: &Path,
     request: &ControlRequest,
 ) -> Result<ControlReply, ControlError> {
-    let shown = socket.display().to_string();
-    let io = |source| ControlError::Io {
-        socket: shown.clone(),
-        source,
-    };
-    let stream = match UnixStream::connect(socket).await {
-        Ok(stream) => stream,
-        Err(e) if is_not_running(&e) => {
-            return Err(ControlError::NotRunning {
-                data: data.display().to_string(),
-                socket: shown,
-            });
-        }
-        Err(e) => return Err(io(e)),
-    };
-    let (read, mut write) = stream.into_split();
-    let mut line =
-        serde_json::to_vec(request).map_err(|e| ControlError::Protocol(e.to_string()))?;
-    line.push(b'\n');
-    write.write_all(&line).await.map_err(io)?;
-    let mut answer = String::new();
-    BufReader::new(read)
-        .read_line(&mut answer)
-        .await
-        .map_err(io)?;
-    let response: ControlResponse =
-        serde_json::from_str(&answer).map_err(|e| ControlError::Protocol(e.to_string()))?;
-    response.map_err(ControlError::Refused)
+    Session::connect(data, socket).await?.request(request).await
 }
 
 fn is_not_running(e: &std::io::Error) -> bool {

@@ -318,18 +318,7 @@ fn nsd_and_knot_follow_the_directory_by_axfr_notify_and_ixfr() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
 
-    // A transfer key, as tsig-keygen writes it.
-    let xfer = root.join("xfer.key");
-    let mut secret = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
-        .unwrap();
-    let secret = base64::engine::general_purpose::STANDARD.encode(secret);
-    std::fs::write(
-        &xfer,
-        format!("key \"xfer\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"),
-    )
-    .unwrap();
+    let (xfer, secret) = transfer_key(root);
 
     let (nsd_dir, knot_dir) = (root.join("nsd"), root.join("knot"));
     std::fs::create_dir_all(&nsd_dir).unwrap();

@@ -333,9 +333,7 @@ impl Directory {
     ) -> Result<Vec<Terminal>, DirectoryError> {
         let entries = self.new_entries(imports, now)?;
         let writer = self.write_lock().await?;
-        let registrations: Vec<&Registration> = entries.iter().map(|(r, _)| r).collect();
-        check_new_registrations(&self.inner.store, &registrations)?;
-        let entries: Vec<Entry> = entries.into_iter().map(|(_, e)| e).collect();
+        let entries = checked_registrations(&self.inner.store, entries)?;
         let zone_changes = entries
             .iter()
             .map(|e| AddressChange {
@@ -345,14 +343,7 @@ impl Directory {
             })
             .filter(|c| c.new != c.old)
             .collect();
-        let store = Change {
-            put_terminals: entries.iter().map(|e| &e.terminal).collect(),
-            put_presence: entries
-                .iter()
-                .map(|e| (&e.terminal.code, &e.presence))
-                .collect(),
-            ..Change::default()
-        };
+        let store = registrations_change(&entries, false);
         let published = entries
             .iter()
             .map(|e| (CodeKey::from(&e.terminal.code), Some(e.presence.hot())))
@@ -383,20 +374,10 @@ impl Directory {
     ) -> Result<Vec<Terminal>, DirectoryError> {
         let entries = self.new_entries(imports, now)?;
         let _writer = self.write_lock().await?;
-        let registrations: Vec<&Registration> = entries.iter().map(|(r, _)| r).collect();
-        check_new_registrations(&self.inner.store, &registrations)?;
-        let entries: Vec<Entry> = entries.into_iter().map(|(_, e)| e).collect();
+        let entries = checked_registrations(&self.inner.store, entries)?;
         self.inner
             .store
-            .commit(&Change {
-                put_terminals: entries.iter().map(|e| &e.terminal).collect(),
-                put_presence: entries
-                    .iter()
-                    .map(|e| (&e.terminal.code, &e.presence))
-                    .collect(),
-                importing: true,
-                ..Change::default()
-            })
+            .commit(&registrations_change(&entries, true))
             .await?;
         // Durable per batch: redb holds the pages of non-durable commits in memory until
         // a durable one, so a fleet staged without syncs would pile up in the server.
@@ -816,6 +797,29 @@ impl Directory {
     }
 }
 
+/// The new terminals, once [`check_new_registrations`] passes. Call with the writer lock.
+fn checked_registrations(
+    store: &Store,
+    entries: Vec<(Registration, Entry)>,
+) -> Result<Vec<Entry>, DirectoryError> {
+    let registrations: Vec<&Registration> = entries.iter().map(|(r, _)| r).collect();
+    check_new_registrations(store, &registrations)?;
+    Ok(entries.into_iter().map(|(_, e)| e).collect())
+}
+
+/// The store change that writes new terminals (staged as `importing`, or not).
+fn registrations_change(entries: &[Entry], importing: bool) -> Change<'_> {
+    Change {
+        put_terminals: entries.iter().map(|e| &e.terminal).collect(),
+        put_presence: entries
+            .iter()
+            .map(|e| (&e.terminal.code, &e.presence))
+            .collect(),
+        importing,
+        ..Change::default()
+    }
+}
+
 /// Refuses codes or KID/MID pairs that are taken, or repeated within `imports`.
 fn check_new_registrations(store: &Store, imports: &[&Registration]) -> Result<(), DirectoryError> {
     let mut codes = HashSet::new();
@@ -973,12 +977,7 @@ mod tests {
     async fn replays_and_older_signatures_are_refused_even_after_restart() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = open(tmp.path());
-        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
-            .await
-            .unwrap();
-        update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1)
-            .await
-            .unwrap();
+        update_a_registered(&dir).await;
         let replay = update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1).await;
         assert!(matches!(replay, Err(DirectoryError::Stale { .. })));
         let older = update_a(&dir, "5551234", [192, 0, 2, 9], 99, 3).await;
@@ -1169,12 +1168,7 @@ mod tests {
     async fn flush_failure_leaves_queries_on_the_old_state() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = open(tmp.path());
-        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
-            .await
-            .unwrap();
-        update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1)
-            .await
-            .unwrap();
+        update_a_registered(&dir).await;
         let serial = dir.view().serial();
         dir.inject_flush_failure();
         let failed = update_a(&dir, "5551234", [192, 0, 2, 2], 101, 2).await;
@@ -1257,12 +1251,7 @@ mod tests {
         };
         let zone1 = Zone::parse(&zone_text(1, ""), "zone", None).unwrap();
         let dir = Directory::open(tmp.path(), zone1, Limits::default()).unwrap();
-        dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
-            .await
-            .unwrap();
-        update_a(&dir, "5551234", [192, 0, 2, 1], 100, 1)
-            .await
-            .unwrap();
+        update_a_registered(&dir).await;
         let old_serials: Vec<u32> = {
             let view = dir.view();
             let first = view.journal().since(1).unwrap();
@@ -1406,22 +1395,7 @@ mod tests {
         update_a_registered(&dir).await;
         let before = dir.view().serial();
         assert!(dir.view().journal().since(before - 1).is_some());
-        let fleet = (0..=LARGEST_DELTA)
-            .map(|i| Import {
-                registration: registration(
-                    &format!("{}", 7_000_000 + i),
-                    "fleet",
-                    &format!("{i:016x}"),
-                ),
-                addresses: two_addresses_plus(std::net::IpAddr::V4(Ipv4Addr::new(
-                    127,
-                    0,
-                    (i >> 8) as u8,
-                    i as u8,
-                ))),
-            })
-            .collect();
-        dir.import(fleet, 2).await.unwrap();
+        dir.import(fleet(0, LARGEST_DELTA + 1), 2).await.unwrap();
         let view = dir.view();
         assert_eq!(view.serial(), before + 1);
         assert!(view.journal().is_empty());
