@@ -88,28 +88,83 @@ pub fn parse_import_line(
 
 /// The terminal list as an aligned table.
 pub fn format_list(zone: &str, serial: u32, terminals: &[TerminalInfo]) -> String {
-    let mut out = format!(
-        "zone {zone} serial {serial}: {} terminal(s)\n",
-        terminals.len()
-    );
-    out.push_str(&format!(
-        "{:<16} {:<20} {:<17} {:<20} {:<20} {}\n",
-        "CODE", "KID", "MID", "LAST UPDATE (UTC)", "LEASE UNTIL (UTC)", "ADDRESSES"
-    ));
+    let mut out = list_header(zone, serial, terminals.len());
     for t in terminals {
-        let updated = t.updated_at.map_or_else(|| "never".to_owned(), format_utc);
-        let lease = t.lease_expires.map_or_else(|| "-".to_owned(), format_utc);
-        let addresses = if t.addresses.is_empty() {
-            "-".to_owned()
-        } else {
-            t.addresses.join(" ")
-        };
-        out.push_str(&format!(
-            "{:<16} {:<20} {:<17} {:<20} {:<20} {}\n",
-            t.code, t.kid, t.mid, updated, lease, addresses
-        ));
+        out.push_str(&list_row(t));
     }
     out
+}
+
+/// The list's first lines: the zone, its serial, the count and the column names.
+pub fn list_header(zone: &str, serial: u32, count: usize) -> String {
+    format!(
+        "zone {zone} serial {serial}: {count} terminal(s)\n{:<16} {:<20} {:<17} {:<20} {:<20} {}\n",
+        "CODE", "KID", "MID", "LAST UPDATE (UTC)", "LEASE UNTIL (UTC)", "ADDRESSES"
+    )
+}
+
+/// One terminal's line (the columns are as wide as the longest code, KID and MID allowed).
+pub fn list_row(t: &TerminalInfo) -> String {
+    let updated = t.updated_at.map_or_else(|| "never".to_owned(), format_utc);
+    let lease = t.lease_expires.map_or_else(|| "-".to_owned(), format_utc);
+    let addresses = if t.addresses.is_empty() {
+        "-".to_owned()
+    } else {
+        t.addresses.join(" ")
+    };
+    format!(
+        "{:<16} {:<20} {:<17} {:<20} {:<20} {}\n",
+        t.code, t.kid, t.mid, updated, lease, addresses
+    )
+}
+
+/// `nameserver list`: prints the terminals as the server streams them (a table, or a JSON
+/// array with `json`), never holding them all; returns how many.
+pub async fn print_list(
+    session: &mut crate::control::Session,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<usize, String> {
+    use crate::control::{ControlReply, ControlRequest};
+    let fail = |e: std::io::Error| format!("cannot write the list: {e}");
+    let ControlReply::ListStart {
+        zone,
+        serial,
+        count,
+    } = session
+        .request(&ControlRequest::ListStream)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Err("unexpected answer to list".into());
+    };
+    if json {
+        out.write_all(b"[").map_err(fail)?;
+    } else {
+        out.write_all(list_header(&zone, serial, count).as_bytes())
+            .map_err(fail)?;
+    }
+    let mut listed = 0;
+    loop {
+        match session.next().await.map_err(|e| e.to_string())? {
+            ControlReply::Listed { terminal } if json => {
+                let sep = if listed == 0 { "\n" } else { ",\n" };
+                let item = serde_json::to_string(&terminal).map_err(|e| e.to_string())?;
+                write!(out, "{sep}  {item}").map_err(fail)?;
+            }
+            ControlReply::Listed { terminal } => {
+                out.write_all(list_row(&terminal).as_bytes())
+                    .map_err(fail)?;
+            }
+            ControlReply::ListEnd => break,
+            _ => return Err("unexpected answer while listing".into()),
+        }
+        listed += 1;
+    }
+    if json {
+        out.write_all(b"\n]\n").map_err(fail)?;
+    }
+    Ok(listed)
 }
 
 /// `2026-11-27 07:10:00` for Unix seconds (UTC; civil-from-days, proleptic Gregorian).

@@ -55,6 +55,8 @@ pub enum ControlRequest {
     },
     /// Commits the streamed import of this connection: all its batches, or none.
     ImportCommit,
+    /// Every terminal, one line each (`list-start`, `listed` ..., `list-end`).
+    ListStream,
     /// The zone as an RFC 1035 zone file.
     Export,
 }
@@ -83,7 +85,7 @@ pub struct TerminalInfo {
 }
 
 impl TerminalInfo {
-    fn of(entry: &Entry) -> Self {
+    pub fn of(entry: &Entry) -> Self {
         let t = &entry.terminal;
         let a = &entry.presence.addresses;
         let v4 = a.v4.addrs.iter().map(ToString::to_string);
@@ -129,6 +131,16 @@ pub enum ControlReply {
     Imported {
         count: usize,
     },
+    /// A streamed list begins: `count` `listed` lines follow, then `list-end`.
+    ListStart {
+        zone: String,
+        serial: u32,
+        count: usize,
+    },
+    Listed {
+        terminal: TerminalInfo,
+    },
+    ListEnd,
 }
 
 /// What the server sends back: the reply or one sentence saying what is wrong.
@@ -222,18 +234,79 @@ async fn serve_connection(stream: UnixStream, directory: &Directory) -> std::io:
                 (response, more)
             }
             Ok(ControlRequest::ImportCommit) => (import.commit(directory).await, false),
+            Ok(ControlRequest::ListStream) => {
+                stream_list(directory, &mut write).await?;
+                break;
+            }
             Ok(request) => (execute(request, directory).await, false),
             Err(e) => (Err(format!("request not understood: {e}")), false),
         };
-        let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
-        out.push(b'\n');
-        write.write_all(&out).await?;
+        write_line(&mut write, &response).await?;
         if !more {
             break;
         }
     }
     import.abort_if_open(directory).await;
     write.shutdown().await
+}
+
+/// Terminals read per chunk by the blocking scan of a streamed list.
+const LIST_CHUNK: usize = 1000;
+
+/// Writes every terminal as its own line, read from the store by a blocking scan through a
+/// bounded channel: the server never holds the whole list.
+async fn stream_list(
+    directory: &Directory,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    let (serial, count) = {
+        let view = directory.view();
+        (view.serial(), view.len())
+    };
+    let start = ControlReply::ListStart {
+        zone: directory.zone().origin().to_ascii(),
+        serial,
+        count,
+    };
+    write_line(write, &Ok(start)).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<TerminalInfo>>(4);
+    let scan = {
+        let directory = directory.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(LIST_CHUNK);
+            directory.for_each_entry(|entry| {
+                chunk.push(TerminalInfo::of(&entry));
+                if chunk.len() < LIST_CHUNK {
+                    return true;
+                }
+                tx.blocking_send(std::mem::take(&mut chunk)).is_ok()
+            })?;
+            if !chunk.is_empty() {
+                let _ = tx.blocking_send(chunk);
+            }
+            Ok::<_, zones::store::StoreError>(())
+        })
+    };
+    while let Some(chunk) = rx.recv().await {
+        for terminal in chunk {
+            write_line(write, &Ok(ControlReply::Listed { terminal })).await?;
+        }
+    }
+    let end = match scan.await {
+        Ok(Ok(())) => Ok(ControlReply::ListEnd),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    write_line(write, &end).await
+}
+
+async fn write_line(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    response: &ControlResponse,
+) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(response).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await
 }
 
 /// A streamed import on one connection: its batches are staged, then committed or aborted.
@@ -356,8 +429,10 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
                     .collect(),
             })
         }
-        ControlRequest::ImportBatch { .. } | ControlRequest::ImportCommit => {
-            Err("a streamed import runs on its own connection (serve_connection)".into())
+        ControlRequest::ImportBatch { .. }
+        | ControlRequest::ImportCommit
+        | ControlRequest::ListStream => {
+            Err("a streamed request runs on its own connection (serve_connection)".into())
         }
         ControlRequest::Export => {
             let view = directory.view();
@@ -444,6 +519,27 @@ impl Session {
             write,
             shown,
         })
+    }
+
+    /// Reads one more answer line (the lines of a streamed list).
+    pub async fn next(&mut self) -> Result<ControlReply, ControlError> {
+        let mut answer = String::new();
+        let read = self
+            .read
+            .read_line(&mut answer)
+            .await
+            .map_err(|source| ControlError::Io {
+                socket: self.shown.clone(),
+                source,
+            })?;
+        if read == 0 {
+            return Err(ControlError::Protocol(
+                "the server closed the connection".into(),
+            ));
+        }
+        let response: ControlResponse =
+            serde_json::from_str(&answer).map_err(|e| ControlError::Protocol(e.to_string()))?;
+        response.map_err(ControlError::Refused)
     }
 
     /// Sends one request and reads its answer.

@@ -198,23 +198,14 @@ async fn dispatch(command: Command) -> Result<(), String> {
             }
         }
         Command::List { json, target } => {
-            let ControlReply::List {
-                zone,
-                serial,
-                terminals,
-            } = call(&target, &ControlRequest::List).await?
-            else {
-                return Err("unexpected answer to list".into());
-            };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&terminals).map_err(|e| e.to_string())?
-                );
-            } else {
-                print!("{}", admin::format_list(&zone, serial, &terminals));
-            }
-            Ok(())
+            let data = target.data.clone().unwrap_or_else(default_data_dir);
+            let socket = control::socket_path(&data, target.control.as_deref());
+            let mut session = control::Session::connect(&data, &socket)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            admin::print_list(&mut session, json, &mut out).await?;
+            std::io::Write::flush(&mut out).map_err(|e| e.to_string())
         }
     }
 }

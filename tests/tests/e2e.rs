@@ -740,6 +740,26 @@ fn import_streams_batches_and_writes_one_key_bundle() {
             vec![format!("127.3.{}.{}", (i >> 8) & 255, i & 255)]
         );
     }
+    // `list` streams them all: the header, then a line each; `--json`, one array.
+    let list = server.admin(&["list"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let table = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        table.starts_with("zone dial.example. serial "),
+        "{table:.200}"
+    );
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!("{FLEET} terminal(s)"))
+    );
+    assert_eq!(table.lines().count(), FLEET + 2);
+    let json = server.admin(&["list", "--json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(listed.len(), FLEET);
+    assert_eq!(listed[0]["code"], "6000000");
     // One clause of the bundle is a key file nsupdate takes as it is.
     let first = keys.split_inclusive("};\n").next().unwrap();
     let key = tmp.path().join("first.key");

@@ -276,6 +276,12 @@ impl Directory {
         self.inner.store.entries()
     }
 
+    /// Every registered terminal, by code, to `each` until it returns false, without
+    /// collecting them (blocking: call it from the blocking pool).
+    pub fn for_each_entry(&self, each: impl FnMut(Entry) -> bool) -> Result<(), StoreError> {
+        self.inner.store.for_each_entry(each)
+    }
+
     /// The terminal whose TSIG key has this name (lower case, fully qualified), and the key:
     /// the code is parsed from the name, the registration must be published (durable), and
     /// the rest of the name must match the stored KID and MID.

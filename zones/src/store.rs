@@ -480,12 +480,22 @@ impl Store {
 
     /// Every terminal and its presence, by code (for `list`).
     pub fn entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut entries = Vec::new();
+        self.for_each_entry(|e| {
+            entries.push(e);
+            true
+        })?;
+        Ok(entries)
+    }
+
+    /// Every terminal and its presence, by code, to `each` until it returns false; one read
+    /// transaction, nothing collected (a streamed `list`).
+    pub fn for_each_entry(&self, mut each: impl FnMut(Entry) -> bool) -> Result<(), StoreError> {
         let db = self.db();
         let read = db.begin_read().map_err(StoreError::io)?;
         let cold = read.open_table(COLD).map_err(StoreError::io)?;
         let hot = read.open_table(HOT).map_err(StoreError::io)?;
         let replay = read.open_table(REPLAY).map_err(StoreError::io)?;
-        let mut entries = Vec::new();
         for item in cold.iter().map_err(StoreError::io)? {
             let (key, value) = item.map_err(StoreError::io)?;
             let text = key.value();
@@ -502,9 +512,11 @@ impl Store {
                 Some(v) => Some(decode(text, v.value())?),
                 None => None,
             };
-            entries.push(assemble(code, record, h, r, &self.origin));
+            if !each(assemble(code, record, h, r, &self.origin)) {
+                break;
+            }
         }
-        Ok(entries)
+        Ok(())
     }
 
     /// Applies one change in a single transaction, visible to later reads but not yet
