@@ -555,17 +555,7 @@ impl Session {
             serde_json::to_vec(request).map_err(|e| ControlError::Protocol(e.to_string()))?;
         line.push(b'\n');
         self.write.write_all(&line).await.map_err(io)?;
-        let mut answer = String::new();
-        self.read
-            .read_line(&mut answer)
-            .await
-            .map_err(|source| ControlError::Io {
-                socket: self.shown.clone(),
-                source,
-            })?;
-        let response: ControlResponse =
-            serde_json::from_str(&answer).map_err(|e| ControlError::Protocol(e.to_string()))?;
-        response.map_err(ControlError::Refused)
+        self.next().await
     }
 }
 
