@@ -86,15 +86,6 @@ pub fn parse_import_line(
     }))
 }
 
-/// The terminal list as an aligned table.
-pub fn format_list(zone: &str, serial: u32, terminals: &[TerminalInfo]) -> String {
-    let mut out = list_header(zone, serial, terminals.len());
-    for t in terminals {
-        out.push_str(&list_row(t));
-    }
-    out
-}
-
 /// The list's first lines: the zone, its serial, the count and the column names.
 pub fn list_header(zone: &str, serial: u32, count: usize) -> String {
     format!(
@@ -132,7 +123,7 @@ pub async fn print_list(
         serial,
         count,
     } = session
-        .request(&ControlRequest::ListStream)
+        .request(&ControlRequest::List)
         .await
         .map_err(|e| e.to_string())?
     else {

@@ -42,6 +42,7 @@ pub enum ControlRequest {
     RotateKey {
         code: CallingCode,
     },
+    /// Every terminal, one line each (`list-start`, `listed` ..., `list-end`), streamed.
     List,
     /// Register many terminals at once, all or none.
     Import {
@@ -55,8 +56,6 @@ pub enum ControlRequest {
     },
     /// Commits the streamed import of this connection: all its batches, or none.
     ImportCommit,
-    /// Every terminal, one line each (`list-start`, `listed` ..., `list-end`).
-    ListStream,
     /// The zone as an RFC 1035 zone file.
     Export,
 }
@@ -85,7 +84,7 @@ pub struct TerminalInfo {
 }
 
 impl TerminalInfo {
-    pub fn of(entry: &Entry) -> Self {
+    fn of(entry: &Entry) -> Self {
         let t = &entry.terminal;
         let a = &entry.presence.addresses;
         let v4 = a.v4.addrs.iter().map(ToString::to_string);
@@ -114,11 +113,6 @@ pub enum ControlReply {
     },
     Removed {
         code: CallingCode,
-    },
-    List {
-        zone: String,
-        serial: u32,
-        terminals: Vec<TerminalInfo>,
     },
     /// The keys of imported terminals, in BIND's key-file format.
     Keys {
@@ -234,7 +228,7 @@ async fn serve_connection(stream: UnixStream, directory: &Directory) -> std::io:
                 (response, more)
             }
             Ok(ControlRequest::ImportCommit) => (import.commit(directory).await, false),
-            Ok(ControlRequest::ListStream) => {
+            Ok(ControlRequest::List) => {
                 stream_list(directory, &mut write).await?;
                 break;
             }
@@ -431,23 +425,13 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
         }
         ControlRequest::ImportBatch { .. }
         | ControlRequest::ImportCommit
-        | ControlRequest::ListStream => {
+        | ControlRequest::List => {
             Err("a streamed request runs on its own connection (serve_connection)".into())
         }
         ControlRequest::Export => {
             let view = directory.view();
             Ok(ControlReply::Zone {
                 text: crate::transfer::zone_file(directory.zone(), &view),
-            })
-        }
-        ControlRequest::List => {
-            let serial = directory.view().serial();
-            let entries = directory.entries().map_err(|e| e.to_string())?;
-            let terminals = entries.iter().map(TerminalInfo::of).collect();
-            Ok(ControlReply::List {
-                zone: directory.zone().origin().to_ascii(),
-                serial,
-                terminals,
             })
         }
     }

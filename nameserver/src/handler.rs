@@ -115,9 +115,10 @@ impl Handler {
         let exempt = request.protocol() != Protocol::Udp
             || signing.is_authentic()
             || matches!(cookie, CookieState::Valid(_));
-        match &self.rrl {
-            Some(rrl) if !exempt => rrl.check(request.src().ip(), std::time::Instant::now()),
-            _ => Verdict::Answer,
+        if exempt {
+            Verdict::Answer
+        } else {
+            self.unparsed_verdict(request.src().ip())
         }
     }
 
@@ -381,13 +382,14 @@ impl Handler {
             time_signed: signed.time_signed,
             mac: signed.request_mac.clone(),
         };
-        // Replays are refused before they touch the key's budget: a stranger's copies of a
-        // captured update must not lock the terminal out.
-        if !self.directory.is_fresh(code, &freshness) {
-            warn!(%code, key = %signed.key_name, outcome = "refused", reason = "replayed or out of order (BADTIME)", "update");
-            return None;
-        }
         if let Some(limit) = &self.update_limit {
+            // Replays are refused before they touch the key's budget: a stranger's copies of
+            // a captured update must not lock the terminal out. (Without a budget, the
+            // directory's own check under its lock is the only one needed.)
+            if !self.directory.is_fresh(code, &freshness) {
+                warn!(%code, key = %signed.key_name, outcome = "refused", reason = "replayed or out of order (BADTIME)", "update");
+                return None;
+            }
             if !limit.take(code, std::time::Instant::now()) {
                 warn!(%code, key = %signed.key_name, outcome = "refused", reason = "update rate limit", "update");
                 return Some((ResponseCode::Refused, None));

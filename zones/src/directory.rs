@@ -271,11 +271,6 @@ impl Directory {
         self.inner.store.terminal(code)
     }
 
-    /// Every registered terminal, by code (for `list`).
-    pub fn entries(&self) -> Result<Vec<Entry>, StoreError> {
-        self.inner.store.entries()
-    }
-
     /// Every registered terminal, by code, to `each` until it returns false, without
     /// collecting them (blocking: call it from the blocking pool).
     pub fn for_each_entry(&self, each: impl FnMut(Entry) -> bool) -> Result<(), StoreError> {
@@ -288,8 +283,7 @@ impl Directory {
     pub fn terminal_key(&self, key_name: &str) -> Option<(CallingCode, TsigKey)> {
         let parsed = TerminalKeyName::parse(key_name)?;
         self.view().terminal(&parsed.code)?;
-        let entry = self.inner.store.terminal(&parsed.code).ok()??;
-        let key = entry.terminal.key;
+        let key = self.inner.store.key(&parsed.code).ok()??;
         (key.name == key_name).then_some((parsed.code, key))
     }
 
@@ -403,7 +397,7 @@ impl Directory {
             .store
             .commit(&Change {
                 serial: Some(to.0),
-                journal_drop: (next_seq.saturating_sub(depth).max(1)..next_seq).collect(),
+                journal_drop: every_delta(next_seq, depth),
                 finish_import: true,
                 ..Change::default()
             })
@@ -667,8 +661,7 @@ impl Directory {
             changes: work.zone_changes,
         });
         let journal_drop = if reset_journal {
-            // Every delta the store may hold: the last `depth` sequence numbers.
-            (next_seq.saturating_sub(depth).max(1)..next_seq).collect()
+            every_delta(next_seq, depth)
         } else {
             delta
                 .as_ref()
@@ -806,6 +799,11 @@ impl Directory {
     }
 }
 
+/// Every delta the store may hold before sequence `next_seq`: the last `depth` of them.
+fn every_delta(next_seq: u64, depth: u64) -> Vec<u64> {
+    (next_seq.saturating_sub(depth).max(1)..next_seq).collect()
+}
+
 /// The new terminals, once [`check_new_registrations`] passes. Call with the writer lock.
 fn checked_registrations(
     store: &Store,
@@ -907,17 +905,34 @@ mod tests {
         time: u64,
         mac: u8,
     ) -> Result<UpdateOutcome, DirectoryError> {
+        set_a_signed(dir, code, ip, signed(time, mac), None, time).await
+    }
+
+    /// A signature's facts: signed at `time` with a MAC of 32 bytes `mac`.
+    fn signed(time: u64, mac: u8) -> Freshness {
+        Freshness {
+            time_signed: time,
+            mac: vec![mac; 32],
+        }
+    }
+
+    /// `code`'s key replaces its A RRset with `ip`, signed as `freshness`, asking for
+    /// `lease`, at server time `now`.
+    async fn set_a_signed(
+        dir: &Directory,
+        code: &str,
+        ip: [u8; 4],
+        freshness: Freshness,
+        lease: Option<u32>,
+        now: u64,
+    ) -> Result<UpdateOutcome, DirectoryError> {
         let (zone, updates) = set_a(code, ip);
         let message = UpdateMessage {
             zone: &zone,
             prerequisites: &[],
             updates: &updates,
         };
-        let freshness = Freshness {
-            time_signed: time,
-            mac: vec![mac; 32],
-        };
-        dir.update(&code.parse().unwrap(), &message, &freshness, None, time)
+        dir.update(&code.parse().unwrap(), &message, &freshness, lease, now)
             .await
     }
 
@@ -1055,24 +1070,13 @@ mod tests {
         dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
             .await
             .unwrap();
-        let (zone, updates) = set_a("5551234", [192, 0, 2, 1]);
-        let message = UpdateMessage {
-            zone: &zone,
-            prerequisites: &[],
-            updates: &updates,
-        };
-        let fresh = |t: u64, m: u8| Freshness {
-            time_signed: t,
-            mac: vec![m; 32],
-        };
-        let first = dir
-            .update(&code, &message, &fresh(1000, 1), Some(5), 1000)
+        let ip = [192, 0, 2, 1];
+        let first = set_a_signed(&dir, "5551234", ip, signed(1000, 1), Some(5), 1000)
             .await
             .unwrap();
         assert_eq!(first.lease, Some(60), "raised to the minimum");
         // A refresh that changes nothing extends the lease without a serial increase.
-        let refresh = dir
-            .update(&code, &message, &fresh(1050, 2), Some(60), 1050)
+        let refresh = set_a_signed(&dir, "5551234", ip, signed(1050, 2), Some(60), 1050)
             .await
             .unwrap();
         assert!(!refresh.changed);
@@ -1209,20 +1213,16 @@ mod tests {
         }
         let mut copy = HashMap::new();
         let mut serial = dir.view().serial();
-        let (zone, updates) = set_a("5551234", [192, 0, 2, 1]);
-        let message = UpdateMessage {
-            zone: &zone,
-            prerequisites: &[],
-            updates: &updates,
-        };
-        let fresh = |t: u64, m: u8| Freshness {
-            time_signed: t,
-            mac: vec![m; 32],
-        };
-        let code: CallingCode = "5551234".parse().unwrap();
-        dir.update(&code, &message, &fresh(1000, 1), Some(60), 1000)
-            .await
-            .unwrap();
+        set_a_signed(
+            &dir,
+            "5551234",
+            [192, 0, 2, 1],
+            signed(1000, 1),
+            Some(60),
+            1000,
+        )
+        .await
+        .unwrap();
         follow_journal(&mut copy, &mut serial, &dir);
         // The lease ended at 1060; the sweep has not run. A new address arrives.
         update_a(&dir, "5551234", [192, 0, 2, 2], 1070, 2)
@@ -1232,15 +1232,16 @@ mod tests {
         assert_eq!(without_empty(&copy), full_zone(&dir));
         // The same race with an unregister.
         let other: CallingCode = "5557777".parse().unwrap();
-        let (zone, updates) = set_a("5557777", [192, 0, 2, 7]);
-        let message = UpdateMessage {
-            zone: &zone,
-            prerequisites: &[],
-            updates: &updates,
-        };
-        dir.update(&other, &message, &fresh(2000, 3), Some(60), 2000)
-            .await
-            .unwrap();
+        set_a_signed(
+            &dir,
+            "5557777",
+            [192, 0, 2, 7],
+            signed(2000, 3),
+            Some(60),
+            2000,
+        )
+        .await
+        .unwrap();
         follow_journal(&mut copy, &mut serial, &dir);
         assert!(dir.view().terminal(&other).unwrap().expired(2070));
         dir.unregister(&other).await.unwrap();
@@ -1336,24 +1337,14 @@ mod tests {
         dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
             .await
             .unwrap();
-        let (zone, updates) = set_a("5551234", [192, 0, 2, 1]);
-        let message = UpdateMessage {
-            zone: &zone,
-            prerequisites: &[],
-            updates: &updates,
-        };
-        let code: CallingCode = "5551234".parse().unwrap();
-        let ahead = Freshness {
-            time_signed: 1120,
-            mac: vec![1; 32],
-        };
-        dir.update(&code, &message, &ahead, None, 1000)
+        let ip = [192, 0, 2, 1];
+        set_a_signed(&dir, "5551234", ip, signed(1120, 1), None, 1000)
             .await
             .unwrap();
         update_a(&dir, "5551234", [192, 0, 2, 2], 1001, 2)
             .await
             .expect("a correctly timed update after a future-dated one");
-        let replay = dir.update(&code, &message, &ahead, None, 1002).await;
+        let replay = set_a_signed(&dir, "5551234", ip, signed(1120, 1), None, 1002).await;
         assert!(matches!(replay, Err(DirectoryError::Stale { .. })));
     }
 
@@ -1366,23 +1357,14 @@ mod tests {
         dir.register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
             .await
             .unwrap();
-        let code: CallingCode = "5551234".parse().unwrap();
         let send = |i: u16| {
-            let (zone, updates) = set_a("5551234", [192, 0, 2, (i % 200) as u8 + 1]);
             let freshness = Freshness {
                 time_signed: 500,
                 mac: i.to_be_bytes().repeat(16),
             };
+            let ip = [192, 0, 2, (i % 200) as u8 + 1];
             let dir = dir.clone();
-            let code = code.clone();
-            async move {
-                let message = UpdateMessage {
-                    zone: &zone,
-                    prerequisites: &[],
-                    updates: &updates,
-                };
-                dir.update(&code, &message, &freshness, None, 500).await
-            }
+            async move { set_a_signed(&dir, "5551234", ip, freshness, None, 500).await }
         };
         for i in 0..300 {
             send(i).await.unwrap();

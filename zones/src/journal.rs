@@ -80,11 +80,6 @@ impl Journal {
         contiguous.then_some(chain)
     }
 
-    /// The newest delta's serial, if any.
-    pub fn newest(&self) -> Option<u32> {
-        self.deltas.back().map(|d| d.to)
-    }
-
     /// Every delta's sequence number, oldest first (to delete them all from the store).
     pub fn seqs(&self) -> Vec<u64> {
         self.deltas.iter().map(|d| d.seq).collect()

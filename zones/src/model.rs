@@ -92,10 +92,20 @@ pub struct Presence {
     pub recent_macs: Vec<(u64, Vec<u8>)>,
 }
 
+/// True once a lease ending at `end` (Unix seconds; `None`: no expiry) has run out.
+fn lease_over(end: Option<u64>, now: u64) -> bool {
+    end.is_some_and(|t| t <= now)
+}
+
+/// The addresses to answer queries with: none once the lease has run out.
+fn live_or_offline(addresses: &Addresses, over: bool) -> &Addresses {
+    if over { &OFFLINE } else { addresses }
+}
+
 impl Presence {
     /// True once the lease has run out: the terminal is offline.
     pub fn expired(&self, now: u64) -> bool {
-        self.lease_expires.is_some_and(|t| t <= now)
+        lease_over(self.lease_expires, now)
     }
 
     /// The addresses to answer queries with at `now`: none once the lease has run out.
@@ -103,15 +113,9 @@ impl Presence {
     /// Zone transfers and journal deltas use `addresses` instead: the zone's content at
     /// its serial, which the expiry sweep changes with a serial increase of its own.
     pub fn live(&self, now: u64) -> &Addresses {
-        if self.expired(now) {
-            &OFFLINE
-        } else {
-            &self.addresses
-        }
+        live_or_offline(&self.addresses, self.expired(now))
     }
-}
 
-impl Presence {
     /// What the in-memory index keeps of it.
     pub fn hot(&self) -> Hot {
         Hot {
@@ -134,16 +138,12 @@ pub struct Hot {
 impl Hot {
     /// True once the lease has run out: the terminal is offline.
     pub fn expired(&self, now: u64) -> bool {
-        self.lease_expires.is_some_and(|t| t.get() <= now)
+        lease_over(self.lease_expires.map(NonZeroU64::get), now)
     }
 
     /// The addresses to answer queries with at `now`: none once the lease has run out.
     pub fn live(&self, now: u64) -> &Addresses {
-        if self.expired(now) {
-            &OFFLINE
-        } else {
-            &self.addresses
-        }
+        live_or_offline(&self.addresses, self.expired(now))
     }
 }
 

@@ -151,6 +151,15 @@ struct HotRecord {
     updated_at: Option<u64>,
 }
 
+impl From<HotRecord> for Hot {
+    fn from(record: HotRecord) -> Self {
+        Self {
+            addresses: record.addresses,
+            lease_expires: record.lease_expires.and_then(std::num::NonZeroU64::new),
+        }
+    }
+}
+
 /// What only signed requests and administration need.
 #[derive(Serialize, Deserialize)]
 struct ColdRecord {
@@ -268,20 +277,15 @@ impl Store {
 
     /// Reads what start-up needs: the serial, the journal, and the number of terminals.
     pub fn load(&self) -> Result<Snapshot, StoreError> {
-        let db = self.db();
-        let read = db.begin_read().map_err(StoreError::io)?;
-        let meta = read.open_table(META).map_err(StoreError::io)?;
-        let get_meta = |key: &str| -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(meta
-                .get(key)
-                .map_err(StoreError::io)?
-                .map(|v| v.value().to_vec()))
-        };
-        let serial = get_meta(SERIAL_KEY)?
+        let serial = self
+            .meta(SERIAL_KEY)?
             .map(|v| decode_u32(SERIAL_KEY, &v))
             .transpose()?;
-        let zone_fingerprint =
-            get_meta(ZONE_KEY)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+        let zone_fingerprint = self
+            .meta(ZONE_KEY)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned());
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
         let hot = read.open_table(HOT).map_err(StoreError::io)?;
         let terminals = hot.len().map_err(StoreError::io)? as usize;
         let journal_table = read.open_table(JOURNAL).map_err(StoreError::io)?;
@@ -312,13 +316,7 @@ impl Store {
                 message: "not a calling code".into(),
             })?;
             let record: HotRecord = decode(code, value.value())?;
-            each(
-                key,
-                Hot {
-                    addresses: record.addresses,
-                    lease_expires: record.lease_expires.and_then(std::num::NonZeroU64::new),
-                },
-            );
+            each(key, record.into());
         }
         Ok(())
     }
@@ -328,17 +326,12 @@ impl Store {
         let db = self.db();
         let read = db.begin_read().map_err(StoreError::io)?;
         let text = code.as_str();
-        let get = |table: TableDefinition<&str, &[u8]>| -> Result<Option<Vec<u8>>, StoreError> {
-            let table = read.open_table(table).map_err(StoreError::io)?;
-            let value = table.get(text).map_err(StoreError::io)?;
-            Ok(value.map(|v| v.value().to_vec()))
-        };
-        let Some(cold) = get(COLD)? else {
+        let open = |table| read.open_table(table).map_err(StoreError::io);
+        let Some(cold) = get_decoded(&open(COLD)?, text)? else {
             return Ok(None);
         };
-        let cold: ColdRecord = decode(text, &cold)?;
-        let hot = get(HOT)?.map(|v| decode(text, &v)).transpose()?;
-        let replay = get(REPLAY)?.map(|v| decode(text, &v)).transpose()?;
+        let hot = get_decoded(&open(HOT)?, text)?;
+        let replay = get_decoded(&open(REPLAY)?, text)?;
         Ok(Some(assemble(
             code.clone(),
             cold,
@@ -346,6 +339,15 @@ impl Store {
             replay,
             &self.origin,
         )))
+    }
+
+    /// A terminal's TSIG key (the cold table only: what every signed request needs).
+    pub fn key(&self, code: &CallingCode) -> Result<Option<TsigKey>, StoreError> {
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
+        let cold = read.open_table(COLD).map_err(StoreError::io)?;
+        let record: Option<ColdRecord> = get_decoded(&cold, code.as_str())?;
+        Ok(record.map(|r| key_of(code, &r, &self.origin)))
     }
 
     /// The code registered for a KID and MID, if any.
@@ -397,18 +399,11 @@ impl Store {
         for item in importing.iter().map_err(StoreError::io)? {
             let (key, _) = item.map_err(StoreError::io)?;
             let code = key.value();
-            let Some(value) = hot.get(code).map_err(StoreError::io)? else {
+            let Some(record) = get_decoded::<HotRecord>(&hot, code)? else {
                 continue;
             };
-            let record: HotRecord = decode(code, value.value())?;
             if let Some(key) = CodeKey::from_digits(code.as_bytes()) {
-                batch.push((
-                    key,
-                    Hot {
-                        addresses: record.addresses,
-                        lease_expires: record.lease_expires.and_then(std::num::NonZeroU64::new),
-                    },
-                ));
+                batch.push((key, record.into()));
             }
             if batch.len() == chunk {
                 total += batch.len();
@@ -478,16 +473,6 @@ impl Store {
         Ok(removed)
     }
 
-    /// Every terminal and its presence, by code (for `list`).
-    pub fn entries(&self) -> Result<Vec<Entry>, StoreError> {
-        let mut entries = Vec::new();
-        self.for_each_entry(|e| {
-            entries.push(e);
-            true
-        })?;
-        Ok(entries)
-    }
-
     /// Every terminal and its presence, by code, to `each` until it returns false; one read
     /// transaction, nothing collected (a streamed `list`).
     pub fn for_each_entry(&self, mut each: impl FnMut(Entry) -> bool) -> Result<(), StoreError> {
@@ -504,14 +489,8 @@ impl Store {
                 message: format!("{e}"),
             })?;
             let record: ColdRecord = decode(text, value.value())?;
-            let h = match hot.get(text).map_err(StoreError::io)? {
-                Some(v) => Some(decode(text, v.value())?),
-                None => None,
-            };
-            let r = match replay.get(text).map_err(StoreError::io)? {
-                Some(v) => Some(decode(text, v.value())?),
-                None => None,
-            };
+            let h = get_decoded(&hot, text)?;
+            let r = get_decoded(&replay, text)?;
             if !each(assemble(code, record, h, r, &self.origin)) {
                 break;
             }
@@ -763,6 +742,15 @@ fn machine_key(kid: &Kid, mid: &Mid) -> String {
     format!("{kid} {mid}")
 }
 
+/// A terminal's key from its cold record; the name is derived, not stored.
+fn key_of(code: &CallingCode, cold: &ColdRecord, origin: &Name) -> TsigKey {
+    TsigKey {
+        name: TerminalKeyName::format(code, &cold.mid, &cold.kid, origin),
+        algorithm: cold.algorithm,
+        secret: Secret::from_bytes(cold.secret.clone()),
+    }
+}
+
 /// A terminal and its presence from their stored records.
 fn assemble(
     code: CallingCode,
@@ -771,11 +759,7 @@ fn assemble(
     replay: Option<ReplayRecord>,
     origin: &Name,
 ) -> Entry {
-    let key = TsigKey {
-        name: TerminalKeyName::format(&code, &cold.mid, &cold.kid, origin),
-        algorithm: cold.algorithm,
-        secret: Secret::from_bytes(cold.secret),
-    };
+    let key = key_of(&code, &cold, origin);
     let mut presence = Presence::default();
     if let Some(hot) = hot {
         presence.addresses = hot.addresses;
@@ -843,6 +827,15 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
         key: String::new(),
         message: e.to_string(),
     })
+}
+
+/// The record of `code` in `table`, decoded, if there is one.
+fn get_decoded<T: DeserializeOwned>(
+    table: &redb::ReadOnlyTable<&str, &[u8]>,
+    code: &str,
+) -> Result<Option<T>, StoreError> {
+    let value = table.get(code).map_err(StoreError::io)?;
+    value.map(|v| decode(code, v.value())).transpose()
 }
 
 fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, StoreError> {
