@@ -42,6 +42,11 @@ pub struct Options {
     pub keys: usize,
     pub rounds: usize,
     pub out: PathBuf,
+    /// Which servers run (directory, knot, nsd, bind); all installed ones by default.
+    pub servers: Vec<String>,
+    /// Whether lookups and updates are measured (`--parts lookups,updates`).
+    pub lookups: bool,
+    pub updates_part: bool,
 }
 
 fn parse_options() -> Options {
@@ -57,7 +62,7 @@ fn parse_options() -> Options {
         println!(
             "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
              [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--rounds R (3)] \
-             [--out FILE]"
+             [--out FILE] [--servers directory,knot,nsd,bind] [--parts lookups,updates]"
         );
         std::process::exit(0);
     }
@@ -72,7 +77,21 @@ fn parse_options() -> Options {
         out: get("--out")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace().join("bench/results/latest.md")),
+        servers: list(get("--servers"), "directory,knot,nsd,bind"),
+        lookups: list(get("--parts"), "lookups,updates").contains(&"lookups".to_string()),
+        updates_part: list(get("--parts"), "lookups,updates").contains(&"updates".to_string()),
     }
+}
+
+/// A comma-separated flag value, or the default.
+fn list(value: Option<String>, default: &str) -> Vec<String> {
+    value
+        .as_deref()
+        .unwrap_or(default)
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 pub fn workspace() -> PathBuf {
@@ -95,14 +114,23 @@ fn main() {
         }
     }
     let nameserver = build_release();
+    // The harness itself (the update load generator) runs on core 0, beside dnsperf, away
+    // from the servers on core 1.
+    run_ok(Command::new("taskset").args(["-a", "-p", "-c", "0", &std::process::id().to_string()]));
     let work = tempfile::tempdir().expect("temporary directory");
     let dir = work.path();
     if std::env::var_os("BENCH_KEEP").is_some() {
         println!("keeping the work directory {}", dir.display());
     }
     let data = Data::generate(dir, options.codes, options.keys);
-    let mut subjects = vec![Subject::Directory];
+    let mut subjects = Vec::new();
+    if options.servers.iter().any(|s| s == "directory") {
+        subjects.push(Subject::Directory);
+    }
     for peer in [peers::Peer::Knot, peers::Peer::Nsd, peers::Peer::Bind] {
+        if !options.servers.iter().any(|s| s == peer.name()) {
+            continue;
+        }
         if peers::installed(peer.program()) {
             subjects.push(Subject::Peer(peer));
         } else {

@@ -118,10 +118,14 @@ fn directory(
     };
     println!("directory: {figures:?}");
     results.imports.push(figures);
-    results
-        .queries
-        .push(measure_queries("directory", &server, startup, data, o));
-    results.updates.push(load::run_ours(&server, data, o));
+    if o.lookups {
+        results
+            .queries
+            .push(measure_queries("directory", &server, startup, data, o));
+    }
+    if o.updates_part {
+        results.updates.push(load::run_ours(&server, data, o));
+    }
     drop(server);
     let _ = std::fs::remove_dir_all(&data_dir);
 }
@@ -131,10 +135,12 @@ fn peer_round(peer: peers::Peer, dir: &Path, data: &Data, o: &Options, results: 
     match peers::start(peer, dir, &data.zone_file, &data.update_key) {
         Ok(server) => {
             let startup = server.wait_ready(Duration::from_secs(180));
-            results
-                .queries
-                .push(measure_queries(peer.name(), &server, startup, data, o));
-            if peer.accepts_updates() {
+            if o.lookups {
+                results
+                    .queries
+                    .push(measure_queries(peer.name(), &server, startup, data, o));
+            }
+            if o.updates_part && peer.accepts_updates() {
                 results
                     .updates
                     .push(load::run_peer(peer.name(), &server, data, o));

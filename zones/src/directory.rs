@@ -348,12 +348,11 @@ impl Directory {
             .iter()
             .map(|e| (CodeKey::from(&e.terminal.code), Some(e.presence.hot())))
             .collect();
-        self.commit(Work {
+        self.stage(Work {
             store,
             zone_changes,
             entries: published,
-        })
-        .await?;
+        })?;
         self.durable(writer).await?;
         Ok(entries.into_iter().map(|e| e.terminal).collect())
     }
@@ -377,10 +376,8 @@ impl Directory {
         let entries = checked_registrations(&self.inner.store, entries)?;
         self.inner
             .store
-            .commit(&registrations_change(&entries, true))
-            .await?;
-        // Durable per batch: redb holds the pages of non-durable commits in memory until
-        // a durable one, so a fleet staged without syncs would pile up in the server.
+            .stage(&registrations_change(&entries, true))?;
+        // Durable per batch, so that a fleet's batches never pile up in the server.
         self.flush_or_poison().await?;
         Ok(entries.into_iter().map(|e| e.terminal).collect())
     }
@@ -393,15 +390,12 @@ impl Directory {
         let next_seq = self.pending().next_seq();
         let depth = self.inner.limits.journal_depth.max(1) as u64;
         let to = self.pending().serial().next();
-        self.inner
-            .store
-            .commit(&Change {
-                serial: Some(to.0),
-                journal_drop: every_delta(next_seq, depth),
-                finish_import: true,
-                ..Change::default()
-            })
-            .await?;
+        self.inner.store.stage(&Change {
+            serial: Some(to.0),
+            journal_drop: every_delta(next_seq, depth),
+            finish_import: true,
+            ..Change::default()
+        })?;
         self.flush_or_poison().await?;
         self.publish();
         let staged = self.inner.store.importing_count()?;
@@ -468,15 +462,14 @@ impl Directory {
         .into_iter()
         .filter(|c| c.old != c.new)
         .collect();
-        self.commit(Work {
+        self.stage(Work {
             store: Change {
                 remove_terminal: Some(&terminal),
                 ..Change::default()
             },
             zone_changes,
             entries: vec![(CodeKey::from(code), None)],
-        })
-        .await?;
+        })?;
         self.durable(writer).await?;
         Ok(terminal)
     }
@@ -496,7 +489,7 @@ impl Directory {
         let mut presence = entry.presence;
         replay::forget(&mut presence);
         let rotated = presence.hot();
-        self.commit(Work {
+        self.stage(Work {
             store: Change {
                 put_terminals: vec![&terminal],
                 put_presence: vec![(code, &presence)],
@@ -504,8 +497,7 @@ impl Directory {
             },
             zone_changes: Vec::new(),
             entries: vec![(CodeKey::from(code), Some(rotated))],
-        })
-        .await?;
+        })?;
         self.durable(writer).await?;
         Ok(terminal)
     }
@@ -562,16 +554,14 @@ impl Directory {
             Vec::new()
         };
         let updated = presence.hot();
-        let serial = self
-            .commit(Work {
-                store: Change {
-                    put_presence: vec![(code, &presence)],
-                    ..Change::default()
-                },
-                zone_changes,
-                entries: vec![(CodeKey::from(code), Some(updated))],
-            })
-            .await?;
+        let serial = self.stage(Work {
+            store: Change {
+                put_presence: vec![(code, &presence)],
+                ..Change::default()
+            },
+            zone_changes,
+            entries: vec![(CodeKey::from(code), Some(updated))],
+        })?;
         self.durable(writer).await?;
         Ok(UpdateOutcome {
             code: code.clone(),
@@ -622,7 +612,7 @@ impl Directory {
                 new: Addresses::default(),
             })
             .collect();
-        self.commit(Work {
+        self.stage(Work {
             store: Change {
                 put_presence: offline
                     .iter()
@@ -635,20 +625,19 @@ impl Directory {
                 .iter()
                 .map(|e| (CodeKey::from(&e.terminal.code), Some(e.presence.hot())))
                 .collect(),
-        })
-        .await?;
+        })?;
         self.durable(writer).await?;
         Ok(expired.into_iter().map(|e| e.terminal.code).collect())
     }
 
-    /// Commits one change's transaction (not yet durable) and stages it for publication;
-    /// when the zone changed, with a serial increase and its journal delta. Returns the
-    /// serial after the change. Call with the writer lock held, then [`Directory::durable`].
+    /// Stages one change in the store (not yet durable) and for publication; when the zone
+    /// changed, with a serial increase and its journal delta. Returns the serial after the
+    /// change. Call with the writer lock held, then [`Directory::durable`].
     ///
-    /// The store commit and the push to `pending` need not be one critical section: the
-    /// writer lock orders them, and a flush that covers the commit before the push leaves it
+    /// The store's staging and the push to `pending` need not be one critical section: the
+    /// writer lock orders them, and a flush that covers the change before the push leaves it
     /// queued for this writer's own publication after its flush.
-    async fn commit(&self, work: Work<'_>) -> Result<u32, StoreError> {
+    fn stage(&self, work: Work<'_>) -> Result<u32, StoreError> {
         let from = self.pending().serial();
         let next_seq = self.pending().next_seq();
         let depth = self.inner.limits.journal_depth.max(1) as u64;
@@ -676,7 +665,7 @@ impl Directory {
             journal_drop,
             ..work.store
         };
-        let commit = self.inner.store.commit(&change).await?;
+        let commit = self.inner.store.stage(&change)?;
         let mut pending = self.pending();
         pending.push(Publication {
             commit,

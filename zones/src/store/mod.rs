@@ -15,28 +15,30 @@
 //!
 //! Hot data is kept apart from cold data so that what every query needs stays small, and
 //! there is room for per-RRset signatures beside it later. At start-up only `hot` is read,
-//! to build the in-memory index; the rest is read when a request needs it, through a read
-//! transaction that sees every committed change (durable or not: writers read here). The `schema` record is checked at
-//! open: a store of another version is refused with a clear error, never misread.
+//! to build the in-memory index; the rest is read when a request needs it. Point reads of a
+//! terminal see every staged change (durable or not: writers read here); scans see what
+//! redb holds. The `schema` record is checked at open: a store of another version is
+//! refused with a clear error, never misread.
 //!
-//! # Durability: group commit with one `fdatasync`
-//! Each change is one redb write transaction committed with [`redb::Durability::None`]: it
-//! is atomic and visible to later reads, but not yet on disk. [`Store::flush`] then commits an
-//! empty transaction with [`redb::Durability::Immediate`], whose `fdatasync` makes every change
-//! committed before it durable (redb's documented contract), and records the newest commit it
-//! covered ([`Store::flushed`]). Callers acknowledge a change only once its commit number is
-//! covered, and many concurrent changes share one sync. After `kill -9` or a power cut, redb
-//! opens at the last durable commit, checksummed, with no repair step.
+//! # Durability: group commit, one transaction and one `fdatasync` per batch
+//! [`Store::stage`] encodes a change and queues it, with no I/O, and numbers it.
+//! [`Store::flush`] takes everything queued and writes it in one redb transaction committed
+//! with [`redb::Durability::Immediate`], whose `fdatasync` makes it durable (redb's
+//! documented contract), then records the newest change it covered ([`Store::flushed`]).
+//! Callers acknowledge a change only once its number is covered, so many concurrent changes
+//! share one transaction and one sync. After `kill -9` or a power cut, redb opens at the last
+//! durable commit, checksummed, with no repair step. See [`batch`] for how writers read what
+//! is queued.
 //!
-//! Writes and flushes run on the blocking pool: a flush holds redb's write lock during its
-//! sync, and the async workers that answer queries must never wait for a disk.
+//! Flushes run on the blocking pool: the async workers that answer queries must never wait
+//! for a disk.
 //!
 //! The store holds every terminal's TSIG secret: its directory is created 0700 and its files
 //! made 0600 at open, whatever the umask.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use hickory_proto::rr::Name;
 use redb::{
@@ -49,6 +51,10 @@ use crate::identity::{CallingCode, CodeKey, Kid, Mid};
 use crate::journal::Delta;
 use crate::key::{Algorithm, Secret, TerminalKeyName, TsigKey};
 use crate::model::{Addresses, Entry, Hot, Presence, Terminal};
+
+mod batch;
+
+use batch::{Staged, Table, Writes};
 
 /// The version of the layout above; bumped whenever a table or a value changes shape.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -177,26 +183,10 @@ struct ReplayRecord {
     recent_macs: Vec<(u64, Vec<u8>)>,
 }
 
-/// A change encoded, ready to be written off the async workers.
-#[derive(Debug, Default)]
-struct Writes {
-    meta: Vec<(&'static str, Vec<u8>)>,
-    cold: Vec<(String, Vec<u8>)>,
-    hot: Vec<(String, Vec<u8>)>,
-    replay: Vec<(String, Vec<u8>)>,
-    remove: Option<String>,
-    machines_put: Vec<(String, String)>,
-    machines_remove: Vec<String>,
-    importing: Vec<String>,
-    finish_import: bool,
-    journal: Option<(u64, Vec<u8>)>,
-    journal_drop: Vec<u64>,
-}
-
-/// Group commit: how many changes were committed, and how many are known to be on disk.
+/// Group commit: what is staged, and how many changes are known to be on disk.
 #[derive(Debug, Default)]
 struct GroupCommit {
-    committed: AtomicU64,
+    staged: Mutex<Staged>,
     flushed: AtomicU64,
     /// How many syncs ran (each flush that wrote anything): for tests and metrics.
     syncs: AtomicU64,
@@ -321,51 +311,74 @@ impl Store {
         Ok(())
     }
 
-    /// A terminal and its presence as last committed (durable or not), if registered.
+    /// A terminal and its presence with every staged change (durable or not), if registered.
     pub fn terminal(&self, code: &CallingCode) -> Result<Option<Entry>, StoreError> {
-        let db = self.db();
-        let read = db.begin_read().map_err(StoreError::io)?;
         let text = code.as_str();
-        let open = |table| read.open_table(table).map_err(StoreError::io);
-        let Some(cold) = get_decoded(&open(COLD)?, text)? else {
+        let [cold, hot, replay] = self.rows([
+            (Table::Cold, text),
+            (Table::Hot, text),
+            (Table::Replay, text),
+        ])?;
+        let Some(cold) = cold else {
             return Ok(None);
         };
-        let hot = get_decoded(&open(HOT)?, text)?;
-        let replay = get_decoded(&open(REPLAY)?, text)?;
         Ok(Some(assemble(
             code.clone(),
-            cold,
-            hot,
-            replay,
+            decode(text, &cold)?,
+            decode_row(text, hot)?,
+            decode_row(text, replay)?,
             &self.origin,
         )))
     }
 
     /// A terminal's TSIG key (the cold table only: what every signed request needs).
     pub fn key(&self, code: &CallingCode) -> Result<Option<TsigKey>, StoreError> {
-        let db = self.db();
-        let read = db.begin_read().map_err(StoreError::io)?;
-        let cold = read.open_table(COLD).map_err(StoreError::io)?;
-        let record: Option<ColdRecord> = get_decoded(&cold, code.as_str())?;
+        let [cold] = self.rows([(Table::Cold, code.as_str())])?;
+        let record: Option<ColdRecord> = decode_row(code.as_str(), cold)?;
         Ok(record.map(|r| key_of(code, &r, &self.origin)))
     }
 
     /// The code registered for a KID and MID, if any.
     pub fn machine(&self, kid: &Kid, mid: &Mid) -> Result<Option<CallingCode>, StoreError> {
-        let db = self.db();
-        let read = db.begin_read().map_err(StoreError::io)?;
-        let machines = read.open_table(MACHINES).map_err(StoreError::io)?;
         let key = machine_key(kid, mid);
-        let Some(code) = machines.get(key.as_str()).map_err(StoreError::io)? else {
+        let [code] = self.rows([(Table::Machines, key.as_str())])?;
+        let Some(code) = code else {
             return Ok(None);
         };
-        code.value()
+        String::from_utf8_lossy(&code)
             .parse()
             .map(Some)
             .map_err(|e| StoreError::Corrupt {
                 key,
                 message: format!("{e}"),
             })
+    }
+
+    /// Rows as the staged changes leave them, else as redb holds them, all from one moment:
+    /// the staged rows are read, and redb's snapshot taken, under the lock a flush takes to
+    /// retire the rows it has written.
+    fn rows<const N: usize>(
+        &self,
+        keys: [(Table, &str); N],
+    ) -> Result<[Option<Vec<u8>>; N], StoreError> {
+        let db = self.db();
+        let staged = self.staged();
+        let read = db.begin_read().map_err(StoreError::io)?;
+        let mut out = [const { None }; N];
+        for (slot, (table, key)) in out.iter_mut().zip(keys) {
+            *slot = match staged.row(table, key) {
+                Some(value) => value.map(<[u8]>::to_vec),
+                None => read_row(&read, table, key)?,
+            };
+        }
+        Ok(out)
+    }
+
+    fn staged(&self) -> MutexGuard<'_, Staged> {
+        self.durability
+            .staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// True while an import is staged but not committed (or was interrupted by a crash).
@@ -375,13 +388,8 @@ impl Store {
 
     /// Whether `code` belongs to an import not yet committed.
     pub fn is_importing(&self, code: &CallingCode) -> Result<bool, StoreError> {
-        let db = self.db();
-        let read = db.begin_read().map_err(StoreError::io)?;
-        let importing = read.open_table(IMPORTING).map_err(StoreError::io)?;
-        Ok(importing
-            .get(code.as_str())
-            .map_err(StoreError::io)?
-            .is_some())
+        let [row] = self.rows([(Table::Importing, code.as_str())])?;
+        Ok(row.is_some())
     }
 
     /// The hot data of a committed import's terminals, `chunk` at a time, to `each` (to
@@ -437,7 +445,7 @@ impl Store {
         })
         .await
         .map_err(StoreError::io)??;
-        self.durability.committed.fetch_add(1, Ordering::SeqCst);
+        self.staged().count_direct();
         Ok(())
     }
 
@@ -498,24 +506,20 @@ impl Store {
         Ok(())
     }
 
-    /// Applies one change in a single transaction, visible to later reads but not yet
-    /// durable: call [`Store::flush`]. Returns the change's commit number, which
+    /// Stages one change for the next flush (no I/O): point reads see it at once; it is
+    /// written, atomically, by [`Store::flush`]. Returns the change's number, which
     /// [`Store::flushed`] reaches once it is on disk.
-    pub async fn commit(&self, change: &Change<'_>) -> Result<u64, StoreError> {
+    pub fn stage(&self, change: &Change<'_>) -> Result<u64, StoreError> {
         let writes = encode_change(change)?;
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write(&writes, Durability::None))
-            .await
-            .map_err(StoreError::io)??;
-        Ok(self.durability.committed.fetch_add(1, Ordering::SeqCst) + 1)
+        Ok(self.staged().push(writes))
     }
 
     /// Applies one change and makes it durable at once, blocking (at open, before anything
-    /// is served).
+    /// is served and nothing is staged).
     pub fn commit_now(&self, change: &Change<'_>) -> Result<(), StoreError> {
-        let writes = encode_change(change)?;
-        self.write(&writes, Durability::Immediate)?;
-        let n = self.durability.committed.fetch_add(1, Ordering::SeqCst) + 1;
+        let writes = [encode_change(change)?];
+        let n = self.staged().count_direct();
+        self.write(&writes)?;
         self.durability.flushed.fetch_max(n, Ordering::SeqCst);
         Ok(())
     }
@@ -526,11 +530,14 @@ impl Store {
         self.db.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self, writes: &Writes, durability: Durability) -> Result<(), StoreError> {
+    /// Writes changes, oldest first, in one durable transaction (one `fdatasync`).
+    fn write(&self, writes: &[Writes]) -> Result<(), StoreError> {
         let db = self.db();
-        let tx = begin_write(&db, durability)?;
+        let tx = begin_write(&db, Durability::Immediate)?;
         apply(&tx, writes)?;
-        tx.commit().map_err(StoreError::io)
+        tx.commit().map_err(StoreError::io)?;
+        self.durability.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Gives the file back the space a bulk change freed (a streamed import leaves its
@@ -562,12 +569,12 @@ impl Store {
             .store(true, Ordering::SeqCst);
     }
 
-    /// Makes every change committed so far durable (one `fdatasync`), with group commit:
-    /// callers queue for one flush at a time, and one whose change a flush already covered
-    /// returns at once, so many concurrent changes share one sync.
+    /// Makes every change staged so far durable: one transaction and one `fdatasync` for
+    /// all of them (group commit). Callers queue for one flush at a time, and one whose
+    /// change a flush already covered returns at once.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let d = &self.durability;
-        let wanted = d.committed.load(Ordering::SeqCst);
+        let wanted = self.staged().newest();
         let _turn = d.flushing.lock().await;
         if d.flushed.load(Ordering::SeqCst) >= wanted {
             return Ok(());
@@ -575,24 +582,18 @@ impl Store {
         if d.fail_next_flush.swap(false, Ordering::SeqCst) {
             return Err(StoreError::Io("injected flush failure".into()));
         }
-        // Every commit counted here has returned: this sync covers it.
-        let covered = d.committed.load(Ordering::SeqCst);
+        let (batch, covered) = self.staged().take();
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.sync())
-            .await
-            .map_err(StoreError::io)??;
+        tokio::task::spawn_blocking(move || {
+            store.write(&batch)?;
+            // Readers take their redb snapshot under this lock: they see the rows here or,
+            // once retired, in redb.
+            store.staged().landed();
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(StoreError::io)??;
         d.flushed.fetch_max(covered, Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// An empty transaction with immediate durability: redb syncs the file, which makes
-    /// every earlier non-durable commit durable too.
-    fn sync(&self) -> Result<(), StoreError> {
-        let db = self.db();
-        begin_write(&db, Durability::Immediate)?
-            .commit()
-            .map_err(StoreError::io)?;
-        self.durability.syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -618,68 +619,88 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes one encoded change inside `tx`.
-fn apply(tx: &WriteTransaction, w: &Writes) -> Result<(), StoreError> {
-    {
-        let mut meta = tx.open_table(META).map_err(StoreError::io)?;
+/// Writes encoded changes, oldest first, inside `tx`.
+fn apply(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), StoreError> {
+    let mut meta = tx.open_table(META).map_err(StoreError::io)?;
+    let mut hot = tx.open_table(HOT).map_err(StoreError::io)?;
+    let mut cold = tx.open_table(COLD).map_err(StoreError::io)?;
+    let mut replay = tx.open_table(REPLAY).map_err(StoreError::io)?;
+    let mut importing = tx.open_table(IMPORTING).map_err(StoreError::io)?;
+    let mut machines = tx.open_table(MACHINES).map_err(StoreError::io)?;
+    let mut journal = tx.open_table(JOURNAL).map_err(StoreError::io)?;
+    for w in batch {
         for (key, value) in &w.meta {
             meta.insert(*key, value.as_slice())
                 .map_err(StoreError::io)?;
         }
-    }
-    let mut hot = tx.open_table(HOT).map_err(StoreError::io)?;
-    let mut cold = tx.open_table(COLD).map_err(StoreError::io)?;
-    let mut replay = tx.open_table(REPLAY).map_err(StoreError::io)?;
-    if let Some(code) = &w.remove {
-        hot.remove(code.as_str()).map_err(StoreError::io)?;
-        cold.remove(code.as_str()).map_err(StoreError::io)?;
-        replay.remove(code.as_str()).map_err(StoreError::io)?;
-    }
-    for (table, rows) in [
-        (&mut cold, &w.cold),
-        (&mut hot, &w.hot),
-        (&mut replay, &w.replay),
-    ] {
-        for (code, value) in rows {
-            table
-                .insert(code.as_str(), value.as_slice())
-                .map_err(StoreError::io)?;
+        if let Some(code) = &w.remove {
+            hot.remove(code.as_str()).map_err(StoreError::io)?;
+            cold.remove(code.as_str()).map_err(StoreError::io)?;
+            replay.remove(code.as_str()).map_err(StoreError::io)?;
         }
-    }
-    if !w.importing.is_empty() {
-        let mut importing = tx.open_table(IMPORTING).map_err(StoreError::io)?;
+        for (table, rows) in [
+            (&mut cold, &w.cold),
+            (&mut hot, &w.hot),
+            (&mut replay, &w.replay),
+        ] {
+            for (code, value) in rows {
+                table
+                    .insert(code.as_str(), value.as_slice())
+                    .map_err(StoreError::io)?;
+            }
+        }
         for code in &w.importing {
             importing
                 .insert(code.as_str(), &[][..])
                 .map_err(StoreError::io)?;
         }
-    }
-    if w.finish_import {
-        let mut meta = tx.open_table(META).map_err(StoreError::io)?;
-        meta.remove(IMPORT_KEY).map_err(StoreError::io)?;
-    }
-    let mut machines = tx.open_table(MACHINES).map_err(StoreError::io)?;
-    for key in &w.machines_remove {
-        machines.remove(key.as_str()).map_err(StoreError::io)?;
-    }
-    for (key, code) in &w.machines_put {
-        machines
-            .insert(key.as_str(), code.as_str())
-            .map_err(StoreError::io)?;
-    }
-    let mut journal = tx.open_table(JOURNAL).map_err(StoreError::io)?;
-    if let Some((seq, value)) = &w.journal {
-        journal
-            .insert(*seq, value.as_slice())
-            .map_err(StoreError::io)?;
-    }
-    for seq in &w.journal_drop {
-        journal.remove(*seq).map_err(StoreError::io)?;
+        if w.finish_import {
+            meta.remove(IMPORT_KEY).map_err(StoreError::io)?;
+        }
+        for key in &w.machines_remove {
+            machines.remove(key.as_str()).map_err(StoreError::io)?;
+        }
+        for (key, code) in &w.machines_put {
+            machines
+                .insert(key.as_str(), code.as_str())
+                .map_err(StoreError::io)?;
+        }
+        if let Some((seq, value)) = &w.journal {
+            journal
+                .insert(*seq, value.as_slice())
+                .map_err(StoreError::io)?;
+        }
+        for seq in &w.journal_drop {
+            journal.remove(*seq).map_err(StoreError::io)?;
+        }
     }
     Ok(())
 }
 
-/// Encodes a change into the rows it writes.
+/// One row as redb holds it.
+fn read_row(
+    read: &redb::ReadTransaction,
+    table: Table,
+    key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let bytes = |table: TableDefinition<&str, &[u8]>| -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = read.open_table(table).map_err(StoreError::io)?;
+        let value = rows.get(key).map_err(StoreError::io)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    };
+    match table {
+        Table::Cold => bytes(COLD),
+        Table::Hot => bytes(HOT),
+        Table::Replay => bytes(REPLAY),
+        Table::Importing => bytes(IMPORTING),
+        Table::Machines => {
+            let machines = read.open_table(MACHINES).map_err(StoreError::io)?;
+            let value = machines.get(key).map_err(StoreError::io)?;
+            Ok(value.map(|v| v.value().as_bytes().to_vec()))
+        }
+    }
+}
+
 fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
     let mut w = Writes {
         remove: change.remove_terminal.map(|t| t.code.as_str().to_owned()),
@@ -838,6 +859,13 @@ fn get_decoded<T: DeserializeOwned>(
     value.map(|v| decode(code, v.value())).transpose()
 }
 
+fn decode_row<T: DeserializeOwned>(
+    key: &str,
+    row: Option<Vec<u8>>,
+) -> Result<Option<T>, StoreError> {
+    row.map(|v| decode(key, &v)).transpose()
+}
+
 fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(value).map_err(|e| StoreError::Corrupt {
         key: key.to_owned(),
@@ -893,14 +921,18 @@ mod tests {
         {
             let store = Store::open(tmp.path(), &origin()).unwrap();
             let n = store
-                .commit(&Change {
+                .stage(&Change {
                     put_terminals: vec![&t],
                     put_presence: vec![(&t.code, &p)],
                     serial: Some(7),
                     ..Change::default()
                 })
-                .await
                 .unwrap();
+            let staged = store.terminal(&t.code).unwrap().unwrap();
+            assert_eq!(
+                staged.presence, p,
+                "a staged change reads back before its flush"
+            );
             assert_eq!(store.flushed(), 0, "not durable before the flush");
             store.flush().await.unwrap();
             assert_eq!(store.flushed(), n);
@@ -932,16 +964,19 @@ mod tests {
         let mut last = 0;
         for serial in 1..=50 {
             last = store
-                .commit(&Change {
+                .stage(&Change {
                     serial: Some(serial),
                     ..Change::default()
                 })
-                .await
                 .unwrap();
         }
         store.flush().await.unwrap();
         assert_eq!(store.flushed(), last);
-        assert_eq!(store.syncs(), 1, "fifty commits, one fdatasync");
+        assert_eq!(
+            store.syncs(),
+            1,
+            "fifty changes, one transaction and one fdatasync"
+        );
         store.flush().await.unwrap();
         assert_eq!(store.syncs(), 1, "nothing new: no sync");
     }
