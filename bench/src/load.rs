@@ -51,7 +51,14 @@ pub fn run_peer(name: &str, server: &Server, data: &Data, o: &Options) -> Update
     generate(name, server.addr, targets, o)
 }
 
-fn update_for(code: &str, n: usize) -> Message {
+/// The address update `n` gives: 17 bits of `n` in 198.18.0.0/15 (RFC 2544's benchmarking
+/// range).
+pub fn address_of(n: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(198, 18 + ((n >> 16) & 1) as u8, (n >> 8) as u8, n as u8)
+}
+
+/// A signed-to-be UPDATE that replaces `code`'s A record with [`address_of`] `n`.
+pub fn update_for(code: &str, n: usize) -> Message {
     let owner = Name::from_ascii(format!("{code}.dial.example.")).expect("a name");
     let mut message = Message::new(0, MessageType::Query, OpCode::Update);
     let mut zone = Query::query(
@@ -62,10 +69,9 @@ fn update_for(code: &str, n: usize) -> Message {
     message.add_query(zone);
     let mut delete = Record::update0(owner.clone(), 0, RecordType::A);
     delete.dns_class = DNSClass::ANY;
-    let ip = [198, 18, (n >> 8) as u8, n as u8];
     message.authorities = vec![
         delete,
-        Record::from_rdata(owner, 60, RData::A(A::new(ip[0], ip[1], ip[2], ip[3]))),
+        Record::from_rdata(owner, 60, RData::A(A(address_of(n)))),
     ];
     message
 }

@@ -12,12 +12,18 @@
 //! 3. signed updates: a load generator (hickory-net, many keys, configurable concurrency)
 //!    against the directory (one key per terminal), BIND and Knot (one key for the zone);
 //!    durable updates per second and latency p50/p99;
-//! 4. prints medians with the min-max spread, and ratios of medians ours/peer, and writes
+//! 4. with `--parts kill9`: `kill -9` during streams of signed updates from every key, three
+//!    times a round, and each terminal's last acknowledged address checked after the restart
+//!    (a loss fails the run) ([`crash`]);
+//! 5. prints medians with the min-max spread, and ratios of medians ours/peer, and writes
 //!    them to `bench/results/`.
+//!
+//! `--servers` and `--parts` (lookups, updates, kill9) choose what runs.
 //!
 //! Query mix (as in the issue): 80% A of existing codes, 10% AAAA of existing codes,
 //! 10% names that do not exist. Loopback only; every load is bounded in time.
 
+mod crash;
 mod load;
 mod peers;
 mod report;
@@ -47,6 +53,8 @@ pub struct Options {
     /// Whether lookups and updates are measured (`--parts lookups,updates`).
     pub lookups: bool,
     pub updates_part: bool,
+    /// `kill -9` during updates, at this scale, each round.
+    pub kill9: bool,
 }
 
 fn parse_options() -> Options {
@@ -62,7 +70,7 @@ fn parse_options() -> Options {
         println!(
             "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
              [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--rounds R (3)] \
-             [--out FILE] [--servers directory,knot,nsd,bind] [--parts lookups,updates]"
+             [--out FILE] [--servers directory,knot,nsd,bind] [--parts lookups,updates,kill9]"
         );
         std::process::exit(0);
     }
@@ -80,6 +88,7 @@ fn parse_options() -> Options {
         servers: list(get("--servers"), "directory,knot,nsd,bind"),
         lookups: list(get("--parts"), "lookups,updates").contains(&"lookups".to_string()),
         updates_part: list(get("--parts"), "lookups,updates").contains(&"updates".to_string()),
+        kill9: list(get("--parts"), "lookups,updates").contains(&"kill9".to_string()),
     }
 }
 
@@ -282,6 +291,12 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Kills the server with SIGKILL, as a crash or a power cut would stop it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn ours(nameserver: &Path, dir: &Path, data_dir: &Path, port: u16) -> Self {
         let child = Command::new("taskset")
             .args(["-c", "1"])

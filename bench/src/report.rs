@@ -34,7 +34,26 @@ pub struct ImportFigures {
     pub import_s: f64,
     /// The serving process's peak RSS by the end of the import.
     pub import_peak_rss_mib: f64,
+    /// The store's allocated disk blocks (as `du` counts them) per terminal, after the
+    /// import and a restart.
     pub bytes_per_terminal: f64,
+    /// The same at the end of the round, after the lookups and the updates.
+    pub bytes_per_terminal_after_updates: f64,
+    /// The store file's length per terminal (redb extends it sparsely ahead of use).
+    pub file_bytes_per_terminal: f64,
+}
+
+/// One round of `kill -9` during updates.
+#[derive(Debug, Clone)]
+pub struct CrashFigures {
+    pub kills: usize,
+    /// Updates acknowledged before the kills.
+    pub acknowledged: usize,
+    /// Terminals whose last acknowledged address was looked up after a restart.
+    pub checked: usize,
+    pub lost: usize,
+    /// Start-up after each kill to the first answer.
+    pub restarts_s: Vec<f64>,
 }
 
 /// How to read one figure from a round's results, and how many decimals to show.
@@ -91,24 +110,24 @@ pub struct Table {
 
 impl Table {
     pub fn new(o: &Options, results: Results) -> Self {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| {
-                c.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-            })
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
             .unwrap_or_default();
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0);
+        // The machine's cores, not this process's (the harness is pinned to one).
+        let cores = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
         Self {
             header: format!(
                 "Machine: {cores} cores ({cpu}), loopback; servers pinned to core 1, dnsperf to core 0.\n\
                  {} codes; queries 80% A, 10% AAAA, 10% nonexistent; {} s per dnsperf run; latency at {} queries/s.\n\
                  Updates: {} signed updates, {} at once, {} keys (the directory: one per terminal; peers: one).\n\
                  {} rounds, servers alternating; each cell: median (min-max).\n\
-                 Command: cargo run --release -p bench -- --codes {} --seconds {} --rate {} --updates {} --concurrency {} --keys {} --rounds {}\n",
+                 Command: cargo run --release -p bench -- --codes {} --seconds {} --rate {} --updates {} --concurrency {} --keys {} --rounds {} --servers {} --parts {}\n",
                 o.codes,
                 o.seconds,
                 o.rate,
@@ -122,7 +141,18 @@ impl Table {
                 o.updates,
                 o.concurrency,
                 o.keys,
-                o.rounds
+                o.rounds,
+                o.servers.join(","),
+                [
+                    (o.lookups, "lookups"),
+                    (o.updates_part, "updates"),
+                    (o.kill9, "kill9")
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, part)| *part)
+                .collect::<Vec<_>>()
+                .join(","),
             ),
             results,
         }
@@ -133,7 +163,24 @@ impl Table {
         out.push_str(&self.render_queries());
         out.push_str(&self.render_updates());
         out.push_str(&self.render_imports());
+        out.push_str(&self.render_crashes());
         out
+    }
+
+    fn render_crashes(&self) -> String {
+        let c = &self.results.crashes;
+        if c.is_empty() {
+            return String::new();
+        }
+        let sum = |f: fn(&CrashFigures) -> usize| c.iter().map(f).sum::<usize>();
+        format!(
+            "\n| kill -9 during updates | kills | updates acknowledged | terminals checked | acknowledged updates lost | restart to first answer s |\n|---|---|---|---|---|---|\n| directory, all rounds | {} | {} | {} | {} | {} |\n",
+            sum(|x| x.kills),
+            sum(|x| x.acknowledged),
+            sum(|x| x.checked),
+            sum(|x| x.lost),
+            Spread::of(c.iter().flat_map(|x| x.restarts_s.iter().copied())).show(2),
+        )
     }
 
     fn render_queries(&self) -> String {
@@ -165,10 +212,12 @@ impl Table {
     fn render_imports(&self) -> String {
         let i = &self.results.imports;
         format!(
-            "\n| directory provisioning | import s | serving process peak RSS MiB | store bytes per terminal |\n|---|---|---|---|\n| `nameserver import` | {} | {} | {} |\n",
+            "\n| directory provisioning | import s | serving process peak RSS MiB | store on disk, bytes per terminal | the same after the updates | store file length per terminal |\n|---|---|---|---|---|---|\n| `nameserver import` | {} | {} | {} | {} | {} |\n",
             Spread::of(i.iter().map(|x| x.import_s)).show(2),
             Spread::of(i.iter().map(|x| x.import_peak_rss_mib)).show(0),
             Spread::of(i.iter().map(|x| x.bytes_per_terminal)).show(0),
+            Spread::of(i.iter().map(|x| x.bytes_per_terminal_after_updates)).show(0),
+            Spread::of(i.iter().map(|x| x.file_bytes_per_terminal)).show(0),
         )
     }
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::report::{ImportFigures, QueryFigures, UpdateFigures};
-use crate::{Data, Options, Server, free_port, load, measure_queries, peers, run_ok};
+use crate::report::{CrashFigures, ImportFigures, QueryFigures, UpdateFigures};
+use crate::{Data, Options, Server, crash, free_port, load, measure_queries, peers, run_ok};
 
 /// A server under test.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +31,7 @@ pub struct Results {
     pub queries: Vec<QueryFigures>,
     pub updates: Vec<UpdateFigures>,
     pub imports: Vec<ImportFigures>,
+    pub crashes: Vec<CrashFigures>,
 }
 
 /// Runs `o.rounds` rounds over `subjects` (the directory first in the first round, since
@@ -108,16 +109,18 @@ fn directory(
         );
     }
     drop(server);
-    let store_bytes = dir_size(&data_dir.join("store"));
+    let store = data_dir.join("store");
+    let per_terminal = |bytes: u64| bytes as f64 / o.codes.max(1) as f64;
+    let (allocated, length) = dir_size(&store);
     let server = Server::ours(nameserver, dir, &data_dir, port);
     let startup = server.wait_ready(Duration::from_secs(60));
-    let figures = ImportFigures {
+    let mut figures = ImportFigures {
         import_s: import.as_secs_f64(),
         import_peak_rss_mib: import_peak_kib as f64 / 1024.0,
-        bytes_per_terminal: store_bytes as f64 / o.codes.max(1) as f64,
+        bytes_per_terminal: per_terminal(allocated),
+        bytes_per_terminal_after_updates: 0.0,
+        file_bytes_per_terminal: per_terminal(length),
     };
-    println!("directory: {figures:?}");
-    results.imports.push(figures);
     if o.lookups {
         results
             .queries
@@ -127,6 +130,15 @@ fn directory(
         results.updates.push(load::run_ours(&server, data, o));
     }
     drop(server);
+    if o.kill9 {
+        let start = || Server::ours(nameserver, dir, &data_dir, port);
+        results
+            .crashes
+            .push(crash::run(start, data, &data.keys_dir, round));
+    }
+    figures.bytes_per_terminal_after_updates = per_terminal(dir_size(&store).0);
+    println!("directory: {figures:?}");
+    results.imports.push(figures);
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
@@ -151,18 +163,19 @@ fn peer_round(peer: peers::Peer, dir: &Path, data: &Data, o: &Options, results: 
     let _ = std::fs::remove_dir_all(dir.join(peer.name()));
 }
 
-/// Bytes of the files under `path`.
-fn dir_size(path: &Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
+/// The disk blocks allocated to the files under `path` (in bytes, as `du` counts them), and
+/// the files' lengths.
+fn dir_size(path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return (0, 0);
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => (m.blocks() * 512, m.len()),
+            Err(_) => (0, 0),
         })
-        .unwrap_or(0)
+        .fold((0, 0), |(a, l), (b, n)| (a + b, l + n))
 }
