@@ -48,6 +48,7 @@ pub fn run(start: impl Fn() -> Server, data: &Data, keys_dir: &Path, round: usiz
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (mut acknowledged, mut checked, mut startups) = (0, 0, Vec::new());
     let mut server = start();
+    server.wait_ready(Duration::from_secs(120));
     for kill in 0..KILLS {
         // Sequence numbers differ from round to round, so an old address never passes.
         let base = (round * KILLS + kill) * 100_000;

@@ -58,6 +58,9 @@ pub enum ControlRequest {
     ImportCommit,
     /// The zone as an RFC 1035 zone file.
     Export,
+    /// A consistent snapshot of everything, keys included (`backup-header`,
+    /// `backup-record` ..., `backup-end`), streamed.
+    Backup,
 }
 
 /// One line of an import file: `CODE KID MID [ADDRESS ...]`.
@@ -135,6 +138,16 @@ pub enum ControlReply {
         terminal: TerminalInfo,
     },
     ListEnd,
+    /// A streamed backup begins: the backup file's first line.
+    BackupHeader {
+        header: zones::backup::Header,
+    },
+    /// One line of a streamed backup after the header.
+    BackupRecord {
+        record: zones::backup::Record,
+    },
+    /// A streamed backup ended with every record the header announced.
+    BackupEnd,
 }
 
 /// What the server sends back: the reply or one sentence saying what is wrong.
@@ -232,6 +245,10 @@ async fn serve_connection(stream: UnixStream, directory: &Directory) -> std::io:
                 stream_list(directory, &mut write).await?;
                 break;
             }
+            Ok(ControlRequest::Backup) => {
+                stream_backup(directory, &mut write).await?;
+                break;
+            }
             Ok(request) => (execute(request, directory).await, false),
             Err(e) => (Err(format!("request not understood: {e}")), false),
         };
@@ -291,6 +308,76 @@ async fn stream_list(
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(e.to_string()),
     };
+    write_line(write, &end).await
+}
+
+/// Writes a consistent snapshot of the store as backup lines: a blocking scan in one read
+/// transaction (updates go on meanwhile) through a bounded channel, so the server never holds
+/// the whole backup.
+async fn stream_backup(
+    directory: &Directory,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    use zones::backup::{FORMAT, Header, Record, TerminalRecord, VERSION};
+    use zones::store::Snapshotted;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ControlReply>>(4);
+    let scan = {
+        let directory = directory.clone();
+        let zone = directory.zone().origin().to_ascii();
+        tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(LIST_CHUNK);
+            directory.snapshot(|item| {
+                chunk.push(match item {
+                    Snapshotted::Head {
+                        serial,
+                        zone_fingerprint,
+                        terminals,
+                        journal,
+                    } => ControlReply::BackupHeader {
+                        header: Header {
+                            format: FORMAT.into(),
+                            version: VERSION,
+                            zone: zone.clone(),
+                            serial: serial.unwrap_or_default(),
+                            zone_fingerprint,
+                            terminals,
+                            journal,
+                            created: zones::unix_now(),
+                        },
+                    },
+                    Snapshotted::Terminal(entry) => ControlReply::BackupRecord {
+                        record: Record::Terminal(TerminalRecord::of(&entry)),
+                    },
+                    Snapshotted::Delta(delta) => ControlReply::BackupRecord {
+                        record: Record::Delta(delta),
+                    },
+                });
+                if chunk.len() < LIST_CHUNK {
+                    return true;
+                }
+                tx.blocking_send(std::mem::take(&mut chunk)).is_ok()
+            })?;
+            if !chunk.is_empty() {
+                let _ = tx.blocking_send(chunk);
+            }
+            Ok::<_, zones::store::StoreError>(())
+        })
+    };
+    let mut lines = 0usize;
+    while let Some(chunk) = rx.recv().await {
+        for reply in chunk {
+            write_line(write, &Ok(reply)).await?;
+            lines += 1;
+        }
+    }
+    let end = match scan.await {
+        Ok(Ok(())) => Ok(ControlReply::BackupEnd),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if end.is_ok() {
+        info!(lines, outcome = "written", "backup");
+    }
     write_line(write, &end).await
 }
 
@@ -425,7 +512,8 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
         }
         ControlRequest::ImportBatch { .. }
         | ControlRequest::ImportCommit
-        | ControlRequest::List => {
+        | ControlRequest::List
+        | ControlRequest::Backup => {
             Err("a streamed request runs on its own connection (serve_connection)".into())
         }
         ControlRequest::Export => {

@@ -17,6 +17,8 @@
 //!  directory serial changes ─▶ notify::notify_secondaries ─▶ NOTIFY (hickory-net client)
 //!  admin command ─▶ control socket (JSON line) ─▶ control::execute ─▶ zones::Directory
 //!  import ─▶ import-batch lines (staged) … import-commit ─▶ zones::Directory::commit_import
+//!  backup ─▶ control `backup` ─▶ one read transaction streamed as lines ─▶ FILE (0600)
+//!  restore FILE ─▶ zones::restore (no server) ─▶ DATA/store
 //! ```
 //!
 //! Modules:
@@ -36,9 +38,11 @@
 //! - [`cookie`]: DNS Cookies, server side.
 //! - [`admin`]: what the admin commands print and write.
 //! - [`import`]: `nameserver import`'s client: streamed batches, key bundle, progress.
+//! - [`backup`]: `nameserver backup` and `restore`: snapshot to a file, file to a store.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod backup;
 pub mod config;
 pub mod control;
 pub mod cookie;

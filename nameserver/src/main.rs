@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use nameserver::config::{ServeFlags, Settings, default_data_dir};
 use nameserver::control::{self, ControlReply, ControlRequest};
-use nameserver::{admin, import, server};
+use nameserver::{admin, backup, import, server};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use zones::identity::{CallingCode, Kid, Mid};
@@ -89,6 +89,23 @@ enum Command {
         output: Option<PathBuf>,
         #[command(flatten)]
         target: Target,
+    },
+    /// Write a consistent backup of the running server, keys included (mode 0600), while it
+    /// goes on serving and taking updates.
+    Backup {
+        /// The backup file to write (replaced atomically).
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Rebuild a data directory from a backup (no server running on it; DIR new or empty).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The data directory to create.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
     },
     /// Issue a new key for a terminal; the old one stops working at once.
     RotateKey {
@@ -196,6 +213,38 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     Ok(())
                 }
             }
+        }
+        Command::Backup { output, target } => {
+            let data = target.data.clone().unwrap_or_else(default_data_dir);
+            let socket = control::socket_path(&data, target.control.as_deref());
+            let mut session = control::Session::connect(&data, &socket)
+                .await
+                .map_err(|e| e.to_string())?;
+            let started = std::time::Instant::now();
+            let written = backup::write(&mut session, &output).await?;
+            println!(
+                "backup of {} terminal(s), {} journal entries, serial {} written to {} (mode 0600) in {:.2} s",
+                written.terminals,
+                written.journal,
+                written.serial,
+                output.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Restore { file, data } => {
+            let started = std::time::Instant::now();
+            let restored = tokio::task::spawn_blocking(move || backup::restore(&file, &data))
+                .await
+                .map_err(|e| e.to_string())??;
+            println!(
+                "restored {} terminal(s), {} journal entries, serial {} in {:.2} s",
+                restored.terminals,
+                restored.journal,
+                restored.serial,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
         }
         Command::List { json, target } => {
             let data = target.data.clone().unwrap_or_else(default_data_dir);

@@ -383,6 +383,114 @@ fn kill_9_during_update_streams_loses_no_acknowledged_update() {
     );
 }
 
+/// The SOA serial a server answers.
+fn serial_of(server: &Nameserver) -> u32 {
+    let soa = server.short(ZONE, "SOA");
+    soa.first()
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no SOA serial in {soa:?}"))
+}
+
+/// `nameserver backup` while signed updates stream in, then `nameserver restore` into a new
+/// directory: the restored server holds every update acknowledged before the backup began,
+/// its serial did not go backwards, and every terminal's existing key still updates it.
+#[test]
+fn backup_during_updates_restores_with_every_key_working() {
+    require("nsupdate", "bind9-dnsutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let no_limit = ["--update-rate-limit", "0"];
+    let mut server = Nameserver::start(&tmp.path().join("a"), &no_limit);
+    let codes: Vec<String> = (0..3).map(|i| format!("555200{i}")).collect();
+    let keys: Vec<_> = codes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| server.register(c, "fleet", &format!("00000000000001{i:02}"), tmp.path()))
+        .collect();
+    // Acknowledged before the backup begins.
+    let before = address(0, 7);
+    let name0 = format!("{}.{ZONE}", codes[0]);
+    let out = server.nsupdate(Some(&keys[0]), &replace_a(&name0, &before));
+    assert!(out.status.success(), "{}", text(&out));
+    let serial_before = serial_of(&server);
+    // The others keep changing while the backup is taken.
+    let streams: Vec<_> = (1..3)
+        .map(|i| update_stream(&server, &codes[i], &keys[i], i, 0))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let file = tmp.path().join("directory.backup");
+    let out = server.admin(&["backup", "--output", file.to_str().unwrap()]);
+    assert!(out.status.success(), "backup failed: {}", text(&out));
+    let acknowledged: Vec<usize> = streams.into_iter().map(finish_stream).collect();
+    assert!(
+        acknowledged.iter().all(|&k| k > 0 && k < 2000),
+        "the streams must be running when the backup is taken: {acknowledged:?}"
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the backup holds secrets");
+    server.terminate();
+
+    let restored = tmp.path().join("b");
+    let out = Command::new(support::binary("nameserver"))
+        .args(["restore", file.to_str().unwrap(), "--data"])
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restore failed: {}", text(&out));
+    assert!(
+        text(&out).contains("restored 3 terminal(s)"),
+        "{}",
+        text(&out)
+    );
+    let server = Nameserver::start(&restored, &no_limit);
+    assert_eq!(server.short(&name0, "A"), vec![before]);
+    assert!(
+        serial_of(&server) >= serial_before,
+        "the serial went backwards"
+    );
+    for (i, (code, key)) in codes.iter().zip(&keys).enumerate() {
+        let name = format!("{code}.{ZONE}");
+        if i > 0 {
+            let got = server.short(&name, "A");
+            assert!(
+                got.len() == 1 && got[0].starts_with(&format!("127.{}.", i + 1)),
+                "{name}: an address of its stream expected, found {got:?}"
+            );
+        }
+        let after = address(i, 4000);
+        let out = server.nsupdate(Some(key), &replace_a(&name, &after));
+        assert!(
+            out.status.success(),
+            "{name}: its key no longer updates: {}",
+            text(&out)
+        );
+        assert_eq!(server.short(&name, "A"), vec![after]);
+    }
+
+    // Into a directory that is not empty: refused, nothing touched.
+    let out = Command::new(support::binary("nameserver"))
+        .args(["restore", file.to_str().unwrap(), "--data"])
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not empty"), "{}", text(&out));
+    // A truncated copy: refused with the reason, and no store left behind.
+    let full = std::fs::read_to_string(&file).unwrap();
+    let cut = tmp.path().join("cut.backup");
+    let lines: Vec<&str> = full.lines().collect();
+    std::fs::write(&cut, lines[..lines.len() - 1].join("\n")).unwrap();
+    let empty = tmp.path().join("c");
+    let out = Command::new(support::binary("nameserver"))
+        .args(["restore", cut.to_str().unwrap(), "--data"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("incomplete"), "{}", text(&out));
+    assert!(!empty.join("store").exists());
+}
+
 /// nsupdate sending `UPDATES` updates for terminal `i`, numbered from `base`.
 fn update_stream(
     server: &Nameserver,

@@ -2,10 +2,11 @@
 //!
 //! ```text
 //!  writer lock held:
-//!    read the terminal from the Store (every committed change, durable or not)
-//!    plan ─▶ Store::commit (one transaction, not yet synced) ─▶ Pending::push (its commit no.)
-//!  writer lock released (updates arriving now stage theirs and share the next sync):
-//!    Store::flush (group commit) ─▶ Pending::publish(flushed) ─▶ View ─▶ serial announced
+//!    read the terminal from the Store (every staged change, durable or not)
+//!    plan ─▶ Store::stage (queued, no I/O) ─▶ Pending::push (its change number)
+//!  writer lock released (updates arriving now stage theirs and share the next flush):
+//!    Store::flush (everything staged: one transaction, one fdatasync)
+//!      ─▶ Pending::publish(flushed) ─▶ View ─▶ serial announced
 //!  then the caller acknowledges
 //! ```
 //!
@@ -24,10 +25,10 @@ use crate::journal::Delta;
 use crate::model::Hot;
 use crate::serial::Serial;
 
-/// One committed change, waiting for the flush that makes it durable.
+/// One staged change, waiting for the flush that makes it durable.
 #[derive(Debug)]
 pub(crate) struct Publication {
-    /// The store's commit number; published once the store has flushed up to it.
+    /// The store's change number; published once the store has flushed up to it.
     pub commit: u64,
     /// The serial after the change, when it increased.
     pub serial: Option<Serial>,

@@ -1,16 +1,16 @@
 //! The directory: registered terminals and their current addresses; every change goes
 //! through it.
 //!
-//! Each change takes the one writer lock, reads the terminal from the store (which holds
-//! every committed change, durable or not), runs its rules, commits one store transaction
-//! and releases the lock; then the group flush makes it durable and the [`crate::commit`]
+//! Each change takes the one writer lock, reads the terminal from the store (which shows
+//! every staged change, durable or not), runs its rules, stages its writes and releases the
+//! lock; then the group flush makes it durable and the [`crate::commit`]
 //! pipeline publishes it to the [`View`] (the lean in-memory index that queries read); only
 //! then is it acknowledged.
 //!
 //! ```text
 //!  register / import ─┐
-//!  update (RFC 2136) ─┼─▶ rules (update::plan, policy, replay) ─▶ Directory::commit
-//!  unregister, rotate ┤        ─▶ Store::commit ─▶ Pending ─▶ Store::flush ─▶ View ─▶ reply
+//!  update (RFC 2136) ─┼─▶ rules (update::plan, policy, replay) ─▶ Directory::stage
+//!  unregister, rotate ┤        ─▶ Store::stage ─▶ Pending ─▶ Store::flush ─▶ View ─▶ reply
 //!  expire (leases)  ──┘
 //! ```
 //!
@@ -275,6 +275,15 @@ impl Directory {
     /// collecting them (blocking: call it from the blocking pool).
     pub fn for_each_entry(&self, each: impl FnMut(Entry) -> bool) -> Result<(), StoreError> {
         self.inner.store.for_each_entry(each)
+    }
+
+    /// A consistent snapshot of everything durable, for a backup (blocking: call it from the
+    /// blocking pool); see [`Store::snapshot`].
+    pub fn snapshot(
+        &self,
+        each: impl FnMut(crate::store::Snapshotted) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.store.snapshot(each)
     }
 
     /// The terminal whose TSIG key has this name (lower case, fully qualified), and the key:

@@ -4,9 +4,10 @@
 //! ```text
 //!   nameserver ──query──▶ Directory::view() ──▶ Zone (static) + View (durable terminals)
 //!              ──update─▶ Directory::update() ─▶ replay::check_fresh, update::plan (RFC 2136)
-//!                                              ─▶ commit: Store::commit ─▶ Pending
+//!                                              ─▶ commit: Store::stage ─▶ Pending
 //!                                              ─▶ Store::flush (group) ─▶ View, then reply
 //!   control  ──register / import / unregister / rotate-key─▶ Directory ─▶ (same pipeline)
+//!            ──backup─▶ Store::snapshot ─▶ backup::Record lines;  restore::restore ─▶ Store
 //! ```
 //!
 //! Modules, with dependencies pointing down the list's order of use:
@@ -22,14 +23,20 @@
 //! - [`journal`]: recent deltas of the zone, for incremental transfers (IXFR).
 //! - [`index`]: the published, durable view that queries read.
 //! - [`commit`]: the pipeline from staged to durable to published.
-//! - [`store`]: the redb store: one transaction per change, a group fdatasync before publishing.
+//! - [`store`]: the redb store: changes staged, then one transaction and one fdatasync per
+//!   group of them before publishing.
 //! - [`directory`]: every change to the directory goes through it.
+//! - [`backup`]: the backup file's format (versioned JSON lines, keys included).
+//! - [`restore`]: rebuilds a store from a backup.
 //! - [`serial`]: SOA serial arithmetic (RFC 1982).
 //!
-//! `index`, `commit`, `store` and `directory` need the default `store` feature (redb);
+//! `index`, `commit`, `store`, `directory`, `backup` and `restore` need the default `store`
+//! feature (redb);
 //! without it the crate is the rules and formats alone, as the updater uses it.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "store")]
+pub mod backup;
 #[cfg(feature = "store")]
 mod commit;
 #[cfg(feature = "store")]
@@ -44,6 +51,8 @@ pub mod limits;
 pub mod model;
 pub mod policy;
 pub mod replay;
+#[cfg(feature = "store")]
+pub mod restore;
 pub mod serial;
 #[cfg(feature = "store")]
 pub mod store;

@@ -126,7 +126,21 @@ pub struct Snapshot {
     pub journal: Vec<Delta>,
 }
 
-/// One change to the store, applied atomically by [`Store::commit`].
+/// One item of a consistent snapshot ([`Store::snapshot`]).
+#[derive(Debug)]
+pub enum Snapshotted {
+    /// What the snapshot holds, first.
+    Head {
+        serial: Option<u32>,
+        zone_fingerprint: Option<String>,
+        terminals: usize,
+        journal: usize,
+    },
+    Terminal(Box<Entry>),
+    Delta(Delta),
+}
+
+/// One change to the store, applied atomically by [`Store::stage`] and a flush.
 #[derive(Debug, Default)]
 pub struct Change<'a> {
     /// New or replaced registrations.
@@ -479,6 +493,60 @@ impl Store {
         tx.open_table(IMPORTING).map_err(StoreError::io)?;
         tx.commit().map_err(StoreError::io)?;
         Ok(removed)
+    }
+
+    /// Everything a backup holds, from one read transaction (a consistent moment: every
+    /// change flushed before it, none after), to `each` until it returns false: the
+    /// [`Snapshotted::Head`] first, then every terminal by code, then the journal.
+    pub fn snapshot(&self, mut each: impl FnMut(Snapshotted) -> bool) -> Result<(), StoreError> {
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
+        let meta = read.open_table(META).map_err(StoreError::io)?;
+        let meta_value = |key: &str| -> Result<Option<Vec<u8>>, StoreError> {
+            let value = meta.get(key).map_err(StoreError::io)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        };
+        let serial = meta_value(SERIAL_KEY)?
+            .map(|v| decode_u32(SERIAL_KEY, &v))
+            .transpose()?;
+        let zone_fingerprint =
+            meta_value(ZONE_KEY)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+        let cold = read.open_table(COLD).map_err(StoreError::io)?;
+        let hot = read.open_table(HOT).map_err(StoreError::io)?;
+        let replay = read.open_table(REPLAY).map_err(StoreError::io)?;
+        let journal = read.open_table(JOURNAL).map_err(StoreError::io)?;
+        let head = Snapshotted::Head {
+            serial,
+            zone_fingerprint,
+            terminals: cold.len().map_err(StoreError::io)? as usize,
+            journal: journal.len().map_err(StoreError::io)? as usize,
+        };
+        if !each(head) {
+            return Ok(());
+        }
+        for item in cold.iter().map_err(StoreError::io)? {
+            let (key, value) = item.map_err(StoreError::io)?;
+            let text = key.value();
+            let code: CallingCode = text.parse().map_err(|e| StoreError::Corrupt {
+                key: text.to_owned(),
+                message: format!("{e}"),
+            })?;
+            let record: ColdRecord = decode(text, value.value())?;
+            let h = get_decoded(&hot, text)?;
+            let r = get_decoded(&replay, text)?;
+            let entry = assemble(code, record, h, r, &self.origin);
+            if !each(Snapshotted::Terminal(Box::new(entry))) {
+                return Ok(());
+            }
+        }
+        for item in journal.iter().map_err(StoreError::io)? {
+            let (key, value) = item.map_err(StoreError::io)?;
+            let delta = decode(&key.value().to_string(), value.value())?;
+            if !each(Snapshotted::Delta(delta)) {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Every terminal and its presence, by code, to `each` until it returns false; one read

@@ -1,0 +1,227 @@
+//! Rebuilds a store from a backup ([`crate::backup`]): into a directory that holds no store,
+//! with the terminals, their keys and replay memory, the journal and the serial as they were
+//! at the moment of the snapshot. Each chunk is written durably; the caller restores into a
+//! scratch directory and moves it into place only once this has returned, so a restore that
+//! fails half-way leaves nothing a server would open.
+
+use std::path::Path;
+
+use hickory_proto::rr::Name;
+
+use crate::backup::{BackupError, Header, Record};
+use crate::model::Entry;
+use crate::store::{Change, Store};
+
+/// Terminals written per transaction.
+const CHUNK: usize = 10_000;
+
+/// What a restore wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    pub terminals: usize,
+    pub journal: usize,
+    pub serial: u32,
+}
+
+/// Writes the backup whose `header` was read and whose `records` follow into a new store in
+/// `store_dir`.
+pub fn restore(
+    store_dir: &Path,
+    header: &Header,
+    records: impl Iterator<Item = Result<Record, BackupError>>,
+) -> Result<Restored, BackupError> {
+    header.check()?;
+    let origin = Name::from_ascii(&header.zone)
+        .map_err(|e| BackupError::NotABackup(format!("zone {:?}: {e}", header.zone)))?;
+    let store = Store::open(store_dir, &origin)?;
+    let (mut chunk, mut terminals, mut journal) = (Vec::with_capacity(CHUNK), 0, 0);
+    for record in records {
+        match record? {
+            Record::Terminal(t) => {
+                chunk.push(t.into_entry(&origin));
+                if chunk.len() == CHUNK {
+                    terminals += write_terminals(&store, &mut chunk)?;
+                }
+            }
+            Record::Delta(delta) => {
+                store.commit_now(&Change {
+                    journal: Some(&delta),
+                    ..Change::default()
+                })?;
+                journal += 1;
+            }
+        }
+    }
+    terminals += write_terminals(&store, &mut chunk)?;
+    for (what, expected, found) in [
+        ("terminals", header.terminals, terminals),
+        ("journal entries", header.journal, journal),
+    ] {
+        if expected != found {
+            return Err(BackupError::Truncated {
+                what,
+                expected,
+                found,
+            });
+        }
+    }
+    store.commit_now(&Change {
+        serial: Some(header.serial),
+        zone_fingerprint: header.zone_fingerprint.as_deref(),
+        ..Change::default()
+    })?;
+    Ok(Restored {
+        terminals,
+        journal,
+        serial: header.serial,
+    })
+}
+
+/// Writes and empties `chunk`; returns how many it held.
+fn write_terminals(store: &Store, chunk: &mut Vec<Entry>) -> Result<usize, BackupError> {
+    if chunk.is_empty() {
+        return Ok(0);
+    }
+    store.commit_now(&Change {
+        put_terminals: chunk.iter().map(|e| &e.terminal).collect(),
+        put_presence: chunk
+            .iter()
+            .map(|e| (&e.terminal.code, &e.presence))
+            .collect(),
+        ..Change::default()
+    })?;
+    let written = chunk.len();
+    chunk.clear();
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::{FORMAT, TerminalRecord, VERSION};
+    use crate::directory::{Directory, Registration};
+    use crate::key::Algorithm;
+    use crate::store::Snapshotted;
+    use crate::{Limits, Zone};
+
+    fn registration(code: &str, mid: &str) -> Registration {
+        Registration {
+            code: code.parse().unwrap(),
+            kid: "acme".parse().unwrap(),
+            mid: mid.parse().unwrap(),
+            algorithm: Algorithm::HmacSha256,
+        }
+    }
+
+    /// Everything a snapshot of `dir` holds, as backup lines would carry it.
+    fn backup(dir: &Directory) -> (Header, Vec<Record>) {
+        let (mut header, mut records) = (None, Vec::new());
+        dir.snapshot(|item| {
+            match item {
+                Snapshotted::Head {
+                    serial,
+                    zone_fingerprint,
+                    terminals,
+                    journal,
+                } => {
+                    header = Some(Header {
+                        format: FORMAT.into(),
+                        version: VERSION,
+                        zone: "dial.example.".into(),
+                        serial: serial.unwrap_or(0),
+                        zone_fingerprint,
+                        terminals,
+                        journal,
+                        created: 0,
+                    });
+                }
+                Snapshotted::Terminal(e) => records.push(Record::Terminal(TerminalRecord::of(&e))),
+                Snapshotted::Delta(d) => records.push(Record::Delta(d)),
+            }
+            true
+        })
+        .unwrap();
+        let lines: Vec<String> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        let records = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (header.unwrap(), records)
+    }
+
+    #[tokio::test]
+    async fn a_restored_store_holds_the_terminals_keys_journal_and_serial() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Directory::open(
+            &tmp.path().join("a"),
+            Zone::embedded_default(),
+            Limits::default(),
+        )
+        .unwrap();
+        let now = crate::unix_now();
+        dir.register(registration("5551001", "0000000000000001"), now)
+            .await
+            .unwrap();
+        let mut addresses = crate::model::Addresses::default();
+        addresses.v4.ttl = 60;
+        addresses.v4.addrs = vec![std::net::Ipv4Addr::new(192, 0, 2, 7)].into();
+        let import = crate::directory::Import {
+            registration: registration("5551002", "0000000000000002"),
+            addresses,
+        };
+        dir.import(vec![import], now).await.unwrap();
+        let (header, records) = backup(&dir);
+        assert_eq!((header.terminals, header.journal), (2, 1));
+        let restored = restore(
+            &tmp.path().join("b"),
+            &header,
+            records.clone().into_iter().map(Ok),
+        )
+        .unwrap();
+        assert_eq!(restored.serial, header.serial);
+        assert_eq!((restored.terminals, restored.journal), (2, 1));
+        let back = Directory::open(
+            &tmp.path().join("b"),
+            Zone::embedded_default(),
+            Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(back.view().serial(), dir.view().serial());
+        for code in ["5551001", "5551002"] {
+            let code = code.parse().unwrap();
+            assert_eq!(back.terminal(&code).unwrap(), dir.terminal(&code).unwrap());
+        }
+        let (_, again) = backup(&back);
+        assert_eq!(again, records, "a backup of the restored store is the same");
+    }
+
+    #[tokio::test]
+    async fn a_truncated_backup_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Directory::open(
+            &tmp.path().join("a"),
+            Zone::embedded_default(),
+            Limits::default(),
+        )
+        .unwrap();
+        dir.register(registration("5551001", "0000000000000001"), 1)
+            .await
+            .unwrap();
+        let (header, _) = backup(&dir);
+        let err = restore(&tmp.path().join("b"), &header, std::iter::empty()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BackupError::Truncated {
+                    expected: 1,
+                    found: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
