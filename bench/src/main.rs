@@ -18,7 +18,9 @@
 //! 5. prints medians with the min-max spread, and ratios of medians ours/peer, and writes
 //!    them to `bench/results/`.
 //!
-//! `--servers` and `--parts` (lookups, updates, kill9) choose what runs.
+//! With `--parts backup`, `nameserver backup` of the running directory and `nameserver
+//! restore` of the file are timed. `--servers` and `--parts` (lookups, updates, kill9,
+//! backup; lookups and updates by default) choose what runs.
 //!
 //! Query mix (as in the issue): 80% A of existing codes, 10% AAAA of existing codes,
 //! 10% names that do not exist. Loopback only; every load is bounded in time.
@@ -55,6 +57,8 @@ pub struct Options {
     pub updates_part: bool,
     /// `kill -9` during updates, at this scale, each round.
     pub kill9: bool,
+    /// `nameserver backup` and `restore`, timed, each round.
+    pub backup: bool,
 }
 
 fn parse_options() -> Options {
@@ -70,7 +74,7 @@ fn parse_options() -> Options {
         println!(
             "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
              [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--rounds R (3)] \
-             [--out FILE] [--servers directory,knot,nsd,bind] [--parts lookups,updates,kill9]"
+             [--out FILE] [--servers directory,knot,nsd,bind] [--parts lookups,updates,kill9,backup]"
         );
         std::process::exit(0);
     }
@@ -89,6 +93,7 @@ fn parse_options() -> Options {
         lookups: list(get("--parts"), "lookups,updates").contains(&"lookups".to_string()),
         updates_part: list(get("--parts"), "lookups,updates").contains(&"updates".to_string()),
         kill9: list(get("--parts"), "lookups,updates").contains(&"kill9".to_string()),
+        backup: list(get("--parts"), "lookups,updates").contains(&"backup".to_string()),
     }
 }
 

@@ -43,6 +43,14 @@ pub struct ImportFigures {
     pub file_bytes_per_terminal: f64,
 }
 
+/// One `nameserver backup` of the running server and one `nameserver restore` of it.
+#[derive(Debug, Clone)]
+pub struct BackupFigures {
+    pub backup_s: f64,
+    pub restore_s: f64,
+    pub file_mib: f64,
+}
+
 /// One round of `kill -9` during updates.
 #[derive(Debug, Clone)]
 pub struct CrashFigures {
@@ -146,7 +154,8 @@ impl Table {
                 [
                     (o.lookups, "lookups"),
                     (o.updates_part, "updates"),
-                    (o.kill9, "kill9")
+                    (o.kill9, "kill9"),
+                    (o.backup, "backup"),
                 ]
                 .iter()
                 .filter(|(on, _)| *on)
@@ -164,7 +173,21 @@ impl Table {
         out.push_str(&self.render_updates());
         out.push_str(&self.render_imports());
         out.push_str(&self.render_crashes());
+        out.push_str(&self.render_backups());
         out
+    }
+
+    fn render_backups(&self) -> String {
+        let b = &self.results.backups;
+        if b.is_empty() {
+            return String::new();
+        }
+        format!(
+            "\n| backup and restore | `nameserver backup` s (server running) | `nameserver restore` s | backup file MiB |\n|---|---|---|---|\n| directory | {} | {} | {} |\n",
+            Spread::of(b.iter().map(|x| x.backup_s)).show(2),
+            Spread::of(b.iter().map(|x| x.restore_s)).show(2),
+            Spread::of(b.iter().map(|x| x.file_mib)).show(1),
+        )
     }
 
     fn render_crashes(&self) -> String {

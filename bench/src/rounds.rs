@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::report::{CrashFigures, ImportFigures, QueryFigures, UpdateFigures};
+use crate::report::{BackupFigures, CrashFigures, ImportFigures, QueryFigures, UpdateFigures};
 use crate::{Data, Options, Server, crash, free_port, load, measure_queries, peers, run_ok};
 
 /// A server under test.
@@ -32,6 +32,7 @@ pub struct Results {
     pub updates: Vec<UpdateFigures>,
     pub imports: Vec<ImportFigures>,
     pub crashes: Vec<CrashFigures>,
+    pub backups: Vec<BackupFigures>,
 }
 
 /// Runs `o.rounds` rounds over `subjects` (the directory first in the first round, since
@@ -129,6 +130,11 @@ fn directory(
     if o.updates_part {
         results.updates.push(load::run_ours(&server, data, o));
     }
+    if o.backup {
+        results
+            .backups
+            .push(backup_and_restore(nameserver, dir, &data_dir));
+    }
     drop(server);
     if o.kill9 {
         let start = || Server::ours(nameserver, dir, &data_dir, port);
@@ -140,6 +146,43 @@ fn directory(
     println!("directory: {figures:?}");
     results.imports.push(figures);
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// `nameserver backup` of the running server, then `nameserver restore` of that file into a
+/// new directory, both timed.
+fn backup_and_restore(nameserver: &Path, dir: &Path, data_dir: &Path) -> BackupFigures {
+    let file = dir.join("directory.backup");
+    let restored = dir.join("restored");
+    let _ = std::fs::remove_dir_all(&restored);
+    let started = Instant::now();
+    run_ok(
+        Command::new(nameserver)
+            .args(["backup", "--output"])
+            .arg(&file)
+            .arg("--data")
+            .arg(data_dir),
+    );
+    let backup_s = started.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
+    let started = Instant::now();
+    run_ok(
+        Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(nameserver)
+            .arg("restore")
+            .arg(&file)
+            .arg("--data")
+            .arg(&restored),
+    );
+    let figures = BackupFigures {
+        backup_s,
+        restore_s: started.elapsed().as_secs_f64(),
+        file_mib: bytes as f64 / (1024.0 * 1024.0),
+    };
+    let _ = std::fs::remove_dir_all(&restored);
+    let _ = std::fs::remove_file(&file);
+    println!("directory: {figures:?}");
+    figures
 }
 
 /// A peer from the exported zone file: start-up, queries, and updates where it takes them.

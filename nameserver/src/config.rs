@@ -1,4 +1,6 @@
 //! Settings: the embedded defaults, a TOML file (`--config`), then command-line flags.
+//! `nameserver sample-config` writes a file with every setting and its default
+//! ([`crate::sample`]).
 //!
 //! ```toml
 //! zone = "dial.example."          # zone name, when there is no zone file
@@ -44,6 +46,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
 pub const DEFAULT_RATE_LIMIT: u32 = 200;
 /// Default limit on updates per second per terminal key (bursts of twice as many).
 pub const DEFAULT_UPDATE_RATE_LIMIT: u32 = 10;
+/// Changes within this many milliseconds share one NOTIFY.
+pub const DEFAULT_NOTIFY_DELAY_MS: u64 = 250;
+/// Every n-th UDP answer over the rate limit goes out truncated (TC) instead of dropped.
+pub const DEFAULT_RATE_LIMIT_SLIP: u32 = 2;
 /// Name of the data directory under the user's state directory.
 pub const DATA_DIR_NAME: &str = "dial-directory";
 /// The control socket's file name inside the data directory.
@@ -285,12 +291,14 @@ impl Settings {
             },
             secondaries,
             transfer_keys,
-            notify_delay: Duration::from_millis(file.notify_delay_ms.unwrap_or(250)),
+            notify_delay: Duration::from_millis(
+                file.notify_delay_ms.unwrap_or(DEFAULT_NOTIFY_DELAY_MS),
+            ),
             rate_limit: flags
                 .rate_limit
                 .or(file.rate_limit)
                 .unwrap_or(DEFAULT_RATE_LIMIT),
-            rate_limit_slip: file.rate_limit_slip.unwrap_or(2),
+            rate_limit_slip: file.rate_limit_slip.unwrap_or(DEFAULT_RATE_LIMIT_SLIP),
             update_rate_limit: flags
                 .update_rate_limit
                 .or(file.update_rate_limit)

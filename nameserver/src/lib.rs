@@ -23,6 +23,7 @@
 //!
 //! Modules:
 //! - [`config`]: settings from defaults, the TOML file and flags.
+//! - [`sample`]: the sample config file, written from those defaults.
 //! - [`server`]: binds the sockets, runs the listeners, shuts down.
 //! - [`udp`]: DNS over UDP: workers that answer inline, updates on their own tasks.
 //! - [`tcp`]: DNS over TCP with connection limits and streaming answers.
@@ -53,6 +54,7 @@ pub mod notify;
 pub mod query;
 pub mod ratelimit;
 pub mod response;
+pub mod sample;
 pub mod server;
 pub mod tcp;
 pub mod transfer;

@@ -107,6 +107,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
     },
+    /// Print a config file with every setting and its default value.
+    SampleConfig,
     /// Issue a new key for a terminal; the old one stops working at once.
     RotateKey {
         #[arg(long)]
@@ -213,6 +215,10 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     Ok(())
                 }
             }
+        }
+        Command::SampleConfig => {
+            print!("{}", nameserver::sample::config());
+            Ok(())
         }
         Command::Backup { output, target } => {
             let data = target.data.clone().unwrap_or_else(default_data_dir);

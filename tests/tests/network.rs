@@ -36,7 +36,10 @@ impl Lab {
             "this test creates network namespaces (ip netns add) and needs root; CI runs as root. \
              As another user, run it as root or in a VM."
         );
-        let id = std::process::id();
+        // Namespaces are global: names unique to this process and to this lab in it.
+        static LABS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = LABS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let id = format!("{}-{n}", std::process::id());
         let lab = Self {
             dir: format!("dialdir{id}"),
             a: format!("diala{id}"),
@@ -312,4 +315,88 @@ fn terminals_in_namespaces_follow_address_changes_and_call_each_other() {
     );
     let offline = run_in(&lab.a, updater, &dial, "");
     assert_eq!(offline.status.code(), Some(4), "{}", text(&offline));
+}
+
+/// The portable source (`--watch poll`: getifaddrs read every second, as on macOS and the
+/// BSDs) finds B's card and MAC and follows its address change, here on Linux.
+#[test]
+fn the_portable_watcher_follows_address_changes_too() {
+    require("dig", "bind9-dnsutils");
+    let mut lab = Lab::build();
+    let tmp = tempfile::tempdir().unwrap();
+    let updater = binary("updater");
+    let updater = updater.to_str().unwrap();
+    let server = Nameserver::start_in(
+        Some(&lab.dir),
+        &tmp.path().join("data"),
+        &["--listen", "10.77.2.1:5353"],
+        &[],
+    );
+    let identity = run_in(
+        &lab.b,
+        updater,
+        &[
+            "identity",
+            "--kid",
+            "fleet",
+            "--interface",
+            "vb",
+            "--watch",
+            "poll",
+        ],
+        "",
+    );
+    assert!(identity.status.success(), "{}", text(&identity));
+    let mid = String::from_utf8_lossy(&identity.stdout).trim().to_owned();
+    let key = server.register(CODE, "fleet", &mid, tmp.path());
+    let b = lab.b.clone();
+    let daemon = lab.spawn(
+        &b,
+        updater,
+        &[
+            "run",
+            "--server",
+            "10.77.2.1:5353",
+            "--code",
+            CODE,
+            "--key-file",
+            key.to_str().unwrap(),
+            "--interface",
+            "vb",
+            "--allow-private",
+            "--watch",
+            "poll",
+        ],
+        Stdio::null(),
+    );
+    assert!(
+        wait_for_a(&server, &["10.77.2.2"], Duration::from_secs(10)).is_some(),
+        "B's first address never reached the directory: {:?}",
+        server.short(NAME, "A")
+    );
+    let changed = Instant::now();
+    ip(&["-n", &lab.b, "addr", "add", "10.77.2.3/24", "dev", "vb"]);
+    ip(&["-n", &lab.b, "addr", "del", "10.77.2.2/24", "dev", "vb"]);
+    let seen =
+        wait_for_a(&server, &["10.77.2.3"], Duration::from_secs(6)).map(|_| changed.elapsed());
+    println!("address change reached the directory in {seen:?} (polling every second)");
+    assert!(
+        seen.is_some_and(|d| d <= Duration::from_secs(3)),
+        "dig did not return B's new address within 3 s (a poll, then the update): {seen:?}, now {:?}",
+        server.short(NAME, "A")
+    );
+    let pid = lab.children[daemon].id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopped = finish(&mut lab, daemon);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
+    assert!(
+        server.short(NAME, "A").is_empty(),
+        "B is still listed after SIGTERM"
+    );
 }

@@ -1,4 +1,5 @@
 //! The updater's settings: flags, or the same keys in a TOML file (`--config`); flags win.
+//! `updater sample-config` writes a file with every setting ([`crate::sample`]).
 //!
 //! ```toml
 //! server = ["192.0.2.53:53", "[2001:db8::53]:53"]   # tried in order; whoami asks one of each family
@@ -12,6 +13,7 @@
 //! allow_private = false          # publish RFC 1918 / ULA / shared addresses (labs, company networks)
 //! keep_on_exit = false           # leave the addresses in the directory on SIGTERM
 //! recheck = 60                   # seconds between checks of what the directory answers
+//! watch = "poll"                 # getifaddrs every second instead of netlink events
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +25,17 @@ use hickory_proto::rr::Name;
 use serde::Deserialize;
 use zones::identity::CallingCode;
 use zones::key::TsigKey;
+
+use crate::network::Watch;
+
+/// The directory's zone without `--zone`.
+pub const DEFAULT_ZONE: &str = "dial.example.";
+/// TTL of the published records without `--ttl`.
+pub const DEFAULT_TTL: u32 = 60;
+/// Lease asked for without `--lease`, seconds.
+pub const DEFAULT_LEASE: u32 = 3600;
+/// Seconds between checks of what the directory answers, without `--recheck`.
+pub const DEFAULT_RECHECK: u64 = 60;
 
 /// Why the settings are not usable.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +128,10 @@ pub struct Flags {
     /// Seconds between checks of what the directory answers.
     #[arg(long, value_name = "SECONDS")]
     pub recheck: Option<u64>,
+    /// Where addresses and their changes come from: netlink (Linux, the default there) or
+    /// poll (getifaddrs every second; Linux, macOS, the BSDs).
+    #[arg(long, value_enum)]
+    pub watch: Option<Watch>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +148,7 @@ struct FileConfig {
     allow_private: Option<bool>,
     keep_on_exit: Option<bool>,
     recheck: Option<u64>,
+    watch: Option<Watch>,
 }
 
 /// The settings the updater runs with.
@@ -148,6 +166,7 @@ pub struct Settings {
     pub allow_private: bool,
     pub keep_on_exit: bool,
     pub recheck: Duration,
+    pub watch: Watch,
     /// Time allowed for one answer.
     pub timeout: Duration,
 }
@@ -180,7 +199,7 @@ impl Settings {
             .zone
             .clone()
             .or(file.zone)
-            .unwrap_or_else(|| "dial.example.".into());
+            .unwrap_or_else(|| DEFAULT_ZONE.into());
         let mut zone = Name::from_ascii(&zone_text).map_err(|_| ConfigError::Zone(zone_text))?;
         zone.set_fqdn(true);
         let code = flags
@@ -212,11 +231,21 @@ impl Settings {
                     AddressSource::Auto => None,
                 })
                 .collect(),
-            ttl: flags.ttl.or(file.ttl).unwrap_or(60),
-            lease: flags.lease.or(file.lease).unwrap_or(3600),
+            ttl: flags.ttl.or(file.ttl).unwrap_or(DEFAULT_TTL),
+            lease: flags.lease.or(file.lease).unwrap_or(DEFAULT_LEASE),
             allow_private: flags.allow_private || file.allow_private.unwrap_or(false),
             keep_on_exit: flags.keep_on_exit || file.keep_on_exit.unwrap_or(false),
-            recheck: Duration::from_secs(flags.recheck.or(file.recheck).unwrap_or(60).max(1)),
+            recheck: Duration::from_secs(
+                flags
+                    .recheck
+                    .or(file.recheck)
+                    .unwrap_or(DEFAULT_RECHECK)
+                    .max(1),
+            ),
+            watch: flags
+                .watch
+                .or(file.watch)
+                .unwrap_or(Watch::platform_default()),
             timeout: Duration::from_secs(3),
         })
     }
@@ -240,6 +269,36 @@ pub fn load_key(path: &Path) -> Result<TsigKey, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipped_sample_config_is_what_the_code_generates() {
+        let shipped = include_str!("../dist/updater.toml");
+        assert_eq!(
+            shipped,
+            crate::sample::config(),
+            "updater/dist/updater.toml is stale: write it with `updater sample-config`"
+        );
+    }
+
+    #[test]
+    fn the_sample_config_changes_nothing_but_the_required_settings() {
+        use crate::sample::{EXAMPLE_CODE, EXAMPLE_SERVER};
+        let key = key_file();
+        let file: FileConfig = toml::from_str(&crate::sample::config()).unwrap();
+        let only_key = Flags {
+            key_file: Some(key.path().to_path_buf()),
+            ..Flags::default()
+        };
+        let with = Settings::merge(&only_key, file).unwrap();
+        let required = Flags {
+            servers: vec![EXAMPLE_SERVER.parse().unwrap()],
+            code: Some(EXAMPLE_CODE.parse().unwrap()),
+            key_file: Some(key.path().to_path_buf()),
+            ..Flags::default()
+        };
+        let without = Settings::merge(&required, FileConfig::default()).unwrap();
+        assert_eq!(format!("{with:?}"), format!("{without:?}"));
+    }
 
     fn key_file() -> tempfile::NamedTempFile {
         let file = tempfile::NamedTempFile::new().unwrap();

@@ -3,7 +3,8 @@
 //! ```text
 //! start ─ check the key is bound to this card's MID ─ random delay (0-1 s)
 //!   loop: wait for the first of
-//!           a netlink event (address, link or route change; debounced 200 ms)
+//!           a network event (netlink: address, link or route change; poll: a reading that
+//!           differs from the last), debounced 200 ms
 //!           the recheck timer (default 60 s: a NAT's address changes silently)
 //!           the lease refresh (80-85% of the granted lease)
 //!           the backoff after a failure (1 s doubling to 5 min, jittered)
@@ -28,13 +29,13 @@ use crate::backoff::{self, Backoff};
 use crate::client::{ClientError, DirectoryClient};
 use crate::config::Settings;
 use crate::discover::{self, AddressSet};
-use crate::netlink::{self, NetlinkError};
+use crate::network::{Network, NetworkError};
 
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    Netlink(#[from] NetlinkError),
+    Network(#[from] NetworkError),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("the key {key} is not a terminal key (expected <code>.<mid>.<kid>.key.<zone>)")]
@@ -88,7 +89,7 @@ pub fn check_binding(
 pub struct Terminal {
     settings: Settings,
     client: DirectoryClient,
-    netlink: rtnetlink::Handle,
+    network: Network,
 }
 
 impl std::fmt::Debug for Terminal {
@@ -114,8 +115,8 @@ pub enum Synced {
 impl Terminal {
     /// Checks the key against this machine's card and prepares the client.
     pub async fn new(settings: Settings) -> Result<Self, DaemonError> {
-        let netlink = netlink::connect()?;
-        let (card, mac) = netlink::card_mac(&netlink, settings.interface.as_deref()).await?;
+        let network = Network::open(settings.watch)?;
+        let (card, mac) = network.card_mac(settings.interface.as_deref()).await?;
         let bound = check_binding(&settings, &card, &mac)?;
         info!(code = %settings.code, mid = %bound.mid, %card, "key is bound to this machine");
         let client = DirectoryClient {
@@ -128,7 +129,7 @@ impl Terminal {
         Ok(Self {
             settings,
             client,
-            netlink,
+            network,
         })
     }
 
@@ -139,7 +140,7 @@ impl Terminal {
             return Ok(discover::combine(&s.fixed, &[], &[], s.allow_private));
         }
         let whoami = self.client.whoami().await;
-        let interface = netlink::addresses(&self.netlink, s.interface.as_deref()).await?;
+        let interface = self.network.addresses(s.interface.as_deref()).await?;
         Ok(discover::combine(
             &s.fixed,
             &whoami,
@@ -179,15 +180,15 @@ impl Terminal {
 
     /// Runs until `shutdown`; then withdraws the addresses unless `--keep-on-exit`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DaemonError> {
-        let mut events = netlink::watch()?;
+        let mut events = self.network.watch()?;
         let mut schedule = Schedule::new(self.settings.recheck, Instant::now());
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 event = events.recv() => {
                     if event.is_none() {
-                        warn!("netlink events stopped; watching again");
-                        events = netlink::watch()?;
+                        warn!("network events stopped; watching again");
+                        events = self.network.watch()?;
                     }
                     // Let a burst of changes (address removed, address added) settle.
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -285,7 +286,7 @@ impl Schedule {
 fn needs_a_person(e: &DaemonError) -> bool {
     match e {
         DaemonError::Client(c) => c.needs_a_person(),
-        DaemonError::Netlink(_) => false,
+        DaemonError::Network(_) => false,
         _ => true,
     }
 }
@@ -313,6 +314,7 @@ mod tests {
             allow_private: false,
             keep_on_exit: false,
             recheck: Duration::from_secs(60),
+            watch: crate::network::Watch::Netlink,
             timeout: Duration::from_secs(1),
         }
     }

@@ -3,7 +3,7 @@
 //! ```text
 //!  identity ─ netlink: the card's MAC ─▶ zones::identity::Mid (raw or derived rule)
 //!  run/once ─ daemon::Terminal::new: key bound to this card's MID?
-//!           ─ discover: fixed + client::whoami + netlink::addresses ─▶ filter
+//!           ─ discover: fixed + client::whoami + network::addresses ─▶ filter
 //!           ─ client::published (what the directory answers) ─ differ or lease due?
 //!           ─ client::publish: one signed UPDATE (A and AAAA replaced, lease option)
 //!           ─ exchange: UDP (TCP if truncated), TSIG sign and verify, typed errors
@@ -12,11 +12,14 @@
 //!
 //! Modules:
 //! - [`config`]: settings from flags and TOML.
+//! - [`sample`]: the sample config file, written from those defaults.
 //! - [`daemon`]: the waiting registration loop (M1): events, timers, leases, backoff, exit.
 //! - [`client`]: the directory conversations: publish, withdraw, published, whoami.
 //! - [`exchange`]: one DNS request/answer with TSIG and clear errors.
 //! - [`discover`]: address sources and the filter of what may be published.
-//! - [`netlink`]: cards, MACs, addresses and change events from the kernel.
+//! - [`network`]: cards, MACs, addresses and change wake-ups, from one of two sources:
+//!   - [`netlink`] (Linux): the kernel's interface and its events;
+//!   - [`ifaddrs`] (portable): `getifaddrs(3)`, polled.
 //! - [`backoff`]: retry timing.
 //! - [`dial`]: calling another terminal by code (M2).
 #![forbid(unsafe_code)]
@@ -28,4 +31,8 @@ pub mod daemon;
 pub mod dial;
 pub mod discover;
 pub mod exchange;
+pub mod ifaddrs;
+#[cfg(target_os = "linux")]
 pub mod netlink;
+pub mod network;
+pub mod sample;

@@ -11,7 +11,7 @@ use tracing::info;
 use updater::config::{Flags, Settings, load_key};
 use updater::daemon::Terminal;
 use updater::dial::{self, Call};
-use updater::netlink;
+use updater::network::{Network, Watch};
 use zones::identity::{CallingCode, Kid, MacAddress, Mid};
 
 #[derive(Parser)]
@@ -41,6 +41,9 @@ enum Command {
         /// Print the MAC itself (12 hex digits) instead of the derived MID.
         #[arg(long)]
         raw: bool,
+        /// Where cards are read from (default: netlink on Linux, poll elsewhere).
+        #[arg(long, value_enum)]
+        watch: Option<Watch>,
     },
     /// Keep the directory entry current until SIGTERM or SIGINT, then withdraw it.
     Run {
@@ -52,6 +55,8 @@ enum Command {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Print a config file with every setting and its default value.
+    SampleConfig,
     /// Look a code up, connect by TCP, and pipe stdin and stdout (exit 3: no such code,
     /// 4: offline, 5: connection failed, 6: directory unreachable or refused).
     Dial {
@@ -102,7 +107,12 @@ async fn dispatch(command: Command) -> ExitCode {
             interface,
             mac,
             raw,
-        } => identity(kid, interface, mac, raw).await,
+            watch,
+        } => identity(kid, interface, mac, raw, watch).await,
+        Command::SampleConfig => {
+            print!("{}", updater::sample::config());
+            Ok(())
+        }
         Command::Run { flags } => run(flags).await,
         Command::Once { flags } => once(flags).await,
         Command::Dial {
@@ -126,12 +136,15 @@ async fn identity(
     interface: Option<String>,
     mac: Option<MacAddress>,
     raw: bool,
+    watch: Option<Watch>,
 ) -> Result<(), String> {
     let (card, mac) = match mac {
         Some(mac) => ("--mac".to_owned(), mac),
         None => {
-            let handle = netlink::connect().map_err(|e| e.to_string())?;
-            netlink::card_mac(&handle, interface.as_deref())
+            let network = Network::open(watch.unwrap_or(Watch::platform_default()))
+                .map_err(|e| e.to_string())?;
+            network
+                .card_mac(interface.as_deref())
                 .await
                 .map_err(|e| e.to_string())?
         }

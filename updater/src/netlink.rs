@@ -1,4 +1,5 @@
-//! Linux netlink (rtnetlink): network cards, their addresses, and change events.
+//! Linux netlink (rtnetlink): network cards, their addresses, and change events (the
+//! `netlink` source of [`crate::network`]).
 //!
 //! [`watch`] subscribes to the kernel's link, address and route groups and turns every
 //! event into a wake-up; the daemon then reads the addresses afresh, so a lost or merged
@@ -13,43 +14,22 @@ use tokio::sync::mpsc;
 use zones::identity::MacAddress;
 
 use crate::discover::InterfaceAddress;
-
-/// Why the network configuration could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum NetlinkError {
-    #[error("cannot open a netlink socket: {0}")]
-    Socket(std::io::Error),
-    #[error("netlink request failed: {0}")]
-    Request(String),
-    #[error("no network interface named {0:?}")]
-    NoSuchInterface(String),
-    #[error("interface {0:?} has no MAC address")]
-    NoMac(String),
-    #[error(
-        "no network interface with a MAC address was found; name one with --interface or give --mac"
-    )]
-    NoCard,
-}
+use crate::network::{Interface, NetworkError};
 
 /// A connection for requests (its background task is spawned on the current runtime).
-pub fn connect() -> Result<Handle, NetlinkError> {
-    let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+pub fn connect() -> Result<Handle, NetworkError> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(NetworkError::Socket)?;
     tokio::spawn(connection);
     Ok(handle)
 }
 
-/// A network card as netlink describes it.
-#[derive(Clone, Debug)]
-pub struct Interface {
-    pub index: u32,
-    pub name: String,
-    pub mac: Option<MacAddress>,
-    pub loopback: bool,
-    /// Administratively up with a carrier.
-    pub up: bool,
+/// A card with the kernel's index for it.
+struct Link {
+    index: u32,
+    interface: Interface,
 }
 
-fn interface_of(msg: &LinkMessage) -> Interface {
+fn link_of(msg: &LinkMessage) -> Link {
     let mut name = String::new();
     let mut mac = None;
     for attr in &msg.attributes {
@@ -64,83 +44,60 @@ fn interface_of(msg: &LinkMessage) -> Interface {
             _ => {}
         }
     }
-    Interface {
+    Link {
         index: msg.header.index,
-        name,
-        mac,
-        loopback: msg.header.flags.contains(LinkFlags::Loopback),
-        up: msg
-            .header
-            .flags
-            .contains(LinkFlags::Up | LinkFlags::LowerUp),
+        interface: Interface {
+            name,
+            mac,
+            loopback: msg.header.flags.contains(LinkFlags::Loopback),
+            up: msg
+                .header
+                .flags
+                .contains(LinkFlags::Up | LinkFlags::LowerUp),
+        },
     }
 }
 
-/// Every interface, in index order.
-pub async fn interfaces(handle: &Handle) -> Result<Vec<Interface>, NetlinkError> {
-    let links: Vec<LinkMessage> = handle
+async fn links(handle: &Handle) -> Result<Vec<Link>, NetworkError> {
+    let messages: Vec<LinkMessage> = handle
         .link()
         .get()
         .execute()
         .try_collect()
         .await
-        .map_err(|e| NetlinkError::Request(e.to_string()))?;
-    let mut all: Vec<Interface> = links.iter().map(interface_of).collect();
-    all.sort_by_key(|i| i.index);
+        .map_err(|e| NetworkError::Request(e.to_string()))?;
+    let mut all: Vec<Link> = messages.iter().map(link_of).collect();
+    all.sort_by_key(|l| l.index);
     Ok(all)
 }
 
-/// The named interface; else the first card (non-loopback, with a MAC) that is up; else the
-/// first card.
-pub async fn find_card(handle: &Handle, name: Option<&str>) -> Result<Interface, NetlinkError> {
-    let all = interfaces(handle).await?;
-    match name {
-        Some(name) => all
-            .into_iter()
-            .find(|i| i.name == name)
-            .ok_or_else(|| NetlinkError::NoSuchInterface(name.to_owned())),
-        None => {
-            let cards: Vec<Interface> = all
-                .into_iter()
-                .filter(|i| !i.loopback && i.mac.is_some())
-                .collect();
-            let up = cards.iter().find(|i| i.up).cloned();
-            up.or_else(|| cards.into_iter().next())
-                .ok_or(NetlinkError::NoCard)
-        }
-    }
-}
-
-/// The MAC address of the named interface (or of the first card).
-pub async fn card_mac(
-    handle: &Handle,
-    name: Option<&str>,
-) -> Result<(String, MacAddress), NetlinkError> {
-    let card = find_card(handle, name).await?;
-    let mac = card
-        .mac
-        .ok_or_else(|| NetlinkError::NoMac(card.name.clone()))?;
-    Ok((card.name, mac))
+/// Every interface, in index order.
+pub async fn interfaces(handle: &Handle) -> Result<Vec<Interface>, NetworkError> {
+    Ok(links(handle)
+        .await?
+        .into_iter()
+        .map(|l| l.interface)
+        .collect())
 }
 
 /// The addresses of one interface, or of every non-loopback interface.
 pub async fn addresses(
     handle: &Handle,
     interface: Option<&str>,
-) -> Result<Vec<InterfaceAddress>, NetlinkError> {
-    let all = interfaces(handle).await?;
+) -> Result<Vec<InterfaceAddress>, NetworkError> {
+    let all = links(handle).await?;
     let wanted: Vec<u32> = match interface {
         Some(name) => {
             let card = all
                 .iter()
-                .find(|i| i.name == name)
-                .ok_or_else(|| NetlinkError::NoSuchInterface(name.to_owned()))?;
+                .find(|l| l.interface.name == name)
+                .ok_or_else(|| NetworkError::NoSuchInterface(name.to_owned()))?;
             vec![card.index]
         }
         None => all
             .iter()
-            .filter(|i| !i.loopback)
-            .map(|i| i.index)
+            .filter(|l| !l.interface.loopback)
+            .map(|l| l.index)
             .collect(),
     };
     let messages: Vec<AddressMessage> = handle
@@ -149,7 +106,7 @@ pub async fn addresses(
         .execute()
         .try_collect()
         .await
-        .map_err(|e| NetlinkError::Request(e.to_string()))?;
+        .map_err(|e| NetworkError::Request(e.to_string()))?;
     Ok(messages
         .iter()
         .filter(|m| wanted.contains(&m.header.index))
@@ -186,7 +143,7 @@ fn address_of(msg: &AddressMessage) -> Option<InterfaceAddress> {
 }
 
 /// Wakes the receiver on every link, address or route change the kernel reports.
-pub fn watch() -> Result<mpsc::Receiver<()>, NetlinkError> {
+pub fn watch() -> Result<mpsc::Receiver<()>, NetworkError> {
     let groups = [
         MulticastGroup::Link,
         MulticastGroup::Ipv4Ifaddr,
@@ -195,7 +152,7 @@ pub fn watch() -> Result<mpsc::Receiver<()>, NetlinkError> {
         MulticastGroup::Ipv6Route,
     ];
     let (connection, handle, mut messages) =
-        rtnetlink::new_multicast_connection(&groups).map_err(NetlinkError::Socket)?;
+        rtnetlink::new_multicast_connection(&groups).map_err(NetworkError::Socket)?;
     tokio::spawn(connection);
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {

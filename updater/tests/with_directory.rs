@@ -14,6 +14,7 @@ use updater::daemon::{Synced, Terminal};
 use updater::dial::{self, Call, DialError};
 use updater::discover::AddressSet;
 use updater::exchange::ExchangeError;
+use updater::network::{Network, Watch};
 use zones::Directory;
 use zones::directory::Limits;
 use zones::identity::Mid;
@@ -66,8 +67,9 @@ async fn start(limits: Limits) -> Directory4and6 {
 
 /// Registers `code` for this machine's first card, as the operator would with its MID.
 async fn register_this_machine(d: &Directory4and6, code: &str) -> TsigKey {
-    let handle = updater::netlink::connect().unwrap();
-    let (_, mac) = updater::netlink::card_mac(&handle, None)
+    let network = Network::open(Watch::Netlink).unwrap();
+    let (_, mac) = network
+        .card_mac(None)
         .await
         .expect("this test needs a network card with a MAC address");
     let kid = "acme".parse().unwrap();
@@ -97,6 +99,7 @@ fn settings(d: &Directory4and6, code: &str, key: &TsigKey, fixed: &[&str]) -> Se
         allow_private: false,
         keep_on_exit: false,
         recheck: Duration::from_secs(60),
+        watch: Watch::Netlink,
         timeout: Duration::from_secs(2),
     }
 }
