@@ -748,6 +748,32 @@ fn a_transfer_key_readable_by_others_is_warned_about() {
     );
 }
 
+/// Regression: a server started under strace outlived its test. Dropping the test's handle
+/// killed strace, and the traced server, detached, went on running with no one to stop it.
+#[test]
+fn a_server_under_strace_stops_with_its_test() {
+    require("strace", "strace");
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start_under(
+        &["strace", "-f", "-qq", "-e", "trace=none"],
+        &tmp.path().join("data"),
+        &[],
+    );
+    let beneath = support::descendants(server.pid());
+    assert!(!beneath.is_empty(), "the server runs beneath strace");
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let alive = |pid: &u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    while beneath.iter().any(alive) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<&u32> = beneath.iter().filter(|p| alive(p)).collect();
+    assert!(
+        left.is_empty(),
+        "still running after the test let go: {left:?}"
+    );
+}
+
 /// Every acknowledged update waited for an `fdatasync` that covers it: with updates sent one
 /// after another (none can share a sync), the server makes at least one sync per update.
 /// sled, the earlier store, synced with `sync_file_range` alone, which a power cut defeats.
