@@ -280,35 +280,74 @@ async fn stream_list(
         count,
     };
     write_line(write, &Ok(start)).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<TerminalInfo>>(4);
     let scan = {
         let directory = directory.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut chunk = Vec::with_capacity(LIST_CHUNK);
-            directory.for_each_entry(|entry| {
-                chunk.push(TerminalInfo::of(&entry));
-                if chunk.len() < LIST_CHUNK {
-                    return true;
-                }
-                tx.blocking_send(std::mem::take(&mut chunk)).is_ok()
-            })?;
-            if !chunk.is_empty() {
-                let _ = tx.blocking_send(chunk);
-            }
-            Ok::<_, zones::store::StoreError>(())
-        })
+        scan_in_chunks(move |each| directory.for_each_entry(|entry| each(TerminalInfo::of(&entry))))
     };
+    stream_chunks(
+        scan,
+        write,
+        |terminal| ControlReply::Listed { terminal },
+        ControlReply::ListEnd,
+    )
+    .await?;
+    Ok(())
+}
+
+/// What a blocking scan yields, in chunks through a bounded channel, and the scan itself.
+type Chunked<T> = (
+    tokio::sync::mpsc::Receiver<Vec<T>>,
+    tokio::task::JoinHandle<Result<(), zones::store::StoreError>>,
+);
+
+/// Runs `scan` on the blocking pool; what it passes to its callback arrives in chunks of
+/// [`LIST_CHUNK`] through a bounded channel, so the server never holds the whole of it. The
+/// scan stops when the receiver is gone.
+fn scan_in_chunks<T: Send + 'static>(
+    scan: impl FnOnce(&mut dyn FnMut(T) -> bool) -> Result<(), zones::store::StoreError>
+    + Send
+    + 'static,
+) -> Chunked<T> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<T>>(4);
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::with_capacity(LIST_CHUNK);
+        scan(&mut |item| {
+            chunk.push(item);
+            if chunk.len() < LIST_CHUNK {
+                return true;
+            }
+            tx.blocking_send(std::mem::take(&mut chunk)).is_ok()
+        })?;
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(chunk);
+        }
+        Ok(())
+    });
+    (rx, handle)
+}
+
+/// Writes every item of a chunked scan as its own line (`line`), then `end`, or the scan's
+/// error; returns how many lines it wrote.
+async fn stream_chunks<T>(
+    (mut rx, scan): Chunked<T>,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    line: impl Fn(T) -> ControlReply,
+    end: ControlReply,
+) -> std::io::Result<usize> {
+    let mut lines = 0;
     while let Some(chunk) = rx.recv().await {
-        for terminal in chunk {
-            write_line(write, &Ok(ControlReply::Listed { terminal })).await?;
+        for item in chunk {
+            write_line(write, &Ok(line(item))).await?;
+            lines += 1;
         }
     }
     let end = match scan.await {
-        Ok(Ok(())) => Ok(ControlReply::ListEnd),
+        Ok(Ok(())) => Ok(end),
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    write_line(write, &end).await
+    write_line(write, &end).await?;
+    Ok(lines)
 }
 
 /// Writes a consistent snapshot of the store as backup lines: a blocking scan in one read
@@ -320,14 +359,12 @@ async fn stream_backup(
 ) -> std::io::Result<()> {
     use zones::backup::{FORMAT, Header, Record, TerminalRecord, VERSION};
     use zones::store::Snapshotted;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ControlReply>>(4);
     let scan = {
         let directory = directory.clone();
         let zone = directory.zone().origin().to_ascii();
-        tokio::task::spawn_blocking(move || {
-            let mut chunk = Vec::with_capacity(LIST_CHUNK);
+        scan_in_chunks(move |each| {
             directory.snapshot(|item| {
-                chunk.push(match item {
+                each(match item {
                     Snapshotted::Head {
                         serial,
                         zone_fingerprint,
@@ -351,34 +388,13 @@ async fn stream_backup(
                     Snapshotted::Delta(delta) => ControlReply::BackupRecord {
                         record: Record::Delta(delta),
                     },
-                });
-                if chunk.len() < LIST_CHUNK {
-                    return true;
-                }
-                tx.blocking_send(std::mem::take(&mut chunk)).is_ok()
-            })?;
-            if !chunk.is_empty() {
-                let _ = tx.blocking_send(chunk);
-            }
-            Ok::<_, zones::store::StoreError>(())
+                })
+            })
         })
     };
-    let mut lines = 0usize;
-    while let Some(chunk) = rx.recv().await {
-        for reply in chunk {
-            write_line(write, &Ok(reply)).await?;
-            lines += 1;
-        }
-    }
-    let end = match scan.await {
-        Ok(Ok(())) => Ok(ControlReply::BackupEnd),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if end.is_ok() {
-        info!(lines, outcome = "written", "backup");
-    }
-    write_line(write, &end).await
+    let lines = stream_chunks(scan, write, |reply| reply, ControlReply::BackupEnd).await?;
+    info!(lines, "backup streamed");
+    Ok(())
 }
 
 async fn write_line(

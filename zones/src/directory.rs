@@ -383,11 +383,13 @@ impl Directory {
         let entries = self.new_entries(imports, now)?;
         let _writer = self.write_lock().await?;
         let entries = checked_registrations(&self.inner.store, entries)?;
-        self.inner
-            .store
-            .stage(&registrations_change(&entries, true))?;
         // Durable per batch, so that a fleet's batches never pile up in the server.
-        self.flush_or_poison().await?;
+        let written = self
+            .inner
+            .store
+            .write_now(&registrations_change(&entries, true))
+            .await;
+        self.poison_on_failure(written)?;
         Ok(entries.into_iter().map(|e| e.terminal).collect())
     }
 
@@ -699,7 +701,13 @@ impl Directory {
 
     /// Flushes; a failure refuses every later change until a restart.
     async fn flush_or_poison(&self) -> Result<(), StoreError> {
-        if let Err(e) = self.inner.store.flush().await {
+        let flushed = self.inner.store.flush().await;
+        self.poison_on_failure(flushed)
+    }
+
+    /// After a flush: a failure refuses every later change until a restart.
+    fn poison_on_failure(&self, flushed: Result<(), StoreError>) -> Result<(), StoreError> {
+        if let Err(e) = flushed {
             self.inner.poisoned.store(true, Ordering::SeqCst);
             tracing::error!(error = %e, "flush to disk failed; refusing changes until restarted");
             return Err(e);

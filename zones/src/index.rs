@@ -97,13 +97,20 @@ impl View {
         self.terminals.reserve_exact(additional);
     }
 
-    /// Adds or replaces a terminal (at start-up and on publication).
+    /// Adds or replaces a terminal (at start-up and on publication): one lookup in the map,
+    /// which at start-up is most of the cost of building it.
     pub fn insert(&mut self, key: CodeKey, hot: Hot) {
-        self.forget_lease(key);
-        if let Some(end) = hot.lease_expires {
+        let lease = hot.lease_expires;
+        if let Some(old) = self
+            .terminals
+            .insert(key, hot)
+            .and_then(|h| h.lease_expires)
+        {
+            self.leases.remove(&(old.get(), key));
+        }
+        if let Some(end) = lease {
             self.leases.insert((end.get(), key));
         }
-        self.terminals.insert(key, hot);
     }
 
     pub(crate) fn remove(&mut self, key: CodeKey) {

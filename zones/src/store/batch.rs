@@ -92,6 +92,13 @@ impl Staged {
         self.count_direct()
     }
 
+    /// Stages a change whose rows no read needs before it lands (a bulk change whose writer
+    /// holds the writer lock until its flush); returns its number.
+    pub fn push_unread(&mut self, writes: Writes) -> u64 {
+        self.open.push(writes);
+        self.count_direct()
+    }
+
     /// Counts a change committed to redb directly (not durable until the next flush).
     pub fn count_direct(&mut self) -> u64 {
         self.newest += 1;

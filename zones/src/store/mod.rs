@@ -524,20 +524,11 @@ impl Store {
         if !each(head) {
             return Ok(());
         }
-        for item in cold.iter().map_err(StoreError::io)? {
-            let (key, value) = item.map_err(StoreError::io)?;
-            let text = key.value();
-            let code: CallingCode = text.parse().map_err(|e| StoreError::Corrupt {
-                key: text.to_owned(),
-                message: format!("{e}"),
-            })?;
-            let record: ColdRecord = decode(text, value.value())?;
-            let h = get_decoded(&hot, text)?;
-            let r = get_decoded(&replay, text)?;
-            let entry = assemble(code, record, h, r, &self.origin);
-            if !each(Snapshotted::Terminal(Box::new(entry))) {
-                return Ok(());
-            }
+        let go_on = self.entries(&cold, &hot, &replay, |entry| {
+            each(Snapshotted::Terminal(Box::new(entry)))
+        })?;
+        if !go_on {
+            return Ok(());
         }
         for item in journal.iter().map_err(StoreError::io)? {
             let (key, value) = item.map_err(StoreError::io)?;
@@ -551,12 +542,25 @@ impl Store {
 
     /// Every terminal and its presence, by code, to `each` until it returns false; one read
     /// transaction, nothing collected (a streamed `list`).
-    pub fn for_each_entry(&self, mut each: impl FnMut(Entry) -> bool) -> Result<(), StoreError> {
+    pub fn for_each_entry(&self, each: impl FnMut(Entry) -> bool) -> Result<(), StoreError> {
         let db = self.db();
         let read = db.begin_read().map_err(StoreError::io)?;
         let cold = read.open_table(COLD).map_err(StoreError::io)?;
         let hot = read.open_table(HOT).map_err(StoreError::io)?;
         let replay = read.open_table(REPLAY).map_err(StoreError::io)?;
+        self.entries(&cold, &hot, &replay, each)?;
+        Ok(())
+    }
+
+    /// Every terminal of one read transaction's tables, by code, to `each` until it returns
+    /// false; returns whether it went to the end.
+    fn entries(
+        &self,
+        cold: &redb::ReadOnlyTable<&str, &[u8]>,
+        hot: &redb::ReadOnlyTable<&str, &[u8]>,
+        replay: &redb::ReadOnlyTable<&str, &[u8]>,
+        mut each: impl FnMut(Entry) -> bool,
+    ) -> Result<bool, StoreError> {
         for item in cold.iter().map_err(StoreError::io)? {
             let (key, value) = item.map_err(StoreError::io)?;
             let text = key.value();
@@ -565,13 +569,13 @@ impl Store {
                 message: format!("{e}"),
             })?;
             let record: ColdRecord = decode(text, value.value())?;
-            let h = get_decoded(&hot, text)?;
-            let r = get_decoded(&replay, text)?;
+            let h = get_decoded(hot, text)?;
+            let r = get_decoded(replay, text)?;
             if !each(assemble(code, record, h, r, &self.origin)) {
-                break;
+                return Ok(false);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Stages one change for the next flush (no I/O): point reads see it at once; it is
@@ -580,6 +584,14 @@ impl Store {
     pub fn stage(&self, change: &Change<'_>) -> Result<u64, StoreError> {
         let writes = encode_change(change)?;
         Ok(self.staged().push(writes))
+    }
+
+    /// Writes a bulk change (an import's batch) durably, with everything staged before it, in
+    /// one flush. Its rows are not kept for reads until then: call it holding the writer lock.
+    pub async fn write_now(&self, change: &Change<'_>) -> Result<(), StoreError> {
+        let writes = encode_change(change)?;
+        self.staged().push_unread(writes);
+        self.flush().await
     }
 
     /// Applies one change and makes it durable at once, blocking (at open, before anything
