@@ -1202,6 +1202,24 @@ mod tests {
         );
     }
 
+    /// Regression: after a failed flush, reads of the store (a signed request's key, `list`,
+    /// a backup) still showed the change that never reached the disk.
+    #[tokio::test]
+    async fn a_failed_flush_leaves_store_reads_on_the_durable_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        update_a_registered(&dir).await;
+        dir.inject_flush_failure();
+        let failed = update_a(&dir, "5551234", [192, 0, 2, 2], 101, 2).await;
+        assert!(failed.is_err(), "a failed flush is not acknowledged");
+        let stored = dir.terminal(&"5551234".parse().unwrap()).unwrap().unwrap();
+        assert_eq!(
+            stored.presence.addresses.v4.addrs.as_slice(),
+            [Ipv4Addr::new(192, 0, 2, 1)],
+            "the store answers the durable address, not the change that never reached the disk"
+        );
+    }
+
     /// Regression (lease expiry races): an update or unregister after the lease ended but
     /// before the sweep journalled an empty "old" side, so IXFR secondaries kept the stale
     /// address, or the unregistered code, for good.

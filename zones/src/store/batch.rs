@@ -124,6 +124,14 @@ impl Staged {
         self.in_flight_rows.clear();
     }
 
+    /// A flush failed: nothing staged will be written (the directory refuses changes from
+    /// now on), so reads go back to what redb holds, which is what is on disk.
+    pub fn discard(&mut self) {
+        self.open.clear();
+        self.open_rows.clear();
+        self.in_flight_rows.clear();
+    }
+
     /// A row as staged: `Some(None)` when removed, `None` when no staged change wrote it.
     pub fn row(&self, table: Table, key: &str) -> Option<Option<&[u8]>> {
         let key = (table, key.to_owned());

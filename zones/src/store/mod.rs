@@ -28,7 +28,9 @@
 //! Callers acknowledge a change only once its number is covered, so many concurrent changes
 //! share one transaction and one sync. After `kill -9` or a power cut, redb opens at the last
 //! durable commit, checksummed, with no repair step. See [`batch`] for how writers read what
-//! is queued.
+//! is queued. A flush that fails discards everything staged, and every later flush fails
+//! too: reads go back to what redb holds, which is what is on disk, and nothing staged can
+//! be counted as durable.
 //!
 //! Flushes run on the blocking pool: the async workers that answer queries must never wait
 //! for a disk.
@@ -208,6 +210,8 @@ struct GroupCommit {
     flushing: tokio::sync::Mutex<()>,
     /// Fault injection for tests: the next flush fails as a failing disk would.
     fail_next_flush: AtomicBool,
+    /// A flush failed: what was staged is gone, and no later flush may claim to cover it.
+    failed: AtomicBool,
 }
 
 /// The redb database. Cheap to clone.
@@ -656,23 +660,38 @@ impl Store {
         let d = &self.durability;
         let wanted = self.staged().newest();
         let _turn = d.flushing.lock().await;
+        if d.failed.load(Ordering::SeqCst) {
+            return Err(StoreError::Poisoned);
+        }
         if d.flushed.load(Ordering::SeqCst) >= wanted {
             return Ok(());
         }
         if d.fail_next_flush.swap(false, Ordering::SeqCst) {
+            d.failed.store(true, Ordering::SeqCst);
+            self.staged().discard();
             return Err(StoreError::Io("injected flush failure".into()));
         }
         let (batch, covered) = self.staged().take();
         let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            store.write(&batch)?;
+        let written = tokio::task::spawn_blocking(move || {
+            let written = store.write(&batch);
             // Readers take their redb snapshot under this lock: they see the rows here or,
-            // once retired, in redb.
-            store.staged().landed();
-            Ok::<_, StoreError>(())
+            // once retired, in redb (written), or what redb held before (failed).
+            let mut staged = store.staged();
+            match written {
+                Ok(()) => staged.landed(),
+                Err(_) => staged.discard(),
+            }
+            written
         })
         .await
-        .map_err(StoreError::io)??;
+        .map_err(StoreError::io)
+        .and_then(|written| written);
+        if written.is_err() {
+            d.failed.store(true, Ordering::SeqCst);
+            self.staged().discard();
+        }
+        written?;
         d.flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
@@ -1059,6 +1078,30 @@ mod tests {
         );
         store.flush().await.unwrap();
         assert_eq!(store.syncs(), 1, "nothing new: no sync");
+    }
+
+    /// A change staged after a failed flush must never be counted as durable: the flush
+    /// that failed discarded what was staged, and an empty write would otherwise "cover" it.
+    #[tokio::test]
+    async fn no_flush_after_a_failed_one_claims_to_cover_anything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), &origin()).unwrap();
+        store
+            .stage(&Change {
+                serial: Some(1),
+                ..Change::default()
+            })
+            .unwrap();
+        store.inject_flush_failure();
+        assert!(store.flush().await.is_err());
+        let later = store
+            .stage(&Change {
+                serial: Some(2),
+                ..Change::default()
+            })
+            .unwrap();
+        assert!(matches!(store.flush().await, Err(StoreError::Poisoned)));
+        assert!(store.flushed() < later);
     }
 
     #[test]
