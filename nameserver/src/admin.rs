@@ -3,7 +3,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::control::{ImportEntry, TerminalInfo};
 
@@ -27,13 +27,20 @@ pub fn write_key_files<'a>(
     Ok(count)
 }
 
-fn write_owner_only(path: &Path, text: &str, sync: bool) -> std::io::Result<()> {
+/// The directory `path` is in, and a temporary name beside it ending in `suffix`, to
+/// write the file under before it is renamed into place.
+pub fn temporary_beside(path: &Path, suffix: &str) -> (PathBuf, PathBuf) {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{name}.{}.{suffix}", std::process::id()));
+    (dir.to_path_buf(), tmp)
+}
+
+fn write_owner_only(path: &Path, text: &str, sync: bool) -> std::io::Result<()> {
+    let (_, tmp) = temporary_beside(path, "tmp");
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -28,18 +28,13 @@ pub struct Written {
 
 /// Takes a backup through `session` into `output`.
 pub async fn write(session: &mut Session, output: &Path) -> Result<Written, String> {
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = output.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
+    let (dir, tmp) = crate::admin::temporary_beside(output, "partial");
     let result = write_to(session, &tmp).await;
     match result {
         Ok(written) => {
             std::fs::rename(&tmp, output)
                 .map_err(|e| format!("cannot move the backup to {}: {e}", output.display()))?;
-            if let Ok(dir) = File::open(dir) {
+            if let Ok(dir) = File::open(&dir) {
                 let _ = dir.sync_all();
             }
             Ok(written)

@@ -221,11 +221,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Backup { output, target } => {
-            let data = target.data.clone().unwrap_or_else(default_data_dir);
-            let socket = control::socket_path(&data, target.control.as_deref());
-            let mut session = control::Session::connect(&data, &socket)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut session = session(&target).await?;
             let started = std::time::Instant::now();
             let written = backup::write(&mut session, &output).await?;
             println!(
@@ -253,11 +249,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::List { json, target } => {
-            let data = target.data.clone().unwrap_or_else(default_data_dir);
-            let socket = control::socket_path(&data, target.control.as_deref());
-            let mut session = control::Session::connect(&data, &socket)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut session = session(&target).await?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             admin::print_list(&mut session, json, &mut out).await?;
             std::io::Write::flush(&mut out).map_err(|e| e.to_string())
@@ -307,6 +299,15 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// A control session with the server `target` names, for a streamed command.
+async fn session(target: &Target) -> Result<control::Session, String> {
+    let data = target.data.clone().unwrap_or_else(default_data_dir);
+    let socket = control::socket_path(&data, target.control.as_deref());
+    control::Session::connect(&data, &socket)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 async fn call(target: &Target, request: &ControlRequest) -> Result<ControlReply, String> {
     let data = target.data.clone().unwrap_or_else(default_data_dir);
     let socket = control::socket_path(&data, target.control.as_deref());
@@ -327,11 +328,7 @@ async fn import(
         (Some(bundle), None) => import::KeysTo::Bundle(bundle),
         (None, None) => import::KeysTo::Bundle(PathBuf::from(format!("{}.keys", file.display()))),
     };
-    let data = target.data.clone().unwrap_or_else(default_data_dir);
-    let socket = control::socket_path(&data, target.control.as_deref());
-    let mut session = control::Session::connect(&data, &socket)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut session = session(target).await?;
     let count = import::run(file, &keys_to, algorithm, &mut session).await?;
     let keys = match &keys_to {
         import::KeysTo::Bundle(path) => format!("keys in {} (mode 0600)", path.display()),

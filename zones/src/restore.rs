@@ -113,6 +113,10 @@ mod tests {
         }
     }
 
+    fn open(path: &Path) -> Directory {
+        Directory::open(path, Zone::embedded_default(), Limits::default()).unwrap()
+    }
+
     /// Everything a snapshot of `dir` holds, as backup lines would carry it.
     fn backup(dir: &Directory) -> (Header, Vec<Record>) {
         let (mut header, mut records) = (None, Vec::new());
@@ -155,12 +159,7 @@ mod tests {
     #[tokio::test]
     async fn a_restored_store_holds_the_terminals_keys_journal_and_serial() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = Directory::open(
-            &tmp.path().join("a"),
-            Zone::embedded_default(),
-            Limits::default(),
-        )
-        .unwrap();
+        let dir = open(&tmp.path().join("a"));
         let now = crate::unix_now();
         dir.register(registration("5551001", "0000000000000001"), now)
             .await
@@ -183,12 +182,7 @@ mod tests {
         .unwrap();
         assert_eq!(restored.serial, header.serial);
         assert_eq!((restored.terminals, restored.journal), (2, 1));
-        let back = Directory::open(
-            &tmp.path().join("b"),
-            Zone::embedded_default(),
-            Limits::default(),
-        )
-        .unwrap();
+        let back = open(&tmp.path().join("b"));
         assert_eq!(back.view().serial(), dir.view().serial());
         for code in ["5551001", "5551002"] {
             let code = code.parse().unwrap();
@@ -201,12 +195,7 @@ mod tests {
     #[tokio::test]
     async fn a_truncated_backup_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = Directory::open(
-            &tmp.path().join("a"),
-            Zone::embedded_default(),
-            Limits::default(),
-        )
-        .unwrap();
+        let dir = open(&tmp.path().join("a"));
         dir.register(registration("5551001", "0000000000000001"), 1)
             .await
             .unwrap();
