@@ -748,6 +748,102 @@ fn a_transfer_key_readable_by_others_is_warned_about() {
     );
 }
 
+/// Regression: when the reader of the server's log went away (a pipe closed, a log
+/// collector restarted), the next log line panicked the task that wrote it: the main task
+/// ended the server, and the signal task's "SIGTERM" line left SIGTERM ignored for good.
+#[test]
+fn a_closed_log_pipe_neither_stops_nor_hangs_the_server() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    /// Killed when the test ends, whatever happens in it.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Server(
+        Command::new(support::binary("nameserver"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut server.0;
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let mut port = None;
+    let mut line = String::new();
+    while port.is_none() && log.read_line(&mut line).unwrap() > 0 {
+        port = line
+            .split("listening on 127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned);
+        line.clear();
+    }
+    let port = port.expect("the server said where it listens");
+    // The log's reader goes away; every line the server writes from now on fails.
+    drop(log);
+    let register = Command::new(support::binary("nameserver"))
+        .args([
+            "register",
+            "--code",
+            CODE,
+            "--kid",
+            "acme",
+            "--mid",
+            "3f9a0c1d22e4b7a8",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        register.status.success(),
+        "register (which logs a line): {}",
+        text(&register)
+    );
+    require("dig", "bind9-dnsutils");
+    let answer = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "+time=2",
+            "+tries=1",
+            ZONE,
+            "SOA",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        status_of(&String::from_utf8_lossy(&answer.stdout)),
+        "NOERROR"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server stopped when its log went away"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.try_wait().unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "SIGTERM must stop the server cleanly even with nowhere to log"
+    );
+}
+
 /// Regression: a server started under strace outlived its test. Dropping the test's handle
 /// killed strace, and the traced server, detached, went on running with no one to stop it.
 #[test]

@@ -29,6 +29,7 @@
 //! - [`backup`]: the backup file's format (versioned JSON lines, keys included).
 //! - [`restore`]: rebuilds a store from a backup.
 //! - [`serial`]: SOA serial arithmetic (RFC 1982).
+//! - [`log_writer`]: standard error for both binaries' logs, that never fails.
 //!
 //! `index`, `commit`, `store`, `directory`, `backup` and `restore` need the default `store`
 //! feature (redb);
@@ -48,6 +49,7 @@ pub mod journal;
 pub mod key;
 pub mod lease;
 pub mod limits;
+pub mod log_writer;
 pub mod model;
 pub mod policy;
 pub mod replay;
