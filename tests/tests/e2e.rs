@@ -383,6 +383,17 @@ fn kill_9_during_update_streams_loses_no_acknowledged_update() {
     );
 }
 
+/// `nameserver restore FILE --data DIR`.
+fn restore(file: &std::path::Path, data: &std::path::Path) -> std::process::Output {
+    Command::new(support::binary("nameserver"))
+        .arg("restore")
+        .arg(file)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
 /// The SOA serial a server answers.
 fn serial_of(server: &Nameserver) -> u32 {
     let soa = server.short(ZONE, "SOA");
@@ -431,11 +442,7 @@ fn backup_during_updates_restores_with_every_key_working() {
     server.terminate();
 
     let restored = tmp.path().join("b");
-    let out = Command::new(support::binary("nameserver"))
-        .args(["restore", file.to_str().unwrap(), "--data"])
-        .arg(&restored)
-        .output()
-        .unwrap();
+    let out = restore(file.as_path(), &restored);
     assert!(out.status.success(), "restore failed: {}", text(&out));
     assert!(
         text(&out).contains("restored 3 terminal(s)"),
@@ -468,11 +475,7 @@ fn backup_during_updates_restores_with_every_key_working() {
     }
 
     // Into a directory that is not empty: refused, nothing touched.
-    let out = Command::new(support::binary("nameserver"))
-        .args(["restore", file.to_str().unwrap(), "--data"])
-        .arg(&restored)
-        .output()
-        .unwrap();
+    let out = restore(file.as_path(), &restored);
     assert!(!out.status.success());
     assert!(text(&out).contains("not empty"), "{}", text(&out));
     // A truncated copy: refused with the reason, and no store left behind.
@@ -481,11 +484,7 @@ fn backup_during_updates_restores_with_every_key_working() {
     let lines: Vec<&str> = full.lines().collect();
     std::fs::write(&cut, lines[..lines.len() - 1].join("\n")).unwrap();
     let empty = tmp.path().join("c");
-    let out = Command::new(support::binary("nameserver"))
-        .args(["restore", cut.to_str().unwrap(), "--data"])
-        .arg(&empty)
-        .output()
-        .unwrap();
+    let out = restore(cut.as_path(), &empty);
     assert!(!out.status.success());
     assert!(text(&out).contains("incomplete"), "{}", text(&out));
     assert!(!empty.join("store").exists());

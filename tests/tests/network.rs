@@ -178,6 +178,20 @@ fn finish(lab: &mut Lab, index: usize) -> Output {
     wait_bounded(child, Duration::from_secs(10))
 }
 
+/// SIGTERM to B's updater, which must withdraw and exit 0.
+fn stop_updater(lab: &mut Lab, daemon: usize) {
+    let pid = lab.children[daemon].id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopped = finish(lab, daemon);
+    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
+}
+
 #[test]
 fn terminals_in_namespaces_follow_address_changes_and_call_each_other() {
     require("nc", "netcat-openbsd");
@@ -298,16 +312,7 @@ fn terminals_in_namespaces_follow_address_changes_and_call_each_other() {
     assert_eq!(String::from_utf8_lossy(&a_side.stdout), "reply-over-dial\n");
 
     // B stops: its code answers NODATA, and dial says "offline".
-    let pid = lab.children[daemon].id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let stopped = finish(&mut lab, daemon);
-    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
+    stop_updater(&mut lab, daemon);
     assert_eq!(server.status(&[NAME, "A"]), "NOERROR");
     assert!(
         server.short(NAME, "A").is_empty(),
@@ -385,16 +390,7 @@ fn the_portable_watcher_follows_address_changes_too() {
         "dig did not return B's new address within 3 s (a poll, then the update): {seen:?}, now {:?}",
         server.short(NAME, "A")
     );
-    let pid = lab.children[daemon].id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let stopped = finish(&mut lab, daemon);
-    assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
+    stop_updater(&mut lab, daemon);
     assert!(
         server.short(NAME, "A").is_empty(),
         "B is still listed after SIGTERM"

@@ -74,7 +74,13 @@ pub fn interfaces() -> Result<Vec<Interface>, NetworkError> {
 /// The addresses of one interface, or of every non-loopback interface. `getifaddrs` carries
 /// no IPv6 address flags: none is marked temporary or unusable.
 pub fn addresses(interface: Option<&str>) -> Result<Vec<InterfaceAddress>, NetworkError> {
-    Ok(entries()?
+    let entries = entries()?;
+    if let Some(name) = interface {
+        if !entries.iter().any(|e| e.name == name) {
+            return Err(NetworkError::NoSuchInterface(name.to_owned()));
+        }
+    }
+    Ok(entries
         .into_iter()
         .filter(|e| match interface {
             Some(name) => e.name == name,

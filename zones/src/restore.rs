@@ -34,7 +34,7 @@ pub fn restore(
     let origin = Name::from_ascii(&header.zone)
         .map_err(|e| BackupError::NotABackup(format!("zone {:?}: {e}", header.zone)))?;
     let store = Store::open(store_dir, &origin)?;
-    let (mut chunk, mut terminals, mut journal) = (Vec::with_capacity(CHUNK), 0, 0);
+    let (mut chunk, mut terminals, mut deltas) = (Vec::with_capacity(CHUNK), 0, Vec::new());
     for record in records {
         match record? {
             Record::Terminal(t) => {
@@ -43,16 +43,12 @@ pub fn restore(
                     terminals += write_terminals(&store, &mut chunk)?;
                 }
             }
-            Record::Delta(delta) => {
-                store.commit_now(&Change {
-                    journal: Some(&delta),
-                    ..Change::default()
-                })?;
-                journal += 1;
-            }
+            // The journal is short (at most `ixfr_history` deltas): kept for the last write.
+            Record::Delta(delta) => deltas.push(delta),
         }
     }
     terminals += write_terminals(&store, &mut chunk)?;
+    let journal = deltas.len();
     for (what, expected, found) in [
         ("terminals", header.terminals, terminals),
         ("journal entries", header.journal, journal),
@@ -65,11 +61,20 @@ pub fn restore(
             });
         }
     }
-    store.commit_now(&Change {
+    // The journal and the serial in one transaction: one sync, however long the journal.
+    let mut changes: Vec<Change> = deltas
+        .iter()
+        .map(|delta| Change {
+            journal: Some(delta),
+            ..Change::default()
+        })
+        .collect();
+    changes.push(Change {
         serial: Some(header.serial),
         zone_fingerprint: header.zone_fingerprint.as_deref(),
         ..Change::default()
-    })?;
+    });
+    store.commit_all_now(&changes)?;
     Ok(Restored {
         terminals,
         journal,

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 /// A table whose rows staged changes write, keyed by text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Table {
-    Cold,
+    Cold = 0,
     Hot,
     Replay,
     Machines,
@@ -34,8 +34,35 @@ pub(super) struct Writes {
     pub journal_drop: Vec<u64>,
 }
 
-/// A row's value once a change is written: `None` when it is removed.
-type Rows = HashMap<(Table, String), Option<Vec<u8>>>;
+/// Each table's rows as staged changes leave them (`None`: removed), by key, so that a read
+/// looks one up without building a key.
+#[derive(Debug, Default)]
+struct Rows([HashMap<String, Option<Vec<u8>>>; 5]);
+
+impl Rows {
+    fn table(&mut self, table: Table) -> &mut HashMap<String, Option<Vec<u8>>> {
+        &mut self.0[table as usize]
+    }
+
+    fn get(&self, table: Table, key: &str) -> Option<&Option<Vec<u8>>> {
+        self.0[table as usize].get(key)
+    }
+
+    fn insert(&mut self, table: Table, key: String, value: Option<Vec<u8>>) {
+        self.table(table).insert(key, value);
+    }
+
+    /// Takes in `newer`'s rows over these.
+    fn extend(&mut self, newer: Self) {
+        for (mine, theirs) in self.0.iter_mut().zip(newer.0) {
+            mine.extend(theirs);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.iter_mut().for_each(HashMap::clear);
+    }
+}
 
 impl Writes {
     /// The rows this change leaves behind, in the order [`super::apply`] writes them (a
@@ -43,7 +70,7 @@ impl Writes {
     fn record(&self, rows: &mut Rows) {
         if let Some(code) = &self.remove {
             for table in [Table::Cold, Table::Hot, Table::Replay] {
-                rows.insert((table, code.clone()), None);
+                rows.insert(table, code.clone(), None);
             }
         }
         for (table, puts) in [
@@ -52,20 +79,17 @@ impl Writes {
             (Table::Replay, &self.replay),
         ] {
             for (code, value) in puts {
-                rows.insert((table, code.clone()), Some(value.clone()));
+                rows.insert(table, code.clone(), Some(value.clone()));
             }
         }
         for code in &self.importing {
-            rows.insert((Table::Importing, code.clone()), Some(Vec::new()));
+            rows.insert(Table::Importing, code.clone(), Some(Vec::new()));
         }
         for key in &self.machines_remove {
-            rows.insert((Table::Machines, key.clone()), None);
+            rows.insert(Table::Machines, key.clone(), None);
         }
         for (key, code) in &self.machines_put {
-            rows.insert(
-                (Table::Machines, key.clone()),
-                Some(code.as_bytes().to_vec()),
-            );
+            rows.insert(Table::Machines, key.clone(), Some(code.as_bytes().to_vec()));
         }
     }
 }
@@ -134,10 +158,9 @@ impl Staged {
 
     /// A row as staged: `Some(None)` when removed, `None` when no staged change wrote it.
     pub fn row(&self, table: Table, key: &str) -> Option<Option<&[u8]>> {
-        let key = (table, key.to_owned());
         self.open_rows
-            .get(&key)
-            .or_else(|| self.in_flight_rows.get(&key))
+            .get(table, key)
+            .or_else(|| self.in_flight_rows.get(table, key))
             .map(|v| v.as_deref())
     }
 }

@@ -601,7 +601,16 @@ impl Store {
     /// Applies one change and makes it durable at once, blocking (at open, before anything
     /// is served and nothing is staged).
     pub fn commit_now(&self, change: &Change<'_>) -> Result<(), StoreError> {
-        let writes = [encode_change(change)?];
+        self.commit_all_now(std::slice::from_ref(change))
+    }
+
+    /// Applies changes, in order, in one transaction made durable at once (one sync),
+    /// blocking (at open or in a restore, before anything is served and nothing is staged).
+    pub fn commit_all_now(&self, changes: &[Change<'_>]) -> Result<(), StoreError> {
+        let writes = changes
+            .iter()
+            .map(encode_change)
+            .collect::<Result<Vec<_>, _>>()?;
         let n = self.staged().count_direct();
         self.write(&writes)?;
         self.durability.flushed.fetch_max(n, Ordering::SeqCst);
@@ -689,6 +698,7 @@ impl Store {
         .and_then(|written| written);
         if written.is_err() {
             d.failed.store(true, Ordering::SeqCst);
+            // Also when the write itself panicked and never reached its own discard.
             self.staged().discard();
         }
         written?;
