@@ -72,8 +72,11 @@ const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 const MACHINES: TableDefinition<&str, &str> = TableDefinition::new("machines");
 const IMPORTING: TableDefinition<&str, &[u8]> = TableDefinition::new("importing");
 
-/// redb's page cache: the index in memory serves queries, so the store needs little.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// redb's page cache: the index in memory serves queries, so the store needs little. Each
+/// thread that writes fills it from its own malloc arena, so a large cache shows up more
+/// than once in the resident size: during a 1M import the server peaked at 184-217 MiB
+/// with 32 MiB, and at 146-154 MiB with 8 MiB, with durable updates no slower.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 const SCHEMA_KEY: &str = "schema";
 const SERIAL_KEY: &str = "serial";
