@@ -19,7 +19,8 @@
 //!    them to `bench/results/`.
 //!
 //! With `--parts backup`, `nameserver backup` of the running directory and `nameserver
-//! restore` of the file are timed. `--servers` and `--parts` (lookups, updates, kill9,
+//! restore` of the file are timed. `directory+metrics` (only with `--servers`) runs the
+//! lookups again with `--metrics` on, for the cost of counting. `--servers` and `--parts` (lookups, updates, kill9,
 //! backup; lookups and updates by default) choose what runs.
 //!
 //! Query mix (as in the issue): 80% A of existing codes, 10% AAAA of existing codes,
@@ -74,7 +75,7 @@ fn parse_options() -> Options {
         println!(
             "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
              [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--rounds R (3)] \
-             [--out FILE] [--servers directory,knot,nsd,bind] [--parts lookups,updates,kill9,backup]"
+             [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind] [--parts lookups,updates,kill9,backup]"
         );
         std::process::exit(0);
     }
@@ -140,6 +141,9 @@ fn main() {
     let mut subjects = Vec::new();
     if options.servers.iter().any(|s| s == "directory") {
         subjects.push(Subject::Directory);
+    }
+    if options.servers.iter().any(|s| s == "directory+metrics") {
+        subjects.push(Subject::DirectoryMetrics);
     }
     for peer in [peers::Peer::Knot, peers::Peer::Nsd, peers::Peer::Bind] {
         if !options.servers.iter().any(|s| s == peer.name()) {
@@ -302,13 +306,14 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    fn ours(nameserver: &Path, dir: &Path, data_dir: &Path, port: u16) -> Self {
+    fn ours(nameserver: &Path, dir: &Path, data_dir: &Path, port: u16, extra: &[&str]) -> Self {
         let child = Command::new("taskset")
             .args(["-c", "1"])
             .arg(nameserver)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data_dir)
             .args(["--rate-limit", "0", "--update-rate-limit", "0"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(

@@ -13,6 +13,8 @@ use crate::{Data, Options, Server, crash, free_port, load, measure_queries, peer
 #[derive(Debug, Clone, Copy)]
 pub enum Subject {
     Directory,
+    /// The directory with `--metrics` on: what counting costs.
+    DirectoryMetrics,
     Peer(peers::Peer),
 }
 
@@ -20,6 +22,7 @@ impl Subject {
     pub fn name(self) -> &'static str {
         match self {
             Self::Directory => "directory",
+            Self::DirectoryMetrics => "directory+metrics",
             Self::Peer(p) => p.name(),
         }
     }
@@ -59,7 +62,14 @@ pub fn run(
         );
         for subject in order {
             match subject {
-                Subject::Directory => directory(nameserver, dir, data, o, round, &mut results),
+                Subject::Directory | Subject::DirectoryMetrics => {
+                    let ours = Ours {
+                        nameserver,
+                        name: subject.name(),
+                        metrics: matches!(subject, Subject::DirectoryMetrics),
+                    };
+                    directory(&ours, dir, data, o, round, &mut results);
+                }
                 Subject::Peer(peer) => peer_round(peer, dir, data, o, &mut results),
             }
         }
@@ -69,17 +79,38 @@ pub fn run(
 
 /// The directory: a fresh store, the fleet imported (timed), restarted (start-up timed),
 /// then queries and updates.
+/// Which build of the directory runs, and how.
+struct Ours<'a> {
+    nameserver: &'a Path,
+    name: &'static str,
+    /// With `--metrics` on a free port.
+    metrics: bool,
+}
+
+impl Ours<'_> {
+    fn start(&self, dir: &Path, data_dir: &Path, port: u16) -> Server {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let extra: &[&str] = if self.metrics {
+            &["--metrics", &metrics]
+        } else {
+            &[]
+        };
+        Server::ours(self.nameserver, dir, data_dir, port, extra)
+    }
+}
+
 fn directory(
-    nameserver: &Path,
+    ours: &Ours,
     dir: &Path,
     data: &Data,
     o: &Options,
     round: usize,
     results: &mut Results,
 ) {
+    let nameserver = ours.nameserver;
     let data_dir = dir.join(format!("data-{round}"));
     let port = free_port();
-    let server = Server::ours(nameserver, dir, &data_dir, port);
+    let server = ours.start(dir, &data_dir, port);
     server.wait_ready(Duration::from_secs(30));
     let started = Instant::now();
     run_ok(
@@ -113,7 +144,7 @@ fn directory(
     let store = data_dir.join("store");
     let per_terminal = |bytes: u64| bytes as f64 / o.codes.max(1) as f64;
     let (allocated, length) = dir_size(&store);
-    let server = Server::ours(nameserver, dir, &data_dir, port);
+    let server = ours.start(dir, &data_dir, port);
     let startup = server.wait_ready(Duration::from_secs(60));
     let mut figures = ImportFigures {
         import_s: import.as_secs_f64(),
@@ -125,7 +156,13 @@ fn directory(
     if o.lookups {
         results
             .queries
-            .push(measure_queries("directory", &server, startup, data, o));
+            .push(measure_queries(ours.name, &server, startup, data, o));
+    }
+    if ours.metrics {
+        // Only the lookups are compared with and without metrics.
+        drop(server);
+        let _ = std::fs::remove_dir_all(&data_dir);
+        return;
     }
     if o.updates_part {
         results.updates.push(load::run_ours(&server, data, o));
@@ -137,7 +174,7 @@ fn directory(
     }
     drop(server);
     if o.kill9 {
-        let start = || Server::ours(nameserver, dir, &data_dir, port);
+        let start = || ours.start(dir, &data_dir, port);
         results
             .crashes
             .push(crash::run(start, data, &data.keys_dir, round));

@@ -25,6 +25,7 @@
 //! rate_limit = 200                # UDP answers per second per client /24 or /56; 0: off
 //! rate_limit_slip = 2             # every 2nd answer over the limit goes out truncated (TC)
 //! update_rate_limit = 10          # updates per second per terminal key; 0: off
+//! metrics = "127.0.0.1:9153"      # Prometheus metrics at http://ADDR/metrics; absent: off
 //! ```
 
 use std::net::SocketAddr;
@@ -138,6 +139,7 @@ pub struct FileConfig {
     pub rate_limit: Option<u32>,
     pub rate_limit_slip: Option<u32>,
     pub update_rate_limit: Option<u32>,
+    pub metrics: Option<SocketAddr>,
 }
 
 impl FileConfig {
@@ -196,6 +198,9 @@ pub struct ServeFlags {
     /// Updates per second per terminal key; 0 turns the limit off.
     #[arg(long, value_name = "N")]
     pub update_rate_limit: Option<u32>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The settings the server runs with.
@@ -213,6 +218,8 @@ pub struct Settings {
     pub rate_limit: u32,
     pub rate_limit_slip: u32,
     pub update_rate_limit: u32,
+    /// Where Prometheus metrics are served; `None`: nowhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -303,6 +310,7 @@ impl Settings {
                 .update_rate_limit
                 .or(file.update_rate_limit)
                 .unwrap_or(DEFAULT_UPDATE_RATE_LIMIT),
+            metrics: flags.metrics.or(file.metrics),
         })
     }
 }

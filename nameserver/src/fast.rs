@@ -35,8 +35,8 @@ const HEADER: usize = 12;
 /// What the fast path did with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fast {
-    /// `out` holds the answer.
-    Answered,
+    /// `out` holds the answer to a query of this type.
+    Answered { qtype: u16 },
     /// Over the rate limit: no answer at all.
     Dropped,
     /// Not a request the fast path answers: take the full path.
@@ -124,16 +124,16 @@ impl FastPath {
             Verdict::Slip => {
                 self.header(request, &q, out, Rcode::NoError, true, 0, 0);
                 self.question_and_opt(request, &q, out, |_| {});
-                return Fast::Answered;
+                return Fast::Answered { qtype: q.qtype };
             }
         }
         let Some(addresses) = found else {
             self.negative(request, &q, view.serial(), Rcode::NxDomain, out);
-            return Fast::Answered;
+            return Fast::Answered { qtype: q.qtype };
         };
         if count == 0 {
             self.negative(request, &q, view.serial(), Rcode::NoError, out);
-            return Fast::Answered;
+            return Fast::Answered { qtype: q.qtype };
         }
         self.header(request, &q, out, Rcode::NoError, false, count as u16, 0);
         self.question_and_opt(request, &q, out, |out| {
@@ -151,7 +151,7 @@ impl FastPath {
                 addresses.v6.addrs.iter().for_each(|a| record(&a.octets()));
             }
         });
-        Fast::Answered
+        Fast::Answered { qtype: q.qtype }
     }
 
     /// The answer's size in bytes: `count` addresses, or the SOA when there are none.

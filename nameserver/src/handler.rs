@@ -25,6 +25,7 @@ use crate::ratelimit::{Buckets, ResponseRateLimit, Verdict};
 use zones::update::{UpdateMessage, ZoneSection};
 
 use crate::config::LookupPolicy;
+use crate::metrics::{Metrics, TransferOutcome, Transport, UpdateOutcome};
 use crate::query;
 use crate::response::{self, Reply};
 use crate::transfer::{self, TransferPlan};
@@ -54,6 +55,8 @@ pub struct Handler {
     cookies: Arc<CookieSecret>,
     /// The wire-level path for common answers; off when lookups must be signed.
     fast: Option<Arc<FastPath>>,
+    /// What is counted for `--metrics`; `None`: nothing is.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Handler {
@@ -78,7 +81,49 @@ impl Handler {
             rrl,
             update_limit,
             cookies: Arc::new(CookieSecret::generate()),
+            metrics: None,
         }
+    }
+
+    /// Counts every request into `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The counters, when metrics are on.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_deref()
+    }
+
+    fn count_update(&self, outcome: UpdateOutcome) {
+        if let Some(m) = &self.metrics {
+            m.update(outcome);
+        }
+    }
+
+    fn count_transfer(&self, kind: RecordType, outcome: TransferOutcome) {
+        if let Some(m) = &self.metrics {
+            m.transfer(kind, outcome);
+        }
+    }
+
+    /// A query answered by the full path (the UDP workers count the fast path's).
+    fn count_query(&self, request: &Request, rcode: ResponseCode) {
+        let Some(m) = &self.metrics else { return };
+        if request.metadata.op_code != OpCode::Query {
+            return;
+        }
+        let transport = match request.protocol() {
+            Protocol::Udp => Transport::Udp,
+            _ => Transport::Tcp,
+        };
+        let qtype = request
+            .queries
+            .queries()
+            .first()
+            .map_or(RecordType::NULL, |q| q.query_type());
+        m.query_answered(transport, qtype, rcode);
     }
 
     /// The request's COOKIE, and the response option that answers it.
@@ -136,10 +181,14 @@ impl Handler {
     /// RRL's verdict for a UDP answer decided before any cookie or TSIG was read (FORMERR
     /// to an undecodable message, the fast path).
     pub fn unparsed_verdict(&self, src: std::net::IpAddr) -> Verdict {
-        match &self.rrl {
+        let verdict = match &self.rrl {
             Some(rrl) => rrl.check(src, std::time::Instant::now()),
             None => Verdict::Answer,
+        };
+        if let (Some(m), false) = (&self.metrics, verdict == Verdict::Answer) {
+            m.rate_limited(verdict);
         }
+        verdict
     }
 
     /// Sends `reply` as RRL decides: whole, as an empty truncated slip, or not at all.
@@ -166,6 +215,7 @@ impl Handler {
                 });
             }
         };
+        self.count_query(request, reply.metadata.response_code);
         response::send(request, reply, signing, answer.edns, answer.now, handle).await
     }
 
@@ -198,6 +248,7 @@ impl Handler {
         let signing = ResponseSigning::for_request(&auth, request.metadata.id, now);
         let src = request.src();
         let refuse = |rcode, signing: ResponseSigning, why: &str| {
+            self.count_transfer(qtype, TransferOutcome::Refused);
             warn!(%src, kind = %qtype, outcome = "refused", reason = why, "transfer");
             (Reply::new(request, rcode), signing)
         };
@@ -208,6 +259,7 @@ impl Handler {
                         // RFC 1995 §2: too big for UDP; the current SOA sends the secondary to TCP.
                         let mut reply = Reply::authoritative(request, ResponseCode::NoError);
                         reply.answers = plan.records.into_iter().take(1).collect();
+                        self.count_transfer(qtype, TransferOutcome::Sent);
                         (reply, signing)
                     }
                     Ok(plan) => return self.stream(request, plan, signed, edns, now, handle).await,
@@ -218,6 +270,7 @@ impl Handler {
             }
             Authentication::Failed(_) => {
                 let reply = tsig_failure_reply(request, &auth).expect("a failed TSIG has a reply");
+                self.count_transfer(qtype, TransferOutcome::Refused);
                 warn!(%src, kind = %qtype, outcome = "refused", reason = ?auth, "transfer");
                 (reply, signing)
             }
@@ -272,6 +325,11 @@ impl Handler {
         handle: R,
     ) -> ResponseInfo {
         let records = plan.records.len();
+        let qtype = request
+            .queries
+            .queries()
+            .first()
+            .map_or(RecordType::AXFR, |q| q.query_type());
         let serial = self.directory.view().serial();
         let replies: Vec<Reply> = transfer::split(plan.records)
             .into_iter()
@@ -285,10 +343,13 @@ impl Handler {
         let (src, key, kind) = (request.src(), &signed.key_name, plan.kind);
         match response::send_stream(request, replies, signed, edns, now, handle).await {
             Ok((info, bytes)) => {
+                self.count_transfer(qtype, TransferOutcome::Sent);
+                self.count_query(request, ResponseCode::NoError);
                 info!(%src, %key, %kind, serial, records, messages, bytes, outcome = "sent", "transfer");
                 info
             }
             Err(error) => {
+                self.count_transfer(qtype, TransferOutcome::Failed);
                 warn!(%src, %key, %kind, %error, outcome = "failed", "transfer");
                 ResponseInfo::from(hickory_proto::op::Header {
                     metadata: Reply::new(request, ResponseCode::ServFail).metadata,
@@ -334,14 +395,24 @@ impl Handler {
         let auth = self.authenticate(request, now);
         let signing = ResponseSigning::for_request(&auth, request.metadata.id, now);
         if let Some(reply) = tsig_failure_reply(request, &auth) {
+            if let Authentication::Failed(failure) = &auth {
+                self.count_update(match failure {
+                    TsigFailure::BadKey { .. } => UpdateOutcome::BadKey,
+                    TsigFailure::BadSig { .. } => UpdateOutcome::BadSig,
+                    TsigFailure::BadTime(_) => UpdateOutcome::BadTime,
+                    TsigFailure::Malformed(_) => UpdateOutcome::Malformed,
+                });
+            }
             warn!(src = %request.src(), outcome = "refused", reason = ?auth, "update");
             return (reply, signing);
         }
         let Authentication::Signed(signed) = auth else {
+            self.count_update(UpdateOutcome::Refused);
             info!(src = %request.src(), outcome = "refused", reason = "unsigned", "update");
             return (Reply::new(request, ResponseCode::Refused), signing);
         };
         let Ok(lease) = requested_lease(request) else {
+            self.count_update(UpdateOutcome::Malformed);
             return (Reply::new(request, ResponseCode::FormErr), signing);
         };
         let mut reply = Reply::new(request, ResponseCode::NoError);
@@ -375,6 +446,7 @@ impl Handler {
         now: u64,
     ) -> Option<(ResponseCode, Option<u32>)> {
         let KeyOwner::Terminal(code) = &signed.owner else {
+            self.count_update(UpdateOutcome::Refused);
             warn!(key = %signed.key_name, outcome = "refused", reason = "a transfer key cannot update", "update");
             return Some((ResponseCode::Refused, None));
         };
@@ -387,10 +459,12 @@ impl Handler {
             // a captured update must not lock the terminal out. (Without a budget, the
             // directory's own check under its lock is the only one needed.)
             if !self.directory.is_fresh(code, &freshness) {
+                self.count_update(UpdateOutcome::Replay);
                 warn!(%code, key = %signed.key_name, outcome = "refused", reason = "replayed or out of order (BADTIME)", "update");
                 return None;
             }
             if !limit.take(code, std::time::Instant::now()) {
+                self.count_update(UpdateOutcome::RateLimited);
                 warn!(%code, key = %signed.key_name, outcome = "refused", reason = "update rate limit", "update");
                 return Some((ResponseCode::Refused, None));
             }
@@ -422,6 +496,7 @@ impl Handler {
                 let lease = done
                     .lease
                     .map_or_else(|| "none".to_owned(), |l| format!("{l}s"));
+                self.count_update(UpdateOutcome::Accepted);
                 info!(%code, %key, outcome = "accepted", %addresses, changed, serial, %lease, "update");
                 Some((ResponseCode::NoError, done.lease))
             }
@@ -430,18 +505,26 @@ impl Handler {
                 if let Some(limit) = &self.update_limit {
                     limit.refund(code);
                 }
+                self.count_update(UpdateOutcome::Replay);
                 warn!(%code, %key, outcome = "refused", reason = "replayed or out of order (BADTIME)", "update");
                 None
             }
             Err(DirectoryError::Update(e)) => {
+                self.count_update(if e.response_code() == ResponseCode::FormErr {
+                    UpdateOutcome::Malformed
+                } else {
+                    UpdateOutcome::Refused
+                });
                 warn!(%code, %key, outcome = "refused", reason = %e, "update");
                 Some((e.response_code(), None))
             }
             Err(DirectoryError::UnknownCode(_)) => {
+                self.count_update(UpdateOutcome::Refused);
                 warn!(%code, %key, outcome = "refused", reason = "code no longer registered", "update");
                 Some((ResponseCode::Refused, None))
             }
             Err(e) => {
+                self.count_update(UpdateOutcome::Failed);
                 error!(%code, %key, outcome = "failed", reason = %e, "update");
                 Some((ResponseCode::ServFail, None))
             }

@@ -19,6 +19,7 @@
 //!  import ─▶ import-batch lines (staged) … import-commit ─▶ zones::Directory::commit_import
 //!  backup ─▶ control `backup` ─▶ one read transaction streamed as lines ─▶ FILE (0600)
 //!  restore FILE ─▶ zones::restore (no server) ─▶ DATA/store
+//!  GET /metrics ─▶ scrape::serve ─▶ metrics::render (counters from the paths above)
 //! ```
 //!
 //! Modules:
@@ -40,6 +41,8 @@
 //! - [`admin`]: what the admin commands print and write.
 //! - [`import`]: `nameserver import`'s client: streamed batches, key bundle, progress.
 //! - [`backup`]: `nameserver backup` and `restore`: snapshot to a file, file to a store.
+//! - [`metrics`]: what is counted (atomics per label), and its Prometheus exposition.
+//! - [`scrape`]: the `--metrics` HTTP endpoint that serves it.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -50,11 +53,13 @@ pub mod cookie;
 pub mod fast;
 pub mod handler;
 pub mod import;
+pub mod metrics;
 pub mod notify;
 pub mod query;
 pub mod ratelimit;
 pub mod response;
 pub mod sample;
+pub mod scrape;
 pub mod server;
 pub mod tcp;
 pub mod transfer;

@@ -7,6 +7,7 @@
 //! supersedes it, which is then notified at once. The secondary then asks for IXFR.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -24,6 +25,8 @@ use tracing::{info, warn};
 use zones::Directory;
 use zones::key::TsigKey;
 
+use crate::metrics::{Metrics, NotifyOutcome};
+
 /// How long one NOTIFY waits for its answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest pause between retries.
@@ -35,6 +38,7 @@ pub async fn notify_secondaries(
     secondaries: Vec<SocketAddr>,
     key: Option<TsigKey>,
     delay: Duration,
+    metrics: Option<Arc<Metrics>>,
     shutdown: CancellationToken,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
@@ -44,6 +48,7 @@ pub async fn notify_secondaries(
             secondary,
             key.clone(),
             delay,
+            metrics.clone(),
             shutdown.clone(),
         ));
     }
@@ -67,6 +72,7 @@ async fn follow(
     secondary: SocketAddr,
     key: Option<TsigKey>,
     delay: Duration,
+    metrics: Option<Arc<Metrics>>,
     shutdown: CancellationToken,
 ) {
     let mut serials = directory.subscribe();
@@ -89,6 +95,7 @@ async fn follow(
             key.as_ref(),
             serial,
             &mut serials,
+            metrics.as_deref(),
             &shutdown,
         )
         .await;
@@ -106,11 +113,20 @@ async fn notify_until_answered(
     key: Option<&TsigKey>,
     serial: u32,
     serials: &mut watch::Receiver<u32>,
+    metrics: Option<&Metrics>,
     shutdown: &CancellationToken,
 ) -> Round {
     let mut pause = Duration::from_secs(1);
     for attempt in 1.. {
-        match send_notify(directory, secondary, key, serial).await {
+        let sent = send_notify(directory, secondary, key, serial).await;
+        if let Some(m) = metrics {
+            let outcome = match sent {
+                Ok(()) => NotifyOutcome::Answered,
+                Err(_) => NotifyOutcome::Unanswered,
+            };
+            m.notify(secondary, serial, outcome);
+        }
+        match sent {
             Ok(()) => {
                 info!(%secondary, serial, attempt, outcome = "answered", "notify");
                 return Round::Answered;
@@ -226,6 +242,7 @@ mod tests {
             vec![secondary.local_addr().unwrap()],
             None,
             Duration::from_millis(10),
+            None,
             shutdown.clone(),
         ));
         let first = change(&directory, "5551234", "3f9a0c1d22e4b7a8", 1).await;

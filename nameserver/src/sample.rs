@@ -90,6 +90,10 @@ pub fn config() -> String {
     line(format!(
         "# Updates per second per terminal key, bursts of twice as many (0: off).\nupdate_rate_limit = {DEFAULT_UPDATE_RATE_LIMIT}"
     ));
+    line(
+        "# Prometheus metrics at http://ADDR/metrics (absent: off).\n# metrics = \"127.0.0.1:9153\""
+            .into(),
+    );
     out
 }
 

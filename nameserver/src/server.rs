@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
@@ -19,6 +20,7 @@ use zones::store::StoreError;
 use crate::config::{Settings, control_socket};
 use crate::control;
 use crate::handler::{Handler, Policy};
+use crate::metrics::Metrics;
 use crate::tcp::TcpLimits;
 
 /// Why the server could not start or stopped with an error.
@@ -59,6 +61,8 @@ pub struct Listeners {
     pub tcp: Vec<TcpListener>,
     pub control: UnixListener,
     pub control_path: PathBuf,
+    /// The metrics endpoint, when `--metrics` asks for one.
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -87,11 +91,24 @@ pub async fn bind(settings: &Settings) -> Result<(Directory, Listeners), ServeEr
         path: control_path.display().to_string(),
         source,
     })?;
+    let metrics = match settings.metrics {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr,
+                    proto: "metrics, tcp",
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let listeners = Listeners {
         udp,
         tcp,
         control,
         control_path,
+        metrics,
     };
     Ok((directory, listeners))
 }
@@ -203,9 +220,25 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let handler = Handler::new(directory.clone(), options.policy.clone());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let metrics = listeners
+        .metrics
+        .is_some()
+        .then(|| Arc::new(Metrics::new(workers)));
+    let handler =
+        Handler::new(directory.clone(), options.policy.clone()).with_metrics(metrics.clone());
     let mut listener_tasks = tokio::task::JoinSet::new();
+    if let (Some(listener), Some(metrics)) = (listeners.metrics, &metrics) {
+        let registry = crate::metrics::registry(metrics.clone(), directory.clone());
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, "metrics at http://{addr}/metrics");
+        }
+        listener_tasks.spawn(crate::scrape::serve(
+            listener,
+            Arc::new(registry),
+            shutdown.clone(),
+        ));
+    }
     for udp in listeners.udp {
         listener_tasks.spawn(crate::udp::serve(
             udp,
@@ -227,12 +260,17 @@ pub async fn run(
         directory.clone(),
         shutdown.clone(),
     ));
-    let expiry = tokio::spawn(expire_leases(directory.clone(), shutdown.clone()));
+    let expiry = tokio::spawn(expire_leases(
+        directory.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let notifier = tokio::spawn(crate::notify::notify_secondaries(
         directory.clone(),
         options.secondaries.clone(),
         options.policy.transfer_keys.first().cloned(),
         options.notify_delay,
+        metrics.clone(),
         shutdown.clone(),
     ));
     shutdown.cancelled().await;
@@ -247,7 +285,11 @@ pub async fn run(
 }
 
 /// Once a second, takes offline the terminals whose lease ran out (RFC 9664).
-async fn expire_leases(directory: Directory, shutdown: CancellationToken) {
+async fn expire_leases(
+    directory: Directory,
+    metrics: Option<Arc<Metrics>>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -257,6 +299,9 @@ async fn expire_leases(directory: Directory, shutdown: CancellationToken) {
         }
         match directory.expire(zones::unix_now()).await {
             Ok(codes) => {
+                if let Some(m) = &metrics {
+                    m.leases_expired(codes.len());
+                }
                 for code in codes {
                     info!(%code, outcome = "offline", reason = "lease expired", "lease");
                 }

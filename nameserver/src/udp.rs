@@ -11,8 +11,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hickory_proto::op::{Header, MessageType, OpCode};
-use hickory_proto::rr::Record;
+use hickory_proto::op::{Header, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_server::net::NetError;
 use hickory_server::net::runtime::TokioTime;
@@ -26,6 +26,7 @@ use tracing::debug;
 
 use crate::fast::Fast;
 use crate::handler::Handler;
+use crate::metrics::Transport;
 
 /// The largest datagram read.
 const RECEIVE_BUFFER: usize = 4096;
@@ -39,13 +40,24 @@ pub async fn serve(
 ) {
     let socket = Arc::new(socket);
     let mut tasks = JoinSet::new();
-    for _ in 0..workers.max(1) {
-        tasks.spawn(worker(socket.clone(), handler.clone(), shutdown.clone()));
+    for shard in 0..workers.max(1) {
+        tasks.spawn(worker(
+            socket.clone(),
+            handler.clone(),
+            shard,
+            shutdown.clone(),
+        ));
     }
     while tasks.join_next().await.is_some() {}
 }
 
-async fn worker(socket: Arc<UdpSocket>, handler: Handler, shutdown: CancellationToken) {
+/// One worker; `shard` is its own slot for the query counters.
+async fn worker(
+    socket: Arc<UdpSocket>,
+    handler: Handler,
+    shard: usize,
+    shutdown: CancellationToken,
+) {
     let mut buf = vec![0u8; RECEIVE_BUFFER];
     let mut out = Vec::with_capacity(RECEIVE_BUFFER);
     let mut slow = JoinSet::new();
@@ -61,7 +73,11 @@ async fn worker(socket: Arc<UdpSocket>, handler: Handler, shutdown: Cancellation
             },
         };
         match handler.answer_fast(&buf[..len], src.ip(), &mut out) {
-            Fast::Answered => {
+            Fast::Answered { qtype } => {
+                if let Some(m) = handler.metrics() {
+                    let rcode = u16::from(out[3] & 0x0f);
+                    m.query(shard, Transport::Udp, qtype, rcode);
+                }
                 let _ = socket.send_to(&out, src).await;
                 continue;
             }
@@ -105,6 +121,9 @@ async fn answer(message: Vec<u8>, src: SocketAddr, handler: &Handler, responder:
         Err(_) => {
             // Under RRL like every other answer; a slip would be no smaller than this.
             if handler.unparsed_verdict(src.ip()) != crate::ratelimit::Verdict::Drop {
+                if let Some(m) = handler.metrics() {
+                    m.query_answered(Transport::Udp, RecordType::NULL, ResponseCode::FormErr);
+                }
                 let bytes = crate::response::formerr_header(&header);
                 let _ = responder.socket.send_to(&bytes, src).await;
             }

@@ -324,13 +324,16 @@ fn nsd_and_knot_follow_the_directory_by_axfr_notify_and_ixfr() {
     std::fs::create_dir_all(&nsd_dir).unwrap();
     std::fs::create_dir_all(&knot_dir).unwrap();
     let (nsd_port, knot_port) = (free_port(), free_port());
-    let primary_port = free_port();
+    let (primary_port, metrics_port) = (free_port(), free_port());
     let listen = format!("127.0.0.1:{primary_port}");
+    let metrics = format!("127.0.0.1:{metrics_port}");
     let server = Nameserver::start_in(
         None,
         &root.join("data"),
         &["--listen", &listen],
         &[
+            "--metrics",
+            &metrics,
             "--transfer-key",
             xfer.to_str().unwrap(),
             "--secondary",
@@ -466,4 +469,38 @@ fn nsd_and_knot_follow_the_directory_by_axfr_notify_and_ixfr() {
     assert!(terminal.contains("Transfer failed"), "{terminal}");
     let signed = server.dig(&["-k", xfer.to_str().unwrap(), ZONE, "AXFR"]);
     assert!(signed.contains("XFR size"), "{signed}");
+
+    // The metrics show each secondary's acknowledged serial and the transfers they made.
+    let serial: f64 = server.short(ZONE, "SOA")[0]
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    for s in [&nsd, &knot] {
+        let key = format!(
+            "dial_secondary_acknowledged_serial{{secondary=\"127.0.0.1:{}\"}}",
+            s.port
+        );
+        let acked = wait_until(Duration::from_secs(10), || {
+            support::sample(&support::scrape(metrics_port), &key) == serial
+        });
+        assert!(acked.is_some(), "{key} never reached {serial}");
+    }
+    let scraped = support::scrape(metrics_port);
+    let count = |kind: &str, outcome: &str| {
+        let key = format!("dial_transfers_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}");
+        support::sample(&scraped, &key)
+    };
+    assert!(count("axfr", "sent") >= 3.0, "two secondaries and one dig");
+    assert!(
+        count("ixfr", "sent") >= incremental as f64,
+        "{incremental} in the log"
+    );
+    assert_eq!(
+        count("axfr", "refused"),
+        2.0,
+        "unsigned and a terminal's key"
+    );
+    assert!(support::sample(&scraped, "dial_notifies_total{outcome=\"answered\"}") >= 2.0);
 }

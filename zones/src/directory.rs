@@ -751,6 +751,11 @@ impl Directory {
         self.inner.store.flush().await
     }
 
+    /// Reports every later group commit (its size and time) to `observer`.
+    pub fn observe_flushes(&self, observer: Arc<dyn crate::observe::FlushObserver>) {
+        self.inner.store.observe(observer);
+    }
+
     /// Makes the next flush fail, as a failing disk would (for fault-injection tests).
     pub fn inject_flush_failure(&self) {
         self.inner.store.inject_flush_failure();

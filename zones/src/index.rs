@@ -25,6 +25,8 @@ pub struct View {
     journal: Journal,
     /// Lease ends, soonest first, so the expiry sweep touches only what expires.
     leases: BTreeSet<(u64, CodeKey)>,
+    /// How many terminals hold at least one address (kept as they change, for metrics).
+    online: usize,
 }
 
 impl View {
@@ -36,6 +38,7 @@ impl View {
             terminals: IndexMap::with_capacity_and_hasher(capacity, Default::default()),
             journal,
             leases: BTreeSet::new(),
+            online: 0,
         }
     }
 
@@ -55,6 +58,12 @@ impl View {
 
     pub fn len(&self) -> usize {
         self.terminals.len()
+    }
+
+    /// Terminals that hold at least one address (a lease that ran out a moment ago still
+    /// counts until the expiry sweep takes it offline, within a second).
+    pub fn online(&self) -> usize {
+        self.online
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,12 +110,12 @@ impl View {
     /// which at start-up is most of the cost of building it.
     pub fn insert(&mut self, key: CodeKey, hot: Hot) {
         let lease = hot.lease_expires;
-        if let Some(old) = self
-            .terminals
-            .insert(key, hot)
-            .and_then(|h| h.lease_expires)
-        {
-            self.leases.remove(&(old.get(), key));
+        self.online += usize::from(!hot.addresses.is_empty());
+        if let Some(old) = self.terminals.insert(key, hot) {
+            self.online -= usize::from(!old.addresses.is_empty());
+            if let Some(end) = old.lease_expires {
+                self.leases.remove(&(end.get(), key));
+            }
         }
         if let Some(end) = lease {
             self.leases.insert((end.get(), key));
@@ -115,7 +124,9 @@ impl View {
 
     pub(crate) fn remove(&mut self, key: CodeKey) {
         self.forget_lease(key);
-        self.terminals.swap_remove(&key);
+        if let Some(old) = self.terminals.swap_remove(&key) {
+            self.online -= usize::from(!old.addresses.is_empty());
+        }
     }
 
     fn forget_lease(&mut self, key: CodeKey) {

@@ -23,6 +23,7 @@
 //! - [`journal`]: recent deltas of the zone, for incremental transfers (IXFR).
 //! - [`index`]: the published, durable view that queries read.
 //! - [`commit`]: the pipeline from staged to durable to published.
+//! - [`observe`]: what the commit pipeline reports (group-commit sizes and times).
 //! - [`store`]: the redb store: changes staged, then one transaction and one fdatasync per
 //!   group of them before publishing.
 //! - [`directory`]: every change to the directory goes through it.
@@ -51,6 +52,7 @@ pub mod lease;
 pub mod limits;
 pub mod log_writer;
 pub mod model;
+pub mod observe;
 pub mod policy;
 pub mod replay;
 #[cfg(feature = "store")]

@@ -51,6 +51,11 @@ pub struct Addresses {
 }
 
 impl Addresses {
+    /// True when the terminal publishes no address at all (offline).
+    pub fn is_empty(&self) -> bool {
+        self.v4.addrs.is_empty() && self.v6.addrs.is_empty()
+    }
+
     /// The addresses as text, for logs and listings: `192.0.2.1 2001:db8::1`.
     pub fn describe(&self) -> String {
         let v4 = self.v4.addrs.iter().map(ToString::to_string);

@@ -329,3 +329,55 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Scrapes `http://127.0.0.1:PORT/metrics` with curl and parses it with the Prometheus
+/// project's own Python parser: every sample as `name{label="value",...}` (labels sorted)
+/// to its value. Fails on anything the parser does not accept.
+pub fn scrape(port: u16) -> std::collections::HashMap<String, f64> {
+    require("curl", "curl");
+    const PYTHON: &str = "/usr/bin/python3";
+    assert!(
+        Path::new(PYTHON).is_file(),
+        "{PYTHON} is not installed; apt-get install python3-prometheus-client"
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "curl failed: {}", text(&out));
+    const PARSE: &str = r#"
+import json, sys
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    sys.exit("python3 lacks prometheus_client: apt-get install python3-prometheus-client")
+samples = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        labels = ",".join('%s="%s"' % (k, v) for k, v in sorted(s.labels.items()))
+        samples["%s{%s}" % (s.name, labels)] = s.value
+print(json.dumps(samples))
+"#;
+    let mut python = Command::new(PYTHON)
+        .args(["-c", PARSE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    python.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let parsed = python.wait_with_output().unwrap();
+    assert!(
+        parsed.status.success(),
+        "the Prometheus parser refused the scrape: {}\n{}",
+        text(&parsed),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&parsed.stdout).expect("parser output")
+}
+
+/// A sample's value, 0 when absent (counters appear once counted).
+pub fn sample(samples: &std::collections::HashMap<String, f64>, key: &str) -> f64 {
+    samples.get(key).copied().unwrap_or(0.0)
+}

@@ -53,6 +53,7 @@ use crate::identity::{CallingCode, CodeKey, Kid, Mid};
 use crate::journal::Delta;
 use crate::key::{Algorithm, Secret, TerminalKeyName, TsigKey};
 use crate::model::{Addresses, Entry, Hot, Presence, Terminal};
+use crate::observe::FlushObserver;
 
 mod batch;
 
@@ -215,6 +216,8 @@ struct GroupCommit {
     fail_next_flush: AtomicBool,
     /// A flush failed: what was staged is gone, and no later flush may claim to cover it.
     failed: AtomicBool,
+    /// Told the size and time of each group commit (metrics), once set.
+    observer: std::sync::OnceLock<Arc<dyn FlushObserver>>,
 }
 
 /// The redb database. Cheap to clone.
@@ -658,6 +661,11 @@ impl Store {
         self.durability.syncs.load(Ordering::SeqCst)
     }
 
+    /// Reports every later group commit to `observer` (only the first one set counts).
+    pub fn observe(&self, observer: Arc<dyn FlushObserver>) {
+        let _ = self.durability.observer.set(observer);
+    }
+
     /// Makes the next flush fail (fault injection for tests of the commit pipeline).
     pub fn inject_flush_failure(&self) {
         self.durability
@@ -684,6 +692,7 @@ impl Store {
             return Err(StoreError::Io("injected flush failure".into()));
         }
         let (batch, covered) = self.staged().take();
+        let (changes, started) = (batch.len(), std::time::Instant::now());
         let store = self.clone();
         let written = tokio::task::spawn_blocking(move || {
             let written = store.write(&batch);
@@ -706,6 +715,9 @@ impl Store {
         }
         written?;
         d.flushed.fetch_max(covered, Ordering::SeqCst);
+        if let Some(observer) = d.observer.get() {
+            observer.flushed(started.elapsed(), changes);
+        }
         Ok(())
     }
 }
