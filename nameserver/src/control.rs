@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zones::Directory;
 
+use crate::reload::Reloads;
 use zones::directory::{Addresses, Entry, Import, Registration, Terminal};
 use zones::identity::{CallingCode, Kid, Mid};
 use zones::key::Algorithm;
@@ -61,6 +62,8 @@ pub enum ControlRequest {
     /// A consistent snapshot of everything, keys included (`backup-header`,
     /// `backup-record` ..., `backup-end`), streamed.
     Backup,
+    /// Read the config and zone files again and put in force what changed.
+    Reload,
 }
 
 /// One line of an import file: `CODE KID MID [ADDRESS ...]`.
@@ -148,6 +151,10 @@ pub enum ControlReply {
     },
     /// A streamed backup ended with every record the header announced.
     BackupEnd,
+    /// A reload is done.
+    Reloaded {
+        outcome: crate::reload::Reloaded,
+    },
 }
 
 /// What the server sends back: the reply or one sentence saying what is wrong.
@@ -184,7 +191,12 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serves admin requests until `shutdown`.
-pub async fn serve(listener: UnixListener, directory: Directory, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: UnixListener,
+    directory: Directory,
+    reloads: Reloads,
+    shutdown: CancellationToken,
+) {
     let owner = listener
         .local_addr()
         .ok()
@@ -206,9 +218,9 @@ pub async fn serve(listener: UnixListener, directory: Directory, shutdown: Cance
             warn!("control connection refused: peer is not the socket's owner or root");
             continue;
         }
-        let directory = directory.clone();
+        let (directory, reloads) = (directory.clone(), reloads.clone());
         connections.spawn(async move {
-            if let Err(e) = serve_connection(stream, &directory).await {
+            if let Err(e) = serve_connection(stream, &directory, &reloads).await {
                 debug!(error = %e, "control connection ended");
             }
         });
@@ -225,7 +237,11 @@ fn peer_allowed(stream: &UnixStream, owner: Option<u32>) -> bool {
 }
 
 /// One connection: one request and its answer, or a streamed import.
-async fn serve_connection(stream: UnixStream, directory: &Directory) -> std::io::Result<()> {
+async fn serve_connection(
+    stream: UnixStream,
+    directory: &Directory,
+    reloads: &Reloads,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(MAX_REQUEST_BYTES));
     let mut import = ImportSession::default();
@@ -248,6 +264,13 @@ async fn serve_connection(stream: UnixStream, directory: &Directory) -> std::io:
             Ok(ControlRequest::Backup) => {
                 stream_backup(directory, &mut write).await?;
                 break;
+            }
+            Ok(ControlRequest::Reload) => {
+                let outcome = reloads.ask().await;
+                (
+                    outcome.map(|outcome| ControlReply::Reloaded { outcome }),
+                    false,
+                )
             }
             Ok(request) => (execute(request, directory).await, false),
             Err(e) => (Err(format!("request not understood: {e}")), false),
@@ -529,13 +552,14 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
         ControlRequest::ImportBatch { .. }
         | ControlRequest::ImportCommit
         | ControlRequest::List
-        | ControlRequest::Backup => {
-            Err("a streamed request runs on its own connection (serve_connection)".into())
+        | ControlRequest::Backup
+        | ControlRequest::Reload => {
+            Err("this request is answered on its own connection (serve_connection)".into())
         }
         ControlRequest::Export => {
             let view = directory.view();
             Ok(ControlReply::Zone {
-                text: crate::transfer::zone_file(directory.zone(), &view),
+                text: crate::transfer::zone_file(&directory.zone(), &view),
             })
         }
     }

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use hickory_proto::op::{Edns, OpCode, ResponseCode};
 use hickory_proto::rr::RData;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
@@ -44,45 +46,96 @@ pub struct Policy {
     pub update_rate_limit: u32,
 }
 
+impl From<&crate::config::Settings> for Policy {
+    fn from(s: &crate::config::Settings) -> Self {
+        Self {
+            lookups: s.lookups,
+            transfer_keys: s.transfer_keys.clone(),
+            rate_limit: s.rate_limit,
+            rate_limit_slip: s.rate_limit_slip,
+            update_rate_limit: s.update_rate_limit,
+        }
+    }
+}
+
 /// Answers queries, transfers and updates for one zone.
 #[derive(Clone, Debug)]
 pub struct Handler {
     directory: Directory,
-    lookups: LookupPolicy,
-    transfer_keys: Arc<[TsigKey]>,
-    rrl: Option<Arc<ResponseRateLimit>>,
-    update_limit: Option<Arc<Buckets<CallingCode>>>,
+    /// What a reload replaces; each request reads it once, without a lock.
+    live: Arc<ArcSwap<Live>>,
     cookies: Arc<CookieSecret>,
-    /// The wire-level path for common answers; off when lookups must be signed.
-    fast: Option<Arc<FastPath>>,
     /// What is counted for `--metrics`; `None`: nothing is.
     metrics: Option<Arc<Metrics>>,
 }
 
-impl Handler {
-    pub fn new(directory: Directory, policy: Policy) -> Self {
-        let rrl = (policy.rate_limit > 0).then(|| {
-            Arc::new(ResponseRateLimit::new(
-                policy.rate_limit,
-                policy.rate_limit_slip,
-            ))
+/// The policy in force, and what is built from it and from the zone.
+#[derive(Debug)]
+struct Live {
+    policy: Policy,
+    rrl: Option<Arc<ResponseRateLimit>>,
+    update_limit: Option<Arc<Buckets<CallingCode>>>,
+    /// The wire-level path for common answers; off when lookups must be signed.
+    fast: Option<Arc<FastPath>>,
+}
+
+impl Live {
+    /// Built for `policy` and the directory's zone as it is now. Rate-limit state carries
+    /// over from `old` when its limits did not change, so a reload resets no client's budget.
+    fn new(directory: &Directory, policy: Policy, old: Option<&Live>) -> Self {
+        let same_rrl = old.filter(|o| {
+            (o.policy.rate_limit, o.policy.rate_limit_slip)
+                == (policy.rate_limit, policy.rate_limit_slip)
         });
-        let update_limit = (policy.update_rate_limit > 0).then(|| {
-            let rate = policy.update_rate_limit;
-            Arc::new(Buckets::new(rate, rate.saturating_mul(2)))
-        });
+        let rrl = match same_rrl {
+            Some(old) => old.rrl.clone(),
+            None => (policy.rate_limit > 0).then(|| {
+                Arc::new(ResponseRateLimit::new(
+                    policy.rate_limit,
+                    policy.rate_limit_slip,
+                ))
+            }),
+        };
+        let same_updates = old.filter(|o| o.policy.update_rate_limit == policy.update_rate_limit);
+        let update_limit = match same_updates {
+            Some(old) => old.update_limit.clone(),
+            None => (policy.update_rate_limit > 0).then(|| {
+                let rate = policy.update_rate_limit;
+                Arc::new(Buckets::new(rate, rate.saturating_mul(2)))
+            }),
+        };
         let fast = (policy.lookups == LookupPolicy::Public)
-            .then(|| Arc::new(FastPath::new(directory.zone())));
+            .then(|| Arc::new(FastPath::new(&directory.zone())));
         Self {
-            fast,
-            directory,
-            lookups: policy.lookups,
-            transfer_keys: policy.transfer_keys.into(),
+            policy,
             rrl,
             update_limit,
+            fast,
+        }
+    }
+}
+
+impl Handler {
+    pub fn new(directory: Directory, policy: Policy) -> Self {
+        let live = Live::new(&directory, policy, None);
+        Self {
+            directory,
+            live: Arc::new(ArcSwap::from_pointee(live)),
             cookies: Arc::new(CookieSecret::generate()),
             metrics: None,
         }
+    }
+
+    /// Puts `policy` in force for every request from now on (a reload), with the fast
+    /// path rebuilt from the directory's zone as it is now.
+    pub fn reload(&self, policy: Policy) {
+        let live = Live::new(&self.directory, policy, Some(&self.live.load()));
+        self.live.store(Arc::new(live));
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Policy {
+        self.live.load().policy.clone()
     }
 
     /// Counts every request into `metrics`.
@@ -170,18 +223,23 @@ impl Handler {
     /// The fast path for the common UDP answers ([`crate::fast`]): `Declined` sends the
     /// request down the full path.
     pub fn answer_fast(&self, request: &[u8], src: std::net::IpAddr, out: &mut Vec<u8>) -> Fast {
-        let Some(fast) = &self.fast else {
+        let live = self.live.load();
+        let Some(fast) = &live.fast else {
             return Fast::Declined;
         };
         let view = self.directory.view();
-        let rate_limit = || self.unparsed_verdict(src);
+        let rate_limit = || self.verdict(&live, src);
         fast.answer(request, &view, zones::unix_now(), rate_limit, out)
     }
 
     /// RRL's verdict for a UDP answer decided before any cookie or TSIG was read (FORMERR
     /// to an undecodable message, the fast path).
     pub fn unparsed_verdict(&self, src: std::net::IpAddr) -> Verdict {
-        let verdict = match &self.rrl {
+        self.verdict(&self.live.load(), src)
+    }
+
+    fn verdict(&self, live: &Live, src: std::net::IpAddr) -> Verdict {
+        let verdict = match &live.rrl {
             Some(rrl) => rrl.check(src, std::time::Instant::now()),
             None => Verdict::Answer,
         };
@@ -221,9 +279,10 @@ impl Handler {
 
     /// The request's TSIG state, checked against the terminals' and the transfer keys.
     fn authenticate(&self, request: &Request, now: u64) -> Authentication {
+        let live = self.live.load();
         let keys = tsig::Keys {
             directory: &self.directory,
-            transfer: &self.transfer_keys,
+            transfer: &live.policy.transfer_keys,
         };
         let fudge = self.directory.limits().fudge;
         tsig::verify_request(
@@ -300,7 +359,7 @@ impl Handler {
         let view = self.directory.view();
         match qtype {
             RecordType::AXFR if request.protocol() == Protocol::Udp => Err(ResponseCode::FormErr),
-            RecordType::AXFR => Ok(transfer::axfr(zone, &view)),
+            RecordType::AXFR => Ok(transfer::axfr(&zone, &view)),
             _ => {
                 // RFC 1995 §3: the secondary's SOA is in the authority section.
                 let serial = request.authorities.iter().find_map(|r| match &r.data {
@@ -308,7 +367,7 @@ impl Handler {
                     _ => None,
                 });
                 serial
-                    .map(|serial| transfer::ixfr(zone, &view, serial))
+                    .map(|serial| transfer::ixfr(&zone, &view, serial))
                     .ok_or(ResponseCode::FormErr)
             }
         }
@@ -371,7 +430,8 @@ impl Handler {
         };
         let qtype = query.query_type();
         let refused = query.query_class() != DNSClass::IN
-            || (self.lookups == LookupPolicy::Signed && !matches!(auth, Authentication::Signed(_)));
+            || (self.live.load().policy.lookups == LookupPolicy::Signed
+                && !matches!(auth, Authentication::Signed(_)));
         if refused {
             return (Reply::new(request, ResponseCode::Refused), signing);
         }
@@ -379,7 +439,7 @@ impl Handler {
         let view = self.directory.view();
         let qname = Name::from(query.name().clone());
         query::answer(
-            self.directory.zone(),
+            &self.directory.zone(),
             &view,
             &qname,
             qtype,
@@ -454,7 +514,8 @@ impl Handler {
             time_signed: signed.time_signed,
             mac: signed.request_mac.clone(),
         };
-        if let Some(limit) = &self.update_limit {
+        let update_limit = self.live.load().update_limit.clone();
+        if let Some(limit) = &update_limit {
             // Replays are refused before they touch the key's budget: a stranger's copies of
             // a captured update must not lock the terminal out. (Without a budget, the
             // directory's own check under its lock is the only one needed.)
@@ -502,7 +563,7 @@ impl Handler {
             }
             Err(DirectoryError::Stale { .. }) => {
                 // A copy that raced the original past the early check: no budget spent.
-                if let Some(limit) = &self.update_limit {
+                if let Some(limit) = &update_limit {
                     limit.refund(code);
                 }
                 self.count_update(UpdateOutcome::Replay);

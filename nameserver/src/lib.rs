@@ -14,11 +14,13 @@
 //!                ─ other  ─▶ NOTIMP
 //!    ─▶ response::send (EDNS, truncation, TSIG signing) ─▶ socket
 //!
-//!  directory serial changes ─▶ notify::notify_secondaries ─▶ NOTIFY (hickory-net client)
+//!  directory serial changes ─▶ notify::Followers ─▶ NOTIFY (hickory-net client)
 //!  admin command ─▶ control socket (JSON line) ─▶ control::execute ─▶ zones::Directory
 //!  import ─▶ import-batch lines (staged) … import-commit ─▶ zones::Directory::commit_import
 //!  backup ─▶ control `backup` ─▶ one read transaction streamed as lines ─▶ FILE (0600)
 //!  restore FILE ─▶ zones::restore (no server) ─▶ DATA/store
+//!  SIGHUP, control `reload` ─▶ reload::serve ─▶ config and zone files read again
+//!                             ─▶ Directory::reload_zone, Handler::reload, notify::Notifier
 //!  GET /metrics ─▶ scrape::serve ─▶ metrics::render (counters from the paths above)
 //! ```
 //!
@@ -41,6 +43,7 @@
 //! - [`admin`]: what the admin commands print and write.
 //! - [`import`]: `nameserver import`'s client: streamed batches, key bundle, progress.
 //! - [`backup`]: `nameserver backup` and `restore`: snapshot to a file, file to a store.
+//! - [`reload`]: live reload of the config and zone files (control `reload`, SIGHUP).
 //! - [`metrics`]: what is counted (atomics per label), and its Prometheus exposition.
 //! - [`scrape`]: the `--metrics` HTTP endpoint that serves it.
 #![forbid(unsafe_code)]
@@ -57,6 +60,7 @@ pub mod metrics;
 pub mod notify;
 pub mod query;
 pub mod ratelimit;
+pub mod reload;
 pub mod response;
 pub mod sample;
 pub mod scrape;

@@ -107,6 +107,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
     },
+    /// Read the config and zone files again and put in force what changed (as SIGHUP does);
+    /// if they cannot be loaded, nothing changes and the reason is printed.
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Print a config file with every setting and its default value.
     SampleConfig,
     /// Issue a new key for a terminal; the old one stops working at once.
@@ -216,6 +222,31 @@ async fn dispatch(command: Command) -> Result<(), String> {
                 }
             }
         }
+        Command::Reload { target } => {
+            let ControlReply::Reloaded { outcome } = call(&target, &ControlRequest::Reload).await?
+            else {
+                return Err("unexpected answer to reload".into());
+            };
+            let list = |names: &[String]| {
+                if names.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            };
+            println!(
+                "reloaded: changed {}; serial {}",
+                list(&outcome.changed),
+                outcome.serial
+            );
+            if !outcome.needs_restart.is_empty() {
+                println!(
+                    "not changed until a restart: {}",
+                    outcome.needs_restart.join(", ")
+                );
+            }
+            Ok(())
+        }
         Command::SampleConfig => {
             print!("{}", nameserver::sample::config());
             Ok(())
@@ -277,7 +308,10 @@ async fn serve(flags: ServeFlags, check_config: bool) -> Result<(), String> {
     );
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let options = server::RunOptions::from(&settings);
+    let options = server::RunOptions {
+        settings,
+        flags: Some(flags),
+    };
     server::run(directory, listeners, options, shutdown)
         .await
         .map_err(|e| e.to_string())

@@ -32,27 +32,142 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest pause between retries.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(60);
 
-/// Notifies every secondary of every change until `shutdown`.
-pub async fn notify_secondaries(
+/// The NOTIFY tasks, restarted with new secondaries, key or delay by a reload.
+#[derive(Debug)]
+pub struct Notifier {
     directory: Directory,
-    secondaries: Vec<SocketAddr>,
-    key: Option<TsigKey>,
-    delay: Duration,
     metrics: Option<Arc<Metrics>>,
+    /// The server's shutdown; each generation of tasks runs under a child of it.
     shutdown: CancellationToken,
-) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for secondary in secondaries {
-        tasks.spawn(follow(
-            directory.clone(),
-            secondary,
-            key.clone(),
-            delay,
-            metrics.clone(),
-            shutdown.clone(),
-        ));
+    running: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl Notifier {
+    /// Starts notifying `secondaries`.
+    pub fn start(
+        directory: Directory,
+        secondaries: Vec<SocketAddr>,
+        key: Option<TsigKey>,
+        delay: Duration,
+        metrics: Option<Arc<Metrics>>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let mut notifier = Self {
+            directory,
+            metrics,
+            shutdown,
+            running: None,
+        };
+        notifier.spawn(secondaries, key, delay, false);
+        notifier
     }
-    while tasks.join_next().await.is_some() {}
+
+    fn spawn(
+        &mut self,
+        secondaries: Vec<SocketAddr>,
+        key: Option<TsigKey>,
+        delay: Duration,
+        at_once: bool,
+    ) {
+        let stop = self.shutdown.child_token();
+        let followers = Followers {
+            directory: self.directory.clone(),
+            key,
+            delay,
+            metrics: self.metrics.clone(),
+            at_once,
+        };
+        let task = tokio::spawn(followers.notify(secondaries, stop.clone()));
+        self.running = Some((stop, task));
+    }
+
+    /// Stops the running tasks and starts new ones. The new tasks notify the current
+    /// serial at once, so a secondary added by a reload hears of the zone without waiting
+    /// for the next change.
+    pub async fn restart(
+        &mut self,
+        secondaries: Vec<SocketAddr>,
+        key: Option<TsigKey>,
+        delay: Duration,
+    ) {
+        self.stop().await;
+        self.spawn(secondaries, key, delay, true);
+    }
+
+    /// Stops the running tasks.
+    pub async fn stop(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            stop.cancel();
+            let _ = task.await;
+        }
+    }
+}
+
+/// What the task of every secondary shares.
+#[derive(Clone, Debug)]
+pub struct Followers {
+    pub directory: Directory,
+    /// Signs each NOTIFY (the first transfer key), if any.
+    pub key: Option<TsigKey>,
+    /// Changes within this delay share one NOTIFY.
+    pub delay: Duration,
+    pub metrics: Option<Arc<Metrics>>,
+    /// Notify the current serial at once instead of waiting for the next change.
+    pub at_once: bool,
+}
+
+impl Followers {
+    /// Notifies every secondary of every change until `shutdown`.
+    pub async fn notify(self, secondaries: Vec<SocketAddr>, shutdown: CancellationToken) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for secondary in secondaries {
+            tasks.spawn(self.clone().follow(secondary, shutdown.clone()));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+    /// One secondary: wait for a change, coalesce, notify until answered. A change that
+    /// arrives during a round (while a NOTIFY waits for its answer or between retries)
+    /// starts the next round with the newest serial, so the newest serial is always
+    /// notified.
+    async fn follow(self, secondary: SocketAddr, shutdown: CancellationToken) {
+        let Self {
+            directory,
+            key,
+            delay,
+            metrics,
+            at_once,
+        } = self;
+        let mut serials = directory.subscribe();
+        let mut superseded = at_once;
+        loop {
+            if !superseded {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = serials.changed() => if changed.is_err() { return },
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            let serial = *serials.borrow_and_update();
+            let round = notify_until_answered(
+                &directory,
+                secondary,
+                key.as_ref(),
+                serial,
+                &mut serials,
+                metrics.as_deref(),
+                &shutdown,
+            )
+            .await;
+            superseded = match round {
+                Round::Answered => false,
+                Round::Superseded => true,
+                Round::Shutdown => return,
+            };
+        }
+    }
 }
 
 /// How a round of notifying one serial ended.
@@ -62,49 +177,6 @@ enum Round {
     /// A newer serial arrived while retrying: notify that one at once.
     Superseded,
     Shutdown,
-}
-
-/// One secondary: wait for a change, coalesce, notify until answered. A change that arrives
-/// during a round (while a NOTIFY waits for its answer or between retries) starts the next
-/// round with the newest serial, so the newest serial is always notified.
-async fn follow(
-    directory: Directory,
-    secondary: SocketAddr,
-    key: Option<TsigKey>,
-    delay: Duration,
-    metrics: Option<Arc<Metrics>>,
-    shutdown: CancellationToken,
-) {
-    let mut serials = directory.subscribe();
-    let mut superseded = false;
-    loop {
-        if !superseded {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                changed = serials.changed() => if changed.is_err() { return },
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        let serial = *serials.borrow_and_update();
-        let round = notify_until_answered(
-            &directory,
-            secondary,
-            key.as_ref(),
-            serial,
-            &mut serials,
-            metrics.as_deref(),
-            &shutdown,
-        )
-        .await;
-        superseded = match round {
-            Round::Answered => false,
-            Round::Superseded => true,
-            Round::Shutdown => return,
-        };
-    }
 }
 
 async fn notify_until_answered(
@@ -237,14 +309,15 @@ mod tests {
         .unwrap();
         let secondary = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(notify_secondaries(
-            directory.clone(),
-            vec![secondary.local_addr().unwrap()],
-            None,
-            Duration::from_millis(10),
-            None,
-            shutdown.clone(),
-        ));
+        let followers = Followers {
+            directory: directory.clone(),
+            key: None,
+            delay: Duration::from_millis(10),
+            metrics: None,
+            at_once: false,
+        };
+        let task =
+            tokio::spawn(followers.notify(vec![secondary.local_addr().unwrap()], shutdown.clone()));
         let first = change(&directory, "5551234", "3f9a0c1d22e4b7a8", 1).await;
         let mut buf = vec![0u8; 4096];
         let (n, _) = secondary.recv_from(&mut buf).await.unwrap();

@@ -17,11 +17,12 @@ use tracing::{info, warn};
 use zones::Directory;
 use zones::store::StoreError;
 
-use crate::config::{Settings, control_socket};
+use crate::config::{ServeFlags, Settings, control_socket};
 use crate::control;
 use crate::handler::{Handler, Policy};
 use crate::metrics::Metrics;
-use crate::tcp::TcpLimits;
+use crate::notify::Notifier;
+use crate::reload::Reloader;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -187,28 +188,20 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), ServeEr
     ))
 }
 
-/// What [`run`] needs besides the sockets.
+/// What [`run`] needs besides the sockets: the settings, and the flags to read them again
+/// from on a reload.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    pub policy: Policy,
-    pub tcp: TcpLimits,
-    pub secondaries: Vec<SocketAddr>,
-    pub notify_delay: Duration,
+    pub settings: Settings,
+    /// `None`: the settings were made in-process, and a reload is refused.
+    pub flags: Option<ServeFlags>,
 }
 
 impl From<&Settings> for RunOptions {
     fn from(s: &Settings) -> Self {
         Self {
-            policy: Policy {
-                lookups: s.lookups,
-                transfer_keys: s.transfer_keys.clone(),
-                rate_limit: s.rate_limit,
-                rate_limit_slip: s.rate_limit_slip,
-                update_rate_limit: s.update_rate_limit,
-            },
-            tcp: s.tcp,
-            secondaries: s.secondaries.clone(),
-            notify_delay: s.notify_delay,
+            settings: s.clone(),
+            flags: None,
         }
     }
 }
@@ -225,8 +218,9 @@ pub async fn run(
         .metrics
         .is_some()
         .then(|| Arc::new(Metrics::new(workers)));
+    let settings = &options.settings;
     let handler =
-        Handler::new(directory.clone(), options.policy.clone()).with_metrics(metrics.clone());
+        Handler::new(directory.clone(), Policy::from(settings)).with_metrics(metrics.clone());
     let mut listener_tasks = tokio::task::JoinSet::new();
     if let (Some(listener), Some(metrics)) = (listeners.metrics, &metrics) {
         let registry = crate::metrics::registry(metrics.clone(), directory.clone());
@@ -251,33 +245,45 @@ pub async fn run(
         listener_tasks.spawn(crate::tcp::serve(
             tcp,
             handler.clone(),
-            options.tcp,
+            settings.tcp,
             shutdown.clone(),
         ));
     }
+    let (reloads, asks) = crate::reload::channel();
     let control = tokio::spawn(control::serve(
         listeners.control,
         directory.clone(),
+        reloads.clone(),
         shutdown.clone(),
     ));
+    let hangup = tokio::spawn(crate::reload::on_sighup(reloads, shutdown.clone()));
     let expiry = tokio::spawn(expire_leases(
         directory.clone(),
         metrics.clone(),
         shutdown.clone(),
     ));
-    let notifier = tokio::spawn(crate::notify::notify_secondaries(
+    let notifier = Notifier::start(
         directory.clone(),
-        options.secondaries.clone(),
-        options.policy.transfer_keys.first().cloned(),
-        options.notify_delay,
+        settings.secondaries.clone(),
+        settings.transfer_keys.first().cloned(),
+        settings.notify_delay,
         metrics.clone(),
         shutdown.clone(),
-    ));
+    );
+    let reloader = Reloader {
+        flags: options.flags.clone(),
+        current: options.settings.clone(),
+        handler,
+        directory: directory.clone(),
+        notifier,
+    };
+    let reloading = tokio::spawn(crate::reload::serve(reloader, asks, shutdown.clone()));
     shutdown.cancelled().await;
     while listener_tasks.join_next().await.is_some() {}
     let _ = control.await;
+    let _ = hangup.await;
     let _ = expiry.await;
-    let _ = notifier.await;
+    let _ = reloading.await;
     let _ = std::fs::remove_file(&listeners.control_path);
     directory.flush().await?;
     info!("stopped; store flushed");

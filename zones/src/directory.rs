@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
+use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 
 use crate::commit::{Pending, Publication};
@@ -92,6 +93,10 @@ pub enum DirectoryError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "the zone file is for {loaded}, but this server serves {served}; a new origin needs a restart"
+    )]
+    OtherOrigin { loaded: String, served: String },
 }
 
 /// The result of an accepted update.
@@ -175,7 +180,8 @@ pub struct Directory {
 
 #[derive(Debug)]
 struct Inner {
-    zone: Zone,
+    /// The static zone; a reload swaps it (see [`Directory::reload_zone`]).
+    zone: ArcSwap<Zone>,
     limits: Limits,
     store: Store,
     /// What queries, transfers and NOTIFY see: durable state only.
@@ -236,7 +242,7 @@ impl Directory {
         store.scan_hot(|key, hot| view.insert(key, hot))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                zone,
+                zone: ArcSwap::from_pointee(zone),
                 limits,
                 store,
                 serial_tx: tokio::sync::watch::Sender::new(serial.0),
@@ -249,8 +255,9 @@ impl Directory {
         })
     }
 
-    pub fn zone(&self) -> &Zone {
-        &self.inner.zone
+    /// The static zone as it is now (a reload may replace it; hold this briefly).
+    pub fn zone(&self) -> Arc<Zone> {
+        self.inner.zone.load_full()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -438,6 +445,53 @@ impl Directory {
         Ok(added)
     }
 
+    /// Replaces the static zone (a reload of the zone file), as a restart with that file
+    /// would: when its serial is newer or its records changed, the zone gets a new serial
+    /// (the file's, or the current one plus one) and the journal is emptied, so secondaries
+    /// take the whole zone once; that is durable before anything is served from it. Returns
+    /// the new serial, or `None` when the file changed nothing. Another origin is refused.
+    pub async fn reload_zone(&self, zone: Zone) -> Result<Option<u32>, DirectoryError> {
+        let current = self.zone();
+        if zone.origin() != current.origin() {
+            return Err(DirectoryError::OtherOrigin {
+                loaded: zone.origin().to_ascii(),
+                served: current.origin().to_ascii(),
+            });
+        }
+        let _writer = self.write_lock().await?;
+        let serial = self.pending().serial();
+        let file = Serial(zone.initial_serial());
+        let fingerprint = zone.fingerprint();
+        let to = if file.is_newer_than(serial) {
+            file
+        } else if fingerprint != current.fingerprint() {
+            serial.next()
+        } else {
+            // Same records, no newer serial: keep the zone as it is.
+            return Ok(None);
+        };
+        let next_seq = self.pending().next_seq();
+        let depth = self.inner.limits.journal_depth.max(1) as u64;
+        self.inner.store.stage(&Change {
+            serial: Some(to.0),
+            journal_drop: every_delta(next_seq, depth),
+            zone_fingerprint: Some(&fingerprint),
+            ..Change::default()
+        })?;
+        self.flush_or_poison().await?;
+        self.publish();
+        {
+            let mut pending = self.pending();
+            pending.advance(to);
+            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
+            view.clear_journal();
+            view.set_serial(to);
+            self.inner.zone.store(Arc::new(zone));
+        }
+        self.announce(to.0);
+        Ok(Some(to.0))
+    }
+
     /// Removes every staged terminal of an import that will not be committed.
     pub async fn abort_import(&self) -> Result<usize, StoreError> {
         let _writer = self.inner.writer.lock().await;
@@ -532,14 +586,15 @@ impl Directory {
             code: code.clone(),
             time_signed: e.time_signed,
         })?;
+        let zone = self.inner.zone.load();
         let contents = Contents {
-            zone: &self.inner.zone,
+            zone: &zone,
             store: &self.inner.store,
             serial: self.pending().serial(),
             now,
         };
         let planned = update::plan(
-            &self.inner.zone,
+            &zone,
             &contents,
             code,
             entry.presence.live(now),
@@ -803,7 +858,7 @@ impl Directory {
         algorithm: Algorithm,
     ) -> Result<TsigKey, KeyError> {
         Ok(TsigKey {
-            name: TerminalKeyName::format(code, mid, kid, self.inner.zone.origin()),
+            name: TerminalKeyName::format(code, mid, kid, self.inner.zone.load().origin()),
             algorithm,
             secret: Secret::generate()?,
         })

@@ -1,0 +1,218 @@
+//! Live reload: `nameserver reload` (control socket) and SIGHUP read the config file and the
+//! zone file again and put in force what changed, while queries go on being answered.
+//!
+//! ```text
+//!  SIGHUP ─┐
+//!  control `reload` ─▶ Reloads::ask ─▶ serve (one at a time) ─▶ Reloader::reload
+//!     Settings::resolve (config, zone file, key files: all read and checked first)
+//!     ─▶ zones::Directory::reload_zone (new serial, durable, as at a restart)
+//!     ─▶ Handler::reload (lookup mode, transfer keys, rate limits: swapped, never locked)
+//!     ─▶ notify::Notifier::restart (secondaries, NOTIFY key, notify delay)
+//! ```
+//!
+//! A file that cannot be read or loaded (a config that does not parse, a zone file without
+//! an SOA, a missing key file, another zone origin) refuses the whole reload with the
+//! reason, and every old setting stays. What is bound when the server starts (listen
+//! addresses, data directory, metrics address, TCP limits, update and lease limits) is not
+//! changed by a reload: the answer names those that differ, as needing a restart.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use zones::Directory;
+
+use crate::config::{ServeFlags, Settings};
+use crate::handler::{Handler, Policy};
+use crate::notify::Notifier;
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// Settings now in force that differ from before.
+    pub changed: Vec<String>,
+    /// Settings that differ in the files but take a restart.
+    pub needs_restart: Vec<String>,
+    /// The zone's serial after the reload.
+    pub serial: u32,
+}
+
+/// One request for a reload, and where its outcome goes.
+type Ask = oneshot::Sender<Result<Reloaded, String>>;
+
+/// Asks the running server for a reload; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Reloads(mpsc::Sender<Ask>);
+
+impl Reloads {
+    /// Reloads and waits for the outcome.
+    pub async fn ask(&self) -> Result<Reloaded, String> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(tx)
+            .await
+            .map_err(|_| "the server is shutting down".to_owned())?;
+        rx.await
+            .map_err(|_| "the server is shutting down".to_owned())?
+    }
+}
+
+/// The requests' channel: [`Reloads`] for those who ask, the receiver for [`serve`].
+pub fn channel() -> (Reloads, mpsc::Receiver<Ask>) {
+    let (tx, rx) = mpsc::channel(8);
+    (Reloads(tx), rx)
+}
+
+/// Everything a reload touches.
+#[derive(Debug)]
+pub struct Reloader {
+    /// The flags the server started with: the config file is read again through them (a
+    /// flag still overrides the file). `None`: settings given in-process, nothing to read.
+    pub flags: Option<ServeFlags>,
+    /// The settings in force.
+    pub current: Settings,
+    pub handler: Handler,
+    pub directory: Directory,
+    pub notifier: Notifier,
+}
+
+impl Reloader {
+    /// Reads the files again and puts in force what changed; on any error, nothing changes.
+    pub async fn reload(&mut self) -> Result<Reloaded, String> {
+        let flags = self.flags.as_ref().ok_or(
+            "this server's settings were not read from files; there is nothing to read again",
+        )?;
+        let new = Settings::resolve(flags).map_err(|e| e.to_string())?;
+        let old = &self.current;
+        if new.zone.origin() != old.zone.origin() {
+            return Err(format!(
+                "the zone is now {}, but this server serves {}; a new origin needs a restart",
+                new.zone.origin(),
+                old.zone.origin()
+            ));
+        }
+        let mut needs_restart = Vec::new();
+        for (name, differs) in [
+            ("listen", new.listen != old.listen),
+            ("data", new.data != old.data),
+            ("metrics", new.metrics != old.metrics),
+            ("tcp limits", new.tcp != old.tcp),
+            (
+                "update limits (ttl, addresses, fudge, leases, ixfr_history)",
+                new.limits != old.limits,
+            ),
+        ] {
+            if differs {
+                needs_restart.push(name.to_owned());
+            }
+        }
+        let mut changed = Vec::new();
+        if let Some(serial) = self
+            .directory
+            .reload_zone(new.zone.clone())
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            changed.push(format!("zone (serial {serial})"));
+        }
+        let policy = Policy::from(&new);
+        let current = self.handler.policy();
+        for (name, differs) in [
+            ("lookups", policy.lookups != current.lookups),
+            (
+                "transfer_keys",
+                policy.transfer_keys != current.transfer_keys,
+            ),
+            ("rate_limit", policy.rate_limit != current.rate_limit),
+            (
+                "rate_limit_slip",
+                policy.rate_limit_slip != current.rate_limit_slip,
+            ),
+            (
+                "update_rate_limit",
+                policy.update_rate_limit != current.update_rate_limit,
+            ),
+        ] {
+            if differs {
+                changed.push(name.to_owned());
+            }
+        }
+        // The fast path holds the zone's SOA: rebuilt on every reload.
+        self.handler.reload(policy);
+        let notify_key = |s: &Settings| s.transfer_keys.first().cloned();
+        let notify_changed = new.secondaries != old.secondaries
+            || notify_key(&new) != notify_key(old)
+            || new.notify_delay != old.notify_delay;
+        if notify_changed {
+            self.notifier
+                .restart(new.secondaries.clone(), notify_key(&new), new.notify_delay)
+                .await;
+            changed.push("secondaries".to_owned());
+        }
+        // What takes a restart stays as it was, so a later reload names it again.
+        self.current = Settings {
+            zone: new.zone,
+            lookups: new.lookups,
+            secondaries: new.secondaries,
+            transfer_keys: new.transfer_keys,
+            notify_delay: new.notify_delay,
+            rate_limit: new.rate_limit,
+            rate_limit_slip: new.rate_limit_slip,
+            update_rate_limit: new.update_rate_limit,
+            ..self.current.clone()
+        };
+        let serial = self.directory.view().serial();
+        Ok(Reloaded {
+            changed,
+            needs_restart,
+            serial,
+        })
+    }
+}
+
+/// Runs reloads one at a time until `shutdown`.
+pub async fn serve(
+    mut reloader: Reloader,
+    mut asks: mpsc::Receiver<Ask>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let ask = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ask = asks.recv() => match ask {
+                Some(ask) => ask,
+                None => break,
+            },
+        };
+        let outcome = reloader.reload().await;
+        match &outcome {
+            Ok(done) => info!(
+                changed = ?done.changed,
+                needs_restart = ?done.needs_restart,
+                serial = done.serial,
+                "reloaded"
+            ),
+            Err(reason) => warn!(%reason, "reload refused; the settings in force are unchanged"),
+        }
+        let _ = ask.send(outcome);
+    }
+    reloader.notifier.stop().await;
+}
+
+/// SIGHUP asks for a reload, as with BIND, NSD and Knot.
+pub async fn on_sighup(reloads: Reloads, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        warn!("cannot listen for SIGHUP; reload with `nameserver reload`");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = hangup.recv() => if received.is_none() { return },
+        }
+        info!("SIGHUP: reloading");
+        // The outcome is logged by `serve`.
+        let _ = reloads.ask().await;
+    }
+}
