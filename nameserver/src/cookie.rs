@@ -20,6 +20,8 @@ use sha2::Sha256;
 /// EDNS option code of COOKIE.
 pub const OPTION_CODE: u16 = 10;
 const VERSION: u8 = 1;
+/// The length of the COOKIE option data in a response: client cookie and server cookie.
+pub const ANSWER_LEN: usize = 24;
 /// Server cookies older than this are not trusted (RFC 9018 §4.3: one hour).
 const MAX_AGE: u64 = 3600;
 /// Nor those from more than this far in the future (clock steps).
@@ -36,6 +38,11 @@ pub enum CookieState {
     Valid([u8; 8]),
     /// The option's length is not 8 or 16 to 40: FORMERR (RFC 7873 §5.2.2).
     Malformed,
+}
+
+/// True for a COOKIE option length that is not [`CookieState::Malformed`].
+pub fn well_formed(len: usize) -> bool {
+    len == 8 || (16..=40).contains(&len)
 }
 
 /// The per-process secret.
@@ -60,7 +67,7 @@ impl CookieSecret {
         let Some(data) = option else {
             return CookieState::Absent;
         };
-        if data.len() != 8 && !(16..=40).contains(&data.len()) {
+        if !well_formed(data.len()) {
             return CookieState::Malformed;
         }
         let mut client_cookie = [0u8; 8];
@@ -84,19 +91,30 @@ impl CookieSecret {
 
     /// The COOKIE option data of a response: the client cookie and a fresh server cookie.
     pub fn answer(&self, client_cookie: &[u8; 8], client: IpAddr, now: u64) -> Vec<u8> {
+        let mut data = Vec::with_capacity(ANSWER_LEN);
+        self.answer_into(client_cookie, client, now, &mut data);
+        data
+    }
+
+    /// The same, appended to `out` ([`ANSWER_LEN`] bytes; no allocation when `out` has room).
+    pub fn answer_into(
+        &self,
+        client_cookie: &[u8; 8],
+        client: IpAddr,
+        now: u64,
+        out: &mut Vec<u8>,
+    ) {
         let mut head = [0u8; 8];
         head[0] = VERSION;
         head[4..].copy_from_slice(&(now as u32).to_be_bytes());
-        let mut data = Vec::with_capacity(24);
-        data.extend_from_slice(client_cookie);
-        data.extend_from_slice(&head);
-        data.extend_from_slice(
+        out.extend_from_slice(client_cookie);
+        out.extend_from_slice(&head);
+        out.extend_from_slice(
             &self
                 .mac(client_cookie, &head, client)
                 .finalize()
                 .into_bytes()[..8],
         );
-        data
     }
 
     fn mac(&self, client_cookie: &[u8; 8], head: &[u8], client: IpAddr) -> Hmac<Sha256> {

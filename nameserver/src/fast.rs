@@ -2,19 +2,21 @@
 //! terminal's name (its addresses, or NODATA) and NXDOMAIN for a code nobody registered.
 //!
 //! ```text
-//!  request bytes ─ header: a query, one question, nothing but an optional plain OPT
+//!  request bytes ─ header: a query, one question, nothing but an optional OPT
 //!                ─ question: <3-15 digits>.<zone>, class IN, type A or AAAA
-//!                ─ RRL (as every UDP answer)
+//!                ─ OPT: version 0, no option or one well-formed COOKIE (RFC 7873)
+//!                ─ RRL (as every UDP answer; not for a valid server cookie)
 //!                ─ index lookup (read lock, no allocation) ─▶ answer bytes into `out`
 //! ```
 //!
 //! Anything else returns [`Fast::Declined`] and takes the full path (hickory's decoder and
-//! [`crate::handler`]): TSIG, cookies and other EDNS options, other EDNS versions, other
+//! [`crate::handler`]): TSIG, EDNS options other than one COOKIE, other EDNS versions, other
 //! names and types, signed-lookups mode, compression in the question. The answers are the
 //! full path's, checked by `tests/differential.rs`: the question echoed as sent (case
 //! included), answer owners pointing at it, AA set, RD and CD copied, the SOA with the
 //! negative-caching TTL in the authority section of negative answers (RFC 2308 §3), and an
-//! OPT of version 0 with our payload size when the request had one.
+//! OPT of version 0 with our payload size when the request had one, with the client cookie
+//! and a fresh server cookie when it sent a COOKIE.
 
 use hickory_proto::rr::RData;
 use hickory_proto::serialize::binary::BinEncodable;
@@ -22,6 +24,7 @@ use zones::directory::View;
 use zones::identity::CodeKey;
 use zones::zone::Zone;
 
+use crate::cookie::{self, CookieSecret, CookieState};
 use crate::ratelimit::Verdict;
 use crate::response::MAX_UDP_PAYLOAD;
 
@@ -63,8 +66,19 @@ struct Question {
     end: usize,
     /// Where the origin's labels start in the request (for compression pointers).
     origin_at: usize,
-    /// The requester's EDNS payload size, when it sent a plain OPT.
+    /// The requester's EDNS payload size, when it sent an OPT.
     edns_payload: Option<u16>,
+    /// Where the data of its COOKIE option is in the request, if it sent one.
+    cookie: Option<(usize, usize)>,
+}
+
+/// What a request's cookie gets in the answer: the client cookie back with a fresh server
+/// cookie (RFC 7873 §5.2).
+struct CookieAnswer<'a> {
+    secret: &'a CookieSecret,
+    client_cookie: [u8; 8],
+    src: std::net::IpAddr,
+    now: u64,
 }
 
 impl FastPath {
@@ -96,17 +110,36 @@ impl FastPath {
 
     /// Answers `request` into `out` if it is one of the common cases and the answer fits
     /// the requester's UDP size; `rate_limit` is asked only then, once.
+    #[allow(clippy::too_many_arguments)]
     pub fn answer(
         &self,
         request: &[u8],
         view: &View,
         now: u64,
+        src: std::net::IpAddr,
+        cookies: &CookieSecret,
         rate_limit: impl FnOnce() -> Verdict,
         out: &mut Vec<u8>,
     ) -> Fast {
         let Some(q) = self.parse(request) else {
             return Fast::Declined;
         };
+        let (cookie, proven) = match q.cookie.map(|(from, to)| &request[from..to]) {
+            None => (None, false),
+            Some(data) => match cookies.check(Some(data), src, now) {
+                CookieState::Valid(client_cookie) => (Some(client_cookie), true),
+                CookieState::ClientOnly(client_cookie) => (Some(client_cookie), false),
+                // Lengths were checked by `parse`; the full path answers FORMERR.
+                CookieState::Absent | CookieState::Malformed => return Fast::Declined,
+            },
+        };
+        let cookie = cookie.map(|client_cookie| CookieAnswer {
+            secret: cookies,
+            client_cookie,
+            src,
+            now,
+        });
+        let cookie = cookie.as_ref();
         let found = view.get(q.key).map(|hot| hot.live(now));
         let (ttl, count) = match (found, q.qtype) {
             (Some(a), TYPE_A) => (a.v4.ttl, a.v4.addrs.len()),
@@ -118,25 +151,31 @@ impl FastPath {
             return Fast::Declined;
         }
         out.clear();
-        match rate_limit() {
+        // A valid server cookie proves the source address: no rate limit (as the full path).
+        let verdict = if proven {
+            Verdict::Answer
+        } else {
+            rate_limit()
+        };
+        match verdict {
             Verdict::Answer => {}
             Verdict::Drop => return Fast::Dropped,
             Verdict::Slip => {
                 self.header(request, &q, out, Rcode::NoError, true, 0, 0);
-                self.question_and_opt(request, &q, out, |_| {});
+                self.question_and_opt(request, &q, cookie, out, |_| {});
                 return Fast::Answered { qtype: q.qtype };
             }
         }
         let Some(addresses) = found else {
-            self.negative(request, &q, view.serial(), Rcode::NxDomain, out);
+            self.negative(request, &q, cookie, view.serial(), Rcode::NxDomain, out);
             return Fast::Answered { qtype: q.qtype };
         };
         if count == 0 {
-            self.negative(request, &q, view.serial(), Rcode::NoError, out);
+            self.negative(request, &q, cookie, view.serial(), Rcode::NoError, out);
             return Fast::Answered { qtype: q.qtype };
         }
         self.header(request, &q, out, Rcode::NoError, false, count as u16, 0);
-        self.question_and_opt(request, &q, out, |out| {
+        self.question_and_opt(request, &q, cookie, out, |out| {
             let mut record = |rdata: &[u8]| {
                 out.extend_from_slice(&[0xc0, HEADER as u8]);
                 out.extend_from_slice(&q.qtype.to_be_bytes());
@@ -162,14 +201,27 @@ impl FastPath {
         } else {
             count * (12 + rdata)
         };
-        let opt = if q.edns_payload.is_some() { 11 } else { 0 };
+        let opt = match (q.edns_payload, q.cookie) {
+            (None, _) => 0,
+            (Some(_), None) => 11,
+            // The option: code, length, client cookie and server cookie.
+            (Some(_), Some(_)) => 11 + 4 + cookie::ANSWER_LEN,
+        };
         q.end + records + opt
     }
 
     /// NXDOMAIN or NODATA: no answers, the SOA in the authority section.
-    fn negative(&self, request: &[u8], q: &Question, serial: u32, rcode: Rcode, out: &mut Vec<u8>) {
+    fn negative(
+        &self,
+        request: &[u8],
+        q: &Question,
+        cookie: Option<&CookieAnswer>,
+        serial: u32,
+        rcode: Rcode,
+        out: &mut Vec<u8>,
+    ) {
         self.header(request, q, out, rcode, false, 0, 1);
-        self.question_and_opt(request, q, out, |out| {
+        self.question_and_opt(request, q, cookie, out, |out| {
             let pointer = 0xc000 | q.origin_at as u16;
             out.extend_from_slice(&pointer.to_be_bytes());
             out.extend_from_slice(&TYPE_SOA.to_be_bytes());
@@ -212,17 +264,28 @@ impl FastPath {
         &self,
         request: &[u8],
         q: &Question,
+        cookie: Option<&CookieAnswer>,
         out: &mut Vec<u8>,
         body: impl FnOnce(&mut Vec<u8>),
     ) {
         out.extend_from_slice(&request[HEADER..q.end]);
         body(out);
         if let Some(asked) = q.edns_payload {
-            // RFC 6891 §6.1: root owner, our payload size, version 0, no flags, no options.
+            // RFC 6891 §6.1: root owner, our payload size, version 0, no flags.
             out.push(0);
             out.extend_from_slice(&TYPE_OPT.to_be_bytes());
             out.extend_from_slice(&asked.clamp(512, MAX_UDP_PAYLOAD).to_be_bytes());
-            out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+            out.extend_from_slice(&[0, 0, 0, 0]);
+            match cookie {
+                None => out.extend_from_slice(&[0, 0]),
+                Some(c) => {
+                    let length = (4 + cookie::ANSWER_LEN) as u16;
+                    out.extend_from_slice(&length.to_be_bytes());
+                    out.extend_from_slice(&cookie::OPTION_CODE.to_be_bytes());
+                    out.extend_from_slice(&(cookie::ANSWER_LEN as u16).to_be_bytes());
+                    c.secret.answer_into(&c.client_cookie, c.src, c.now, out);
+                }
+            }
         }
     }
 
@@ -251,9 +314,15 @@ impl FastPath {
             return None;
         }
         let end = at + 4;
-        let edns_payload = match ar {
-            0 if end == m.len() => None,
-            1 => Some(plain_opt(&m[end..])?),
+        let (edns_payload, cookie) = match ar {
+            0 if end == m.len() => (None, None),
+            1 => {
+                let (payload, cookie) = opt(&m[end..])?;
+                (
+                    Some(payload),
+                    cookie.map(|(from, to)| (end + from, end + to)),
+                )
+            }
             _ => return None,
         };
         Some(Question {
@@ -262,13 +331,15 @@ impl FastPath {
             end,
             origin_at,
             edns_payload,
+            cookie,
         })
     }
 }
 
-/// The payload size of an OPT record that is the whole of `rr`: root owner, version 0, no
-/// options (anything else takes the full path).
-fn plain_opt(rr: &[u8]) -> Option<u16> {
+/// The payload size of an OPT record that is the whole of `rr` (root owner, version 0),
+/// and where the data of its one COOKIE option is within `rr`, if it has one. Any other
+/// option, or a COOKIE of a length RFC 7873 does not allow, takes the full path.
+fn opt(rr: &[u8]) -> Option<(u16, Option<(usize, usize)>)> {
     let [
         0,
         t1,
@@ -279,14 +350,36 @@ fn plain_opt(rr: &[u8]) -> Option<u16> {
         version,
         _flags1,
         _flags2,
-        0,
-        0,
+        l1,
+        l2,
+        options @ ..,
     ] = rr
     else {
         return None;
     };
-    (u16::from_be_bytes([*t1, *t2]) == TYPE_OPT && *version == 0)
-        .then(|| u16::from_be_bytes([*c1, *c2]))
+    if u16::from_be_bytes([*t1, *t2]) != TYPE_OPT || *version != 0 {
+        return None;
+    }
+    let payload = u16::from_be_bytes([*c1, *c2]);
+    if usize::from(u16::from_be_bytes([*l1, *l2])) != options.len() {
+        return None;
+    }
+    let cookie = match options {
+        [] => None,
+        [o1, o2, n1, n2, data @ ..] => {
+            let (code, len) = (
+                u16::from_be_bytes([*o1, *o2]),
+                usize::from(u16::from_be_bytes([*n1, *n2])),
+            );
+            if code != cookie::OPTION_CODE || len != data.len() || !cookie::well_formed(len) {
+                return None;
+            }
+            // The data starts after the fixed part (11 bytes) and the option header (4).
+            Some((15, 15 + len))
+        }
+        _ => return None,
+    };
+    Some((payload, cookie))
 }
 
 impl Question {

@@ -229,7 +229,8 @@ impl Handler {
         };
         let view = self.directory.view();
         let rate_limit = || self.verdict(&live, src);
-        fast.answer(request, &view, zones::unix_now(), rate_limit, out)
+        let now = zones::unix_now();
+        fast.answer(request, &view, now, src, &self.cookies, rate_limit, out)
     }
 
     /// RRL's verdict for a UDP answer decided before any cookie or TSIG was read (FORMERR

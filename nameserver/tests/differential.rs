@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordSet, RecordType, RrKey};
 use hickory_proto::serialize::txt::Parser;
 use hickory_server::net::NetError;
@@ -150,6 +151,27 @@ fn same_as_full_path(fast: &Message, full: &Message, what: &str) {
             .map(|e| (e.max_payload(), e.version(), e.flags().dnssec_ok)),
         "OPT for {what}"
     );
+    // The same COOKIE: the client cookie echoed and a server cookie of the same layout;
+    // byte for byte when both were made in the same second (the timestamp is in it).
+    match (cookie_of(fast), cookie_of(full)) {
+        (None, None) => {}
+        (Some(a), Some(b)) => {
+            assert_eq!(a.len(), b.len(), "cookie length for {what}");
+            assert_eq!(a[..12], b[..12], "client cookie and version for {what}");
+            if a[12..16] == b[12..16] {
+                assert_eq!(a, b, "server cookie for {what}");
+            }
+        }
+        (a, b) => panic!("COOKIE for {what}: fast {a:?}, full {b:?}"),
+    }
+}
+
+/// The COOKIE option's data of a message, if it has one.
+fn cookie_of(message: &Message) -> Option<Vec<u8>> {
+    match message.edns.as_ref()?.option(EdnsCode::Cookie)? {
+        EdnsOption::Unknown(_, data) => Some(data.clone()),
+        other => panic!("COOKIE decoded as {other:?}"),
+    }
 }
 
 /// A tiny reproducible generator.
@@ -247,10 +269,13 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut compared, mut fast_answers, mut rcodes) = (0, 0, BTreeMap::new());
     let mut out = Vec::new();
+    let mut server_cookie: Option<Vec<u8>> = None;
+    let mut fast_cookies = 0;
     for id in 0..10_000u16 {
         let name = vary_case(&names(&mut rng), &mut rng);
         let rtype = types[rng.below(types.len() as u64) as usize];
         let mut q = Message::new(id, MessageType::Query, OpCode::Query);
+        let mut malformed_cookie = false;
         q.metadata.recursion_desired = rng.below(2) == 0;
         q.metadata.checking_disabled = rng.below(8) == 0;
         let mut query = Query::query(Name::from_ascii(&name).unwrap(), rtype);
@@ -264,6 +289,22 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
                 let mut edns = Edns::new();
                 edns.set_max_payload(256 + rng.below(4000) as u16);
                 edns.set_dnssec_ok(rng.below(4) == 0);
+                // RFC 7873 cookies: a client cookie alone, one with the server cookie we
+                // were given last (valid), or an option of a length the RFC forbids.
+                let client_cookie = rng.below(u64::MAX).to_be_bytes().to_vec();
+                let cookie = match rng.below(6) {
+                    0 | 1 => Some(client_cookie),
+                    2 | 3 => server_cookie.clone(),
+                    4 if rng.below(4) == 0 => {
+                        malformed_cookie = true;
+                        Some(vec![7; 12])
+                    }
+                    _ => None,
+                };
+                if let Some(data) = cookie {
+                    edns.options_mut()
+                        .insert(EdnsOption::Unknown(u16::from(EdnsCode::Cookie), data));
+                }
                 q.set_edns(edns);
             }
             _ => {
@@ -283,13 +324,18 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
         let bytes = q.to_vec().unwrap();
         let what = format!("{name} {rtype} {protocol:?} edns={:?}", q.edns);
         let a = ask(&ours, &bytes, protocol).await;
+        if let Some(cookie) = cookie_of(&a) {
+            server_cookie = Some(cookie);
+        }
         let src: std::net::IpAddr = "192.0.2.1".parse().unwrap();
         if matches!(
             ours.answer_fast(&bytes, src, &mut out),
             Fast::Answered { .. }
         ) {
-            same_as_full_path(&Message::from_vec(&out).unwrap(), &a, &what);
+            let fast = Message::from_vec(&out).unwrap();
+            same_as_full_path(&fast, &a, &what);
             fast_answers += 1;
+            fast_cookies += usize::from(cookie_of(&fast).is_some());
         }
         *rcodes
             .entry(u16::from(a.metadata.response_code))
@@ -298,10 +344,12 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
         if a.metadata.op_code != OpCode::Query
             || a.metadata.response_code == ResponseCode::BADVERS
             || a.metadata.response_code == ResponseCode::Refused
+            || (malformed_cookie && a.metadata.response_code == ResponseCode::FormErr)
         {
             // Intended differences, as BIND answers: NOTIMP for opcodes we do not serve,
             // BADVERS for EDNS versions above 0, REFUSED for classes and zones we do not
-            // serve. hickory's Catalog answers some of these otherwise; ours are checked
+            // serve, FORMERR for a COOKIE of a forbidden length (RFC 7873 §5.2.2).
+            // hickory's Catalog answers some of these otherwise; ours are checked
             // against the RFCs in wire.rs.
             compared += 1;
             continue;
@@ -333,7 +381,11 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
         compared += 1;
     }
     println!(
-        "differential: {compared} randomized queries; RCODEs (by value) {rcodes:?}; the fast path answered {fast_answers}, each identical to the full path"
+        "differential: {compared} randomized queries; RCODEs (by value) {rcodes:?}; the fast path answered {fast_answers} ({fast_cookies} with a cookie), each identical to the full path"
+    );
+    assert!(
+        fast_cookies > 100,
+        "the fast path answered {fast_cookies} cookies"
     );
     assert!(
         fast_answers > 1000,
