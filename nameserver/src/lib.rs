@@ -3,7 +3,7 @@
 //! How a request flows:
 //!
 //! ```text
-//!  UDP socket ─▶ udp::serve (a worker per core; drops responses, FORMERR if undecodable)
+//!  UDP socket ─▶ udp::serve (a worker per core, mmsg batches; drops responses, FORMERR if undecodable)
 //!               ─▶ fast::FastPath (A/AAAA/NXDOMAIN of a code, from the bytes) or on below
 //!  TCP socket ─▶ tcp::serve (connection limits, framing, idle and slow-reader timeouts)
 //!    ─▶ handler::Handler::handle_request
@@ -30,6 +30,7 @@
 //! - [`server`]: binds the sockets, runs the listeners, shuts down.
 //! - [`udp`]: DNS over UDP: workers that answer inline, updates on their own tasks.
 //! - [`tcp`]: DNS over TCP with connection limits and streaming answers.
+//! - [`mmsg`]: datagrams in batches (`recvmmsg`, `sendmmsg`) for the UDP workers.
 //! - [`fast`]: the wire-level path for the common answers, no decoding or allocation.
 //! - [`handler`]: per-request dispatch and the update path.
 //! - [`query`]: answers from the zone and the directory.
@@ -57,6 +58,7 @@ pub mod fast;
 pub mod handler;
 pub mod import;
 pub mod metrics;
+pub mod mmsg;
 pub mod notify;
 pub mod query;
 pub mod ratelimit;

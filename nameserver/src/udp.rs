@@ -27,9 +27,7 @@ use tracing::debug;
 use crate::fast::Fast;
 use crate::handler::Handler;
 use crate::metrics::Transport;
-
-/// The largest datagram read.
-const RECEIVE_BUFFER: usize = 4096;
+use crate::mmsg::{Received, Replies};
 
 /// Serves one UDP socket with `workers` tasks until `shutdown`.
 pub async fn serve(
@@ -51,51 +49,54 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
 }
 
-/// One worker; `shard` is its own slot for the query counters.
+/// One worker; `shard` is its own slot for the query counters. Datagrams come in batches
+/// ([`crate::mmsg`]); fast-path answers go out together after the batch, the others as
+/// hickory's path sends them.
 async fn worker(
     socket: Arc<UdpSocket>,
     handler: Handler,
     shard: usize,
     shutdown: CancellationToken,
 ) {
-    let mut buf = vec![0u8; RECEIVE_BUFFER];
-    let mut out = Vec::with_capacity(RECEIVE_BUFFER);
+    let mut received = Received::for_socket(&socket);
+    let mut replies = Replies::default();
     let mut slow = JoinSet::new();
     loop {
-        let (len, src) = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => break,
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(pair) => pair,
-                Err(e) => {
-                    debug!(error = %e, "udp receive failed");
-                    continue;
-                }
+            got = received.receive(&socket) => if let Err(e) = got {
+                debug!(error = %e, "udp receive failed");
+                continue;
             },
         };
-        match handler.answer_fast(&buf[..len], src.ip(), &mut out) {
-            Fast::Answered { qtype } => {
-                if let Some(m) = handler.metrics() {
-                    let rcode = u16::from(out[3] & 0x0f);
-                    m.query(shard, Transport::Udp, qtype, rcode);
+        for (datagram, src) in received.iter() {
+            let out = replies.next_buffer();
+            match handler.answer_fast(datagram, src.ip(), out) {
+                Fast::Answered { qtype } => {
+                    replies.commit(src);
+                    if let (Some(m), Some(out)) = (handler.metrics(), replies.last()) {
+                        let rcode = u16::from(out[3] & 0x0f);
+                        m.query(shard, Transport::Udp, qtype, rcode);
+                    }
+                    continue;
                 }
-                let _ = socket.send_to(&out, src).await;
-                continue;
+                Fast::Dropped => continue,
+                Fast::Declined => {}
             }
-            Fast::Dropped => continue,
-            Fast::Declined => {}
+            let message = datagram.to_vec();
+            let responder = Responder {
+                socket: socket.clone(),
+                dst: src,
+            };
+            if is_update(&message) {
+                let handler = handler.clone();
+                slow.spawn(async move { answer(message, src, &handler, responder).await });
+                while slow.try_join_next().is_some() {}
+            } else {
+                answer(message, src, &handler, responder).await;
+            }
         }
-        let message = buf[..len].to_vec();
-        let responder = Responder {
-            socket: socket.clone(),
-            dst: src,
-        };
-        if is_update(&message) {
-            let handler = handler.clone();
-            slow.spawn(async move { answer(message, src, &handler, responder).await });
-            while slow.try_join_next().is_some() {}
-        } else {
-            answer(message, src, &handler, responder).await;
-        }
+        replies.send(&socket).await;
     }
     slow.shutdown().await;
 }
