@@ -1,0 +1,98 @@
+//! A streamed import: batches staged as `importing` (invisible to queries and updates),
+//! then committed all at once with a new serial, or aborted.
+
+use super::registry::{checked_registrations, registrations_change};
+use super::*;
+
+/// How many imported terminals the index takes under one write lock.
+const IMPORT_CHUNK: usize = 10_000;
+
+impl Directory {
+    /// The right to run an import session, if no other is running: hold it from the first
+    /// staged batch to the commit or abort.
+    pub fn try_begin_import(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.inner.importing.clone().try_lock_owned().ok()
+    }
+
+    /// Stages one batch of an import: checked like registrations (against the registered,
+    /// the staged and the batch itself) and written, but invisible to queries and keys until
+    /// [`Directory::commit_import`]; [`Directory::abort_import`] (or a restart) removes it.
+    pub async fn stage_import(
+        &self,
+        imports: Vec<Import>,
+        now: u64,
+    ) -> Result<Vec<Terminal>, DirectoryError> {
+        let entries = self.new_entries(imports, now)?;
+        let _writer = self.write_lock().await?;
+        let entries = checked_registrations(&self.inner.store, entries)?;
+        // Durable per batch, so that a fleet's batches never pile up in the server.
+        let written = self
+            .inner
+            .store
+            .write_now(&registrations_change(&entries, true))
+            .await;
+        self.poison_on_failure(written)?;
+        Ok(entries.into_iter().map(|e| e.terminal).collect())
+    }
+
+    /// Commits the staged import: one serial increase, the journal emptied (secondaries take
+    /// the whole zone), durable before the index takes the terminals; the serial is
+    /// announced only once they are all in. Returns how many terminals it added.
+    pub async fn commit_import(&self) -> Result<usize, DirectoryError> {
+        let _writer = self.write_lock().await?;
+        let next_seq = self.pending().next_seq();
+        let depth = self.inner.limits.journal_depth.max(1) as u64;
+        let to = self.pending().serial().next();
+        self.inner.store.stage(&Change {
+            serial: Some(to.0),
+            journal_drop: every_delta(next_seq, depth),
+            finish_import: true,
+            ..Change::default()
+        })?;
+        self.flush_or_poison().await?;
+        self.publish();
+        let staged = self.inner.store.importing_count()?;
+        self.inner
+            .view
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .reserve(staged);
+        let added = self.inner.store.scan_imported(IMPORT_CHUNK, |chunk| {
+            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
+            for (key, hot) in chunk {
+                view.insert(key, hot);
+            }
+        })?;
+        {
+            let mut pending = self.pending();
+            pending.advance(to);
+            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
+            view.clear_journal();
+            view.set_serial(to);
+        }
+        self.announce(to.0);
+        self.inner.store.forget_imported().await?;
+        // A large staging leaves much free space in the file: give it back (queries go on
+        // from the index; signed requests wait the few tenths of a second it takes).
+        if added > LARGEST_DELTA {
+            self.inner.store.compact().await?;
+        }
+        Ok(added)
+    }
+
+    /// Removes every staged terminal of an import that will not be committed.
+    pub async fn abort_import(&self) -> Result<usize, StoreError> {
+        let _writer = self.inner.writer.lock().await;
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.abort_import())
+            .await
+            .map_err(|e| StoreError::Io(e.to_string()))?
+    }
+
+    pub(super) fn refuse_importing(&self, code: &CallingCode) -> Result<(), DirectoryError> {
+        if self.inner.store.is_importing(code)? {
+            return Err(DirectoryError::Importing(code.clone()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,414 @@
+//! The directory: registered terminals and their current addresses; every change goes
+//! through it.
+//!
+//! Each change takes the one writer lock, reads the terminal from the store (which shows
+//! every staged change, durable or not), runs its rules, stages its writes and releases the
+//! lock; then the group flush makes it durable and the [`crate::commit`]
+//! pipeline publishes it to the [`View`] (the lean in-memory index that queries read); only
+//! then is it acknowledged.
+//!
+//! ```text
+//!  register / import ─┐
+//!  update (RFC 2136) ─┼─▶ rules (update::plan, policy, replay) ─▶ Directory::stage
+//!  unregister, rotate ┤        ─▶ Store::stage ─▶ Pending ─▶ Store::flush ─▶ View ─▶ reply
+//!  expire (leases)  ──┘
+//! ```
+//!
+//! Journal deltas always describe the zone as secondaries were sent it: the stored
+//! addresses at the previous serial, not what a query would answer (a terminal whose lease
+//! ran out answers no addresses to queries before the expiry sweep has removed them from
+//! the zone).
+//!
+//! This file holds the handle, opening, the reads, and the commit pipeline every change
+//! ends in (stage, flush, publish, announce). The changes themselves, each in its own file:
+//! - [`registry`]: register, bulk import in one transaction, unregister, rotate a key;
+//! - [`import`]: a streamed import, staged in batches, committed or aborted as a whole;
+//! - [`presence`]: RFC 2136 updates and lease expiry;
+//! - [`zone_reload`]: a new static zone while serving.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::{LowerName, Name, RData, RecordType};
+
+use crate::commit::{Pending, Publication};
+use crate::identity::{CallingCode, CodeKey, Kid, Mid};
+use crate::journal::{AddressChange, Delta, Journal};
+use crate::key::{Algorithm, KeyError, Secret, TerminalKeyName, TsigKey};
+use crate::policy::{self, PolicyError};
+use crate::replay;
+use crate::serial::Serial;
+use crate::store::{Change, Store, StoreError};
+use crate::update::{self, UpdateError, UpdateMessage, ZoneContents};
+use crate::zone::{NamePlace, Zone};
+
+pub use crate::index::View;
+pub use crate::limits::Limits;
+pub use crate::model::{AddressSet, Addresses, Entry, Hot, Presence, Terminal};
+pub use crate::replay::Freshness;
+
+/// One terminal of a bulk import: its registration and, optionally, its addresses.
+#[derive(Clone, Debug)]
+pub struct Import {
+    pub registration: Registration,
+    pub addresses: Addresses,
+}
+
+/// What a registration asks for.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    pub code: CallingCode,
+    pub kid: Kid,
+    pub mid: Mid,
+    pub algorithm: Algorithm,
+}
+
+/// Why a directory operation was refused. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error(
+        "calling code {code} is already registered to KID {kid}; use rotate-key to issue a new key"
+    )]
+    CodeTaken { code: CallingCode, kid: Kid },
+    #[error("KID {kid} with MID {mid} is already registered as code {code}; unregister it first")]
+    MachineTaken {
+        kid: Kid,
+        mid: Mid,
+        code: CallingCode,
+    },
+    #[error("calling code {0} is not registered")]
+    UnknownCode(CallingCode),
+    #[error("calling code {0} is part of an import that is not committed yet")]
+    Importing(CallingCode),
+    #[error("{0} appears twice in the import")]
+    Duplicate(String),
+    #[error("addresses of {code}: {reason}")]
+    Policy {
+        code: CallingCode,
+        reason: PolicyError,
+    },
+    #[error(
+        "update for {code} is not fresh (signed at {time_signed}, a replay or older than the last update from this key)"
+    )]
+    Stale { code: CallingCode, time_signed: u64 },
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the zone file is for {loaded}, but this server serves {served}; a new origin needs a restart"
+    )]
+    OtherOrigin { loaded: String, served: String },
+}
+
+/// The result of an accepted update.
+#[derive(Clone, Debug)]
+pub struct UpdateOutcome {
+    pub code: CallingCode,
+    pub addresses: Addresses,
+    /// False when the update left the zone as it was (no serial increase).
+    pub changed: bool,
+    pub serial: u32,
+    /// The lease granted, in seconds; `None`: no expiry.
+    pub lease: Option<u32>,
+}
+
+/// A change to more terminals than this is not journalled: an IXFR of it would be larger
+/// than the zone, so the journal is emptied and secondaries take the whole zone (as BIND and
+/// Knot fall back to AXFR when the difference outgrows the zone).
+const LARGEST_DELTA: usize = 10_000;
+
+/// One change for [`Directory::commit`]: what the store writes, how the zone changed (a
+/// serial increase when not empty), and the terminals' new state.
+struct Work<'a> {
+    store: Change<'a>,
+    zone_changes: Vec<AddressChange>,
+    entries: Vec<(CodeKey, Option<Hot>)>,
+}
+
+/// The directory handle: cheap to clone, shared by every request.
+#[derive(Clone, Debug)]
+pub struct Directory {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The static zone; a reload swaps it (see [`Directory::reload_zone`]).
+    zone: ArcSwap<Zone>,
+    limits: Limits,
+    store: Store,
+    /// What queries, transfers and NOTIFY see: durable state only.
+    view: RwLock<View>,
+    /// Committed, not yet durable. Lock order: `pending`, then `view`.
+    pending: Mutex<Pending>,
+    /// One writer at a time stages a change.
+    writer: tokio::sync::Mutex<()>,
+    /// One import session at a time.
+    importing: Arc<tokio::sync::Mutex<()>>,
+    /// Set when a flush failed: the store's memory may not match the disk.
+    poisoned: AtomicBool,
+    /// The newest published serial, for those who follow changes (NOTIFY).
+    serial_tx: tokio::sync::watch::Sender<u32>,
+}
+impl Directory {
+    /// Opens the store in `data_dir` and builds the view from it.
+    ///
+    /// When the zone file's serial is newer than the stored one, or its static records
+    /// changed, the zone gets a new serial (the newer of the file's and the stored one plus
+    /// one) and the journal is emptied, so a secondary at an older serial gets the whole
+    /// zone instead of deltas with a gap. That change is durable before anything is served.
+    pub fn open(data_dir: &Path, zone: Zone, limits: Limits) -> Result<Self, StoreError> {
+        let store = Store::open(data_dir, zone.origin())?;
+        if store.import_in_progress()? {
+            let removed = store.abort_import()?;
+            tracing::warn!(
+                removed,
+                "an import was interrupted before its commit; its terminals were removed"
+            );
+        }
+        let snapshot = store.load()?;
+        let mut journal = Journal::new(limits.journal_depth, snapshot.journal);
+        let fingerprint = zone.fingerprint();
+        let file = Serial(zone.initial_serial());
+        let serial = match snapshot.serial.map(Serial) {
+            None => file,
+            Some(stored) if file.is_newer_than(stored) => file,
+            Some(stored) if snapshot.zone_fingerprint.as_deref() != Some(&fingerprint) => {
+                stored.next()
+            }
+            Some(stored) => stored,
+        };
+        if snapshot.serial != Some(serial.0)
+            || snapshot.zone_fingerprint.as_deref() != Some(&fingerprint)
+        {
+            store.commit_now(&Change {
+                serial: Some(serial.0),
+                journal_drop: journal.seqs(),
+                zone_fingerprint: Some(&fingerprint),
+                ..Change::default()
+            })?;
+            journal.clear();
+        }
+        let next_seq = journal.next_seq();
+        let mut view = View::new(serial, journal, snapshot.terminals);
+        store.scan_hot(|key, hot| view.insert(key, hot))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                zone: ArcSwap::from_pointee(zone),
+                limits,
+                store,
+                serial_tx: tokio::sync::watch::Sender::new(serial.0),
+                view: RwLock::new(view),
+                pending: Mutex::new(Pending::new(serial, next_seq)),
+                writer: tokio::sync::Mutex::new(()),
+                importing: Arc::default(),
+                poisoned: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The static zone as it is now (a reload may replace it; hold this briefly).
+    pub fn zone(&self) -> Arc<Zone> {
+        self.inner.zone.load_full()
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Read access to the durable state. Hold it briefly: publication waits for it.
+    pub fn view(&self) -> RwLockReadGuard<'_, View> {
+        self.inner.view.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A terminal as last committed (durable or not), with its key and replay memory.
+    pub fn terminal(&self, code: &CallingCode) -> Result<Option<Entry>, StoreError> {
+        self.inner.store.terminal(code)
+    }
+
+    /// Every registered terminal, by code, to `each` until it returns false, without
+    /// collecting them (blocking: call it from the blocking pool).
+    pub fn for_each_entry(&self, each: impl FnMut(Entry) -> bool) -> Result<(), StoreError> {
+        self.inner.store.for_each_entry(each)
+    }
+
+    /// A consistent snapshot of everything durable, for a backup (blocking: call it from the
+    /// blocking pool); see [`Store::snapshot`].
+    pub fn snapshot(
+        &self,
+        each: impl FnMut(crate::store::Snapshotted) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.store.snapshot(each)
+    }
+
+    /// The terminal whose TSIG key has this name (lower case, fully qualified), and the key:
+    /// the code is parsed from the name, the registration must be published (durable), and
+    /// the rest of the name must match the stored KID and MID.
+    pub fn terminal_key(&self, key_name: &str) -> Option<(CallingCode, TsigKey)> {
+        let parsed = TerminalKeyName::parse(key_name)?;
+        self.view().terminal(&parsed.code)?;
+        let key = self.inner.store.key(&parsed.code).ok()??;
+        (key.name == key_name).then_some((parsed.code, key))
+    }
+
+    /// A cheap check before any per-key budget is spent: false for a replay or an
+    /// out-of-order message. The writer repeats the check under its lock, which also catches
+    /// copies that race each other.
+    pub fn is_fresh(&self, code: &CallingCode, freshness: &Freshness) -> bool {
+        match self.inner.store.terminal(code) {
+            Ok(Some(e)) => replay::check_fresh(&e.presence, freshness).is_ok(),
+            _ => true,
+        }
+    }
+
+    /// Takes the writer lock, unless an earlier flush failed.
+    async fn write_lock(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+        let writer = self.inner.writer.lock().await;
+        if self.inner.poisoned.load(Ordering::SeqCst) {
+            return Err(StoreError::Poisoned);
+        }
+        Ok(writer)
+    }
+
+    /// Stages one change in the store (not yet durable) and for publication; when the zone
+    /// changed, with a serial increase and its journal delta. Returns the serial after the
+    /// change. Call with the writer lock held, then [`Directory::durable`].
+    ///
+    /// The store's staging and the push to `pending` need not be one critical section: the
+    /// writer lock orders them, and a flush that covers the change before the push leaves it
+    /// queued for this writer's own publication after its flush.
+    fn stage(&self, work: Work<'_>) -> Result<u32, StoreError> {
+        let from = self.pending().serial();
+        let next_seq = self.pending().next_seq();
+        let depth = self.inner.limits.journal_depth.max(1) as u64;
+        let reset_journal = work.zone_changes.len() > LARGEST_DELTA;
+        let serial = (!work.zone_changes.is_empty()).then(|| from.next());
+        let delta = (serial.is_some() && !reset_journal).then(|| Delta {
+            seq: next_seq,
+            from: from.0,
+            to: from.next().0,
+            changes: work.zone_changes,
+        });
+        let journal_drop = if reset_journal {
+            every_delta(next_seq, depth)
+        } else {
+            delta
+                .as_ref()
+                .and_then(|d| d.seq.checked_sub(depth))
+                .filter(|seq| *seq > 0)
+                .into_iter()
+                .collect()
+        };
+        let change = Change {
+            serial: serial.map(|s| s.0),
+            journal: delta.as_ref(),
+            journal_drop,
+            ..work.store
+        };
+        let commit = self.inner.store.stage(&change)?;
+        let mut pending = self.pending();
+        pending.push(Publication {
+            commit,
+            serial,
+            delta,
+            reset_journal,
+            entries: work.entries,
+        });
+        Ok(pending.serial().0)
+    }
+
+    /// Releases the writer lock, then flushes: everything staged so far, this change's
+    /// included, is on disk when this returns, and published to the view. A failed flush
+    /// publishes nothing and refuses every later change until a restart.
+    async fn durable(&self, writer: tokio::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
+        // Group commit: updates arriving meanwhile stage theirs and share the next flush.
+        drop(writer);
+        self.flush_or_poison().await?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Flushes; a failure refuses every later change until a restart.
+    async fn flush_or_poison(&self) -> Result<(), StoreError> {
+        let flushed = self.inner.store.flush().await;
+        self.poison_on_failure(flushed)
+    }
+
+    /// After a flush: a failure refuses every later change until a restart.
+    fn poison_on_failure(&self, flushed: Result<(), StoreError>) -> Result<(), StoreError> {
+        if let Err(e) = flushed {
+            self.inner.poisoned.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, "flush to disk failed; refusing changes until restarted");
+            return Err(e);
+        }
+        if self.inner.poisoned.load(Ordering::SeqCst) {
+            return Err(StoreError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Moves the view to everything flushed, then tells followers the new serial.
+    fn publish(&self) {
+        let flushed = self.inner.store.flushed();
+        let serial = {
+            let mut pending = self.pending();
+            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
+            pending.publish(flushed, &mut view);
+            view.serial()
+        };
+        self.announce(serial);
+    }
+
+    /// Tells followers (NOTIFY) of a published serial; it only moves forward.
+    fn announce(&self, serial: u32) {
+        self.inner.serial_tx.send_if_modified(|current| {
+            let newer = Serial(serial).is_newer_than(Serial(*current));
+            if newer {
+                *current = serial;
+            }
+            newer
+        });
+    }
+
+    /// A receiver that sees every new durable serial (for NOTIFY).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u32> {
+        self.inner.serial_tx.subscribe()
+    }
+
+    /// Makes everything committed durable (at shutdown; every change is already flushed).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.store.flush().await
+    }
+
+    /// Reports every later group commit (its size and time) to `observer`.
+    pub fn observe_flushes(&self, observer: Arc<dyn crate::observe::FlushObserver>) {
+        self.inner.store.observe(observer);
+    }
+
+    /// Makes the next flush fail, as a failing disk would (for fault-injection tests).
+    pub fn inject_flush_failure(&self) {
+        self.inner.store.inject_flush_failure();
+    }
+}
+
+/// Every delta the store may hold before sequence `next_seq`: the last `depth` of them.
+fn every_delta(next_seq: u64, depth: u64) -> Vec<u64> {
+    (next_seq.saturating_sub(depth).max(1)..next_seq).collect()
+}
+
+mod import;
+mod presence;
+mod registry;
+#[cfg(test)]
+mod tests;
+mod zone_reload;
