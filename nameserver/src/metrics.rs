@@ -229,6 +229,12 @@ impl Metrics {
         }
     }
 
+    /// Forgets the acknowledged serials of secondaries no longer notified (a reload).
+    pub fn keep_secondaries(&self, secondaries: &[SocketAddr]) {
+        let mut acked = self.secondaries.lock().unwrap_or_else(|p| p.into_inner());
+        acked.retain(|s, _| secondaries.contains(s));
+    }
+
     pub fn leases_expired(&self, count: usize) {
         self.leases_expired
             .fetch_add(count as u64, Ordering::Relaxed);

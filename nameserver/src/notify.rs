@@ -91,6 +91,9 @@ impl Notifier {
         delay: Duration,
     ) {
         self.stop().await;
+        if let Some(m) = &self.metrics {
+            m.keep_secondaries(&secondaries);
+        }
         self.spawn(secondaries, key, delay, true);
     }
 
