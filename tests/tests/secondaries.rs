@@ -256,14 +256,7 @@ fn nsd_ends_with_the_primarys_zone_after_kill_9_during_updates() {
         "NSD never loaded the zone:\n{}",
         nsd.log()
     );
-    let serial = |primary: &Nameserver| -> u32 {
-        primary.short(ZONE, "SOA")[0]
-            .split_whitespace()
-            .nth(2)
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let serial = |primary: &Nameserver| primary.serial(ZONE);
     for round in 0..ROUNDS {
         let before = serial(&primary);
         let streams: Vec<Child> = codes
@@ -356,12 +349,7 @@ fn nsd_and_knot_follow_the_directory_by_axfr_notify_and_ixfr() {
     // The secondaries start empty and take the whole zone.
     let nsd = start_nsd(&nsd_dir, primary_port, &secret, nsd_port);
     let knot = start_knot(&knot_dir, primary_port, &secret, knot_port);
-    let primary_serial: u32 = server.short(ZONE, "SOA")[0]
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let primary_serial = server.serial(ZONE);
     for s in [&nsd, &knot] {
         let took = wait_until(Duration::from_secs(90), || {
             s.serial() == Some(primary_serial)
@@ -471,12 +459,7 @@ fn nsd_and_knot_follow_the_directory_by_axfr_notify_and_ixfr() {
     assert!(signed.contains("XFR size"), "{signed}");
 
     // The metrics show each secondary's acknowledged serial and the transfers they made.
-    let serial: f64 = server.short(ZONE, "SOA")[0]
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let serial = f64::from(server.serial(ZONE));
     for s in [&nsd, &knot] {
         let key = format!(
             "dial_secondary_acknowledged_serial{{secondary=\"127.0.0.1:{}\"}}",

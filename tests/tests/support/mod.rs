@@ -224,6 +224,15 @@ impl Nameserver {
             .collect()
     }
 
+    /// The SOA serial this server answers for `zone`.
+    pub fn serial(&self, zone: &str) -> u32 {
+        let soa = self.short(zone, "SOA");
+        soa.first()
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no SOA serial in {soa:?}"))
+    }
+
     /// The status word of a dig answer (NOERROR, NXDOMAIN, REFUSED, ...).
     pub fn status(&self, args: &[&str]) -> String {
         status_of(&self.dig(args))

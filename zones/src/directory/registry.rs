@@ -55,15 +55,19 @@ impl Directory {
         Ok(entries.into_iter().map(|e| e.terminal).collect())
     }
 
+    /// A registered terminal that no uncommitted import holds. Call with the writer lock.
+    fn registered(&self, code: &CallingCode) -> Result<Entry, DirectoryError> {
+        self.refuse_importing(code)?;
+        self.inner
+            .store
+            .terminal(code)?
+            .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))
+    }
+
     /// Removes a terminal; its name disappears from the zone.
     pub async fn unregister(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
         let writer = self.write_lock().await?;
-        self.refuse_importing(code)?;
-        let entry = self
-            .inner
-            .store
-            .terminal(code)?
-            .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
+        let entry = self.registered(code)?;
         let terminal = entry.terminal;
         // What secondaries hold, even when the lease has run out and the sweep has not.
         let zone_changes = vec![AddressChange {
@@ -90,12 +94,7 @@ impl Directory {
     /// new one is durable.
     pub async fn rotate_key(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
         let writer = self.write_lock().await?;
-        self.refuse_importing(code)?;
-        let entry = self
-            .inner
-            .store
-            .terminal(code)?
-            .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
+        let entry = self.registered(code)?;
         let mut terminal = entry.terminal;
         terminal.key.secret = Secret::generate()?;
         let mut presence = entry.presence;
