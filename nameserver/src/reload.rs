@@ -200,9 +200,14 @@ pub async fn serve(
 }
 
 /// SIGHUP asks for a reload, as with BIND, NSD and Knot.
-pub async fn on_sighup(reloads: Reloads, shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+/// `hangup` is taken when the sockets are bound, before the server says it listens, so a
+/// SIGHUP from then on never meets the signal's default action (which ends the process).
+pub async fn on_sighup(
+    hangup: Option<tokio::signal::unix::Signal>,
+    reloads: Reloads,
+    shutdown: CancellationToken,
+) {
+    let Some(mut hangup) = hangup else {
         warn!("cannot listen for SIGHUP; reload with `nameserver reload`");
         return;
     };

@@ -64,6 +64,8 @@ pub struct Listeners {
     pub control_path: PathBuf,
     /// The metrics endpoint, when `--metrics` asks for one.
     pub metrics: Option<TcpListener>,
+    /// SIGHUP (a reload), caught from the moment the sockets are bound.
+    pub hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Listeners {
@@ -104,12 +106,14 @@ pub async fn bind(settings: &Settings) -> Result<(Directory, Listeners), ServeEr
         ),
         None => None,
     };
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let listeners = Listeners {
         udp,
         tcp,
         control,
         control_path,
         metrics,
+        hangup,
     };
     Ok((directory, listeners))
 }
@@ -256,7 +260,11 @@ pub async fn run(
         reloads.clone(),
         shutdown.clone(),
     ));
-    let hangup = tokio::spawn(crate::reload::on_sighup(reloads, shutdown.clone()));
+    let hangup = tokio::spawn(crate::reload::on_sighup(
+        listeners.hangup,
+        reloads,
+        shutdown.clone(),
+    ));
     let expiry = tokio::spawn(expire_leases(
         directory.clone(),
         metrics.clone(),

@@ -309,3 +309,35 @@ fn reload_puts_new_keys_limits_lookups_and_secondaries_in_force() {
         "the new rate limit is not in force: {answered} of 50 answered"
     );
 }
+
+/// Regression: SIGHUP, which operators and `systemctl reload` send to ask for a reload,
+/// killed the server (the signal's default action) before reload existed.
+#[test]
+fn sighup_reloads_instead_of_killing_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (zone, cfg) = (tmp.path().join("calls.zone"), tmp.path().join("ns.toml"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    std::fs::write(&zone, zone_file(10, "first")).unwrap();
+    std::fs::write(&cfg, config(&zone, &listen, "")).unwrap();
+    let mut server = Nameserver::start_in(
+        None,
+        &tmp.path().join("data"),
+        &[],
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let pid = server.pid().to_string();
+    let hup = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("reloaded") {
+        assert!(
+            server.alive(),
+            "SIGHUP stopped the server:\n{}",
+            server.log()
+        );
+        assert!(Instant::now() < deadline, "no reload:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.alive());
+    assert_eq!(serial(&server), 10);
+}
