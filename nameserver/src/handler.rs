@@ -133,11 +133,6 @@ impl Handler {
         self.live.store(Arc::new(live));
     }
 
-    /// The policy in force.
-    pub fn policy(&self) -> Policy {
-        self.live.load().policy.clone()
-    }
-
     /// Counts every request into `metrics`.
     pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
         self.metrics = metrics;

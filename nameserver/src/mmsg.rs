@@ -187,10 +187,22 @@ impl Replies {
 
         use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmmsg};
 
-        let slices: [[IoSlice; 1]; BATCH] =
-            std::array::from_fn(|i| [IoSlice::new(&self.outs[i][..])]);
-        let addrs: [Option<SockaddrStorage>; BATCH] =
-            std::array::from_fn(|i| self.dsts[i].map(SockaddrStorage::from));
+        // Only the answers this call sends are converted (a batch is often one answer).
+        let pending = from..self.count;
+        let slices: [[IoSlice; 1]; BATCH] = std::array::from_fn(|i| {
+            let out = if pending.contains(&i) {
+                &self.outs[i][..]
+            } else {
+                &[]
+            };
+            [IoSlice::new(out)]
+        });
+        let addrs: [Option<SockaddrStorage>; BATCH] = std::array::from_fn(|i| {
+            pending
+                .contains(&i)
+                .then(|| self.dsts[i].map(SockaddrStorage::from))
+                .flatten()
+        });
         let cmsgs: [ControlMessage; 0] = [];
         linux::with_headers(linux::Headers::Send, |headers| {
             let sent = sendmmsg(

@@ -115,22 +115,17 @@ impl Reloader {
         {
             changed.push(format!("zone (serial {serial})"));
         }
-        let policy = Policy::from(&new);
-        let current = self.handler.policy();
         for (name, differs) in [
-            ("lookups", policy.lookups != current.lookups),
-            (
-                "transfer_keys",
-                policy.transfer_keys != current.transfer_keys,
-            ),
-            ("rate_limit", policy.rate_limit != current.rate_limit),
+            ("lookups", new.lookups != old.lookups),
+            ("transfer_keys", new.transfer_keys != old.transfer_keys),
+            ("rate_limit", new.rate_limit != old.rate_limit),
             (
                 "rate_limit_slip",
-                policy.rate_limit_slip != current.rate_limit_slip,
+                new.rate_limit_slip != old.rate_limit_slip,
             ),
             (
                 "update_rate_limit",
-                policy.update_rate_limit != current.update_rate_limit,
+                new.update_rate_limit != old.update_rate_limit,
             ),
         ] {
             if differs {
@@ -138,7 +133,7 @@ impl Reloader {
             }
         }
         // The fast path holds the zone's SOA: rebuilt on every reload.
-        self.handler.reload(policy);
+        self.handler.reload(Policy::from(&new));
         let notify_key = |s: &Settings| s.transfer_keys.first().cloned();
         let notify_changed = new.secondaries != old.secondaries
             || notify_key(&new) != notify_key(old)

@@ -192,6 +192,23 @@ fn stop_updater(lab: &mut Lab, daemon: usize) {
     assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
 }
 
+/// Registers terminal B under the MID its own updater prints for its card (`identity`,
+/// with `flags`); returns the path of B's key file, written in `dir`.
+fn register_b(
+    lab: &Lab,
+    server: &Nameserver,
+    updater: &str,
+    dir: &std::path::Path,
+    flags: &[&str],
+) -> std::path::PathBuf {
+    let mut args = vec!["identity", "--kid", "fleet", "--interface", "vb"];
+    args.extend_from_slice(flags);
+    let identity = run_in(&lab.b, updater, &args, "");
+    assert!(identity.status.success(), "{}", text(&identity));
+    let mid = String::from_utf8_lossy(&identity.stdout).trim().to_owned();
+    server.register(CODE, "fleet", &mid, dir)
+}
+
 #[test]
 fn terminals_in_namespaces_follow_address_changes_and_call_each_other() {
     require("nc", "netcat-openbsd");
@@ -210,15 +227,7 @@ fn terminals_in_namespaces_follow_address_changes_and_call_each_other() {
     );
 
     // The operator registers B with the MID that B's updater prints from its own card.
-    let identity = run_in(
-        &lab.b,
-        updater,
-        &["identity", "--kid", "fleet", "--interface", "vb"],
-        "",
-    );
-    assert!(identity.status.success(), "{}", text(&identity));
-    let mid = String::from_utf8_lossy(&identity.stdout).trim().to_owned();
-    let key = server.register(CODE, "fleet", &mid, tmp.path());
+    let key = register_b(&lab, &server, updater, tmp.path(), &[]);
     let key = key.to_str().unwrap();
 
     // B runs the updater as a daemon.
@@ -337,23 +346,7 @@ fn the_portable_watcher_follows_address_changes_too() {
         &["--listen", "10.77.2.1:5353"],
         &[],
     );
-    let identity = run_in(
-        &lab.b,
-        updater,
-        &[
-            "identity",
-            "--kid",
-            "fleet",
-            "--interface",
-            "vb",
-            "--watch",
-            "poll",
-        ],
-        "",
-    );
-    assert!(identity.status.success(), "{}", text(&identity));
-    let mid = String::from_utf8_lossy(&identity.stdout).trim().to_owned();
-    let key = server.register(CODE, "fleet", &mid, tmp.path());
+    let key = register_b(&lab, &server, updater, tmp.path(), &["--watch", "poll"]);
     let b = lab.b.clone();
     let daemon = lab.spawn(
         &b,

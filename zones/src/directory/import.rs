@@ -40,17 +40,12 @@ impl Directory {
     /// announced only once they are all in. Returns how many terminals it added.
     pub async fn commit_import(&self) -> Result<usize, DirectoryError> {
         let _writer = self.write_lock().await?;
-        let next_seq = self.pending().next_seq();
-        let depth = self.inner.limits.journal_depth.max(1) as u64;
         let to = self.pending().serial().next();
-        self.inner.store.stage(&Change {
-            serial: Some(to.0),
-            journal_drop: every_delta(next_seq, depth),
+        let change = Change {
             finish_import: true,
             ..Change::default()
-        })?;
-        self.flush_or_poison().await?;
-        self.publish();
+        };
+        self.begin_reset(to, change).await?;
         let staged = self.inner.store.importing_count()?;
         self.inner
             .view
@@ -63,14 +58,7 @@ impl Directory {
                 view.insert(key, hot);
             }
         })?;
-        {
-            let mut pending = self.pending();
-            pending.advance(to);
-            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
-            view.clear_journal();
-            view.set_serial(to);
-        }
-        self.announce(to.0);
+        self.finish_reset(to, || {});
         self.inner.store.forget_imported().await?;
         // A large staging leaves much free space in the file: give it back (queries go on
         // from the index; signed requests wait the few tenths of a second it takes).

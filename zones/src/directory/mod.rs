@@ -175,14 +175,14 @@ impl Directory {
         let snapshot = store.load()?;
         let mut journal = Journal::new(limits.journal_depth, snapshot.journal);
         let fingerprint = zone.fingerprint();
-        let file = Serial(zone.initial_serial());
         let serial = match snapshot.serial.map(Serial) {
-            None => file,
-            Some(stored) if file.is_newer_than(stored) => file,
-            Some(stored) if snapshot.zone_fingerprint.as_deref() != Some(&fingerprint) => {
-                stored.next()
-            }
-            Some(stored) => stored,
+            None => Serial(zone.initial_serial()),
+            Some(stored) => serial_for(
+                &zone,
+                &fingerprint,
+                stored,
+                snapshot.zone_fingerprint.as_deref(),
+            ),
         };
         if snapshot.serial != Some(serial.0)
             || snapshot.zone_fingerprint.as_deref() != Some(&fingerprint)
@@ -357,6 +357,37 @@ impl Directory {
         Ok(())
     }
 
+    /// The first half of a move to serial `to` with the journal emptied (an import's
+    /// commit, a new static zone), so that secondaries take the whole zone: `change`, with
+    /// that serial and the journal's removal added, is made durable and what was flushed
+    /// before it is published. [`Directory::finish_reset`] completes the move.
+    async fn begin_reset(&self, to: Serial, change: Change<'_>) -> Result<(), StoreError> {
+        let next_seq = self.pending().next_seq();
+        let depth = self.inner.limits.journal_depth.max(1) as u64;
+        self.inner.store.stage(&Change {
+            serial: Some(to.0),
+            journal_drop: every_delta(next_seq, depth),
+            ..change
+        })?;
+        self.flush_or_poison().await?;
+        self.publish();
+        Ok(())
+    }
+
+    /// The second half: the index moves to `to` with an empty journal, `swap` runs while
+    /// queries are held off, and followers are told.
+    fn finish_reset(&self, to: Serial, swap: impl FnOnce()) {
+        {
+            let mut pending = self.pending();
+            pending.advance(to);
+            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
+            view.clear_journal();
+            view.set_serial(to);
+            swap();
+        }
+        self.announce(to.0);
+    }
+
     /// Moves the view to everything flushed, then tells followers the new serial.
     fn publish(&self) {
         let flushed = self.inner.store.flushed();
@@ -398,6 +429,20 @@ impl Directory {
     /// Makes the next flush fail, as a failing disk would (for fault-injection tests).
     pub fn inject_flush_failure(&self) {
         self.inner.store.inject_flush_failure();
+    }
+}
+
+/// The serial of `zone` (whose fingerprint is `fingerprint`) replacing a zone served at
+/// `serial` with the fingerprint `served`: the file's serial when it is newer, else the next
+/// one when the static records changed, else `serial` itself (nothing changed).
+fn serial_for(zone: &Zone, fingerprint: &str, serial: Serial, served: Option<&str>) -> Serial {
+    let file = Serial(zone.initial_serial());
+    if file.is_newer_than(serial) {
+        file
+    } else if served != Some(fingerprint) {
+        serial.next()
+    } else {
+        serial
     }
 }
 

@@ -18,35 +18,18 @@ impl Directory {
         }
         let _writer = self.write_lock().await?;
         let serial = self.pending().serial();
-        let file = Serial(zone.initial_serial());
         let fingerprint = zone.fingerprint();
-        let to = if file.is_newer_than(serial) {
-            file
-        } else if fingerprint != current.fingerprint() {
-            serial.next()
-        } else {
+        let to = serial_for(&zone, &fingerprint, serial, Some(&current.fingerprint()));
+        if to == serial {
             // Same records, no newer serial: keep the zone as it is.
             return Ok(None);
-        };
-        let next_seq = self.pending().next_seq();
-        let depth = self.inner.limits.journal_depth.max(1) as u64;
-        self.inner.store.stage(&Change {
-            serial: Some(to.0),
-            journal_drop: every_delta(next_seq, depth),
+        }
+        let change = Change {
             zone_fingerprint: Some(&fingerprint),
             ..Change::default()
-        })?;
-        self.flush_or_poison().await?;
-        self.publish();
-        {
-            let mut pending = self.pending();
-            pending.advance(to);
-            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
-            view.clear_journal();
-            view.set_serial(to);
-            self.inner.zone.store(Arc::new(zone));
-        }
-        self.announce(to.0);
+        };
+        self.begin_reset(to, change).await?;
+        self.finish_reset(to, || self.inner.zone.store(Arc::new(zone)));
         Ok(Some(to.0))
     }
 }
