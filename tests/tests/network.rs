@@ -192,6 +192,14 @@ fn stop_updater(lab: &mut Lab, daemon: usize) {
     assert_eq!(stopped.status.code(), Some(0), "{}", text(&stopped));
 }
 
+impl Lab {
+    /// The directory in the lab's own namespace, listening on `addrs`, its data in `dir`.
+    fn directory(&self, dir: &std::path::Path, addrs: &[&str]) -> Nameserver {
+        let listen: Vec<&str> = addrs.iter().flat_map(|a| ["--listen", a]).collect();
+        Nameserver::start_in(Some(&self.dir), &dir.join("data"), &listen, &[])
+    }
+}
+
 /// Registers terminal B under the MID its own updater prints for its card (`identity`,
 /// with `flags`); returns the path of B's key file, written in `dir`.
 fn register_b(
@@ -219,12 +227,7 @@ fn terminals_in_namespaces_follow_address_changes_and_call_each_other() {
     let updater = updater.to_str().unwrap();
 
     // The directory listens on both links.
-    let server = Nameserver::start_in(
-        Some(&lab.dir),
-        &tmp.path().join("data"),
-        &["--listen", "10.77.2.1:5353", "--listen", "10.77.1.1:5353"],
-        &[],
-    );
+    let server = lab.directory(tmp.path(), &["10.77.2.1:5353", "10.77.1.1:5353"]);
 
     // The operator registers B with the MID that B's updater prints from its own card.
     let key = register_b(&lab, &server, updater, tmp.path(), &[]);
@@ -340,12 +343,7 @@ fn the_portable_watcher_follows_address_changes_too() {
     let tmp = tempfile::tempdir().unwrap();
     let updater = binary("updater");
     let updater = updater.to_str().unwrap();
-    let server = Nameserver::start_in(
-        Some(&lab.dir),
-        &tmp.path().join("data"),
-        &["--listen", "10.77.2.1:5353"],
-        &[],
-    );
+    let server = lab.directory(tmp.path(), &["10.77.2.1:5353"]);
     let key = register_b(&lab, &server, updater, tmp.path(), &["--watch", "poll"]);
     let b = lab.b.clone();
     let daemon = lab.spawn(
