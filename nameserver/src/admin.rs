@@ -186,6 +186,43 @@ pub fn format_utc(secs: u64) -> String {
     )
 }
 
+/// The DS record (SHA-256) of each key, as the parent zone publishes it.
+pub fn ds_lines(
+    keys: &[zones::dnssec::ZoneKey],
+    origin: &hickory_proto::rr::Name,
+) -> Result<String, String> {
+    let mut out = String::new();
+    for key in keys {
+        let ds = key.ds(origin).map_err(|e| e.to_string())?;
+        out.push_str(&format!(
+            "{origin} IN DS {} {} {} {}\n",
+            ds.key_tag(),
+            u8::from(ds.algorithm()),
+            u8::from(ds.digest_type()),
+            zones::identity::encode_hex(ds.digest()).to_uppercase()
+        ));
+    }
+    Ok(out)
+}
+
+/// Each key: tag, algorithm, role, state, creation time, and its DNSKEY record.
+pub fn key_lines(
+    keys: &[zones::dnssec::ZoneKey],
+    origin: &hickory_proto::rr::Name,
+) -> Result<String, String> {
+    let mut out = String::new();
+    for key in keys {
+        let tag = key.key_tag().map_err(|e| e.to_string())?;
+        let dnskey = key.dnskey().map_err(|e| e.to_string())?;
+        out.push_str(&format!(
+            "key {tag}: ECDSAP256SHA256 (13), CSK, {}, created {}\n{origin} IN DNSKEY {dnskey}\n",
+            key.state,
+            format_utc(key.created)
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

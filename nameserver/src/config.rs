@@ -26,6 +26,7 @@
 //! rate_limit_slip = 2             # every 2nd answer over the limit goes out truncated (TC)
 //! update_rate_limit = 10          # updates per second per terminal key; 0: off
 //! metrics = "127.0.0.1:9153"      # Prometheus metrics at http://ADDR/metrics; absent: off
+//! dnssec = false                  # sign the zone (ECDSA P-256 key made at the first start)
 //! ```
 
 use std::net::SocketAddr;
@@ -140,6 +141,7 @@ pub struct FileConfig {
     pub rate_limit_slip: Option<u32>,
     pub update_rate_limit: Option<u32>,
     pub metrics: Option<SocketAddr>,
+    pub dnssec: Option<bool>,
 }
 
 impl FileConfig {
@@ -201,6 +203,9 @@ pub struct ServeFlags {
     /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Sign the zone with DNSSEC (a key is made at the first start with it).
+    #[arg(long)]
+    pub dnssec: bool,
 }
 
 /// The settings the server runs with.
@@ -220,6 +225,8 @@ pub struct Settings {
     pub update_rate_limit: u32,
     /// Where Prometheus metrics are served; `None`: nowhere.
     pub metrics: Option<SocketAddr>,
+    /// The zone is signed (DNSSEC).
+    pub dnssec: bool,
 }
 
 impl Settings {
@@ -311,6 +318,7 @@ impl Settings {
                 .or(file.update_rate_limit)
                 .unwrap_or(DEFAULT_UPDATE_RATE_LIMIT),
             metrics: flags.metrics.or(file.metrics),
+            dnssec: flags.dnssec || file.dnssec.unwrap_or(false),
         })
     }
 }

@@ -64,6 +64,10 @@ pub enum ControlRequest {
     Backup,
     /// Read the config and zone files again and put in force what changed.
     Reload,
+    /// The DS records of the zone's keys, for the parent zone.
+    DnssecDs,
+    /// The zone's DNSSEC keys and their state.
+    DnssecKeys,
 }
 
 /// One line of an import file: `CODE KID MID [ADDRESS ...]`.
@@ -154,6 +158,10 @@ pub enum ControlReply {
     /// A reload is done.
     Reloaded {
         outcome: crate::reload::Reloaded,
+    },
+    /// Lines to print as they are (DNSSEC records and keys).
+    Text {
+        text: String,
     },
 }
 
@@ -472,7 +480,10 @@ impl ImportSession {
         if self.guard.is_none() {
             return Err("no import batch was sent before the commit".into());
         }
-        let count = directory.commit_import().await.map_err(|e| e.to_string())?;
+        let count = directory
+            .commit_import(zones::unix_now())
+            .await
+            .map_err(|e| e.to_string())?;
         self.guard = None;
         info!(count, outcome = "accepted", "import");
         Ok(ControlReply::Imported { count })
@@ -516,7 +527,7 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
         }
         ControlRequest::RotateKey { code } => {
             let terminal = directory
-                .rotate_key(&code)
+                .rotate_key(&code, now)
                 .await
                 .map_err(|e| e.to_string())?;
             log_key_change("rotate-key", &terminal);
@@ -524,7 +535,7 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
         }
         ControlRequest::Unregister { code } => {
             let terminal = directory
-                .unregister(&code)
+                .unregister(&code, now)
                 .await
                 .map_err(|e| e.to_string())?;
             info!(code = %terminal.code, kid = %terminal.kid, mid = %terminal.mid, outcome = "removed", "unregister");
@@ -561,6 +572,18 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
             Ok(ControlReply::Zone {
                 text: crate::transfer::zone_file(&directory.zone(), &view),
             })
+        }
+        ControlRequest::DnssecDs | ControlRequest::DnssecKeys => {
+            if !directory.is_signed() {
+                return Err("the zone is not signed: start the server with --dnssec (config `dnssec = true`)".into());
+            }
+            let keys = directory.zone_keys().map_err(|e| e.to_string())?;
+            let origin = directory.zone().origin().clone();
+            let text = match request {
+                ControlRequest::DnssecDs => crate::admin::ds_lines(&keys, &origin),
+                _ => crate::admin::key_lines(&keys, &origin),
+            };
+            text.map(|text| ControlReply::Text { text })
         }
     }
 }

@@ -70,6 +70,8 @@ struct Question {
     edns_payload: Option<u16>,
     /// Where the data of its COOKIE option is in the request, if it sent one.
     cookie: Option<(usize, usize)>,
+    /// The OPT's DO bit: the requester wants DNSSEC records.
+    dnssec_ok: bool,
 }
 
 /// What a request's cookie gets in the answer: the client cookie back with a fresh server
@@ -124,6 +126,10 @@ impl FastPath {
         let Some(q) = self.parse(request) else {
             return Fast::Declined;
         };
+        // Signed answers (DO set, the zone signed) take the full path.
+        if q.dnssec_ok && view.signed().is_some() {
+            return Fast::Declined;
+        }
         let (cookie, proven) = match q.cookie.map(|(from, to)| &request[from..to]) {
             None => (None, false),
             Some(data) => match cookies.check(Some(data), src, now) {
@@ -314,13 +320,14 @@ impl FastPath {
             return None;
         }
         let end = at + 4;
-        let (edns_payload, cookie) = match ar {
-            0 if end == m.len() => (None, None),
+        let (edns_payload, cookie, dnssec_ok) = match ar {
+            0 if end == m.len() => (None, None, false),
             1 => {
-                let (payload, cookie) = opt(&m[end..])?;
+                let opt = opt(&m[end..])?;
                 (
-                    Some(payload),
-                    cookie.map(|(from, to)| (end + from, end + to)),
+                    Some(opt.payload),
+                    opt.cookie.map(|(from, to)| (end + from, end + to)),
+                    opt.dnssec_ok,
                 )
             }
             _ => return None,
@@ -332,6 +339,7 @@ impl FastPath {
             origin_at,
             edns_payload,
             cookie,
+            dnssec_ok,
         })
     }
 }
@@ -339,7 +347,7 @@ impl FastPath {
 /// The payload size of an OPT record that is the whole of `rr` (root owner, version 0),
 /// and where the data of its one COOKIE option is within `rr`, if it has one. Any other
 /// option, or a COOKIE of a length RFC 7873 does not allow, takes the full path.
-fn opt(rr: &[u8]) -> Option<(u16, Option<(usize, usize)>)> {
+fn opt(rr: &[u8]) -> Option<Opt> {
     let [
         0,
         t1,
@@ -348,7 +356,7 @@ fn opt(rr: &[u8]) -> Option<(u16, Option<(usize, usize)>)> {
         c2,
         _ext_rcode,
         version,
-        _flags1,
+        flags1,
         _flags2,
         l1,
         l2,
@@ -379,7 +387,20 @@ fn opt(rr: &[u8]) -> Option<(u16, Option<(usize, usize)>)> {
         }
         _ => return None,
     };
-    Some((payload, cookie))
+    Some(Opt {
+        payload,
+        cookie,
+        dnssec_ok: flags1 & 0x80 != 0,
+    })
+}
+
+/// What the fast path reads of a request's OPT record.
+struct Opt {
+    payload: u16,
+    /// Where its COOKIE option's data is, within the record.
+    cookie: Option<(usize, usize)>,
+    /// The DO bit (RFC 3225), the top bit of the flags.
+    dnssec_ok: bool,
 }
 
 impl Question {

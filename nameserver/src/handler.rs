@@ -434,12 +434,16 @@ impl Handler {
         let mut reply = Reply::authoritative(request, ResponseCode::NoError);
         let view = self.directory.view();
         let qname = Name::from(query.name().clone());
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         query::answer(
             &self.directory.zone(),
             &view,
-            &qname,
-            qtype,
-            request.src(),
+            &query::Question {
+                name: &qname,
+                qtype,
+                src: request.src(),
+                dnssec_ok,
+            },
             now,
             &mut reply,
         );

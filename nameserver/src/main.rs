@@ -115,12 +115,32 @@ enum Command {
     },
     /// Print a config file with every setting and its default value.
     SampleConfig,
+    /// DNSSEC (a server started with --dnssec): `ds` prints the DS records to give the
+    /// parent zone (or a validator as its trust anchor), `keys` lists the zone's keys.
+    Dnssec {
+        #[command(subcommand)]
+        what: DnssecCommand,
+    },
     /// Issue a new key for a terminal; the old one stops working at once.
     RotateKey {
         #[arg(long)]
         code: CallingCode,
         #[arg(long, value_name = "PATH")]
         key_file: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum DnssecCommand {
+    /// Print the DS records of the zone's keys, for the parent zone.
+    Ds {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the zone's keys: tag, algorithm, role, state, creation time, DNSKEY.
+    Keys {
         #[command(flatten)]
         target: Target,
     },
@@ -221,6 +241,17 @@ async fn dispatch(command: Command) -> Result<(), String> {
                     Ok(())
                 }
             }
+        }
+        Command::Dnssec { what } => {
+            let (request, target) = match what {
+                DnssecCommand::Ds { target } => (ControlRequest::DnssecDs, target),
+                DnssecCommand::Keys { target } => (ControlRequest::DnssecKeys, target),
+            };
+            let ControlReply::Text { text } = call(&target, &request).await? else {
+                return Err("unexpected answer to dnssec".into());
+            };
+            print!("{text}");
+            Ok(())
         }
         Command::Reload { target } => {
             let ControlReply::Reloaded { outcome } = call(&target, &ControlRequest::Reload).await?

@@ -9,6 +9,11 @@
 //! ```
 //! Negative answers carry the SOA in the authority section (RFC 2308 §3), with the TTL
 //! of negative caching.
+//!
+//! With the zone signed and DO set, every RRset gets its RRSIG and negative answers their
+//! NSEC3 proofs. Those answers follow the zone as signed (and transferred): a terminal's
+//! stored addresses until the expiry sweep removes them, and NXDOMAIN for a registered
+//! code without addresses, which has no records.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -16,6 +21,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use zones::directory::{Addresses, View};
+use zones::dnssec::SignedZone;
 use zones::identity::CallingCode;
 use zones::zone::{NamePlace, Zone};
 
@@ -30,28 +36,36 @@ struct Found {
     name_exists: bool,
 }
 
-/// Fills `reply` with the answer to `qname`/`qtype` from `src`.
-pub fn answer(
-    zone: &Zone,
-    view: &View,
-    qname: &Name,
-    qtype: RecordType,
-    src: SocketAddr,
-    now: u64,
-    reply: &mut Reply,
-) {
+/// What is asked.
+#[derive(Debug)]
+pub struct Question<'a> {
+    pub name: &'a Name,
+    pub qtype: RecordType,
+    /// Where the query came from (for whoami).
+    pub src: SocketAddr,
+    /// The OPT's DO bit: DNSSEC records wanted.
+    pub dnssec_ok: bool,
+}
+
+/// Fills `reply` with the answer to `question`.
+pub fn answer(zone: &Zone, view: &View, question: &Question<'_>, now: u64, reply: &mut Reply) {
+    let (qname, qtype) = (question.name, question.qtype);
+    let signed = view.signed().filter(|_| question.dnssec_ok);
     let found = match zone.place(qname) {
         NamePlace::Outside => {
             reply.metadata.response_code = ResponseCode::Refused;
             reply.metadata.authoritative = false;
             return;
         }
-        NamePlace::Apex => apex(zone, view, qtype),
-        NamePlace::Terminal(code) => terminal(zone, view, &code, qtype, now),
+        NamePlace::Apex => apex(zone, view, qtype, signed),
+        NamePlace::Terminal(code) => terminal(zone, view, &code, qtype, now, signed.is_some()),
         NamePlace::BelowTerminal => Found::default(),
-        NamePlace::Whoami => whoami(qname, qtype, src.ip()),
+        NamePlace::Whoami => whoami(qname, qtype, question.src.ip()),
         NamePlace::Other => static_name(zone, &LowerName::new(qname), qtype),
     };
+    if let Some(signed) = signed {
+        return signed_answer(zone, view, signed, qname, found, now, reply);
+    }
     if !found.name_exists {
         reply.metadata.response_code = ResponseCode::NXDomain;
     }
@@ -62,7 +76,62 @@ pub fn answer(
     reply.additionals = found.additionals;
 }
 
-fn apex(zone: &Zone, view: &View, qtype: RecordType) -> Found {
+/// The answer with DO to a signed zone: RRSIGs over every RRset, or the SOA and the NSEC3
+/// proof (NODATA or NXDOMAIN, whichever the signed zone holds).
+fn signed_answer(
+    zone: &Zone,
+    view: &View,
+    signed: &SignedZone,
+    qname: &Name,
+    found: Found,
+    now: u64,
+    reply: &mut Reply,
+) {
+    if found.answers.is_empty() {
+        let soa = zone.negative_soa(view.serial());
+        let soa_sig = signed.rrsig(zone, std::slice::from_ref(&zone.soa_record(view.serial())));
+        let proof = if signed.exists(qname) {
+            signed.nodata(zone, qname)
+        } else {
+            reply.metadata.response_code = ResponseCode::NXDomain;
+            signed.nxdomain(zone, qname)
+        };
+        reply.authorities.push(soa);
+        reply.authorities.extend(soa_sig.map(|mut sig| {
+            sig.ttl = zone.negative_ttl();
+            sig
+        }));
+        reply.authorities.extend(proof);
+        return;
+    }
+    reply.answers = with_rrsigs(zone, signed, found.answers, now);
+    reply.additionals = with_rrsigs(zone, signed, found.additionals, now);
+}
+
+/// `records` with the RRSIG of each of their RRsets after it.
+fn with_rrsigs(zone: &Zone, signed: &SignedZone, records: Vec<Record>, now: u64) -> Vec<Record> {
+    let mut out = Vec::with_capacity(records.len() * 2);
+    let mut start = 0;
+    for end in 1..=records.len() {
+        let same = records.get(end).is_some_and(|r| {
+            r.name == records[start].name && r.record_type() == records[start].record_type()
+        });
+        if same {
+            continue;
+        }
+        let rrset = &records[start..end];
+        let sig = signed.rrsig(zone, rrset).or_else(|| {
+            // Made per query (whoami): signed now.
+            signed.sign_now(rrset, now).ok()
+        });
+        out.extend_from_slice(rrset);
+        out.extend(sig);
+        start = end;
+    }
+    out
+}
+
+fn apex(zone: &Zone, view: &View, qtype: RecordType, signed: Option<&SignedZone>) -> Found {
     let origin = zone.lower_origin();
     let mut answers = Vec::new();
     if matches!(qtype, RecordType::SOA | RecordType::ANY) {
@@ -72,6 +141,14 @@ fn apex(zone: &Zone, view: &View, qtype: RecordType) -> Found {
         answers.extend(zone.rrsets_at(origin).flatten().cloned());
     } else {
         answers.extend(zone.rrset(origin, qtype).iter().cloned());
+    }
+    if let Some(signed) = signed {
+        if matches!(qtype, RecordType::DNSKEY | RecordType::ANY) {
+            answers.extend(signed.dnskey_records(zone));
+        }
+        if matches!(qtype, RecordType::NSEC3PARAM | RecordType::ANY) {
+            answers.push(zones::dnssec::nsec3::param_record(zone.origin(), 0));
+        }
     }
     let additionals = if qtype == RecordType::NS {
         glue(zone, &answers)
@@ -100,14 +177,27 @@ fn glue(zone: &Zone, ns_records: &[Record]) -> Vec<Record> {
         .collect()
 }
 
-/// A terminal's addresses; none once its lease has run out (offline: NODATA).
-fn terminal(zone: &Zone, view: &View, code: &CallingCode, qtype: RecordType, now: u64) -> Found {
+/// A terminal's addresses; none once its lease has run out (offline: NODATA). `as_signed`:
+/// the addresses the signed zone holds (until the expiry sweep).
+fn terminal(
+    zone: &Zone,
+    view: &View,
+    code: &CallingCode,
+    qtype: RecordType,
+    now: u64,
+    as_signed: bool,
+) -> Found {
     let Some(entry) = view.terminal(code) else {
         return Found::default();
     };
     let owner = zones::update::terminal_name(zone, code);
+    let addresses = if as_signed {
+        &entry.addresses
+    } else {
+        entry.live(now)
+    };
     Found {
-        answers: address_records(&Name::from(owner), entry.live(now), qtype),
+        answers: address_records(&Name::from(owner), addresses, qtype),
         additionals: Vec::new(),
         name_exists: true,
     }

@@ -96,6 +96,7 @@ impl Reloader {
             ("listen", new.listen != old.listen),
             ("data", new.data != old.data),
             ("metrics", new.metrics != old.metrics),
+            ("dnssec", new.dnssec != old.dnssec),
             ("tcp limits", new.tcp != old.tcp),
             (
                 "update limits (ttl, addresses, fudge, leases, ixfr_history)",
@@ -109,7 +110,7 @@ impl Reloader {
         let mut changed = Vec::new();
         if let Some(serial) = self
             .directory
-            .reload_zone(new.zone.clone())
+            .reload_zone(new.zone.clone(), zones::unix_now())
             .await
             .map_err(|e| e.to_string())?
         {

@@ -61,6 +61,8 @@ pub fn response_edns(request: &Request) -> Option<Edns> {
     let mut edns = Edns::new();
     edns.set_version(0);
     edns.set_max_payload(asked.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+    // RFC 3225 §3: the DO bit is copied into the response.
+    edns.set_dnssec_ok(asked.flags().dnssec_ok);
     Some(edns)
 }
 

@@ -94,6 +94,10 @@ pub fn config() -> String {
         "# Prometheus metrics at http://ADDR/metrics (absent: off).\n# metrics = \"127.0.0.1:9153\""
             .into(),
     );
+    line(
+        "# Sign the zone (DNSSEC): an ECDSA P-256 key is made at the first start with it, and\n# `nameserver dnssec ds` prints the DS records for the parent zone.\ndnssec = false"
+            .into(),
+    );
     out
 }
 

@@ -150,8 +150,13 @@ fn prepare_data_dir(path: &Path) -> Result<(), ServeError> {
 
 fn open_directory(settings: &Settings) -> Result<Directory, ServeError> {
     let store_dir = settings.data.join("store");
-    Directory::open(&store_dir, settings.zone.clone(), settings.limits.clone()).map_err(|e| match e
-    {
+    let (zone, limits) = (settings.zone.clone(), settings.limits.clone());
+    let opened = if settings.dnssec {
+        Directory::open_signed(&store_dir, zone, limits, zones::unix_now())
+    } else {
+        Directory::open(&store_dir, zone, limits)
+    };
+    opened.map_err(|e| match e {
         StoreError::Locked { .. } => ServeError::DataDirLocked {
             path: settings.data.display().to_string(),
         },

@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 
+use crate::dnssec::SignedDelta;
 use crate::identity::CodeKey;
 use crate::index::View;
 use crate::journal::Delta;
@@ -38,6 +39,8 @@ pub(crate) struct Publication {
     pub reset_journal: bool,
     /// Terminals replaced (`Some`) or removed (`None`).
     pub entries: Vec<(CodeKey, Option<Hot>)>,
+    /// The change's signatures (a signed zone).
+    pub signed: Option<SignedDelta>,
 }
 
 /// Changes committed to the store but not yet known to be durable.
@@ -105,6 +108,9 @@ fn apply(view: &mut View, publication: Publication) {
     }
     if let Some(delta) = publication.delta {
         view.push_delta(delta);
+    }
+    if let Some(signed) = publication.signed {
+        view.apply_signed(signed);
     }
     for (key, hot) in publication.entries {
         match hot {

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use indexmap::IndexMap;
 
+use crate::dnssec::{SignedDelta, SignedZone};
 use crate::identity::{CallingCode, CodeKey};
 use crate::journal::{Delta, Journal};
 use crate::model::Hot;
@@ -27,6 +28,8 @@ pub struct View {
     leases: BTreeSet<(u64, CodeKey)>,
     /// How many terminals hold at least one address (kept as they change, for metrics).
     online: usize,
+    /// The published signatures (DNSSEC on).
+    signed: Option<SignedZone>,
 }
 
 impl View {
@@ -39,6 +42,7 @@ impl View {
             journal,
             leases: BTreeSet::new(),
             online: 0,
+            signed: None,
         }
     }
 
@@ -86,6 +90,21 @@ impl View {
             .take_while(|(end, _)| *end <= now)
             .map(|(_, key)| *key)
             .collect()
+    }
+
+    /// The signatures answers with DO read, when the zone is signed.
+    pub fn signed(&self) -> Option<&SignedZone> {
+        self.signed.as_ref()
+    }
+
+    pub(crate) fn set_signed(&mut self, signed: SignedZone) {
+        self.signed = Some(signed);
+    }
+
+    pub(crate) fn apply_signed(&mut self, delta: SignedDelta) {
+        if let Some(signed) = &mut self.signed {
+            signed.apply(delta);
+        }
     }
 
     pub(crate) fn set_serial(&mut self, serial: Serial) {

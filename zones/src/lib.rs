@@ -26,13 +26,14 @@
 //! - [`observe`]: what the commit pipeline reports (group-commit sizes and times).
 //! - [`store`]: the redb store: changes staged, then one transaction and one fdatasync per
 //!   group of them before publishing.
+//! - [`dnssec`]: the zone key, RRSIGs and the NSEC3 chain, signed as changes are staged.
 //! - [`directory`]: every change to the directory goes through it.
 //! - [`backup`]: the backup file's format (versioned JSON lines, keys included).
 //! - [`restore`]: rebuilds a store from a backup.
 //! - [`serial`]: SOA serial arithmetic (RFC 1982).
 //! - [`log_writer`]: standard error for both binaries' logs, that never fails.
 //!
-//! `index`, `commit`, `store`, `directory`, `backup` and `restore` need the default `store`
+//! `index`, `commit`, `store`, `dnssec`, `directory`, `backup` and `restore` need the default `store`
 //! feature (redb);
 //! without it the crate is the rules and formats alone, as the updater uses it.
 #![forbid(unsafe_code)]
@@ -43,6 +44,8 @@ pub mod backup;
 mod commit;
 #[cfg(feature = "store")]
 pub mod directory;
+#[cfg(feature = "store")]
+pub mod dnssec;
 pub mod identity;
 #[cfg(feature = "store")]
 pub mod index;

@@ -311,6 +311,14 @@ impl Zone {
         self.rrsets.keys().any(|(owner, _)| name.zone_of(owner))
     }
 
+    /// Every static RRset (SOA excluded), by owner and type.
+    pub fn static_rrsets(&self) -> impl Iterator<Item = (&LowerName, RecordType, &[Record])> {
+        self.rrsets
+            .iter()
+            .filter(|((_, t), _)| *t != RecordType::SOA)
+            .map(|((name, t), records)| (name, *t, records.as_slice()))
+    }
+
     /// Every static record, the SOA first (for zone-file export and transfers).
     pub fn static_records(&self) -> impl Iterator<Item = &Record> {
         self.rrsets

@@ -38,14 +38,14 @@ impl Directory {
     /// Commits the staged import: one serial increase, the journal emptied (secondaries take
     /// the whole zone), durable before the index takes the terminals; the serial is
     /// announced only once they are all in. Returns how many terminals it added.
-    pub async fn commit_import(&self) -> Result<usize, DirectoryError> {
+    pub async fn commit_import(&self, now: u64) -> Result<usize, DirectoryError> {
         let _writer = self.write_lock().await?;
         let to = self.pending().serial().next();
         let change = Change {
             finish_import: true,
             ..Change::default()
         };
-        self.begin_reset(to, change).await?;
+        let signed = self.begin_reset(to, change, &self.zone(), now).await?;
         let staged = self.inner.store.importing_count()?;
         self.inner
             .view
@@ -58,7 +58,7 @@ impl Directory {
                 view.insert(key, hot);
             }
         })?;
-        self.finish_reset(to, || {});
+        self.finish_reset(to, signed, || {});
         self.inner.store.forget_imported().await?;
         // A large staging leaves much free space in the file: give it back (queries go on
         // from the index; signed requests wait the few tenths of a second it takes).

@@ -24,7 +24,9 @@
 //! - [`registry`]: register, bulk import in one transaction, unregister, rotate a key;
 //! - [`import`]: a streamed import, staged in batches, committed or aborted as a whole;
 //! - [`presence`]: RFC 2136 updates and lease expiry;
-//! - [`zone_reload`]: a new static zone while serving.
+//! - [`zone_reload`]: a new static zone while serving;
+//!
+//! and [`signing`] keeps the zone signed through all of them (DNSSEC on).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -129,6 +131,8 @@ struct Work<'a> {
     store: Change<'a>,
     zone_changes: Vec<AddressChange>,
     entries: Vec<(CodeKey, Option<Hot>)>,
+    /// Unix seconds, for the signatures of a signed zone.
+    now: u64,
 }
 
 /// The directory handle: cheap to clone, shared by every request.
@@ -155,6 +159,8 @@ struct Inner {
     poisoned: AtomicBool,
     /// The newest published serial, for those who follow changes (NOTIFY).
     serial_tx: tokio::sync::watch::Sender<u32>,
+    /// The signed zone as staged (DNSSEC on). Lock order: `writer`, then this.
+    staging: Option<Mutex<crate::dnssec::Staging>>,
 }
 impl Directory {
     /// Opens the store in `data_dir` and builds the view from it.
@@ -164,6 +170,27 @@ impl Directory {
     /// one) and the journal is emptied, so a secondary at an older serial gets the whole
     /// zone instead of deltas with a gap. That change is durable before anything is served.
     pub fn open(data_dir: &Path, zone: Zone, limits: Limits) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, zone, limits, None)
+    }
+
+    /// Opens as [`Directory::open`] does, with the zone signed (DNSSEC): the key is made
+    /// at the first such start, and what the store lacks is signed before anything is served
+    /// (a change of the zone's content, so with a new serial). `now` is Unix seconds.
+    pub fn open_signed(
+        data_dir: &Path,
+        zone: Zone,
+        limits: Limits,
+        now: u64,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, zone, limits, Some(now))
+    }
+
+    fn open_with(
+        data_dir: &Path,
+        zone: Zone,
+        limits: Limits,
+        signed_at: Option<u64>,
+    ) -> Result<Self, StoreError> {
         let store = Store::open(data_dir, zone.origin())?;
         if store.import_in_progress()? {
             let removed = store.abort_import()?;
@@ -198,6 +225,35 @@ impl Directory {
         let next_seq = journal.next_seq();
         let mut view = View::new(serial, journal, snapshot.terminals);
         store.scan_hot(|key, hot| view.insert(key, hot))?;
+        let mut serial = serial;
+        let staging = match signed_at {
+            None => None,
+            Some(now) => {
+                let keys = signing::keys_at_open(&store, now)?;
+                let signer = signing::signer_of(&keys, zone.origin())?;
+                let mut signed = signing::signing_for(&store, signer.clone(), &zone, serial, now)?;
+                if !signed.changes.is_empty() {
+                    serial = serial.next();
+                    store.commit_now(&Change {
+                        serial: Some(serial.0),
+                        journal_drop: view.journal().seqs(),
+                        signed: std::mem::take(&mut signed.changes),
+                        ..Change::default()
+                    })?;
+                    view.clear_journal();
+                    view.set_serial(serial);
+                    let soa = signer
+                        .sign(&[zone.soa_record(serial.0)], now)
+                        .map_err(|e| StoreError::Signing(e.to_string()))?;
+                    signed.published.apply(crate::dnssec::SignedDelta {
+                        soa: Some((serial.0, soa)),
+                        ..Default::default()
+                    });
+                }
+                view.set_signed(signed.published);
+                Some(Mutex::new(signed.staging))
+            }
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 zone: ArcSwap::from_pointee(zone),
@@ -209,6 +265,7 @@ impl Directory {
                 writer: tokio::sync::Mutex::new(()),
                 importing: Arc::default(),
                 poisoned: AtomicBool::new(false),
+                staging,
             }),
         })
     }
@@ -287,7 +344,7 @@ impl Directory {
     /// The store's staging and the push to `pending` need not be one critical section: the
     /// writer lock orders them, and a flush that covers the change before the push leaves it
     /// queued for this writer's own publication after its flush.
-    fn stage(&self, work: Work<'_>) -> Result<u32, StoreError> {
+    fn stage(&self, mut work: Work<'_>) -> Result<u32, StoreError> {
         let from = self.pending().serial();
         let next_seq = self.pending().next_seq();
         let depth = self.inner.limits.journal_depth.max(1) as u64;
@@ -297,7 +354,7 @@ impl Directory {
             seq: next_seq,
             from: from.0,
             to: from.next().0,
-            changes: work.zone_changes,
+            changes: std::mem::take(&mut work.zone_changes),
         });
         let journal_drop = if reset_journal {
             every_delta(next_seq, depth)
@@ -309,10 +366,18 @@ impl Directory {
                 .into_iter()
                 .collect()
         };
+        let signed = match serial {
+            Some(serial) => self.sign_change(zone_changes_of(&delta, &work), serial, work.now)?,
+            None => None,
+        };
         let change = Change {
             serial: serial.map(|s| s.0),
             journal: delta.as_ref(),
             journal_drop,
+            signed: signed
+                .as_ref()
+                .map(|s| s.terminals.clone())
+                .unwrap_or_default(),
             ..work.store
         };
         let commit = self.inner.store.stage(&change)?;
@@ -323,6 +388,7 @@ impl Directory {
             delta,
             reset_journal,
             entries: work.entries,
+            signed,
         });
         Ok(pending.serial().0)
     }
@@ -361,28 +427,45 @@ impl Directory {
     /// commit, a new static zone), so that secondaries take the whole zone: `change`, with
     /// that serial and the journal's removal added, is made durable and what was flushed
     /// before it is published. [`Directory::finish_reset`] completes the move.
-    async fn begin_reset(&self, to: Serial, change: Change<'_>) -> Result<(), StoreError> {
+    ///
+    /// A signed zone is signed again as a whole for `zone` (the one served from `to` on), in
+    /// the same transaction; the signatures are returned for `finish_reset`.
+    async fn begin_reset(
+        &self,
+        to: Serial,
+        change: Change<'_>,
+        zone: &Zone,
+        now: u64,
+    ) -> Result<Option<signing::Signing>, StoreError> {
         let next_seq = self.pending().next_seq();
         let depth = self.inner.limits.journal_depth.max(1) as u64;
+        let mut signed = self.sign_whole(zone, to, now)?;
         self.inner.store.stage(&Change {
             serial: Some(to.0),
             journal_drop: every_delta(next_seq, depth),
+            signed: signed
+                .as_mut()
+                .map(|s| std::mem::take(&mut s.changes))
+                .unwrap_or_default(),
             ..change
         })?;
         self.flush_or_poison().await?;
         self.publish();
-        Ok(())
+        Ok(signed)
     }
 
     /// The second half: the index moves to `to` with an empty journal, `swap` runs while
     /// queries are held off, and followers are told.
-    fn finish_reset(&self, to: Serial, swap: impl FnOnce()) {
+    fn finish_reset(&self, to: Serial, signed: Option<signing::Signing>, swap: impl FnOnce()) {
         {
             let mut pending = self.pending();
             pending.advance(to);
             let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
             view.clear_journal();
             view.set_serial(to);
+            if let Some(signed) = signed {
+                self.install(signed, &mut view);
+            }
             swap();
         }
         self.announce(to.0);
@@ -446,6 +529,12 @@ fn serial_for(zone: &Zone, fingerprint: &str, serial: Serial, served: Option<&st
     }
 }
 
+/// The zone changes of a change being staged: in its journal delta, or (too large to
+/// journal) still in the work.
+fn zone_changes_of<'w>(delta: &'w Option<Delta>, work: &'w Work<'_>) -> &'w [AddressChange] {
+    delta.as_ref().map_or(&work.zone_changes, |d| &d.changes)
+}
+
 /// Every delta the store may hold before sequence `next_seq`: the last `depth` of them.
 fn every_delta(next_seq: u64, depth: u64) -> Vec<u64> {
     (next_seq.saturating_sub(depth).max(1)..next_seq).collect()
@@ -454,6 +543,7 @@ fn every_delta(next_seq: u64, depth: u64) -> Vec<u64> {
 mod import;
 mod presence;
 mod registry;
+mod signing;
 #[cfg(test)]
 mod tests;
 mod zone_reload;

@@ -108,6 +108,7 @@ impl Directory {
             },
             zone_changes,
             entries: vec![(CodeKey::from(code), Some(updated))],
+            now,
         })?;
         self.durable(writer).await?;
         Ok(UpdateOutcome {
@@ -172,6 +173,7 @@ impl Directory {
                 .iter()
                 .map(|e| (CodeKey::from(&e.terminal.code), Some(e.presence.hot())))
                 .collect(),
+            now,
         })?;
         self.durable(writer).await?;
         Ok(expired.into_iter().map(|e| e.terminal.code).collect())

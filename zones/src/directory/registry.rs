@@ -50,6 +50,7 @@ impl Directory {
             store,
             zone_changes,
             entries: published,
+            now,
         })?;
         self.durable(writer).await?;
         Ok(entries.into_iter().map(|e| e.terminal).collect())
@@ -65,7 +66,11 @@ impl Directory {
     }
 
     /// Removes a terminal; its name disappears from the zone.
-    pub async fn unregister(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
+    pub async fn unregister(
+        &self,
+        code: &CallingCode,
+        now: u64,
+    ) -> Result<Terminal, DirectoryError> {
         let writer = self.write_lock().await?;
         let entry = self.registered(code)?;
         let terminal = entry.terminal;
@@ -85,6 +90,7 @@ impl Directory {
             },
             zone_changes,
             entries: vec![(CodeKey::from(code), None)],
+            now,
         })?;
         self.durable(writer).await?;
         Ok(terminal)
@@ -92,7 +98,11 @@ impl Directory {
 
     /// Issues a new secret for a terminal's key; the old secret stops working once the
     /// new one is durable.
-    pub async fn rotate_key(&self, code: &CallingCode) -> Result<Terminal, DirectoryError> {
+    pub async fn rotate_key(
+        &self,
+        code: &CallingCode,
+        now: u64,
+    ) -> Result<Terminal, DirectoryError> {
         let writer = self.write_lock().await?;
         let entry = self.registered(code)?;
         let mut terminal = entry.terminal;
@@ -108,6 +118,7 @@ impl Directory {
             },
             zone_changes: Vec::new(),
             entries: vec![(CodeKey::from(code), Some(rotated))],
+            now,
         })?;
         self.durable(writer).await?;
         Ok(terminal)

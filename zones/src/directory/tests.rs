@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+/// Unix seconds for changes whose time does not matter to a test.
+const NOW: u64 = 1;
+
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{DNSClass, Record};
 
@@ -240,14 +243,14 @@ async fn unregister_and_rotate() {
         .register(registration("5551234", "acme", "3f9a0c1d22e4b7a8"), 1)
         .await
         .unwrap();
-    let rotated = dir.rotate_key(&t.code).await.unwrap();
+    let rotated = dir.rotate_key(&t.code, NOW).await.unwrap();
     assert_eq!(rotated.key.name, t.key.name);
     assert_ne!(rotated.key.secret, t.key.secret);
-    dir.unregister(&t.code).await.unwrap();
+    dir.unregister(&t.code, NOW).await.unwrap();
     assert!(dir.view().terminal(&t.code).is_none());
     assert!(dir.terminal_key(&t.key.name).is_none());
     assert!(matches!(
-        dir.unregister(&t.code).await,
+        dir.unregister(&t.code, NOW).await,
         Err(DirectoryError::UnknownCode(_))
     ));
     // The machine can register again once unregistered.
@@ -396,7 +399,7 @@ async fn deltas_after_lease_end_before_the_sweep_remove_what_secondaries_hold() 
     .unwrap();
     follow_journal(&mut copy, &mut serial, &dir);
     assert!(dir.view().terminal(&other).unwrap().expired(2070));
-    dir.unregister(&other).await.unwrap();
+    dir.unregister(&other, NOW).await.unwrap();
     follow_journal(&mut copy, &mut serial, &dir);
     assert_eq!(without_empty(&copy), full_zone(&dir));
 }
@@ -594,14 +597,14 @@ async fn a_staged_import_is_invisible_until_committed_then_all_there() {
     );
     let staged: CallingCode = "7000005".parse().unwrap();
     assert!(matches!(
-        dir.unregister(&staged).await,
+        dir.unregister(&staged, NOW).await,
         Err(DirectoryError::Importing(_))
     ));
-    assert_eq!(dir.commit_import().await.unwrap(), 200);
+    assert_eq!(dir.commit_import(NOW).await.unwrap(), 200);
     drop(session);
     assert_eq!(dir.view().len(), 200);
     assert_eq!(dir.view().serial(), serial + 1);
-    dir.unregister(&staged).await.unwrap();
+    dir.unregister(&staged, NOW).await.unwrap();
     drop(dir);
     assert_eq!(open(tmp.path()).view().len(), 199);
 }
@@ -621,6 +624,6 @@ async fn an_import_aborted_or_interrupted_leaves_nothing() {
     assert!(dir.view().is_empty());
     assert!(dir.terminal(&"7000001".parse().unwrap()).unwrap().is_none());
     dir.stage_import(fleet(0, 50), 1).await.unwrap();
-    assert_eq!(dir.commit_import().await.unwrap(), 50);
+    assert_eq!(dir.commit_import(NOW).await.unwrap(), 50);
     assert_eq!(dir.view().len(), 50);
 }

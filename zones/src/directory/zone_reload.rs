@@ -8,7 +8,7 @@ impl Directory {
     /// (the file's, or the current one plus one) and the journal is emptied, so secondaries
     /// take the whole zone once; that is durable before anything is served from it. Returns
     /// the new serial, or `None` when the file changed nothing. Another origin is refused.
-    pub async fn reload_zone(&self, zone: Zone) -> Result<Option<u32>, DirectoryError> {
+    pub async fn reload_zone(&self, zone: Zone, now: u64) -> Result<Option<u32>, DirectoryError> {
         let current = self.zone();
         if zone.origin() != current.origin() {
             return Err(DirectoryError::OtherOrigin {
@@ -28,8 +28,8 @@ impl Directory {
             zone_fingerprint: Some(&fingerprint),
             ..Change::default()
         };
-        self.begin_reset(to, change).await?;
-        self.finish_reset(to, || self.inner.zone.store(Arc::new(zone)));
+        let signed = self.begin_reset(to, change, &zone, now).await?;
+        self.finish_reset(to, signed, || self.inner.zone.store(Arc::new(zone)));
         Ok(Some(to.0))
     }
 }

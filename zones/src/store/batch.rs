@@ -16,6 +16,7 @@ pub(super) enum Table {
     Replay,
     Machines,
     Importing,
+    Signed,
 }
 
 /// A change encoded, ready to be written.
@@ -32,12 +33,14 @@ pub(super) struct Writes {
     pub finish_import: bool,
     pub journal: Option<(u64, Vec<u8>)>,
     pub journal_drop: Vec<u64>,
+    /// Terminals' signatures (`None`: removed).
+    pub signed: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Each table's rows as staged changes leave them (`None`: removed), by key, so that a read
 /// looks one up without building a key.
 #[derive(Debug, Default)]
-struct Rows([HashMap<String, Option<Vec<u8>>>; 5]);
+struct Rows([HashMap<String, Option<Vec<u8>>>; 6]);
 
 impl Rows {
     fn table(&mut self, table: Table) -> &mut HashMap<String, Option<Vec<u8>>> {
@@ -69,9 +72,12 @@ impl Writes {
     /// removal first, then the new values).
     fn record(&self, rows: &mut Rows) {
         if let Some(code) = &self.remove {
-            for table in [Table::Cold, Table::Hot, Table::Replay] {
+            for table in [Table::Cold, Table::Hot, Table::Replay, Table::Signed] {
                 rows.insert(table, code.clone(), None);
             }
+        }
+        for (code, value) in &self.signed {
+            rows.insert(Table::Signed, code.clone(), value.clone());
         }
         for (table, puts) in [
             (Table::Cold, &self.cold),

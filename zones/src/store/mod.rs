@@ -12,10 +12,14 @@
 //! | `machines`| key `<kid> <mid>`: the code registered for that machine    | registrations |
 //! | `importing`| the codes of an import not yet committed (with `meta` `import`) | imports    |
 //! | `journal` | by sequence (u64): one serial increase, for IXFR            | transfers     |
+//! | `signed`  | a terminal's RRSIGs and NSEC3 (DNSSEC on), see [`crate::dnssec`] | at open |
+//!
+//! `meta` also holds `dnssec_keys`, the zone's signing keys (DNSSEC on).
 //!
 //! Hot data is kept apart from cold data so that what every query needs stays small, and
 //! there is room for per-RRset signatures beside it later. At start-up only `hot` is read,
-//! to build the in-memory index; the rest is read when a request needs it. Point reads of a
+//! (and `signed` with DNSSEC on) to build the in-memory index; the rest is read when a
+//! request needs it. Point reads of a
 //! terminal see every staged change (durable or not: writers read here); scans see what
 //! redb holds. The `schema` record is checked at open: a store of another version is
 //! refused with a clear error, never misread.
@@ -49,6 +53,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::dnssec::{TerminalSigs, ZoneKey};
 use crate::identity::{CallingCode, CodeKey, Kid, Mid};
 use crate::journal::Delta;
 use crate::key::{Algorithm, Secret, TerminalKeyName, TsigKey};
@@ -60,7 +65,9 @@ mod batch;
 use batch::{Staged, Table, Writes};
 
 /// The version of the layout above; bumped whenever a table or a value changes shape.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the `signed` table; a store of version 1 is migrated at open (the table
+/// is created: nothing else changed shape).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The store's file inside its directory.
 const FILE_NAME: &str = "directory.redb";
@@ -72,6 +79,7 @@ const REPLAY: TableDefinition<&str, &[u8]> = TableDefinition::new("replay");
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 const MACHINES: TableDefinition<&str, &str> = TableDefinition::new("machines");
 const IMPORTING: TableDefinition<&str, &[u8]> = TableDefinition::new("importing");
+const SIGNED: TableDefinition<&str, &[u8]> = TableDefinition::new("signed");
 
 /// redb's page cache: the index in memory serves queries, so the store needs little. Each
 /// thread that writes fills it from its own malloc arena, so a large cache shows up more
@@ -83,6 +91,7 @@ const SCHEMA_KEY: &str = "schema";
 const SERIAL_KEY: &str = "serial";
 const ZONE_KEY: &str = "zone";
 const IMPORT_KEY: &str = "import";
+const DNSSEC_KEYS_KEY: &str = "dnssec_keys";
 
 /// A storage failure; the change it was part of did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +117,8 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot sign the change (DNSSEC): {0}")]
+    Signing(String),
     #[error(
         "an earlier flush to disk failed, so the store may not match the disk; changes are refused until the server is restarted"
     )]
@@ -167,6 +178,10 @@ pub struct Change<'a> {
     pub importing: bool,
     /// Commits the import in progress: its terminals stay, the marker goes.
     pub finish_import: bool,
+    /// Terminals' signatures, new (`Some`) or removed (`None`).
+    pub signed: Vec<(CodeKey, Option<TerminalSigs>)>,
+    /// The zone's signing keys, when they changed.
+    pub zone_keys: Option<&'a [ZoneKey]>,
 }
 
 /// What every query needs of a terminal.
@@ -259,6 +274,17 @@ impl Store {
         let found = self.meta(SCHEMA_KEY)?.map(|v| decode_u32(SCHEMA_KEY, &v));
         match found.transpose()? {
             Some(SCHEMA_VERSION) => Ok(()),
+            Some(1) => {
+                let db = self.db();
+                let tx = begin_write(&db, Durability::Immediate)?;
+                create_tables(&tx)?;
+                {
+                    let mut meta = tx.open_table(META).map_err(StoreError::io)?;
+                    meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
+                        .map_err(StoreError::io)?;
+                }
+                tx.commit().map_err(StoreError::io)
+            }
             Some(found) => Err(StoreError::Version {
                 path: shown.to_owned(),
                 found,
@@ -353,6 +379,41 @@ impl Store {
             decode_row(text, replay)?,
             &self.origin,
         )))
+    }
+
+    /// A terminal's signatures with every staged change (durable or not).
+    pub fn signed(&self, key: CodeKey) -> Result<Option<TerminalSigs>, StoreError> {
+        let text = key.to_code();
+        let [row] = self.rows([(Table::Signed, text.as_str())])?;
+        decode_row(text.as_str(), row)
+    }
+
+    /// Every terminal's signatures as redb holds them, to `each`.
+    pub fn scan_signed(
+        &self,
+        mut each: impl FnMut(CodeKey, TerminalSigs),
+    ) -> Result<(), StoreError> {
+        let db = self.db();
+        let read = db.begin_read().map_err(StoreError::io)?;
+        let signed = read.open_table(SIGNED).map_err(StoreError::io)?;
+        for item in signed.iter().map_err(StoreError::io)? {
+            let (key, value) = item.map_err(StoreError::io)?;
+            let code = key.value();
+            let key = CodeKey::from_digits(code.as_bytes()).ok_or_else(|| StoreError::Corrupt {
+                key: code.to_owned(),
+                message: "not a calling code".into(),
+            })?;
+            each(key, decode(code, value.value())?);
+        }
+        Ok(())
+    }
+
+    /// The zone's DNSSEC signing keys (none until DNSSEC is first turned on).
+    pub fn zone_keys(&self) -> Result<Vec<ZoneKey>, StoreError> {
+        self.meta(DNSSEC_KEYS_KEY)?
+            .map(|v| decode(DNSSEC_KEYS_KEY, &v))
+            .transpose()
+            .map(Option::unwrap_or_default)
     }
 
     /// A terminal's TSIG key (the cold table only: what every signed request needs).
@@ -740,6 +801,7 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(JOURNAL).map_err(StoreError::io)?;
     tx.open_table(MACHINES).map_err(StoreError::io)?;
     tx.open_table(IMPORTING).map_err(StoreError::io)?;
+    tx.open_table(SIGNED).map_err(StoreError::io)?;
     Ok(())
 }
 
@@ -752,6 +814,7 @@ fn apply(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), StoreError> {
     let mut importing = tx.open_table(IMPORTING).map_err(StoreError::io)?;
     let mut machines = tx.open_table(MACHINES).map_err(StoreError::io)?;
     let mut journal = tx.open_table(JOURNAL).map_err(StoreError::io)?;
+    let mut signed = tx.open_table(SIGNED).map_err(StoreError::io)?;
     for w in batch {
         for (key, value) in &w.meta {
             meta.insert(*key, value.as_slice())
@@ -761,6 +824,14 @@ fn apply(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), StoreError> {
             hot.remove(code.as_str()).map_err(StoreError::io)?;
             cold.remove(code.as_str()).map_err(StoreError::io)?;
             replay.remove(code.as_str()).map_err(StoreError::io)?;
+            signed.remove(code.as_str()).map_err(StoreError::io)?;
+        }
+        for (code, value) in &w.signed {
+            match value {
+                Some(value) => signed.insert(code.as_str(), value.as_slice()),
+                None => signed.remove(code.as_str()),
+            }
+            .map_err(StoreError::io)?;
         }
         for (table, rows) in [
             (&mut cold, &w.cold),
@@ -817,6 +888,7 @@ fn read_row(
         Table::Hot => bytes(HOT),
         Table::Replay => bytes(REPLAY),
         Table::Importing => bytes(IMPORTING),
+        Table::Signed => bytes(SIGNED),
         Table::Machines => {
             let machines = read.open_table(MACHINES).map_err(StoreError::io)?;
             let value = machines.get(key).map_err(StoreError::io)?;
@@ -841,6 +913,13 @@ fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
     }
     if let Some(fingerprint) = change.zone_fingerprint {
         w.meta.push((ZONE_KEY, fingerprint.as_bytes().to_vec()));
+    }
+    if let Some(keys) = change.zone_keys {
+        w.meta.push((DNSSEC_KEYS_KEY, encode(&keys)?));
+    }
+    for (key, sigs) in &change.signed {
+        let value = sigs.as_ref().map(encode).transpose()?;
+        w.signed.push((key.to_code().as_str().to_owned(), value));
     }
     if change.importing {
         w.meta.push((IMPORT_KEY, Vec::new()));

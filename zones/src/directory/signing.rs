@@ -1,0 +1,150 @@
+//! Keeping the zone signed (DNSSEC on; see [`crate::dnssec`]): the key and the whole
+//! zone's signatures at open, each staged change's signatures, and the whole zone again when
+//! a reset (an import's commit, a new static zone) changes much at once.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::dnssec::whole::{self, Whole};
+use crate::dnssec::{SignedDelta, SignedZone, Signer, Staging, ZoneKey};
+
+/// The writer's signing state, and the published one built with it.
+pub(super) struct Signing {
+    pub staging: Staging,
+    pub published: SignedZone,
+    /// Signatures to store (made again or forgotten).
+    pub changes: Vec<(CodeKey, Option<crate::dnssec::TerminalSigs>)>,
+}
+
+impl Directory {
+    /// The zone's DNSSEC keys (none before DNSSEC was first turned on).
+    pub fn zone_keys(&self) -> Result<Vec<ZoneKey>, StoreError> {
+        self.inner.store.zone_keys()
+    }
+
+    /// True when the zone is signed (DNSSEC on).
+    pub fn is_signed(&self) -> bool {
+        self.inner.staging.is_some()
+    }
+
+    /// Signs the zone changes of a change being staged at `serial` (call with the writer
+    /// lock held); `None` with DNSSEC off.
+    pub(super) fn sign_change(
+        &self,
+        changes: &[AddressChange],
+        serial: Serial,
+        now: u64,
+    ) -> Result<Option<SignedDelta>, StoreError> {
+        let Some(staging) = &self.inner.staging else {
+            return Ok(None);
+        };
+        let mut staging = staging.lock().unwrap_or_else(|p| p.into_inner());
+        let store = &self.inner.store;
+        staging
+            .sign(&self.zone(), changes, serial.0, now, |key| {
+                store.signed(key)
+            })
+            .map(Some)
+            .map_err(|e| StoreError::Signing(e.to_string()))
+    }
+
+    /// Signs the whole zone again for a reset to serial `to` with `zone` (call with the
+    /// writer lock held); `None` with DNSSEC off.
+    pub(super) fn sign_whole(
+        &self,
+        zone: &Zone,
+        to: Serial,
+        now: u64,
+    ) -> Result<Option<Signing>, StoreError> {
+        let Some(staging) = &self.inner.staging else {
+            return Ok(None);
+        };
+        let signer = staging
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .signer()
+            .clone();
+        signing_for(&self.inner.store, signer, zone, to, now).map(Some)
+    }
+
+    /// Puts a whole zone's signatures in force (with the view's write lock held).
+    pub(super) fn install(&self, signing: Signing, view: &mut View) {
+        if let Some(staging) = &self.inner.staging {
+            *staging.lock().unwrap_or_else(|p| p.into_inner()) = signing.staging;
+        }
+        view.set_signed(signing.published);
+    }
+}
+
+/// The keys at open: the stored ones, or a new key made durable now.
+pub(super) fn keys_at_open(store: &Store, now: u64) -> Result<Vec<ZoneKey>, StoreError> {
+    let keys = store.zone_keys()?;
+    if !keys.is_empty() {
+        return Ok(keys);
+    }
+    let key = ZoneKey::generate(now).map_err(|e| StoreError::Signing(e.to_string()))?;
+    let keys = vec![key];
+    store.commit_now(&Change {
+        zone_keys: Some(&keys),
+        ..Change::default()
+    })?;
+    tracing::info!(
+        key_tag = keys[0].key_tag().unwrap_or_default(),
+        "generated the zone's DNSSEC key (ECDSA P-256, a CSK); `nameserver dnssec ds` prints its DS"
+    );
+    Ok(keys)
+}
+
+/// The signer of the active key.
+pub(super) fn signer_of(keys: &[ZoneKey], origin: &Name) -> Result<Arc<Signer>, StoreError> {
+    let key = keys
+        .iter()
+        .find(|k| k.state == crate::dnssec::KeyState::Active)
+        .ok_or_else(|| StoreError::Signing("no active DNSSEC key in the store".into()))?;
+    Signer::new(key, origin)
+        .map(Arc::new)
+        .map_err(|e| StoreError::Signing(e.to_string()))
+}
+
+/// The whole zone's signatures from what the store holds: stored ones kept while they
+/// hold, the others made again.
+pub(super) fn signing_for(
+    store: &Store,
+    signer: Arc<Signer>,
+    zone: &Zone,
+    serial: Serial,
+    now: u64,
+) -> Result<Signing, StoreError> {
+    let mut online = Vec::new();
+    store.scan_hot(|key, hot| {
+        if !hot.addresses.is_empty() {
+            online.push((key, hot.addresses));
+        }
+    })?;
+    let mut stored = HashMap::with_hasher(foldhash::fast::RandomState::default());
+    store.scan_signed(|key, sigs| {
+        stored.insert(key, sigs);
+    })?;
+    let started = std::time::Instant::now();
+    let Whole {
+        staging,
+        terminals,
+        changes,
+    } = whole::sign_zone(signer, zone, online, stored, now)
+        .map_err(|e| StoreError::Signing(e.to_string()))?;
+    if !changes.is_empty() {
+        tracing::info!(
+            signed = changes.iter().filter(|(_, s)| s.is_some()).count(),
+            forgotten = changes.iter().filter(|(_, s)| s.is_none()).count(),
+            seconds = started.elapsed().as_secs_f64(),
+            "signed the zone's terminals"
+        );
+    }
+    let published = SignedZone::new(&staging, zone, terminals, serial.0, now)
+        .map_err(|e| StoreError::Signing(e.to_string()))?;
+    Ok(Signing {
+        staging,
+        published,
+        changes,
+    })
+}

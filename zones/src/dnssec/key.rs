@@ -1,0 +1,132 @@
+//! The zone's signing key: an ECDSA P-256/SHA-256 (algorithm 13) combined signing key (CSK,
+//! flags 257), generated at the first start with DNSSEC on and kept in the store with the
+//! other secrets. `Debug` never shows the private half.
+
+use std::fmt;
+
+use hickory_proto::dnssec::crypto::EcdsaSigningKey;
+use hickory_proto::dnssec::rdata::{DNSKEY, DS};
+use hickory_proto::dnssec::{Algorithm, DigestType, SigningKey};
+use hickory_proto::rr::Name;
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use serde::{Deserialize, Serialize};
+
+/// DNSKEY flags of a combined signing key: zone key (bit 7) and secure entry point (bit 15).
+const CSK_FLAGS: u16 = 257;
+
+/// Why a key could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot generate a DNSSEC key: {0}")]
+    Generate(String),
+    #[error("the stored DNSSEC key is unusable: {0}")]
+    Unusable(String),
+}
+
+/// What a key is doing in the zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyState {
+    /// Published in the DNSKEY RRset and signing.
+    Active,
+}
+
+impl fmt::Display for KeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Active => "active",
+        })
+    }
+}
+
+/// A zone key as stored: the private key in PKCS#8 DER, when it was made, its state.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneKey {
+    pkcs8: Vec<u8>,
+    /// Unix seconds.
+    pub created: u64,
+    pub state: KeyState,
+}
+
+impl fmt::Debug for ZoneKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZoneKey")
+            .field("private", &"<secret>")
+            .field("created", &self.created)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl ZoneKey {
+    /// A fresh key from the operating system's random source.
+    pub fn generate(now: u64) -> Result<Self, KeyError> {
+        let der = EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256)
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        let key = Self {
+            pkcs8: der.secret_pkcs8_der().to_vec(),
+            created: now,
+            state: KeyState::Active,
+        };
+        key.signing_key()?;
+        Ok(key)
+    }
+
+    /// The key pair, for signing.
+    pub fn signing_key(&self) -> Result<EcdsaSigningKey, KeyError> {
+        let der = PrivatePkcs8KeyDer::from(self.pkcs8.as_slice());
+        EcdsaSigningKey::from_pkcs8(&der, Algorithm::ECDSAP256SHA256)
+            .map_err(|e| KeyError::Unusable(e.to_string()))
+    }
+
+    /// The public half as the zone publishes it.
+    pub fn dnskey(&self) -> Result<DNSKEY, KeyError> {
+        let public = self
+            .signing_key()?
+            .to_public_key()
+            .map_err(|e| KeyError::Unusable(e.to_string()))?;
+        Ok(DNSKEY::with_flags(CSK_FLAGS, public))
+    }
+
+    /// The key tag (RFC 4034 Appendix B) that signatures name.
+    pub fn key_tag(&self) -> Result<u16, KeyError> {
+        self.dnskey()?
+            .calculate_key_tag()
+            .map_err(|e| KeyError::Unusable(e.to_string()))
+    }
+
+    /// The DS record for the parent zone, with a SHA-256 digest (RFC 4509).
+    pub fn ds(&self, origin: &Name) -> Result<DS, KeyError> {
+        let dnskey = self.dnskey()?;
+        let digest = dnskey
+            .to_digest(origin, DigestType::SHA256)
+            .map_err(|e| KeyError::Unusable(e.to_string()))?;
+        Ok(DS::new(
+            self.key_tag()?,
+            Algorithm::ECDSAP256SHA256,
+            DigestType::SHA256,
+            digest.as_ref().to_vec(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::dnssec::Verifier;
+
+    use super::*;
+
+    #[test]
+    fn a_generated_key_is_a_p256_csk_whose_debug_hides_the_private_half() {
+        let key = ZoneKey::generate(1).unwrap();
+        let dnskey = key.dnskey().unwrap();
+        assert_eq!(dnskey.flags(), 257);
+        assert!(dnskey.zone_key() && dnskey.secure_entry_point());
+        assert_eq!(dnskey.algorithm(), Algorithm::ECDSAP256SHA256);
+        let shown = format!("{key:?}");
+        assert!(shown.contains("<secret>"));
+        assert!(!shown.contains(&format!("{:?}", key.pkcs8)));
+        let ds = key.ds(&Name::from_ascii("dial.example.").unwrap()).unwrap();
+        assert_eq!(ds.key_tag(), key.key_tag().unwrap());
+        assert_eq!(ds.digest().len(), 32);
+    }
+}

@@ -1,0 +1,74 @@
+//! DNSSEC: the zone signed with one ECDSA P-256 key (a CSK), NSEC3 for denial.
+//!
+//! ```text
+//!  Directory::open ─▶ keys from the store (generated at the first start with DNSSEC on)
+//!                  ─▶ Staging::new (chain of every name with records) ─▶ Staging::complete
+//!                     (signs what the store lacks: the first signing, or after a restore)
+//!  each change, under the writer lock:
+//!     zone changes ─▶ Staging::sign ─▶ SignedDelta (terminals' RRSIGs and NSEC3s, the
+//!                     NSEC3s of neighbours whose next hash moved, the SOA's RRSIG)
+//!                  ─▶ Store (`signed` table, same transaction) ─▶ published with the change
+//!  queries with DO ─▶ SignedZone (in the View): RRSIGs, NSEC3 proofs
+//! ```
+//!
+//! A terminal is in the signed zone while it publishes an address: a registered code with
+//! none has no records, so a query with DO gets NXDOMAIN with its proof, as a secondary
+//! serving the transferred zone would answer.
+//!
+//! Modules:
+//! - [`key`]: the zone key, its DNSKEY and DS.
+//! - [`sign`]: RRSIGs, stored compactly.
+//! - [`nsec3`]: hashes, NSEC3 records, the chain.
+//! - [`statics`]: the names of the static zone, their types and signatures.
+//! - [`staging`]: signing changes as they are staged.
+//! - [`signed`]: the published signatures that answers read.
+//! - [`whole`]: signing the whole zone (first signing, repairs, refresh at open).
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::CodeKey;
+
+pub mod key;
+pub mod nsec3;
+pub mod sign;
+pub mod signed;
+pub mod staging;
+pub mod statics;
+pub mod whole;
+
+pub use key::{KeyError, KeyState, ZoneKey};
+pub use nsec3::Hash;
+pub use sign::{Sig, SignError, Signer};
+pub use signed::SignedZone;
+pub use staging::{SignedDelta, Staging};
+
+/// What owns a hash of the NSEC3 chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A terminal that publishes an address.
+    Terminal(CodeKey),
+    /// A static name (by its place in [`statics::Statics`]).
+    Static(u32),
+}
+
+/// A terminal's signatures, as stored (table `signed`) and served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSigs {
+    /// The hash of the terminal's name.
+    pub hash: Hash,
+    /// The next hash of the chain when its NSEC3 was signed.
+    pub next: Hash,
+    /// Over the A RRset, when it has IPv4 addresses.
+    pub a: Option<Sig>,
+    /// Over the AAAA RRset, when it has IPv6 addresses.
+    pub aaaa: Option<Sig>,
+    /// Over its NSEC3 record.
+    pub nsec3: Sig,
+}
+
+impl TerminalSigs {
+    /// The types its NSEC3 lists.
+    pub fn types(&self) -> Vec<hickory_proto::rr::RecordType> {
+        nsec3::terminal_types(self.a.is_some(), self.aaaa.is_some())
+    }
+}

@@ -1,0 +1,176 @@
+//! NSEC3 (RFC 5155) with the parameters RFC 9276 asks for: SHA-1, no extra iterations, no
+//! salt, no opt-out. The chain is every name that holds records (or lies between the apex
+//! and such a name), ordered by the hash of the name; each name's NSEC3 names the next hash
+//! and the types its owner holds.
+
+use std::collections::BTreeMap;
+
+use hickory_proto::dnssec::Nsec3HashAlgorithm;
+use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC3, NSEC3PARAM};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+/// A SHA-1 hash of an owner name.
+pub type Hash = [u8; 20];
+
+/// RFC 9276 §3.1: no extra iterations.
+const ITERATIONS: u16 = 0;
+
+/// The hash of `name` (RFC 5155 §5).
+pub fn hash(name: &Name) -> Hash {
+    let digest = Nsec3HashAlgorithm::SHA1
+        .hash(&[], name, ITERATIONS)
+        .expect("a name hashes with SHA-1");
+    let mut out = [0; 20];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// The owner name of the NSEC3 record for `hash`: its base32hex form under the apex.
+pub fn owner(hash: &Hash, origin: &Name) -> Name {
+    let label = data_encoding::BASE32HEX_NOPAD
+        .encode(hash)
+        .to_ascii_lowercase();
+    Name::from_ascii(&label)
+        .and_then(|l| l.append_domain(origin))
+        .expect("a hash label under the zone is a valid name")
+}
+
+/// The NSEC3 record at `hash`, pointing to `next`, for an owner with `types`.
+pub fn record(hash: &Hash, next: &Hash, types: &[RecordType], ttl: u32, origin: &Name) -> Record {
+    let data = NSEC3::new(
+        Nsec3HashAlgorithm::SHA1,
+        false,
+        ITERATIONS,
+        Vec::new(),
+        next.to_vec(),
+        types.iter().copied(),
+    );
+    Record::from_rdata(
+        owner(hash, origin),
+        ttl,
+        RData::DNSSEC(DNSSECRData::NSEC3(data)),
+    )
+}
+
+/// The apex's NSEC3PARAM record.
+pub fn param_record(origin: &Name, ttl: u32) -> Record {
+    let data = NSEC3PARAM::new(Nsec3HashAlgorithm::SHA1, false, ITERATIONS, Vec::new());
+    Record::from_rdata(
+        origin.clone(),
+        ttl,
+        RData::DNSSEC(DNSSECRData::NSEC3PARAM(data)),
+    )
+}
+
+/// The types a terminal's NSEC3 lists: its address families, and RRSIG.
+pub fn terminal_types(v4: bool, v6: bool) -> Vec<RecordType> {
+    let mut types = Vec::with_capacity(3);
+    if v4 {
+        types.push(RecordType::A);
+    }
+    if v6 {
+        types.push(RecordType::AAAA);
+    }
+    if !types.is_empty() {
+        types.push(RecordType::RRSIG);
+    }
+    types
+}
+
+/// The chain: hashes in order, each with what owns it.
+#[derive(Clone, Debug)]
+pub struct Chain<O> {
+    hashes: BTreeMap<Hash, O>,
+}
+
+impl<O> Default for Chain<O> {
+    fn default() -> Self {
+        Self {
+            hashes: BTreeMap::new(),
+        }
+    }
+}
+
+impl<O: Copy> Chain<O> {
+    pub fn insert(&mut self, hash: Hash, owner: O) {
+        self.hashes.insert(hash, owner);
+    }
+
+    pub fn remove(&mut self, hash: &Hash) -> Option<O> {
+        self.hashes.remove(hash)
+    }
+
+    pub fn get(&self, hash: &Hash) -> Option<O> {
+        self.hashes.get(hash).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// The hash after `hash` in the chain, wrapping to the first.
+    pub fn next(&self, hash: &Hash) -> Option<Hash> {
+        use std::ops::Bound::Excluded;
+        self.hashes
+            .range((Excluded(*hash), std::ops::Bound::Unbounded))
+            .next()
+            .or_else(|| self.hashes.iter().next())
+            .map(|(h, _)| *h)
+    }
+
+    /// The entry before `hash` (which need not be in the chain), wrapping to the last: the
+    /// NSEC3 that covers `hash` when `hash` is not in the chain.
+    pub fn before(&self, hash: &Hash) -> Option<(Hash, O)> {
+        self.hashes
+            .range(..*hash)
+            .next_back()
+            .or_else(|| self.hashes.iter().next_back())
+            .map(|(h, o)| (*h, *o))
+    }
+
+    /// Every entry, in hash order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Hash, &O)> {
+        self.hashes.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_match_rfc_5155s_example_when_given_its_parameters() {
+        // RFC 5155 Appendix A uses 12 iterations and salt aabbccdd: H(example) is
+        // 0p9mhaveqvm6t7vbl5lop2u3t2rp3tom. Ours differ only in those two parameters.
+        let name = Name::from_ascii("example.").unwrap();
+        let digest = Nsec3HashAlgorithm::SHA1
+            .hash(&[0xaa, 0xbb, 0xcc, 0xdd], &name, 12)
+            .unwrap();
+        let mut h = [0; 20];
+        h.copy_from_slice(digest.as_ref());
+        let origin = Name::root();
+        assert_eq!(
+            owner(&h, &origin).to_string(),
+            "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom."
+        );
+        // With RFC 9276's parameters, the same name hashes differently, once.
+        assert_ne!(hash(&name), h);
+    }
+
+    #[test]
+    fn the_chain_wraps_around_for_next_and_cover() {
+        let mut chain = Chain::default();
+        for b in [10u8, 20, 30] {
+            chain.insert([b; 20], b);
+        }
+        assert_eq!(chain.next(&[30; 20]), Some([10; 20]));
+        assert_eq!(chain.next(&[10; 20]), Some([20; 20]));
+        assert_eq!(chain.before(&[25; 20]), Some(([20; 20], 20)));
+        assert_eq!(chain.before(&[5; 20]), Some(([30; 20], 30)));
+        assert_eq!(chain.before(&[20; 20]), Some(([10; 20], 10)));
+    }
+}

@@ -1,0 +1,190 @@
+//! Signing RRsets: RRSIGs made with the zone key and kept compact.
+//!
+//! A stored signature ([`Sig`]) holds only what differs between signatures: the validity
+//! window, the key tag and the 64 bytes of the ECDSA signature. The rest of the RRSIG (type
+//! covered, algorithm, labels, original TTL, signer) follows from the RRset it covers, so
+//! [`Signer::rrsig`] rebuilds the record when an answer needs it.
+//!
+//! Validity: signatures start an hour before they are made (clocks of validators run
+//! behind) and end [`VALIDITY`] later.
+
+use hickory_proto::dnssec::crypto::EcdsaSigningKey;
+use hickory_proto::dnssec::rdata::sig::SigInput;
+use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, RRSIG};
+use hickory_proto::dnssec::{Algorithm, SigningKey, TBS};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
+use serde::{Deserialize, Serialize};
+
+use super::key::{KeyError, ZoneKey};
+
+/// How long a signature is valid after it is made.
+pub const VALIDITY: u32 = 14 * 24 * 3600;
+/// How far before its making a signature's validity starts.
+pub const INCEPTION_SKEW: u32 = 3600;
+/// Length of a P-256 signature (r and s, 32 bytes each).
+const SIGNATURE_LEN: usize = 64;
+
+/// One RRSIG, compact: what is not implied by the RRset it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sig {
+    pub inception: u32,
+    pub expiration: u32,
+    pub key_tag: u16,
+    #[serde(with = "serde_bytes_64")]
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+/// Signs RRsets of one zone with its key.
+pub struct Signer {
+    key: EcdsaSigningKey,
+    key_tag: u16,
+    dnskey: DNSKEY,
+    origin: Name,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("key_tag", &self.key_tag)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an RRset could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sign {name} {rtype}: {message}")]
+pub struct SignError {
+    name: String,
+    rtype: RecordType,
+    message: String,
+}
+
+impl Signer {
+    pub fn new(key: &ZoneKey, origin: &Name) -> Result<Self, KeyError> {
+        Ok(Self {
+            key: key.signing_key()?,
+            key_tag: key.key_tag()?,
+            dnskey: key.dnskey()?,
+            origin: origin.clone(),
+        })
+    }
+
+    pub fn key_tag(&self) -> u16 {
+        self.key_tag
+    }
+
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+
+    /// The zone's DNSKEY RRset.
+    pub fn dnskey_records(&self, ttl: u32) -> Vec<Record> {
+        let data = RData::DNSSEC(DNSSECRData::DNSKEY(self.dnskey.clone()));
+        vec![Record::from_rdata(self.origin.clone(), ttl, data)]
+    }
+
+    /// Signs the RRset `records` (one owner, one type, one TTL; not empty) at `now`.
+    pub fn sign(&self, records: &[Record], now: u64) -> Result<Sig, SignError> {
+        let first = records.first().expect("an RRset to sign is not empty");
+        let now = now as u32;
+        let mut sig = Sig {
+            inception: now.wrapping_sub(INCEPTION_SKEW),
+            expiration: now.wrapping_add(VALIDITY),
+            key_tag: self.key_tag,
+            signature: [0; SIGNATURE_LEN],
+        };
+        let fail = |message: String| SignError {
+            name: first.name.to_string(),
+            rtype: first.record_type(),
+            message,
+        };
+        let input = self.input(&first.name, first.record_type(), first.ttl, &sig);
+        let tbs = TBS::from_input(&first.name, DNSClass::IN, &input, records.iter())
+            .map_err(|e| fail(e.to_string()))?;
+        let bytes = self.key.sign(&tbs).map_err(|e| fail(e.to_string()))?;
+        if bytes.len() != SIGNATURE_LEN {
+            return Err(fail(format!("a signature of {} bytes", bytes.len())));
+        }
+        sig.signature.copy_from_slice(&bytes);
+        Ok(sig)
+    }
+
+    /// The RRSIG record of `sig` over the RRset `owner`/`rtype` with TTL `ttl`.
+    pub fn rrsig(&self, owner: &Name, rtype: RecordType, ttl: u32, sig: &Sig) -> Record {
+        let input = self.input(owner, rtype, ttl, sig);
+        let rrsig = RRSIG::from_sig(input, sig.signature.to_vec());
+        Record::from_rdata(owner.clone(), ttl, RData::DNSSEC(DNSSECRData::RRSIG(rrsig)))
+    }
+
+    fn input(&self, owner: &Name, rtype: RecordType, ttl: u32, sig: &Sig) -> SigInput {
+        SigInput {
+            type_covered: rtype,
+            algorithm: Algorithm::ECDSAP256SHA256,
+            num_labels: owner.num_labels(),
+            original_ttl: ttl,
+            sig_expiration: SerialNumber::new(sig.expiration),
+            sig_inception: SerialNumber::new(sig.inception),
+            key_tag: sig.key_tag,
+            signer_name: self.origin.clone(),
+        }
+    }
+}
+
+/// serde for the fixed 64-byte signature (serde derives arrays only up to 32).
+mod serde_bytes_64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        let bytes: Vec<u8> = Deserialize::deserialize(d)?;
+        bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("a signature is 64 bytes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use hickory_proto::dnssec::Verifier;
+    use hickory_proto::rr::rdata::A;
+
+    use super::*;
+
+    #[test]
+    fn a_signature_rebuilt_from_its_compact_form_verifies_with_the_dnskey() {
+        let key = ZoneKey::generate(1_800_000_000).unwrap();
+        let origin = Name::from_ascii("dial.example.").unwrap();
+        let signer = Signer::new(&key, &origin).unwrap();
+        let owner = Name::from_ascii("4711.dial.example.").unwrap();
+        let rrset: Vec<Record> = [1, 2]
+            .map(|i| {
+                Record::from_rdata(owner.clone(), 60, RData::A(A(Ipv4Addr::new(192, 0, 2, i))))
+            })
+            .to_vec();
+        let sig = signer.sign(&rrset, 1_800_000_000).unwrap();
+        assert_eq!(sig.expiration - sig.inception, VALIDITY + INCEPTION_SKEW);
+        let record = signer.rrsig(&owner, RecordType::A, 60, &sig);
+        let RData::DNSSEC(DNSSECRData::RRSIG(rrsig)) = &record.data else {
+            panic!("an RRSIG")
+        };
+        let dnskey = key.dnskey().unwrap();
+        dnskey
+            .verify_rrsig(&owner, DNSClass::IN, rrsig, rrset.iter())
+            .unwrap();
+        let mut altered = rrset.clone();
+        altered[1].data = RData::A(A(Ipv4Addr::new(192, 0, 2, 9)));
+        assert!(
+            dnskey
+                .verify_rrsig(&owner, DNSClass::IN, rrsig, altered.iter())
+                .is_err()
+        );
+        let round = postcard::from_bytes::<Sig>(&postcard::to_stdvec(&sig).unwrap()).unwrap();
+        assert_eq!(round, sig);
+    }
+}

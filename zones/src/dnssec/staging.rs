@@ -1,0 +1,287 @@
+//! Signing changes as they are staged (under the directory's writer lock), so that a change
+//! and its signatures are made durable in one transaction and published together.
+//!
+//! The chain here is the zone as staged; the one that answers read ([`super::SignedZone`])
+//! follows it as changes are published. For each change to a terminal's addresses:
+//! - a family whose addresses changed gets a new RRSIG; one left empty loses its RRSIG;
+//! - a terminal that gains its first address joins the chain, one that loses its last
+//!   leaves it; either way its predecessor's NSEC3 (whose next hash moved) is signed again;
+//! - its own NSEC3 is signed again (its types or next hash may have moved);
+//! - the SOA is signed at the new serial.
+//!
+//! NSEC3s are signed once per change, after every name has joined or left the chain.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use hickory_proto::rr::{Name, Record, RecordType};
+
+use super::nsec3::{self, Chain, Hash};
+use super::sign::{Sig, SignError, Signer};
+use super::statics::{self, SignedStatic, Statics};
+use super::{Owner, TerminalSigs};
+use crate::identity::{CallingCode, CodeKey};
+use crate::journal::AddressChange;
+use crate::model::{AddressSet, Addresses};
+use crate::update;
+use crate::zone::Zone;
+
+/// Signatures made for one change, to store and publish with it.
+#[derive(Debug, Default)]
+pub struct SignedDelta {
+    /// Terminals' new signatures (`None`: it left the signed zone).
+    pub terminals: Vec<(CodeKey, Option<TerminalSigs>)>,
+    /// Static names whose NSEC3 was signed again: place, next hash, signature.
+    pub statics: Vec<(u32, Hash, Sig)>,
+    /// The SOA's signature at the change's serial.
+    pub soa: Option<(u32, Sig)>,
+}
+
+/// Why signing failed; the change it was for is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError<E> {
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error(transparent)]
+    Read(E),
+}
+
+/// The writer's view of the signed zone.
+#[derive(Debug)]
+pub struct Staging {
+    signer: Arc<Signer>,
+    statics: Statics,
+    chain: Chain<Owner>,
+}
+
+impl Staging {
+    /// The chain of the static names and of `terminals` (the hashes of those that publish
+    /// an address).
+    pub fn new(
+        signer: Arc<Signer>,
+        zone: &Zone,
+        terminals: impl Iterator<Item = (CodeKey, Hash)>,
+    ) -> Self {
+        let statics = Statics::of(zone);
+        let mut chain = Chain::default();
+        for (key, hash) in terminals {
+            chain.insert(hash, Owner::Terminal(key));
+        }
+        for (place, name) in statics.names.iter().enumerate() {
+            chain.insert(name.hash, Owner::Static(place as u32));
+        }
+        Self {
+            signer,
+            statics,
+            chain,
+        }
+    }
+
+    pub fn signer(&self) -> &Arc<Signer> {
+        &self.signer
+    }
+
+    pub fn statics(&self) -> &Statics {
+        &self.statics
+    }
+
+    pub fn chain(&self) -> &Chain<Owner> {
+        &self.chain
+    }
+
+    /// Signs what `changes` change, at serial `serial`. `read` returns a terminal's
+    /// signatures as staged.
+    pub fn sign<E>(
+        &mut self,
+        zone: &Zone,
+        changes: &[AddressChange],
+        serial: u32,
+        now: u64,
+        read: impl Fn(CodeKey) -> Result<Option<TerminalSigs>, E>,
+    ) -> Result<SignedDelta, StagingError<E>> {
+        let mut terminals: HashMap<CodeKey, Option<TerminalSigs>> = HashMap::new();
+        let mut resign: BTreeSet<Hash> = BTreeSet::new();
+        for change in changes {
+            let key = CodeKey::from(&change.code);
+            let old = match terminals.get(&key) {
+                Some(staged) => *staged,
+                None => read(key).map_err(StagingError::Read)?,
+            };
+            if change.new.is_empty() {
+                if let Some(old) = old {
+                    self.chain.remove(&old.hash);
+                    resign.extend(self.chain.before(&old.hash).map(|(h, _)| h));
+                }
+                terminals.insert(key, None);
+                continue;
+            }
+            let owner = terminal_owner(zone, &change.code);
+            let hash = old.map_or_else(|| nsec3::hash(&owner), |o| o.hash);
+            let unchanged = |old_set: bool| old.is_some() && old_set;
+            let a = if change.new.v4.addrs.is_empty() {
+                None
+            } else if unchanged(change.old.v4 == change.new.v4) && old.and_then(|o| o.a).is_some() {
+                old.and_then(|o| o.a)
+            } else {
+                Some(self.signer.sign(&v4_records(&owner, &change.new.v4), now)?)
+            };
+            let aaaa = if change.new.v6.addrs.is_empty() {
+                None
+            } else if unchanged(change.old.v6 == change.new.v6)
+                && old.and_then(|o| o.aaaa).is_some()
+            {
+                old.and_then(|o| o.aaaa)
+            } else {
+                Some(self.signer.sign(&v6_records(&owner, &change.new.v6), now)?)
+            };
+            if old.is_none() {
+                self.chain.insert(hash, Owner::Terminal(key));
+                resign.extend(self.chain.before(&hash).map(|(h, _)| h));
+            }
+            resign.insert(hash);
+            let placeholder = Sig {
+                inception: 0,
+                expiration: 0,
+                key_tag: 0,
+                signature: [0; 64],
+            };
+            terminals.insert(
+                key,
+                Some(TerminalSigs {
+                    hash,
+                    next: hash,
+                    a,
+                    aaaa,
+                    nsec3: old.map_or(placeholder, |o| o.nsec3),
+                }),
+            );
+        }
+        let mut delta = SignedDelta::default();
+        let negative_ttl = zone.negative_ttl();
+        for hash in resign {
+            let Some(owner) = self.chain.get(&hash) else {
+                continue;
+            };
+            let next = self.chain.next(&hash).unwrap_or(hash);
+            match owner {
+                Owner::Terminal(key) => {
+                    let sigs = match terminals.get(&key) {
+                        Some(staged) => *staged,
+                        None => read(key).map_err(StagingError::Read)?,
+                    };
+                    let Some(mut sigs) = sigs else { continue };
+                    let record =
+                        nsec3::record(&hash, &next, &sigs.types(), negative_ttl, zone.origin());
+                    sigs.next = next;
+                    sigs.nsec3 = self.signer.sign(&[record], now)?;
+                    terminals.insert(key, Some(sigs));
+                }
+                Owner::Static(place) => {
+                    let name = &self.statics.names[place as usize];
+                    let record =
+                        nsec3::record(&hash, &next, &name.types, negative_ttl, zone.origin());
+                    delta
+                        .statics
+                        .push((place, next, self.signer.sign(&[record], now)?));
+                }
+            }
+        }
+        delta.terminals = terminals.into_iter().collect();
+        delta.soa = Some((serial, self.signer.sign(&[zone.soa_record(serial)], now)?));
+        Ok(delta)
+    }
+
+    /// Signs every static name (RRsets and NSEC3) and the SOA at `serial`.
+    pub fn sign_statics(
+        &self,
+        zone: &Zone,
+        serial: u32,
+        now: u64,
+    ) -> Result<(Vec<SignedStatic>, Sig), SignError> {
+        let negative_ttl = zone.negative_ttl();
+        let signed = self
+            .statics
+            .names
+            .iter()
+            .map(|name| {
+                let next = self.chain.next(&name.hash).unwrap_or(name.hash);
+                let record =
+                    nsec3::record(&name.hash, &next, &name.types, negative_ttl, zone.origin());
+                Ok(SignedStatic {
+                    rrsets: statics::sign_rrsets(zone, &self.signer, &name.name, now)?,
+                    next,
+                    nsec3: self.signer.sign(&[record], now)?,
+                })
+            })
+            .collect::<Result<Vec<_>, SignError>>()?;
+        let soa = self.signer.sign(&[zone.soa_record(serial)], now)?;
+        Ok((signed, soa))
+    }
+
+    /// Full signatures for a terminal with `addresses` (not empty) whose hash is in the
+    /// chain: the first signing of the zone, or a repair at open.
+    pub fn sign_terminal(
+        &self,
+        zone: &Zone,
+        code: &CallingCode,
+        addresses: &Addresses,
+        now: u64,
+    ) -> Result<TerminalSigs, SignError> {
+        let owner = terminal_owner(zone, code);
+        let hash = nsec3::hash(&owner);
+        let next = self.chain.next(&hash).unwrap_or(hash);
+        let a = (!addresses.v4.addrs.is_empty())
+            .then(|| self.signer.sign(&v4_records(&owner, &addresses.v4), now))
+            .transpose()?;
+        let aaaa = (!addresses.v6.addrs.is_empty())
+            .then(|| self.signer.sign(&v6_records(&owner, &addresses.v6), now))
+            .transpose()?;
+        let types = nsec3::terminal_types(a.is_some(), aaaa.is_some());
+        let record = nsec3::record(&hash, &next, &types, zone.negative_ttl(), zone.origin());
+        Ok(TerminalSigs {
+            hash,
+            next,
+            a,
+            aaaa,
+            nsec3: self.signer.sign(&[record], now)?,
+        })
+    }
+}
+
+/// A terminal's owner name.
+pub fn terminal_owner(zone: &Zone, code: &CallingCode) -> Name {
+    Name::from(update::terminal_name(zone, code))
+}
+
+/// The A RRset of `set` at `owner`.
+pub fn v4_records(owner: &Name, set: &AddressSet<std::net::Ipv4Addr, 2>) -> Vec<Record> {
+    set.addrs
+        .iter()
+        .map(|a| {
+            Record::from_rdata(
+                owner.clone(),
+                set.ttl,
+                hickory_proto::rr::RData::A((*a).into()),
+            )
+        })
+        .collect()
+}
+
+/// The AAAA RRset of `set` at `owner`.
+pub fn v6_records(owner: &Name, set: &AddressSet<std::net::Ipv6Addr, 1>) -> Vec<Record> {
+    set.addrs
+        .iter()
+        .map(|a| {
+            Record::from_rdata(
+                owner.clone(),
+                set.ttl,
+                hickory_proto::rr::RData::AAAA((*a).into()),
+            )
+        })
+        .collect()
+}
+
+/// The type an RRSIG of a terminal covers, for its family.
+pub fn family_type(v6: bool) -> RecordType {
+    if v6 { RecordType::AAAA } else { RecordType::A }
+}

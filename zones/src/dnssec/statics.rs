@@ -1,0 +1,139 @@
+//! The static names of the signed zone: the apex (SOA, NS, DNSKEY, NSEC3PARAM and what the
+//! zone file puts there), the zone file's other names, the empty non-terminals above them,
+//! and `whoami` (answered per query, signed when asked).
+
+use std::collections::BTreeMap;
+
+use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+
+use super::nsec3::{self, Hash};
+use super::sign::{Sig, SignError, Signer};
+use crate::zone::Zone;
+
+/// The TTL of the NSEC3PARAM record (RFC 5155 §4 leaves it open; BIND and Knot use 0).
+const NSEC3PARAM_TTL: u32 = 0;
+
+/// One static name.
+#[derive(Clone, Debug)]
+pub struct StaticName {
+    pub name: Name,
+    pub hash: Hash,
+    /// The types its NSEC3 lists.
+    pub types: Vec<RecordType>,
+}
+
+/// Every static name, the apex first.
+#[derive(Clone, Debug)]
+pub struct Statics {
+    pub names: Vec<StaticName>,
+}
+
+/// The label of the name that tells a querier its own address.
+const WHOAMI: &str = "whoami";
+
+impl Statics {
+    pub fn of(zone: &Zone) -> Self {
+        let origin = zone.origin();
+        let mut types: BTreeMap<LowerName, Vec<RecordType>> = BTreeMap::new();
+        let apex = LowerName::new(origin);
+        types.insert(
+            apex.clone(),
+            vec![RecordType::SOA, RecordType::DNSKEY, RecordType::NSEC3PARAM],
+        );
+        for (owner, rtype, _) in zone.static_rrsets() {
+            types.entry(owner.clone()).or_default().push(rtype);
+        }
+        let whoami = Name::from_ascii(WHOAMI)
+            .and_then(|l| l.append_domain(origin))
+            .expect("whoami under the zone is a name");
+        types.entry(LowerName::new(&whoami)).or_default().extend([
+            RecordType::A,
+            RecordType::AAAA,
+            RecordType::TXT,
+        ]);
+        // Empty non-terminals between the apex and deeper names.
+        let depth = origin.num_labels();
+        let owners: Vec<Name> = types.keys().map(Name::from).collect();
+        for name in owners {
+            for labels in depth + 1..name.num_labels() {
+                types
+                    .entry(LowerName::new(&name.trim_to(labels as usize)))
+                    .or_default();
+            }
+        }
+        let mut names: Vec<StaticName> = types
+            .into_iter()
+            .map(|(name, mut types)| {
+                if !types.is_empty() {
+                    types.push(RecordType::RRSIG);
+                }
+                types.sort_by_key(|t| u16::from(*t));
+                types.dedup();
+                let name = Name::from(name);
+                StaticName {
+                    hash: nsec3::hash(&name),
+                    name,
+                    types,
+                }
+            })
+            .collect();
+        names.sort_by_key(|n| n.name != *origin);
+        Self { names }
+    }
+
+    /// The place of `name` among the static names.
+    pub fn find(&self, name: &Name) -> Option<usize> {
+        self.names
+            .iter()
+            .position(|n| n.name.eq_case(name) || n.name == *name)
+    }
+
+    /// True if `name` is `whoami` under the zone.
+    pub fn is_whoami(&self, name: &StaticName) -> bool {
+        name.name.num_labels() == self.names[0].name.num_labels() + 1
+            && name
+                .name
+                .iter()
+                .next()
+                .is_some_and(|l| l.eq_ignore_ascii_case(WHOAMI.as_bytes()))
+    }
+}
+
+/// A static name's signatures: its RRsets' (SOA and dynamic answers apart) and its NSEC3's.
+#[derive(Clone, Debug)]
+pub struct SignedStatic {
+    pub rrsets: Vec<(RecordType, Sig)>,
+    pub next: Hash,
+    pub nsec3: Sig,
+}
+
+/// The RRsets at `name` that are signed once and stored: the zone file's, and at the apex
+/// the DNSKEY and NSEC3PARAM RRsets.
+pub fn stored_rrsets(zone: &Zone, signer: &Signer, name: &Name) -> Vec<Vec<Record>> {
+    let lower = LowerName::new(name);
+    let mut rrsets: Vec<Vec<Record>> = zone.rrsets_at(&lower).map(<[Record]>::to_vec).collect();
+    if name == zone.origin() {
+        rrsets.push(signer.dnskey_records(dnskey_ttl(zone)));
+        rrsets.push(vec![nsec3::param_record(zone.origin(), NSEC3PARAM_TTL)]);
+    }
+    rrsets
+}
+
+/// The TTL of the DNSKEY RRset: the SOA's.
+pub fn dnskey_ttl(zone: &Zone) -> u32 {
+    zone.soa_record(0).ttl
+}
+
+/// Signs a static name's stored RRsets.
+pub fn sign_rrsets(
+    zone: &Zone,
+    signer: &Signer,
+    name: &Name,
+    now: u64,
+) -> Result<Vec<(RecordType, Sig)>, SignError> {
+    stored_rrsets(zone, signer, name)
+        .iter()
+        .filter(|set| !set.is_empty())
+        .map(|set| Ok((set[0].record_type(), signer.sign(set, now)?)))
+        .collect()
+}
