@@ -104,12 +104,18 @@ fn signed_answer(
         reply.authorities.extend(proof);
         return;
     }
-    reply.answers = with_rrsigs(zone, signed, found.answers, now);
-    reply.additionals = with_rrsigs(zone, signed, found.additionals, now);
+    reply.answers = with_rrsigs(zone, signed, found.answers, Some(now));
+    reply.additionals = with_rrsigs(zone, signed, found.additionals, Some(now));
 }
 
-/// `records` with the RRSIG of each of their RRsets after it.
-fn with_rrsigs(zone: &Zone, signed: &SignedZone, records: Vec<Record>, now: u64) -> Vec<Record> {
+/// `records` with the RRSIG of each of their RRsets after it. An RRset made per query
+/// (whoami) is signed at `sign_at`; without it, such an RRset goes without.
+pub fn with_rrsigs(
+    zone: &Zone,
+    signed: &SignedZone,
+    records: Vec<Record>,
+    sign_at: Option<u64>,
+) -> Vec<Record> {
     let mut out = Vec::with_capacity(records.len() * 2);
     let mut start = 0;
     for end in 1..=records.len() {
@@ -120,10 +126,9 @@ fn with_rrsigs(zone: &Zone, signed: &SignedZone, records: Vec<Record>, now: u64)
             continue;
         }
         let rrset = &records[start..end];
-        let sig = signed.rrsig(zone, rrset).or_else(|| {
-            // Made per query (whoami): signed now.
-            signed.sign_now(rrset, now).ok()
-        });
+        let sig = signed
+            .rrsig(zone, rrset)
+            .or_else(|| signed.sign_now(rrset, sign_at?).ok());
         out.extend_from_slice(rrset);
         out.extend(sig);
         start = end;
@@ -147,7 +152,7 @@ fn apex(zone: &Zone, view: &View, qtype: RecordType, signed: Option<&SignedZone>
             answers.extend(signed.dnskey_records(zone));
         }
         if matches!(qtype, RecordType::NSEC3PARAM | RecordType::ANY) {
-            answers.push(zones::dnssec::nsec3::param_record(zone.origin(), 0));
+            answers.push(zones::dnssec::nsec3::param_record(zone.origin()));
         }
     }
     let additionals = if qtype == RecordType::NS {

@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! AXFR  SOA, every record, SOA                       (split over as many messages as needed)
+//!       signed zone: each RRset with its RRSIG, DNSKEY, NSEC3PARAM, the NSEC3 chain
 //! IXFR  SOA(current)                                  when the secondary is up to date
 //!       SOA(current) {SOA(old) removed… SOA(new) added…}… SOA(current)   from the journal
 //!       the AXFR form                                 when its serial is older than the journal
 //! ```
 //! Only requests signed with a transfer key get here (the handler checks). AXFR needs TCP;
 //! IXFR over UDP is answered with the current SOA alone, so the secondary retries over TCP
-//! (RFC 1995 §2).
+//! (RFC 1995 §2). A signed zone answers IXFR with the whole zone (RFC 1995 §4 allows it):
+//! the journal holds address changes, not the signatures and NSEC3s that moved with them.
 //!
 //! # Limitations
 //! - A registered terminal without addresses owns no records, so it is not transferred:
@@ -20,7 +22,7 @@ use zones::journal::Delta;
 use zones::serial::Serial;
 use zones::zone::Zone;
 
-use crate::query::address_records;
+use crate::query::{address_records, with_rrsigs};
 
 /// The most bytes of records put in one transfer message, by a generous estimate (a message
 /// may hold 64 KiB; compressed owner names make the real size about half the estimate).
@@ -53,7 +55,17 @@ pub fn zone_body(zone: &Zone, view: &View) -> Vec<Record> {
 pub fn axfr(zone: &Zone, view: &View) -> TransferPlan {
     let soa = zone.soa_record(view.serial());
     let mut records = vec![soa.clone()];
-    records.extend(zone_body(zone, view));
+    match view.signed() {
+        None => records.extend(zone_body(zone, view)),
+        Some(signed) => {
+            records.extend(signed.rrsig(zone, std::slice::from_ref(&soa)));
+            let mut body = zone_body(zone, view);
+            body.extend(signed.dnskey_records(zone));
+            body.push(zones::dnssec::nsec3::param_record(zone.origin()));
+            records.extend(with_rrsigs(zone, signed, body, None));
+            records.extend(signed.nsec3_chain(zone));
+        }
+    }
     records.push(soa);
     TransferPlan {
         kind: "AXFR",
@@ -69,6 +81,11 @@ pub fn ixfr(zone: &Zone, view: &View, serial: u32) -> TransferPlan {
             kind: "IXFR (up to date)",
             records: vec![current],
         };
+    }
+    if view.signed().is_some() {
+        let mut full = axfr(zone, view);
+        full.kind = "IXFR (full zone: signed)";
+        return full;
     }
     let chain = view.journal().since(serial);
     let reaches_now = chain

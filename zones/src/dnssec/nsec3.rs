@@ -52,12 +52,15 @@ pub fn record(hash: &Hash, next: &Hash, types: &[RecordType], ttl: u32, origin: 
     )
 }
 
+/// The TTL of the NSEC3PARAM record (RFC 5155 §4 leaves it open; BIND and Knot use 0).
+const PARAM_TTL: u32 = 0;
+
 /// The apex's NSEC3PARAM record.
-pub fn param_record(origin: &Name, ttl: u32) -> Record {
+pub fn param_record(origin: &Name) -> Record {
     let data = NSEC3PARAM::new(Nsec3HashAlgorithm::SHA1, false, ITERATIONS, Vec::new());
     Record::from_rdata(
         origin.clone(),
-        ttl,
+        PARAM_TTL,
         RData::DNSSEC(DNSSECRData::NSEC3PARAM(data)),
     )
 }

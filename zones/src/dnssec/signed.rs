@@ -167,6 +167,16 @@ impl SignedZone {
         records
     }
 
+    /// Every NSEC3 record of the chain, each followed by its RRSIG, in hash order (for
+    /// zone transfers).
+    pub fn nsec3_chain(&self, zone: &Zone) -> Vec<Record> {
+        let mut records = Vec::with_capacity(self.chain.len() * 2);
+        for (hash, owner) in self.chain.iter() {
+            records.extend(self.nsec3_records(zone, hash, *owner));
+        }
+        records
+    }
+
     /// The NSEC3 at `hash` and its RRSIG, if `hash` is in the chain.
     fn matching(&self, zone: &Zone, hash: &Hash) -> Option<Vec<Record>> {
         let owner = self.chain.get(hash)?;

@@ -1,6 +1,10 @@
 //! The static names of the signed zone: the apex (SOA, NS, DNSKEY, NSEC3PARAM and what the
-//! zone file puts there), the zone file's other names, the empty non-terminals above them,
-//! and `whoami` (answered per query, signed when asked).
+//! zone file puts there), the zone file's other names, and the empty non-terminals above
+//! them.
+//!
+//! `whoami` is not among them: its answers are made per query on the primary (and signed
+//! then), and it is not in the zone that secondaries are sent, so the NSEC3 chain, which
+//! they serve too, leaves it out.
 
 use std::collections::BTreeMap;
 
@@ -9,9 +13,6 @@ use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 use super::nsec3::{self, Hash};
 use super::sign::{Sig, SignError, Signer};
 use crate::zone::Zone;
-
-/// The TTL of the NSEC3PARAM record (RFC 5155 §4 leaves it open; BIND and Knot use 0).
-const NSEC3PARAM_TTL: u32 = 0;
 
 /// One static name.
 #[derive(Clone, Debug)]
@@ -28,9 +29,6 @@ pub struct Statics {
     pub names: Vec<StaticName>,
 }
 
-/// The label of the name that tells a querier its own address.
-const WHOAMI: &str = "whoami";
-
 impl Statics {
     pub fn of(zone: &Zone) -> Self {
         let origin = zone.origin();
@@ -43,14 +41,6 @@ impl Statics {
         for (owner, rtype, _) in zone.static_rrsets() {
             types.entry(owner.clone()).or_default().push(rtype);
         }
-        let whoami = Name::from_ascii(WHOAMI)
-            .and_then(|l| l.append_domain(origin))
-            .expect("whoami under the zone is a name");
-        types.entry(LowerName::new(&whoami)).or_default().extend([
-            RecordType::A,
-            RecordType::AAAA,
-            RecordType::TXT,
-        ]);
         // Empty non-terminals between the apex and deeper names.
         let depth = origin.num_labels();
         let owners: Vec<Name> = types.keys().map(Name::from).collect();
@@ -83,20 +73,9 @@ impl Statics {
 
     /// The place of `name` among the static names.
     pub fn find(&self, name: &Name) -> Option<usize> {
-        self.names
-            .iter()
-            .position(|n| n.name.eq_case(name) || n.name == *name)
+        self.names.iter().position(|n| n.name == *name)
     }
 
-    /// True if `name` is `whoami` under the zone.
-    pub fn is_whoami(&self, name: &StaticName) -> bool {
-        name.name.num_labels() == self.names[0].name.num_labels() + 1
-            && name
-                .name
-                .iter()
-                .next()
-                .is_some_and(|l| l.eq_ignore_ascii_case(WHOAMI.as_bytes()))
-    }
 }
 
 /// A static name's signatures: its RRsets' (SOA and dynamic answers apart) and its NSEC3's.
@@ -114,7 +93,7 @@ pub fn stored_rrsets(zone: &Zone, signer: &Signer, name: &Name) -> Vec<Vec<Recor
     let mut rrsets: Vec<Vec<Record>> = zone.rrsets_at(&lower).map(<[Record]>::to_vec).collect();
     if name == zone.origin() {
         rrsets.push(signer.dnskey_records(dnskey_ttl(zone)));
-        rrsets.push(vec![nsec3::param_record(zone.origin(), NSEC3PARAM_TTL)]);
+        rrsets.push(vec![nsec3::param_record(zone.origin())]);
     }
     rrsets
 }
