@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use support::{Nameserver, free_port, require, status_of, text};
+use support::{Nameserver, free_port, require, status_of, text, transfer_key};
 
 const ZONE: &str = "dial.example";
 const FLEET: usize = 100_000;
@@ -146,22 +145,6 @@ fn code(i: usize) -> String {
 /// The address of terminal `i` (loopback range: zone data only, never contacted).
 fn address(i: usize) -> String {
     format!("127.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
-}
-
-/// A transfer key as tsig-keygen writes it, in `dir`; returns its path and secret.
-fn transfer_key(dir: &Path) -> (PathBuf, String) {
-    let xfer = dir.join("xfer.key");
-    let mut secret = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
-        .unwrap();
-    let secret = base64::engine::general_purpose::STANDARD.encode(secret);
-    std::fs::write(
-        &xfer,
-        format!("key \"xfer\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"),
-    )
-    .unwrap();
-    (xfer, secret)
 }
 
 /// The zone as an AXFR from `port` gives it: records as sorted lines, comments dropped.

@@ -390,3 +390,19 @@ print(json.dumps(samples))
 pub fn sample(samples: &std::collections::HashMap<String, f64>, key: &str) -> f64 {
     samples.get(key).copied().unwrap_or(0.0)
 }
+
+/// A transfer key as tsig-keygen writes it, in `dir`; returns its path and secret.
+pub fn transfer_key(dir: &Path) -> (PathBuf, String) {
+    let xfer = dir.join("xfer.key");
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut secret))
+        .unwrap();
+    let secret = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret);
+    std::fs::write(
+        &xfer,
+        format!("key \"xfer\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"),
+    )
+    .unwrap();
+    (xfer, secret)
+}

@@ -75,7 +75,6 @@ impl Statics {
     pub fn find(&self, name: &Name) -> Option<usize> {
         self.names.iter().position(|n| n.name == *name)
     }
-
 }
 
 /// A static name's signatures: its RRsets' (SOA and dynamic answers apart) and its NSEC3's.

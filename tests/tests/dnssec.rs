@@ -1,0 +1,427 @@
+//! DNSSEC checked by validators no one here wrote: unbound (with the zone's DS from
+//! `nameserver dnssec ds` as its trust anchor and a stub zone pointing at the directory),
+//! and BIND's `dnssec-verify` on the transferred zone.
+
+mod support;
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::{Nameserver, free_port, require, status_of, text, transfer_key};
+
+const ZONE: &str = "dial.example";
+
+/// An unbound resolver on a loopback port, validating `dial.example` from its DS, killed on
+/// drop.
+struct Unbound {
+    port: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Unbound {
+    /// Starts unbound with `ds` (a DS record line) as the trust anchor, sending the zone's
+    /// queries to `upstream` (a loopback port). Nothing is cached, so every answer is asked
+    /// and validated afresh.
+    fn start(dir: &Path, ds: &str, upstream: u16) -> Self {
+        require("unbound", "unbound");
+        let port = free_port();
+        let log = dir.join("unbound.log");
+        let conf = dir.join("unbound.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  do-not-query-localhost: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{dir}\"\n  pidfile: \"\"\n  use-syslog: no\n  logfile: \"{log}\"\n  verbosity: 1\n  val-log-level: 2\n  cache-max-ttl: 0\n  cache-max-negative-ttl: 0\n  module-config: \"validator iterator\"\n  trust-anchor: \"{ds}\"\nstub-zone:\n  name: \"{ZONE}\"\n  stub-addr: 127.0.0.1@{upstream}\n",
+                dir = dir.display(),
+                log = log.display(),
+                ds = ds.trim(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("unbound")
+            .args(["-d", "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start unbound");
+        let unbound = Self { port, child, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !unbound.dig(&["+short", ZONE, "SOA"]).contains(ZONE) {
+            assert!(
+                Instant::now() < deadline,
+                "unbound did not answer: {}",
+                unbound.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        unbound
+    }
+
+    fn dig(&self, args: &[&str]) -> String {
+        let out = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "+time=3",
+                "+tries=1",
+            ])
+            .args(args)
+            .output()
+            .expect("run dig");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The status of a validated lookup, whether it carried AD, and its answer records.
+    fn lookup(&self, name: &str, rtype: &str) -> Lookup {
+        let out = self.dig(&["+dnssec", name, rtype]);
+        let flags = out
+            .lines()
+            .find(|l| l.starts_with(";; flags:"))
+            .unwrap_or_default()
+            .to_owned();
+        Lookup {
+            status: status_of(&out),
+            authenticated: flags
+                .trim_start_matches(";; flags:")
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .any(|f| f == "ad"),
+            answers: out
+                .split(";; ANSWER SECTION:")
+                .nth(1)
+                .map(|s| s.split("\n\n").next().unwrap_or_default().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Lookup {
+    status: String,
+    authenticated: bool,
+    answers: String,
+}
+
+/// A directory with DNSSEC on, and its DS line.
+fn signed_directory(data: &Path, extra: &[&str]) -> (Nameserver, String) {
+    let mut args = vec!["--dnssec"];
+    args.extend_from_slice(extra);
+    let ns = Nameserver::start(data, &args);
+    let out = ns.admin(&["dnssec", "ds"]);
+    assert!(out.status.success(), "dnssec ds: {}", text(&out));
+    let ds = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        ds.starts_with("dial.example. IN DS ") && ds.contains(" 13 2 "),
+        "a SHA-256 DS of an algorithm 13 key: {ds}"
+    );
+    (ns, ds)
+}
+
+fn set_addresses(ns: &Nameserver, key: &Path, code: &str, records: &[(&str, &str)]) {
+    let mut script =
+        format!("zone {ZONE}\nupdate delete {code}.{ZONE} A\nupdate delete {code}.{ZONE} AAAA\n");
+    for (rtype, address) in records {
+        script.push_str(&format!("update add {code}.{ZONE} 60 {rtype} {address}\n"));
+    }
+    script.push_str("send\n");
+    let out = ns.nsupdate(Some(key), &script);
+    assert!(out.status.success(), "nsupdate: {}", text(&out));
+}
+
+/// Waits until `check` holds for unbound's answer to `name`/`rtype`, or fails with it.
+fn until(unbound: &Unbound, name: &str, rtype: &str, check: impl Fn(&Lookup) -> bool) -> Lookup {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let lookup = unbound.lookup(name, rtype);
+        if check(&lookup) {
+            return lookup;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} {rtype}: {lookup:?}\nunbound: {}",
+            unbound.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn unbound_validates_answers_nodata_and_nxdomain_through_updates_and_expiry() {
+    require("dig", "bind9-dnsutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("nameserver.toml");
+    // Leases of 2 s for updates that ask none, so that one runs out during the test.
+    std::fs::write(&config, "lease_min = 1\nlease_default = 2\n").unwrap();
+    let (ns, ds) = signed_directory(
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let both = ns.register("4711", "acme", "001122334455", tmp.path());
+    let v4_only = ns.register("4712", "acme", "001122334456", tmp.path());
+    ns.register("4713", "acme", "001122334457", tmp.path());
+    let unbound = Unbound::start(tmp.path(), &ds, ns.addr.port());
+
+    // The apex and its keys validate.
+    let soa = unbound.lookup(ZONE, "SOA");
+    assert!(soa.authenticated && soa.status == "NOERROR", "{soa:?}");
+
+    // Registered codes with addresses: AD, the addresses.
+    set_addresses(
+        &ns,
+        &both,
+        "4711",
+        &[("A", "192.0.2.7"), ("AAAA", "2001:db8::7")],
+    );
+    set_addresses(&ns, &v4_only, "4712", &[("A", "192.0.2.12")]);
+    let a = until(&unbound, "4711.dial.example", "A", |l| {
+        l.answers.contains("192.0.2.7")
+    });
+    assert!(a.authenticated, "{a:?}");
+    let aaaa = unbound.lookup("4711.dial.example", "AAAA");
+    assert!(
+        aaaa.authenticated && aaaa.answers.contains("2001:db8::7"),
+        "{aaaa:?}"
+    );
+
+    // NODATA: 4712 has no AAAA.
+    let nodata = unbound.lookup("4712.dial.example", "AAAA");
+    assert_eq!(nodata.status, "NOERROR", "{nodata:?}");
+    assert!(
+        nodata.authenticated && !nodata.answers.contains("AAAA"),
+        "{nodata:?}"
+    );
+
+    // NXDOMAIN: a code no one has, a name below a code, and a registered code with no
+    // address (it owns no records in the signed zone).
+    for name in [
+        "999.dial.example",
+        "x.4711.dial.example",
+        "4713.dial.example",
+    ] {
+        let nx = unbound.lookup(name, "A");
+        assert_eq!(nx.status, "NXDOMAIN", "{name}: {nx:?}");
+        assert!(nx.authenticated, "{name}: {nx:?}");
+    }
+
+    // After an update, the new address validates.
+    set_addresses(&ns, &both, "4711", &[("A", "192.0.2.8")]);
+    let moved = until(&unbound, "4711.dial.example", "A", |l| {
+        l.answers.contains("192.0.2.8")
+    });
+    assert!(moved.authenticated, "{moved:?}");
+    let gone = unbound.lookup("4711.dial.example", "AAAA");
+    assert!(gone.authenticated && gone.status == "NOERROR", "{gone:?}");
+
+    // After the lease runs out, the terminal's name leaves the zone: a validated NXDOMAIN.
+    let expired = until(&unbound, "4712.dial.example", "A", |l| {
+        l.status == "NXDOMAIN"
+    });
+    assert!(expired.authenticated, "{expired:?}");
+
+    // Without DO, answers are as they were: no RRSIG.
+    let plain = ns.dig(&["4711.dial.example", "A"]);
+    assert!(!plain.contains("RRSIG"), "{plain}");
+    assert!(
+        unbound
+            .log()
+            .lines()
+            .all(|l| !l.contains("validation failure")),
+        "{}",
+        unbound.log()
+    );
+}
+
+/// Forwards datagrams between a client and `upstream` on loopback, changing the address
+/// 192.0.2.7 into 192.0.2.9 in every answer that carries it.
+struct Tamper {
+    port: u16,
+    altered: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Tamper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Tamper {
+    fn start(upstream: u16) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let altered = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, done) = (altered.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let upstream_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            upstream_socket
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            while !done.load(Ordering::SeqCst) {
+                let Ok((n, client)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                upstream_socket
+                    .send_to(&buf[..n], ("127.0.0.1", upstream))
+                    .unwrap();
+                let Ok(m) = upstream_socket.recv(&mut buf) else {
+                    continue;
+                };
+                let answer = &mut buf[..m];
+                if let Some(at) = answer.windows(4).position(|w| w == [192, 0, 2, 7]) {
+                    answer[at + 3] = 9;
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = socket.send_to(answer, client);
+            }
+        });
+        Self {
+            port,
+            altered,
+            stop,
+        }
+    }
+}
+
+#[test]
+fn an_address_altered_in_flight_fails_validation() {
+    require("dig", "bind9-dnsutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, ds) = signed_directory(&tmp.path().join("data"), &[]);
+    let key = ns.register("4711", "acme", "001122334455", tmp.path());
+    set_addresses(&ns, &key, "4711", &[("A", "192.0.2.7")]);
+    let tamper = Tamper::start(ns.addr.port());
+    let unbound = Unbound::start(tmp.path(), &ds, tamper.port);
+    let lookup = unbound.lookup("4711.dial.example", "A");
+    assert!(
+        tamper.altered.load(Ordering::SeqCst) > 0,
+        "the proxy altered no answer"
+    );
+    assert_eq!(lookup.status, "SERVFAIL", "{lookup:?}");
+    assert!(!lookup.answers.contains("192.0.2.9"), "{lookup:?}");
+    // The same lookup straight at the directory validates.
+    let direct_dir = tmp.path().join("direct");
+    std::fs::create_dir_all(&direct_dir).unwrap();
+    let direct = Unbound::start(&direct_dir, &ds, ns.addr.port());
+    let valid = direct.lookup("4711.dial.example", "A");
+    assert!(
+        valid.authenticated && valid.answers.contains("192.0.2.7"),
+        "{valid:?}"
+    );
+}
+
+#[test]
+fn the_transferred_signed_zone_verifies_with_dnssec_verify_and_survives_a_restart() {
+    require("dig", "bind9-dnsutils");
+    require("dnssec-verify", "bind9-utils");
+    let tmp = tempfile::tempdir().unwrap();
+    let (xfer, _) = transfer_key(tmp.path());
+    let data = tmp.path().join("data");
+    let (mut ns, ds) = signed_directory(&data, &["--transfer-key", xfer.to_str().unwrap()]);
+    // A fleet with both families, one family, and none.
+    let fleet = tmp.path().join("fleet.txt");
+    let lines: String = (0..2000)
+        .map(|i| {
+            let mid = format!("0a00{i:08x}");
+            match i % 4 {
+                0 => format!("{} acme {mid}\n", 100_000 + i),
+                1 => format!("{} acme {mid} 192.0.2.{}\n", 100_000 + i, i % 250 + 1),
+                _ => format!(
+                    "{} acme {mid} 198.51.100.{} 2001:db8::{i:x}\n",
+                    100_000 + i,
+                    i % 250 + 1
+                ),
+            }
+        })
+        .collect();
+    std::fs::write(&fleet, lines).unwrap();
+    let out = ns.admin(&["import", fleet.to_str().unwrap()]);
+    assert!(out.status.success(), "import: {}", text(&out));
+    let axfr = |ns: &Nameserver| {
+        let out = ns.dig(&[
+            "-k",
+            xfer.to_str().unwrap(),
+            ZONE,
+            "AXFR",
+            "+nocmd",
+            "+nostats",
+        ]);
+        let zone: String = out
+            .lines()
+            .filter(|l| !l.starts_with(';') && !l.is_empty() && !l.contains("TSIG"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        zone
+    };
+    let zone = axfr(&ns);
+    let nsec3 = zone
+        .lines()
+        .filter(|l| l.split_whitespace().nth(3) == Some("NSEC3"))
+        .count();
+    // 1,500 terminals with addresses, the apex and ns1.
+    assert_eq!(nsec3, 1502, "one NSEC3 per name with records:\n{zone}");
+    let file = tmp.path().join("axfr.zone");
+    std::fs::write(&file, &zone).unwrap();
+    // -z: the zone's one key is a CSK (SEP flag) and signs everything.
+    let verify = Command::new("dnssec-verify")
+        .args(["-z", "-o", ZONE])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success() && text(&verify).contains("Zone fully signed"),
+        "dnssec-verify: {}",
+        text(&verify)
+    );
+
+    // A restart keeps the key and the stored signatures: same DS, same serial, same zone.
+    let serial = ns.serial(ZONE);
+    ns.terminate();
+    let (ns, ds_again) = signed_directory(&data, &["--transfer-key", xfer.to_str().unwrap()]);
+    assert_eq!(ds, ds_again);
+    assert_eq!(ns.serial(ZONE), serial, "nothing was signed again");
+    assert!(
+        !ns.log().contains("signed the zone's terminals"),
+        "{}",
+        ns.log()
+    );
+    // The terminals' records and signatures and the NSEC3 chain come from the store as
+    // they were; only the static names' few signatures are made afresh at start-up.
+    let stored = |zone: &str| -> Vec<String> {
+        zone.lines()
+            .filter(|l| {
+                let label = l.split('.').next().unwrap_or_default();
+                let code = label.len() == 6 && label.bytes().all(|b| b.is_ascii_digit());
+                code || l.split_whitespace().nth(3) == Some("NSEC3")
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let again = axfr(&ns);
+    assert_eq!(stored(&again), stored(&zone));
+    // A and its RRSIG for 500, A, AAAA and their RRSIGs for 1,000, and 1,502 NSEC3s.
+    assert_eq!(stored(&zone).len(), 500 * 2 + 1000 * 4 + 1502);
+}
