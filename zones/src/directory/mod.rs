@@ -133,6 +133,8 @@ struct Work<'a> {
     entries: Vec<(CodeKey, Option<Hot>)>,
     /// Unix seconds, for the signatures of a signed zone.
     now: u64,
+    /// Signatures made again (a refresh): a change of the zone with no address changes.
+    resigned: Option<crate::dnssec::SignedDelta>,
 }
 
 /// The directory handle: cheap to clone, shared by every request.
@@ -349,7 +351,8 @@ impl Directory {
         let next_seq = self.pending().next_seq();
         let depth = self.inner.limits.journal_depth.max(1) as u64;
         let reset_journal = work.zone_changes.len() > LARGEST_DELTA;
-        let serial = (!work.zone_changes.is_empty()).then(|| from.next());
+        let serial =
+            (!work.zone_changes.is_empty() || work.resigned.is_some()).then(|| from.next());
         let delta = (serial.is_some() && !reset_journal).then(|| Delta {
             seq: next_seq,
             from: from.0,
@@ -366,9 +369,12 @@ impl Directory {
                 .into_iter()
                 .collect()
         };
-        let signed = match serial {
-            Some(serial) => self.sign_change(zone_changes_of(&delta, &work), serial, work.now)?,
-            None => None,
+        let signed = match (serial, work.resigned.take()) {
+            (Some(serial), Some(resigned)) => Some(self.with_soa(resigned, serial, work.now)?),
+            (Some(serial), None) => {
+                self.sign_change(zone_changes_of(&delta, &work), serial, work.now)?
+            }
+            (None, _) => None,
         };
         let change = Change {
             serial: serial.map(|s| s.0),
@@ -544,6 +550,8 @@ mod import;
 mod presence;
 mod registry;
 mod signing;
+#[cfg(test)]
+mod signing_tests;
 #[cfg(test)]
 mod tests;
 mod zone_reload;

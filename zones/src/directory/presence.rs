@@ -109,6 +109,7 @@ impl Directory {
             zone_changes,
             entries: vec![(CodeKey::from(code), Some(updated))],
             now,
+            resigned: None,
         })?;
         self.durable(writer).await?;
         Ok(UpdateOutcome {
@@ -174,6 +175,7 @@ impl Directory {
                 .map(|e| (CodeKey::from(&e.terminal.code), Some(e.presence.hot())))
                 .collect(),
             now,
+            resigned: None,
         })?;
         self.durable(writer).await?;
         Ok(expired.into_iter().map(|e| e.terminal.code).collect())

@@ -51,6 +51,7 @@ impl Directory {
             zone_changes,
             entries: published,
             now,
+            resigned: None,
         })?;
         self.durable(writer).await?;
         Ok(entries.into_iter().map(|e| e.terminal).collect())
@@ -91,6 +92,7 @@ impl Directory {
             zone_changes,
             entries: vec![(CodeKey::from(code), None)],
             now,
+            resigned: None,
         })?;
         self.durable(writer).await?;
         Ok(terminal)
@@ -119,6 +121,7 @@ impl Directory {
             zone_changes: Vec::new(),
             entries: vec![(CodeKey::from(code), Some(rotated))],
             now,
+            resigned: None,
         })?;
         self.durable(writer).await?;
         Ok(terminal)

@@ -48,6 +48,86 @@ impl Directory {
             .map_err(|e| StoreError::Signing(e.to_string()))
     }
 
+    /// Signs again, through the commit pipeline, up to `limit` terminals whose signatures
+    /// expire within [`whole::REFRESH`] of `now`, and the static names when theirs do;
+    /// returns how many terminals. Run it often with a small `limit`: each run holds the
+    /// writer lock while it signs.
+    pub async fn refresh_signatures(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        let Some(staging) = &self.inner.staging else {
+            return Ok(0);
+        };
+        let horizon = (now as u32).wrapping_add(whole::REFRESH);
+        let writer = self.write_lock().await?;
+        let zone = self.zone();
+        let sign_error = |e: crate::dnssec::SignError| StoreError::Signing(e.to_string());
+        let delta = {
+            let mut staging = staging.lock().unwrap_or_else(|p| p.into_inner());
+            let due = staging.due(horizon, limit);
+            let statics = staging.statics_due(horizon);
+            if due.is_empty() && !statics {
+                return Ok(0);
+            }
+            let mut delta = SignedDelta::default();
+            for key in due {
+                let code = key.to_code();
+                let old = self.inner.store.signed(key)?;
+                let addresses = self
+                    .inner
+                    .store
+                    .terminal(&code)?
+                    .map(|e| e.presence.addresses)
+                    .filter(|a| !a.is_empty());
+                let new = match addresses {
+                    Some(addresses) => Some(
+                        staging
+                            .sign_terminal(&zone, &code, &addresses, now)
+                            .map_err(sign_error)?,
+                    ),
+                    None => None,
+                };
+                staging.track(key, old.as_ref(), new.as_ref());
+                delta.terminals.push((key, new));
+            }
+            if statics {
+                let (all, _) = staging.sign_statics(&zone, 0, now).map_err(sign_error)?;
+                delta.all_statics = Some(all);
+            }
+            delta
+        };
+        let count = delta.terminals.len();
+        self.stage(Work {
+            store: Change::default(),
+            zone_changes: Vec::new(),
+            entries: Vec::new(),
+            now,
+            resigned: Some(delta),
+        })?;
+        self.durable(writer).await?;
+        Ok(count)
+    }
+
+    /// `delta` with the SOA signed at `serial`.
+    pub(super) fn with_soa(
+        &self,
+        mut delta: SignedDelta,
+        serial: Serial,
+        now: u64,
+    ) -> Result<SignedDelta, StoreError> {
+        let Some(staging) = &self.inner.staging else {
+            return Ok(delta);
+        };
+        let signer = staging
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .signer()
+            .clone();
+        let soa = signer
+            .sign(&[self.zone().soa_record(serial.0)], now)
+            .map_err(|e| StoreError::Signing(e.to_string()))?;
+        delta.soa = Some((serial.0, soa));
+        Ok(delta)
+    }
+
     /// Signs the whole zone again for a reset to serial `to` with `zone` (call with the
     /// writer lock held); `None` with DNSSEC off.
     pub(super) fn sign_whole(
@@ -127,7 +207,7 @@ pub(super) fn signing_for(
     })?;
     let started = std::time::Instant::now();
     let Whole {
-        staging,
+        mut staging,
         terminals,
         changes,
     } = whole::sign_zone(signer, zone, online, stored, now)
@@ -140,7 +220,7 @@ pub(super) fn signing_for(
             "signed the zone's terminals"
         );
     }
-    let published = SignedZone::new(&staging, zone, terminals, serial.0, now)
+    let published = SignedZone::new(&mut staging, zone, terminals, serial.0, now)
         .map_err(|e| StoreError::Signing(e.to_string()))?;
     Ok(Signing {
         staging,

@@ -4,16 +4,16 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-/// Unix seconds for changes whose time does not matter to a test.
-const NOW: u64 = 1;
-
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{DNSClass, Record};
 
 use super::*;
 use crate::update::ZoneSection;
 
-fn registration(code: &str, kid: &str, mid: &str) -> Registration {
+/// Unix seconds for changes whose time does not matter to a test.
+pub(super) const NOW: u64 = 1;
+
+pub(super) fn registration(code: &str, kid: &str, mid: &str) -> Registration {
     Registration {
         code: code.parse().unwrap(),
         kid: kid.parse().unwrap(),
@@ -39,7 +39,7 @@ fn set_a(code: &str, ip: [u8; 4]) -> (Vec<ZoneSection>, Vec<Record>) {
     (zone, vec![delete, add])
 }
 
-async fn update_a(
+pub(super) async fn update_a(
     dir: &Directory,
     code: &str,
     ip: [u8; 4],
@@ -50,7 +50,7 @@ async fn update_a(
 }
 
 /// A signature's facts: signed at `time` with a MAC of 32 bytes `mac`.
-fn signed(time: u64, mac: u8) -> Freshness {
+pub(super) fn signed(time: u64, mac: u8) -> Freshness {
     Freshness {
         time_signed: time,
         mac: vec![mac; 32],
@@ -59,7 +59,7 @@ fn signed(time: u64, mac: u8) -> Freshness {
 
 /// `code`'s key replaces its A RRset with `ip`, signed as `freshness`, asking for
 /// `lease`, at server time `now`.
-async fn set_a_signed(
+pub(super) async fn set_a_signed(
     dir: &Directory,
     code: &str,
     ip: [u8; 4],

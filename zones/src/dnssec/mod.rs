@@ -67,6 +67,16 @@ pub struct TerminalSigs {
 }
 
 impl TerminalSigs {
+    /// When the first of its signatures expires.
+    pub fn expiration(&self) -> u32 {
+        [self.a, self.aaaa, Some(self.nsec3)]
+            .iter()
+            .flatten()
+            .map(|sig| sig.expiration)
+            .min()
+            .unwrap_or(self.nsec3.expiration)
+    }
+
     /// The types its NSEC3 lists.
     pub fn types(&self) -> Vec<hickory_proto::rr::RecordType> {
         nsec3::terminal_types(self.a.is_some(), self.aaaa.is_some())

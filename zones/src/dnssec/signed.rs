@@ -30,7 +30,7 @@ impl SignedZone {
     /// The published copy of `staging`, with the terminals' stored signatures and the
     /// static names' fresh ones.
     pub fn new(
-        staging: &Staging,
+        staging: &mut Staging,
         zone: &Zone,
         terminals: HashMap<CodeKey, TerminalSigs, foldhash::fast::RandomState>,
         serial: u32,
@@ -67,6 +67,9 @@ impl SignedZone {
             let signed = &mut self.signed_statics[place as usize];
             signed.next = next;
             signed.nsec3 = sig;
+        }
+        if let Some(all) = delta.all_statics {
+            self.signed_statics = all;
         }
         if let Some(soa) = delta.soa {
             self.soa = soa;

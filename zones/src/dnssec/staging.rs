@@ -33,6 +33,8 @@ pub struct SignedDelta {
     pub terminals: Vec<(CodeKey, Option<TerminalSigs>)>,
     /// Static names whose NSEC3 was signed again: place, next hash, signature.
     pub statics: Vec<(u32, Hash, Sig)>,
+    /// Every static name signed again (a refresh).
+    pub all_statics: Option<Vec<SignedStatic>>,
     /// The SOA's signature at the change's serial.
     pub soa: Option<(u32, Sig)>,
 }
@@ -52,6 +54,11 @@ pub struct Staging {
     signer: Arc<Signer>,
     statics: Statics,
     chain: Chain<Owner>,
+    /// Each signed terminal's earliest signature expiration, soonest first, so that the
+    /// refresh finds what is due without a scan.
+    expiring: BTreeSet<(u32, CodeKey)>,
+    /// When the static names' signatures expire.
+    statics_expire: u32,
 }
 
 impl Staging {
@@ -74,7 +81,35 @@ impl Staging {
             signer,
             statics,
             chain,
+            expiring: BTreeSet::new(),
+            statics_expire: 0,
         }
+    }
+
+    /// Follows a terminal's signatures from `old` to `new` (for the refresh).
+    pub fn track(&mut self, key: CodeKey, old: Option<&TerminalSigs>, new: Option<&TerminalSigs>) {
+        if let Some(old) = old {
+            self.expiring.remove(&(old.expiration(), key));
+        }
+        if let Some(new) = new {
+            self.expiring.insert((new.expiration(), key));
+        }
+    }
+
+    /// Up to `limit` terminals whose signatures expire before `horizon` (Unix seconds),
+    /// soonest first.
+    pub fn due(&self, horizon: u32, limit: usize) -> Vec<CodeKey> {
+        self.expiring
+            .iter()
+            .take_while(|(end, _)| *end < horizon)
+            .take(limit)
+            .map(|(_, key)| *key)
+            .collect()
+    }
+
+    /// True when the static names' signatures expire before `horizon`.
+    pub fn statics_due(&self, horizon: u32) -> bool {
+        self.statics_expire < horizon
     }
 
     pub fn signer(&self) -> &Arc<Signer> {
@@ -186,6 +221,10 @@ impl Staging {
                 }
             }
         }
+        for (key, new) in &terminals {
+            let old = read(*key).map_err(StagingError::Read)?;
+            self.track(*key, old.as_ref(), new.as_ref());
+        }
         delta.terminals = terminals.into_iter().collect();
         delta.soa = Some((serial, self.signer.sign(&[zone.soa_record(serial)], now)?));
         Ok(delta)
@@ -193,7 +232,7 @@ impl Staging {
 
     /// Signs every static name (RRsets and NSEC3) and the SOA at `serial`.
     pub fn sign_statics(
-        &self,
+        &mut self,
         zone: &Zone,
         serial: u32,
         now: u64,
@@ -214,6 +253,16 @@ impl Staging {
                 })
             })
             .collect::<Result<Vec<_>, SignError>>()?;
+        self.statics_expire = signed
+            .iter()
+            .flat_map(|s| {
+                s.rrsets
+                    .iter()
+                    .map(|(_, sig)| sig.expiration)
+                    .chain([s.nsec3.expiration])
+            })
+            .min()
+            .unwrap_or(u32::MAX);
         let soa = self.signer.sign(&[zone.soa_record(serial)], now)?;
         Ok((signed, soa))
     }

@@ -56,7 +56,7 @@ pub fn sign_zone(
             (*key, hash)
         })
         .collect();
-    let staging = Staging::new(signer.clone(), zone, hashes.into_iter());
+    let mut staging = Staging::new(signer.clone(), zone, hashes.into_iter());
     let key_tag = signer.key_tag();
     let horizon = (now as u32).wrapping_add(REFRESH);
     let stale: Vec<&(CodeKey, Addresses)> = online
@@ -105,6 +105,9 @@ pub fn sign_zone(
             stored.insert(key, sigs);
             changes.push((key, Some(sigs)));
         }
+    }
+    for (key, sigs) in &stored {
+        staging.track(*key, None, Some(sigs));
     }
     Ok(Whole {
         staging,

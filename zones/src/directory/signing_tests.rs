@@ -1,0 +1,185 @@
+//! The signed directory (DNSSEC on): every published signature verifies with the zone's
+//! DNSKEY, the NSEC3 chain is one closed cycle over exactly the names with records, through
+//! changes, a reopen and a refresh; time is given, never waited for.
+
+use hickory_proto::dnssec::Verifier;
+use hickory_proto::dnssec::rdata::{DNSSECRData, RRSIG};
+use hickory_proto::rr::{DNSClass, Record};
+
+use super::tests::{registration, set_a_signed, signed, update_a};
+use super::*;
+use crate::dnssec::{nsec3, sign::VALIDITY, whole::REFRESH};
+
+/// A time in 2027, as Unix seconds.
+const T: u64 = 1_800_000_000;
+
+fn open_signed(dir: &Path, now: u64) -> Directory {
+    Directory::open_signed(dir, Zone::embedded_default(), Limits::default(), now).unwrap()
+}
+
+fn rrsig_of(record: &Record) -> &RRSIG {
+    match &record.data {
+        RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig,
+        other => panic!("not an RRSIG: {other:?}"),
+    }
+}
+
+/// Checks every signature and the chain; returns the earliest expiration seen.
+fn check_consistent(dir: &Directory) -> u32 {
+    let zone = dir.zone();
+    let view = dir.view();
+    let signed = view.signed().expect("the zone is signed");
+    let keys = dir.zone_keys().unwrap();
+    let dnskey = keys[0].dnskey().unwrap();
+    let mut earliest = u32::MAX;
+    let mut verify = |rrset: &[Record], sig: &Record| {
+        let sig = rrsig_of(sig);
+        dnskey
+            .verify_rrsig(&rrset[0].name, DNSClass::IN, sig, rrset.iter())
+            .unwrap_or_else(|e| panic!("{} {:?}: {e}", rrset[0].name, rrset[0].record_type()));
+        earliest = earliest.min(sig.input().sig_expiration.get());
+    };
+    // Terminals with addresses: signed; without: not in the signed zone.
+    let mut online = 0;
+    for (key, hot) in view.entries() {
+        let owner = crate::dnssec::staging::terminal_owner(&zone, &key.to_code());
+        assert_eq!(
+            signed.exists(&owner),
+            !hot.addresses.is_empty(),
+            "{owner} is in the chain exactly when it has addresses"
+        );
+        if hot.addresses.is_empty() {
+            assert!(signed.terminal(key).is_none());
+            continue;
+        }
+        online += 1;
+        for rrset in [
+            crate::dnssec::staging::v4_records(&owner, &hot.addresses.v4),
+            crate::dnssec::staging::v6_records(&owner, &hot.addresses.v6),
+        ] {
+            if !rrset.is_empty() {
+                let sig = signed.rrsig(&zone, &rrset).expect("an RRSIG");
+                verify(&rrset, &sig);
+            }
+        }
+    }
+    let soa = zone.soa_record(view.serial());
+    verify(
+        std::slice::from_ref(&soa),
+        &signed.rrsig(&zone, std::slice::from_ref(&soa)).unwrap(),
+    );
+    // The chain: the apex, ns1, and the terminals with addresses, in one cycle.
+    let chain = signed.nsec3_chain(&zone);
+    let nsec3s: Vec<&Record> = chain.iter().step_by(2).collect();
+    assert_eq!(nsec3s.len(), online + 2);
+    for pair in chain.chunks(2) {
+        verify(&pair[..1], &pair[1]);
+    }
+    for (i, record) in nsec3s.iter().enumerate() {
+        let RData::DNSSEC(DNSSECRData::NSEC3(nsec3)) = &record.data else {
+            panic!("not an NSEC3")
+        };
+        let following = nsec3s[(i + 1) % nsec3s.len()];
+        let mut next = [0u8; 20];
+        next.copy_from_slice(nsec3.next_hashed_owner_name());
+        assert_eq!(
+            nsec3::owner(&next, zone.origin()),
+            following.name,
+            "each NSEC3 points to the next one"
+        );
+    }
+    earliest
+}
+
+#[tokio::test]
+async fn the_chain_and_signatures_hold_through_changes_a_reopen_and_lease_expiry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_signed(tmp.path(), T);
+    for i in 0..40u32 {
+        let mid = format!("00112233{i:04x}");
+        dir.register(registration(&format!("{}", 5000 + i), "acme", &mid), T)
+            .await
+            .unwrap();
+    }
+    for i in 0..30u32 {
+        update_a(
+            &dir,
+            &format!("{}", 5000 + i),
+            [192, 0, 2, i as u8],
+            T,
+            i as u8,
+        )
+        .await
+        .unwrap();
+    }
+    check_consistent(&dir);
+    // Some leave the zone (offline, unregistered), some move.
+    for i in 0..5u32 {
+        dir.unregister(&format!("{}", 5000 + i).parse().unwrap(), T)
+            .await
+            .unwrap();
+    }
+    for i in 5..10u32 {
+        update_a(
+            &dir,
+            &format!("{}", 5000 + i),
+            [198, 51, 100, 1],
+            T + 1,
+            100 + i as u8,
+        )
+        .await
+        .unwrap();
+    }
+    check_consistent(&dir);
+    let serial = dir.view().serial();
+    drop(dir);
+    // A reopen signs nothing again: same serial, everything still verifies.
+    let dir = open_signed(tmp.path(), T + 60);
+    assert_eq!(dir.view().serial(), serial);
+    check_consistent(&dir);
+    // Two terminals take a lease that runs out: the sweep takes them out of the zone.
+    for i in 10..12u32 {
+        let code = format!("{}", 5000 + i);
+        let fresh = signed(T + 100, 200 + i as u8);
+        set_a_signed(&dir, &code, [203, 0, 113, 1], fresh, Some(60), T + 100)
+            .await
+            .unwrap();
+    }
+    assert_eq!(dir.expire(T + 200).await.unwrap().len(), 2);
+    check_consistent(&dir);
+}
+
+#[tokio::test]
+async fn signatures_are_refreshed_before_they_expire() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_signed(tmp.path(), T);
+    for i in 0..20u32 {
+        let mid = format!("00112233{i:04x}");
+        let code = format!("{}", 7000 + i);
+        dir.register(registration(&code, "acme", &mid), T)
+            .await
+            .unwrap();
+        update_a(&dir, &code, [192, 0, 2, i as u8], T, i as u8)
+            .await
+            .unwrap();
+    }
+    let first = check_consistent(&dir);
+    assert!(first >= (T as u32) + VALIDITY);
+    // Nothing is due yet.
+    assert_eq!(dir.refresh_signatures(T + 60, 100).await.unwrap(), 0);
+    // Once within the refresh window, everything is signed again, a few at a time.
+    let later = T + u64::from(VALIDITY - REFRESH) + 3600;
+    let serial = dir.view().serial();
+    assert_eq!(dir.refresh_signatures(later, 8).await.unwrap(), 8);
+    assert_eq!(dir.refresh_signatures(later, 100).await.unwrap(), 12);
+    assert_eq!(dir.refresh_signatures(later, 100).await.unwrap(), 0);
+    assert!(
+        dir.view().serial() > serial,
+        "a refresh changes the zone's serial"
+    );
+    let earliest = check_consistent(&dir);
+    assert!(
+        earliest >= later as u32 + VALIDITY,
+        "every signature, static names' and SOA's included, was made again"
+    );
+}
