@@ -388,7 +388,7 @@ async fn stream_backup(
     directory: &Directory,
     write: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> std::io::Result<()> {
-    use zones::backup::{FORMAT, Header, Record, TerminalRecord, VERSION};
+    use zones::backup::{DnssecKeyRecord, FORMAT, Header, Record, TerminalRecord, VERSION};
     use zones::store::Snapshotted;
     let scan = {
         let directory = directory.clone();
@@ -401,6 +401,7 @@ async fn stream_backup(
                         zone_fingerprint,
                         terminals,
                         journal,
+                        zone_keys,
                     } => ControlReply::BackupHeader {
                         header: Header {
                             format: FORMAT.into(),
@@ -411,6 +412,7 @@ async fn stream_backup(
                             terminals,
                             journal,
                             created: zones::unix_now(),
+                            dnssec_keys: zone_keys.iter().map(DnssecKeyRecord::of).collect(),
                         },
                     },
                     Snapshotted::Terminal(entry) => ControlReply::BackupRecord {

@@ -277,11 +277,12 @@ impl FastPath {
         out.extend_from_slice(&request[HEADER..q.end]);
         body(out);
         if let Some(asked) = q.edns_payload {
-            // RFC 6891 §6.1: root owner, our payload size, version 0, no flags.
+            // RFC 6891 §6.1: root owner, our payload size, version 0; the DO bit copied
+            // from the request (RFC 3225 §3), no other flag.
             out.push(0);
             out.extend_from_slice(&TYPE_OPT.to_be_bytes());
             out.extend_from_slice(&asked.clamp(512, MAX_UDP_PAYLOAD).to_be_bytes());
-            out.extend_from_slice(&[0, 0, 0, 0]);
+            out.extend_from_slice(&[0, 0, if q.dnssec_ok { 0x80 } else { 0 }, 0]);
             match cookie {
                 None => out.extend_from_slice(&[0, 0]),
                 Some(c) => {

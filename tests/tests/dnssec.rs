@@ -425,3 +425,33 @@ fn the_transferred_signed_zone_verifies_with_dnssec_verify_and_survives_a_restar
     // A and its RRSIG for 500, A, AAAA and their RRSIGs for 1,000, and 1,502 NSEC3s.
     assert_eq!(stored(&zone).len(), 500 * 2 + 1000 * 4 + 1502);
 }
+
+#[test]
+fn a_restored_backup_signs_with_the_same_key() {
+    require("dig", "bind9-dnsutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let (ns, ds) = signed_directory(&tmp.path().join("data"), &[]);
+    let key = ns.register("4711", "acme", "001122334455", tmp.path());
+    set_addresses(&ns, &key, "4711", &[("A", "192.0.2.7")]);
+    let file = tmp.path().join("backup.jsonl");
+    let out = ns.admin(&["backup", "--output", file.to_str().unwrap()]);
+    assert!(out.status.success(), "backup: {}", text(&out));
+    drop(ns);
+    let restored = tmp.path().join("restored");
+    let out = Command::new(support::binary("nameserver"))
+        .arg("restore")
+        .arg(&file)
+        .arg("--data")
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restore: {}", text(&out));
+    let (ns, ds_restored) = signed_directory(&restored, &[]);
+    assert_eq!(ds, ds_restored, "the key came back with the backup");
+    let unbound = Unbound::start(tmp.path(), &ds, ns.addr.port());
+    let lookup = unbound.lookup("4711.dial.example", "A");
+    assert!(
+        lookup.authenticated && lookup.answers.contains("192.0.2.7"),
+        "{lookup:?}"
+    );
+}

@@ -4,7 +4,8 @@
 //! as a stream and can be inspected with ordinary tools:
 //!
 //! ```text
-//! {"format":"dial-directory-backup","version":1,"zone":"dial.example.","serial":42,...}
+//! {"format":"dial-directory-backup","version":2,"zone":"dial.example.","serial":42,...,
+//!  "dnssec_keys":[{"private_key":"<base64 PKCS#8>","created":...,"state":"Active"}]}
 //! {"record":"terminal","code":"5551234","kid":"acme","mid":"3f9a0c1d22e4b7a8",
 //!  "algorithm":"hmac-sha256","secret":"<base64>","registered_at":...,"presence":{...}}
 //! {"record":"delta","seq":7,"from":41,"to":42,"changes":[...]}
@@ -25,8 +26,9 @@ use crate::model::{Entry, Presence, Terminal};
 /// The `format` of the header line.
 pub const FORMAT: &str = "dial-directory-backup";
 
-/// The version of the layout above; bumped whenever a record changes shape.
-pub const VERSION: u32 = 1;
+/// The version of the layout above; bumped whenever a record changes shape. Version 2
+/// added the zone's DNSSEC keys to the header; a version 1 file (no keys) is still read.
+pub const VERSION: u32 = 2;
 
 /// The first line of a backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +47,49 @@ pub struct Header {
     pub journal: usize,
     /// Unix seconds when the snapshot was taken.
     pub created: u64,
+    /// The zone's DNSSEC keys (none when DNSSEC was never turned on): a restored server
+    /// signs with the same keys, so the DS at the parent still matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dnssec_keys: Vec<DnssecKeyRecord>,
+}
+
+/// A DNSSEC key in a backup. `Debug` never shows the private key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnssecKeyRecord {
+    /// PKCS#8 DER, base64.
+    pub private_key: String,
+    pub created: u64,
+    pub state: crate::dnssec::KeyState,
+}
+
+impl std::fmt::Debug for DnssecKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnssecKeyRecord")
+            .field("private_key", &"<secret>")
+            .field("created", &self.created)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl DnssecKeyRecord {
+    pub fn of(key: &crate::dnssec::ZoneKey) -> Self {
+        use base64::Engine as _;
+        Self {
+            private_key: base64::engine::general_purpose::STANDARD.encode(key.private_pkcs8()),
+            created: key.created,
+            state: key.state,
+        }
+    }
+
+    pub fn to_key(&self) -> Result<crate::dnssec::ZoneKey, BackupError> {
+        use base64::Engine as _;
+        let pkcs8 = base64::engine::general_purpose::STANDARD
+            .decode(&self.private_key)
+            .map_err(|e| BackupError::NotABackup(format!("a DNSSEC key is not base64: {e}")))?;
+        crate::dnssec::ZoneKey::from_pkcs8(pkcs8, self.created, self.state)
+            .map_err(|e| BackupError::NotABackup(e.to_string()))
+    }
 }
 
 impl Header {
@@ -56,7 +101,7 @@ impl Header {
                 self.format
             )));
         }
-        if self.version != VERSION {
+        if !(1..=VERSION).contains(&self.version) {
             return Err(BackupError::Version(self.version));
         }
         Ok(())
@@ -198,6 +243,7 @@ mod tests {
             terminals: 0,
             journal: 0,
             created: 0,
+            dnssec_keys: Vec::new(),
         };
         assert!(header.check().is_ok());
         header.version = VERSION + 1;

@@ -69,9 +69,15 @@ pub fn restore(
             ..Change::default()
         })
         .collect();
+    let keys = header
+        .dnssec_keys
+        .iter()
+        .map(|k| k.to_key())
+        .collect::<Result<Vec<_>, _>>()?;
     changes.push(Change {
         serial: Some(header.serial),
         zone_fingerprint: header.zone_fingerprint.as_deref(),
+        zone_keys: (!keys.is_empty()).then_some(keys.as_slice()),
         ..Change::default()
     });
     store.commit_all_now(&changes)?;
@@ -103,7 +109,7 @@ fn write_terminals(store: &Store, chunk: &mut Vec<Entry>) -> Result<usize, Backu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::{FORMAT, TerminalRecord, VERSION};
+    use crate::backup::{DnssecKeyRecord, FORMAT, TerminalRecord, VERSION};
     use crate::directory::{Directory, Registration};
     use crate::key::Algorithm;
     use crate::store::Snapshotted;
@@ -132,6 +138,7 @@ mod tests {
                     zone_fingerprint,
                     terminals,
                     journal,
+                    zone_keys,
                 } => {
                     header = Some(Header {
                         format: FORMAT.into(),
@@ -142,6 +149,7 @@ mod tests {
                         terminals,
                         journal,
                         created: 0,
+                        dnssec_keys: zone_keys.iter().map(DnssecKeyRecord::of).collect(),
                     });
                 }
                 Snapshotted::Terminal(e) => records.push(Record::Terminal(TerminalRecord::of(&e))),

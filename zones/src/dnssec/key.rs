@@ -71,6 +71,22 @@ impl ZoneKey {
         Ok(key)
     }
 
+    /// A key from its PKCS#8 DER private key (a backup's), checked.
+    pub fn from_pkcs8(pkcs8: Vec<u8>, created: u64, state: KeyState) -> Result<Self, KeyError> {
+        let key = Self {
+            pkcs8,
+            created,
+            state,
+        };
+        key.signing_key()?;
+        Ok(key)
+    }
+
+    /// The private key in PKCS#8 DER (for a backup, which is kept owner-only).
+    pub fn private_pkcs8(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
     /// The key pair, for signing.
     pub fn signing_key(&self) -> Result<EcdsaSigningKey, KeyError> {
         let der = PrivatePkcs8KeyDer::from(self.pkcs8.as_slice());

@@ -152,6 +152,8 @@ pub enum Snapshotted {
         zone_fingerprint: Option<String>,
         terminals: usize,
         journal: usize,
+        /// The zone's DNSSEC keys.
+        zone_keys: Vec<ZoneKey>,
     },
     Terminal(Box<Entry>),
     Delta(Delta),
@@ -591,6 +593,10 @@ impl Store {
             zone_fingerprint,
             terminals: cold.len().map_err(StoreError::io)? as usize,
             journal: journal.len().map_err(StoreError::io)? as usize,
+            zone_keys: meta_value(DNSSEC_KEYS_KEY)?
+                .map(|v| decode(DNSSEC_KEYS_KEY, &v))
+                .transpose()?
+                .unwrap_or_default(),
         };
         if !each(head) {
             return Ok(());
