@@ -5,121 +5,16 @@
 mod support;
 
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{Nameserver, free_port, require, status_of, text, transfer_key};
+use support::unbound::{Lookup, Unbound};
+use support::{Nameserver, require, text, transfer_key};
 
 const ZONE: &str = "dial.example";
-
-/// An unbound resolver on a loopback port, validating `dial.example` from its DS, killed on
-/// drop.
-struct Unbound {
-    port: u16,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Unbound {
-    /// Starts unbound with `ds` (a DS record line) as the trust anchor, sending the zone's
-    /// queries to `upstream` (a loopback port). Nothing is cached, so every answer is asked
-    /// and validated afresh.
-    fn start(dir: &Path, ds: &str, upstream: u16) -> Self {
-        require("unbound", "unbound");
-        let port = free_port();
-        let log = dir.join("unbound.log");
-        let conf = dir.join("unbound.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  do-not-query-localhost: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{dir}\"\n  pidfile: \"\"\n  use-syslog: no\n  logfile: \"{log}\"\n  verbosity: 1\n  val-log-level: 2\n  cache-max-ttl: 0\n  cache-max-negative-ttl: 0\n  module-config: \"validator iterator\"\n  trust-anchor: \"{ds}\"\nstub-zone:\n  name: \"{ZONE}\"\n  stub-addr: 127.0.0.1@{upstream}\n",
-                dir = dir.display(),
-                log = log.display(),
-                ds = ds.trim(),
-            ),
-        )
-        .unwrap();
-        let child = Command::new("unbound")
-            .args(["-d", "-c"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start unbound");
-        let unbound = Self { port, child, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !unbound.dig(&["+short", ZONE, "SOA"]).contains(ZONE) {
-            assert!(
-                Instant::now() < deadline,
-                "unbound did not answer: {}",
-                unbound.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        unbound
-    }
-
-    fn dig(&self, args: &[&str]) -> String {
-        let out = Command::new("dig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "+time=3",
-                "+tries=1",
-            ])
-            .args(args)
-            .output()
-            .expect("run dig");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The status of a validated lookup, whether it carried AD, and its answer records.
-    fn lookup(&self, name: &str, rtype: &str) -> Lookup {
-        let out = self.dig(&["+dnssec", name, rtype]);
-        let flags = out
-            .lines()
-            .find(|l| l.starts_with(";; flags:"))
-            .unwrap_or_default()
-            .to_owned();
-        Lookup {
-            status: status_of(&out),
-            authenticated: flags
-                .trim_start_matches(";; flags:")
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .split_whitespace()
-                .any(|f| f == "ad"),
-            answers: out
-                .split(";; ANSWER SECTION:")
-                .nth(1)
-                .map(|s| s.split("\n\n").next().unwrap_or_default().to_owned())
-                .unwrap_or_default(),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Lookup {
-    status: String,
-    authenticated: bool,
-    answers: String,
-}
 
 /// A directory with DNSSEC on, and its DS line.
 fn signed_directory(data: &Path, extra: &[&str]) -> (Nameserver, String) {

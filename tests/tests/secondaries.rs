@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::unbound::Unbound;
 use support::{Nameserver, free_port, require, status_of, text, transfer_key};
 
 const ZONE: &str = "dial.example";
@@ -469,4 +470,102 @@ fn nsd_and_knot_follow_the_directory_by_axfr_notify_and_ixfr() {
         "unsigned and a terminal's key"
     );
     assert!(support::sample(&scraped, "dial_notifies_total{outcome=\"answered\"}") >= 2.0);
+}
+
+/// A signed directory as hidden primary: NSD and Knot serve the signed zone as transferred,
+/// and unbound, pointed at each of them, validates their answers, before and after a change.
+#[test]
+fn nsd_and_knot_serve_the_signed_zone_and_unbound_validates_their_answers() {
+    require("dig", "bind9-dnsutils");
+    require("nsupdate", "bind9-dnsutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (xfer, secret) = transfer_key(root);
+    let (nsd_dir, knot_dir) = (root.join("nsd"), root.join("knot"));
+    for dir in [
+        &nsd_dir,
+        &knot_dir,
+        &root.join("unbound-nsd"),
+        &root.join("unbound-knot"),
+    ] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let (nsd_port, knot_port) = (free_port(), free_port());
+    let server = Nameserver::start(
+        &root.join("data"),
+        &[
+            "--dnssec",
+            "--transfer-key",
+            xfer.to_str().unwrap(),
+            "--secondary",
+            &format!("127.0.0.1:{nsd_port}"),
+            "--secondary",
+            &format!("127.0.0.1:{knot_port}"),
+        ],
+    );
+    let ds = String::from_utf8_lossy(&server.admin(&["dnssec", "ds"]).stdout).into_owned();
+    let fleet = root.join("fleet.txt");
+    let lines: String = (0..500)
+        .map(|i| format!("{} fleet {:016x} {}\n", code(i), i, address(i)))
+        .collect();
+    std::fs::write(&fleet, lines).unwrap();
+    let out = server.admin(&["import", fleet.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let key = server.register("5559000", "acme", "3f9a0c1d22e4b7a8", root);
+
+    let nsd = start_nsd(&nsd_dir, server.addr.port(), &secret, nsd_port);
+    let knot = start_knot(&knot_dir, server.addr.port(), &secret, knot_port);
+    let serial = server.serial(ZONE);
+    for s in [&nsd, &knot] {
+        let loaded = wait_until(Duration::from_secs(60), || s.serial() == Some(serial));
+        assert!(loaded.is_some(), "{}: {}", s.name, s.log());
+    }
+    let resolvers: Vec<(&Secondary, Unbound)> = [&nsd, &knot]
+        .into_iter()
+        .map(|s| {
+            let dir = root.join(format!("unbound-{}", s.name));
+            (s, Unbound::start(&dir, &ds, s.port))
+        })
+        .collect();
+    for (s, unbound) in &resolvers {
+        let a = unbound.lookup(&format!("{}.{ZONE}", code(7)), "A");
+        assert!(
+            a.authenticated && a.answers.contains(&address(7)),
+            "{}: {a:?}",
+            s.name
+        );
+        let nx = unbound.lookup(&format!("999.{ZONE}"), "A");
+        assert!(
+            nx.authenticated && nx.status == "NXDOMAIN",
+            "{}: {nx:?}",
+            s.name
+        );
+        let nodata = unbound.lookup(&format!("{}.{ZONE}", code(7)), "AAAA");
+        assert!(
+            nodata.authenticated && nodata.status == "NOERROR",
+            "{}: {nodata:?}",
+            s.name
+        );
+    }
+    // A change reaches both (NOTIFY, then the whole zone: a signed zone answers IXFR so),
+    // and validates there.
+    let name = format!("5559000.{ZONE}");
+    let out = server.nsupdate(
+        Some(&key),
+        &format!("zone {ZONE}\nupdate add {name} 60 A 192.0.2.90\nsend\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    for (s, unbound) in &resolvers {
+        let seen = wait_until(Duration::from_secs(20), || {
+            unbound.lookup(&name, "A").answers.contains("192.0.2.90")
+        });
+        assert!(
+            seen.is_some(),
+            "{} never served the change: {}",
+            s.name,
+            s.log()
+        );
+        let a = unbound.lookup(&name, "A");
+        assert!(a.authenticated, "{}: {a:?}", s.name);
+    }
 }

@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: build and run the real binaries, and drive the real tools.
 #![allow(dead_code)]
 
+pub mod unbound;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
