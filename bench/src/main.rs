@@ -20,7 +20,11 @@
 //!
 //! With `--parts backup`, `nameserver backup` of the running directory and `nameserver
 //! restore` of the file are timed. `directory+metrics` (only with `--servers`) runs the
-//! lookups again with `--metrics` on, for the cost of counting. `--servers` and `--parts` (lookups, updates, kill9,
+//! lookups again with `--metrics` on, for the cost of counting. `directory+dnssec` runs the
+//! directory with `--dnssec` (the import then includes the first signing): lookups without
+//! DO, then with DO (row `directory+dnssec DO`), and updates; `knot+dnssec` is Knot signing
+//! the same zone (ECDSA P-256 CSK, NSEC3 without iterations or salt), looked up with DO
+//! (row `knot+dnssec DO`) and taking updates, which it signs. `--servers` and `--parts` (lookups, updates, kill9,
 //! backup; lookups and updates by default) choose what runs.
 //!
 //! Query mix (as in the issue): 80% A of existing codes, 10% AAAA of existing codes,
@@ -145,7 +149,15 @@ fn main() {
     if options.servers.iter().any(|s| s == "directory+metrics") {
         subjects.push(Subject::DirectoryMetrics);
     }
-    for peer in [peers::Peer::Knot, peers::Peer::Nsd, peers::Peer::Bind] {
+    if options.servers.iter().any(|s| s == "directory+dnssec") {
+        subjects.push(Subject::DirectoryDnssec);
+    }
+    for peer in [
+        peers::Peer::Knot,
+        peers::Peer::KnotDnssec,
+        peers::Peer::Nsd,
+        peers::Peer::Bind,
+    ] {
         if !options.servers.iter().any(|s| s == peer.name()) {
             continue;
         }
@@ -398,22 +410,35 @@ fn soa_query() -> Vec<u8> {
     q
 }
 
-/// dnsperf on core 0 against a server on core 1: unlimited, then at a fixed rate.
+/// dnsperf on core 0 against a server on core 1: unlimited, then at a fixed rate; with
+/// `dnssec_ok`, every query has the DO bit (`dnsperf -D`).
 pub fn measure_queries(
     name: &str,
     server: &Server,
     startup: Duration,
     data: &Data,
     o: &Options,
+    dnssec_ok: bool,
 ) -> QueryFigures {
     let port = server.addr.port().to_string();
+    let with_do = |args: &[&'static str]| -> Vec<&'static str> {
+        let mut all = args.to_vec();
+        if dnssec_ok {
+            all.push("-D");
+        }
+        all
+    };
     let (cpu_before, _) = server.usage();
-    let unlimited = dnsperf(&port, o.seconds, &data.queries, &["-q", "500"]);
+    let unlimited = dnsperf(&port, o.seconds, &data.queries, &with_do(&["-q", "500"]));
     let (cpu_after, _) = server.usage();
     let qps = stat(&unlimited, "Queries per second:");
     let completed = stat(&unlimited, "Queries completed:");
     let rate = o.rate.to_string();
-    let fixed = dnsperf(&port, o.seconds, &data.queries, &["-Q", &rate, "-v"]);
+    let mut fixed_args = vec!["-Q", rate.as_str(), "-v"];
+    if dnssec_ok {
+        fixed_args.push("-D");
+    }
+    let fixed = dnsperf(&port, o.seconds, &data.queries, &fixed_args);
     let mut latencies: Vec<f64> = fixed
         .lines()
         .filter(|l| l.starts_with("> ") && !l.starts_with("> T "))

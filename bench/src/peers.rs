@@ -9,6 +9,8 @@ use crate::{Server, free_port};
 #[derive(Debug, Clone, Copy)]
 pub enum Peer {
     Knot,
+    /// Knot signing the zone (and each update): ECDSA P-256 CSK, NSEC3 as ours.
+    KnotDnssec,
     Nsd,
     Bind,
 }
@@ -17,18 +19,19 @@ impl Peer {
     pub fn name(self) -> &'static str {
         match self {
             Self::Knot => "knot",
+            Self::KnotDnssec => "knot+dnssec",
             Self::Nsd => "nsd",
             Self::Bind => "bind",
         }
     }
 
     pub fn accepts_updates(self) -> bool {
-        matches!(self, Self::Knot | Self::Bind)
+        matches!(self, Self::Knot | Self::KnotDnssec | Self::Bind)
     }
 
     pub fn program(self) -> &'static str {
         match self {
-            Self::Knot => "knotd",
+            Self::Knot | Self::KnotDnssec => "knotd",
             Self::Nsd => "nsd",
             Self::Bind => "named",
         }
@@ -62,18 +65,29 @@ pub fn start(peer: Peer, work: &Path, zone_file: &Path, key_file: &Path) -> Resu
     let secret = secret_of(key_file);
     let (d, z) = (dir.display(), zone.display());
     let (conf, args): (String, Vec<String>) = match peer {
-        Peer::Knot => (
-            format!(
-                "server:\n  listen: 127.0.0.1@{port}\n  rundir: \"{d}\"\n\
-                 log:\n  - target: \"{d}/knot.log\"\n    any: warning\n\
-                 database:\n  storage: \"{d}\"\n\
-                 key:\n  - id: bench-updates\n    algorithm: hmac-sha256\n    secret: \"{secret}\"\n\
-                 acl:\n  - id: updates\n    key: bench-updates\n    action: update\n\
-                 template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n\
-                 zone:\n  - domain: dial.example\n    file: \"{z}\"\n    acl: updates\n"
-            ),
-            vec!["-c".into()],
-        ),
+        Peer::Knot | Peer::KnotDnssec => {
+            let (policy, signing) = if matches!(peer, Peer::KnotDnssec) {
+                (
+                    "policy:\n  - id: signed\n    algorithm: ecdsap256sha256\n    single-type-signing: on\n    nsec3: on\n    nsec3-iterations: 0\n    nsec3-salt-length: 0\n",
+                    "    dnssec-signing: on\n    dnssec-policy: signed\n",
+                )
+            } else {
+                ("", "")
+            };
+            (
+                format!(
+                    "server:\n  listen: 127.0.0.1@{port}\n  rundir: \"{d}\"\n\
+                     log:\n  - target: \"{d}/knot.log\"\n    any: warning\n\
+                     database:\n  storage: \"{d}\"\n\
+                     key:\n  - id: bench-updates\n    algorithm: hmac-sha256\n    secret: \"{secret}\"\n\
+                     acl:\n  - id: updates\n    key: bench-updates\n    action: update\n\
+                     {policy}\
+                     template:\n  - id: default\n    storage: \"{d}\"\n    zonefile-sync: -1\n\
+                     zone:\n  - domain: dial.example\n    file: \"{z}\"\n    acl: updates\n{signing}"
+                ),
+                vec!["-c".into()],
+            )
+        }
         Peer::Nsd => (
             format!(
                 "server:\n  ip-address: 127.0.0.1@{port}\n  do-ip6: no\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  database: \"\"\n  username: \"\"\n  chroot: \"\"\n  logfile: \"{d}/nsd.log\"\n  server-count: 1\n  rrl-ratelimit: 0\n\

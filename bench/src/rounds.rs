@@ -15,6 +15,8 @@ pub enum Subject {
     Directory,
     /// The directory with `--metrics` on: what counting costs.
     DirectoryMetrics,
+    /// The directory with `--dnssec` on.
+    DirectoryDnssec,
     Peer(peers::Peer),
 }
 
@@ -23,6 +25,7 @@ impl Subject {
         match self {
             Self::Directory => "directory",
             Self::DirectoryMetrics => "directory+metrics",
+            Self::DirectoryDnssec => "directory+dnssec",
             Self::Peer(p) => p.name(),
         }
     }
@@ -62,11 +65,12 @@ pub fn run(
         );
         for subject in order {
             match subject {
-                Subject::Directory | Subject::DirectoryMetrics => {
+                Subject::Directory | Subject::DirectoryMetrics | Subject::DirectoryDnssec => {
                     let ours = Ours {
                         nameserver,
                         name: subject.name(),
                         metrics: matches!(subject, Subject::DirectoryMetrics),
+                        dnssec: matches!(subject, Subject::DirectoryDnssec),
                     };
                     directory(&ours, dir, data, o, round, &mut results);
                 }
@@ -85,17 +89,21 @@ struct Ours<'a> {
     name: &'static str,
     /// With `--metrics` on a free port.
     metrics: bool,
+    /// With `--dnssec`.
+    dnssec: bool,
 }
 
 impl Ours<'_> {
     fn start(&self, dir: &Path, data_dir: &Path, port: u16) -> Server {
         let metrics = format!("127.0.0.1:{}", free_port());
-        let extra: &[&str] = if self.metrics {
-            &["--metrics", &metrics]
-        } else {
-            &[]
-        };
-        Server::ours(self.nameserver, dir, data_dir, port, extra)
+        let mut extra: Vec<&str> = Vec::new();
+        if self.metrics {
+            extra.extend(["--metrics", &metrics]);
+        }
+        if self.dnssec {
+            extra.push("--dnssec");
+        }
+        Server::ours(self.nameserver, dir, data_dir, port, &extra)
     }
 }
 
@@ -156,7 +164,13 @@ fn directory(
     if o.lookups {
         results
             .queries
-            .push(measure_queries(ours.name, &server, startup, data, o));
+            .push(measure_queries(ours.name, &server, startup, data, o, false));
+        if ours.dnssec {
+            let name = "directory+dnssec DO";
+            results
+                .queries
+                .push(measure_queries(name, &server, startup, data, o, true));
+        }
     }
     if ours.metrics {
         // Only the lookups are compared with and without metrics.
@@ -166,6 +180,14 @@ fn directory(
     }
     if o.updates_part {
         results.updates.push(load::run_ours(&server, data, o));
+    }
+    if ours.dnssec {
+        // Only lookups, updates and the import (with the first signing) are compared.
+        println!("{}: {figures:?}", ours.name);
+        results.imports.push(figures);
+        drop(server);
+        let _ = std::fs::remove_dir_all(&data_dir);
+        return;
     }
     if o.backup {
         results
@@ -228,9 +250,11 @@ fn peer_round(peer: peers::Peer, dir: &Path, data: &Data, o: &Options, results: 
         Ok(server) => {
             let startup = server.wait_ready(Duration::from_secs(180));
             if o.lookups {
+                let dnssec = matches!(peer, peers::Peer::KnotDnssec);
+                let name = if dnssec { "knot+dnssec DO" } else { peer.name() };
                 results
                     .queries
-                    .push(measure_queries(peer.name(), &server, startup, data, o));
+                    .push(measure_queries(name, &server, startup, data, o, dnssec));
             }
             if o.updates_part && peer.accepts_updates() {
                 results
