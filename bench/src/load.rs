@@ -23,7 +23,7 @@ use crate::report::UpdateFigures;
 use crate::{Data, Options, Server, percentile};
 
 /// Against the directory: each terminal's own key for its own name.
-pub fn run_ours(server: &Server, data: &Data, o: &Options) -> UpdateFigures {
+pub fn run_ours(name: &str, server: &Server, data: &Data, o: &Options) -> UpdateFigures {
     let targets = data
         .updater_codes
         .iter()
@@ -36,7 +36,7 @@ pub fn run_ours(server: &Server, data: &Data, o: &Options) -> UpdateFigures {
             )
         })
         .collect();
-    generate("directory", server.addr, targets, o)
+    generate(name, server.addr, targets, o)
 }
 
 /// Against a peer: one key allowed to update the zone, the same names.

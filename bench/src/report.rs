@@ -31,6 +31,8 @@ pub struct UpdateFigures {
 /// The directory's provisioning figures from one round.
 #[derive(Debug, Clone)]
 pub struct ImportFigures {
+    /// Which build of the directory (`directory`, `directory+dnssec`).
+    pub name: String,
     pub import_s: f64,
     /// The serving process's peak RSS by the end of the import.
     pub import_peak_rss_mib: f64,
@@ -233,15 +235,30 @@ impl Table {
     }
 
     fn render_imports(&self) -> String {
-        let i = &self.results.imports;
-        format!(
-            "\n| directory provisioning | import s | serving process peak RSS MiB | store on disk, bytes per terminal | the same after the updates | store file length per terminal |\n|---|---|---|---|---|---|\n| `nameserver import` | {} | {} | {} | {} | {} |\n",
-            Spread::of(i.iter().map(|x| x.import_s)).show(2),
-            Spread::of(i.iter().map(|x| x.import_peak_rss_mib)).show(0),
-            Spread::of(i.iter().map(|x| x.bytes_per_terminal)).show(0),
-            Spread::of(i.iter().map(|x| x.bytes_per_terminal_after_updates)).show(0),
-            Spread::of(i.iter().map(|x| x.file_bytes_per_terminal)).show(0),
-        )
+        let mut out = "\n| directory provisioning | import s | serving process peak RSS MiB | store on disk, bytes per terminal | the same after the updates | store file length per terminal |\n|---|---|---|---|---|---|\n".to_owned();
+        let mut names: Vec<&str> = Vec::new();
+        for figures in &self.results.imports {
+            if !names.contains(&figures.name.as_str()) {
+                names.push(&figures.name);
+            }
+        }
+        for name in names {
+            let i: Vec<&ImportFigures> = self
+                .results
+                .imports
+                .iter()
+                .filter(|x| x.name == name)
+                .collect();
+            out.push_str(&format!(
+                "| `nameserver import` ({name}) | {} | {} | {} | {} | {} |\n",
+                Spread::of(i.iter().map(|x| x.import_s)).show(2),
+                Spread::of(i.iter().map(|x| x.import_peak_rss_mib)).show(0),
+                Spread::of(i.iter().map(|x| x.bytes_per_terminal)).show(0),
+                Spread::of(i.iter().map(|x| x.bytes_per_terminal_after_updates)).show(0),
+                Spread::of(i.iter().map(|x| x.file_bytes_per_terminal)).show(0),
+            ));
+        }
+        out
     }
 }
 

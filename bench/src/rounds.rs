@@ -155,6 +155,7 @@ fn directory(
     let server = ours.start(dir, &data_dir, port);
     let startup = server.wait_ready(Duration::from_secs(60));
     let mut figures = ImportFigures {
+        name: ours.name.to_owned(),
         import_s: import.as_secs_f64(),
         import_peak_rss_mib: import_peak_kib as f64 / 1024.0,
         bytes_per_terminal: per_terminal(allocated),
@@ -179,7 +180,9 @@ fn directory(
         return;
     }
     if o.updates_part {
-        results.updates.push(load::run_ours(&server, data, o));
+        results
+            .updates
+            .push(load::run_ours(ours.name, &server, data, o));
     }
     if ours.dnssec {
         // Only lookups, updates and the import (with the first signing) are compared.
@@ -251,7 +254,11 @@ fn peer_round(peer: peers::Peer, dir: &Path, data: &Data, o: &Options, results: 
             let startup = server.wait_ready(Duration::from_secs(180));
             if o.lookups {
                 let dnssec = matches!(peer, peers::Peer::KnotDnssec);
-                let name = if dnssec { "knot+dnssec DO" } else { peer.name() };
+                let name = if dnssec {
+                    "knot+dnssec DO"
+                } else {
+                    peer.name()
+                };
                 results
                     .queries
                     .push(measure_queries(name, &server, startup, data, o, dnssec));

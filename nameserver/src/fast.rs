@@ -1,5 +1,7 @@
 //! The wire-level fast path for the answers almost every query gets: A and AAAA of a
-//! terminal's name (its addresses, or NODATA) and NXDOMAIN for a code nobody registered.
+//! terminal's name (its addresses, or NODATA) and NXDOMAIN for a code nobody registered;
+//! in a signed zone with DO set, the addresses and their RRSIG (negative answers with DO,
+//! which carry NSEC3 proofs, take the full path).
 //!
 //! ```text
 //!  request bytes ─ header: a query, one question, nothing but an optional OPT
@@ -32,6 +34,9 @@ const TYPE_A: u16 = 1;
 const TYPE_SOA: u16 = 6;
 const TYPE_AAAA: u16 = 28;
 const TYPE_OPT: u16 = 41;
+const TYPE_RRSIG: u16 = 46;
+/// ECDSA P-256 with SHA-256, the zone keys' algorithm.
+const ALGORITHM_ECDSAP256SHA256: u8 = 13;
 const CLASS_IN: u16 = 1;
 const HEADER: usize = 12;
 
@@ -55,6 +60,8 @@ pub struct FastPath {
     soa_names: Vec<u8>,
     soa_timers: [u8; 16],
     negative_ttl: u32,
+    /// Labels of a terminal's name (the code's and the origin's), for its RRSIGs.
+    terminal_labels: u8,
 }
 
 /// A request the fast path can answer.
@@ -107,6 +114,7 @@ impl FastPath {
             soa_names,
             soa_timers,
             negative_ttl: zone.negative_ttl(),
+            terminal_labels: zone.origin().num_labels() + 1,
         }
     }
 
@@ -126,10 +134,20 @@ impl FastPath {
         let Some(q) = self.parse(request) else {
             return Fast::Declined;
         };
-        // Signed answers (DO set, the zone signed) take the full path.
-        if q.dnssec_ok && view.signed().is_some() {
-            return Fast::Declined;
-        }
+        // Signed answers (DO set, the zone signed): the addresses the signed zone holds and
+        // their stored RRSIG; anything without one (a negative answer) takes the full path.
+        let signed = view.signed().filter(|_| q.dnssec_ok);
+        let rrsig = match signed {
+            None => None,
+            Some(signed) => {
+                let sigs = signed.terminal(q.key);
+                let sig = sigs.and_then(|s| if q.qtype == TYPE_A { s.a } else { s.aaaa });
+                match sig {
+                    Some(sig) => Some(sig),
+                    None => return Fast::Declined,
+                }
+            }
+        };
         let (cookie, proven) = match q.cookie.map(|(from, to)| &request[from..to]) {
             None => (None, false),
             Some(data) => match cookies.check(Some(data), src, now) {
@@ -146,13 +164,17 @@ impl FastPath {
             now,
         });
         let cookie = cookie.as_ref();
-        let found = view.get(q.key).map(|hot| hot.live(now));
+        let found = view.get(q.key).map(|hot| match rrsig {
+            Some(_) => &hot.addresses,
+            None => hot.live(now),
+        });
         let (ttl, count) = match (found, q.qtype) {
             (Some(a), TYPE_A) => (a.v4.ttl, a.v4.addrs.len()),
             (Some(a), _) => (a.v6.ttl, a.v6.addrs.len()),
             (None, _) => (0, 0),
         };
-        if self.size(&q, count) > q.udp_limit() {
+        let rrsig_size = rrsig.map_or(0, |_| 12 + 18 + self.origin.len() + 64);
+        if self.size(&q, count) + rrsig_size > q.udp_limit() {
             // The full path truncates it (TC), and the client asks again over TCP.
             return Fast::Declined;
         }
@@ -180,7 +202,8 @@ impl FastPath {
             self.negative(request, &q, cookie, view.serial(), Rcode::NoError, out);
             return Fast::Answered { qtype: q.qtype };
         }
-        self.header(request, &q, out, Rcode::NoError, false, count as u16, 0);
+        let answers = count as u16 + u16::from(rrsig.is_some());
+        self.header(request, &q, out, Rcode::NoError, false, answers, 0);
         self.question_and_opt(request, &q, cookie, out, |out| {
             let mut record = |rdata: &[u8]| {
                 out.extend_from_slice(&[0xc0, HEADER as u8]);
@@ -195,8 +218,31 @@ impl FastPath {
             } else {
                 addresses.v6.addrs.iter().for_each(|a| record(&a.octets()));
             }
+            if let Some(sig) = &rrsig {
+                self.rrsig(q.qtype, ttl, sig, out);
+            }
         });
         Fast::Answered { qtype: q.qtype }
+    }
+
+    /// The RRSIG record over the answer's RRset (RFC 4034 §3.1): owner the question's name,
+    /// the signer's name written out (never compressed, §3.1.7).
+    fn rrsig(&self, qtype: u16, ttl: u32, sig: &zones::dnssec::Sig, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[0xc0, HEADER as u8]);
+        out.extend_from_slice(&TYPE_RRSIG.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        let length = 18 + self.origin.len() + sig.signature.len();
+        out.extend_from_slice(&(length as u16).to_be_bytes());
+        out.extend_from_slice(&qtype.to_be_bytes());
+        out.push(ALGORITHM_ECDSAP256SHA256);
+        out.push(self.terminal_labels);
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&sig.expiration.to_be_bytes());
+        out.extend_from_slice(&sig.inception.to_be_bytes());
+        out.extend_from_slice(&sig.key_tag.to_be_bytes());
+        out.extend_from_slice(&self.origin);
+        out.extend_from_slice(&sig.signature);
     }
 
     /// The answer's size in bytes: `count` addresses, or the SOA when there are none.

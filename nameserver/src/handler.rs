@@ -309,7 +309,7 @@ impl Handler {
         };
         let (reply, signing) = match &auth {
             Authentication::Signed(signed) if signed.owner == KeyOwner::Transfer => {
-                match self.plan_transfer(request, qtype) {
+                match self.plan_transfer(request, qtype, now) {
                     Ok(plan) if request.protocol() == Protocol::Udp => {
                         // RFC 1995 §2: too big for UDP; the current SOA sends the secondary to TCP.
                         let mut reply = Reply::authoritative(request, ResponseCode::NoError);
@@ -344,6 +344,7 @@ impl Handler {
         &self,
         request: &Request,
         qtype: RecordType,
+        now: u64,
     ) -> Result<TransferPlan, ResponseCode> {
         let zone = self.directory.zone();
         let [query] = request.queries.queries() else {
@@ -355,7 +356,7 @@ impl Handler {
         let view = self.directory.view();
         match qtype {
             RecordType::AXFR if request.protocol() == Protocol::Udp => Err(ResponseCode::FormErr),
-            RecordType::AXFR => Ok(transfer::axfr(&zone, &view)),
+            RecordType::AXFR => Ok(transfer::axfr(&zone, &view, now)),
             _ => {
                 // RFC 1995 §3: the secondary's SOA is in the authority section.
                 let serial = request.authorities.iter().find_map(|r| match &r.data {
@@ -363,7 +364,7 @@ impl Handler {
                     _ => None,
                 });
                 serial
-                    .map(|serial| transfer::ixfr(&zone, &view, serial))
+                    .map(|serial| transfer::ixfr(&zone, &view, serial, now))
                     .ok_or(ResponseCode::FormErr)
             }
         }

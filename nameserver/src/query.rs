@@ -89,7 +89,8 @@ fn signed_answer(
 ) {
     if found.answers.is_empty() {
         let soa = zone.negative_soa(view.serial());
-        let soa_sig = signed.rrsig(zone, std::slice::from_ref(&zone.soa_record(view.serial())));
+        let soa_record = zone.soa_record(view.serial());
+        let soa_sig = signed.rrsig(zone, std::slice::from_ref(&soa_record), now);
         let proof = if signed.exists(qname) {
             signed.nodata(zone, qname)
         } else {
@@ -104,17 +105,18 @@ fn signed_answer(
         reply.authorities.extend(proof);
         return;
     }
-    reply.answers = with_rrsigs(zone, signed, found.answers, Some(now));
-    reply.additionals = with_rrsigs(zone, signed, found.additionals, Some(now));
+    reply.answers = with_rrsigs(zone, signed, found.answers, now, true);
+    reply.additionals = with_rrsigs(zone, signed, found.additionals, now, true);
 }
 
-/// `records` with the RRSIG of each of their RRsets after it. An RRset made per query
-/// (whoami) is signed at `sign_at`; without it, such an RRset goes without.
+/// `records` with the RRSIG of each of their RRsets after it, at `now`. An RRset made per
+/// query (whoami) is signed now when `sign_made`, and otherwise goes without.
 pub fn with_rrsigs(
     zone: &Zone,
     signed: &SignedZone,
     records: Vec<Record>,
-    sign_at: Option<u64>,
+    now: u64,
+    sign_made: bool,
 ) -> Vec<Record> {
     let mut out = Vec::with_capacity(records.len() * 2);
     let mut start = 0;
@@ -126,9 +128,11 @@ pub fn with_rrsigs(
             continue;
         }
         let rrset = &records[start..end];
-        let sig = signed
-            .rrsig(zone, rrset)
-            .or_else(|| signed.sign_now(rrset, sign_at?).ok());
+        let sig = signed.rrsig(zone, rrset, now).or_else(|| {
+            sign_made
+                .then(|| signed.sign_now(rrset, now).ok())
+                .flatten()
+        });
         out.extend_from_slice(rrset);
         out.extend(sig);
         start = end;

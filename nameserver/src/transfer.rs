@@ -51,18 +51,19 @@ pub fn zone_body(zone: &Zone, view: &View) -> Vec<Record> {
     records
 }
 
-/// AXFR: SOA, the zone, SOA.
-pub fn axfr(zone: &Zone, view: &View) -> TransferPlan {
+/// AXFR: SOA, the zone, SOA (a signed zone's SOA signature made at `now` if its serial
+/// has none yet).
+pub fn axfr(zone: &Zone, view: &View, now: u64) -> TransferPlan {
     let soa = zone.soa_record(view.serial());
     let mut records = vec![soa.clone()];
     match view.signed() {
         None => records.extend(zone_body(zone, view)),
         Some(signed) => {
-            records.extend(signed.rrsig(zone, std::slice::from_ref(&soa)));
+            records.extend(signed.rrsig(zone, std::slice::from_ref(&soa), now));
             let mut body = zone_body(zone, view);
             body.extend(signed.dnskey_records(zone));
             body.push(zones::dnssec::nsec3::param_record(zone.origin()));
-            records.extend(with_rrsigs(zone, signed, body, None));
+            records.extend(with_rrsigs(zone, signed, body, now, false));
             records.extend(signed.nsec3_chain(zone));
         }
     }
@@ -74,7 +75,7 @@ pub fn axfr(zone: &Zone, view: &View) -> TransferPlan {
 }
 
 /// IXFR from the secondary's `serial`.
-pub fn ixfr(zone: &Zone, view: &View, serial: u32) -> TransferPlan {
+pub fn ixfr(zone: &Zone, view: &View, serial: u32, now: u64) -> TransferPlan {
     let current = zone.soa_record(view.serial());
     if serial == view.serial() || Serial(serial).is_newer_than(Serial(view.serial())) {
         return TransferPlan {
@@ -83,7 +84,7 @@ pub fn ixfr(zone: &Zone, view: &View, serial: u32) -> TransferPlan {
         };
     }
     if view.signed().is_some() {
-        let mut full = axfr(zone, view);
+        let mut full = axfr(zone, view, now);
         full.kind = "IXFR (full zone: signed)";
         return full;
     }
@@ -93,7 +94,7 @@ pub fn ixfr(zone: &Zone, view: &View, serial: u32) -> TransferPlan {
         .and_then(|c| c.last())
         .is_some_and(|d| d.to == view.serial());
     let Some(deltas) = chain.filter(|_| reaches_now) else {
-        let mut full = axfr(zone, view);
+        let mut full = axfr(zone, view, now);
         full.kind = "IXFR (full zone: serial older than the journal)";
         return full;
     };

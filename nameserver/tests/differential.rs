@@ -399,3 +399,90 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
         );
     }
 }
+
+/// A signed zone: queries with DO whose answers the fast path writes (addresses and their
+/// RRSIG) decode to exactly the full path's message; the others it leaves to the full path.
+#[tokio::test]
+async fn signed_answers_of_the_fast_path_match_the_full_path() {
+    const TERMINALS: u64 = 60;
+    let data = tempfile::tempdir().unwrap();
+    let directory = Directory::open_signed(
+        data.path(),
+        Zone::embedded_default(),
+        Limits::default(),
+        zones::unix_now(),
+    )
+    .unwrap();
+    let entries = (0..TERMINALS)
+        .map(|i| ImportEntry {
+            code: format!("{}", 5_550_000 + i).parse().unwrap(),
+            kid: "fleet".parse().unwrap(),
+            mid: format!("{i:016x}").parse().unwrap(),
+            addresses: match i % 3 {
+                0 => vec![format!("198.51.100.{}", i % 250).parse().unwrap()],
+                1 => vec![format!("2001:db8::{i:x}").parse().unwrap()],
+                _ => vec![
+                    format!("203.0.113.{}", i % 250).parse().unwrap(),
+                    format!("203.0.113.{}", i % 250 + 1).parse().unwrap(),
+                    format!("2001:db8::1:{i:x}").parse().unwrap(),
+                ],
+            },
+        })
+        .collect();
+    control::execute(
+        ControlRequest::Import {
+            entries,
+            algorithm: Algorithm::HmacSha256,
+        },
+        &directory,
+    )
+    .await
+    .unwrap();
+    let ours = Handler::new(directory, Policy::default());
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (mut fast_signed, mut declined) = (0, 0);
+    let mut out = Vec::new();
+    for id in 0..2_000u16 {
+        let code = 5_550_000 + rng.below(TERMINALS + 20);
+        let name = vary_case(&format!("{code}.dial.example."), &mut rng);
+        let rtype = [RecordType::A, RecordType::AAAA][rng.below(2) as usize];
+        let mut q = Message::new(id, MessageType::Query, OpCode::Query);
+        q.add_query(Query::query(Name::from_ascii(&name).unwrap(), rtype));
+        let mut edns = Edns::new();
+        edns.set_max_payload(512 + rng.below(1000) as u16);
+        edns.set_dnssec_ok(rng.below(4) != 0);
+        if rng.below(3) == 0 {
+            let cookie = rng.below(u64::MAX).to_be_bytes().to_vec();
+            edns.options_mut()
+                .insert(EdnsOption::Unknown(u16::from(EdnsCode::Cookie), cookie));
+        }
+        q.set_edns(edns);
+        let bytes = q.to_vec().unwrap();
+        let what = format!("{name} {rtype} edns={:?}", q.edns);
+        let full = ask(&ours, &bytes, Protocol::Udp).await;
+        let src: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        match ours.answer_fast(&bytes, src, &mut out) {
+            Fast::Answered { .. } => {
+                let fast = Message::from_vec(&out).unwrap();
+                same_as_full_path(&fast, &full, &what);
+                let signed = fast
+                    .answers
+                    .iter()
+                    .any(|r| r.record_type() == RecordType::RRSIG);
+                fast_signed += usize::from(signed);
+            }
+            _ => declined += 1,
+        }
+    }
+    println!(
+        "signed differential: {fast_signed} signed fast answers, {declined} left to the full path"
+    );
+    assert!(
+        fast_signed > 500,
+        "the signed fast path was exercised: {fast_signed}"
+    );
+    assert!(
+        declined > 100,
+        "negative answers with DO take the full path: {declined}"
+    );
+}

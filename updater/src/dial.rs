@@ -2,7 +2,11 @@
 //! stdout through the connection, like `nc`.
 //!
 //! Exit codes (see [`DialError::exit_code`]): 3 no such code, 4 terminal offline,
-//! 5 connection failed, 6 directory unreachable or refused the lookup, 1 anything else.
+//! 5 connection failed, 6 directory unreachable or refused the lookup, 7 the answer does
+//! not validate (with a trust anchor), 1 anything else.
+//!
+//! With a trust anchor, the lookups ask for DNSSEC records and an address is dialled only
+//! when its RRset validates from the zone's keys ([`crate::validate`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -16,6 +20,7 @@ use zones::key::TsigKey;
 
 use crate::client::query_message;
 use crate::exchange::{ExchangeError, exchange};
+use crate::validate::{TrustAnchor, ValidationError, validate_rrset};
 
 /// Why a call did not connect.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +37,8 @@ pub enum DialError {
     Directory(#[from] ExchangeError),
     #[error("i/o error while connected: {0}")]
     Io(#[from] std::io::Error),
+    #[error("refusing the answer: {0}")]
+    Bogus(#[from] ValidationError),
 }
 
 impl DialError {
@@ -42,6 +49,7 @@ impl DialError {
             Self::Connect(_) => 5,
             Self::Refused(_) | Self::Directory(_) => 6,
             Self::Io(_) => 1,
+            Self::Bogus(_) => 7,
         }
     }
 }
@@ -56,6 +64,8 @@ pub struct Call {
     /// Signs the lookups (needed when the directory answers only signed lookups).
     pub key: Option<TsigKey>,
     pub timeout: Duration,
+    /// Validate the answers from this anchor (DNSSEC); `None`: take them as they come.
+    pub trust: Option<TrustAnchor>,
 }
 
 /// Looks the code up: IPv6 addresses first, then IPv4.
@@ -63,13 +73,31 @@ pub async fn resolve(call: &Call) -> Result<Vec<IpAddr>, DialError> {
     let owner = Name::from_ascii(call.code.as_str())
         .and_then(|l| l.append_domain(&call.zone))
         .map_err(|_| DialError::NoSuchCode(call.code.to_string()))?;
+    let keys = match &call.trust {
+        Some(anchor) => {
+            let answer = ask(
+                call,
+                dnssec_query(anchor.zone().clone(), RecordType::DNSKEY),
+            )
+            .await?;
+            Some(anchor.validate_keys(&answer, zones::unix_now())?)
+        }
+        None => None,
+    };
     let mut addresses = Vec::new();
     for rtype in [RecordType::AAAA, RecordType::A] {
-        let answer = ask(call, query_message(owner.clone(), rtype)).await?;
+        let question = match keys {
+            Some(_) => dnssec_query(owner.clone(), rtype),
+            None => query_message(owner.clone(), rtype),
+        };
+        let answer = ask(call, question).await?;
         match answer.metadata.response_code {
             ResponseCode::NoError => {}
             ResponseCode::NXDomain => return Err(DialError::NoSuchCode(owner.to_string())),
             rcode => return Err(DialError::Refused(rcode)),
+        }
+        if let Some(keys) = &keys {
+            validate_rrset(keys, &call.zone, &answer, &owner, rtype, zones::unix_now())?;
         }
         addresses.extend(owned_addresses(&answer, &owner));
     }
@@ -77,6 +105,16 @@ pub async fn resolve(call: &Call) -> Result<Vec<IpAddr>, DialError> {
         return Err(DialError::Offline(owner.to_string()));
     }
     Ok(addresses)
+}
+
+/// A query with the DO bit (RFC 3225), for DNSSEC records.
+fn dnssec_query(name: Name, rtype: RecordType) -> hickory_proto::op::Message {
+    let mut message = query_message(name, rtype);
+    let mut edns = hickory_proto::op::Edns::new();
+    edns.set_max_payload(1232);
+    edns.set_dnssec_ok(true);
+    message.edns = Some(edns);
+    message
 }
 
 /// The A and AAAA records of `owner` in an answer: a record with any other owner name is

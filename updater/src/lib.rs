@@ -7,7 +7,8 @@
 //!           ─ client::published (what the directory answers) ─ differ or lease due?
 //!           ─ client::publish: one signed UPDATE (A and AAAA replaced, lease option)
 //!           ─ exchange: UDP (TCP if truncated), TSIG sign and verify, typed errors
-//!  dial     ─ dial::resolve (AAAA, A) ─▶ dial::connect (TCP) ─▶ pipe stdin/stdout
+//!  dial     ─ dial::resolve (AAAA, A; with a trust anchor, validate::{validate_keys,
+//!             validate_rrset}) ─▶ dial::connect (TCP) ─▶ pipe stdin/stdout
 //! ```
 //!
 //! Modules:
@@ -22,6 +23,7 @@
 //!   - [`ifaddrs`] (portable): `getifaddrs(3)`, polled.
 //! - [`backoff`]: retry timing.
 //! - [`dial`]: calling another terminal by code (M2).
+//! - [`validate`]: DNSSEC validation of dial's answers from a trust anchor.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -36,3 +38,4 @@ pub mod ifaddrs;
 pub mod netlink;
 pub mod network;
 pub mod sample;
+pub mod validate;

@@ -12,6 +12,7 @@ use updater::config::{Flags, Settings, load_key};
 use updater::daemon::Terminal;
 use updater::dial::{self, Call};
 use updater::network::{Network, Watch};
+use updater::validate::TrustAnchor;
 use zones::identity::{CallingCode, Kid, MacAddress, Mid};
 
 #[derive(Parser)]
@@ -68,6 +69,10 @@ enum Command {
         /// Sign the lookups with this key (directories with --lookups signed).
         #[arg(long, value_name = "FILE")]
         key_file: Option<std::path::PathBuf>,
+        /// Validate the answers (DNSSEC) from the DS or DNSKEY records in this file (what
+        /// `nameserver dnssec ds` prints); an address that does not validate is refused.
+        #[arg(long, value_name = "FILE")]
+        trust_anchor: Option<std::path::PathBuf>,
         /// The code to call.
         code: CallingCode,
         /// The TCP port to connect to.
@@ -119,10 +124,11 @@ async fn dispatch(command: Command) -> ExitCode {
             servers,
             zone,
             key_file,
+            trust_anchor,
             code,
             port,
         } => {
-            return call(servers, zone, key_file, code, port).await;
+            return call(servers, zone, key_file, trust_anchor, code, port).await;
         }
     };
     match result {
@@ -181,6 +187,7 @@ async fn call(
     servers: Vec<std::net::SocketAddr>,
     zone: String,
     key_file: Option<std::path::PathBuf>,
+    trust_anchor: Option<std::path::PathBuf>,
     code: CallingCode,
     port: u16,
 ) -> ExitCode {
@@ -191,6 +198,14 @@ async fn call(
         Ok(key) => key,
         Err(e) => return fail(&e.to_string(), 2),
     };
+    let trust = match trust_anchor
+        .as_deref()
+        .map(|path| TrustAnchor::load(path, &zone))
+        .transpose()
+    {
+        Ok(trust) => trust,
+        Err(e) => return fail(&e.to_string(), 2),
+    };
     let call = Call {
         servers,
         zone,
@@ -198,6 +213,7 @@ async fn call(
         port,
         key,
         timeout: Duration::from_secs(3),
+        trust,
     };
     match dial::dial(&call).await {
         Ok(()) => ExitCode::SUCCESS,

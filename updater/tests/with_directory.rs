@@ -35,6 +35,11 @@ impl Drop for Directory4and6 {
 }
 
 async fn start(limits: Limits) -> Directory4and6 {
+    start_with(limits, false).await
+}
+
+/// The same, with the zone signed (DNSSEC) when `dnssec`.
+async fn start_with(limits: Limits, dnssec: bool) -> Directory4and6 {
     let data = tempfile::tempdir().unwrap();
     let flags = ServeFlags {
         listen: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
@@ -44,6 +49,7 @@ async fn start(limits: Limits) -> Directory4and6 {
     };
     let mut settings = ServerSettings::merge(FileConfig::default(), &flags).unwrap();
     settings.limits = limits;
+    settings.dnssec = dnssec;
     let (directory, listeners) = server::bind(&settings)
         .await
         .expect("IPv4 and IPv6 loopback");
@@ -257,6 +263,7 @@ async fn dial_tells_no_such_code_from_offline() {
         port: 9,
         key: None,
         timeout: Duration::from_secs(2),
+        trust: None,
     };
     let none = dial::resolve(&call("5559999")).await.unwrap_err();
     assert!(matches!(none, DialError::NoSuchCode(_)));
@@ -395,6 +402,7 @@ async fn dial_uses_only_records_owned_by_the_queried_name() {
         port: 9,
         key: None,
         timeout: Duration::from_secs(2),
+        trust: None,
     };
     let found = dial::resolve(&call).await.unwrap();
     assert_eq!(found, vec![IpAddr::from([127, 0, 0, 98])]);
@@ -405,4 +413,113 @@ async fn dial_uses_only_records_owned_by_the_queried_name() {
     };
     let err = dial::resolve(&call).await.unwrap_err();
     assert!(matches!(err, DialError::Offline(_)), "{err}");
+}
+
+/// Forwards datagrams to `upstream`, changing the address `from` into `to` in every answer
+/// that carries it (an attacker on the path).
+async fn altering(upstream: SocketAddr, from: [u8; 4], to: [u8; 4]) -> SocketAddr {
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    tokio::spawn(async move {
+        let relay = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, client)) = udp.recv_from(&mut buf).await {
+            relay.send_to(&buf[..n], upstream).await.unwrap();
+            let Ok(Ok(m)) =
+                tokio::time::timeout(Duration::from_secs(2), relay.recv(&mut buf)).await
+            else {
+                continue;
+            };
+            let answer = &mut buf[..m];
+            if let Some(at) = answer.windows(4).position(|w| w == from) {
+                answer[at..at + 4].copy_from_slice(&to);
+            }
+            let _ = udp.send_to(answer, client).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn dial_with_a_trust_anchor_takes_only_addresses_that_validate() {
+    use updater::validate::TrustAnchor;
+    use zones::directory::{Addresses, Import, Registration};
+
+    let d = start_with(Limits::default(), true).await;
+    let mut addresses = Addresses::default();
+    addresses.v4.ttl = 60;
+    addresses.v4.addrs.push(Ipv4Addr::new(127, 0, 0, 98));
+    d.directory
+        .import(
+            vec![Import {
+                registration: Registration {
+                    code: "5550001".parse().unwrap(),
+                    kid: "acme".parse().unwrap(),
+                    mid: "0011223344aa".parse().unwrap(),
+                    algorithm: Algorithm::HmacSha256,
+                },
+                addresses,
+            }],
+            zones::unix_now(),
+        )
+        .await
+        .unwrap();
+    let zone = Name::from_ascii("dial.example.").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let anchor_file = dir.path().join("anchor");
+    let keys = d.directory.zone_keys().unwrap();
+    std::fs::write(
+        &anchor_file,
+        nameserver::admin::ds_lines(&keys, &zone).unwrap(),
+    )
+    .unwrap();
+    let anchor = TrustAnchor::load(&anchor_file, &zone).unwrap();
+    let call = |server: SocketAddr, trust: Option<TrustAnchor>| Call {
+        servers: vec![server],
+        zone: zone.clone(),
+        code: "5550001".parse().unwrap(),
+        port: 9,
+        key: None,
+        timeout: Duration::from_secs(2),
+        trust,
+    };
+    // Straight from the directory: the address validates.
+    let found = dial::resolve(&call(d.v4, Some(anchor.clone())))
+        .await
+        .unwrap();
+    assert_eq!(found, vec![IpAddr::from([127, 0, 0, 98])]);
+
+    // On a path that alters the address: without the anchor the call would go to the
+    // attacker's address; with it, the answer is refused.
+    let path = altering(d.v4, [127, 0, 0, 98], [127, 0, 0, 99]).await;
+    let misled = dial::resolve(&call(path, None)).await.unwrap();
+    assert_eq!(misled, vec![IpAddr::from([127, 0, 0, 99])]);
+    let refused = dial::resolve(&call(path, Some(anchor.clone())))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, DialError::Bogus(_)), "{refused}");
+    assert_eq!(refused.exit_code(), 7);
+
+    // An anchor for another key: the zone's keys are not trusted at all.
+    let other = zones::dnssec::ZoneKey::generate(1).unwrap();
+    std::fs::write(
+        &anchor_file,
+        nameserver::admin::ds_lines(&[other], &zone).unwrap(),
+    )
+    .unwrap();
+    let stranger = TrustAnchor::load(&anchor_file, &zone).unwrap();
+    let refused = dial::resolve(&call(d.v4, Some(stranger)))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("matches the trust anchor"),
+        "{refused}"
+    );
+
+    // A DNSKEY line works as the anchor too.
+    let dnskey = nameserver::admin::key_lines(&keys, &zone).unwrap();
+    let dnskey: String = dnskey.lines().filter(|l| l.contains("DNSKEY")).collect();
+    std::fs::write(&anchor_file, dnskey).unwrap();
+    let by_key = TrustAnchor::load(&anchor_file, &zone).unwrap();
+    assert!(dial::resolve(&call(d.v4, Some(by_key))).await.is_ok());
 }

@@ -233,7 +233,7 @@ impl Directory {
             Some(now) => {
                 let keys = signing::keys_at_open(&store, now)?;
                 let signer = signing::signer_of(&keys, zone.origin())?;
-                let mut signed = signing::signing_for(&store, signer.clone(), &zone, serial, now)?;
+                let mut signed = signing::signing_for(&store, signer, &zone, now)?;
                 if !signed.changes.is_empty() {
                     serial = serial.next();
                     store.commit_now(&Change {
@@ -244,13 +244,6 @@ impl Directory {
                     })?;
                     view.clear_journal();
                     view.set_serial(serial);
-                    let soa = signer
-                        .sign(&[zone.soa_record(serial.0)], now)
-                        .map_err(|e| StoreError::Signing(e.to_string()))?;
-                    signed.published.apply(crate::dnssec::SignedDelta {
-                        soa: Some((serial.0, soa)),
-                        ..Default::default()
-                    });
                 }
                 view.set_signed(signed.published);
                 Some(Mutex::new(signed.staging))
@@ -370,10 +363,8 @@ impl Directory {
                 .collect()
         };
         let signed = match (serial, work.resigned.take()) {
-            (Some(serial), Some(resigned)) => Some(self.with_soa(resigned, serial, work.now)?),
-            (Some(serial), None) => {
-                self.sign_change(zone_changes_of(&delta, &work), serial, work.now)?
-            }
+            (Some(_), Some(resigned)) => Some(resigned),
+            (Some(_), None) => self.sign_change(zone_changes_of(&delta, &work), work.now)?,
             (None, _) => None,
         };
         let change = Change {
@@ -445,7 +436,7 @@ impl Directory {
     ) -> Result<Option<signing::Signing>, StoreError> {
         let next_seq = self.pending().next_seq();
         let depth = self.inner.limits.journal_depth.max(1) as u64;
-        let mut signed = self.sign_whole(zone, to, now)?;
+        let mut signed = self.sign_whole(zone, now)?;
         self.inner.store.stage(&Change {
             serial: Some(to.0),
             journal_drop: every_delta(next_seq, depth),

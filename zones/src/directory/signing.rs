@@ -27,12 +27,11 @@ impl Directory {
         self.inner.staging.is_some()
     }
 
-    /// Signs the zone changes of a change being staged at `serial` (call with the writer
-    /// lock held); `None` with DNSSEC off.
+    /// Signs the zone changes of a change being staged (call with the writer lock held);
+    /// `None` with DNSSEC off.
     pub(super) fn sign_change(
         &self,
         changes: &[AddressChange],
-        serial: Serial,
         now: u64,
     ) -> Result<Option<SignedDelta>, StoreError> {
         let Some(staging) = &self.inner.staging else {
@@ -41,9 +40,7 @@ impl Directory {
         let mut staging = staging.lock().unwrap_or_else(|p| p.into_inner());
         let store = &self.inner.store;
         staging
-            .sign(&self.zone(), changes, serial.0, now, |key| {
-                store.signed(key)
-            })
+            .sign(&self.zone(), changes, now, |key| store.signed(key))
             .map(Some)
             .map_err(|e| StoreError::Signing(e.to_string()))
     }
@@ -89,8 +86,7 @@ impl Directory {
                 delta.terminals.push((key, new));
             }
             if statics {
-                let (all, _) = staging.sign_statics(&zone, 0, now).map_err(sign_error)?;
-                delta.all_statics = Some(all);
+                delta.all_statics = Some(staging.sign_statics(&zone, now).map_err(sign_error)?);
             }
             delta
         };
@@ -106,36 +102,9 @@ impl Directory {
         Ok(count)
     }
 
-    /// `delta` with the SOA signed at `serial`.
-    pub(super) fn with_soa(
-        &self,
-        mut delta: SignedDelta,
-        serial: Serial,
-        now: u64,
-    ) -> Result<SignedDelta, StoreError> {
-        let Some(staging) = &self.inner.staging else {
-            return Ok(delta);
-        };
-        let signer = staging
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .signer()
-            .clone();
-        let soa = signer
-            .sign(&[self.zone().soa_record(serial.0)], now)
-            .map_err(|e| StoreError::Signing(e.to_string()))?;
-        delta.soa = Some((serial.0, soa));
-        Ok(delta)
-    }
-
-    /// Signs the whole zone again for a reset to serial `to` with `zone` (call with the
+    /// Signs the whole zone again for a reset with `zone` (call with the
     /// writer lock held); `None` with DNSSEC off.
-    pub(super) fn sign_whole(
-        &self,
-        zone: &Zone,
-        to: Serial,
-        now: u64,
-    ) -> Result<Option<Signing>, StoreError> {
+    pub(super) fn sign_whole(&self, zone: &Zone, now: u64) -> Result<Option<Signing>, StoreError> {
         let Some(staging) = &self.inner.staging else {
             return Ok(None);
         };
@@ -144,7 +113,7 @@ impl Directory {
             .unwrap_or_else(|p| p.into_inner())
             .signer()
             .clone();
-        signing_for(&self.inner.store, signer, zone, to, now).map(Some)
+        signing_for(&self.inner.store, signer, zone, now).map(Some)
     }
 
     /// Puts a whole zone's signatures in force (with the view's write lock held).
@@ -192,7 +161,6 @@ pub(super) fn signing_for(
     store: &Store,
     signer: Arc<Signer>,
     zone: &Zone,
-    serial: Serial,
     now: u64,
 ) -> Result<Signing, StoreError> {
     let mut online = Vec::new();
@@ -220,7 +188,7 @@ pub(super) fn signing_for(
             "signed the zone's terminals"
         );
     }
-    let published = SignedZone::new(&mut staging, zone, terminals, serial.0, now)
+    let published = SignedZone::new(&mut staging, zone, terminals, now)
         .map_err(|e| StoreError::Signing(e.to_string()))?;
     Ok(Signing {
         staging,

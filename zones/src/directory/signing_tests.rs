@@ -25,7 +25,7 @@ fn rrsig_of(record: &Record) -> &RRSIG {
 }
 
 /// Checks every signature and the chain; returns the earliest expiration seen.
-fn check_consistent(dir: &Directory) -> u32 {
+fn check_consistent(dir: &Directory, now: u64) -> u32 {
     let zone = dir.zone();
     let view = dir.view();
     let signed = view.signed().expect("the zone is signed");
@@ -58,7 +58,7 @@ fn check_consistent(dir: &Directory) -> u32 {
             crate::dnssec::staging::v6_records(&owner, &hot.addresses.v6),
         ] {
             if !rrset.is_empty() {
-                let sig = signed.rrsig(&zone, &rrset).expect("an RRSIG");
+                let sig = signed.rrsig(&zone, &rrset, T).expect("an RRSIG");
                 verify(&rrset, &sig);
             }
         }
@@ -66,7 +66,9 @@ fn check_consistent(dir: &Directory) -> u32 {
     let soa = zone.soa_record(view.serial());
     verify(
         std::slice::from_ref(&soa),
-        &signed.rrsig(&zone, std::slice::from_ref(&soa)).unwrap(),
+        &signed
+            .rrsig(&zone, std::slice::from_ref(&soa), now)
+            .unwrap(),
     );
     // The chain: the apex, ns1, and the terminals with addresses, in one cycle.
     let chain = signed.nsec3_chain(&zone);
@@ -112,7 +114,7 @@ async fn the_chain_and_signatures_hold_through_changes_a_reopen_and_lease_expiry
         .await
         .unwrap();
     }
-    check_consistent(&dir);
+    check_consistent(&dir, T);
     // Some leave the zone (offline, unregistered), some move.
     for i in 0..5u32 {
         dir.unregister(&format!("{}", 5000 + i).parse().unwrap(), T)
@@ -130,13 +132,13 @@ async fn the_chain_and_signatures_hold_through_changes_a_reopen_and_lease_expiry
         .await
         .unwrap();
     }
-    check_consistent(&dir);
+    check_consistent(&dir, T);
     let serial = dir.view().serial();
     drop(dir);
     // A reopen signs nothing again: same serial, everything still verifies.
     let dir = open_signed(tmp.path(), T + 60);
     assert_eq!(dir.view().serial(), serial);
-    check_consistent(&dir);
+    check_consistent(&dir, T);
     // Two terminals take a lease that runs out: the sweep takes them out of the zone.
     for i in 10..12u32 {
         let code = format!("{}", 5000 + i);
@@ -146,7 +148,7 @@ async fn the_chain_and_signatures_hold_through_changes_a_reopen_and_lease_expiry
             .unwrap();
     }
     assert_eq!(dir.expire(T + 200).await.unwrap().len(), 2);
-    check_consistent(&dir);
+    check_consistent(&dir, T);
 }
 
 #[tokio::test]
@@ -163,7 +165,7 @@ async fn signatures_are_refreshed_before_they_expire() {
             .await
             .unwrap();
     }
-    let first = check_consistent(&dir);
+    let first = check_consistent(&dir, T);
     assert!(first >= (T as u32) + VALIDITY);
     // Nothing is due yet.
     assert_eq!(dir.refresh_signatures(T + 60, 100).await.unwrap(), 0);
@@ -177,7 +179,7 @@ async fn signatures_are_refreshed_before_they_expire() {
         dir.view().serial() > serial,
         "a refresh changes the zone's serial"
     );
-    let earliest = check_consistent(&dir);
+    let earliest = check_consistent(&dir, later);
     assert!(
         earliest >= later as u32 + VALIDITY,
         "every signature, static names' and SOA's included, was made again"

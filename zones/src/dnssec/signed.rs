@@ -21,8 +21,10 @@ pub struct SignedZone {
     signed_statics: Vec<SignedStatic>,
     chain: Chain<Owner>,
     terminals: HashMap<CodeKey, TerminalSigs, foldhash::fast::RandomState>,
-    /// The SOA's signature, and the serial it covers.
-    soa: (u32, Sig),
+    /// The SOA's signature, and the serial it covers: made when first asked for at a new
+    /// serial (one signature per published serial at most, not per change), and again
+    /// when it nears its expiration.
+    soa: arc_swap::ArcSwap<(u32, Sig)>,
     negative_ttl: u32,
 }
 
@@ -33,17 +35,22 @@ impl SignedZone {
         staging: &mut Staging,
         zone: &Zone,
         terminals: HashMap<CodeKey, TerminalSigs, foldhash::fast::RandomState>,
-        serial: u32,
         now: u64,
     ) -> Result<Self, SignError> {
-        let (signed_statics, soa) = staging.sign_statics(zone, serial, now)?;
+        let signed_statics = staging.sign_statics(zone, now)?;
+        let unsigned = Sig {
+            inception: 0,
+            expiration: 0,
+            key_tag: 0,
+            signature: [0; 64],
+        };
         Ok(Self {
             signer: staging.signer().clone(),
             statics: staging.statics().clone(),
             signed_statics,
             chain: staging.chain().clone(),
             terminals,
-            soa: (serial, soa),
+            soa: arc_swap::ArcSwap::from_pointee((0, unsigned)),
             negative_ttl: zone.negative_ttl(),
         })
     }
@@ -71,9 +78,6 @@ impl SignedZone {
         if let Some(all) = delta.all_statics {
             self.signed_statics = all;
         }
-        if let Some(soa) = delta.soa {
-            self.soa = soa;
-        }
     }
 
     pub fn signer(&self) -> &Signer {
@@ -95,13 +99,14 @@ impl SignedZone {
     }
 
     /// The RRSIG over the RRset `records` (one owner and type) of a published answer, if
-    /// it is signed: terminals' from the store, static names' from start-up, the SOA's at
-    /// the published serial. `None` for the answers made per query (whoami).
-    pub fn rrsig(&self, zone: &Zone, records: &[Record]) -> Option<Record> {
+    /// it is signed: terminals' from the store, static names' from start-up, the SOA's
+    /// signed at its serial when first asked for (at `now`). `None` for the answers made
+    /// per query (whoami).
+    pub fn rrsig(&self, zone: &Zone, records: &[Record], now: u64) -> Option<Record> {
         let first = records.first()?;
         let (owner, rtype, ttl) = (&first.name, first.record_type(), first.ttl);
         let sig = if rtype == RecordType::SOA {
-            (self.soa.0 == soa_serial(first)?).then_some(self.soa.1)?
+            self.soa_sig(first, now)?
         } else if let Some(key) = terminal_key(zone, owner) {
             let sigs = self.terminals.get(&key)?;
             match rtype {
@@ -118,6 +123,19 @@ impl SignedZone {
                 .1
         };
         Some(self.signer.rrsig(owner, rtype, ttl, &sig))
+    }
+
+    /// The SOA's signature at the serial of `soa`: the one made last, or a new one.
+    fn soa_sig(&self, soa: &Record, now: u64) -> Option<Sig> {
+        let serial = soa_serial(soa)?;
+        let cached = self.soa.load();
+        let fresh = (now as u32).wrapping_add(super::whole::REFRESH);
+        if cached.0 == serial && cached.1.expiration.wrapping_sub(fresh) as i32 > 0 {
+            return Some(cached.1);
+        }
+        let sig = self.signer.sign(std::slice::from_ref(soa), now).ok()?;
+        self.soa.store(std::sync::Arc::new((serial, sig)));
+        Some(sig)
     }
 
     /// Signs an answer made per query (whoami) now.

@@ -6,8 +6,9 @@
 //! - a family whose addresses changed gets a new RRSIG; one left empty loses its RRSIG;
 //! - a terminal that gains its first address joins the chain, one that loses its last
 //!   leaves it; either way its predecessor's NSEC3 (whose next hash moved) is signed again;
-//! - its own NSEC3 is signed again (its types or next hash may have moved);
-//! - the SOA is signed at the new serial.
+//! - its own NSEC3 is signed again when it joins or its types change;
+//! - the SOA is signed when first asked for at the new serial ([`super::SignedZone`]), once
+//!   per published serial rather than once per change.
 //!
 //! NSEC3s are signed once per change, after every name has joined or left the chain.
 
@@ -35,8 +36,6 @@ pub struct SignedDelta {
     pub statics: Vec<(u32, Hash, Sig)>,
     /// Every static name signed again (a refresh).
     pub all_statics: Option<Vec<SignedStatic>>,
-    /// The SOA's signature at the change's serial.
-    pub soa: Option<(u32, Sig)>,
 }
 
 /// Why signing failed; the change it was for is refused.
@@ -124,13 +123,11 @@ impl Staging {
         &self.chain
     }
 
-    /// Signs what `changes` change, at serial `serial`. `read` returns a terminal's
-    /// signatures as staged.
+    /// Signs what `changes` change. `read` returns a terminal's signatures as staged.
     pub fn sign<E>(
         &mut self,
         zone: &Zone,
         changes: &[AddressChange],
-        serial: u32,
         now: u64,
         read: impl Fn(CodeKey) -> Result<Option<TerminalSigs>, E>,
     ) -> Result<SignedDelta, StagingError<E>> {
@@ -173,7 +170,10 @@ impl Staging {
                 self.chain.insert(hash, Owner::Terminal(key));
                 resign.extend(self.chain.before(&hash).map(|(h, _)| h));
             }
-            resign.insert(hash);
+            let families = |a: Option<Sig>, aaaa: Option<Sig>| (a.is_some(), aaaa.is_some());
+            if old.is_none_or(|o| families(o.a, o.aaaa) != families(a, aaaa)) {
+                resign.insert(hash);
+            }
             let placeholder = Sig {
                 inception: 0,
                 expiration: 0,
@@ -184,7 +184,8 @@ impl Staging {
                 key,
                 Some(TerminalSigs {
                     hash,
-                    next: hash,
+                    // A new name's NSEC3 is signed below; a known one keeps its own.
+                    next: old.map_or(hash, |o| o.next),
                     a,
                     aaaa,
                     nsec3: old.map_or(placeholder, |o| o.nsec3),
@@ -226,17 +227,11 @@ impl Staging {
             self.track(*key, old.as_ref(), new.as_ref());
         }
         delta.terminals = terminals.into_iter().collect();
-        delta.soa = Some((serial, self.signer.sign(&[zone.soa_record(serial)], now)?));
         Ok(delta)
     }
 
-    /// Signs every static name (RRsets and NSEC3) and the SOA at `serial`.
-    pub fn sign_statics(
-        &mut self,
-        zone: &Zone,
-        serial: u32,
-        now: u64,
-    ) -> Result<(Vec<SignedStatic>, Sig), SignError> {
+    /// Signs every static name (RRsets and NSEC3).
+    pub fn sign_statics(&mut self, zone: &Zone, now: u64) -> Result<Vec<SignedStatic>, SignError> {
         let negative_ttl = zone.negative_ttl();
         let signed = self
             .statics
@@ -263,8 +258,7 @@ impl Staging {
             })
             .min()
             .unwrap_or(u32::MAX);
-        let soa = self.signer.sign(&[zone.soa_record(serial)], now)?;
-        Ok((signed, soa))
+        Ok(signed)
     }
 
     /// Full signatures for a terminal with `addresses` (not empty) whose hash is in the
