@@ -186,9 +186,10 @@ fn directory(
     }
     if ours.dnssec {
         // Only lookups, updates and the import (with the first signing) are compared.
+        drop(server);
+        figures.bytes_per_terminal_after_updates = per_terminal(dir_size(&store).0);
         println!("{}: {figures:?}", ours.name);
         results.imports.push(figures);
-        drop(server);
         let _ = std::fs::remove_dir_all(&data_dir);
         return;
     }

@@ -205,7 +205,8 @@ pub fn ds_lines(
     Ok(out)
 }
 
-/// Each key: tag, algorithm, role, state, creation time, and its DNSKEY record.
+/// Each key: tag, algorithm, role, state and since when, creation time, and its DNSKEY
+/// record.
 pub fn key_lines(
     keys: &[zones::dnssec::ZoneKey],
     origin: &hickory_proto::rr::Name,
@@ -215,8 +216,10 @@ pub fn key_lines(
         let tag = key.key_tag().map_err(|e| e.to_string())?;
         let dnskey = key.dnskey().map_err(|e| e.to_string())?;
         out.push_str(&format!(
-            "key {tag}: ECDSAP256SHA256 (13), CSK, {}, created {}\n{origin} IN DNSKEY {dnskey}\n",
+            "key {tag}: ECDSAP256SHA256 (13), {}, {} since {}, created {}\n{origin} IN DNSKEY {dnskey}\n",
+            key.role,
             key.state,
+            format_utc(key.since),
             format_utc(key.created)
         ));
     }

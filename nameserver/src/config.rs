@@ -27,6 +27,7 @@
 //! update_rate_limit = 10          # updates per second per terminal key; 0: off
 //! metrics = "127.0.0.1:9153"      # Prometheus metrics at http://ADDR/metrics; absent: off
 //! dnssec = false                  # sign the zone (ECDSA P-256 key made at the first start)
+//! dnssec_propagation_delay = 300  # seconds for a change to reach secondaries and resolvers
 //! ```
 
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ pub const DEFAULT_UPDATE_RATE_LIMIT: u32 = 10;
 pub const DEFAULT_NOTIFY_DELAY_MS: u64 = 250;
 /// Every n-th UDP answer over the rate limit goes out truncated (TC) instead of dropped.
 pub const DEFAULT_RATE_LIMIT_SLIP: u32 = 2;
+/// Seconds a key rollover allows for a change to propagate (BIND's default, PT5M).
+pub const DEFAULT_DNSSEC_PROPAGATION_DELAY: u64 = 300;
 /// Name of the data directory under the user's state directory.
 pub const DATA_DIR_NAME: &str = "dial-directory";
 /// The control socket's file name inside the data directory.
@@ -142,6 +145,7 @@ pub struct FileConfig {
     pub update_rate_limit: Option<u32>,
     pub metrics: Option<SocketAddr>,
     pub dnssec: Option<bool>,
+    pub dnssec_propagation_delay: Option<u64>,
 }
 
 impl FileConfig {
@@ -227,6 +231,9 @@ pub struct Settings {
     pub metrics: Option<SocketAddr>,
     /// The zone is signed (DNSSEC).
     pub dnssec: bool,
+    /// Seconds a key rollover allows, on top of TTLs, for a change to reach every
+    /// secondary and resolver (BIND's `zone-propagation-delay`).
+    pub dnssec_propagation_delay: u64,
 }
 
 impl Settings {
@@ -319,6 +326,9 @@ impl Settings {
                 .unwrap_or(DEFAULT_UPDATE_RATE_LIMIT),
             metrics: flags.metrics.or(file.metrics),
             dnssec: flags.dnssec || file.dnssec.unwrap_or(false),
+            dnssec_propagation_delay: file
+                .dnssec_propagation_delay
+                .unwrap_or(DEFAULT_DNSSEC_PROPAGATION_DELAY),
         })
     }
 }

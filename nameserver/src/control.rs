@@ -68,6 +68,8 @@ pub enum ControlRequest {
     DnssecDs,
     /// The zone's DNSSEC keys and their state.
     DnssecKeys,
+    /// Start rolling the zone-signing key (pre-publication).
+    DnssecRollover,
 }
 
 /// One line of an import file: `CODE KID MID [ADDRESS ...]`.
@@ -573,6 +575,21 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
             let view = directory.view();
             Ok(ControlReply::Zone {
                 text: crate::transfer::zone_file(&directory.zone(), &view),
+            })
+        }
+        ControlRequest::DnssecRollover => {
+            let tag = directory
+                .start_rollover(now)
+                .await
+                .map_err(|e| e.to_string())?;
+            info!(
+                key_tag = tag,
+                "dnssec rollover: new zone-signing key published"
+            );
+            Ok(ControlReply::Text {
+                text: format!(
+                    "key {tag}: a new zone-signing key is published; it signs once the DNSKEY TTL and the propagation delay have passed, and the old one leaves the DNSKEY RRset once every signature by it is replaced and the zone's largest TTL and the propagation delay have passed again (`nameserver dnssec keys` shows where it is)\n"
+                ),
             })
         }
         ControlRequest::DnssecDs | ControlRequest::DnssecKeys => {

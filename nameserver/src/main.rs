@@ -116,7 +116,8 @@ enum Command {
     /// Print a config file with every setting and its default value.
     SampleConfig,
     /// DNSSEC (a server started with --dnssec): `ds` prints the DS records to give the
-    /// parent zone (or a validator as its trust anchor), `keys` lists the zone's keys.
+    /// parent zone (or a validator as its trust anchor), `keys` lists the zone's keys,
+    /// `rollover` replaces the zone-signing key.
     Dnssec {
         #[command(subcommand)]
         what: DnssecCommand,
@@ -141,6 +142,11 @@ enum DnssecCommand {
     },
     /// List the zone's keys: tag, algorithm, role, state, creation time, DNSKEY.
     Keys {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Roll the zone-signing key by pre-publication (the DS at the parent does not change).
+    Rollover {
         #[command(flatten)]
         target: Target,
     },
@@ -246,6 +252,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
             let (request, target) = match what {
                 DnssecCommand::Ds { target } => (ControlRequest::DnssecDs, target),
                 DnssecCommand::Keys { target } => (ControlRequest::DnssecKeys, target),
+                DnssecCommand::Rollover { target } => (ControlRequest::DnssecRollover, target),
             };
             let ControlReply::Text { text } = call(&target, &request).await? else {
                 return Err("unexpected answer to dnssec".into());

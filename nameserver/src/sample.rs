@@ -6,8 +6,8 @@
 use zones::directory::Limits;
 
 use crate::config::{
-    DEFAULT_LISTEN, DEFAULT_NOTIFY_DELAY_MS, DEFAULT_RATE_LIMIT, DEFAULT_RATE_LIMIT_SLIP,
-    DEFAULT_UPDATE_RATE_LIMIT,
+    DEFAULT_DNSSEC_PROPAGATION_DELAY, DEFAULT_LISTEN, DEFAULT_NOTIFY_DELAY_MS, DEFAULT_RATE_LIMIT,
+    DEFAULT_RATE_LIMIT_SLIP, DEFAULT_UPDATE_RATE_LIMIT,
 };
 use crate::tcp::TcpLimits;
 
@@ -94,10 +94,9 @@ pub fn config() -> String {
         "# Prometheus metrics at http://ADDR/metrics (absent: off).\n# metrics = \"127.0.0.1:9153\""
             .into(),
     );
-    line(
-        "# Sign the zone (DNSSEC): an ECDSA P-256 key is made at the first start with it, and\n# `nameserver dnssec ds` prints the DS records for the parent zone.\ndnssec = false"
-            .into(),
-    );
+    line(format!(
+        "# Sign the zone (DNSSEC): an ECDSA P-256 key is made at the first start with it, and\n# `nameserver dnssec ds` prints the DS records for the parent zone.\ndnssec = false\n# Seconds a key rollover allows, on top of TTLs, for a change to reach every secondary and\n# resolver.\ndnssec_propagation_delay = {DEFAULT_DNSSEC_PROPAGATION_DELAY}"
+    ));
     out
 }
 

@@ -275,9 +275,13 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
-    let refresh = directory
-        .is_signed()
-        .then(|| tokio::spawn(refresh_signatures(directory.clone(), shutdown.clone())));
+    let refresh = directory.is_signed().then(|| {
+        tokio::spawn(refresh_signatures(
+            directory.clone(),
+            settings.dnssec_propagation_delay,
+            shutdown.clone(),
+        ))
+    });
     let notifier = Notifier::start(
         directory.clone(),
         settings.secondaries.clone(),
@@ -315,14 +319,20 @@ pub async fn run(
 /// a million terminals are all signed again within an hour, far inside the week left.
 const REFRESH_BATCH: usize = 300;
 
-/// Once a second, signs again what expires within the refresh window (a signed zone).
-async fn refresh_signatures(directory: Directory, shutdown: CancellationToken) {
+/// Once a second, in a signed zone: moves a key rollover on when its wait is over, and
+/// signs again what expires within the refresh window (or what a new key must sign).
+async fn refresh_signatures(directory: Directory, propagation: u64, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        match directory.advance_keys(zones::unix_now(), propagation).await {
+            Ok(None) => {}
+            Ok(Some(event)) => info!(?event, "dnssec rollover"),
+            Err(e) => warn!(error = %e, "cannot move the key rollover on"),
         }
         match directory
             .refresh_signatures(zones::unix_now(), REFRESH_BATCH)

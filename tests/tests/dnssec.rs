@@ -350,3 +350,73 @@ fn a_restored_backup_signs_with_the_same_key() {
         "{lookup:?}"
     );
 }
+
+#[test]
+fn unbound_validates_throughout_a_key_rollover() {
+    require("dig", "bind9-dnsutils");
+    let tmp = tempfile::tempdir().unwrap();
+    // Short TTLs and propagation delay, so that the rollover's waits take seconds.
+    let zone_file = tmp.path().join("dial.example.zone");
+    std::fs::write(
+        &zone_file,
+        "$ORIGIN dial.example.\n$TTL 2\n@ IN SOA ns1.dial.example. hostmaster.dial.example. 1 3600 600 604800 2\n@ IN NS ns1.dial.example.\nns1 IN A 127.0.0.1\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("nameserver.toml");
+    std::fs::write(&config, "max_ttl = 2\ndnssec_propagation_delay = 1\n").unwrap();
+    let (ns, ds) = signed_directory(
+        &tmp.path().join("data"),
+        &[
+            "--zone-file",
+            zone_file.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let key = ns.register("4711", "acme", "001122334455", tmp.path());
+    set_addresses(&ns, &key, "4711", &[("A", "192.0.2.7")]);
+    let unbound = Unbound::start(tmp.path(), &ds, ns.addr.port());
+    let keys = || String::from_utf8_lossy(&ns.admin(&["dnssec", "keys"]).stdout).into_owned();
+    let validated = |when: &str| {
+        let a = unbound.lookup("4711.dial.example", "A");
+        assert!(
+            a.authenticated && a.answers.contains("192.0.2.7"),
+            "{when}: {a:?}"
+        );
+        let nx = unbound.lookup("999.dial.example", "A");
+        assert!(
+            nx.authenticated && nx.status == "NXDOMAIN",
+            "{when}: {nx:?}"
+        );
+    };
+    validated("before");
+    let out = ns.admin(&["dnssec", "rollover"]);
+    assert!(out.status.success(), "rollover: {}", text(&out));
+    assert!(keys().contains("ZSK, published"), "{}", keys());
+    validated("published");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !keys().contains("ZSK, active") {
+        assert!(Instant::now() < deadline, "never activated: {}", keys());
+        validated("waiting");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        keys().contains("KSK, active"),
+        "the CSK signs the keys now: {}",
+        keys()
+    );
+    validated("activated");
+    // A second rollover: the first ZSK retires, then leaves the DNSKEY RRset.
+    let out = ns.admin(&["dnssec", "rollover"]);
+    assert!(out.status.success(), "rollover: {}", text(&out));
+    while keys().matches("DNSKEY").count() != 2 || keys().contains("published") {
+        assert!(Instant::now() < deadline, "never finished: {}", keys());
+        validated("second rollover");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    validated("after");
+    // The DS never changed.
+    let ds_after = String::from_utf8_lossy(&ns.admin(&["dnssec", "ds"]).stdout).into_owned();
+    assert_eq!(ds_after.lines().next(), ds.lines().next());
+    assert!(ns.log().contains("dnssec rollover"), "{}", ns.log());
+}

@@ -59,7 +59,10 @@ pub struct DnssecKeyRecord {
     /// PKCS#8 DER, base64.
     pub private_key: String,
     pub created: u64,
+    pub role: crate::dnssec::KeyRole,
     pub state: crate::dnssec::KeyState,
+    /// Unix seconds when it entered its state.
+    pub since: u64,
 }
 
 impl std::fmt::Debug for DnssecKeyRecord {
@@ -67,7 +70,9 @@ impl std::fmt::Debug for DnssecKeyRecord {
         f.debug_struct("DnssecKeyRecord")
             .field("private_key", &"<secret>")
             .field("created", &self.created)
+            .field("role", &self.role)
             .field("state", &self.state)
+            .field("since", &self.since)
             .finish()
     }
 }
@@ -78,7 +83,9 @@ impl DnssecKeyRecord {
         Self {
             private_key: base64::engine::general_purpose::STANDARD.encode(key.private_pkcs8()),
             created: key.created,
+            role: key.role,
             state: key.state,
+            since: key.since,
         }
     }
 
@@ -87,7 +94,7 @@ impl DnssecKeyRecord {
         let pkcs8 = base64::engine::general_purpose::STANDARD
             .decode(&self.private_key)
             .map_err(|e| BackupError::NotABackup(format!("a DNSSEC key is not base64: {e}")))?;
-        crate::dnssec::ZoneKey::from_pkcs8(pkcs8, self.created, self.state)
+        crate::dnssec::ZoneKey::from_pkcs8(pkcs8, self.created, self.role, self.state, self.since)
             .map_err(|e| BackupError::NotABackup(e.to_string()))
     }
 }

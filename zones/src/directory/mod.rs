@@ -26,7 +26,8 @@
 //! - [`presence`]: RFC 2136 updates and lease expiry;
 //! - [`zone_reload`]: a new static zone while serving;
 //!
-//! and [`signing`] keeps the zone signed through all of them (DNSSEC on).
+//! and [`signing`] keeps the zone signed through all of them (DNSSEC on), [`rollover`]
+//! replaces its zone-signing key.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -51,6 +52,7 @@ pub use crate::index::View;
 pub use crate::limits::Limits;
 pub use crate::model::{AddressSet, Addresses, Entry, Hot, Presence, Terminal};
 pub use crate::replay::Freshness;
+pub use rollover::{KeyEvent, RolloverError};
 
 /// One terminal of a bulk import: its registration and, optionally, its addresses.
 #[derive(Clone, Debug)]
@@ -540,6 +542,7 @@ fn every_delta(next_seq: u64, depth: u64) -> Vec<u64> {
 mod import;
 mod presence;
 mod registry;
+mod rollover;
 mod signing;
 #[cfg(test)]
 mod signing_tests;

@@ -62,6 +62,7 @@ impl Directory {
             let due = staging.due(horizon, limit);
             let statics = staging.statics_due(horizon);
             if due.is_empty() && !statics {
+                staging.note_progress(now);
                 return Ok(0);
             }
             let mut delta = SignedDelta::default();
@@ -85,6 +86,7 @@ impl Directory {
                 staging.track(key, old.as_ref(), new.as_ref());
                 delta.terminals.push((key, new));
             }
+            staging.note_progress(now);
             if statics {
                 delta.all_statics = Some(staging.sign_statics(&zone, now).map_err(sign_error)?);
             }
@@ -146,11 +148,7 @@ pub(super) fn keys_at_open(store: &Store, now: u64) -> Result<Vec<ZoneKey>, Stor
 
 /// The signer of the active key.
 pub(super) fn signer_of(keys: &[ZoneKey], origin: &Name) -> Result<Arc<Signer>, StoreError> {
-    let key = keys
-        .iter()
-        .find(|k| k.state == crate::dnssec::KeyState::Active)
-        .ok_or_else(|| StoreError::Signing("no active DNSSEC key in the store".into()))?;
-    Signer::new(key, origin)
+    Signer::new(keys, origin)
         .map(Arc::new)
         .map_err(|e| StoreError::Signing(e.to_string()))
 }
@@ -180,6 +178,7 @@ pub(super) fn signing_for(
         changes,
     } = whole::sign_zone(signer, zone, online, stored, now)
         .map_err(|e| StoreError::Signing(e.to_string()))?;
+    staging.signed_whole_at(now);
     if !changes.is_empty() {
         tracing::info!(
             signed = changes.iter().filter(|(_, s)| s.is_some()).count(),

@@ -6,6 +6,7 @@ use hickory_proto::dnssec::Verifier;
 use hickory_proto::dnssec::rdata::{DNSSECRData, RRSIG};
 use hickory_proto::rr::{DNSClass, Record};
 
+use super::KeyEvent;
 use super::tests::{registration, set_a_signed, signed, update_a};
 use super::*;
 use crate::dnssec::{nsec3, sign::VALIDITY, whole::REFRESH};
@@ -30,11 +31,18 @@ fn check_consistent(dir: &Directory, now: u64) -> u32 {
     let view = dir.view();
     let signed = view.signed().expect("the zone is signed");
     let keys = dir.zone_keys().unwrap();
-    let dnskey = keys[0].dnskey().unwrap();
     let mut earliest = u32::MAX;
     let mut verify = |rrset: &[Record], sig: &Record| {
         let sig = rrsig_of(sig);
-        dnskey
+        // By a key of the zone that is signing (or was, and is retiring): never one that
+        // is only published.
+        let key = keys
+            .iter()
+            .find(|k| k.key_tag().unwrap() == sig.input().key_tag)
+            .expect("signed by a key of the zone");
+        assert_ne!(key.state, crate::dnssec::KeyState::Published);
+        key.dnskey()
+            .unwrap()
             .verify_rrsig(&rrset[0].name, DNSClass::IN, sig, rrset.iter())
             .unwrap_or_else(|e| panic!("{} {:?}: {e}", rrset[0].name, rrset[0].record_type()));
         earliest = earliest.min(sig.input().sig_expiration.get());
@@ -63,6 +71,13 @@ fn check_consistent(dir: &Directory, now: u64) -> u32 {
             }
         }
     }
+    // The DNSKEY RRset holds every key and is signed by the key-signing one.
+    let dnskeys = signed.dnskey_records(&zone);
+    assert_eq!(dnskeys.len(), keys.len());
+    let dnskey_sig = signed
+        .rrsig(&zone, &dnskeys, now)
+        .expect("the DNSKEY RRSIG");
+    verify(&dnskeys, &dnskey_sig);
     let soa = zone.soa_record(view.serial());
     verify(
         std::slice::from_ref(&soa),
@@ -184,4 +199,108 @@ async fn signatures_are_refreshed_before_they_expire() {
         earliest >= later as u32 + VALIDITY,
         "every signature, static names' and SOA's included, was made again"
     );
+}
+
+#[tokio::test]
+async fn a_rollover_publishes_switches_and_retires_the_zone_signing_key_in_time() {
+    use crate::dnssec::{KeyRole, KeyState};
+    const PROPAGATION: u64 = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_signed(tmp.path(), T);
+    for i in 0..10u32 {
+        let mid = format!("00112233{i:04x}");
+        let code = format!("{}", 8000 + i);
+        dir.register(registration(&code, "acme", &mid), T)
+            .await
+            .unwrap();
+        update_a(&dir, &code, [192, 0, 2, i as u8], T, i as u8)
+            .await
+            .unwrap();
+    }
+    let csk = dir.zone_keys().unwrap()[0].key_tag().unwrap();
+    let new = dir.start_rollover(T + 10).await.unwrap();
+    assert!(
+        dir.start_rollover(T + 11).await.is_err(),
+        "one rollover at a time"
+    );
+    let keys = dir.zone_keys().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        (keys[1].role, keys[1].state),
+        (KeyRole::Zsk, KeyState::Published)
+    );
+    // Published, not signing: everything is still signed by the CSK.
+    check_consistent(&dir, T + 10);
+    let tags = |dir: &Directory| -> Vec<u16> {
+        let view = dir.view();
+        let signed = view.signed().unwrap();
+        view.entries()
+            .filter_map(|(k, _)| signed.terminal(k).and_then(|s| s.a).map(|a| a.key_tag))
+            .collect()
+    };
+    assert!(tags(&dir).iter().all(|t| *t == csk));
+    // Before the DNSKEY TTL (3600) and the propagation delay have passed: nothing moves.
+    assert_eq!(
+        dir.advance_keys(T + 10 + 3600, PROPAGATION).await.unwrap(),
+        None
+    );
+    let switch = T + 10 + 3600 + PROPAGATION;
+    assert_eq!(
+        dir.advance_keys(switch, PROPAGATION).await.unwrap(),
+        Some(KeyEvent::Activated(new))
+    );
+    let keys = dir.zone_keys().unwrap();
+    assert_eq!(
+        (keys[0].role, keys[0].state),
+        (KeyRole::Ksk, KeyState::Active)
+    );
+    assert_eq!(
+        (keys[1].role, keys[1].state),
+        (KeyRole::Zsk, KeyState::Active)
+    );
+    // The refresh signs everything again with the new key, a batch at a time.
+    assert_eq!(dir.refresh_signatures(switch, 4).await.unwrap(), 4);
+    assert_eq!(dir.refresh_signatures(switch, 100).await.unwrap(), 6);
+    assert!(tags(&dir).iter().all(|t| *t == new));
+    check_consistent(&dir, switch);
+    // The old key was a CSK: it stays as the KSK (the DS does not change), nothing retires.
+    assert_eq!(
+        dir.advance_keys(switch + 100_000, PROPAGATION)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(dir.zone_keys().unwrap()[0].key_tag().unwrap(), csk);
+
+    // A second rollover replaces the ZSK, which retires and later leaves the RRset.
+    let newer = dir.start_rollover(switch + 200_000).await.unwrap();
+    let second = switch + 200_000 + 3600 + PROPAGATION;
+    assert_eq!(
+        dir.advance_keys(second, PROPAGATION).await.unwrap(),
+        Some(KeyEvent::Activated(newer))
+    );
+    assert_eq!(dir.refresh_signatures(second, 100).await.unwrap(), 10);
+    // Noticed as done at the next pass; then the largest TTL (the SOA's 3600) and the delay.
+    assert_eq!(dir.refresh_signatures(second + 1, 100).await.unwrap(), 0);
+    assert_eq!(
+        dir.advance_keys(second + 1 + 3600, PROPAGATION)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        dir.advance_keys(second + 1 + 3600 + PROPAGATION, PROPAGATION)
+            .await
+            .unwrap(),
+        Some(KeyEvent::Removed(new))
+    );
+    let keys = dir.zone_keys().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0].key_tag().unwrap(), csk);
+    assert_eq!(keys[1].key_tag().unwrap(), newer);
+    check_consistent(&dir, second + 1 + 3600 + PROPAGATION);
+    // And it all holds after a reopen.
+    drop(dir);
+    let dir = open_signed(tmp.path(), second + 10_000);
+    check_consistent(&dir, second + 10_000);
 }

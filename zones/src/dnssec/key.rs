@@ -1,6 +1,11 @@
-//! The zone's signing key: an ECDSA P-256/SHA-256 (algorithm 13) combined signing key (CSK,
-//! flags 257), generated at the first start with DNSSEC on and kept in the store with the
-//! other secrets. `Debug` never shows the private half.
+//! The zone's keys, ECDSA P-256/SHA-256 (algorithm 13), kept in the store with the other
+//! secrets. `Debug` never shows a private half.
+//!
+//! The first is a combined signing key (CSK, flags 257), generated at the first start with
+//! DNSSEC on. A rollover ([`crate::directory::Directory::start_rollover`]) brings in a
+//! zone-signing key (ZSK, flags 256) by pre-publication; the CSK then signs only the DNSKEY
+//! RRset (it becomes the KSK, so the DS at the parent never changes), and later rollovers
+//! replace the ZSK.
 
 use std::fmt;
 
@@ -11,8 +16,11 @@ use hickory_proto::rr::Name;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use serde::{Deserialize, Serialize};
 
-/// DNSKEY flags of a combined signing key: zone key (bit 7) and secure entry point (bit 15).
-const CSK_FLAGS: u16 = 257;
+/// DNSKEY flags of a key-signing (or combined) key: zone key (bit 7) and secure entry point
+/// (bit 15).
+const SEP_FLAGS: u16 = 257;
+/// DNSKEY flags of a zone-signing key: zone key only.
+const ZSK_FLAGS: u16 = 256;
 
 /// Why a key could not be made or used.
 #[derive(Debug, thiserror::Error)]
@@ -23,28 +31,59 @@ pub enum KeyError {
     Unusable(String),
 }
 
-/// What a key is doing in the zone.
+/// What a key signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyRole {
+    /// Everything (combined signing key).
+    Csk,
+    /// The DNSKEY RRset (key-signing key).
+    Ksk,
+    /// Everything but the DNSKEY RRset (zone-signing key).
+    Zsk,
+}
+
+impl fmt::Display for KeyRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Csk => "CSK",
+            Self::Ksk => "KSK",
+            Self::Zsk => "ZSK",
+        })
+    }
+}
+
+/// Where a key is in its life (RFC 6781 §4.1.1.1, pre-publication).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyState {
-    /// Published in the DNSKEY RRset and signing.
+    /// In the DNSKEY RRset, not signing yet: resolvers are learning it.
+    Published,
+    /// In the DNSKEY RRset and signing.
     Active,
+    /// In the DNSKEY RRset, no longer signing: signatures by it may still be cached.
+    Retired,
 }
 
 impl fmt::Display for KeyState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::Published => "published",
             Self::Active => "active",
+            Self::Retired => "retired",
         })
     }
 }
 
-/// A zone key as stored: the private key in PKCS#8 DER, when it was made, its state.
+/// A zone key as stored: the private key in PKCS#8 DER, when it was made, what it signs,
+/// its state and since when.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZoneKey {
     pkcs8: Vec<u8>,
     /// Unix seconds.
     pub created: u64,
+    pub role: KeyRole,
     pub state: KeyState,
+    /// Unix seconds when it entered its state.
+    pub since: u64,
 }
 
 impl fmt::Debug for ZoneKey {
@@ -52,34 +91,65 @@ impl fmt::Debug for ZoneKey {
         f.debug_struct("ZoneKey")
             .field("private", &"<secret>")
             .field("created", &self.created)
+            .field("role", &self.role)
             .field("state", &self.state)
+            .field("since", &self.since)
             .finish()
     }
 }
 
 impl ZoneKey {
-    /// A fresh key from the operating system's random source.
+    /// A fresh combined signing key, active, from the operating system's random source.
     pub fn generate(now: u64) -> Result<Self, KeyError> {
+        Self::fresh(now, KeyRole::Csk, KeyState::Active)
+    }
+
+    /// A fresh zone-signing key, published but not signing yet (a rollover's first step).
+    pub fn generate_zsk(now: u64) -> Result<Self, KeyError> {
+        Self::fresh(now, KeyRole::Zsk, KeyState::Published)
+    }
+
+    fn fresh(now: u64, role: KeyRole, state: KeyState) -> Result<Self, KeyError> {
         let der = EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256)
             .map_err(|e| KeyError::Generate(e.to_string()))?;
         let key = Self {
             pkcs8: der.secret_pkcs8_der().to_vec(),
             created: now,
-            state: KeyState::Active,
+            role,
+            state,
+            since: now,
         };
         key.signing_key()?;
         Ok(key)
     }
 
-    /// A key from its PKCS#8 DER private key (a backup's), checked.
-    pub fn from_pkcs8(pkcs8: Vec<u8>, created: u64, state: KeyState) -> Result<Self, KeyError> {
+    /// A key from its PKCS#8 DER private key and its life (a backup's), checked.
+    pub fn from_pkcs8(
+        pkcs8: Vec<u8>,
+        created: u64,
+        role: KeyRole,
+        state: KeyState,
+        since: u64,
+    ) -> Result<Self, KeyError> {
         let key = Self {
             pkcs8,
             created,
+            role,
             state,
+            since,
         };
         key.signing_key()?;
         Ok(key)
+    }
+
+    /// True if it signs the zone's RRsets now.
+    pub fn signs_zone(&self) -> bool {
+        self.state == KeyState::Active && matches!(self.role, KeyRole::Csk | KeyRole::Zsk)
+    }
+
+    /// True if it signs the DNSKEY RRset now.
+    pub fn signs_keys(&self) -> bool {
+        self.state == KeyState::Active && matches!(self.role, KeyRole::Csk | KeyRole::Ksk)
     }
 
     /// The private key in PKCS#8 DER (for a backup, which is kept owner-only).
@@ -100,7 +170,11 @@ impl ZoneKey {
             .signing_key()?
             .to_public_key()
             .map_err(|e| KeyError::Unusable(e.to_string()))?;
-        Ok(DNSKEY::with_flags(CSK_FLAGS, public))
+        let flags = match self.role {
+            KeyRole::Csk | KeyRole::Ksk => SEP_FLAGS,
+            KeyRole::Zsk => ZSK_FLAGS,
+        };
+        Ok(DNSKEY::with_flags(flags, public))
     }
 
     /// The key tag (RFC 4034 Appendix B) that signatures name.

@@ -36,7 +36,7 @@ pub mod staging;
 pub mod statics;
 pub mod whole;
 
-pub use key::{KeyError, KeyState, ZoneKey};
+pub use key::{KeyError, KeyRole, KeyState, ZoneKey};
 pub use nsec3::Hash;
 pub use sign::{Sig, SignError, Signer};
 pub use signed::SignedZone;

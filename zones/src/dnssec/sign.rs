@@ -34,11 +34,16 @@ pub struct Sig {
     pub signature: [u8; SIGNATURE_LEN],
 }
 
-/// Signs RRsets of one zone with its key.
+/// Signs RRsets of one zone with its keys: the DNSKEY RRset with the key-signing key (or
+/// the CSK), everything else with the zone-signing key (or the CSK).
 pub struct Signer {
     key: EcdsaSigningKey,
     key_tag: u16,
-    dnskey: DNSKEY,
+    /// Signs the DNSKEY RRset.
+    dnskey_signer: EcdsaSigningKey,
+    dnskey_signer_tag: u16,
+    /// Every key in the zone's DNSKEY RRset (published, active and retired).
+    dnskeys: Vec<DNSKEY>,
     origin: Name,
 }
 
@@ -46,6 +51,7 @@ impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")
             .field("key_tag", &self.key_tag)
+            .field("dnskey_signer_tag", &self.dnskey_signer_tag)
             .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
@@ -61,11 +67,23 @@ pub struct SignError {
 }
 
 impl Signer {
-    pub fn new(key: &ZoneKey, origin: &Name) -> Result<Self, KeyError> {
+    /// The signer of `keys`: one must sign the zone and one the DNSKEY RRset (the same CSK,
+    /// or a ZSK and a KSK).
+    pub fn new(keys: &[ZoneKey], origin: &Name) -> Result<Self, KeyError> {
+        let zone = keys
+            .iter()
+            .find(|k| k.signs_zone())
+            .ok_or_else(|| KeyError::Unusable("no active key signs the zone".into()))?;
+        let dnskey = keys
+            .iter()
+            .find(|k| k.signs_keys())
+            .ok_or_else(|| KeyError::Unusable("no active key signs the DNSKEY RRset".into()))?;
         Ok(Self {
-            key: key.signing_key()?,
-            key_tag: key.key_tag()?,
-            dnskey: key.dnskey()?,
+            key: zone.signing_key()?,
+            key_tag: zone.key_tag()?,
+            dnskey_signer: dnskey.signing_key()?,
+            dnskey_signer_tag: dnskey.key_tag()?,
+            dnskeys: keys.iter().map(ZoneKey::dnskey).collect::<Result<_, _>>()?,
             origin: origin.clone(),
         })
     }
@@ -80,18 +98,28 @@ impl Signer {
 
     /// The zone's DNSKEY RRset.
     pub fn dnskey_records(&self, ttl: u32) -> Vec<Record> {
-        let data = RData::DNSSEC(DNSSECRData::DNSKEY(self.dnskey.clone()));
-        vec![Record::from_rdata(self.origin.clone(), ttl, data)]
+        self.dnskeys
+            .iter()
+            .map(|key| {
+                let data = RData::DNSSEC(DNSSECRData::DNSKEY(key.clone()));
+                Record::from_rdata(self.origin.clone(), ttl, data)
+            })
+            .collect()
     }
 
     /// Signs the RRset `records` (one owner, one type, one TTL; not empty) at `now`.
     pub fn sign(&self, records: &[Record], now: u64) -> Result<Sig, SignError> {
         let first = records.first().expect("an RRset to sign is not empty");
+        let (key, key_tag) = if first.record_type() == RecordType::DNSKEY {
+            (&self.dnskey_signer, self.dnskey_signer_tag)
+        } else {
+            (&self.key, self.key_tag)
+        };
         let now = now as u32;
         let mut sig = Sig {
             inception: now.wrapping_sub(INCEPTION_SKEW),
             expiration: now.wrapping_add(VALIDITY),
-            key_tag: self.key_tag,
+            key_tag,
             signature: [0; SIGNATURE_LEN],
         };
         let fail = |message: String| SignError {
@@ -102,7 +130,7 @@ impl Signer {
         let input = self.input(&first.name, first.record_type(), first.ttl, &sig);
         let tbs = TBS::from_input(&first.name, DNSClass::IN, &input, records.iter())
             .map_err(|e| fail(e.to_string()))?;
-        let bytes = self.key.sign(&tbs).map_err(|e| fail(e.to_string()))?;
+        let bytes = key.sign(&tbs).map_err(|e| fail(e.to_string()))?;
         if bytes.len() != SIGNATURE_LEN {
             return Err(fail(format!("a signature of {} bytes", bytes.len())));
         }
@@ -160,7 +188,7 @@ mod tests {
     fn a_signature_rebuilt_from_its_compact_form_verifies_with_the_dnskey() {
         let key = ZoneKey::generate(1_800_000_000).unwrap();
         let origin = Name::from_ascii("dial.example.").unwrap();
-        let signer = Signer::new(&key, &origin).unwrap();
+        let signer = Signer::new(std::slice::from_ref(&key), &origin).unwrap();
         let owner = Name::from_ascii("4711.dial.example.").unwrap();
         let rrset: Vec<Record> = [1, 2]
             .map(|i| {

@@ -78,6 +78,9 @@ impl SignedZone {
         if let Some(all) = delta.all_statics {
             self.signed_statics = all;
         }
+        if let Some(signer) = delta.signer {
+            self.signer = signer;
+        }
     }
 
     pub fn signer(&self) -> &Signer {

@@ -34,8 +34,10 @@ pub struct SignedDelta {
     pub terminals: Vec<(CodeKey, Option<TerminalSigs>)>,
     /// Static names whose NSEC3 was signed again: place, next hash, signature.
     pub statics: Vec<(u32, Hash, Sig)>,
-    /// Every static name signed again (a refresh).
+    /// Every static name signed again (a refresh, new keys).
     pub all_statics: Option<Vec<SignedStatic>>,
+    /// New keys: the signer from now on.
+    pub signer: Option<Arc<Signer>>,
 }
 
 /// Why signing failed; the change it was for is refused.
@@ -58,6 +60,11 @@ pub struct Staging {
     expiring: BTreeSet<(u32, CodeKey)>,
     /// When the static names' signatures expire.
     statics_expire: u32,
+    /// Every terminal is being signed again with a new key ([`Staging::resign_all`]).
+    resigning: bool,
+    /// When the last signature by a replaced key was replaced (a rollover's last wait
+    /// counts from then).
+    resigned_at: Option<u64>,
 }
 
 impl Staging {
@@ -82,13 +89,51 @@ impl Staging {
             chain,
             expiring: BTreeSet::new(),
             statics_expire: 0,
+            resigning: false,
+            resigned_at: None,
         }
+    }
+
+    /// Signs with `signer` from now on.
+    pub fn set_signer(&mut self, signer: Arc<Signer>) {
+        self.signer = signer;
+    }
+
+    /// Makes every terminal due for signing again (a new zone-signing key): the refresh
+    /// signs them all, soonest first, a batch at a time.
+    pub fn resign_all(&mut self) {
+        self.expiring = self.expiring.iter().map(|(_, key)| (0, *key)).collect();
+        self.statics_expire = 0;
+        self.resigning = true;
+        self.resigned_at = None;
+    }
+
+    /// Notes at `now` whether the signing again is over.
+    pub fn note_progress(&mut self, now: u64) {
+        let pending = self.expiring.first().is_some_and(|(end, _)| *end == 0);
+        if self.resigning && !pending {
+            self.resigning = false;
+            self.resigned_at = Some(now);
+        }
+    }
+
+    /// When every signature by a replaced key had been replaced, if that is over.
+    pub fn resigned_at(&self) -> Option<u64> {
+        self.resigned_at
+    }
+
+    /// Counts what was signed at open as fully signed with the current keys at `now`.
+    pub fn signed_whole_at(&mut self, now: u64) {
+        self.resigning = false;
+        self.resigned_at = Some(now);
     }
 
     /// Follows a terminal's signatures from `old` to `new` (for the refresh).
     pub fn track(&mut self, key: CodeKey, old: Option<&TerminalSigs>, new: Option<&TerminalSigs>) {
         if let Some(old) = old {
             self.expiring.remove(&(old.expiration(), key));
+            // Made due by a new key ([`Staging::resign_all`]).
+            self.expiring.remove(&(0, key));
         }
         if let Some(new) = new {
             self.expiring.insert((new.expiration(), key));
@@ -132,12 +177,22 @@ impl Staging {
         read: impl Fn(CodeKey) -> Result<Option<TerminalSigs>, E>,
     ) -> Result<SignedDelta, StagingError<E>> {
         let mut terminals: HashMap<CodeKey, Option<TerminalSigs>> = HashMap::new();
+        // What the store held before this change, read once per terminal.
+        let mut before: HashMap<CodeKey, Option<TerminalSigs>> = HashMap::new();
+        let mut stored = |key: CodeKey| -> Result<Option<TerminalSigs>, StagingError<E>> {
+            if let Some(sigs) = before.get(&key) {
+                return Ok(*sigs);
+            }
+            let sigs = read(key).map_err(StagingError::Read)?;
+            before.insert(key, sigs);
+            Ok(sigs)
+        };
         let mut resign: BTreeSet<Hash> = BTreeSet::new();
         for change in changes {
             let key = CodeKey::from(&change.code);
             let old = match terminals.get(&key) {
                 Some(staged) => *staged,
-                None => read(key).map_err(StagingError::Read)?,
+                None => stored(key)?,
             };
             if change.new.is_empty() {
                 if let Some(old) = old {
@@ -203,7 +258,7 @@ impl Staging {
                 Owner::Terminal(key) => {
                     let sigs = match terminals.get(&key) {
                         Some(staged) => *staged,
-                        None => read(key).map_err(StagingError::Read)?,
+                        None => stored(key)?,
                     };
                     let Some(mut sigs) = sigs else { continue };
                     let record =
@@ -223,7 +278,7 @@ impl Staging {
             }
         }
         for (key, new) in &terminals {
-            let old = read(*key).map_err(StagingError::Read)?;
+            let old = stored(*key)?;
             self.track(*key, old.as_ref(), new.as_ref());
         }
         delta.terminals = terminals.into_iter().collect();
