@@ -28,6 +28,7 @@
 //! metrics = "127.0.0.1:9153"      # Prometheus metrics at http://ADDR/metrics; absent: off
 //! dnssec = false                  # sign the zone (ECDSA P-256 key made at the first start)
 //! dnssec_propagation_delay = 300  # seconds for a change to reach secondaries and resolvers
+//! denial = "nsec3"                # or "compact" (RFC 9824): not walkable, not transferable
 //! ```
 
 use std::net::SocketAddr;
@@ -59,6 +60,19 @@ pub const DEFAULT_DNSSEC_PROPAGATION_DELAY: u64 = 300;
 pub const DATA_DIR_NAME: &str = "dial-directory";
 /// The control socket's file name inside the data directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
+
+/// How a signed zone proves that a name or type does not exist.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Denial {
+    /// NSEC3 (RFC 5155, RFC 9276 parameters): secondaries can serve it; codes can be
+    /// recovered by hashing digit strings.
+    #[default]
+    Nsec3,
+    /// Compact denial (RFC 9824): signed per answer, the codes cannot be walked; the zone is
+    /// not transferred.
+    Compact,
+}
 
 /// Who may look up terminals.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -146,6 +160,7 @@ pub struct FileConfig {
     pub metrics: Option<SocketAddr>,
     pub dnssec: Option<bool>,
     pub dnssec_propagation_delay: Option<u64>,
+    pub denial: Option<Denial>,
 }
 
 impl FileConfig {
@@ -210,6 +225,9 @@ pub struct ServeFlags {
     /// Sign the zone with DNSSEC (a key is made at the first start with it).
     #[arg(long)]
     pub dnssec: bool,
+    /// How a signed zone denies existence.
+    #[arg(long, value_enum)]
+    pub denial: Option<Denial>,
 }
 
 /// The settings the server runs with.
@@ -234,6 +252,8 @@ pub struct Settings {
     /// Seconds a key rollover allows, on top of TTLs, for a change to reach every
     /// secondary and resolver (BIND's `zone-propagation-delay`).
     pub dnssec_propagation_delay: u64,
+    /// How a signed zone denies existence.
+    pub denial: Denial,
 }
 
 impl Settings {
@@ -329,6 +349,7 @@ impl Settings {
             dnssec_propagation_delay: file
                 .dnssec_propagation_delay
                 .unwrap_or(DEFAULT_DNSSEC_PROPAGATION_DELAY),
+            denial: flags.denial.or(file.denial).unwrap_or_default(),
         })
     }
 }

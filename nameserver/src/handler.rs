@@ -44,6 +44,8 @@ pub struct Policy {
     pub rate_limit_slip: u32,
     /// Updates per second per terminal key (bursts of twice as many); 0: no limit.
     pub update_rate_limit: u32,
+    /// How a signed zone denies existence.
+    pub denial: crate::config::Denial,
 }
 
 impl From<&crate::config::Settings> for Policy {
@@ -54,6 +56,7 @@ impl From<&crate::config::Settings> for Policy {
             rate_limit: s.rate_limit,
             rate_limit_slip: s.rate_limit_slip,
             update_rate_limit: s.update_rate_limit,
+            denial: s.denial,
         }
     }
 }
@@ -307,7 +310,15 @@ impl Handler {
             warn!(%src, kind = %qtype, outcome = "refused", reason = why, "transfer");
             (Reply::new(request, rcode), signing)
         };
+        let compact = self.live.load().policy.denial == crate::config::Denial::Compact
+            && self.directory.is_signed();
         let (reply, signing) = match &auth {
+            // Compact denial is made per answer: a secondary could not deny anything.
+            Authentication::Signed(_) if compact => refuse(
+                ResponseCode::Refused,
+                signing,
+                "compact denial (RFC 9824): the signed zone is not transferred",
+            ),
             Authentication::Signed(signed) if signed.owner == KeyOwner::Transfer => {
                 match self.plan_transfer(request, qtype, now) {
                     Ok(plan) if request.protocol() == Protocol::Udp => {
@@ -436,6 +447,7 @@ impl Handler {
         let view = self.directory.view();
         let qname = Name::from(query.name().clone());
         let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        let compact = self.live.load().policy.denial == crate::config::Denial::Compact;
         query::answer(
             &self.directory.zone(),
             &view,
@@ -444,6 +456,7 @@ impl Handler {
                 qtype,
                 src: request.src(),
                 dnssec_ok,
+                compact,
             },
             now,
             &mut reply,

@@ -45,25 +45,37 @@ pub struct Question<'a> {
     pub src: SocketAddr,
     /// The OPT's DO bit: DNSSEC records wanted.
     pub dnssec_ok: bool,
+    /// Compact denial of existence (RFC 9824) instead of NSEC3.
+    pub compact: bool,
 }
 
 /// Fills `reply` with the answer to `question`.
 pub fn answer(zone: &Zone, view: &View, question: &Question<'_>, now: u64, reply: &mut Reply) {
     let (qname, qtype) = (question.name, question.qtype);
+    if qtype == zones::dnssec::signed::NXNAME {
+        // RFC 9824 §3.5: NXNAME is a meta-type, never asked for.
+        reply.metadata.response_code = ResponseCode::FormErr;
+        return;
+    }
     let signed = view.signed().filter(|_| question.dnssec_ok);
-    let found = match zone.place(qname) {
+    let place = zone.place(qname);
+    let found = match &place {
         NamePlace::Outside => {
             reply.metadata.response_code = ResponseCode::Refused;
             reply.metadata.authoritative = false;
             return;
         }
-        NamePlace::Apex => apex(zone, view, qtype, signed),
-        NamePlace::Terminal(code) => terminal(zone, view, &code, qtype, now, signed.is_some()),
+        NamePlace::Apex => apex(zone, view, qtype, signed, question.compact),
+        NamePlace::Terminal(code) => terminal(zone, view, code, qtype, now, signed.is_some()),
         NamePlace::BelowTerminal => Found::default(),
         NamePlace::Whoami => whoami(qname, qtype, question.src.ip()),
         NamePlace::Other => static_name(zone, &LowerName::new(qname), qtype),
     };
     if let Some(signed) = signed {
+        if question.compact && found.answers.is_empty() {
+            let types = types_at(view, signed, qname, &place);
+            return compact_answer(zone, view, signed, qname, types, now, reply);
+        }
         return signed_answer(zone, view, signed, qname, found, now, reply);
     }
     if !found.name_exists {
@@ -109,6 +121,58 @@ fn signed_answer(
     reply.additionals = with_rrsigs(zone, signed, found.additionals, now, true);
 }
 
+/// A negative answer by compact denial (RFC 9824): NOERROR, the SOA and its RRSIG, and one
+/// NSEC at the name (NXNAME in its bitmap when the name does not exist).
+fn compact_answer(
+    zone: &Zone,
+    view: &View,
+    signed: &SignedZone,
+    qname: &Name,
+    types: Option<Vec<RecordType>>,
+    now: u64,
+    reply: &mut Reply,
+) {
+    let soa_record = zone.soa_record(view.serial());
+    let soa_sig = signed.rrsig(zone, std::slice::from_ref(&soa_record), now);
+    reply.authorities.push(zone.negative_soa(view.serial()));
+    reply.authorities.extend(soa_sig.map(|mut sig| {
+        sig.ttl = zone.negative_ttl();
+        sig
+    }));
+    match signed.compact_denial(qname, types, now) {
+        Ok(proof) => reply.authorities.extend(proof),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot sign a compact denial");
+            reply.metadata.response_code = ResponseCode::ServFail;
+        }
+    }
+}
+
+/// The types `qname` holds in the signed zone; `None` if it does not exist there.
+fn types_at(
+    view: &View,
+    signed: &SignedZone,
+    qname: &Name,
+    place: &NamePlace,
+) -> Option<Vec<RecordType>> {
+    match place {
+        NamePlace::Terminal(code) => {
+            let addresses = &view.terminal(code)?.addresses;
+            let mut types = Vec::new();
+            if !addresses.v4.addrs.is_empty() {
+                types.push(RecordType::A);
+            }
+            if !addresses.v6.addrs.is_empty() {
+                types.push(RecordType::AAAA);
+            }
+            (!types.is_empty()).then_some(types)
+        }
+        NamePlace::Whoami => Some(vec![RecordType::A, RecordType::AAAA, RecordType::TXT]),
+        NamePlace::Apex | NamePlace::Other => signed.static_types(qname).map(<[_]>::to_vec),
+        NamePlace::BelowTerminal | NamePlace::Outside => None,
+    }
+}
+
 /// `records` with the RRSIG of each of their RRsets after it, at `now`. An RRset made per
 /// query (whoami) is signed now when `sign_made`, and otherwise goes without.
 pub fn with_rrsigs(
@@ -140,7 +204,13 @@ pub fn with_rrsigs(
     out
 }
 
-fn apex(zone: &Zone, view: &View, qtype: RecordType, signed: Option<&SignedZone>) -> Found {
+fn apex(
+    zone: &Zone,
+    view: &View,
+    qtype: RecordType,
+    signed: Option<&SignedZone>,
+    compact: bool,
+) -> Found {
     let origin = zone.lower_origin();
     let mut answers = Vec::new();
     if matches!(qtype, RecordType::SOA | RecordType::ANY) {
@@ -155,7 +225,7 @@ fn apex(zone: &Zone, view: &View, qtype: RecordType, signed: Option<&SignedZone>
         if matches!(qtype, RecordType::DNSKEY | RecordType::ANY) {
             answers.extend(signed.dnskey_records(zone));
         }
-        if matches!(qtype, RecordType::NSEC3PARAM | RecordType::ANY) {
+        if matches!(qtype, RecordType::NSEC3PARAM | RecordType::ANY) && !compact {
             answers.push(zones::dnssec::nsec3::param_record(zone.origin()));
         }
     }

@@ -95,7 +95,7 @@ pub fn config() -> String {
             .into(),
     );
     line(format!(
-        "# Sign the zone (DNSSEC): an ECDSA P-256 key is made at the first start with it, and\n# `nameserver dnssec ds` prints the DS records for the parent zone.\ndnssec = false\n# Seconds a key rollover allows, on top of TTLs, for a change to reach every secondary and\n# resolver.\ndnssec_propagation_delay = {DEFAULT_DNSSEC_PROPAGATION_DELAY}"
+        "# Sign the zone (DNSSEC): an ECDSA P-256 key is made at the first start with it, and\n# `nameserver dnssec ds` prints the DS records for the parent zone.\ndnssec = false\n# Seconds a key rollover allows, on top of TTLs, for a change to reach every secondary and\n# resolver.\ndnssec_propagation_delay = {DEFAULT_DNSSEC_PROPAGATION_DELAY}\n# How the signed zone denies existence: \"nsec3\" (secondaries can serve it; codes can be\n# recovered by hashing digit strings) or \"compact\" (RFC 9824: cannot be walked, is not\n# transferred).\ndenial = \"nsec3\""
     ));
     out
 }

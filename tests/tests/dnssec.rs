@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::unbound::{Lookup, Unbound};
-use support::{Nameserver, require, text, transfer_key};
+use support::{Nameserver, require, status_of, text, transfer_key};
 
 const ZONE: &str = "dial.example";
 
@@ -419,4 +419,73 @@ fn unbound_validates_throughout_a_key_rollover() {
     let ds_after = String::from_utf8_lossy(&ns.admin(&["dnssec", "ds"]).stdout).into_owned();
     assert_eq!(ds_after.lines().next(), ds.lines().next());
     assert!(ns.log().contains("dnssec rollover"), "{}", ns.log());
+}
+
+#[test]
+fn compact_denial_validates_and_reveals_no_other_name() {
+    require("dig", "bind9-dnsutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let (xfer, _) = transfer_key(tmp.path());
+    let (ns, ds) = signed_directory(
+        &tmp.path().join("data"),
+        &[
+            "--denial",
+            "compact",
+            "--transfer-key",
+            xfer.to_str().unwrap(),
+        ],
+    );
+    let v4_only = ns.register("4711", "acme", "001122334455", tmp.path());
+    set_addresses(&ns, &v4_only, "4711", &[("A", "192.0.2.7")]);
+    ns.register("4712", "acme", "001122334456", tmp.path());
+
+    // Straight at the directory: NOERROR, one NSEC at the name itself whose next name is
+    // its immediate successor, NXNAME (type 128) for a name that does not exist.
+    let nx = ns.dig(&["+dnssec", "+norec", "999.dial.example", "A"]);
+    assert_eq!(status_of(&nx), "NOERROR", "{nx}");
+    let nsec: Vec<&str> = nx.lines().filter(|l| l.contains("\tNSEC\t")).collect();
+    assert_eq!(nsec.len(), 1, "{nx}");
+    assert!(
+        nsec[0].starts_with("999.dial.example.") && nsec[0].contains("\\000.999.dial.example."),
+        "{nx}"
+    );
+    assert!(nsec[0].contains("TYPE128"), "NXNAME in the bitmap: {nx}");
+    assert!(!nx.contains("NSEC3"), "{nx}");
+    // An existing name without the type: its types, no NXNAME.
+    let nodata = ns.dig(&["+dnssec", "+norec", "4711.dial.example", "AAAA"]);
+    let line = nodata
+        .lines()
+        .find(|l| l.contains("\tNSEC\t"))
+        .unwrap_or_else(|| panic!("{nodata}"));
+    assert!(
+        line.contains(" A ") && !line.contains("TYPE128"),
+        "{nodata}"
+    );
+    // Without DO, NXDOMAIN as always.
+    assert_eq!(ns.status(&["999.dial.example", "A"]), "NXDOMAIN");
+    // NXNAME itself is never asked for (RFC 9824 §3.5).
+    assert_eq!(ns.status(&["999.dial.example", "TYPE128"]), "FORMERR");
+    // No NSEC3PARAM, and the zone is not transferred.
+    let param = ns.dig(&["+dnssec", "dial.example", "NSEC3PARAM"]);
+    assert!(!param.contains("\tNSEC3PARAM\t"), "{param}");
+    let axfr = ns.dig(&["-k", xfer.to_str().unwrap(), "dial.example", "AXFR"]);
+    assert!(!axfr.contains("\tSOA\t"), "{axfr}");
+
+    // A validator accepts the answers: AD on the address, on the denials (NOERROR), and on
+    // a registered code without an address.
+    let unbound = Unbound::start(tmp.path(), &ds, ns.addr.port());
+    let a = unbound.lookup("4711.dial.example", "A");
+    assert!(a.authenticated && a.answers.contains("192.0.2.7"), "{a:?}");
+    for (name, rtype) in [
+        ("999.dial.example", "A"),
+        ("4711.dial.example", "AAAA"),
+        ("4712.dial.example", "A"),
+        ("x.4711.dial.example", "A"),
+    ] {
+        let denied = unbound.lookup(name, rtype);
+        assert!(
+            denied.authenticated && denied.status == "NOERROR" && denied.answers.is_empty(),
+            "{name} {rtype}: {denied:?}"
+        );
+    }
 }

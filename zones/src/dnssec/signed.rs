@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::nsec3::{self, Chain, Hash};
 use super::sign::{Sig, SignError, Signer};
@@ -26,7 +27,19 @@ pub struct SignedZone {
     /// when it nears its expiration.
     soa: arc_swap::ArcSwap<(u32, Sig)>,
     negative_ttl: u32,
+    /// Compact denial answers already signed (RFC 9824), by owner and types.
+    compact: std::sync::Mutex<HashMap<CompactKey, (Record, Record)>>,
 }
+
+/// What a compact denial answer depends on: the name, the types it holds (`None`: it does
+/// not exist), and the key that signed it.
+type CompactKey = (LowerName, Option<Vec<RecordType>>, u16);
+
+/// Compact denial answers kept at most; the cache starts afresh when full.
+const COMPACT_CACHE: usize = 100_000;
+
+/// The NXNAME pseudo-type (RFC 9824 §2): the name does not exist.
+pub const NXNAME: RecordType = RecordType::Unknown(128);
 
 impl SignedZone {
     /// The published copy of `staging`, with the terminals' stored signatures and the
@@ -52,6 +65,7 @@ impl SignedZone {
             terminals,
             soa: arc_swap::ArcSwap::from_pointee((0, unsigned)),
             negative_ttl: zone.negative_ttl(),
+            compact: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -139,6 +153,64 @@ impl SignedZone {
         let sig = self.signer.sign(std::slice::from_ref(soa), now).ok()?;
         self.soa.store(std::sync::Arc::new((serial, sig)));
         Some(sig)
+    }
+
+    /// Compact denial of existence (RFC 9824) for `name`: one NSEC at the name itself whose
+    /// next name is the name's immediate successor, so it covers nothing else and the zone
+    /// cannot be walked. `types` are those the name holds (`None`: it does not exist, and
+    /// the bitmap says NXNAME). Signed when first asked for, then kept (until its
+    /// signature nears expiry or the key changes). The NSEC and its RRSIG.
+    pub fn compact_denial(
+        &self,
+        name: &Name,
+        types: Option<Vec<RecordType>>,
+        now: u64,
+    ) -> Result<Vec<Record>, SignError> {
+        let key = (LowerName::new(name), types.clone(), self.signer.key_tag());
+        let fresh = (now as u32).wrapping_add(super::whole::REFRESH);
+        let mut cache = self.compact.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((nsec, rrsig)) = cache.get(&key) {
+            let expires = match &rrsig.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().sig_expiration.get(),
+                _ => 0,
+            };
+            if expires.wrapping_sub(fresh) as i32 > 0 {
+                return Ok(vec![nsec.clone(), rrsig.clone()]);
+            }
+        }
+        let owner = name.to_lowercase();
+        let next = Name::from_labels([&[0u8][..]])
+            .and_then(|zero| zero.append_domain(&owner))
+            .unwrap_or_else(|_| owner.clone());
+        let listed: Vec<RecordType> = match &types {
+            None => vec![RecordType::RRSIG, RecordType::NSEC, NXNAME],
+            Some(types) => types
+                .iter()
+                .copied()
+                .filter(|t| *t != RecordType::NSEC3PARAM)
+                .chain([RecordType::RRSIG, RecordType::NSEC])
+                .collect(),
+        };
+        let nsec = Record::from_rdata(
+            owner.clone(),
+            self.negative_ttl,
+            RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(next, listed))),
+        );
+        let sig = self.signer.sign(std::slice::from_ref(&nsec), now)?;
+        let rrsig = self
+            .signer
+            .rrsig(&owner, RecordType::NSEC, self.negative_ttl, &sig);
+        if cache.len() >= COMPACT_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, (nsec.clone(), rrsig.clone()));
+        Ok(vec![nsec, rrsig])
+    }
+
+    /// The types `name` holds in the signed zone, if it is one of the static names.
+    pub fn static_types(&self, name: &Name) -> Option<&[RecordType]> {
+        let place = self.statics.find(name)?;
+        Some(&self.statics.names[place].types)
     }
 
     /// Signs an answer made per query (whoami) now.
