@@ -57,6 +57,14 @@ pub fn sign_zone(
         })
         .collect();
     let mut staging = Staging::new(signer.clone(), zone, hashes.into_iter());
+    // Each hash's successor, in one pass over the chain (not a search per terminal).
+    let chain: Vec<nsec3::Hash> = staging.chain().iter().map(|(h, _)| *h).collect();
+    let successor: HashMap<nsec3::Hash, nsec3::Hash, foldhash::fast::RandomState> = chain
+        .iter()
+        .zip(chain.iter().cycle().skip(1))
+        .map(|(h, next)| (*h, *next))
+        .collect();
+    drop(chain);
     let key_tag = signer.key_tag();
     let horizon = (now as u32).wrapping_add(REFRESH);
     let stale: Vec<&(CodeKey, Addresses)> = online
@@ -66,7 +74,7 @@ pub fn sign_zone(
                 let sigs = [s.a, s.aaaa, Some(s.nsec3)];
                 s.a.is_some() == addresses.v4.addrs.is_empty()
                     || s.aaaa.is_some() == addresses.v6.addrs.is_empty()
-                    || staging.chain().next(&s.hash) != Some(s.next)
+                    || successor.get(&s.hash) != Some(&s.next)
                     || sigs
                         .iter()
                         .flatten()
