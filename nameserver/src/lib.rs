@@ -7,7 +7,8 @@
 //!               ─▶ fast::FastPath (A/AAAA/NXDOMAIN of a code, from the bytes) or on below
 //!  TCP socket ─▶ tcp::serve (connection limits, framing, idle and slow-reader timeouts)
 //!    ─▶ handler::Handler::handle_request
-//!         opcode ─ QUERY  ─▶ tsig::verify_request ─▶ query::answer (zone + directory view)
+//!         opcode ─ QUERY  ─▶ tsig::verify_request ─▶ query::answer (zone + directory view;
+//!                                with DO in a signed zone: RRSIGs, NSEC3 or compact denial)
 //!                ─ AXFR/IXFR ─▶ transfer key? ─▶ transfer::{axfr, ixfr} ─▶ response::send_stream
 //!                ─ UPDATE ─▶ tsig::verify_request ─▶ zones::Directory::update
 //!                                                    (RFC 2136 steps, redb commit, group fdatasync)
@@ -22,6 +23,8 @@
 //!  SIGHUP, control `reload` ─▶ reload::serve ─▶ config and zone files read again
 //!                             ─▶ Directory::reload_zone, Handler::reload, notify::Notifier
 //!  GET /metrics ─▶ scrape::serve ─▶ metrics::render (counters from the paths above)
+//!  signed zone, each second ─▶ Directory::advance_keys (rollover), refresh_signatures
+//!  dnssec ds | keys | rollover ─▶ control socket ─▶ zones::Directory (keys in the store)
 //! ```
 //!
 //! Modules:

@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
-use zones::directory::{Addresses, View};
+use zones::directory::View;
 use zones::dnssec::SignedZone;
 use zones::identity::CallingCode;
 use zones::zone::{NamePlace, Zone};
@@ -283,26 +283,7 @@ fn terminal(
 }
 
 /// The A and/or AAAA records of a terminal's addresses.
-pub fn address_records(owner: &Name, addresses: &Addresses, qtype: RecordType) -> Vec<Record> {
-    let mut records = Vec::new();
-    if matches!(qtype, RecordType::A | RecordType::ANY) {
-        let set = &addresses.v4;
-        records.extend(
-            set.addrs
-                .iter()
-                .map(|a| Record::from_rdata(owner.clone(), set.ttl, RData::A(A::from(*a)))),
-        );
-    }
-    if matches!(qtype, RecordType::AAAA | RecordType::ANY) {
-        let set = &addresses.v6;
-        records.extend(
-            set.addrs
-                .iter()
-                .map(|a| Record::from_rdata(owner.clone(), set.ttl, RData::AAAA(AAAA::from(*a)))),
-        );
-    }
-    records
-}
+pub use zones::update::address_records;
 
 /// The asker's own address, as seen here (after any NAT), like Knot's whoami module.
 fn whoami(qname: &Name, qtype: RecordType, src: IpAddr) -> Found {

@@ -186,6 +186,39 @@ impl Rng {
     }
 }
 
+/// Imports `count` terminals: one IPv4 address, one IPv6 address, or both families (with
+/// a second IPv4 address when `two_v4`), in turn.
+async fn import_fleet(directory: &Directory, count: u64, two_v4: bool) {
+    let entries = (0..count)
+        .map(|i| {
+            let mut both = vec![format!("203.0.113.{}", i % 250).parse().unwrap()];
+            if two_v4 {
+                both.push(format!("203.0.113.{}", i % 250 + 1).parse().unwrap());
+            }
+            both.push(format!("2001:db8::1:{i:x}").parse().unwrap());
+            ImportEntry {
+                code: format!("{}", 5_550_000 + i).parse().unwrap(),
+                kid: "fleet".parse().unwrap(),
+                mid: format!("{i:016x}").parse().unwrap(),
+                addresses: match i % 3 {
+                    0 => vec![format!("198.51.100.{}", i % 250).parse().unwrap()],
+                    1 => vec![format!("2001:db8::{i:x}").parse().unwrap()],
+                    _ => both,
+                },
+            }
+        })
+        .collect();
+    control::execute(
+        ControlRequest::Import {
+            entries,
+            algorithm: Algorithm::HmacSha256,
+        },
+        directory,
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
     const TERMINALS: u64 = 300;
@@ -194,30 +227,7 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
     let data = tempfile::tempdir().unwrap();
     let directory =
         Directory::open(data.path(), Zone::embedded_default(), Limits::default()).unwrap();
-    let entries = (0..TERMINALS)
-        .map(|i| ImportEntry {
-            code: format!("{}", 5_550_000 + i).parse().unwrap(),
-            kid: "fleet".parse().unwrap(),
-            mid: format!("{i:016x}").parse().unwrap(),
-            addresses: match i % 3 {
-                0 => vec![format!("198.51.100.{}", i % 250).parse().unwrap()],
-                1 => vec![format!("2001:db8::{i:x}").parse().unwrap()],
-                _ => vec![
-                    format!("203.0.113.{}", i % 250).parse().unwrap(),
-                    format!("2001:db8::1:{i:x}").parse().unwrap(),
-                ],
-            },
-        })
-        .collect();
-    control::execute(
-        ControlRequest::Import {
-            entries,
-            algorithm: Algorithm::HmacSha256,
-        },
-        &directory,
-    )
-    .await
-    .unwrap();
+    import_fleet(&directory, TERMINALS, false).await;
     let exported = match control::execute(ControlRequest::Export, &directory)
         .await
         .unwrap()
@@ -413,31 +423,7 @@ async fn signed_answers_of_the_fast_path_match_the_full_path() {
         zones::unix_now(),
     )
     .unwrap();
-    let entries = (0..TERMINALS)
-        .map(|i| ImportEntry {
-            code: format!("{}", 5_550_000 + i).parse().unwrap(),
-            kid: "fleet".parse().unwrap(),
-            mid: format!("{i:016x}").parse().unwrap(),
-            addresses: match i % 3 {
-                0 => vec![format!("198.51.100.{}", i % 250).parse().unwrap()],
-                1 => vec![format!("2001:db8::{i:x}").parse().unwrap()],
-                _ => vec![
-                    format!("203.0.113.{}", i % 250).parse().unwrap(),
-                    format!("203.0.113.{}", i % 250 + 1).parse().unwrap(),
-                    format!("2001:db8::1:{i:x}").parse().unwrap(),
-                ],
-            },
-        })
-        .collect();
-    control::execute(
-        ControlRequest::Import {
-            entries,
-            algorithm: Algorithm::HmacSha256,
-        },
-        &directory,
-    )
-    .await
-    .unwrap();
+    import_fleet(&directory, TERMINALS, true).await;
     let ours = Handler::new(directory, Policy::default());
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let (mut fast_signed, mut declined) = (0, 0);

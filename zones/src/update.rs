@@ -367,6 +367,25 @@ fn check_caps(next: &Addresses, limits: &Limits) -> Result<(), UpdateError> {
         .map_err(|e| UpdateError::Refused(e.to_string()))
 }
 
+/// The A and/or AAAA records (`rtype` A, AAAA or ANY) of a terminal's addresses at `owner`,
+/// each family with its RRset's TTL.
+pub fn address_records(owner: &Name, addresses: &Addresses, rtype: RecordType) -> Vec<Record> {
+    let mut records = Vec::new();
+    for (family, ttl) in [
+        (RecordType::A, addresses.v4.ttl),
+        (RecordType::AAAA, addresses.v6.ttl),
+    ] {
+        if rtype == family || rtype == RecordType::ANY {
+            records.extend(
+                address_rdata(addresses, family)
+                    .into_iter()
+                    .map(|data| Record::from_rdata(owner.clone(), ttl, data)),
+            );
+        }
+    }
+    records
+}
+
 /// The A and AAAA RDATA of a set of addresses.
 pub fn address_rdata(addresses: &Addresses, rtype: RecordType) -> Vec<RData> {
     match rtype {

@@ -62,8 +62,8 @@ fn check_consistent(dir: &Directory, now: u64) -> u32 {
         }
         online += 1;
         for rrset in [
-            crate::dnssec::staging::v4_records(&owner, &hot.addresses.v4),
-            crate::dnssec::staging::v6_records(&owner, &hot.addresses.v6),
+            crate::update::address_records(&owner, &hot.addresses, RecordType::A),
+            crate::update::address_records(&owner, &hot.addresses, RecordType::AAAA),
         ] {
             if !rrset.is_empty() {
                 let sig = signed.rrsig(&zone, &rrset, T).expect("an RRSIG");
@@ -106,6 +106,20 @@ fn check_consistent(dir: &Directory, now: u64) -> u32 {
         );
     }
     earliest
+}
+
+/// Registers `count` terminals from code `base` on, each with one IPv4 address.
+async fn online_fleet(dir: &Directory, base: u32, count: u32) {
+    for i in 0..count {
+        let mid = format!("00112233{i:04x}");
+        let code = format!("{}", base + i);
+        dir.register(registration(&code, "acme", &mid), T)
+            .await
+            .unwrap();
+        update_a(dir, &code, [192, 0, 2, i as u8], T, i as u8)
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -170,16 +184,7 @@ async fn the_chain_and_signatures_hold_through_changes_a_reopen_and_lease_expiry
 async fn signatures_are_refreshed_before_they_expire() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = open_signed(tmp.path(), T);
-    for i in 0..20u32 {
-        let mid = format!("00112233{i:04x}");
-        let code = format!("{}", 7000 + i);
-        dir.register(registration(&code, "acme", &mid), T)
-            .await
-            .unwrap();
-        update_a(&dir, &code, [192, 0, 2, i as u8], T, i as u8)
-            .await
-            .unwrap();
-    }
+    online_fleet(&dir, 7000, 20).await;
     let first = check_consistent(&dir, T);
     assert!(first >= (T as u32) + VALIDITY);
     // Nothing is due yet.
@@ -207,16 +212,7 @@ async fn a_rollover_publishes_switches_and_retires_the_zone_signing_key_in_time(
     const PROPAGATION: u64 = 300;
     let tmp = tempfile::tempdir().unwrap();
     let dir = open_signed(tmp.path(), T);
-    for i in 0..10u32 {
-        let mid = format!("00112233{i:04x}");
-        let code = format!("{}", 8000 + i);
-        dir.register(registration(&code, "acme", &mid), T)
-            .await
-            .unwrap();
-        update_a(&dir, &code, [192, 0, 2, i as u8], T, i as u8)
-            .await
-            .unwrap();
-    }
+    online_fleet(&dir, 8000, 10).await;
     let csk = dir.zone_keys().unwrap()[0].key_tag().unwrap();
     let new = dir.start_rollover(T + 10).await.unwrap();
     assert!(

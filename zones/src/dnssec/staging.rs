@@ -15,7 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 
 use super::nsec3::{self, Chain, Hash};
 use super::sign::{Sig, SignError, Signer};
@@ -23,8 +23,8 @@ use super::statics::{self, SignedStatic, Statics};
 use super::{Owner, TerminalSigs};
 use crate::identity::{CallingCode, CodeKey};
 use crate::journal::AddressChange;
-use crate::model::{AddressSet, Addresses};
-use crate::update;
+use crate::model::Addresses;
+use crate::update::{self, address_records as records};
 use crate::zone::Zone;
 
 /// Signatures made for one change, to store and publish with it.
@@ -210,7 +210,10 @@ impl Staging {
             } else if unchanged(change.old.v4 == change.new.v4) && old.and_then(|o| o.a).is_some() {
                 old.and_then(|o| o.a)
             } else {
-                Some(self.signer.sign(&v4_records(&owner, &change.new.v4), now)?)
+                Some(
+                    self.signer
+                        .sign(&records(&owner, &change.new, RecordType::A), now)?,
+                )
             };
             let aaaa = if change.new.v6.addrs.is_empty() {
                 None
@@ -219,7 +222,10 @@ impl Staging {
             {
                 old.and_then(|o| o.aaaa)
             } else {
-                Some(self.signer.sign(&v6_records(&owner, &change.new.v6), now)?)
+                Some(
+                    self.signer
+                        .sign(&records(&owner, &change.new, RecordType::AAAA), now)?,
+                )
             };
             if old.is_none() {
                 self.chain.insert(hash, Owner::Terminal(key));
@@ -329,10 +335,16 @@ impl Staging {
         let hash = nsec3::hash(&owner);
         let next = self.chain.next(&hash).unwrap_or(hash);
         let a = (!addresses.v4.addrs.is_empty())
-            .then(|| self.signer.sign(&v4_records(&owner, &addresses.v4), now))
+            .then(|| {
+                self.signer
+                    .sign(&records(&owner, addresses, RecordType::A), now)
+            })
             .transpose()?;
         let aaaa = (!addresses.v6.addrs.is_empty())
-            .then(|| self.signer.sign(&v6_records(&owner, &addresses.v6), now))
+            .then(|| {
+                self.signer
+                    .sign(&records(&owner, addresses, RecordType::AAAA), now)
+            })
             .transpose()?;
         let types = nsec3::terminal_types(a.is_some(), aaaa.is_some());
         let record = nsec3::record(&hash, &next, &types, zone.negative_ttl(), zone.origin());
@@ -349,37 +361,4 @@ impl Staging {
 /// A terminal's owner name.
 pub fn terminal_owner(zone: &Zone, code: &CallingCode) -> Name {
     Name::from(update::terminal_name(zone, code))
-}
-
-/// The A RRset of `set` at `owner`.
-pub fn v4_records(owner: &Name, set: &AddressSet<std::net::Ipv4Addr, 2>) -> Vec<Record> {
-    set.addrs
-        .iter()
-        .map(|a| {
-            Record::from_rdata(
-                owner.clone(),
-                set.ttl,
-                hickory_proto::rr::RData::A((*a).into()),
-            )
-        })
-        .collect()
-}
-
-/// The AAAA RRset of `set` at `owner`.
-pub fn v6_records(owner: &Name, set: &AddressSet<std::net::Ipv6Addr, 1>) -> Vec<Record> {
-    set.addrs
-        .iter()
-        .map(|a| {
-            Record::from_rdata(
-                owner.clone(),
-                set.ttl,
-                hickory_proto::rr::RData::AAAA((*a).into()),
-            )
-        })
-        .collect()
-}
-
-/// The type an RRSIG of a terminal covers, for its family.
-pub fn family_type(v6: bool) -> RecordType {
-    if v6 { RecordType::AAAA } else { RecordType::A }
 }

@@ -347,20 +347,11 @@ impl Store {
     /// Every terminal's hot data, in code order, to `each` (the index at start-up; nothing
     /// is collected on the way).
     pub fn scan_hot(&self, mut each: impl FnMut(CodeKey, Hot)) -> Result<(), StoreError> {
-        let db = self.db();
-        let read = db.begin_read().map_err(StoreError::io)?;
-        let hot = read.open_table(HOT).map_err(StoreError::io)?;
-        for item in hot.iter().map_err(StoreError::io)? {
-            let (key, value) = item.map_err(StoreError::io)?;
-            let code = key.value();
-            let key = CodeKey::from_digits(code.as_bytes()).ok_or_else(|| StoreError::Corrupt {
-                key: code.to_owned(),
-                message: "not a calling code".into(),
-            })?;
-            let record: HotRecord = decode(code, value.value())?;
+        self.scan_by_code(HOT, |key, code, value| {
+            let record: HotRecord = decode(code, value)?;
             each(key, record.into());
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// A terminal and its presence with every staged change (durable or not), if registered.
@@ -395,17 +386,30 @@ impl Store {
         &self,
         mut each: impl FnMut(CodeKey, TerminalSigs),
     ) -> Result<(), StoreError> {
+        self.scan_by_code(SIGNED, |key, code, value| {
+            each(key, decode(code, value)?);
+            Ok(())
+        })
+    }
+
+    /// Every row of a table keyed by calling code, as redb holds it, to `each` with the
+    /// code as an integer and as text.
+    fn scan_by_code(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        mut each: impl FnMut(CodeKey, &str, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let db = self.db();
         let read = db.begin_read().map_err(StoreError::io)?;
-        let signed = read.open_table(SIGNED).map_err(StoreError::io)?;
-        for item in signed.iter().map_err(StoreError::io)? {
+        let rows = read.open_table(table).map_err(StoreError::io)?;
+        for item in rows.iter().map_err(StoreError::io)? {
             let (key, value) = item.map_err(StoreError::io)?;
             let code = key.value();
             let key = CodeKey::from_digits(code.as_bytes()).ok_or_else(|| StoreError::Corrupt {
                 key: code.to_owned(),
                 message: "not a calling code".into(),
             })?;
-            each(key, decode(code, value.value())?);
+            each(key, code, value.value())?;
         }
         Ok(())
     }

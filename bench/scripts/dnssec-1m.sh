@@ -1,0 +1,52 @@
+#!/bin/bash
+# DNSSEC at 1,000,000 codes, outside the pinned harness (the first signing uses both cores):
+# the time of the first signing, and start-up with stored signatures against start-up of
+# the same store unsigned, alternating over ROUNDS rounds. Release build; loopback only.
+#   bash bench/scripts/dnssec-1m.sh [ROUNDS (3)]
+set -euo pipefail
+ROUNDS=${1:-3}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cargo build --release --quiet -p nameserver --manifest-path "$ROOT/Cargo.toml"
+NS=$ROOT/target/release/nameserver
+WORK=$(mktemp -d)
+trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 - "$WORK/fleet.txt" <<'PY'
+import sys
+with open(sys.argv[1], 'w') as f:
+    for i in range(1000000):
+        v6 = f" 2001:db8::{i>>16:x}:{i&0xffff:x}" if i % 10 == 0 else ""
+        f.write(f"{5000000+i} fleet {i:016x} 10.{(i>>16)&255}.{(i>>8)&255}.{i&255}{v6}\n")
+PY
+PID=
+# Starts the server on DATA with extra flags; prints seconds to the first correct answer.
+start() {
+  local data=$1 log=$2; shift 2
+  local t0; t0=$(date +%s.%N)
+  RUST_LOG=info "$NS" serve --listen "127.0.0.1:$PORT" --data "$data" --rate-limit 0 "$@" >"$log" 2>&1 &
+  PID=$!
+  for _ in $(seq 1 2400); do
+    dig +short +time=1 +tries=1 @127.0.0.1 -p "$PORT" 5000007.dial.example A 2>/dev/null | grep -q 10.0.0.7 && break
+    sleep 0.05
+  done
+  echo "$(echo "$(date +%s.%N) - $t0" | bc) $(awk '/VmRSS/ {print $2}' /proc/$PID/status)"
+}
+stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
+
+start "$WORK/unsigned" "$WORK/import.log" >/dev/null
+"$NS" import "$WORK/fleet.txt" --data "$WORK/unsigned" >/dev/null 2>&1
+stop
+echo "round | first signing s (log) | first start s | signed restart s | signed RSS KiB | unsigned restart s | unsigned RSS KiB"
+for r in $(seq 1 "$ROUNDS"); do
+  rm -rf "$WORK/signed"; cp -a "$WORK/unsigned" "$WORK/signed"
+  # (start runs in this shell, not a subshell, so that stop knows its process)
+  start "$WORK/signed" "$WORK/first.log" --dnssec >"$WORK/t"; stop
+  read -r first _ <"$WORK/t"
+  signing=$(grep -o 'seconds=[0-9.]*' "$WORK/first.log" | tail -1 | cut -d= -f2)
+  start "$WORK/signed" "$WORK/signed.log" --dnssec >"$WORK/t"; stop
+  read -r signed signed_rss <"$WORK/t"
+  start "$WORK/unsigned" "$WORK/plain.log" >"$WORK/t"; stop
+  read -r plain plain_rss <"$WORK/t"
+  echo "$r | $signing | $first | $signed | $signed_rss | $plain | $plain_rss"
+done
+echo "store: unsigned $(du -sk "$WORK/unsigned/store" | cut -f1) KiB, signed $(du -sk "$WORK/signed/store" | cut -f1) KiB"
