@@ -266,7 +266,11 @@ fn the_transferred_signed_zone_verifies_with_dnssec_verify_and_survives_a_restar
         ]);
         let zone: String = out
             .lines()
-            .filter(|l| !l.starts_with(';') && !l.is_empty() && !l.contains("TSIG"))
+            // The transfer's TSIG records go by their type: base32 hashes and base64
+            // signatures can hold the letters "TSIG" too.
+            .filter(|l| {
+                !l.starts_with(';') && !l.is_empty() && l.split_whitespace().nth(3) != Some("TSIG")
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         zone
