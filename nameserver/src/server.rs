@@ -314,14 +314,16 @@ pub async fn run(
 }
 
 /// Terminals whose signatures one refresh signs again at most: a refresh holds the writer
-/// lock while it signs (about 15 ms for 300 in a release build: three signatures each, of
-/// 16 µs), and a second apart,
-/// a million terminals are all signed again within an hour, far inside the week left.
+/// lock while it signs (about 15 ms for 300 in a release build: up to three signatures
+/// each, of 16 µs), and a second apart, a million terminals are all signed again within an
+/// hour, far inside the week left.
 const REFRESH_BATCH: usize = 300;
 
-/// Once a second, in a signed zone: moves a key rollover on when its wait is over, and
-/// signs again what expires within the refresh window (or what a new key must sign).
-async fn refresh_signatures(directory: Directory, propagation: u64, shutdown: CancellationToken) {
+/// Runs `job` once a second (a tick missed is not made up) until shutdown.
+async fn each_second<F: std::future::Future<Output = ()>>(
+    shutdown: CancellationToken,
+    mut job: impl FnMut() -> F,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -329,19 +331,29 @@ async fn refresh_signatures(directory: Directory, propagation: u64, shutdown: Ca
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match directory.advance_keys(zones::unix_now(), propagation).await {
-            Ok(None) => {}
-            Ok(Some(event)) => info!(?event, "dnssec rollover"),
-            Err(e) => warn!(error = %e, "cannot move the key rollover on"),
-        }
-        match directory
-            .refresh_signatures(zones::unix_now(), REFRESH_BATCH)
-            .await
-        {
-            Ok(0) => {}
-            Ok(count) => info!(count, "signatures refreshed"),
-            Err(e) => warn!(error = %e, "cannot refresh signatures"),
-        }
+        job().await;
+    }
+}
+
+/// Once a second, in a signed zone: moves a key rollover on when its wait is over, and
+/// signs again what expires within the refresh window (or what a new key must sign).
+async fn refresh_signatures(directory: Directory, propagation: u64, shutdown: CancellationToken) {
+    each_second(shutdown, || refresh_once(directory.clone(), propagation)).await;
+}
+
+async fn refresh_once(directory: Directory, propagation: u64) {
+    match directory.advance_keys(zones::unix_now(), propagation).await {
+        Ok(None) => {}
+        Ok(Some(event)) => info!(?event, "dnssec rollover"),
+        Err(e) => warn!(error = %e, "cannot move the key rollover on"),
+    }
+    match directory
+        .refresh_signatures(zones::unix_now(), REFRESH_BATCH)
+        .await
+    {
+        Ok(0) => {}
+        Ok(count) => info!(count, "signatures refreshed"),
+        Err(e) => warn!(error = %e, "cannot refresh signatures"),
     }
 }
 
@@ -351,23 +363,19 @@ async fn expire_leases(
     metrics: Option<Arc<Metrics>>,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match directory.expire(zones::unix_now()).await {
-            Ok(codes) => {
-                if let Some(m) = &metrics {
-                    m.leases_expired(codes.len());
-                }
-                for code in codes {
-                    info!(%code, outcome = "offline", reason = "lease expired", "lease");
-                }
+    each_second(shutdown, || expire_once(directory.clone(), metrics.clone())).await;
+}
+
+async fn expire_once(directory: Directory, metrics: Option<Arc<Metrics>>) {
+    match directory.expire(zones::unix_now()).await {
+        Ok(codes) => {
+            if let Some(m) = &metrics {
+                m.leases_expired(codes.len());
             }
-            Err(e) => warn!(error = %e, "cannot expire leases"),
+            for code in codes {
+                info!(%code, outcome = "offline", reason = "lease expired", "lease");
+            }
         }
+        Err(e) => warn!(error = %e, "cannot expire leases"),
     }
 }

@@ -276,22 +276,12 @@ impl Store {
         let found = self.meta(SCHEMA_KEY)?.map(|v| decode_u32(SCHEMA_KEY, &v));
         match found.transpose()? {
             Some(SCHEMA_VERSION) => Ok(()),
-            Some(1) => {
-                let db = self.db();
-                let tx = begin_write(&db, Durability::Immediate)?;
-                create_tables(&tx)?;
-                {
-                    let mut meta = tx.open_table(META).map_err(StoreError::io)?;
-                    meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
-                        .map_err(StoreError::io)?;
-                }
-                tx.commit().map_err(StoreError::io)
-            }
-            Some(found) => Err(StoreError::Version {
+            Some(found) if found != 1 => Err(StoreError::Version {
                 path: shown.to_owned(),
                 found,
             }),
-            None => {
+            // A new store, or one of version 1 (which lacks only the `signed` table).
+            Some(_) | None => {
                 let db = self.db();
                 let tx = begin_write(&db, Durability::Immediate)?;
                 create_tables(&tx)?;
