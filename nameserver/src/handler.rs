@@ -437,8 +437,9 @@ impl Handler {
             return (Reply::new(request, ResponseCode::FormErr), signing);
         };
         let qtype = query.query_type();
+        let policy = &self.live.load().policy;
         let refused = query.query_class() != DNSClass::IN
-            || (self.live.load().policy.lookups == LookupPolicy::Signed
+            || (policy.lookups == LookupPolicy::Signed
                 && !matches!(auth, Authentication::Signed(_)));
         if refused {
             return (Reply::new(request, ResponseCode::Refused), signing);
@@ -447,7 +448,7 @@ impl Handler {
         let view = self.directory.view();
         let qname = Name::from(query.name().clone());
         let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        let compact = self.live.load().policy.denial == crate::config::Denial::Compact;
+        let compact = policy.denial == crate::config::Denial::Compact;
         query::answer(
             &self.directory.zone(),
             &view,

@@ -100,20 +100,13 @@ fn signed_answer(
     reply: &mut Reply,
 ) {
     if found.answers.is_empty() {
-        let soa = zone.negative_soa(view.serial());
-        let soa_record = zone.soa_record(view.serial());
-        let soa_sig = signed.rrsig(zone, std::slice::from_ref(&soa_record), now);
+        reply.authorities = signed_negative_soa(zone, view, signed, now);
         let proof = if signed.exists(qname) {
             signed.nodata(zone, qname)
         } else {
             reply.metadata.response_code = ResponseCode::NXDomain;
             signed.nxdomain(zone, qname)
         };
-        reply.authorities.push(soa);
-        reply.authorities.extend(soa_sig.map(|mut sig| {
-            sig.ttl = zone.negative_ttl();
-            sig
-        }));
         reply.authorities.extend(proof);
         return;
     }
@@ -132,13 +125,7 @@ fn compact_answer(
     now: u64,
     reply: &mut Reply,
 ) {
-    let soa_record = zone.soa_record(view.serial());
-    let soa_sig = signed.rrsig(zone, std::slice::from_ref(&soa_record), now);
-    reply.authorities.push(zone.negative_soa(view.serial()));
-    reply.authorities.extend(soa_sig.map(|mut sig| {
-        sig.ttl = zone.negative_ttl();
-        sig
-    }));
+    reply.authorities = signed_negative_soa(zone, view, signed, now);
     match signed.compact_denial(qname, types, now) {
         Ok(proof) => reply.authorities.extend(proof),
         Err(e) => {
@@ -146,6 +133,19 @@ fn compact_answer(
             reply.metadata.response_code = ResponseCode::ServFail;
         }
     }
+}
+
+/// The authority section's SOA of a negative answer (RFC 2308 §3) and its RRSIG, both
+/// with the negative-caching TTL.
+fn signed_negative_soa(zone: &Zone, view: &View, signed: &SignedZone, now: u64) -> Vec<Record> {
+    let soa = zone.soa_record(view.serial());
+    let sig = signed.rrsig(zone, std::slice::from_ref(&soa), now);
+    let mut records = vec![zone.negative_soa(view.serial())];
+    records.extend(sig.map(|mut sig| {
+        sig.ttl = zone.negative_ttl();
+        sig
+    }));
+    records
 }
 
 /// The types `qname` holds in the signed zone; `None` if it does not exist there.

@@ -235,7 +235,13 @@ impl Directory {
             Some(now) => {
                 let keys = signing::keys_at_open(&store, now)?;
                 let signer = signing::signer_of(&keys, zone.origin())?;
-                let mut signed = signing::signing_for(&store, signer, &zone, now)?;
+                // From the index just built: the store is not read twice at start-up.
+                let online = view
+                    .entries()
+                    .filter(|(_, hot)| !hot.addresses.is_empty())
+                    .map(|(key, hot)| (key, hot.addresses.clone()))
+                    .collect();
+                let mut signed = signing::signing_for(&store, signer, &zone, online, now)?;
                 if !signed.changes.is_empty() {
                     serial = serial.next();
                     store.commit_now(&Change {

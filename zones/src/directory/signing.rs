@@ -115,7 +115,14 @@ impl Directory {
             .unwrap_or_else(|p| p.into_inner())
             .signer()
             .clone();
-        signing_for(&self.inner.store, signer, zone, now).map(Some)
+        // The store, not the view: an import's terminals are in it before the view.
+        let mut online = Vec::new();
+        self.inner.store.scan_hot(|key, hot| {
+            if !hot.addresses.is_empty() {
+                online.push((key, hot.addresses));
+            }
+        })?;
+        signing_for(&self.inner.store, signer, zone, online, now).map(Some)
     }
 
     /// Puts a whole zone's signatures in force (with the view's write lock held).
@@ -153,20 +160,15 @@ pub(super) fn signer_of(keys: &[ZoneKey], origin: &Name) -> Result<Arc<Signer>, 
         .map_err(|e| StoreError::Signing(e.to_string()))
 }
 
-/// The whole zone's signatures from what the store holds: stored ones kept while they
-/// hold, the others made again.
+/// The whole zone's signatures for the terminals `online` (those with addresses): stored
+/// ones kept while they hold, the others made again.
 pub(super) fn signing_for(
     store: &Store,
     signer: Arc<Signer>,
     zone: &Zone,
+    online: Vec<(CodeKey, Addresses)>,
     now: u64,
 ) -> Result<Signing, StoreError> {
-    let mut online = Vec::new();
-    store.scan_hot(|key, hot| {
-        if !hot.addresses.is_empty() {
-            online.push((key, hot.addresses));
-        }
-    })?;
     let mut stored = HashMap::with_hasher(foldhash::fast::RandomState::default());
     store.scan_signed(|key, sigs| {
         stored.insert(key, sigs);

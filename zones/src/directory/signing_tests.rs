@@ -300,3 +300,17 @@ async fn a_rollover_publishes_switches_and_retires_the_zone_signing_key_in_time(
     let dir = open_signed(tmp.path(), second + 10_000);
     check_consistent(&dir, second + 10_000);
 }
+
+/// Regression: an update that kept a terminal's address families kept its NSEC3 signature
+/// but lost the NSEC3's next hash (it was set to the terminal's own hash), so the chain
+/// broke at every moved terminal.
+#[tokio::test]
+async fn an_address_change_keeps_its_nsec3_next_hash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_signed(tmp.path(), T);
+    online_fleet(&dir, 9000, 5).await;
+    update_a(&dir, "9002", [198, 51, 100, 2], T + 1, 99)
+        .await
+        .unwrap();
+    check_consistent(&dir, T + 1);
+}

@@ -92,10 +92,6 @@ impl Signer {
         self.key_tag
     }
 
-    pub fn origin(&self) -> &Name {
-        &self.origin
-    }
-
     /// The zone's DNSKEY RRset.
     pub fn dnskey_records(&self, ttl: u32) -> Vec<Record> {
         self.dnskeys

@@ -97,15 +97,6 @@ impl SignedZone {
         }
     }
 
-    pub fn signer(&self) -> &Signer {
-        &self.signer
-    }
-
-    /// How many terminals are signed.
-    pub fn terminals(&self) -> usize {
-        self.terminals.len()
-    }
-
     pub fn terminal(&self, key: CodeKey) -> Option<&TerminalSigs> {
         self.terminals.get(&key)
     }
