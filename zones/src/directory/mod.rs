@@ -228,11 +228,31 @@ impl Directory {
         }
         let next_seq = journal.next_seq();
         let mut view = View::new(serial, journal, snapshot.terminals);
-        store.scan_hot(|key, hot| view.insert(key, hot))?;
+        // A signed zone's stored signatures are read on a second core meanwhile.
+        let (hot, stored) = std::thread::scope(|scope| {
+            let stored = signed_at
+                .map(|_| scope.spawn(|| signing::stored_signatures(&store, snapshot.terminals)));
+            let hot = store.scan_hot(|key, hot| view.insert(key, hot));
+            let stored = stored.map(|s| s.join().expect("reading the signatures does not panic"));
+            (hot, stored)
+        });
+        hot?;
         let mut serial = serial;
-        let staging = match signed_at {
-            None => None,
-            Some(now) => {
+        // Served unsigned since the signatures were stored, and changed meanwhile: none of
+        // them is trusted.
+        let unsigned_since = snapshot.unsigned_since;
+        let stored_current = unsigned_since.is_none_or(|since| Some(since) == snapshot.serial);
+        let staging = match signed_at.zip(stored) {
+            None => {
+                if unsigned_since.is_none() && !store.zone_keys()?.is_empty() {
+                    store.commit_now(&Change {
+                        unsigned_since: Some(Some(serial.0)),
+                        ..Change::default()
+                    })?;
+                }
+                None
+            }
+            Some((now, stored)) => {
                 let keys = signing::keys_at_open(&store, now)?;
                 let signer = signing::signer_of(&keys, zone.origin())?;
                 // From the index just built: the store is not read twice at start-up.
@@ -241,17 +261,24 @@ impl Directory {
                     .filter(|(_, hot)| !hot.addresses.is_empty())
                     .map(|(key, hot)| (key, hot.addresses.clone()))
                     .collect();
-                let mut signed = signing::signing_for(&store, signer, &zone, online, now)?;
+                let mut signed =
+                    signing::signing_for(signer, &zone, online, stored?, stored_current, now)?;
                 if !signed.changes.is_empty() {
                     serial = serial.next();
                     store.commit_now(&Change {
                         serial: Some(serial.0),
                         journal_drop: view.journal().seqs(),
                         signed: std::mem::take(&mut signed.changes),
+                        unsigned_since: unsigned_since.map(|_| None),
                         ..Change::default()
                     })?;
                     view.clear_journal();
                     view.set_serial(serial);
+                } else if unsigned_since.is_some() {
+                    store.commit_now(&Change {
+                        unsigned_since: Some(None),
+                        ..Change::default()
+                    })?;
                 }
                 view.set_signed(signed.published);
                 Some(Mutex::new(signed.staging))

@@ -2,8 +2,6 @@
 //! zone's signatures at open, each staged change's signatures, and the whole zone again when
 //! a reset (an import's commit, a new static zone) changes much at once.
 
-use std::collections::HashMap;
-
 use super::*;
 use crate::dnssec::whole::{self, Whole};
 use crate::dnssec::{SignedDelta, SignedZone, Signer, Staging, ZoneKey};
@@ -122,7 +120,8 @@ impl Directory {
                 online.push((key, hot.addresses));
             }
         })?;
-        signing_for(&self.inner.store, signer, zone, online, now).map(Some)
+        let stored = stored_signatures(&self.inner.store, online.len())?;
+        signing_for(signer, zone, online, stored, true, now).map(Some)
     }
 
     /// Puts a whole zone's signatures in force (with the view's write lock held).
@@ -160,25 +159,33 @@ pub(super) fn signer_of(keys: &[ZoneKey], origin: &Name) -> Result<Arc<Signer>, 
         .map_err(|e| StoreError::Signing(e.to_string()))
 }
 
-/// The whole zone's signatures for the terminals `online` (those with addresses): stored
-/// ones kept while they hold, the others made again.
-pub(super) fn signing_for(
+/// Every terminal's signatures as the store holds them (`capacity`: about how many).
+pub(super) fn stored_signatures(
     store: &Store,
+    capacity: usize,
+) -> Result<Vec<(CodeKey, crate::dnssec::TerminalSigs)>, StoreError> {
+    let mut stored = Vec::with_capacity(capacity);
+    store.scan_signed(|key, sigs| stored.push((key, sigs)))?;
+    Ok(stored)
+}
+
+/// The whole zone's signatures for the terminals `online` (those with addresses): the
+/// `stored` ones kept while they hold (`current`: they followed every change), the others
+/// made again.
+pub(super) fn signing_for(
     signer: Arc<Signer>,
     zone: &Zone,
     online: Vec<(CodeKey, Addresses)>,
+    stored: Vec<(CodeKey, crate::dnssec::TerminalSigs)>,
+    current: bool,
     now: u64,
 ) -> Result<Signing, StoreError> {
-    let mut stored = HashMap::with_hasher(foldhash::fast::RandomState::default());
-    store.scan_signed(|key, sigs| {
-        stored.insert(key, sigs);
-    })?;
     let started = std::time::Instant::now();
     let Whole {
         mut staging,
         terminals,
         changes,
-    } = whole::sign_zone(signer, zone, online, stored, now)
+    } = whole::sign_zone(signer, zone, online, stored, current, now)
         .map_err(|e| StoreError::Signing(e.to_string()))?;
     staging.signed_whole_at(now);
     if !changes.is_empty() {

@@ -314,3 +314,29 @@ async fn an_address_change_keeps_its_nsec3_next_hash() {
         .unwrap();
     check_consistent(&dir, T + 1);
 }
+
+/// Regression: a store served unsigned for a while (DNSSEC turned off, then on again) kept
+/// the signatures of before; at the signed reopen they were taken as valid when their
+/// address families matched, so a terminal that had moved within IPv4 was served with an
+/// RRSIG over its old address (bogus at every validator).
+#[tokio::test]
+async fn a_store_served_unsigned_in_between_is_signed_again_at_the_signed_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_signed(tmp.path(), T);
+    online_fleet(&dir, 9100, 6).await;
+    drop(dir);
+    let dir = Directory::open(tmp.path(), Zone::embedded_default(), Limits::default()).unwrap();
+    update_a(&dir, "9103", [198, 51, 100, 3], T + 1, 99)
+        .await
+        .unwrap();
+    drop(dir);
+    let dir = open_signed(tmp.path(), T + 2);
+    check_consistent(&dir, T + 2);
+    // And served unsigned with no change in between, the stored signatures are kept.
+    let serial = dir.view().serial();
+    drop(dir);
+    drop(Directory::open(tmp.path(), Zone::embedded_default(), Limits::default()).unwrap());
+    let dir = open_signed(tmp.path(), T + 3);
+    assert_eq!(dir.view().serial(), serial, "nothing was signed again");
+    check_consistent(&dir, T + 3);
+}

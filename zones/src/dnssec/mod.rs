@@ -22,6 +22,7 @@
 //! - [`statics`]: the names of the static zone, their types and signatures.
 //! - [`staging`]: signing changes as they are staged.
 //! - [`signed`]: the published signatures that answers read.
+//! - [`terminals`]: the published terminals' signatures, a slab indexed by code.
 //! - [`whole`]: signing the whole zone (first signing, repairs, refresh at open).
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,7 @@ pub mod sign;
 pub mod signed;
 pub mod staging;
 pub mod statics;
+pub mod terminals;
 pub mod whole;
 
 pub use key::{KeyError, KeyRole, KeyState, ZoneKey};

@@ -94,6 +94,15 @@ impl<O> Default for Chain<O> {
     }
 }
 
+/// Built in bulk (sorted once), not one insertion at a time.
+impl<O> FromIterator<(Hash, O)> for Chain<O> {
+    fn from_iter<I: IntoIterator<Item = (Hash, O)>>(entries: I) -> Self {
+        Self {
+            hashes: entries.into_iter().collect(),
+        }
+    }
+}
+
 impl<O: Copy> Chain<O> {
     pub fn insert(&mut self, hash: Hash, owner: O) {
         self.hashes.insert(hash, owner);

@@ -10,6 +10,7 @@ use super::nsec3::{self, Chain, Hash};
 use super::sign::{Sig, SignError, Signer};
 use super::staging::{SignedDelta, Staging};
 use super::statics::{self, SignedStatic, Statics};
+use super::terminals::Terminals;
 use super::{Owner, TerminalSigs};
 use crate::identity::CodeKey;
 use crate::zone::Zone;
@@ -21,7 +22,7 @@ pub struct SignedZone {
     statics: Statics,
     signed_statics: Vec<SignedStatic>,
     chain: Chain<Owner>,
-    terminals: HashMap<CodeKey, TerminalSigs, foldhash::fast::RandomState>,
+    terminals: Terminals,
     /// The SOA's signature, and the serial it covers: made when first asked for at a new
     /// serial (one signature per published serial at most, not per change), and again
     /// when it nears its expiration.
@@ -47,7 +48,7 @@ impl SignedZone {
     pub fn new(
         staging: &mut Staging,
         zone: &Zone,
-        terminals: HashMap<CodeKey, TerminalSigs, foldhash::fast::RandomState>,
+        terminals: Terminals,
         now: u64,
     ) -> Result<Self, SignError> {
         let signed_statics = staging.sign_statics(zone, now)?;

@@ -68,21 +68,9 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// The chain of the static names and of `terminals` (the hashes of those that publish
-    /// an address).
-    pub fn new(
-        signer: Arc<Signer>,
-        zone: &Zone,
-        terminals: impl Iterator<Item = (CodeKey, Hash)>,
-    ) -> Self {
-        let statics = Statics::of(zone);
-        let mut chain = Chain::default();
-        for (key, hash) in terminals {
-            chain.insert(hash, Owner::Terminal(key));
-        }
-        for (place, name) in statics.names.iter().enumerate() {
-            chain.insert(name.hash, Owner::Static(place as u32));
-        }
+    /// The writer's state for `chain` (every name with records: `statics` and the terminals
+    /// that publish an address), with no signature tracked yet ([`Staging::set_expiring`]).
+    pub fn new(signer: Arc<Signer>, statics: Statics, chain: Chain<Owner>) -> Self {
         Self {
             signer,
             statics,
@@ -92,6 +80,11 @@ impl Staging {
             resigning: false,
             resigned_at: None,
         }
+    }
+
+    /// Tracks, for the refresh, every signed terminal by its signatures' first expiration.
+    pub fn set_expiring(&mut self, expiring: BTreeSet<(u32, CodeKey)>) {
+        self.expiring = expiring;
     }
 
     /// Signs with `signer` from now on.

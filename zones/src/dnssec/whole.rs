@@ -4,14 +4,17 @@
 //!
 //! A terminal's stored signatures are made again when they are missing, were made by
 //! another key, no longer match its address families, name another next hash than the
-//! chain's, or expire within [`REFRESH`].
+//! chain's, or expire within [`REFRESH`]; and all of them when the zone was changed while
+//! served unsigned (DNSSEC off) since they were made.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::nsec3::Chain;
 use super::sign::{SignError, Signer};
 use super::staging::Staging;
-use super::{TerminalSigs, nsec3};
+use super::statics::Statics;
+use super::terminals::Terminals;
+use super::{Owner, TerminalSigs, nsec3};
 use crate::identity::CodeKey;
 use crate::model::Addresses;
 use crate::zone::Zone;
@@ -23,103 +26,162 @@ pub const REFRESH: u32 = super::sign::VALIDITY / 2;
 #[derive(Debug)]
 pub struct Whole {
     pub staging: Staging,
-    pub terminals: HashMap<CodeKey, TerminalSigs, foldhash::fast::RandomState>,
+    pub terminals: Terminals,
     /// Signatures to store: new ones (`Some`) and ones to forget (`None`).
     pub changes: Vec<(CodeKey, Option<TerminalSigs>)>,
 }
 
 /// Signs `zone` with `signer`: `online` are the terminals that publish addresses, `stored`
-/// the signatures the store holds.
+/// the signatures the store holds (each in any order), and `current` says whether those
+/// followed every change (not when the zone was served unsigned in between: then every
+/// terminal is signed again).
+///
+/// Built for a million terminals at start-up: the two lists are joined by sorting, the chain
+/// is sorted once and built in bulk, and each hash's successor is found in one pass over it;
+/// no per-terminal search or hash-map lookup.
 pub fn sign_zone(
     signer: Arc<Signer>,
     zone: &Zone,
-    online: Vec<(CodeKey, Addresses)>,
-    mut stored: HashMap<CodeKey, TerminalSigs, foldhash::fast::RandomState>,
+    mut online: Vec<(CodeKey, Addresses)>,
+    mut stored: Vec<(CodeKey, TerminalSigs)>,
+    current: bool,
     now: u64,
 ) -> Result<Whole, SignError> {
+    online.sort_unstable_by_key(|(key, _)| *key);
+    stored.sort_unstable_by_key(|(key, _)| *key);
+    // Each online terminal's place in `stored`; the signatures of terminals gone offline
+    // are forgotten (`kept` false).
     let mut changes: Vec<(CodeKey, Option<TerminalSigs>)> = Vec::new();
-    let online_keys: std::collections::HashSet<CodeKey> = online.iter().map(|(k, _)| *k).collect();
-    stored.retain(|key, _| {
-        let keep = online_keys.contains(key);
-        if !keep {
-            changes.push((*key, None));
+    let mut kept = vec![false; stored.len()];
+    let mut held: Vec<Option<u32>> = Vec::with_capacity(online.len());
+    let mut next = 0;
+    for (key, _) in &online {
+        while let Some((gone, _)) = stored.get(next).filter(|(k, _)| k < key) {
+            changes.push((*gone, None));
+            next += 1;
         }
-        keep
-    });
-    let hashes: Vec<(CodeKey, nsec3::Hash)> = online
+        let found = stored.get(next).is_some_and(|(k, _)| k == key);
+        held.push(found.then_some(next as u32));
+        if found {
+            kept[next] = true;
+            next += 1;
+        }
+    }
+    changes.extend(stored[next..].iter().map(|(gone, _)| (*gone, None)));
+    let sigs_of = |place: usize| held[place].map(|i| &stored[i as usize].1);
+
+    // The chain: every terminal's hash (as stored, or computed) and the static names', in
+    // hash order. A place below `online.len()` is a terminal's, above it a static name's.
+    let statics = Statics::of(zone);
+    let mut order: Vec<(nsec3::Hash, u32)> = online
         .iter()
-        .map(|(key, _)| {
-            let hash = stored.get(key).map_or_else(
+        .enumerate()
+        .map(|(place, (key, _))| {
+            let hash = sigs_of(place).map_or_else(
                 || nsec3::hash(&super::staging::terminal_owner(zone, &key.to_code())),
                 |s| s.hash,
             );
-            (*key, hash)
+            (hash, place as u32)
+        })
+        .chain(
+            statics
+                .names
+                .iter()
+                .enumerate()
+                .map(|(place, name)| (name.hash, (online.len() + place) as u32)),
+        )
+        .collect();
+    order.sort_unstable_by_key(|(hash, _)| *hash);
+    order.dedup_by_key(|(hash, _)| *hash);
+    let mut successor: Vec<nsec3::Hash> = vec![[0; 20]; online.len()];
+    for (i, (_, place)) in order.iter().enumerate() {
+        if let Some(next) = successor.get_mut(*place as usize) {
+            *next = order[(i + 1) % order.len()].0;
+        }
+    }
+    let chain: Chain<Owner> = order
+        .into_iter()
+        .map(|(hash, place)| {
+            let owner = match online.get(place as usize) {
+                Some((key, _)) => Owner::Terminal(*key),
+                None => Owner::Static(place - online.len() as u32),
+            };
+            (hash, owner)
         })
         .collect();
-    let mut staging = Staging::new(signer.clone(), zone, hashes.into_iter());
-    // Each hash's successor, in one pass over the chain (not a search per terminal).
-    let chain: Vec<nsec3::Hash> = staging.chain().iter().map(|(h, _)| *h).collect();
-    let successor: HashMap<nsec3::Hash, nsec3::Hash, foldhash::fast::RandomState> = chain
-        .iter()
-        .zip(chain.iter().cycle().skip(1))
-        .map(|(h, next)| (*h, *next))
-        .collect();
-    drop(chain);
+    let mut staging = Staging::new(signer.clone(), statics, chain);
+
     let key_tag = signer.key_tag();
     let horizon = (now as u32).wrapping_add(REFRESH);
-    let stale: Vec<&(CodeKey, Addresses)> = online
-        .iter()
-        .filter(|(key, addresses)| {
-            stored.get(key).is_none_or(|s| {
-                let sigs = [s.a, s.aaaa, Some(s.nsec3)];
-                s.a.is_some() == addresses.v4.addrs.is_empty()
-                    || s.aaaa.is_some() == addresses.v6.addrs.is_empty()
-                    || successor.get(&s.hash) != Some(&s.next)
-                    || sigs
-                        .iter()
-                        .flatten()
-                        .any(|sig| sig.key_tag != key_tag || sig.expiration < horizon)
-            })
+    let stale: Vec<usize> = (0..online.len())
+        .filter(|&place| {
+            let addresses = &online[place].1;
+            !current
+                || sigs_of(place).is_none_or(|s| {
+                    let sigs = [s.a, s.aaaa, Some(s.nsec3)];
+                    s.a.is_some() == addresses.v4.addrs.is_empty()
+                        || s.aaaa.is_some() == addresses.v6.addrs.is_empty()
+                        || successor[place] != s.next
+                        || sigs
+                            .iter()
+                            .flatten()
+                            .any(|sig| sig.key_tag != key_tag || sig.expiration < horizon)
+                })
         })
         .collect();
+    drop(successor);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .max(1);
     let chunk = stale.len().div_ceil(threads).max(1);
-    let signed: Vec<Result<Vec<(CodeKey, TerminalSigs)>, SignError>> =
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = stale
-                .chunks(chunk)
-                .map(|part| {
-                    let staging = &staging;
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|(key, addresses)| {
-                                staging
-                                    .sign_terminal(zone, &key.to_code(), addresses, now)
-                                    .map(|sigs| (*key, sigs))
-                            })
-                            .collect()
-                    })
+    let signed: Vec<Result<Vec<(usize, TerminalSigs)>, SignError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = stale
+            .chunks(chunk)
+            .map(|part| {
+                let (staging, online) = (&staging, &online);
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&place| {
+                            let (key, addresses) = &online[place];
+                            staging
+                                .sign_terminal(zone, &key.to_code(), addresses, now)
+                                .map(|sigs| (place, sigs))
+                        })
+                        .collect()
                 })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().expect("a signing thread does not panic"))
-                .collect()
-        });
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a signing thread does not panic"))
+            .collect()
+    });
     for part in signed {
-        for (key, sigs) in part? {
-            stored.insert(key, sigs);
+        for (place, sigs) in part? {
+            let key = online[place].0;
+            match held[place] {
+                Some(i) => stored[i as usize].1 = sigs,
+                None => {
+                    stored.push((key, sigs));
+                    kept.push(true);
+                }
+            }
             changes.push((key, Some(sigs)));
         }
     }
-    for (key, sigs) in &stored {
-        staging.track(*key, None, Some(sigs));
-    }
+
+    // The refresh's expiry order and the published index, built side by side.
+    let (terminals, expiring) = Terminals::from_slab_with(stored, &kept, |slab| {
+        slab.iter()
+            .zip(&kept)
+            .filter(|(_, kept)| **kept)
+            .map(|((key, sigs), _)| (sigs.expiration(), *key))
+            .collect()
+    });
+    staging.set_expiring(expiring);
     Ok(Whole {
         staging,
-        terminals: stored,
+        terminals,
         changes,
     })
 }

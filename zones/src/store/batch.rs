@@ -23,6 +23,7 @@ pub(super) enum Table {
 #[derive(Debug, Default)]
 pub(super) struct Writes {
     pub meta: Vec<(&'static str, Vec<u8>)>,
+    pub meta_remove: Vec<&'static str>,
     pub cold: Vec<(String, Vec<u8>)>,
     pub hot: Vec<(String, Vec<u8>)>,
     pub replay: Vec<(String, Vec<u8>)>,

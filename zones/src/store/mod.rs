@@ -92,6 +92,9 @@ const SERIAL_KEY: &str = "serial";
 const ZONE_KEY: &str = "zone";
 const IMPORT_KEY: &str = "import";
 const DNSSEC_KEYS_KEY: &str = "dnssec_keys";
+/// The serial at which a zone with DNSSEC keys was first served unsigned (its stored
+/// signatures are not kept up to date then), until it is signed again.
+const UNSIGNED_KEY: &str = "unsigned_since";
 
 /// A storage failure; the change it was part of did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +144,8 @@ pub struct Snapshot {
     pub terminals: usize,
     /// The journal, oldest first.
     pub journal: Vec<Delta>,
+    /// The serial at which the zone, signed before, was first served unsigned.
+    pub unsigned_since: Option<u32>,
 }
 
 /// One item of a consistent snapshot ([`Store::snapshot`]).
@@ -184,6 +189,9 @@ pub struct Change<'a> {
     pub signed: Vec<(CodeKey, Option<TerminalSigs>)>,
     /// The zone's signing keys, when they changed.
     pub zone_keys: Option<&'a [ZoneKey]>,
+    /// Notes the serial at which a signed zone is first served unsigned (`Some(Some)`), or
+    /// that it is signed again (`Some(None)`).
+    pub unsigned_since: Option<Option<u32>>,
 }
 
 /// What every query needs of a terminal.
@@ -326,11 +334,16 @@ impl Store {
             let (key, value) = item.map_err(StoreError::io)?;
             journal.push(decode(&key.value().to_string(), value.value())?);
         }
+        let unsigned_since = self
+            .meta(UNSIGNED_KEY)?
+            .map(|v| decode_u32(UNSIGNED_KEY, &v))
+            .transpose()?;
         Ok(Snapshot {
             serial,
             zone_fingerprint,
             terminals,
             journal,
+            unsigned_since,
         })
     }
 
@@ -852,6 +865,9 @@ fn apply(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), StoreError> {
         if w.finish_import {
             meta.remove(IMPORT_KEY).map_err(StoreError::io)?;
         }
+        for key in &w.meta_remove {
+            meta.remove(*key).map_err(StoreError::io)?;
+        }
         for key in &w.machines_remove {
             machines.remove(key.as_str()).map_err(StoreError::io)?;
         }
@@ -916,6 +932,11 @@ fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
     }
     if let Some(keys) = change.zone_keys {
         w.meta.push((DNSSEC_KEYS_KEY, encode(&keys)?));
+    }
+    match change.unsigned_since {
+        Some(Some(serial)) => w.meta.push((UNSIGNED_KEY, serial.to_be_bytes().to_vec())),
+        Some(None) => w.meta_remove.push(UNSIGNED_KEY),
+        None => {}
     }
     for (key, sigs) in &change.signed {
         let value = sigs.as_ref().map(encode).transpose()?;

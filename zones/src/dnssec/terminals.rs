@@ -1,0 +1,139 @@
+//! The published terminals' signatures: one slab of [`TerminalSigs`] and an index of places
+//! by code.
+//!
+//! At start-up the slab is the vector read from the store, kept where it is: a million
+//! terminals' signatures (about 290 MB) are not copied into a map of large values, and the
+//! index holds only a 4-byte place per code. A terminal that leaves frees its place for the
+//! next one to join.
+
+use std::collections::HashMap;
+
+use super::TerminalSigs;
+use crate::identity::CodeKey;
+
+#[derive(Debug, Default)]
+pub struct Terminals {
+    index: HashMap<CodeKey, u32, foldhash::fast::RandomState>,
+    slab: Vec<(CodeKey, TerminalSigs)>,
+    free: Vec<u32>,
+}
+
+impl Terminals {
+    /// The entries of `slab` whose `kept` is true; the others' places are free.
+    pub fn from_slab(slab: Vec<(CodeKey, TerminalSigs)>, kept: &[bool]) -> Self {
+        Self::from_slab_with(slab, kept, |_| ()).0
+    }
+
+    /// The same, with `meanwhile` run over the slab on a second core while the index is
+    /// built (at start-up, a million entries).
+    pub fn from_slab_with<R: Send>(
+        slab: Vec<(CodeKey, TerminalSigs)>,
+        kept: &[bool],
+        meanwhile: impl FnOnce(&[(CodeKey, TerminalSigs)]) -> R + Send,
+    ) -> (Self, R) {
+        let is_kept = |place: usize| kept.get(place).copied().unwrap_or(false);
+        let (index, free, side) = std::thread::scope(|scope| {
+            let side = scope.spawn(|| meanwhile(&slab));
+            let mut index = HashMap::with_capacity_and_hasher(slab.len(), Default::default());
+            let mut free = Vec::new();
+            for (place, (key, _)) in slab.iter().enumerate() {
+                if is_kept(place) {
+                    index.insert(*key, place as u32);
+                } else {
+                    free.push(place as u32);
+                }
+            }
+            let side = side
+                .join()
+                .expect("the work beside the index does not panic");
+            (index, free, side)
+        });
+        (Self { index, slab, free }, side)
+    }
+
+    pub fn get(&self, key: &CodeKey) -> Option<&TerminalSigs> {
+        let place = *self.index.get(key)?;
+        Some(&self.slab[place as usize].1)
+    }
+
+    pub fn insert(&mut self, key: CodeKey, sigs: TerminalSigs) {
+        if let Some(&place) = self.index.get(&key) {
+            self.slab[place as usize].1 = sigs;
+            return;
+        }
+        let place = match self.free.pop() {
+            Some(place) => {
+                self.slab[place as usize] = (key, sigs);
+                place
+            }
+            None => {
+                self.slab.push((key, sigs));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, place);
+    }
+
+    pub fn remove(&mut self, key: &CodeKey) -> Option<TerminalSigs> {
+        let place = self.index.remove(key)?;
+        self.free.push(place);
+        Some(self.slab[place as usize].1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dnssec::Sig;
+
+    fn sigs(byte: u8) -> TerminalSigs {
+        let sig = Sig {
+            inception: 1,
+            expiration: 2,
+            key_tag: 3,
+            signature: [byte; 64],
+        };
+        TerminalSigs {
+            hash: [byte; 20],
+            next: [byte; 20],
+            a: Some(sig),
+            aaaa: None,
+            nsec3: sig,
+        }
+    }
+
+    #[test]
+    fn places_not_kept_and_removed_ones_are_reused() {
+        let key = |n: &str| CodeKey::from_digits(n.as_bytes()).unwrap();
+        let mut terminals = Terminals::from_slab(
+            vec![
+                (key("100"), sigs(1)),
+                (key("101"), sigs(2)),
+                (key("102"), sigs(3)),
+            ],
+            &[true, false, true],
+        );
+        assert_eq!(terminals.len(), 2);
+        assert_eq!(terminals.get(&key("101")), None);
+        assert_eq!(terminals.get(&key("102")), Some(&sigs(3)));
+        terminals.insert(key("200"), sigs(4));
+        assert_eq!(terminals.slab.len(), 3, "the free place is taken");
+        assert_eq!(terminals.remove(&key("100")), Some(sigs(1)));
+        assert_eq!(terminals.get(&key("100")), None);
+        terminals.insert(key("201"), sigs(5));
+        terminals.insert(key("102"), sigs(6));
+        assert_eq!(terminals.slab.len(), 3);
+        assert_eq!(terminals.get(&key("200")), Some(&sigs(4)));
+        assert_eq!(terminals.get(&key("201")), Some(&sigs(5)));
+        assert_eq!(terminals.get(&key("102")), Some(&sigs(6)));
+        assert_eq!(terminals.len(), 3);
+    }
+}
