@@ -75,8 +75,14 @@ impl SignedZone {
         for (key, sigs) in delta.terminals {
             match sigs {
                 Some(sigs) => {
-                    self.chain.insert(sigs.hash, Owner::Terminal(key));
-                    self.terminals.insert(key, sigs);
+                    // An address change of a terminal in the zone leaves the chain as it is.
+                    if self
+                        .terminals
+                        .insert(key, sigs)
+                        .is_none_or(|old| old.hash != sigs.hash)
+                    {
+                        self.chain.insert(sigs.hash, Owner::Terminal(key));
+                    }
                 }
                 None => {
                     if let Some(old) = self.terminals.remove(&key) {

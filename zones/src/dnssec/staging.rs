@@ -123,13 +123,19 @@ impl Staging {
 
     /// Follows a terminal's signatures from `old` to `new` (for the refresh).
     pub fn track(&mut self, key: CodeKey, old: Option<&TerminalSigs>, new: Option<&TerminalSigs>) {
-        if let Some(old) = old {
-            self.expiring.remove(&(old.expiration(), key));
+        let (old_end, new_end) = (old.map(|o| o.expiration()), new.map(|n| n.expiration()));
+        if old_end == new_end && !self.resigning {
+            // An address change re-signs one RRset; its NSEC3's older signature still
+            // expires first.
+            return;
+        }
+        if let Some(end) = old_end {
+            self.expiring.remove(&(end, key));
             // Made due by a new key ([`Staging::resign_all`]).
             self.expiring.remove(&(0, key));
         }
-        if let Some(new) = new {
-            self.expiring.insert((new.expiration(), key));
+        if let Some(end) = new_end {
+            self.expiring.insert((end, key));
         }
     }
 

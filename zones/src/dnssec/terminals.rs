@@ -56,10 +56,10 @@ impl Terminals {
         Some(&self.slab[place as usize].1)
     }
 
-    pub fn insert(&mut self, key: CodeKey, sigs: TerminalSigs) {
+    /// Puts `sigs` for `key`; returns what it held before.
+    pub fn insert(&mut self, key: CodeKey, sigs: TerminalSigs) -> Option<TerminalSigs> {
         if let Some(&place) = self.index.get(&key) {
-            self.slab[place as usize].1 = sigs;
-            return;
+            return Some(std::mem::replace(&mut self.slab[place as usize].1, sigs));
         }
         let place = match self.free.pop() {
             Some(place) => {
@@ -72,6 +72,7 @@ impl Terminals {
             }
         };
         self.index.insert(key, place);
+        None
     }
 
     pub fn remove(&mut self, key: &CodeKey) -> Option<TerminalSigs> {
