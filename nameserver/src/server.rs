@@ -313,10 +313,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Terminals whose signatures one refresh signs again at most: a refresh holds the writer
-/// lock while it signs (about 15 ms for 300 in a release build: up to three signatures
-/// each, of 16 µs), and a second apart, a million terminals are all signed again within an
-/// hour, far inside the week left.
+/// Terminals whose signatures one refresh signs again at most: about 15 ms of signing for
+/// 300 in a release build (up to three signatures each, of 16 µs), done without the writer
+/// lock, and a second apart, a million terminals are all signed again within an hour, far
+/// inside the week left.
 const REFRESH_BATCH: usize = 300;
 
 /// Runs `job` once a second (a tick missed is not made up) until shutdown.

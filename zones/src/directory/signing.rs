@@ -3,6 +3,7 @@
 //! a reset (an import's commit, a new static zone) changes much at once.
 
 use super::*;
+use crate::dnssec::staging::terminal_owner;
 use crate::dnssec::whole::{self, Whole};
 use crate::dnssec::{SignedDelta, SignedZone, Signer, Staging, ZoneKey};
 
@@ -45,48 +46,147 @@ impl Directory {
 
     /// Signs again, through the commit pipeline, up to `limit` terminals whose signatures
     /// expire within [`whole::REFRESH`] of `now`, and the static names when theirs do;
-    /// returns how many terminals. Run it often with a small `limit`: each run holds the
-    /// writer lock while it signs.
+    /// returns how many terminals.
+    ///
+    /// The signatures are made without the writer lock, from the terminals as staged; with
+    /// the lock held, each is checked against what is staged then (the terminal's stored
+    /// signatures, its NSEC3's next hash, the signer) and staged, so updates wait only for
+    /// those checks. A terminal that changed meanwhile is signed again under the lock.
     pub async fn refresh_signatures(&self, now: u64, limit: usize) -> Result<usize, StoreError> {
+        // Store reads and up to three signatures a terminal: blocking work, off the runtime.
+        let directory = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || directory.prepare_refresh(now, limit))
+            .await
+            .map_err(|e| StoreError::Signing(format!("the refresh task failed: {e}")))??;
+        match prepared {
+            Some(prepared) => self.commit_refresh(prepared, now).await,
+            None => Ok(0),
+        }
+    }
+
+    /// The refresh's first part, without the writer lock: what is due, signed afresh.
+    pub(super) fn prepare_refresh(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Option<PreparedRefresh>, StoreError> {
         let Some(staging) = &self.inner.staging else {
-            return Ok(0);
+            return Ok(None);
         };
+        let lock_staging = || staging.lock().unwrap_or_else(|p| p.into_inner());
         let horizon = (now as u32).wrapping_add(whole::REFRESH);
-        let writer = self.write_lock().await?;
-        let zone = self.zone();
         let sign_error = |e: crate::dnssec::SignError| StoreError::Signing(e.to_string());
-        let delta = {
-            let mut staging = staging.lock().unwrap_or_else(|p| p.into_inner());
+        let (due, statics, signer) = {
+            let mut staging = lock_staging();
             let due = staging.due(horizon, limit);
             let statics = staging.statics_due(horizon);
             if due.is_empty() && !statics {
                 staging.note_progress(now);
-                return Ok(0);
+                return Ok(None);
             }
+            (due, statics, staging.signer().clone())
+        };
+        let zone = self.zone();
+        let store = &self.inner.store;
+        // Read without any lock: each terminal's signatures and addresses as staged now.
+        let mut read = Vec::with_capacity(due.len());
+        for key in due {
+            let code = key.to_code();
+            let old = store.signed(key)?;
+            let addresses = store
+                .terminal(&code)?
+                .map(|e| e.presence.addresses)
+                .filter(|a| !a.is_empty());
+            let hash = old.map_or_else(
+                || crate::dnssec::nsec3::hash(&terminal_owner(&zone, &code)),
+                |o| o.hash,
+            );
+            read.push((key, old, addresses, hash));
+        }
+        let nexts: Vec<_> = {
+            let staging = lock_staging();
+            read.iter().map(|(.., hash)| staging.next(hash)).collect()
+        };
+        let mut made = Vec::with_capacity(read.len());
+        for ((key, old, addresses, _), next) in read.into_iter().zip(nexts) {
+            let new = match &addresses {
+                Some(addresses) => Some(
+                    crate::dnssec::staging::sign_terminal(
+                        &signer,
+                        &zone,
+                        &key.to_code(),
+                        addresses,
+                        next,
+                        now,
+                    )
+                    .map_err(sign_error)?,
+                ),
+                None => None,
+            };
+            made.push((key, old, new));
+        }
+        Ok(Some(PreparedRefresh {
+            made,
+            statics,
+            signer,
+            zone,
+        }))
+    }
+
+    /// The refresh's second part, with the writer lock: each signature checked against what
+    /// is staged now, and staged.
+    pub(super) async fn commit_refresh(
+        &self,
+        prepared: PreparedRefresh,
+        now: u64,
+    ) -> Result<usize, StoreError> {
+        let Some(staging) = &self.inner.staging else {
+            return Ok(0);
+        };
+        let lock_staging = || staging.lock().unwrap_or_else(|p| p.into_inner());
+        let sign_error = |e: crate::dnssec::SignError| StoreError::Signing(e.to_string());
+        let PreparedRefresh {
+            made,
+            statics,
+            signer,
+            zone,
+        } = prepared;
+        let store = &self.inner.store;
+        let writer = self.write_lock().await?;
+        let zone_now = self.zone();
+        let delta = {
+            let mut staging = lock_staging();
             let mut delta = SignedDelta::default();
-            for key in due {
-                let code = key.to_code();
-                let old = self.inner.store.signed(key)?;
-                let addresses = self
-                    .inner
-                    .store
-                    .terminal(&code)?
-                    .map(|e| e.presence.addresses)
-                    .filter(|a| !a.is_empty());
-                let new = match addresses {
-                    Some(addresses) => Some(
-                        staging
-                            .sign_terminal(&zone, &code, &addresses, now)
-                            .map_err(sign_error)?,
-                    ),
-                    None => None,
+            let same_signer = Arc::ptr_eq(staging.signer(), &signer);
+            for (key, old, new) in made {
+                let current = store.signed(key)?;
+                let holds = same_signer
+                    && Arc::ptr_eq(&zone, &zone_now)
+                    && current == old
+                    && new.is_none_or(|n| staging.next(&n.hash) == n.next);
+                let new = if holds {
+                    new
+                } else {
+                    // Changed meanwhile: signed again from what is staged now.
+                    let addresses = store
+                        .terminal(&key.to_code())?
+                        .map(|e| e.presence.addresses)
+                        .filter(|a| !a.is_empty());
+                    match addresses {
+                        Some(addresses) => Some(
+                            staging
+                                .sign_terminal(&zone_now, &key.to_code(), &addresses, now)
+                                .map_err(sign_error)?,
+                        ),
+                        None => None,
+                    }
                 };
-                staging.track(key, old.as_ref(), new.as_ref());
+                staging.track(key, current.as_ref(), new.as_ref());
                 delta.terminals.push((key, new));
             }
             staging.note_progress(now);
             if statics {
-                delta.all_statics = Some(staging.sign_statics(&zone, now).map_err(sign_error)?);
+                delta.all_statics = Some(staging.sign_statics(&zone_now, now).map_err(sign_error)?);
             }
             delta
         };
@@ -131,6 +231,20 @@ impl Directory {
         }
         view.set_signed(signing.published);
     }
+}
+
+/// Signatures the refresh made without the writer lock, to check and stage with it.
+pub(super) struct PreparedRefresh {
+    /// Each due terminal, its signatures when read, and the new ones.
+    made: Vec<(
+        CodeKey,
+        Option<crate::dnssec::TerminalSigs>,
+        Option<crate::dnssec::TerminalSigs>,
+    )>,
+    /// The static names are due too (signed with the lock: a handful of signatures).
+    statics: bool,
+    signer: Arc<Signer>,
+    zone: Arc<Zone>,
 }
 
 /// The keys at open: the stored ones, or a new key made durable now.

@@ -339,4 +339,58 @@ async fn a_store_served_unsigned_in_between_is_signed_again_at_the_signed_reopen
     let dir = open_signed(tmp.path(), T + 3);
     assert_eq!(dir.view().serial(), serial, "nothing was signed again");
     check_consistent(&dir, T + 3);
+    // Terminals that left and joined while unsigned: the stored signatures of one are
+    // forgotten, the other is signed, at the signed reopen.
+    drop(dir);
+    let dir = Directory::open(tmp.path(), Zone::embedded_default(), Limits::default()).unwrap();
+    dir.unregister(&"9104".parse().unwrap(), T + 4)
+        .await
+        .unwrap();
+    dir.register(registration("9200", "other", "00aabbccddee"), T + 4)
+        .await
+        .unwrap();
+    update_a(&dir, "9200", [203, 0, 113, 9], T + 4, 7)
+        .await
+        .unwrap();
+    drop(dir);
+    let dir = open_signed(tmp.path(), T + 5);
+    check_consistent(&dir, T + 5);
+    assert!(
+        dir.inner
+            .store
+            .signed(CodeKey::from_digits(b"9104").unwrap())
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// The refresh signs without the writer lock: terminals that change between its signing and
+/// its staging (one moves, one leaves, a new neighbour moves next hashes) are signed again
+/// from what is staged then, and every signature still verifies.
+#[tokio::test]
+async fn terminals_that_change_while_the_refresh_signs_are_signed_from_their_new_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_signed(tmp.path(), T);
+    online_fleet(&dir, 7100, 6).await;
+    let later = T + u64::from(VALIDITY - REFRESH) + 3600;
+    let prepared = dir
+        .prepare_refresh(later, 100)
+        .unwrap()
+        .expect("all are due");
+    update_a(&dir, "7102", [198, 51, 100, 7], later, 50)
+        .await
+        .unwrap();
+    dir.unregister(&"7104".parse().unwrap(), later)
+        .await
+        .unwrap();
+    dir.register(registration("7200", "other", "00aabbccddee"), later)
+        .await
+        .unwrap();
+    update_a(&dir, "7200", [203, 0, 113, 5], later, 51)
+        .await
+        .unwrap();
+    assert_eq!(dir.commit_refresh(prepared, later).await.unwrap(), 6);
+    let earliest = check_consistent(&dir, later);
+    assert!(earliest >= later as u32 + VALIDITY, "all signed afresh");
+    assert_eq!(dir.refresh_signatures(later, 100).await.unwrap(), 0);
 }

@@ -155,19 +155,48 @@ impl Signer {
     }
 }
 
-/// serde for the fixed 64-byte signature (serde derives arrays only up to 32).
+/// serde for the fixed 64-byte signature (serde derives arrays only up to 32): written as
+/// bytes, one length and 64 bytes (in postcard, the same encoding as a sequence of 64
+/// bytes), and read as one slice rather than byte by byte.
 mod serde_bytes_64 {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(bytes)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
-        let bytes: Vec<u8> = Deserialize::deserialize(d)?;
-        bytes
-            .try_into()
-            .map_err(|_| serde::de::Error::custom("a signature is 64 bytes"))
+        d.deserialize_bytes(Signature)
+    }
+
+    struct Signature;
+
+    impl<'de> Visitor<'de> for Signature {
+        type Value = [u8; 64];
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a signature of 64 bytes")
+        }
+
+        fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<[u8; 64], E> {
+            bytes
+                .try_into()
+                .map_err(|_| E::custom("a signature is 64 bytes"))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; 64], A::Error> {
+            let mut out = [0; 64];
+            for (i, byte) in out.iter_mut().enumerate() {
+                *byte = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+            }
+            if seq.next_element::<u8>()?.is_some() {
+                return Err(de::Error::custom("a signature is 64 bytes"));
+            }
+            Ok(out)
+        }
     }
 }
 
@@ -179,6 +208,37 @@ mod tests {
     use hickory_proto::rr::rdata::A;
 
     use super::*;
+
+    /// The stored form is unchanged by reading the signature as one slice: what a byte
+    /// sequence wrote is read, and written again byte for byte (postcard), and JSON's array
+    /// of numbers reads too.
+    #[test]
+    fn a_stored_signature_reads_as_written_by_a_byte_sequence() {
+        #[derive(serde::Serialize)]
+        struct AsSequence {
+            inception: u32,
+            expiration: u32,
+            key_tag: u16,
+            signature: Vec<u8>,
+        }
+        let stored = AsSequence {
+            inception: 1_800_000_000,
+            expiration: 1_801_209_600,
+            key_tag: 40983,
+            signature: (0..64).collect(),
+        };
+        let bytes = postcard::to_stdvec(&stored).unwrap();
+        let sig: Sig = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(sig.signature.to_vec(), stored.signature);
+        assert_eq!(postcard::to_stdvec(&sig).unwrap(), bytes);
+        let json = serde_json::to_string(&stored).unwrap();
+        assert_eq!(serde_json::from_str::<Sig>(&json).unwrap(), sig);
+        let short = AsSequence {
+            signature: vec![1; 63],
+            ..stored
+        };
+        assert!(postcard::from_bytes::<Sig>(&postcard::to_stdvec(&short).unwrap()).is_err());
+    }
 
     #[test]
     fn a_signature_rebuilt_from_its_compact_form_verifies_with_the_dnskey() {

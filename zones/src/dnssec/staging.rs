@@ -330,31 +330,43 @@ impl Staging {
         addresses: &Addresses,
         now: u64,
     ) -> Result<TerminalSigs, SignError> {
-        let owner = terminal_owner(zone, code);
-        let hash = nsec3::hash(&owner);
-        let next = self.chain.next(&hash).unwrap_or(hash);
-        let a = (!addresses.v4.addrs.is_empty())
-            .then(|| {
-                self.signer
-                    .sign(&records(&owner, addresses, RecordType::A), now)
-            })
-            .transpose()?;
-        let aaaa = (!addresses.v6.addrs.is_empty())
-            .then(|| {
-                self.signer
-                    .sign(&records(&owner, addresses, RecordType::AAAA), now)
-            })
-            .transpose()?;
-        let types = nsec3::terminal_types(a.is_some(), aaaa.is_some());
-        let record = nsec3::record(&hash, &next, &types, zone.negative_ttl(), zone.origin());
-        Ok(TerminalSigs {
-            hash,
-            next,
-            a,
-            aaaa,
-            nsec3: self.signer.sign(&[record], now)?,
-        })
+        let hash = nsec3::hash(&terminal_owner(zone, code));
+        sign_terminal(&self.signer, zone, code, addresses, self.next(&hash), now)
     }
+
+    /// The hash after `hash` in the chain as staged (its own when it is alone).
+    pub fn next(&self, hash: &Hash) -> Hash {
+        self.chain.next(hash).unwrap_or(*hash)
+    }
+}
+
+/// Full signatures by `signer` for a terminal with `addresses` (not empty) whose NSEC3
+/// names `next` as the next hash.
+pub fn sign_terminal(
+    signer: &Signer,
+    zone: &Zone,
+    code: &CallingCode,
+    addresses: &Addresses,
+    next: Hash,
+    now: u64,
+) -> Result<TerminalSigs, SignError> {
+    let owner = terminal_owner(zone, code);
+    let hash = nsec3::hash(&owner);
+    let a = (!addresses.v4.addrs.is_empty())
+        .then(|| signer.sign(&records(&owner, addresses, RecordType::A), now))
+        .transpose()?;
+    let aaaa = (!addresses.v6.addrs.is_empty())
+        .then(|| signer.sign(&records(&owner, addresses, RecordType::AAAA), now))
+        .transpose()?;
+    let types = nsec3::terminal_types(a.is_some(), aaaa.is_some());
+    let record = nsec3::record(&hash, &next, &types, zone.negative_ttl(), zone.origin());
+    Ok(TerminalSigs {
+        hash,
+        next,
+        a,
+        aaaa,
+        nsec3: signer.sign(&[record], now)?,
+    })
 }
 
 /// A terminal's owner name.

@@ -11,6 +11,13 @@ use std::collections::HashMap;
 use super::TerminalSigs;
 use crate::identity::CodeKey;
 
+/// Where each kept entry of a slab is, and which places are free.
+#[derive(Debug)]
+pub struct SlabIndex {
+    places: HashMap<CodeKey, u32, foldhash::fast::RandomState>,
+    free: Vec<u32>,
+}
+
 #[derive(Debug, Default)]
 pub struct Terminals {
     index: HashMap<CodeKey, u32, foldhash::fast::RandomState>,
@@ -21,34 +28,32 @@ pub struct Terminals {
 impl Terminals {
     /// The entries of `slab` whose `kept` is true; the others' places are free.
     pub fn from_slab(slab: Vec<(CodeKey, TerminalSigs)>, kept: &[bool]) -> Self {
-        Self::from_slab_with(slab, kept, |_| ()).0
+        let index = Self::index(&slab, kept);
+        Self::from_parts(slab, index)
     }
 
-    /// The same, with `meanwhile` run over the slab on a second core while the index is
-    /// built (at start-up, a million entries).
-    pub fn from_slab_with<R: Send>(
-        slab: Vec<(CodeKey, TerminalSigs)>,
-        kept: &[bool],
-        meanwhile: impl FnOnce(&[(CodeKey, TerminalSigs)]) -> R + Send,
-    ) -> (Self, R) {
-        let is_kept = |place: usize| kept.get(place).copied().unwrap_or(false);
-        let (index, free, side) = std::thread::scope(|scope| {
-            let side = scope.spawn(|| meanwhile(&slab));
-            let mut index = HashMap::with_capacity_and_hasher(slab.len(), Default::default());
-            let mut free = Vec::new();
-            for (place, (key, _)) in slab.iter().enumerate() {
-                if is_kept(place) {
-                    index.insert(*key, place as u32);
-                } else {
-                    free.push(place as u32);
-                }
+    /// The index of `slab` (its entries whose `kept` is true), built apart from the slab so
+    /// that start-up builds it on one core while another reads the slab for the chain.
+    pub fn index(slab: &[(CodeKey, TerminalSigs)], kept: &[bool]) -> SlabIndex {
+        let mut places = HashMap::with_capacity_and_hasher(slab.len(), Default::default());
+        let mut free = Vec::new();
+        for (place, (key, _)) in slab.iter().enumerate() {
+            if kept.get(place).copied().unwrap_or(false) {
+                places.insert(*key, place as u32);
+            } else {
+                free.push(place as u32);
             }
-            let side = side
-                .join()
-                .expect("the work beside the index does not panic");
-            (index, free, side)
-        });
-        (Self { index, slab, free }, side)
+        }
+        SlabIndex { places, free }
+    }
+
+    /// `slab` with its index (from [`Terminals::index`] over the same slab).
+    pub fn from_parts(slab: Vec<(CodeKey, TerminalSigs)>, index: SlabIndex) -> Self {
+        Self {
+            index: index.places,
+            slab,
+            free: index.free,
+        }
     }
 
     pub fn get(&self, key: &CodeKey) -> Option<&TerminalSigs> {

@@ -7,6 +7,7 @@
 //! chain's, or expire within [`REFRESH`]; and all of them when the zone was changed while
 //! served unsigned (DNSSEC off) since they were made.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::nsec3::Chain;
@@ -69,46 +70,29 @@ pub fn sign_zone(
     }
     changes.extend(stored[next..].iter().map(|(gone, _)| (*gone, None)));
     let sigs_of = |place: usize| held[place].map(|i| &stored[i as usize].1);
-
-    // The chain: every terminal's hash (as stored, or computed) and the static names', in
-    // hash order. A place below `online.len()` is a terminal's, above it a static name's.
     let statics = Statics::of(zone);
-    let mut order: Vec<(nsec3::Hash, u32)> = online
-        .iter()
-        .enumerate()
-        .map(|(place, (key, _))| {
-            let hash = sigs_of(place).map_or_else(
-                || nsec3::hash(&super::staging::terminal_owner(zone, &key.to_code())),
-                |s| s.hash,
-            );
-            (hash, place as u32)
-        })
-        .chain(
-            statics
-                .names
+
+    // Beside the chain, on a second core: the published index and the refresh's expiry
+    // order of the stored signatures kept.
+    let (chain, successor, (index, mut expiring)) = std::thread::scope(|scope| {
+        let side = scope.spawn(|| {
+            let index = Terminals::index(&stored, &kept);
+            let expiring: BTreeSet<(u32, CodeKey)> = stored
                 .iter()
-                .enumerate()
-                .map(|(place, name)| (name.hash, (online.len() + place) as u32)),
-        )
-        .collect();
-    order.sort_unstable_by_key(|(hash, _)| *hash);
-    order.dedup_by_key(|(hash, _)| *hash);
-    let mut successor: Vec<nsec3::Hash> = vec![[0; 20]; online.len()];
-    for (i, (_, place)) in order.iter().enumerate() {
-        if let Some(next) = successor.get_mut(*place as usize) {
-            *next = order[(i + 1) % order.len()].0;
-        }
-    }
-    let chain: Chain<Owner> = order
-        .into_iter()
-        .map(|(hash, place)| {
-            let owner = match online.get(place as usize) {
-                Some((key, _)) => Owner::Terminal(*key),
-                None => Owner::Static(place - online.len() as u32),
-            };
-            (hash, owner)
-        })
-        .collect();
+                .zip(&kept)
+                .filter(|(_, kept)| **kept)
+                .map(|((key, sigs), _)| (sigs.expiration(), *key))
+                .collect();
+            (index, expiring)
+        });
+        let (chain, successor) = chain_of(zone, &online, &statics, |place| {
+            sigs_of(place).map(|s| s.hash)
+        });
+        let side = side
+            .join()
+            .expect("building the index and expiry order does not panic");
+        (chain, successor, side)
+    });
     let mut staging = Staging::new(signer.clone(), statics, chain);
 
     let key_tag = signer.key_tag();
@@ -156,32 +140,69 @@ pub fn sign_zone(
             .map(|w| w.join().expect("a signing thread does not panic"))
             .collect()
     });
+    let mut terminals = Terminals::from_parts(stored, index);
     for part in signed {
         for (place, sigs) in part? {
             let key = online[place].0;
-            match held[place] {
-                Some(i) => stored[i as usize].1 = sigs,
-                None => {
-                    stored.push((key, sigs));
-                    kept.push(true);
-                }
+            if let Some(old) = terminals.insert(key, sigs) {
+                expiring.remove(&(old.expiration(), key));
             }
+            expiring.insert((sigs.expiration(), key));
             changes.push((key, Some(sigs)));
         }
     }
-
-    // The refresh's expiry order and the published index, built side by side.
-    let (terminals, expiring) = Terminals::from_slab_with(stored, &kept, |slab| {
-        slab.iter()
-            .zip(&kept)
-            .filter(|(_, kept)| **kept)
-            .map(|((key, sigs), _)| (sigs.expiration(), *key))
-            .collect()
-    });
     staging.set_expiring(expiring);
     Ok(Whole {
         staging,
         terminals,
         changes,
     })
+}
+
+/// The chain of every name with records: the terminals `online` (their hash as `stored`
+/// gives it, or computed) and the static names, in hash order; and each terminal's
+/// successor in it, by its place in `online`. One sort, and one pass for the successors.
+fn chain_of(
+    zone: &Zone,
+    online: &[(CodeKey, Addresses)],
+    statics: &Statics,
+    stored: impl Fn(usize) -> Option<nsec3::Hash>,
+) -> (Chain<Owner>, Vec<nsec3::Hash>) {
+    // A place below `online.len()` is a terminal's, above it a static name's.
+    let mut order: Vec<(nsec3::Hash, u32)> = online
+        .iter()
+        .enumerate()
+        .map(|(place, (key, _))| {
+            let hash = stored(place).unwrap_or_else(|| {
+                nsec3::hash(&super::staging::terminal_owner(zone, &key.to_code()))
+            });
+            (hash, place as u32)
+        })
+        .chain(
+            statics
+                .names
+                .iter()
+                .enumerate()
+                .map(|(place, name)| (name.hash, (online.len() + place) as u32)),
+        )
+        .collect();
+    order.sort_unstable_by_key(|(hash, _)| *hash);
+    order.dedup_by_key(|(hash, _)| *hash);
+    let mut successor: Vec<nsec3::Hash> = vec![[0; 20]; online.len()];
+    for (i, (_, place)) in order.iter().enumerate() {
+        if let Some(next) = successor.get_mut(*place as usize) {
+            *next = order[(i + 1) % order.len()].0;
+        }
+    }
+    let chain = order
+        .into_iter()
+        .map(|(hash, place)| {
+            let owner = match online.get(place as usize) {
+                Some((key, _)) => Owner::Terminal(*key),
+                None => Owner::Static(place - online.len() as u32),
+            };
+            (hash, owner)
+        })
+        .collect();
+    (chain, successor)
 }
