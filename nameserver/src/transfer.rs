@@ -5,19 +5,27 @@
 //!       signed zone: each RRset with its RRSIG, DNSKEY, NSEC3PARAM, the NSEC3 chain
 //! IXFR  SOA(current)                                  when the secondary is up to date
 //!       SOA(current) {SOA(old) removed… SOA(new) added…}… SOA(current)   from the journal
+//!       signed zone: one condensed difference, RRSIGs and NSEC3s included
 //!       the AXFR form                                 when its serial is older than the journal
+//!                                                     (signed: or its signatures are not known)
 //! ```
 //! Only requests signed with a transfer key get here (the handler checks). AXFR needs TCP;
 //! IXFR over UDP is answered with the current SOA alone, so the secondary retries over TCP
-//! (RFC 1995 §2). A signed zone answers IXFR with the whole zone (RFC 1995 §4 allows it):
-//! the journal holds address changes, not the signatures and NSEC3s that moved with them.
+//! (RFC 1995 §2). A signed zone's IXFR is one difference from the secondary's serial to
+//! now ([`signed_diff`]): the journal says which terminals changed and the signed zone
+//! remembers, since start-up, the signatures each change replaced and the SOA signature
+//! served at each serial.
 //!
 //! # Limitations
 //! - A registered terminal without addresses owns no records, so it is not transferred:
 //!   secondaries answer NXDOMAIN for it where the primary answers NODATA.
 
+use std::collections::BTreeMap;
+
 use hickory_proto::rr::{Name, Record, RecordType};
 use zones::directory::{Addresses, View};
+use zones::dnssec::{SignedZone, TerminalSigs};
+use zones::identity::CodeKey;
 use zones::journal::Delta;
 use zones::serial::Serial;
 use zones::zone::Zone;
@@ -83,11 +91,6 @@ pub fn ixfr(zone: &Zone, view: &View, serial: u32, now: u64) -> TransferPlan {
             records: vec![current],
         };
     }
-    if view.signed().is_some() {
-        let mut full = axfr(zone, view, now);
-        full.kind = "IXFR (full zone: signed)";
-        return full;
-    }
     let chain = view.journal().since(serial);
     let reaches_now = chain
         .as_ref()
@@ -99,14 +102,85 @@ pub fn ixfr(zone: &Zone, view: &View, serial: u32, now: u64) -> TransferPlan {
         return full;
     };
     let mut records = vec![current.clone()];
-    for delta in deltas {
-        records.extend(delta_records(zone, delta));
+    match view.signed() {
+        None => {
+            for delta in deltas {
+                records.extend(delta_records(zone, delta));
+            }
+        }
+        Some(signed) => match signed_diff(zone, view, signed, serial, &deltas, now) {
+            Some(diff) => records.extend(diff),
+            None => {
+                let mut full = axfr(zone, view, now);
+                full.kind = "IXFR (full zone: signed history not known)";
+                return full;
+            }
+        },
     }
     records.push(current);
     TransferPlan {
         kind: "IXFR",
         records,
     }
+}
+
+/// A signed zone's changes from `serial` to now as one condensed difference (RFC 1995 §4
+/// allows it): SOA(old) and its RRSIG as served, the removed records; SOA(new) and its
+/// RRSIG, the added records. For each terminal the deltas touched, its records and
+/// signatures (A, AAAA, NSEC3, RRSIGs) as they were at `serial` against now. `None` when
+/// that is not known: a change since then re-signed the static names or changed the keys,
+/// the server restarted since (what it signed before is not kept), or the old SOA was
+/// signed more than once; the caller then sends the whole zone.
+fn signed_diff(
+    zone: &Zone,
+    view: &View,
+    signed: &SignedZone,
+    serial: u32,
+    deltas: &[&Delta],
+    now: u64,
+) -> Option<Vec<Record>> {
+    let old_soa = zone.soa_record(serial);
+    let old_rrsig = signed.served_soa_rrsig(&old_soa)?;
+    // Per terminal, the addresses and signatures at `serial` (from the first delta that
+    // touched each; `None`: unchanged since, as now).
+    let mut before: BTreeMap<CodeKey, (Option<Addresses>, Option<Option<TerminalSigs>>)> =
+        BTreeMap::new();
+    for delta in deltas {
+        let step = signed.step(delta.to).filter(|s| !s.zone_wide)?;
+        for change in &delta.changes {
+            let entry = before.entry(CodeKey::from(&change.code)).or_default();
+            entry.0.get_or_insert_with(|| change.old.clone());
+        }
+        for (key, sigs) in &step.before {
+            before.entry(*key).or_default().1.get_or_insert(*sigs);
+        }
+    }
+    let mut removed = Vec::new();
+    let mut added = Vec::new();
+    for (key, (addresses, sigs)) in before {
+        let now_addresses = view
+            .get(key)
+            .map(|h| h.addresses.clone())
+            .unwrap_or_default();
+        let now_sigs = signed.terminal(key).copied();
+        let old = signed.terminal_records(
+            zone,
+            key,
+            addresses.as_ref().unwrap_or(&now_addresses),
+            sigs.unwrap_or(now_sigs).as_ref(),
+        );
+        let new = signed.terminal_records(zone, key, &now_addresses, now_sigs.as_ref());
+        removed.extend(old.iter().filter(|r| !new.contains(r)).cloned());
+        added.extend(new.into_iter().filter(|r| !old.contains(r)));
+    }
+    let new_soa = zone.soa_record(view.serial());
+    let new_rrsig = signed.rrsig(zone, std::slice::from_ref(&new_soa), now)?;
+    let mut records = vec![old_soa, old_rrsig];
+    records.extend(removed);
+    records.push(new_soa);
+    records.push(new_rrsig);
+    records.extend(added);
+    Some(records)
 }
 
 /// One delta in IXFR form: SOA(old), removed records, SOA(new), added records.

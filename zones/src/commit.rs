@@ -109,8 +109,8 @@ fn apply(view: &mut View, publication: Publication) {
     if let Some(delta) = publication.delta {
         view.push_delta(delta);
     }
-    if let Some(signed) = publication.signed {
-        view.apply_signed(signed);
+    if let (Some(signed), Some(serial)) = (publication.signed, publication.serial) {
+        view.apply_signed(signed, serial.0);
     }
     for (key, hot) in publication.entries {
         match hot {

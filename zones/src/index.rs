@@ -101,9 +101,10 @@ impl View {
         self.signed = Some(signed);
     }
 
-    pub(crate) fn apply_signed(&mut self, delta: SignedDelta) {
+    /// Applies the signatures of the change that moved the zone to `serial`.
+    pub(crate) fn apply_signed(&mut self, delta: SignedDelta, serial: u32) {
         if let Some(signed) = &mut self.signed {
-            signed.apply(delta);
+            signed.apply(delta, serial);
         }
     }
 

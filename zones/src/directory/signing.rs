@@ -183,6 +183,7 @@ impl Directory {
                 };
                 staging.track(key, current.as_ref(), new.as_ref());
                 delta.terminals.push((key, new));
+                delta.before.push((key, current));
             }
             staging.note_progress(now);
             if statics {

@@ -1,6 +1,6 @@
 //! The published signatures: what answers with DO read, moved only with the durable view.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC};
@@ -30,7 +30,28 @@ pub struct SignedZone {
     negative_ttl: u32,
     /// Compact denial answers already signed (RFC 9824), by owner and types.
     compact: std::sync::Mutex<HashMap<CompactKey, (Record, Record)>>,
+    /// Every SOA signature made, with its serial, newest last (at most [`HISTORY`]): the
+    /// one a secondary holds at its serial is removed by an incremental transfer.
+    soa_made: std::sync::Mutex<VecDeque<(u32, Sig)>>,
+    /// What each published change replaced, by the serial it moved to, newest last (at most
+    /// [`HISTORY`]): since start-up, for incremental transfers.
+    history: VecDeque<Step>,
 }
+
+/// One published change's signatures as they were before it.
+#[derive(Debug)]
+pub struct Step {
+    /// The serial the change moved the zone to.
+    pub to: u32,
+    /// Each terminal's signatures before the change.
+    pub before: Vec<(CodeKey, Option<TerminalSigs>)>,
+    /// It changed the static names' signatures or the keys too.
+    pub zone_wide: bool,
+}
+
+/// Changes and SOA signatures remembered for incremental transfers (the journal's default
+/// depth is 1,000).
+const HISTORY: usize = 1024;
 
 /// What a compact denial answer depends on: the name, the types it holds (`None`: it does
 /// not exist), and the key that signed it.
@@ -67,11 +88,22 @@ impl SignedZone {
             soa: arc_swap::ArcSwap::from_pointee((0, unsigned)),
             negative_ttl: zone.negative_ttl(),
             compact: std::sync::Mutex::new(HashMap::new()),
+            soa_made: std::sync::Mutex::new(VecDeque::new()),
+            history: VecDeque::new(),
         })
     }
 
-    /// Applies the signatures of a change as it is published.
-    pub fn apply(&mut self, delta: SignedDelta) {
+    /// Applies the signatures of the change that moved the zone to serial `to`, as it is
+    /// published.
+    pub fn apply(&mut self, mut delta: SignedDelta, to: u32) {
+        if self.history.len() >= HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(Step {
+            to,
+            zone_wide: delta.zone_wide(),
+            before: std::mem::take(&mut delta.before),
+        });
         for (key, sigs) in delta.terminals {
             match sigs {
                 Some(sigs) => {
@@ -140,17 +172,84 @@ impl SignedZone {
         Some(self.signer.rrsig(owner, rtype, ttl, &sig))
     }
 
-    /// The SOA's signature at the serial of `soa`: the one made last, or a new one.
+    /// The SOA's signature at the serial of `soa`: the one made last, or a new one (made
+    /// once: concurrent askers wait for it).
     fn soa_sig(&self, soa: &Record, now: u64) -> Option<Sig> {
         let serial = soa_serial(soa)?;
-        let cached = self.soa.load();
         let fresh = (now as u32).wrapping_add(super::whole::REFRESH);
-        if cached.0 == serial && cached.1.expiration.wrapping_sub(fresh) as i32 > 0 {
+        let usable = |cached: &(u32, Sig)| {
+            cached.0 == serial && cached.1.expiration.wrapping_sub(fresh) as i32 > 0
+        };
+        let cached = self.soa.load();
+        if usable(&cached) {
+            return Some(cached.1);
+        }
+        let mut made = self.soa_made.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = self.soa.load();
+        if usable(&cached) {
             return Some(cached.1);
         }
         let sig = self.signer.sign(std::slice::from_ref(soa), now).ok()?;
         self.soa.store(std::sync::Arc::new((serial, sig)));
+        if made.len() >= HISTORY {
+            made.pop_front();
+        }
+        made.push_back((serial, sig));
         Some(sig)
+    }
+
+    /// The RRSIG over `soa` that was served at its serial, if exactly one was made since
+    /// start-up (what a secondary at that serial holds).
+    pub fn served_soa_rrsig(&self, soa: &Record) -> Option<Record> {
+        let serial = soa_serial(soa)?;
+        let made = self.soa_made.lock().unwrap_or_else(|p| p.into_inner());
+        let mut at = made.iter().filter(|(s, _)| *s == serial);
+        let (Some((_, sig)), None) = (at.next(), at.next()) else {
+            return None;
+        };
+        Some(self.signer.rrsig(&soa.name, RecordType::SOA, soa.ttl, sig))
+    }
+
+    /// The published change that moved the zone to serial `to`, if it is remembered.
+    pub fn step(&self, to: u32) -> Option<&Step> {
+        self.history.iter().rev().find(|s| s.to == to)
+    }
+
+    /// A terminal's records in the signed zone with `addresses` and `sigs` (none when it is
+    /// not in it): A and AAAA with their RRSIGs, its NSEC3 and RRSIG.
+    pub fn terminal_records(
+        &self,
+        zone: &Zone,
+        key: CodeKey,
+        addresses: &crate::model::Addresses,
+        sigs: Option<&TerminalSigs>,
+    ) -> Vec<Record> {
+        let Some(sigs) = sigs else {
+            return Vec::new();
+        };
+        let owner = super::staging::terminal_owner(zone, &key.to_code());
+        let mut records = Vec::new();
+        for (rtype, sig) in [(RecordType::A, sigs.a), (RecordType::AAAA, sigs.aaaa)] {
+            let rrset = crate::update::address_records(&owner, addresses, rtype);
+            if let (Some(first), Some(sig)) = (rrset.first(), sig) {
+                let rrsig = self.signer.rrsig(&owner, rtype, first.ttl, &sig);
+                records.extend(rrset);
+                records.push(rrsig);
+            }
+        }
+        let record = nsec3::record(
+            &sigs.hash,
+            &sigs.next,
+            &sigs.types(),
+            self.negative_ttl,
+            zone.origin(),
+        );
+        let rrsig = self
+            .signer
+            .rrsig(&record.name, RecordType::NSEC3, record.ttl, &sigs.nsec3);
+        records.push(record);
+        records.push(rrsig);
+        records
     }
 
     /// Compact denial of existence (RFC 9824) for `name`: one NSEC at the name itself whose

@@ -38,6 +38,16 @@ pub struct SignedDelta {
     pub all_statics: Option<Vec<SignedStatic>>,
     /// New keys: the signer from now on.
     pub signer: Option<Arc<Signer>>,
+    /// What each terminal in `terminals` had before (for incremental transfers).
+    pub before: Vec<(CodeKey, Option<TerminalSigs>)>,
+}
+
+impl SignedDelta {
+    /// True when it changes signatures beyond the terminals' (the static names', or the
+    /// keys): an incremental transfer across it sends the whole zone.
+    pub fn zone_wide(&self) -> bool {
+        !self.statics.is_empty() || self.all_statics.is_some() || self.signer.is_some()
+    }
 }
 
 /// Why signing failed; the change it was for is refused.
@@ -285,6 +295,7 @@ impl Staging {
         for (key, new) in &terminals {
             let old = stored(*key)?;
             self.track(*key, old.as_ref(), new.as_ref());
+            delta.before.push((*key, old));
         }
         delta.terminals = terminals.into_iter().collect();
         Ok(delta)
