@@ -127,8 +127,9 @@ pub fn ixfr(zone: &Zone, view: &View, serial: u32, now: u64) -> TransferPlan {
 /// A signed zone's changes from `serial` to now as one condensed difference (RFC 1995 §4
 /// allows it): SOA(old) and its RRSIG as served, the removed records; SOA(new) and its
 /// RRSIG, the added records. For each terminal the deltas touched, its records and
-/// signatures (A, AAAA, NSEC3, RRSIGs) as they were at `serial` against now. `None` when
-/// that is not known: a change since then re-signed the static names or changed the keys,
+/// signatures (A, AAAA, NSEC3, RRSIGs) as they were at `serial` against now, and so for
+/// each static name whose NSEC3 moved. `None` when that is not known: a change since then
+/// signed every static name again or changed the keys,
 /// the server restarted since (what it signed before is not kept), or the old SOA was
 /// signed more than once; the caller then sends the whole zone.
 fn signed_diff(
@@ -145,6 +146,7 @@ fn signed_diff(
     // touched each; `None`: unchanged since, as now).
     let mut before: BTreeMap<CodeKey, (Option<Addresses>, Option<Option<TerminalSigs>>)> =
         BTreeMap::new();
+    let mut statics_before = BTreeMap::new();
     for delta in deltas {
         let step = signed.step(delta.to).filter(|s| !s.zone_wide)?;
         for change in &delta.changes {
@@ -154,9 +156,18 @@ fn signed_diff(
         for (key, sigs) in &step.before {
             before.entry(*key).or_default().1.get_or_insert(*sigs);
         }
+        for (place, next, sig) in &step.statics_before {
+            statics_before.entry(*place).or_insert((*next, *sig));
+        }
     }
     let mut removed = Vec::new();
     let mut added = Vec::new();
+    for (place, then) in statics_before {
+        let old = signed.static_nsec3(zone, place, Some(then));
+        let new = signed.static_nsec3(zone, place, None);
+        removed.extend(old.iter().filter(|r| !new.contains(r)).cloned());
+        added.extend(new.into_iter().filter(|r| !old.contains(r)));
+    }
     for (key, (addresses, sigs)) in before {
         let now_addresses = view
             .get(key)

@@ -45,6 +45,9 @@ pub struct Step {
     pub to: u32,
     /// Each terminal's signatures before the change.
     pub before: Vec<(CodeKey, Option<TerminalSigs>)>,
+    /// Each static name whose NSEC3 it signed again: its place, and its next hash and
+    /// signature before.
+    pub statics_before: Vec<(u32, Hash, Sig)>,
     /// It changed the static names' signatures or the keys too.
     pub zone_wide: bool,
 }
@@ -99,10 +102,19 @@ impl SignedZone {
         if self.history.len() >= HISTORY {
             self.history.pop_front();
         }
+        let statics_before = delta
+            .statics
+            .iter()
+            .filter_map(|(place, _, _)| {
+                let signed = self.signed_statics.get(*place as usize)?;
+                Some((*place, signed.next, signed.nsec3))
+            })
+            .collect();
         self.history.push_back(Step {
             to,
             zone_wide: delta.zone_wide(),
             before: std::mem::take(&mut delta.before),
+            statics_before,
         });
         for (key, sigs) in delta.terminals {
             match sigs {
@@ -213,6 +225,31 @@ impl SignedZone {
     /// The published change that moved the zone to serial `to`, if it is remembered.
     pub fn step(&self, to: u32) -> Option<&Step> {
         self.history.iter().rev().find(|s| s.to == to)
+    }
+
+    /// The NSEC3 of the static name at `place` and its RRSIG: as signed with next hash and
+    /// signature `then`, or as now.
+    pub fn static_nsec3(&self, zone: &Zone, place: u32, then: Option<(Hash, Sig)>) -> Vec<Record> {
+        let Some(name) = self.statics.names.get(place as usize) else {
+            return Vec::new();
+        };
+        let Some((next, sig)) = then.or_else(|| {
+            let signed = self.signed_statics.get(place as usize)?;
+            Some((signed.next, signed.nsec3))
+        }) else {
+            return Vec::new();
+        };
+        let record = nsec3::record(
+            &name.hash,
+            &next,
+            &name.types,
+            self.negative_ttl,
+            zone.origin(),
+        );
+        let rrsig = self
+            .signer
+            .rrsig(&record.name, RecordType::NSEC3, record.ttl, &sig);
+        vec![record, rrsig]
     }
 
     /// A terminal's records in the signed zone with `addresses` and `sigs` (none when it is

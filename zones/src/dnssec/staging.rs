@@ -43,10 +43,10 @@ pub struct SignedDelta {
 }
 
 impl SignedDelta {
-    /// True when it changes signatures beyond the terminals' (the static names', or the
-    /// keys): an incremental transfer across it sends the whole zone.
+    /// True when it signs every static name again or changes the keys: an incremental
+    /// transfer across it sends the whole zone.
     pub fn zone_wide(&self) -> bool {
-        !self.statics.is_empty() || self.all_statics.is_some() || self.signer.is_some()
+        self.all_statics.is_some() || self.signer.is_some()
     }
 }
 
