@@ -36,6 +36,8 @@ pub struct SignedZone {
     /// What each published change replaced, by the serial it moved to, newest last (at most
     /// [`HISTORY`]): since start-up, for incremental transfers.
     history: VecDeque<Step>,
+    /// How many terminals' signatures `history` holds.
+    history_terminals: usize,
 }
 
 /// One published change's signatures as they were before it.
@@ -55,6 +57,10 @@ pub struct Step {
 /// Changes and SOA signatures remembered for incremental transfers (the journal's default
 /// depth is 1,000).
 const HISTORY: usize = 1024;
+
+/// Terminals' signatures remembered at most across those changes (about 30 MB; a refresh
+/// or a rollover's re-signing replaces 300 a second).
+const HISTORY_TERMINALS: usize = 100_000;
 
 /// What a compact denial answer depends on: the name, the types it holds (`None`: it does
 /// not exist), and the key that signed it.
@@ -93,14 +99,19 @@ impl SignedZone {
             compact: std::sync::Mutex::new(HashMap::new()),
             soa_made: std::sync::Mutex::new(VecDeque::new()),
             history: VecDeque::new(),
+            history_terminals: 0,
         })
     }
 
     /// Applies the signatures of the change that moved the zone to serial `to`, as it is
     /// published.
     pub fn apply(&mut self, mut delta: SignedDelta, to: u32) {
-        if self.history.len() >= HISTORY {
-            self.history.pop_front();
+        self.history_terminals += delta.before.len();
+        while self.history.len() >= HISTORY || self.history_terminals > HISTORY_TERMINALS {
+            let Some(oldest) = self.history.pop_front() else {
+                break;
+            };
+            self.history_terminals -= oldest.before.len();
         }
         let statics_before = delta
             .statics
