@@ -2,13 +2,20 @@
 //!
 //! ```text
 //!  Directory::open ─▶ keys from the store (generated at the first start with DNSSEC on)
-//!                  ─▶ Staging::new (chain of every name with records) ─▶ Staging::complete
-//!                     (signs what the store lacks: the first signing, or after a restore)
+//!                  ─▶ whole::sign_zone: the stored signatures (read on a second core
+//!                     beside the terminals) joined with the terminals that publish
+//!                     addresses, the chain sorted once; signs what the store lacks or no
+//!                     longer holds right (the first signing, a restore, a zone changed
+//!                     while served unsigned)
 //!  each change, under the writer lock:
 //!     zone changes ─▶ Staging::sign ─▶ SignedDelta (terminals' RRSIGs and NSEC3s, the
-//!                     NSEC3s of neighbours whose next hash moved, the SOA's RRSIG)
+//!                     NSEC3s of neighbours whose next hash moved, what they replaced)
 //!                  ─▶ Store (`signed` table, same transaction) ─▶ published with the change
-//!  queries with DO ─▶ SignedZone (in the View): RRSIGs, NSEC3 proofs
+//!  each second ─▶ refresh: signed without the writer lock, checked and staged with it
+//!  queries with DO ─▶ SignedZone (in the View): RRSIGs, NSEC3 proofs; the SOA's RRSIG
+//!                     made once per published serial
+//!  IXFR ─▶ SignedZone's history (what each change replaced, the SOA RRSIGs served)
+//!       ─▶ one condensed difference
 //! ```
 //!
 //! A terminal is in the signed zone while it publishes an address: a registered code with
