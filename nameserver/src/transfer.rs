@@ -163,10 +163,11 @@ fn signed_diff(
     let mut removed = Vec::new();
     let mut added = Vec::new();
     for (place, then) in statics_before {
-        let old = signed.static_nsec3(zone, place, Some(then));
-        let new = signed.static_nsec3(zone, place, None);
-        removed.extend(old.iter().filter(|r| !new.contains(r)).cloned());
-        added.extend(new.into_iter().filter(|r| !old.contains(r)));
+        difference(
+            signed.static_nsec3(zone, place, Some(then)),
+            signed.static_nsec3(zone, place, None),
+            (&mut removed, &mut added),
+        );
     }
     for (key, (addresses, sigs)) in before {
         let now_addresses = view
@@ -181,8 +182,7 @@ fn signed_diff(
             sigs.unwrap_or(now_sigs).as_ref(),
         );
         let new = signed.terminal_records(zone, key, &now_addresses, now_sigs.as_ref());
-        removed.extend(old.iter().filter(|r| !new.contains(r)).cloned());
-        added.extend(new.into_iter().filter(|r| !old.contains(r)));
+        difference(old, new, (&mut removed, &mut added));
     }
     let new_soa = zone.soa_record(view.serial());
     let new_rrsig = signed.rrsig(zone, std::slice::from_ref(&new_soa), now)?;
@@ -200,16 +200,27 @@ fn delta_records(zone: &Zone, delta: &Delta) -> Vec<Record> {
     let mut added = Vec::new();
     for change in &delta.changes {
         let owner = Name::from(zones::update::terminal_name(zone, &change.code));
-        let old = records_of(&owner, &change.old);
-        let new = records_of(&owner, &change.new);
-        removed.extend(old.iter().filter(|r| !new.contains(r)).cloned());
-        added.extend(new.into_iter().filter(|r| !old.contains(r)));
+        difference(
+            records_of(&owner, &change.old),
+            records_of(&owner, &change.new),
+            (&mut removed, &mut added),
+        );
     }
     let mut records = vec![zone.soa_record(delta.from)];
     records.extend(removed);
     records.push(zone.soa_record(delta.to));
     records.extend(added);
     records
+}
+
+/// Adds to `removed` what of `old` is not in `new`, and to `added` the reverse.
+fn difference(
+    old: Vec<Record>,
+    new: Vec<Record>,
+    (removed, added): (&mut Vec<Record>, &mut Vec<Record>),
+) {
+    removed.extend(old.iter().filter(|r| !new.contains(r)).cloned());
+    added.extend(new.into_iter().filter(|r| !old.contains(r)));
 }
 
 fn records_of(owner: &Name, addresses: &Addresses) -> Vec<Record> {

@@ -93,10 +93,7 @@ impl Directory {
         for key in due {
             let code = key.to_code();
             let old = store.signed(key)?;
-            let addresses = store
-                .terminal(&code)?
-                .map(|e| e.presence.addresses)
-                .filter(|a| !a.is_empty());
+            let addresses = staged_addresses(store, &code)?;
             let hash = old.map_or_else(
                 || crate::dnssec::nsec3::hash(&terminal_owner(&zone, &code)),
                 |o| o.hash,
@@ -168,10 +165,7 @@ impl Directory {
                     new
                 } else {
                     // Changed meanwhile: signed again from what is staged now.
-                    let addresses = store
-                        .terminal(&key.to_code())?
-                        .map(|e| e.presence.addresses)
-                        .filter(|a| !a.is_empty());
+                    let addresses = staged_addresses(store, &key.to_code())?;
                     match addresses {
                         Some(addresses) => Some(
                             staging
@@ -232,6 +226,14 @@ impl Directory {
         }
         view.set_signed(signing.published);
     }
+}
+
+/// A terminal's addresses as staged, if it has any.
+fn staged_addresses(store: &Store, code: &CallingCode) -> Result<Option<Addresses>, StoreError> {
+    Ok(store
+        .terminal(code)?
+        .map(|e| e.presence.addresses)
+        .filter(|a| !a.is_empty()))
 }
 
 /// Signatures the refresh made without the writer lock, to check and stage with it.
