@@ -310,12 +310,13 @@ fn the_transferred_signed_zone_verifies_with_dnssec_verify_and_kzonecheck_and_su
         .unwrap();
     assert!(check.status.success(), "kzonecheck: {}", text(&check));
 
-    // A restart keeps the key and the stored signatures: same DS, same serial, same zone.
+    // A restart keeps the key and the stored signatures: same DS, the terminals' records
+    // and signatures as they were; the static names' fresh signatures move the serial on.
     let serial = ns.serial(ZONE);
     ns.terminate();
     let (ns, ds_again) = signed_directory(&data, &["--transfer-key", xfer.to_str().unwrap()]);
     assert_eq!(ds, ds_again);
-    assert_eq!(ns.serial(ZONE), serial, "nothing was signed again");
+    assert_eq!(ns.serial(ZONE), serial + 1);
     assert!(
         !ns.log().contains("signed the zone's terminals"),
         "{}",
@@ -562,8 +563,8 @@ fn apply_ixfr(zone: &[String], ixfr: &[String]) -> BTreeSet<String> {
 
 /// An IXFR of the signed zone applied to the AXFR it follows (each removal finding its
 /// record exactly) is the AXFR at the new serial, through a move, a change of families, a
-/// leave and a join. After a restart the primary no longer knows the signatures it served
-/// before, and sends the whole zone, which is the zone too.
+/// leave and a join. Across a restart or a new key the primary sends the whole zone
+/// instead, which is the zone too.
 #[test]
 fn a_signed_ixfr_applied_to_the_zone_it_follows_is_the_new_zone() {
     require("dig", "bind9-dnsutils");
@@ -607,6 +608,25 @@ fn a_signed_ixfr_applied_to_the_zone_it_follows_is_the_new_zone() {
     ns.terminate();
     let (ns, _) = signed_directory(&data, &args);
     set_addresses(&ns, &keys[0], "6000001", &[("A", "198.51.100.7")]);
+    let ixfr = transfer(&ns, &xfer, &format!("IXFR={serial}"));
+    assert!(!is_soa(&ixfr[1]), "the whole zone: {ixfr:#?}");
+    let whole: BTreeSet<String> = ixfr[..ixfr.len() - 1].iter().cloned().collect();
+    let now: BTreeSet<String> = transfer(&ns, &xfer, "AXFR").into_iter().collect();
+    assert_eq!(whole, now);
+    // (The start's serial increase emptied the journal.)
+    assert!(
+        ns.log()
+            .contains("kind=IXFR (full zone: serial older than the journal)"),
+        "{}",
+        ns.log()
+    );
+
+    // A new key (a rollover's first step) changes the DNSKEY RRset and its signature: an
+    // IXFR across it is the whole zone too.
+    let serial = ns.serial(ZONE);
+    let out = ns.admin(&["dnssec", "rollover"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(ns.serial(ZONE) > serial);
     let ixfr = transfer(&ns, &xfer, &format!("IXFR={serial}"));
     assert!(!is_soa(&ixfr[1]), "the whole zone: {ixfr:#?}");
     let whole: BTreeSet<String> = ixfr[..ixfr.len() - 1].iter().cloned().collect();

@@ -263,23 +263,20 @@ impl Directory {
                     .collect();
                 let mut signed =
                     signing::signing_for(signer, &zone, online, stored?, stored_current, now)?;
-                if !signed.changes.is_empty() {
-                    serial = serial.next();
-                    store.commit_now(&Change {
-                        serial: Some(serial.0),
-                        journal_drop: view.journal().seqs(),
-                        signed: std::mem::take(&mut signed.changes),
-                        unsigned_since: unsigned_since.map(|_| None),
-                        ..Change::default()
-                    })?;
-                    view.clear_journal();
-                    view.set_serial(serial);
-                } else if unsigned_since.is_some() {
-                    store.commit_now(&Change {
-                        unsigned_since: Some(None),
-                        ..Change::default()
-                    })?;
-                }
+                // The static names are signed afresh at every signed start (their few
+                // signatures are not stored): the zone's content moves, so its serial does,
+                // and secondaries take the new signatures rather than keep old ones that
+                // expire before this process would sign them again.
+                serial = serial.next();
+                store.commit_now(&Change {
+                    serial: Some(serial.0),
+                    journal_drop: view.journal().seqs(),
+                    signed: std::mem::take(&mut signed.changes),
+                    unsigned_since: unsigned_since.map(|_| None),
+                    ..Change::default()
+                })?;
+                view.clear_journal();
+                view.set_serial(serial);
                 view.set_signed(signed.published);
                 Some(Mutex::new(signed.staging))
             }
