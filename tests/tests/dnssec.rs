@@ -561,6 +561,18 @@ fn apply_ixfr(zone: &[String], ixfr: &[String]) -> BTreeSet<String> {
     records
 }
 
+/// An IXFR from `serial` is the whole zone (AXFR form) and equals the AXFR, and the server
+/// logged it as a full IXFR for `why`.
+fn assert_whole_zone(ns: &Nameserver, xfer: &Path, serial: u32, why: &str) {
+    let ixfr = transfer(ns, xfer, &format!("IXFR={serial}"));
+    assert!(!is_soa(&ixfr[1]), "the whole zone: {ixfr:#?}");
+    let whole: BTreeSet<String> = ixfr[..ixfr.len() - 1].iter().cloned().collect();
+    let now: BTreeSet<String> = transfer(ns, xfer, "AXFR").into_iter().collect();
+    assert_eq!(whole, now);
+    let logged = format!("kind=IXFR (full zone: {why})");
+    assert!(ns.log().contains(&logged), "{}", ns.log());
+}
+
 /// An IXFR of the signed zone applied to the AXFR it follows (each removal finding its
 /// record exactly) is the AXFR at the new serial, through a move, a change of families, a
 /// leave and a join. Across a restart or a new key the primary sends the whole zone
@@ -608,18 +620,8 @@ fn a_signed_ixfr_applied_to_the_zone_it_follows_is_the_new_zone() {
     ns.terminate();
     let (ns, _) = signed_directory(&data, &args);
     set_addresses(&ns, &keys[0], "6000001", &[("A", "198.51.100.7")]);
-    let ixfr = transfer(&ns, &xfer, &format!("IXFR={serial}"));
-    assert!(!is_soa(&ixfr[1]), "the whole zone: {ixfr:#?}");
-    let whole: BTreeSet<String> = ixfr[..ixfr.len() - 1].iter().cloned().collect();
-    let now: BTreeSet<String> = transfer(&ns, &xfer, "AXFR").into_iter().collect();
-    assert_eq!(whole, now);
     // (The start's serial increase emptied the journal.)
-    assert!(
-        ns.log()
-            .contains("kind=IXFR (full zone: serial older than the journal)"),
-        "{}",
-        ns.log()
-    );
+    assert_whole_zone(&ns, &xfer, serial, "serial older than the journal");
 
     // A new key (a rollover's first step) changes the DNSKEY RRset and its signature: an
     // IXFR across it is the whole zone too.
@@ -627,15 +629,5 @@ fn a_signed_ixfr_applied_to_the_zone_it_follows_is_the_new_zone() {
     let out = ns.admin(&["dnssec", "rollover"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(ns.serial(ZONE) > serial);
-    let ixfr = transfer(&ns, &xfer, &format!("IXFR={serial}"));
-    assert!(!is_soa(&ixfr[1]), "the whole zone: {ixfr:#?}");
-    let whole: BTreeSet<String> = ixfr[..ixfr.len() - 1].iter().cloned().collect();
-    let now: BTreeSet<String> = transfer(&ns, &xfer, "AXFR").into_iter().collect();
-    assert_eq!(whole, now);
-    assert!(
-        ns.log()
-            .contains("kind=IXFR (full zone: signed history not known)"),
-        "{}",
-        ns.log()
-    );
+    assert_whole_zone(&ns, &xfer, serial, "signed history not known");
 }

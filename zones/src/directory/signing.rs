@@ -94,32 +94,24 @@ impl Directory {
             let code = key.to_code();
             let old = store.signed(key)?;
             let addresses = staged_addresses(store, &code)?;
-            let hash = old.map_or_else(
-                || crate::dnssec::nsec3::hash(&terminal_owner(&zone, &code)),
-                |o| o.hash,
-            );
-            read.push((key, old, addresses, hash));
+            let owner = terminal_owner(&zone, &code);
+            let hash = old.map_or_else(|| crate::dnssec::nsec3::hash(&owner), |o| o.hash);
+            read.push((key, old, addresses, owner, hash));
         }
         let nexts: Vec<_> = {
             let staging = lock_staging();
             read.iter().map(|(.., hash)| staging.next(hash)).collect()
         };
         let mut made = Vec::with_capacity(read.len());
-        for ((key, old, addresses, _), next) in read.into_iter().zip(nexts) {
-            let new = match &addresses {
-                Some(addresses) => Some(
+        for ((key, old, addresses, owner, hash), next) in read.into_iter().zip(nexts) {
+            let new = addresses
+                .map(|addresses| {
                     crate::dnssec::staging::sign_terminal(
-                        &signer,
-                        &zone,
-                        &key.to_code(),
-                        addresses,
-                        next,
-                        now,
+                        &signer, &zone, &owner, hash, &addresses, next, now,
                     )
-                    .map_err(sign_error)?,
-                ),
-                None => None,
-            };
+                })
+                .transpose()
+                .map_err(sign_error)?;
             made.push((key, old, new));
         }
         Ok(Some(PreparedRefresh {

@@ -268,7 +268,7 @@ impl Staging {
             let Some(owner) = self.chain.get(&hash) else {
                 continue;
             };
-            let next = self.chain.next(&hash).unwrap_or(hash);
+            let next = self.next(&hash);
             match owner {
                 Owner::Terminal(key) => {
                     let sigs = match terminals.get(&key) {
@@ -309,7 +309,7 @@ impl Staging {
             .names
             .iter()
             .map(|name| {
-                let next = self.chain.next(&name.hash).unwrap_or(name.hash);
+                let next = self.next(&name.hash);
                 let record =
                     nsec3::record(&name.hash, &next, &name.types, negative_ttl, zone.origin());
                 Ok(SignedStatic {
@@ -341,8 +341,17 @@ impl Staging {
         addresses: &Addresses,
         now: u64,
     ) -> Result<TerminalSigs, SignError> {
-        let hash = nsec3::hash(&terminal_owner(zone, code));
-        sign_terminal(&self.signer, zone, code, addresses, self.next(&hash), now)
+        let owner = terminal_owner(zone, code);
+        let hash = nsec3::hash(&owner);
+        sign_terminal(
+            &self.signer,
+            zone,
+            &owner,
+            hash,
+            addresses,
+            self.next(&hash),
+            now,
+        )
     }
 
     /// The hash after `hash` in the chain as staged (its own when it is alone).
@@ -351,23 +360,22 @@ impl Staging {
     }
 }
 
-/// Full signatures by `signer` for a terminal with `addresses` (not empty) whose NSEC3
-/// names `next` as the next hash.
+/// Full signatures by `signer` for the terminal at `owner` (whose NSEC3 hash is `hash`)
+/// with `addresses` (not empty), its NSEC3 naming `next` as the next hash.
 pub fn sign_terminal(
     signer: &Signer,
     zone: &Zone,
-    code: &CallingCode,
+    owner: &Name,
+    hash: Hash,
     addresses: &Addresses,
     next: Hash,
     now: u64,
 ) -> Result<TerminalSigs, SignError> {
-    let owner = terminal_owner(zone, code);
-    let hash = nsec3::hash(&owner);
     let a = (!addresses.v4.addrs.is_empty())
-        .then(|| signer.sign(&records(&owner, addresses, RecordType::A), now))
+        .then(|| signer.sign(&records(owner, addresses, RecordType::A), now))
         .transpose()?;
     let aaaa = (!addresses.v6.addrs.is_empty())
-        .then(|| signer.sign(&records(&owner, addresses, RecordType::AAAA), now))
+        .then(|| signer.sign(&records(owner, addresses, RecordType::AAAA), now))
         .transpose()?;
     let types = nsec3::terminal_types(a.is_some(), aaaa.is_some());
     let record = nsec3::record(&hash, &next, &types, zone.negative_ttl(), zone.origin());

@@ -26,14 +26,9 @@ pub struct Terminals {
 }
 
 impl Terminals {
-    /// The entries of `slab` whose `kept` is true; the others' places are free.
-    pub fn from_slab(slab: Vec<(CodeKey, TerminalSigs)>, kept: &[bool]) -> Self {
-        let index = Self::index(&slab, kept);
-        Self::from_parts(slab, index)
-    }
-
-    /// The index of `slab` (its entries whose `kept` is true), built apart from the slab so
-    /// that start-up builds it on one core while another reads the slab for the chain.
+    /// The index of `slab` (its entries whose `kept` is true; the others' places are free),
+    /// built apart from the slab so that start-up builds it on one core while another reads
+    /// the slab for the chain.
     pub fn index(slab: &[(CodeKey, TerminalSigs)], kept: &[bool]) -> SlabIndex {
         let mut places = HashMap::with_capacity_and_hasher(slab.len(), Default::default());
         let mut free = Vec::new();
@@ -119,14 +114,13 @@ mod tests {
     #[test]
     fn places_not_kept_and_removed_ones_are_reused() {
         let key = |n: &str| CodeKey::from_digits(n.as_bytes()).unwrap();
-        let mut terminals = Terminals::from_slab(
-            vec![
-                (key("100"), sigs(1)),
-                (key("101"), sigs(2)),
-                (key("102"), sigs(3)),
-            ],
-            &[true, false, true],
-        );
+        let slab = vec![
+            (key("100"), sigs(1)),
+            (key("101"), sigs(2)),
+            (key("102"), sigs(3)),
+        ];
+        let index = Terminals::index(&slab, &[true, false, true]);
+        let mut terminals = Terminals::from_parts(slab, index);
         assert_eq!(terminals.len(), 2);
         assert_eq!(terminals.get(&key("101")), None);
         assert_eq!(terminals.get(&key("102")), Some(&sigs(3)));
