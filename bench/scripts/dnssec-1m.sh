@@ -19,34 +19,45 @@ with open(sys.argv[1], 'w') as f:
         f.write(f"{5000000+i} fleet {i:016x} 10.{(i>>16)&255}.{(i>>8)&255}.{i&255}{v6}\n")
 PY
 PID=
-# Starts the server on DATA with extra flags; prints seconds to the first correct answer.
+# Starts the server on DATA with extra flags; prints seconds to the first correct answer
+# without DO, seconds to the first signed one (with DO and its RRSIG; "-" when unsigned),
+# and the RSS in KiB then.
 start() {
   local data=$1 log=$2; shift 2
-  local t0; t0=$(date +%s.%N)
+  local t0 t1 t2; t0=$(date +%s.%N)
   RUST_LOG=info "$NS" serve --listen "127.0.0.1:$PORT" --data "$data" --rate-limit 0 "$@" >"$log" 2>&1 &
   PID=$!
   for _ in $(seq 1 2400); do
     dig +short +time=1 +tries=1 @127.0.0.1 -p "$PORT" 5000007.dial.example A 2>/dev/null | grep -q 10.0.0.7 && break
-    sleep 0.05
+    sleep 0.02
   done
-  echo "$(echo "$(date +%s.%N) - $t0" | bc) $(awk '/VmRSS/ {print $2}' /proc/$PID/status)"
+  t1=$(date +%s.%N)
+  t2=-
+  if [ "${1:-}" = --dnssec ]; then
+    for _ in $(seq 1 6000); do
+      dig +short +dnssec +time=1 +tries=1 @127.0.0.1 -p "$PORT" 5000007.dial.example A 2>/dev/null | grep -q '^A 13 ' && break
+      sleep 0.02
+    done
+    t2=$(echo "$(date +%s.%N) - $t0" | bc)
+  fi
+  echo "$(echo "$t1 - $t0" | bc) $t2 $(awk '/VmRSS/ {print $2}' /proc/$PID/status)"
 }
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
 
 start "$WORK/unsigned" "$WORK/import.log" >/dev/null
 "$NS" import "$WORK/fleet.txt" --data "$WORK/unsigned" >/dev/null 2>&1
 stop
-echo "round | first signing s (log) | first start s | signed restart s | signed RSS KiB | unsigned restart s | unsigned RSS KiB"
+echo "round | first signing s (log) | first start, no DO / DO s | signed restart, no DO s | signed restart, DO s | signed RSS KiB | unsigned restart s | unsigned RSS KiB"
 for r in $(seq 1 "$ROUNDS"); do
   rm -rf "$WORK/signed"; cp -a "$WORK/unsigned" "$WORK/signed"
   # (start runs in this shell, not a subshell, so that stop knows its process)
   start "$WORK/signed" "$WORK/first.log" --dnssec >"$WORK/t"; stop
-  read -r first _ <"$WORK/t"
+  read -r first first_do _ <"$WORK/t"
   signing=$(grep -o 'seconds=[0-9.]*' "$WORK/first.log" | tail -1 | cut -d= -f2)
   start "$WORK/signed" "$WORK/signed.log" --dnssec >"$WORK/t"; stop
-  read -r signed signed_rss <"$WORK/t"
+  read -r signed signed_do signed_rss <"$WORK/t"
   start "$WORK/unsigned" "$WORK/plain.log" >"$WORK/t"; stop
-  read -r plain plain_rss <"$WORK/t"
-  echo "$r | $signing | $first | $signed | $signed_rss | $plain | $plain_rss"
+  read -r plain _ plain_rss <"$WORK/t"
+  echo "$r | $signing | $first / $first_do | $signed | $signed_do | $signed_rss | $plain | $plain_rss"
 done
 echo "store: unsigned $(du -sk "$WORK/unsigned/store" | cut -f1) KiB, signed $(du -sk "$WORK/signed/store" | cut -f1) KiB"

@@ -345,7 +345,8 @@ impl Server {
         }
     }
 
-    /// Waits until the zone's SOA is answered; returns the time since the process started.
+    /// Waits until the zone's SOA is answered to a query with DO (a signed zone: with its
+    /// signatures in force); returns the time since the process started.
     pub fn wait_ready(&self, limit: Duration) -> Duration {
         let query = soa_query();
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
@@ -401,12 +402,14 @@ impl Server {
 
 /// `dial.example. SOA`, id 0x4242.
 fn soa_query() -> Vec<u8> {
-    let mut q = vec![0x42, 0x42, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    let mut q = vec![0x42, 0x42, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
     for label in ["dial", "example"] {
         q.push(label.len() as u8);
         q.extend_from_slice(label.as_bytes());
     }
     q.extend_from_slice(&[0, 0, 6, 0, 1]);
+    // OPT: root owner, type 41, 1232-byte payload, DO set, no options.
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]);
     q
 }
 

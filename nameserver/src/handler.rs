@@ -329,6 +329,11 @@ impl Handler {
                         (reply, signing)
                     }
                     Ok(plan) => return self.stream(request, plan, signed, edns, now, handle).await,
+                    Err(ResponseCode::ServFail) => refuse(
+                        ResponseCode::ServFail,
+                        signing,
+                        "the zone's signatures are not in force yet (starting up)",
+                    ),
                     Err(rcode) => {
                         refuse(rcode, signing, "malformed, another zone, or AXFR over UDP")
                     }
@@ -365,6 +370,10 @@ impl Handler {
             return Err(ResponseCode::NotAuth);
         }
         let view = self.directory.view();
+        if view.signatures_pending() {
+            // Never the zone without its signatures: the secondary asks again.
+            return Err(ResponseCode::ServFail);
+        }
         match qtype {
             RecordType::AXFR if request.protocol() == Protocol::Udp => Err(ResponseCode::FormErr),
             RecordType::AXFR => Ok(transfer::axfr(&zone, &view, now)),

@@ -23,6 +23,8 @@
 //!  SIGHUP, control `reload` ─▶ reload::serve ─▶ config and zone files read again
 //!                             ─▶ Directory::reload_zone, Handler::reload, notify::Notifier
 //!  GET /metrics ─▶ scrape::serve ─▶ metrics::render (counters from the paths above)
+//!  signed start ─▶ Directory::open_signing (terminals served, DO and transfers SERVFAIL)
+//!               ─▶ SignedStart::finish, own thread ─▶ signatures in force ─▶ log `ready`
 //!  signed zone, each second ─▶ Directory::advance_keys (rollover), refresh_signatures
 //!  dnssec ds | keys | rollover ─▶ control socket ─▶ zones::Directory (keys in the store)
 //! ```

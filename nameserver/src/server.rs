@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use zones::Directory;
+use zones::directory::{Signatures, SignedStart};
 use zones::store::StoreError;
 
 use crate::config::{ServeFlags, Settings, control_socket};
@@ -78,10 +79,12 @@ impl Listeners {
     }
 }
 
-/// Opens the data directory and the store, and binds every socket.
+/// Opens the data directory and the store, and binds every socket. A signed zone's
+/// signatures are put in force on a thread of their own from then on (see
+/// [`zones::directory::SignedStart`]): answers without DO are served meanwhile.
 pub async fn bind(settings: &Settings) -> Result<(Directory, Listeners), ServeError> {
     prepare_data_dir(&settings.data)?;
-    let directory = open_directory(settings)?;
+    let (directory, signed_start) = open_directory(settings)?;
     let mut udp = Vec::new();
     let mut tcp = Vec::new();
     for addr in &settings.listen {
@@ -115,6 +118,22 @@ pub async fn bind(settings: &Settings) -> Result<(Directory, Listeners), ServeEr
         metrics,
         hangup,
     };
+    if let Some(start) = signed_start {
+        std::thread::Builder::new()
+            .name("signed-start".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                if start.finish().is_ok() {
+                    info!(
+                        seconds = started.elapsed().as_secs_f64(),
+                        "the zone's signatures are in force"
+                    );
+                }
+            })
+            .map_err(|e| {
+                ServeError::Store(StoreError::Io(format!("cannot start a thread: {e}")))
+            })?;
+    }
     Ok((directory, listeners))
 }
 
@@ -148,13 +167,14 @@ fn prepare_data_dir(path: &Path) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn open_directory(settings: &Settings) -> Result<Directory, ServeError> {
+fn open_directory(settings: &Settings) -> Result<(Directory, Option<SignedStart>), ServeError> {
     let store_dir = settings.data.join("store");
     let (zone, limits) = (settings.zone.clone(), settings.limits.clone());
     let opened = if settings.dnssec {
-        Directory::open_signed(&store_dir, zone, limits, zones::unix_now())
+        Directory::open_signing(&store_dir, zone, limits, zones::unix_now())
+            .map(|(directory, start)| (directory, Some(start)))
     } else {
-        Directory::open(&store_dir, zone, limits)
+        Directory::open(&store_dir, zone, limits).map(|directory| (directory, None))
     };
     opened.map_err(|e| match e {
         StoreError::Locked { .. } => ServeError::DataDirLocked {
@@ -298,7 +318,9 @@ pub async fn run(
         notifier,
     };
     let reloading = tokio::spawn(crate::reload::serve(reloader, asks, shutdown.clone()));
+    let ready = tokio::spawn(announce_ready(directory.clone(), shutdown.clone()));
     shutdown.cancelled().await;
+    let _ = ready.await;
     while listener_tasks.join_next().await.is_some() {}
     let _ = control.await;
     let _ = hangup.await;
@@ -310,7 +332,25 @@ pub async fn run(
     let _ = std::fs::remove_file(&listeners.control_path);
     directory.flush().await?;
     info!("stopped; store flushed");
-    Ok(())
+    match directory.signatures() {
+        Signatures::Failed(e) => Err(ServeError::Store(StoreError::Signing(e))),
+        _ => Ok(()),
+    }
+}
+
+/// Logs `ready` once everything is served (a signed zone: once its signatures are in
+/// force); stops the server when a signed start failed.
+async fn announce_ready(directory: Directory, shutdown: CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        ready = directory.signatures_ready() => match ready {
+            Ok(()) => info!(signed = directory.is_signed(), "ready"),
+            Err(e) => {
+                error!(error = %e, "the signed zone cannot be served; stopping");
+                shutdown.cancel();
+            }
+        },
+    }
 }
 
 /// Terminals whose signatures one refresh signs again at most: about 15 ms of signing for

@@ -472,3 +472,80 @@ async fn signed_answers_of_the_fast_path_match_the_full_path() {
         "negative answers with DO take the full path: {declined}"
     );
 }
+
+/// While a signed start reads its stored signatures, queries without DO are answered (the
+/// fast path too) and queries with DO get SERVFAIL from the full path, never an unsigned
+/// answer; once the signatures are in force, the same query with DO is answered signed.
+#[tokio::test]
+async fn while_a_signed_start_reads_its_signatures_only_answers_without_do_are_given() {
+    let data = tempfile::tempdir().unwrap();
+    {
+        let directory = Directory::open_signed(
+            data.path(),
+            Zone::embedded_default(),
+            Limits::default(),
+            zones::unix_now(),
+        )
+        .unwrap();
+        import_fleet(&directory, 6, false).await;
+    }
+    let (directory, start) = Directory::open_signing(
+        data.path(),
+        Zone::embedded_default(),
+        Limits::default(),
+        zones::unix_now(),
+    )
+    .unwrap();
+    let ours = Handler::new(directory.clone(), Policy::default());
+    let query = |dnssec_ok: bool| {
+        let mut q = Message::new(7, MessageType::Query, OpCode::Query);
+        q.add_query(Query::query(
+            Name::from_ascii("5550000.dial.example.").unwrap(),
+            RecordType::A,
+        ));
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        edns.set_dnssec_ok(dnssec_ok);
+        q.set_edns(edns);
+        q.to_vec().unwrap()
+    };
+    let src: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    let mut out = Vec::new();
+    let address = |m: &Message| {
+        m.answers
+            .iter()
+            .any(|r| r.data.to_string() == "198.51.100.0")
+    };
+    let rrsig = |m: &Message| {
+        m.answers
+            .iter()
+            .any(|r| r.record_type() == RecordType::RRSIG)
+    };
+
+    let plain = ask(&ours, &query(false), Protocol::Udp).await;
+    assert_eq!(plain.response_code, ResponseCode::NoError);
+    assert!(address(&plain) && !rrsig(&plain), "{plain:?}");
+    assert!(matches!(
+        ours.answer_fast(&query(false), src, &mut out),
+        Fast::Answered { .. }
+    ));
+    assert!(!matches!(
+        ours.answer_fast(&query(true), src, &mut out),
+        Fast::Answered { .. }
+    ));
+    let early = ask(&ours, &query(true), Protocol::Udp).await;
+    assert_eq!(early.response_code, ResponseCode::ServFail, "{early:?}");
+    assert!(early.answers.is_empty());
+
+    tokio::task::spawn_blocking(move || start.finish())
+        .await
+        .unwrap()
+        .unwrap();
+    let signed = ask(&ours, &query(true), Protocol::Udp).await;
+    assert_eq!(signed.response_code, ResponseCode::NoError);
+    assert!(address(&signed) && rrsig(&signed), "{signed:?}");
+    assert!(matches!(
+        ours.answer_fast(&query(true), src, &mut out),
+        Fast::Answered { .. }
+    ));
+}

@@ -61,6 +61,10 @@ impl TestServer {
         configure(&mut settings);
         let (directory, listeners) = server::bind(&settings).await.unwrap();
         let addr = listeners.local_addrs()[0];
+        directory
+            .signatures_ready()
+            .await
+            .expect("a signed zone's signatures are put in force");
         let shutdown = CancellationToken::new();
         let options = server::RunOptions::from(&settings);
         let task = tokio::spawn(server::run(

@@ -54,6 +54,10 @@ async fn start_with(limits: Limits, dnssec: bool) -> Directory4and6 {
         .await
         .expect("IPv4 and IPv6 loopback");
     let addrs = listeners.local_addrs();
+    directory
+        .signatures_ready()
+        .await
+        .expect("a signed zone's signatures are put in force");
     let shutdown = CancellationToken::new();
     let options = server::RunOptions::from(&settings);
     tokio::spawn(server::run(

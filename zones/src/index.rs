@@ -30,6 +30,9 @@ pub struct View {
     online: usize,
     /// The published signatures (DNSSEC on).
     signed: Option<SignedZone>,
+    /// The zone is signed, but its signatures are not in force yet (the start-up reads
+    /// them): answers with DO and transfers wait.
+    signatures_pending: bool,
 }
 
 impl View {
@@ -43,6 +46,7 @@ impl View {
             leases: BTreeSet::new(),
             online: 0,
             signed: None,
+            signatures_pending: false,
         }
     }
 
@@ -97,8 +101,19 @@ impl View {
         self.signed.as_ref()
     }
 
+    /// True while a signed zone's signatures are being read at start-up: only answers
+    /// without DO can be given (see [`crate::directory::SignedStart`]).
+    pub fn signatures_pending(&self) -> bool {
+        self.signatures_pending
+    }
+
+    pub(crate) fn set_signatures_pending(&mut self) {
+        self.signatures_pending = true;
+    }
+
     pub(crate) fn set_signed(&mut self, signed: SignedZone) {
         self.signed = Some(signed);
+        self.signatures_pending = false;
     }
 
     /// Applies the signatures of the change that moved the zone to `serial`.

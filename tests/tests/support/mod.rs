@@ -72,7 +72,8 @@ pub struct Nameserver {
 }
 
 impl Nameserver {
-    /// Starts the server on `data` with extra `serve` flags; waits until it listens.
+    /// Starts the server on `data` with extra `serve` flags; waits until it serves
+    /// everything (a signed zone: its signatures too).
     pub fn start(data: &Path, extra: &[&str]) -> Self {
         Self::start_in(None, data, &["--listen", "127.0.0.1:0"], extra)
     }
@@ -118,19 +119,20 @@ impl Nameserver {
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
         std::thread::spawn(move || {
+            let mut addr = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let addr = addr
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = tx.send(addr);
+                if let Some(bound) = line.split("listening on ").nth(1) {
+                    let bound = bound.split_whitespace().next().unwrap_or_default();
+                    addr.get_or_insert_with(|| bound.to_owned());
+                }
+                // Everything is served (a signed zone: its signatures are in force).
+                if line.contains("nameserver::server: ready") {
+                    let _ = tx.send(addr.clone().unwrap_or_default());
                 }
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(addr) => addr.parse().expect("listening address"),
             Err(_) => {
                 let _ = child.kill();

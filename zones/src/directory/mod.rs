@@ -27,7 +27,8 @@
 //! - [`zone_reload`]: a new static zone while serving;
 //!
 //! and [`signing`] keeps the zone signed through all of them (DNSSEC on), [`rollover`]
-//! replaces its zone-signing key.
+//! replaces its zone-signing key, and [`signed_start`] puts a signed zone's stored
+//! signatures in force after the open has made its terminals servable.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -53,6 +54,7 @@ pub use crate::limits::Limits;
 pub use crate::model::{AddressSet, Addresses, Entry, Hot, Presence, Terminal};
 pub use crate::replay::Freshness;
 pub use rollover::{KeyEvent, RolloverError};
+pub use signed_start::{Signatures, SignedStart};
 
 /// One terminal of a bulk import: its registration and, optionally, its addresses.
 #[derive(Clone, Debug)]
@@ -155,16 +157,22 @@ struct Inner {
     view: RwLock<View>,
     /// Committed, not yet durable. Lock order: `pending`, then `view`.
     pending: Mutex<Pending>,
-    /// One writer at a time stages a change.
-    writer: tokio::sync::Mutex<()>,
+    /// One writer at a time stages a change (a signed start holds it until its signatures
+    /// are in force).
+    writer: Arc<tokio::sync::Mutex<()>>,
     /// One import session at a time.
     importing: Arc<tokio::sync::Mutex<()>>,
     /// Set when a flush failed: the store's memory may not match the disk.
     poisoned: AtomicBool,
     /// The newest published serial, for those who follow changes (NOTIFY).
     serial_tx: tokio::sync::watch::Sender<u32>,
-    /// The signed zone as staged (DNSSEC on). Lock order: `writer`, then this.
-    staging: Option<Mutex<crate::dnssec::Staging>>,
+    /// The zone is signed (DNSSEC on).
+    signed: bool,
+    /// The signed zone as staged, once a signed start has put it in force. Lock order:
+    /// `writer`, then this.
+    staging: std::sync::OnceLock<Mutex<crate::dnssec::Staging>>,
+    /// Where the signed start is.
+    signatures: tokio::sync::watch::Sender<Signatures>,
 }
 impl Directory {
     /// Opens the store in `data_dir` and builds the view from it.
@@ -174,19 +182,36 @@ impl Directory {
     /// one) and the journal is emptied, so a secondary at an older serial gets the whole
     /// zone instead of deltas with a gap. That change is durable before anything is served.
     pub fn open(data_dir: &Path, zone: Zone, limits: Limits) -> Result<Self, StoreError> {
-        Self::open_with(data_dir, zone, limits, None)
+        Self::open_with(data_dir, zone, limits, None).map(|(directory, _)| directory)
     }
 
     /// Opens as [`Directory::open`] does, with the zone signed (DNSSEC): the key is made
-    /// at the first such start, and what the store lacks is signed before anything is served
-    /// (a change of the zone's content, so with a new serial). `now` is Unix seconds.
+    /// at the first such start, and what the store lacks is signed before this returns (a
+    /// change of the zone's content, so with a new serial). `now` is Unix seconds.
     pub fn open_signed(
         data_dir: &Path,
         zone: Zone,
         limits: Limits,
         now: u64,
     ) -> Result<Self, StoreError> {
-        Self::open_with(data_dir, zone, limits, Some(now))
+        let (directory, start) = Self::open_signing(data_dir, zone, limits, now)?;
+        start.finish()?;
+        Ok(directory)
+    }
+
+    /// Opens a signed zone in two steps: this returns once the terminals are read, so that
+    /// answers without DO are served at once, and the [`SignedStart`] puts the signed zone in
+    /// force when its [`SignedStart::finish`] is run (on another thread). Until then answers
+    /// with DO and transfers are refused as not ready ([`View::signatures_pending`]) and every
+    /// change waits. The key is made here, at the first such start.
+    pub fn open_signing(
+        data_dir: &Path,
+        zone: Zone,
+        limits: Limits,
+        now: u64,
+    ) -> Result<(Self, SignedStart), StoreError> {
+        let (directory, start) = Self::open_with(data_dir, zone, limits, Some(now))?;
+        Ok((directory, start.expect("a signed open has a signed start")))
     }
 
     fn open_with(
@@ -194,7 +219,7 @@ impl Directory {
         zone: Zone,
         limits: Limits,
         signed_at: Option<u64>,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<(Self, Option<SignedStart>), StoreError> {
         let store = Store::open(data_dir, zone.origin())?;
         if store.import_in_progress()? {
             let removed = store.abort_import()?;
@@ -229,20 +254,15 @@ impl Directory {
         let next_seq = journal.next_seq();
         let mut view = View::new(serial, journal, snapshot.terminals);
         // A signed zone's stored signatures are read on a second core meanwhile.
-        let (hot, stored) = std::thread::scope(|scope| {
-            let stored = signed_at
-                .map(|_| scope.spawn(|| signing::stored_signatures(&store, snapshot.terminals)));
-            let hot = store.scan_hot(|key, hot| view.insert(key, hot));
-            let stored = stored.map(|s| s.join().expect("reading the signatures does not panic"));
-            (hot, stored)
+        let stored = signed_at.map(|_| {
+            let (store, capacity) = (store.clone(), snapshot.terminals);
+            std::thread::spawn(move || signing::stored_signatures(&store, capacity))
         });
-        hot?;
-        let mut serial = serial;
+        store.scan_hot(|key, hot| view.insert(key, hot))?;
         // Served unsigned since the signatures were stored, and changed meanwhile: none of
         // them is trusted.
         let unsigned_since = snapshot.unsigned_since;
-        let stored_current = unsigned_since.is_none_or(|since| Some(since) == snapshot.serial);
-        let staging = match signed_at.zip(stored) {
+        let start = match signed_at.zip(stored) {
             None => {
                 if unsigned_since.is_none() && !store.zone_keys()?.is_empty() {
                     store.commit_now(&Change {
@@ -254,34 +274,19 @@ impl Directory {
             }
             Some((now, stored)) => {
                 let keys = signing::keys_at_open(&store, now)?;
-                let signer = signing::signer_of(&keys, zone.origin())?;
-                // From the index just built: the store is not read twice at start-up.
-                let online = view
-                    .entries()
-                    .filter(|(_, hot)| !hot.addresses.is_empty())
-                    .map(|(key, hot)| (key, hot.addresses.clone()))
-                    .collect();
-                let mut signed =
-                    signing::signing_for(signer, &zone, online, stored?, stored_current, now)?;
-                // The static names are signed afresh at every signed start (their few
-                // signatures are not stored): the zone's content moves, so its serial does,
-                // and secondaries take the new signatures rather than keep old ones that
-                // expire before this process would sign them again.
-                serial = serial.next();
-                store.commit_now(&Change {
-                    serial: Some(serial.0),
-                    journal_drop: view.journal().seqs(),
-                    signed: std::mem::take(&mut signed.changes),
-                    unsigned_since: unsigned_since.map(|_| None),
-                    ..Change::default()
-                })?;
-                view.clear_journal();
-                view.set_serial(serial);
-                view.set_signed(signed.published);
-                Some(Mutex::new(signed.staging))
+                view.set_signatures_pending();
+                Some(signed_start::Parts {
+                    stored,
+                    signer: signing::signer_of(&keys, zone.origin())?,
+                    current: unsigned_since.is_none_or(|since| Some(since) == snapshot.serial),
+                    unsigned_since,
+                    now,
+                    next_seq,
+                })
             }
         };
-        Ok(Self {
+        let writer = Arc::new(tokio::sync::Mutex::new(()));
+        let directory = Self {
             inner: Arc::new(Inner {
                 zone: ArcSwap::from_pointee(zone),
                 limits,
@@ -289,12 +294,19 @@ impl Directory {
                 serial_tx: tokio::sync::watch::Sender::new(serial.0),
                 view: RwLock::new(view),
                 pending: Mutex::new(Pending::new(serial, next_seq)),
-                writer: tokio::sync::Mutex::new(()),
+                writer: writer.clone(),
                 importing: Arc::default(),
                 poisoned: AtomicBool::new(false),
-                staging,
+                signed: start.is_some(),
+                staging: std::sync::OnceLock::new(),
+                signatures: tokio::sync::watch::Sender::new(match start {
+                    Some(_) => Signatures::Pending,
+                    None => Signatures::Unsigned,
+                }),
             }),
-        })
+        };
+        let start = start.map(|parts| SignedStart::new(directory.clone(), writer, parts));
+        Ok((directory, start))
     }
 
     /// The static zone as it is now (a reload may replace it; hold this briefly).
@@ -573,6 +585,7 @@ mod import;
 mod presence;
 mod registry;
 mod rollover;
+mod signed_start;
 mod signing;
 #[cfg(test)]
 mod signing_tests;

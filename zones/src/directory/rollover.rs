@@ -69,7 +69,7 @@ impl Directory {
         now: u64,
         propagation: u64,
     ) -> Result<Option<KeyEvent>, StoreError> {
-        let Some(staging) = &self.inner.staging else {
+        let Some(staging) = self.inner.staging.get() else {
             return Ok(None);
         };
         let keys = self.inner.store.zone_keys()?;
@@ -129,7 +129,7 @@ impl Directory {
     ) -> Result<(), StoreError> {
         let signer = signing::signer_of(keys, self.zone().origin())?;
         let delta = {
-            let staging = self.inner.staging.as_ref().expect("the zone is signed");
+            let staging = self.inner.staging.get().expect("the zone is signed");
             let mut staging = staging.lock().unwrap_or_else(|p| p.into_inner());
             staging.set_signer(signer.clone());
             if resign_all {

@@ -23,7 +23,19 @@ impl Directory {
 
     /// True when the zone is signed (DNSSEC on).
     pub fn is_signed(&self) -> bool {
-        self.inner.staging.is_some()
+        self.inner.signed
+    }
+
+    /// The signed zone as staged, for a change made with the writer lock held; `None` with
+    /// DNSSEC off. (A signed start holds that lock until the staging exists.)
+    fn staged(&self) -> Result<Option<&Mutex<Staging>>, StoreError> {
+        match (self.inner.signed, self.inner.staging.get()) {
+            (false, _) => Ok(None),
+            (true, Some(staging)) => Ok(Some(staging)),
+            (true, None) => Err(StoreError::Signing(
+                "the zone's signatures are not in force".into(),
+            )),
+        }
     }
 
     /// Signs the zone changes of a change being staged (call with the writer lock held);
@@ -33,7 +45,7 @@ impl Directory {
         changes: &[AddressChange],
         now: u64,
     ) -> Result<Option<SignedDelta>, StoreError> {
-        let Some(staging) = &self.inner.staging else {
+        let Some(staging) = self.staged()? else {
             return Ok(None);
         };
         let mut staging = staging.lock().unwrap_or_else(|p| p.into_inner());
@@ -70,7 +82,7 @@ impl Directory {
         now: u64,
         limit: usize,
     ) -> Result<Option<PreparedRefresh>, StoreError> {
-        let Some(staging) = &self.inner.staging else {
+        let Some(staging) = self.inner.staging.get() else {
             return Ok(None);
         };
         let lock_staging = || staging.lock().unwrap_or_else(|p| p.into_inner());
@@ -129,7 +141,7 @@ impl Directory {
         prepared: PreparedRefresh,
         now: u64,
     ) -> Result<usize, StoreError> {
-        let Some(staging) = &self.inner.staging else {
+        let Some(staging) = self.inner.staging.get() else {
             return Ok(0);
         };
         let lock_staging = || staging.lock().unwrap_or_else(|p| p.into_inner());
@@ -192,7 +204,7 @@ impl Directory {
     /// Signs the whole zone again for a reset with `zone` (call with the
     /// writer lock held); `None` with DNSSEC off.
     pub(super) fn sign_whole(&self, zone: &Zone, now: u64) -> Result<Option<Signing>, StoreError> {
-        let Some(staging) = &self.inner.staging else {
+        let Some(staging) = self.staged()? else {
             return Ok(None);
         };
         let signer = staging
@@ -213,7 +225,7 @@ impl Directory {
 
     /// Puts a whole zone's signatures in force (with the view's write lock held).
     pub(super) fn install(&self, signing: Signing, view: &mut View) {
-        if let Some(staging) = &self.inner.staging {
+        if let Some(staging) = self.inner.staging.get() {
             *staging.lock().unwrap_or_else(|p| p.into_inner()) = signing.staging;
         }
         view.set_signed(signing.published);

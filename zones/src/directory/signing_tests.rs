@@ -405,3 +405,65 @@ async fn terminals_that_change_while_the_refresh_signs_are_signed_from_their_new
     assert!(earliest >= later as u32 + VALIDITY, "all signed afresh");
     assert_eq!(dir.refresh_signatures(later, 100).await.unwrap(), 0);
 }
+
+/// A signed start in two steps: once open, the terminals are in the view but the signed
+/// zone is not (answers with DO wait), and a change waits for the writer lock; `finish`
+/// puts the stored signatures in force with the serial moved on, and the change then goes
+/// through, signed.
+#[tokio::test]
+async fn a_signed_start_serves_the_terminals_first_and_changes_wait_for_its_signatures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (stored, serial) = {
+        let dir = open_signed(tmp.path(), T);
+        online_fleet(&dir, 7300, 4).await;
+        (terminal_sigs(&dir), dir.view().serial())
+    };
+    let (dir, start) = Directory::open_signing(
+        tmp.path(),
+        Zone::embedded_default(),
+        Limits::default(),
+        T + 5,
+    )
+    .unwrap();
+    {
+        let view = dir.view();
+        assert!(view.signatures_pending() && view.signed().is_none());
+        assert_eq!(view.len(), 4, "the terminals are served at once");
+        assert_eq!(view.serial(), serial);
+    }
+    assert_eq!(dir.signatures(), Signatures::Pending);
+    assert!(dir.is_signed());
+    // A change waits for the signed zone: it cannot take the writer lock yet.
+    let waiting = {
+        let dir = dir.clone();
+        tokio::spawn(async move { update_a(&dir, "7301", [198, 51, 100, 9], T + 5, 60).await })
+    };
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !waiting.is_finished(),
+        "the change waits for the signatures"
+    );
+    assert_eq!(dir.view().serial(), serial);
+    tokio::task::spawn_blocking(move || start.finish())
+        .await
+        .unwrap()
+        .unwrap();
+    dir.signatures_ready().await.unwrap();
+    assert_eq!(dir.signatures(), Signatures::Ready);
+    {
+        let view = dir.view();
+        assert!(!view.signatures_pending() && view.signed().is_some());
+        assert!(view.serial() > serial);
+    }
+    waiting.await.unwrap().unwrap();
+    // The others' stored signatures were kept, not made again.
+    let moved = CodeKey::from_digits(b"7301").unwrap();
+    let others = |sigs: Vec<(CodeKey, _)>| -> Vec<_> {
+        sigs.into_iter().filter(|(key, _)| *key != moved).collect()
+    };
+    assert_eq!(others(stored), others(terminal_sigs(&dir)));
+    check_consistent(&dir, T + 5);
+    assert!(dir.view().signed().unwrap().terminal(moved).is_some());
+}

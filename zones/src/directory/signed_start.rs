@@ -1,0 +1,187 @@
+//! A signed zone's start in two steps. The open reads the terminals and returns, so that
+//! answers without DO are served at once; meanwhile the stored signatures are read on a
+//! second core, and [`SignedStart::finish`] builds the signed zone from them (the NSEC3
+//! chain, the index of signatures, what must be signed again), makes the new serial durable
+//! and puts it all in force at once. Until then:
+//! - the view says [`View::signatures_pending`]: answers with DO and transfers are refused
+//!   as not ready (what a resolver or a secondary then does is ask again or elsewhere),
+//!   never answered unsigned;
+//! - the writer lock is held, so every change waits, and nothing is staged that the signed
+//!   zone would not cover.
+//!
+//! A failure (the signatures cannot be read, signed or stored) poisons the directory: the
+//! server stops with the error, as it would have at the open.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use super::{Directory, Pending, Serial, signing};
+use crate::dnssec::{Signer, TerminalSigs};
+use crate::identity::CodeKey;
+use crate::model::Addresses;
+use crate::store::{Change, StoreError};
+
+/// Where a directory's signatures are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signatures {
+    /// DNSSEC off.
+    Unsigned,
+    /// Being read at start-up.
+    Pending,
+    /// In force.
+    Ready,
+    /// The signed start failed, with this error.
+    Failed(String),
+}
+
+/// What the open read for the signed zone.
+pub(super) struct Parts {
+    /// The thread reading every stored signature.
+    pub stored: JoinHandle<Result<Vec<(CodeKey, TerminalSigs)>, StoreError>>,
+    pub signer: Arc<Signer>,
+    /// The stored signatures followed every change (see [`crate::dnssec::whole`]).
+    pub current: bool,
+    /// The store's note that the zone was served unsigned since this serial (cleared).
+    pub unsigned_since: Option<u32>,
+    /// Unix seconds.
+    pub now: u64,
+    /// The journal sequence the next delta gets.
+    pub next_seq: u64,
+}
+
+/// The second step of a signed open: run [`SignedStart::finish`] once, on any thread.
+pub struct SignedStart {
+    directory: Directory,
+    /// Held from the open until the signed zone is in force.
+    writer: tokio::sync::OwnedMutexGuard<()>,
+    parts: Parts,
+}
+
+impl std::fmt::Debug for SignedStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedStart")
+            .field("now", &self.parts.now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignedStart {
+    pub(super) fn new(
+        directory: Directory,
+        writer: Arc<tokio::sync::Mutex<()>>,
+        parts: Parts,
+    ) -> Self {
+        let writer = writer
+            .try_lock_owned()
+            .expect("no one else holds the writer lock of a directory being opened");
+        Self {
+            directory,
+            writer,
+            parts,
+        }
+    }
+
+    /// Builds the signed zone (signing what the store lacks: at the first signed start, all
+    /// of it), stores it with the zone's new serial, and puts it in force; then changes go
+    /// on. Blocking: seconds of work at a million terminals, on every core.
+    pub fn finish(self) -> Result<(), StoreError> {
+        let Self {
+            directory,
+            writer,
+            parts,
+        } = self;
+        let result = Self::build(&directory, parts);
+        let inner = &directory.inner;
+        match &result {
+            Ok(()) => inner.signatures.send_replace(Signatures::Ready),
+            Err(e) => {
+                inner.poisoned.store(true, Ordering::SeqCst);
+                tracing::error!(error = %e, "cannot put the zone's signatures in force");
+                inner
+                    .signatures
+                    .send_replace(Signatures::Failed(e.to_string()))
+            }
+        };
+        drop(writer);
+        result
+    }
+
+    fn build(directory: &Directory, parts: Parts) -> Result<(), StoreError> {
+        let inner = &directory.inner;
+        let stored = parts
+            .stored
+            .join()
+            .expect("reading the signatures does not panic")?;
+        // The terminals that publish addresses, from the view (no change is made meanwhile).
+        let online: Vec<(CodeKey, Addresses)> = directory
+            .view()
+            .entries()
+            .filter(|(_, hot)| !hot.addresses.is_empty())
+            .map(|(key, hot)| (key, hot.addresses.clone()))
+            .collect();
+        let zone = directory.zone();
+        let mut signed = signing::signing_for(
+            parts.signer,
+            &zone,
+            online,
+            stored,
+            parts.current,
+            parts.now,
+        )?;
+        // The static names are signed afresh at every signed start (their few signatures
+        // are not stored): the zone's content moves, so its serial does, and secondaries
+        // take the new signatures rather than keep old ones that expire before this process
+        // would sign them again.
+        let (serial, journal) = {
+            let view = directory.view();
+            (Serial(view.serial()).next(), view.journal().seqs())
+        };
+        inner.store.commit_now(&Change {
+            serial: Some(serial.0),
+            journal_drop: journal,
+            signed: std::mem::take(&mut signed.changes),
+            unsigned_since: parts.unsigned_since.map(|_| None),
+            ..Change::default()
+        })?;
+        {
+            let mut pending = directory.pending();
+            let mut view = inner.view.write().unwrap_or_else(|p| p.into_inner());
+            view.clear_journal();
+            view.set_serial(serial);
+            view.set_signed(signed.published);
+            *pending = Pending::new(serial, parts.next_seq);
+        }
+        if inner
+            .staging
+            .set(std::sync::Mutex::new(signed.staging))
+            .is_err()
+        {
+            unreachable!("a directory is signed once, at its open");
+        }
+        inner.serial_tx.send_replace(serial.0);
+        Ok(())
+    }
+}
+
+impl Directory {
+    /// Where the signatures are (see [`Signatures`]).
+    pub fn signatures(&self) -> Signatures {
+        self.inner.signatures.borrow().clone()
+    }
+
+    /// Waits until the signed start is over: `Ok` when the zone is unsigned or its
+    /// signatures are in force, the start's error when it failed.
+    pub async fn signatures_ready(&self) -> Result<(), StoreError> {
+        let mut watch = self.inner.signatures.subscribe();
+        let state = watch
+            .wait_for(|s| *s != Signatures::Pending)
+            .await
+            .map(|s| s.clone())
+            .unwrap_or(Signatures::Pending);
+        match state {
+            Signatures::Failed(e) => Err(StoreError::Signing(e)),
+            _ => Ok(()),
+        }
+    }
+}
