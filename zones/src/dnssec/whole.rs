@@ -186,10 +186,7 @@ fn chain_of(
                 .map(|(place, name)| (name.hash, (online.len() + place) as u32)),
         )
         .collect();
-    // By the first eight bytes as one integer, the rest only on a tie: no byte-wise
-    // comparison per step (SHA-1 hashes almost never share eight bytes).
-    let prefix = |hash: &nsec3::Hash| u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
-    order.sort_unstable_by(|(a, _), (b, _)| prefix(a).cmp(&prefix(b)).then_with(|| a.cmp(b)));
+    order.sort_unstable_by_key(|(hash, _)| *hash);
     order.dedup_by_key(|(hash, _)| *hash);
     let mut successor: Vec<nsec3::Hash> = vec![[0; 20]; online.len()];
     for (i, (_, place)) in order.iter().enumerate() {
