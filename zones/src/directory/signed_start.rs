@@ -152,6 +152,10 @@ impl SignedStart {
             view.set_signed(signed.published);
             *pending = Pending::new(serial, parts.next_seq);
         }
+        // Answers with DO are given from here on; the refresh's order of expirations is
+        // built after, with the writer lock still held.
+        let order = directory.view().signed().map(|s| s.expiry_order());
+        signed.staging.set_expiring(order.unwrap_or_default());
         if inner
             .staging
             .set(std::sync::Mutex::new(signed.staging))

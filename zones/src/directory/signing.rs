@@ -220,7 +220,11 @@ impl Directory {
             }
         })?;
         let stored = stored_signatures(&self.inner.store, online.len())?;
-        signing_for(signer, zone, online, stored, true, now).map(Some)
+        let mut signing = signing_for(signer, zone, online, stored, true, now)?;
+        signing
+            .staging
+            .set_expiring(signing.published.expiry_order());
+        Ok(Some(signing))
     }
 
     /// Puts a whole zone's signatures in force (with the view's write lock held).
@@ -292,7 +296,7 @@ pub(super) fn stored_signatures(
 
 /// The whole zone's signatures for the terminals `online` (those with addresses): the
 /// `stored` ones kept while they hold (`current`: they followed every change), the others
-/// made again.
+/// made again. The staging tracks no expiration yet (see [`SignedZone::expiry_order`]).
 pub(super) fn signing_for(
     signer: Arc<Signer>,
     zone: &Zone,

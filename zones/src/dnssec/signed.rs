@@ -103,6 +103,12 @@ impl SignedZone {
         })
     }
 
+    /// Each terminal by its earliest signature expiration, soonest first (the staging's
+    /// refresh order).
+    pub fn expiry_order(&self) -> std::collections::BTreeSet<(u32, CodeKey)> {
+        self.terminals.expiry_order()
+    }
+
     /// Applies the signatures of the change that moved the zone to serial `to`, as it is
     /// published.
     pub fn apply(&mut self, mut delta: SignedDelta, to: u32) {

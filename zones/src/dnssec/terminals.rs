@@ -6,7 +6,7 @@
 //! index holds only a 4-byte place per code. A terminal that leaves frees its place for the
 //! next one to join.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::TerminalSigs;
 use crate::identity::CodeKey;
@@ -83,6 +83,15 @@ impl Terminals {
 
     pub fn len(&self) -> usize {
         self.index.len()
+    }
+
+    /// Each terminal by its earliest signature expiration, soonest first: the refresh's
+    /// order ([`super::Staging::set_expiring`]).
+    pub fn expiry_order(&self) -> BTreeSet<(u32, CodeKey)> {
+        self.index
+            .iter()
+            .map(|(key, &place)| (self.slab[place as usize].1.expiration(), *key))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {

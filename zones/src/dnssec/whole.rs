@@ -7,7 +7,6 @@
 //! chain's, or expire within [`REFRESH`]; and all of them when the zone was changed while
 //! served unsigned (DNSSEC off) since they were made.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::nsec3::Chain;
@@ -23,7 +22,9 @@ use crate::zone::Zone;
 /// Signatures expiring sooner than this are made again (half of [`super::sign::VALIDITY`]).
 pub const REFRESH: u32 = super::sign::VALIDITY / 2;
 
-/// The outcome: the writer's chain, every terminal's signatures, and what changed.
+/// The outcome: the writer's chain, every terminal's signatures, and what changed. The
+/// staging tracks no expiration yet: [`Terminals::expiry_order`] gives its order, built
+/// after the signatures are published at a start (their answers wait for nothing else).
 #[derive(Debug)]
 pub struct Whole {
     pub staging: Staging,
@@ -72,28 +73,16 @@ pub fn sign_zone(
     let sigs_of = |place: usize| held[place].map(|i| &stored[i as usize].1);
     let statics = Statics::of(zone);
 
-    // Beside the chain, on a second core: the published index and the refresh's expiry
-    // order of the stored signatures kept.
-    let (chain, successor, (index, mut expiring)) = std::thread::scope(|scope| {
-        let side = scope.spawn(|| {
-            let index = Terminals::index(&stored, &kept);
-            let expiring: BTreeSet<(u32, CodeKey)> = stored
-                .iter()
-                .zip(&kept)
-                .filter(|(_, kept)| **kept)
-                .map(|((key, sigs), _)| (sigs.expiration(), *key))
-                .collect();
-            (index, expiring)
-        });
+    // Beside the chain, on a second core: the published index.
+    let (chain, successor, index) = std::thread::scope(|scope| {
+        let side = scope.spawn(|| Terminals::index(&stored, &kept));
         let (chain, successor) = chain_of(zone, &online, &statics, |place| {
             sigs_of(place).map(|s| s.hash)
         });
-        let side = side
-            .join()
-            .expect("building the index and expiry order does not panic");
+        let side = side.join().expect("building the index does not panic");
         (chain, successor, side)
     });
-    let mut staging = Staging::new(signer.clone(), statics, chain);
+    let staging = Staging::new(signer.clone(), statics, chain);
 
     let key_tag = signer.key_tag();
     let horizon = (now as u32).wrapping_add(REFRESH);
@@ -144,14 +133,10 @@ pub fn sign_zone(
     for part in signed {
         for (place, sigs) in part? {
             let key = online[place].0;
-            if let Some(old) = terminals.insert(key, sigs) {
-                expiring.remove(&(old.expiration(), key));
-            }
-            expiring.insert((sigs.expiration(), key));
+            terminals.insert(key, sigs);
             changes.push((key, Some(sigs)));
         }
     }
-    staging.set_expiring(expiring);
     Ok(Whole {
         staging,
         terminals,
