@@ -330,6 +330,9 @@ pub async fn run(
     }
     let _ = reloading.await;
     let _ = std::fs::remove_file(&listeners.control_path);
+    if let Err(e) = directory.remember_soa_signature().await {
+        warn!(error = %e, "cannot keep the SOA signature: the next start moves the serial on");
+    }
     directory.flush().await?;
     info!("stopped; store flushed");
     match directory.signatures() {

@@ -310,13 +310,13 @@ fn the_transferred_signed_zone_verifies_with_dnssec_verify_and_kzonecheck_and_su
         .unwrap();
     assert!(check.status.success(), "kzonecheck: {}", text(&check));
 
-    // A restart keeps the key and the stored signatures: same DS, the terminals' records
-    // and signatures as they were; the static names' fresh signatures move the serial on.
+    // A restart after a stop changes nothing: same DS, same serial, and the zone
+    // transferred after it is the one before, every signature included (the SOA's too).
     let serial = ns.serial(ZONE);
     ns.terminate();
     let (ns, ds_again) = signed_directory(&data, &["--transfer-key", xfer.to_str().unwrap()]);
     assert_eq!(ds, ds_again);
-    assert_eq!(ns.serial(ZONE), serial + 1);
+    assert_eq!(ns.serial(ZONE), serial);
     assert!(
         !ns.log().contains("signed the zone's terminals"),
         "{}",
@@ -336,6 +336,7 @@ fn the_transferred_signed_zone_verifies_with_dnssec_verify_and_kzonecheck_and_su
     };
     let again = axfr(&ns);
     assert_eq!(stored(&again), stored(&zone));
+    assert!(again == zone, "the zone changed across a restart");
     // A and its RRSIG for a quarter, A, AAAA and their RRSIGs for half, and the NSEC3s.
     assert_eq!(
         stored(&zone).len(),
@@ -575,8 +576,9 @@ fn assert_whole_zone(ns: &Nameserver, xfer: &Path, serial: u32, why: &str) {
 
 /// An IXFR of the signed zone applied to the AXFR it follows (each removal finding its
 /// record exactly) is the AXFR at the new serial, through a move, a change of families, a
-/// leave and a join. Across a restart or a new key the primary sends the whole zone
-/// instead, which is the zone too.
+/// leave and a join; and across a restart after a stop, from the serial it stopped at.
+/// From before a restart, or across a new key, the primary sends the whole zone instead,
+/// which is the zone too.
 #[test]
 fn a_signed_ixfr_applied_to_the_zone_it_follows_is_the_new_zone() {
     require("dig", "bind9-dnsutils");
@@ -597,6 +599,7 @@ fn a_signed_ixfr_applied_to_the_zone_it_follows_is_the_new_zone() {
         .collect();
     let before = transfer(&ns, &xfer, "AXFR");
     let serial = ns.serial(ZONE);
+    let first_serial = serial;
     set_addresses(&ns, &keys[0], "6000001", &[("A", "198.51.100.1")]);
     set_addresses(
         &ns,
@@ -615,13 +618,22 @@ fn a_signed_ixfr_applied_to_the_zone_it_follows_is_the_new_zone() {
     );
     assert!(ns.log().contains("kind=IXFR serial="), "{}", ns.log());
 
-    // A restart forgets what was signed before it: the whole zone, correct all the same.
+    // A restart after a stop keeps the zone as it was, SOA signature included: an IXFR
+    // from the serial it stopped at is a difference still, applied to the zone of before
+    // the restart. From an older serial the primary no longer knows what it signed: the
+    // whole zone, correct all the same.
     let serial = ns.serial(ZONE);
     ns.terminate();
     let (ns, _) = signed_directory(&data, &args);
+    assert_eq!(ns.serial(ZONE), serial);
     set_addresses(&ns, &keys[0], "6000001", &[("A", "198.51.100.7")]);
-    // (The start's serial increase emptied the journal.)
-    assert_whole_zone(&ns, &xfer, serial, "serial older than the journal");
+    let ixfr = transfer(&ns, &xfer, &format!("IXFR={serial}"));
+    let now = transfer(&ns, &xfer, "AXFR");
+    assert_eq!(
+        apply_ixfr(&after, &ixfr),
+        now.iter().cloned().collect::<BTreeSet<_>>()
+    );
+    assert_whole_zone(&ns, &xfer, first_serial, "signed history not known");
 
     // A new key (a rollover's first step) changes the DNSKEY RRset and its signature: an
     // IXFR across it is the whole zone too.

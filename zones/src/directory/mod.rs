@@ -411,6 +411,9 @@ impl Directory {
             (Some(_), None) => self.sign_change(zone_changes_of(&delta, &work), work.now)?,
             (None, _) => None,
         };
+        let statics_changed = signed
+            .as_ref()
+            .is_some_and(|s| !s.statics.is_empty() || s.all_statics.is_some());
         let change = Change {
             serial: serial.map(|s| s.0),
             journal: delta.as_ref(),
@@ -419,6 +422,11 @@ impl Directory {
                 .as_ref()
                 .map(|s| s.terminals.clone())
                 .unwrap_or_default(),
+            static_sigs: if statics_changed {
+                self.staged_statics()?
+            } else {
+                None
+            },
             ..work.store
         };
         let commit = self.inner.store.stage(&change)?;
@@ -488,6 +496,7 @@ impl Directory {
                 .as_mut()
                 .map(|s| std::mem::take(&mut s.changes))
                 .unwrap_or_default(),
+            static_sigs: signed.as_mut().and_then(|s| s.statics.take()),
             ..change
         })?;
         self.flush_or_poison().await?;

@@ -126,31 +126,47 @@ impl SignedStart {
             &zone,
             online,
             stored,
+            inner.store.static_sigs()?,
             parts.current,
             parts.now,
         )?;
-        // The static names are signed afresh at every signed start (their few signatures
-        // are not stored): the zone's content moves, so its serial does, and secondaries
-        // take the new signatures rather than keep old ones that expire before this process
-        // would sign them again.
+        // What the store holds is served as it is, under the same serial, when the SOA
+        // signature served at that serial was kept at the last stop too. Anything signed now
+        // (terminals whose signatures no longer hold, the static names' when theirs did not
+        // fit, the SOA's after a crash) changes the zone's content, so its serial moves and
+        // secondaries take the new signatures.
+        let stopped_at = directory.view().serial();
+        let soa = inner.store.soa_sig()?.filter(|(at, _)| *at == stopped_at);
+        let changed = !signed.changes.is_empty() || signed.statics.is_some() || soa.is_none();
+        if let Some((at, Some(sig))) = soa.filter(|_| !changed) {
+            signed.published.keep_soa_signature(at, sig);
+        }
         let (serial, journal) = {
             let view = directory.view();
-            (Serial(view.serial()).next(), view.journal().seqs())
+            match changed {
+                true => (Serial(view.serial()).next(), view.journal().seqs()),
+                false => (Serial(view.serial()), Vec::new()),
+            }
         };
-        inner.store.commit_now(&Change {
-            serial: Some(serial.0),
-            journal_drop: journal,
-            signed: std::mem::take(&mut signed.changes),
-            unsigned_since: parts.unsigned_since.map(|_| None),
-            ..Change::default()
-        })?;
+        if changed || parts.unsigned_since.is_some() {
+            inner.store.commit_now(&Change {
+                serial: changed.then_some(serial.0),
+                journal_drop: journal,
+                signed: std::mem::take(&mut signed.changes),
+                static_sigs: signed.statics.take(),
+                unsigned_since: parts.unsigned_since.map(|_| None),
+                ..Change::default()
+            })?;
+        }
         {
             let mut pending = directory.pending();
             let mut view = inner.view.write().unwrap_or_else(|p| p.into_inner());
-            view.clear_journal();
-            view.set_serial(serial);
+            if changed {
+                view.clear_journal();
+                view.set_serial(serial);
+                *pending = Pending::new(serial, parts.next_seq);
+            }
             view.set_signed(signed.published);
-            *pending = Pending::new(serial, parts.next_seq);
         }
         // Answers with DO are given from here on; the refresh's order of expirations is
         // built after, with the writer lock still held.
@@ -163,7 +179,9 @@ impl SignedStart {
         {
             unreachable!("a directory is signed once, at its open");
         }
-        inner.serial_tx.send_replace(serial.0);
+        if changed {
+            inner.serial_tx.send_replace(serial.0);
+        }
         Ok(())
     }
 }

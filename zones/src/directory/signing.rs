@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::dnssec::staging::terminal_owner;
+use crate::dnssec::statics::StoredStatics;
 use crate::dnssec::whole::{self, Whole};
 use crate::dnssec::{SignedDelta, SignedZone, Signer, Staging, ZoneKey};
 
@@ -13,6 +14,8 @@ pub(super) struct Signing {
     pub published: SignedZone,
     /// Signatures to store (made again or forgotten).
     pub changes: Vec<(CodeKey, Option<crate::dnssec::TerminalSigs>)>,
+    /// The static names' signatures to store, when they were made afresh.
+    pub statics: Option<StoredStatics>,
 }
 
 impl Directory {
@@ -36,6 +39,41 @@ impl Directory {
                 "the zone's signatures are not in force".into(),
             )),
         }
+    }
+
+    /// Keeps the SOA signature served at the current serial (or that none was made), so
+    /// that a restart serves the zone as it was, under the same serial (at shutdown, after
+    /// the listeners stopped; nothing with DNSSEC off).
+    pub async fn remember_soa_signature(&self) -> Result<(), StoreError> {
+        // Nothing to keep before the signatures are in force (a stop during the start).
+        if self.signatures() != super::Signatures::Ready {
+            return Ok(());
+        }
+        let writer = self.write_lock().await?;
+        self.flush_or_poison().await?;
+        self.publish();
+        let soa = {
+            let view = self.view();
+            view.signed()
+                .map(|signed| (view.serial(), signed.soa_signature_at(view.serial())))
+        };
+        let Some(soa) = soa else {
+            return Ok(());
+        };
+        self.inner.store.stage(&Change {
+            soa_sig: Some(soa),
+            ..Change::default()
+        })?;
+        self.durable(writer).await
+    }
+
+    /// The static names' signatures as staged, to store with a change that signed some
+    /// of them again (with the writer lock held).
+    pub(super) fn staged_statics(&self) -> Result<Option<StoredStatics>, StoreError> {
+        Ok(self.staged()?.map(|staging| {
+            let staging = staging.lock().unwrap_or_else(|p| p.into_inner());
+            staging.stored_statics(&self.zone().fingerprint())
+        }))
     }
 
     /// Signs the zone changes of a change being staged (call with the writer lock held);
@@ -220,7 +258,7 @@ impl Directory {
             }
         })?;
         let stored = stored_signatures(&self.inner.store, online.len())?;
-        let mut signing = signing_for(signer, zone, online, stored, true, now)?;
+        let mut signing = signing_for(signer, zone, online, stored, None, true, now)?;
         signing
             .staging
             .set_expiring(signing.published.expiry_order());
@@ -296,22 +334,25 @@ pub(super) fn stored_signatures(
 
 /// The whole zone's signatures for the terminals `online` (those with addresses): the
 /// `stored` ones kept while they hold (`current`: they followed every change), the others
-/// made again. The staging tracks no expiration yet (see [`SignedZone::expiry_order`]).
+/// made again; the static names' `stored_statics` likewise, when they fit (see
+/// [`crate::dnssec::Staging::statics_at_open`]). The staging tracks no expiration yet (see
+/// [`SignedZone::expiry_order`]).
 pub(super) fn signing_for(
     signer: Arc<Signer>,
     zone: &Zone,
     online: Vec<(CodeKey, Addresses)>,
     stored: Vec<(CodeKey, crate::dnssec::TerminalSigs)>,
+    stored_statics: Option<StoredStatics>,
     current: bool,
     now: u64,
 ) -> Result<Signing, StoreError> {
     let started = std::time::Instant::now();
+    let sign_error = |e: crate::dnssec::SignError| StoreError::Signing(e.to_string());
     let Whole {
         mut staging,
         terminals,
         changes,
-    } = whole::sign_zone(signer, zone, online, stored, current, now)
-        .map_err(|e| StoreError::Signing(e.to_string()))?;
+    } = whole::sign_zone(signer, zone, online, stored, current, now).map_err(sign_error)?;
     staging.signed_whole_at(now);
     if !changes.is_empty() {
         tracing::info!(
@@ -321,9 +362,15 @@ pub(super) fn signing_for(
             "signed the zone's terminals"
         );
     }
-    let published = SignedZone::new(&mut staging, zone, terminals, now)
-        .map_err(|e| StoreError::Signing(e.to_string()))?;
+    let fingerprint = zone.fingerprint();
+    let horizon = (now as u32).wrapping_add(whole::REFRESH);
+    let stored_statics = stored_statics.filter(|_| current);
+    let (signed_statics, made) = staging
+        .statics_at_open(zone, &fingerprint, stored_statics, horizon, now)
+        .map_err(sign_error)?;
+    let published = SignedZone::new(&staging, zone, terminals, signed_statics);
     Ok(Signing {
+        statics: made.then(|| staging.stored_statics(&fingerprint)),
         staging,
         published,
         changes,

@@ -173,8 +173,8 @@ async fn the_chain_and_signatures_hold_through_changes_a_reopen_and_lease_expiry
     check_consistent(&dir, T);
     let (serial, sigs) = (dir.view().serial(), terminal_sigs(&dir));
     drop(dir);
-    // A reopen signs no terminal again; the static names' fresh signatures move the serial
-    // on by one; everything still verifies.
+    // A reopen after a crash (no stop kept the SOA's signature) signs no terminal again;
+    // the SOA's fresh signature moves the serial on by one; everything still verifies.
     let dir = open_signed(tmp.path(), T + 60);
     assert_eq!(dir.view().serial(), serial + 1);
     assert_eq!(terminal_sigs(&dir), sigs);
@@ -466,4 +466,73 @@ async fn a_signed_start_serves_the_terminals_first_and_changes_wait_for_its_sign
     assert_eq!(others(stored), others(terminal_sigs(&dir)));
     check_consistent(&dir, T + 5);
     assert!(dir.view().signed().unwrap().terminal(moved).is_some());
+}
+
+/// The SOA's signature a directory serves at its serial (made if none was yet).
+fn soa_signature(dir: &Directory, now: u64) -> Record {
+    let zone = dir.zone();
+    let view = dir.view();
+    let soa = zone.soa_record(view.serial());
+    view.signed()
+        .unwrap()
+        .rrsig(&zone, std::slice::from_ref(&soa), now)
+        .unwrap()
+}
+
+/// A signed restart used to move the serial on every time, since the static names were
+/// signed afresh at each start: every secondary then took the whole zone, a million
+/// terminals' signatures, after each restart of the primary. Now a restart after a stop
+/// serves the zone exactly as it was, under the same serial (the terminals', the static
+/// names' and the SOA's signatures all kept), and the serial moves only when something
+/// must be signed again: after a crash (the SOA's signature was not kept), or when the
+/// static names' signatures come due.
+#[tokio::test]
+async fn a_signed_restart_after_a_stop_keeps_the_serial_and_every_signature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_signed(tmp.path(), T);
+    online_fleet(&dir, 7400, 5).await;
+    let soa = soa_signature(&dir, T + 10);
+    dir.remember_soa_signature().await.unwrap();
+    let (serial, sigs) = (dir.view().serial(), terminal_sigs(&dir));
+    let statics = dir.inner.store.static_sigs().unwrap();
+    assert!(statics.is_some(), "the static names' signatures are stored");
+    drop(dir);
+
+    let dir = open_signed(tmp.path(), T + 20);
+    assert_eq!(
+        dir.view().serial(),
+        serial,
+        "a restart after a stop keeps the serial"
+    );
+    assert_eq!(terminal_sigs(&dir), sigs);
+    assert_eq!(dir.inner.store.static_sigs().unwrap(), statics);
+    assert_eq!(
+        soa_signature(&dir, T + 30),
+        soa,
+        "the same SOA signature is served"
+    );
+    check_consistent(&dir, T + 30);
+    // A change after it: the static names' signatures still fit the new chain.
+    update_a(&dir, "7402", [198, 51, 100, 42], T + 40, 70)
+        .await
+        .unwrap();
+    check_consistent(&dir, T + 40);
+    let serial = dir.view().serial();
+    drop(dir);
+
+    // A crash: no SOA signature was kept at this serial, so it moves on.
+    let dir = open_signed(tmp.path(), T + 50);
+    assert_eq!(dir.view().serial(), serial + 1);
+    check_consistent(&dir, T + 50);
+    dir.remember_soa_signature().await.unwrap();
+    let serial = dir.view().serial();
+    drop(dir);
+
+    // Stopped long enough for the static names' signatures to come due: they are made
+    // again at the start (the terminals' too), with a new serial.
+    let later = T + u64::from(VALIDITY - REFRESH) + 3600;
+    let dir = open_signed(tmp.path(), later);
+    assert_eq!(dir.view().serial(), serial + 1);
+    assert_ne!(dir.inner.store.static_sigs().unwrap(), statics);
+    check_consistent(&dir, later);
 }

@@ -92,6 +92,18 @@ impl Signer {
         self.key_tag
     }
 
+    /// Which keys sign and are published: the zone-signing key's tag, the DNSKEY signer's,
+    /// then every published key's. Signatures stored with another identity were made for
+    /// another DNSKEY RRset or by another key.
+    pub fn identity(&self) -> Vec<u16> {
+        let published = self.dnskeys.iter().map(DNSKEY::calculate_key_tag);
+        [Ok(self.key_tag), Ok(self.dnskey_signer_tag)]
+            .into_iter()
+            .chain(published)
+            .map(|tag| tag.unwrap_or_default())
+            .collect()
+    }
+
     /// The zone's DNSKEY RRset.
     pub fn dnskey_records(&self, ttl: u32) -> Vec<Record> {
         self.dnskeys

@@ -73,22 +73,21 @@ const COMPACT_CACHE: usize = 100_000;
 pub const NXNAME: RecordType = RecordType::Unknown(128);
 
 impl SignedZone {
-    /// The published copy of `staging`, with the terminals' stored signatures and the
-    /// static names' fresh ones.
+    /// The published copy of `staging`, with the terminals' and the static names'
+    /// signatures.
     pub fn new(
-        staging: &mut Staging,
+        staging: &Staging,
         zone: &Zone,
         terminals: Terminals,
-        now: u64,
-    ) -> Result<Self, SignError> {
-        let signed_statics = staging.sign_statics(zone, now)?;
+        signed_statics: Vec<SignedStatic>,
+    ) -> Self {
         let unsigned = Sig {
             inception: 0,
             expiration: 0,
             key_tag: 0,
             signature: [0; 64],
         };
-        Ok(Self {
+        Self {
             signer: staging.signer().clone(),
             statics: staging.statics().clone(),
             signed_statics,
@@ -100,7 +99,24 @@ impl SignedZone {
             soa_made: std::sync::Mutex::new(VecDeque::new()),
             history: VecDeque::new(),
             history_terminals: 0,
-        })
+        }
+    }
+
+    /// The SOA signature made last at `serial`, if any.
+    pub fn soa_signature_at(&self, serial: u32) -> Option<Sig> {
+        let made = self.soa_made.lock().unwrap_or_else(|p| p.into_inner());
+        made.iter()
+            .rev()
+            .find(|(s, _)| *s == serial)
+            .map(|(_, sig)| *sig)
+    }
+
+    /// Serves `sig` as the SOA's signature at `serial` (one kept from before a restart), as
+    /// if it had been made here.
+    pub fn keep_soa_signature(&self, serial: u32, sig: Sig) {
+        let mut made = self.soa_made.lock().unwrap_or_else(|p| p.into_inner());
+        made.push_back((serial, sig));
+        self.soa.store(std::sync::Arc::new((serial, sig)));
     }
 
     /// Each terminal by its earliest signature expiration, soonest first (the staging's

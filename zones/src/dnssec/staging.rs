@@ -19,7 +19,7 @@ use hickory_proto::rr::{Name, RecordType};
 
 use super::nsec3::{self, Chain, Hash};
 use super::sign::{Sig, SignError, Signer};
-use super::statics::{self, SignedStatic, Statics};
+use super::statics::{self, SignedStatic, Statics, StoredStatics};
 use super::{Owner, TerminalSigs};
 use crate::identity::{CallingCode, CodeKey};
 use crate::journal::AddressChange;
@@ -68,6 +68,8 @@ pub struct Staging {
     /// Each signed terminal's earliest signature expiration, soonest first, so that the
     /// refresh finds what is due without a scan.
     expiring: BTreeSet<(u32, CodeKey)>,
+    /// The static names' signatures as staged (what the store's `static_sigs` holds).
+    signed_statics: Vec<SignedStatic>,
     /// When the static names' signatures expire.
     statics_expire: u32,
     /// Every terminal is being signed again with a new key ([`Staging::resign_all`]).
@@ -86,6 +88,7 @@ impl Staging {
             statics,
             chain,
             expiring: BTreeSet::new(),
+            signed_statics: Vec::new(),
             statics_expire: 0,
             resigning: false,
             resigned_at: None,
@@ -286,9 +289,12 @@ impl Staging {
                     let name = &self.statics.names[place as usize];
                     let record =
                         nsec3::record(&hash, &next, &name.types, negative_ttl, zone.origin());
-                    delta
-                        .statics
-                        .push((place, next, self.signer.sign(&[record], now)?));
+                    let sig = self.signer.sign(&[record], now)?;
+                    if let Some(staged) = self.signed_statics.get_mut(place as usize) {
+                        staged.next = next;
+                        staged.nsec3 = sig;
+                    }
+                    delta.statics.push((place, next, sig));
                 }
             }
         }
@@ -319,17 +325,55 @@ impl Staging {
                 })
             })
             .collect::<Result<Vec<_>, SignError>>()?;
+        self.set_statics(&signed);
+        Ok(signed)
+    }
+
+    fn set_statics(&mut self, signed: &[SignedStatic]) {
         self.statics_expire = signed
             .iter()
-            .flat_map(|s| {
-                s.rrsets
-                    .iter()
-                    .map(|(_, sig)| sig.expiration)
-                    .chain([s.nsec3.expiration])
-            })
+            .map(SignedStatic::expiration)
             .min()
             .unwrap_or(u32::MAX);
-        Ok(signed)
+        self.signed_statics = signed.to_vec();
+    }
+
+    /// The static names' signatures at a signed start: the `stored` ones when they were
+    /// made for this zone (`fingerprint`) by the current keys, name the chain's next hashes
+    /// and none expires before `horizon`; otherwise made afresh at `now`. True when made.
+    pub fn statics_at_open(
+        &mut self,
+        zone: &Zone,
+        fingerprint: &str,
+        stored: Option<StoredStatics>,
+        horizon: u32,
+        now: u64,
+    ) -> Result<(Vec<SignedStatic>, bool), SignError> {
+        let kept = stored
+            .and_then(|stored| stored.fitting(fingerprint, &self.signer, &self.statics))
+            .filter(|signed| {
+                signed
+                    .iter()
+                    .zip(&self.statics.names)
+                    .all(|(s, name)| s.next == self.next(&name.hash) && s.expiration() >= horizon)
+            });
+        match kept {
+            Some(signed) => {
+                self.set_statics(&signed);
+                Ok((signed, false))
+            }
+            None => Ok((self.sign_statics(zone, now)?, true)),
+        }
+    }
+
+    /// The static names' signatures as staged, to store (`fingerprint`: the static zone's).
+    pub fn stored_statics(&self, fingerprint: &str) -> StoredStatics {
+        StoredStatics::new(
+            fingerprint,
+            &self.signer,
+            &self.statics,
+            &self.signed_statics,
+        )
     }
 
     /// Full signatures for a terminal with `addresses` (not empty) whose hash is in the

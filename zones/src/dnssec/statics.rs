@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use serde::{Deserialize, Serialize};
 
 use super::nsec3::{self, Hash};
 use super::sign::{Sig, SignError, Signer};
@@ -78,11 +79,90 @@ impl Statics {
 }
 
 /// A static name's signatures: its RRsets' (SOA and dynamic answers apart) and its NSEC3's.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedStatic {
     pub rrsets: Vec<(RecordType, Sig)>,
     pub next: Hash,
     pub nsec3: Sig,
+}
+
+impl SignedStatic {
+    /// When the first of its signatures expires.
+    pub fn expiration(&self) -> u32 {
+        self.rrsets
+            .iter()
+            .map(|(_, sig)| sig.expiration)
+            .chain([self.nsec3.expiration])
+            .min()
+            .unwrap_or(u32::MAX)
+    }
+}
+
+/// The static names' signatures as the store keeps them (`meta` `static_sigs`), with what
+/// they were made for: a restart serves them again, rather than new ones under the same
+/// serial, when they still fit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredStatics {
+    /// The static zone's fingerprint.
+    pub zone: String,
+    /// The signer's [`Signer::identity`].
+    pub keys: Vec<u16>,
+    /// Each static name's hash, in the order of [`Statics::names`].
+    pub hashes: Vec<Hash>,
+    /// Each static name's signatures.
+    pub signed: Vec<StoredStatic>,
+}
+
+/// One static name's RRsets' signatures (by type number), next hash and NSEC3's signature.
+pub type StoredStatic = (Vec<(u16, Sig)>, Hash, Sig);
+
+impl StoredStatics {
+    pub fn new(zone: &str, signer: &Signer, statics: &Statics, signed: &[SignedStatic]) -> Self {
+        Self {
+            zone: zone.to_owned(),
+            keys: signer.identity(),
+            hashes: statics.names.iter().map(|n| n.hash).collect(),
+            signed: signed
+                .iter()
+                .map(|s| {
+                    let rrsets = s.rrsets.iter().map(|(t, sig)| (u16::from(*t), *sig));
+                    (rrsets.collect(), s.next, s.nsec3)
+                })
+                .collect(),
+        }
+    }
+
+    /// The signatures, when they were made for `zone` (its fingerprint) and `statics` by
+    /// `signer`'s keys; `None` otherwise.
+    pub fn fitting(
+        self,
+        zone: &str,
+        signer: &Signer,
+        statics: &Statics,
+    ) -> Option<Vec<SignedStatic>> {
+        let same_names = self.hashes.len() == statics.names.len()
+            && self
+                .hashes
+                .iter()
+                .zip(&statics.names)
+                .all(|(h, n)| *h == n.hash);
+        if self.zone != zone || self.keys != signer.identity() || !same_names {
+            return None;
+        }
+        let signed = self
+            .signed
+            .into_iter()
+            .map(|(rrsets, next, nsec3)| SignedStatic {
+                rrsets: rrsets
+                    .into_iter()
+                    .map(|(t, sig)| (RecordType::from(t), sig))
+                    .collect(),
+                next,
+                nsec3,
+            })
+            .collect::<Vec<_>>();
+        (signed.len() == statics.names.len()).then_some(signed)
+    }
 }
 
 /// The RRsets at `name` that are signed once and stored: the zone file's, and at the apex

@@ -14,7 +14,9 @@
 //! | `journal` | by sequence (u64): one serial increase, for IXFR            | transfers     |
 //! | `signed`  | a terminal's RRSIGs and NSEC3 (DNSSEC on), see [`crate::dnssec`] | at open |
 //!
-//! `meta` also holds `dnssec_keys`, the zone's signing keys (DNSSEC on).
+//! `meta` also holds `dnssec_keys`, the zone's signing keys, `static_sigs`, the static
+//! names' signatures with the zone and keys they were made for, and `soa_sig`, the SOA
+//! signature served at the serial the zone was stopped at (DNSSEC on).
 //!
 //! Hot data is kept apart from cold data so that what every query needs stays small, and
 //! there is room for per-RRset signatures beside it later. At start-up only `hot` is read,
@@ -53,7 +55,8 @@ use redb::{
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::dnssec::{TerminalSigs, ZoneKey};
+use crate::dnssec::statics::StoredStatics;
+use crate::dnssec::{Sig, TerminalSigs, ZoneKey};
 use crate::identity::{CallingCode, CodeKey, Kid, Mid};
 use crate::journal::Delta;
 use crate::key::{Algorithm, Secret, TerminalKeyName, TsigKey};
@@ -95,6 +98,10 @@ const DNSSEC_KEYS_KEY: &str = "dnssec_keys";
 /// The serial at which a zone with DNSSEC keys was first served unsigned (its stored
 /// signatures are not kept up to date then), until it is signed again.
 const UNSIGNED_KEY: &str = "unsigned_since";
+/// The static names' signatures (DNSSEC on), with what they were made for.
+const STATIC_SIGS_KEY: &str = "static_sigs";
+/// The SOA signature served at the serial a signed zone was stopped at (DNSSEC on).
+const SOA_SIG_KEY: &str = "soa_sig";
 
 /// A storage failure; the change it was part of did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +199,10 @@ pub struct Change<'a> {
     /// Notes the serial at which a signed zone is first served unsigned (`Some(Some)`), or
     /// that it is signed again (`Some(None)`).
     pub unsigned_since: Option<Option<u32>>,
+    /// The static names' signatures, when they were made again.
+    pub static_sigs: Option<StoredStatics>,
+    /// The SOA signature served at a serial (`None`: none was made), kept at shutdown.
+    pub soa_sig: Option<(u32, Option<Sig>)>,
 }
 
 /// What every query needs of a terminal.
@@ -415,6 +426,27 @@ impl Store {
             each(key, code, value.value())?;
         }
         Ok(())
+    }
+
+    /// The static names' signatures as last stored, if any. They are made again from the
+    /// zone when they cannot be read (a store of an older version), so that is no error.
+    pub fn static_sigs(&self) -> Result<Option<StoredStatics>, StoreError> {
+        Ok(self.meta(STATIC_SIGS_KEY)?.and_then(|v| {
+            decode(STATIC_SIGS_KEY, &v)
+                .inspect_err(|e| tracing::warn!(error = %e, "static signatures made again"))
+                .ok()
+        }))
+    }
+
+    /// The SOA signature kept when a signed zone was last stopped, with its serial (and
+    /// `None` when no SOA signature was made at that serial); like the static names', made
+    /// again when it cannot be read.
+    pub fn soa_sig(&self) -> Result<Option<(u32, Option<Sig>)>, StoreError> {
+        Ok(self.meta(SOA_SIG_KEY)?.and_then(|v| {
+            decode(SOA_SIG_KEY, &v)
+                .inspect_err(|e| tracing::warn!(error = %e, "SOA signature made again"))
+                .ok()
+        }))
     }
 
     /// The zone's DNSSEC signing keys (none until DNSSEC is first turned on).
@@ -932,6 +964,12 @@ fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
     }
     if let Some(keys) = change.zone_keys {
         w.meta.push((DNSSEC_KEYS_KEY, encode(&keys)?));
+    }
+    if let Some(statics) = &change.static_sigs {
+        w.meta.push((STATIC_SIGS_KEY, encode(statics)?));
+    }
+    if let Some(soa) = &change.soa_sig {
+        w.meta.push((SOA_SIG_KEY, encode(soa)?));
     }
     match change.unsigned_since {
         Some(Some(serial)) => w.meta.push((UNSIGNED_KEY, serial.to_be_bytes().to_vec())),
