@@ -14,7 +14,7 @@
 //! (RFC 1995 §2). A signed zone's IXFR is one difference from the secondary's serial to
 //! now ([`signed_diff`]): the journal says which terminals changed and the signed zone
 //! remembers, since start-up, the signatures each change replaced and the SOA signature
-//! served at each serial.
+//! served at each serial (that at the serial the last run stopped at included).
 //!
 //! # Limitations
 //! - A registered terminal without addresses owns no records, so it is not transferred:
@@ -129,9 +129,9 @@ pub fn ixfr(zone: &Zone, view: &View, serial: u32, now: u64) -> TransferPlan {
 /// RRSIG, the added records. For each terminal the deltas touched, its records and
 /// signatures (A, AAAA, NSEC3, RRSIGs) as they were at `serial` against now, and so for
 /// each static name whose NSEC3 moved. `None` when that is not known: a change since then
-/// signed every static name again or changed the keys,
-/// the server restarted since (what it signed before is not kept), or the old SOA was
-/// signed more than once; the caller then sends the whole zone.
+/// signed every static name again or changed the keys, `serial` is older than the server's
+/// start (what it signed before is not kept), or the old SOA was signed more than once;
+/// the caller then sends the whole zone.
 fn signed_diff(
     zone: &Zone,
     view: &View,
