@@ -6,7 +6,10 @@
 //! not validate (with a trust anchor), 1 anything else.
 //!
 //! With a trust anchor, the lookups ask for DNSSEC records and an address is dialled only
-//! when its RRset validates from the zone's keys ([`crate::validate`]).
+//! when its RRset validates from the zone's keys ([`crate::validate`]); "no such code" and
+//! "offline" are said only when the zone's signed denial proves them ([`crate::denial`]).
+//! (A signed zone holds no name for a registered code without addresses, so with a trust
+//! anchor such a code is "no such code".)
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -19,6 +22,7 @@ use zones::identity::CallingCode;
 use zones::key::TsigKey;
 
 use crate::client::query_message;
+use crate::denial::{self, Denial};
 use crate::exchange::{ExchangeError, exchange};
 use crate::validate::{TrustAnchor, ValidationError, validate_rrset};
 
@@ -91,15 +95,28 @@ pub async fn resolve(call: &Call) -> Result<Vec<IpAddr>, DialError> {
             None => query_message(owner.clone(), rtype),
         };
         let answer = ask(call, question).await?;
-        match answer.metadata.response_code {
-            ResponseCode::NoError => {}
-            ResponseCode::NXDomain => return Err(DialError::NoSuchCode(owner.to_string())),
+        let no_name = match answer.metadata.response_code {
+            ResponseCode::NoError => false,
+            ResponseCode::NXDomain => true,
             rcode => return Err(DialError::Refused(rcode)),
+        };
+        let found: Vec<IpAddr> = owned_addresses(&answer, &owner).collect();
+        let no_name = match &keys {
+            None => no_name,
+            // A negative answer counts only once proven, and an address once signed.
+            Some(keys) if no_name || found.is_empty() => {
+                let now = zones::unix_now();
+                denial::prove(keys, &call.zone, &answer, &owner, rtype, now)? == Denial::NoName
+            }
+            Some(keys) => {
+                validate_rrset(keys, &call.zone, &answer, &owner, rtype, zones::unix_now())?;
+                false
+            }
+        };
+        if no_name {
+            return Err(DialError::NoSuchCode(owner.to_string()));
         }
-        if let Some(keys) = &keys {
-            validate_rrset(keys, &call.zone, &answer, &owner, rtype, zones::unix_now())?;
-        }
-        addresses.extend(owned_addresses(&answer, &owner));
+        addresses.extend(found);
     }
     if addresses.is_empty() {
         return Err(DialError::Offline(owner.to_string()));

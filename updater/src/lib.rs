@@ -8,7 +8,8 @@
 //!           ─ client::publish: one signed UPDATE (A and AAAA replaced, lease option)
 //!           ─ exchange: UDP (TCP if truncated), TSIG sign and verify, typed errors
 //!  dial     ─ dial::resolve (AAAA, A; with a trust anchor, validate::{validate_keys,
-//!             validate_rrset}) ─▶ dial::connect (TCP) ─▶ pipe stdin/stdout
+//!             validate_rrset}, denial::prove for a negative answer)
+//!           ─▶ dial::connect (TCP) ─▶ pipe stdin/stdout
 //! ```
 //!
 //! Modules:
@@ -24,12 +25,14 @@
 //! - [`backoff`]: retry timing.
 //! - [`dial`]: calling another terminal by code (M2).
 //! - [`validate`]: DNSSEC validation of dial's answers from a trust anchor.
+//! - [`denial`]: proving dial's negative answers (NSEC3 or compact denial) with those keys.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod denial;
 pub mod dial;
 pub mod discover;
 pub mod exchange;

@@ -6,8 +6,8 @@
 //!    ─▶ the zone's DNSKEY RRset: one key matches the anchor and signs the RRset
 //!    ─▶ each A/AAAA RRset: an RRSIG by one of those keys, valid now, no wildcard
 //! ```
-//! Only positive answers are validated: a forged negative answer can deny a call, never
-//! redirect it.
+//! Negative answers are proven too ([`crate::denial`]): a forged "no such code" or
+//! "offline" is refused like a forged address.
 
 use std::path::Path;
 
@@ -107,7 +107,7 @@ impl TrustAnchor {
         answer: &Message,
         now: u64,
     ) -> Result<Vec<DNSKEY>, ValidationError> {
-        let rrset = rrset_of(answer, &self.zone, RecordType::DNSKEY);
+        let rrset = rrset_of(&answer.answers, &self.zone, RecordType::DNSKEY);
         let keys: Vec<DNSKEY> = rrset
             .iter()
             .filter_map(|r| match &r.data {
@@ -143,17 +143,32 @@ pub fn validate_rrset(
     rtype: RecordType,
     now: u64,
 ) -> Result<(), ValidationError> {
-    let rrset = rrset_of(answer, owner, rtype);
-    if rrset.is_empty() {
+    if rrset_of(&answer.answers, owner, rtype).is_empty() {
         return Ok(());
     }
+    verify_rrset(keys, zone, &answer.answers, owner, rtype, now)
+}
+
+/// Checks that the `rtype` RRset of `owner` in `section` (with its RRSIGs there) is signed
+/// by one of `keys` (zone `zone`), valid at `now`; an empty RRset does not pass.
+pub fn verify_rrset(
+    keys: &[DNSKEY],
+    zone: &Name,
+    section: &[Record],
+    owner: &Name,
+    rtype: RecordType,
+    now: u64,
+) -> Result<(), ValidationError> {
     let bogus = |why: String| ValidationError::Bogus {
         what: rtype.to_string(),
         owner: owner.to_string(),
         why,
     };
-    let sigs: Vec<&RRSIG> = answer
-        .answers
+    let rrset = rrset_of(section, owner, rtype);
+    if rrset.is_empty() {
+        return Err(bogus("the answer does not carry it".into()));
+    }
+    let sigs: Vec<&RRSIG> = section
         .iter()
         .filter(|r| LowerName::new(&r.name) == LowerName::new(owner))
         .filter_map(|r| match &r.data {
@@ -238,11 +253,10 @@ fn dnskey_line(line: &str, zone: &Name) -> Result<DNSKEY, String> {
     ))
 }
 
-/// The records of `owner`/`rtype` in the answer section.
-fn rrset_of(answer: &Message, owner: &Name, rtype: RecordType) -> Vec<Record> {
+/// The records of `owner`/`rtype` in `section`.
+fn rrset_of(section: &[Record], owner: &Name, rtype: RecordType) -> Vec<Record> {
     let owner = LowerName::new(owner);
-    answer
-        .answers
+    section
         .iter()
         .filter(|r| r.record_type() == rtype && LowerName::new(&r.name) == owner)
         .cloned()

@@ -40,6 +40,15 @@ async fn start(limits: Limits) -> Directory4and6 {
 
 /// The same, with the zone signed (DNSSEC) when `dnssec`.
 async fn start_with(limits: Limits, dnssec: bool) -> Directory4and6 {
+    start_configured(move |settings| {
+        settings.limits = limits;
+        settings.dnssec = dnssec;
+    })
+    .await
+}
+
+/// The same, with the settings as `configure` leaves them.
+async fn start_configured(configure: impl FnOnce(&mut ServerSettings)) -> Directory4and6 {
     let data = tempfile::tempdir().unwrap();
     let flags = ServeFlags {
         listen: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
@@ -48,8 +57,7 @@ async fn start_with(limits: Limits, dnssec: bool) -> Directory4and6 {
         ..ServeFlags::default()
     };
     let mut settings = ServerSettings::merge(FileConfig::default(), &flags).unwrap();
-    settings.limits = limits;
-    settings.dnssec = dnssec;
+    configure(&mut settings);
     let (directory, listeners) = server::bind(&settings)
         .await
         .expect("IPv4 and IPv6 loopback");
@@ -422,34 +430,63 @@ async fn dial_uses_only_records_owned_by_the_queried_name() {
 /// Forwards datagrams to `upstream`, changing the address `from` into `to` in every answer
 /// that carries it (an attacker on the path).
 async fn altering(upstream: SocketAddr, from: [u8; 4], to: [u8; 4]) -> SocketAddr {
+    proxy(upstream, |_| {}, move |answer| replace(answer, &from, &to)).await
+}
+
+/// A loopback UDP proxy to `upstream` that passes each query through `on_query` and each
+/// answer through `on_answer` (an attacker on the path).
+async fn proxy(
+    upstream: SocketAddr,
+    on_query: impl Fn(&mut Vec<u8>) + Send + 'static,
+    on_answer: impl Fn(&mut Vec<u8>) + Send + 'static,
+) -> SocketAddr {
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = udp.local_addr().unwrap();
     tokio::spawn(async move {
         let relay = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let mut buf = vec![0u8; 4096];
         while let Ok((n, client)) = udp.recv_from(&mut buf).await {
-            relay.send_to(&buf[..n], upstream).await.unwrap();
+            let mut query = buf[..n].to_vec();
+            on_query(&mut query);
+            relay.send_to(&query, upstream).await.unwrap();
             let Ok(Ok(m)) =
                 tokio::time::timeout(Duration::from_secs(2), relay.recv(&mut buf)).await
             else {
                 continue;
             };
-            let answer = &mut buf[..m];
-            if let Some(at) = answer.windows(4).position(|w| w == from) {
-                answer[at..at + 4].copy_from_slice(&to);
-            }
-            let _ = udp.send_to(answer, client).await;
+            let mut answer = buf[..m].to_vec();
+            on_answer(&mut answer);
+            let _ = udp.send_to(&answer, client).await;
         }
     });
     addr
 }
 
-#[tokio::test]
-async fn dial_with_a_trust_anchor_takes_only_addresses_that_validate() {
-    use updater::validate::TrustAnchor;
-    use zones::directory::{Addresses, Import, Registration};
+/// Replaces the first occurrence of `from` in `bytes` with `to` (of the same length).
+fn replace(bytes: &mut [u8], from: &[u8], to: &[u8]) {
+    if let Some(at) = bytes.windows(from.len()).position(|w| w == from) {
+        bytes[at..at + to.len()].copy_from_slice(to);
+    }
+}
 
-    let d = start_with(Limits::default(), true).await;
+/// Turns an answer into a bare NXDOMAIN: its question kept, every record dropped.
+fn bare_nxdomain(answer: &mut Vec<u8>) {
+    let mut end = 12;
+    while answer[end] != 0 {
+        end += 1 + usize::from(answer[end]);
+    }
+    answer.truncate(end + 5);
+    answer[3] = (answer[3] & 0xf0) | 3;
+    answer[6..12].fill(0);
+}
+
+/// Imports 5550001 with the address 127.0.0.98 into a signed directory, and writes its
+/// trust anchor (the DS) to `anchor_file`.
+async fn signed_terminal(
+    d: &Directory4and6,
+    anchor_file: &std::path::Path,
+) -> updater::validate::TrustAnchor {
+    use zones::directory::{Addresses, Import, Registration};
     let mut addresses = Addresses::default();
     addresses.v4.ttl = 60;
     addresses.v4.addrs.push(Ipv4Addr::new(127, 0, 0, 98));
@@ -469,24 +506,43 @@ async fn dial_with_a_trust_anchor_takes_only_addresses_that_validate() {
         .await
         .unwrap();
     let zone = Name::from_ascii("dial.example.").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let anchor_file = dir.path().join("anchor");
     let keys = d.directory.zone_keys().unwrap();
     std::fs::write(
-        &anchor_file,
+        anchor_file,
         nameserver::admin::ds_lines(&keys, &zone).unwrap(),
     )
     .unwrap();
-    let anchor = TrustAnchor::load(&anchor_file, &zone).unwrap();
-    let call = |server: SocketAddr, trust: Option<TrustAnchor>| Call {
+    updater::validate::TrustAnchor::load(anchor_file, &zone).unwrap()
+}
+
+/// A call to `code` through `server`, validated from `trust` when given.
+fn dial_call(
+    server: SocketAddr,
+    code: &str,
+    trust: Option<updater::validate::TrustAnchor>,
+) -> Call {
+    Call {
         servers: vec![server],
-        zone: zone.clone(),
-        code: "5550001".parse().unwrap(),
+        zone: Name::from_ascii("dial.example.").unwrap(),
+        code: code.parse().unwrap(),
         port: 9,
         key: None,
         timeout: Duration::from_secs(2),
         trust,
-    };
+    }
+}
+
+#[tokio::test]
+async fn dial_with_a_trust_anchor_takes_only_addresses_that_validate() {
+    use updater::validate::TrustAnchor;
+
+    let d = start_with(Limits::default(), true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let anchor_file = dir.path().join("anchor");
+    let anchor = signed_terminal(&d, &anchor_file).await;
+    let zone = anchor.zone().clone();
+    let keys = d.directory.zone_keys().unwrap();
+    let call = |server: SocketAddr, trust: Option<TrustAnchor>| dial_call(server, "5550001", trust);
     // Straight from the directory: the address validates.
     let found = dial::resolve(&call(d.v4, Some(anchor.clone())))
         .await
@@ -498,6 +554,34 @@ async fn dial_with_a_trust_anchor_takes_only_addresses_that_validate() {
     let path = altering(d.v4, [127, 0, 0, 98], [127, 0, 0, 99]).await;
     let misled = dial::resolve(&call(path, None)).await.unwrap();
     assert_eq!(misled, vec![IpAddr::from([127, 0, 0, 99])]);
+    let refused = dial::resolve(&call(path, Some(anchor.clone())))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, DialError::Bogus(_)), "{refused}");
+    assert_eq!(refused.exit_code(), 7);
+
+    // Negative answers count only when the zone's signed denial proves them (NSEC3): a
+    // code that is not registered is "no such code"...
+    let unknown = dial_call(d.v4, "5559999", Some(anchor.clone()));
+    let err = dial::resolve(&unknown).await.unwrap_err();
+    assert!(matches!(err, DialError::NoSuchCode(_)), "{err}");
+    // ... but a bare NXDOMAIN put in the way of a registered one is refused, where without
+    // the anchor dial would believe the code does not exist.
+    let path = proxy(d.v4, |_| {}, bare_nxdomain).await;
+    let denied = dial::resolve(&call(path, None)).await.unwrap_err();
+    assert!(matches!(denied, DialError::NoSuchCode(_)), "{denied}");
+    let refused = dial::resolve(&call(path, Some(anchor.clone())))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, DialError::Bogus(_)), "{refused}");
+    // So is a real, signed denial of another code passed off as this one's: the path asks
+    // for 5559999 and renames the answer back; its NSEC3s prove nothing about 5550001.
+    let path = proxy(
+        d.v4,
+        |q| replace(q, b"5550001", b"5559999"),
+        |a| replace(a, b"5559999", b"5550001"),
+    )
+    .await;
     let refused = dial::resolve(&call(path, Some(anchor.clone())))
         .await
         .unwrap_err();
@@ -526,4 +610,41 @@ async fn dial_with_a_trust_anchor_takes_only_addresses_that_validate() {
     std::fs::write(&anchor_file, dnskey).unwrap();
     let by_key = TrustAnchor::load(&anchor_file, &zone).unwrap();
     assert!(dial::resolve(&call(d.v4, Some(by_key))).await.is_ok());
+}
+
+/// With compact denial (RFC 9824), dial proves negative answers from the NSEC at the name
+/// itself: NXNAME for a code that is not registered, a type map without AAAA for an IPv4
+/// terminal; a bare NXDOMAIN or another code's denial renamed on the path is refused.
+#[tokio::test]
+async fn dial_with_a_trust_anchor_proves_compact_denials() {
+    let d = start_configured(|settings| {
+        settings.dnssec = true;
+        settings.denial = nameserver::config::Denial::Compact;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = signed_terminal(&d, &dir.path().join("anchor")).await;
+    let found = dial::resolve(&dial_call(d.v4, "5550001", Some(anchor.clone())))
+        .await
+        .unwrap();
+    assert_eq!(found, vec![IpAddr::from([127, 0, 0, 98])]);
+    let err = dial::resolve(&dial_call(d.v4, "5559999", Some(anchor.clone())))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DialError::NoSuchCode(_)), "{err}");
+    let path = proxy(d.v4, |_| {}, bare_nxdomain).await;
+    let refused = dial::resolve(&dial_call(path, "5550001", Some(anchor.clone())))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, DialError::Bogus(_)), "{refused}");
+    let path = proxy(
+        d.v4,
+        |q| replace(q, b"5550001", b"5559999"),
+        |a| replace(a, b"5559999", b"5550001"),
+    )
+    .await;
+    let refused = dial::resolve(&dial_call(path, "5550001", Some(anchor)))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, DialError::Bogus(_)), "{refused}");
 }
