@@ -33,6 +33,10 @@ use crate::response::{self, Reply};
 use crate::transfer::{self, TransferPlan};
 use crate::tsig::{self, Authentication, KeyOwner, ResponseSigning, SignedRequest, TsigFailure};
 
+/// How long a transfer waits for a signed start to put its signatures in force before it
+/// is refused (SERVFAIL): seconds at a million terminals, far more at a first signing.
+const SIGNED_START_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Who may do what, and how often.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
@@ -312,6 +316,15 @@ impl Handler {
         };
         let compact = self.live.load().policy.denial == crate::config::Denial::Compact
             && self.directory.is_signed();
+        let transfer_key =
+            matches!(&auth, Authentication::Signed(s) if s.owner == KeyOwner::Transfer);
+        if transfer_key && self.directory.view().signatures_pending() {
+            // A signed start is putting its signatures in force (a moment): the transfer
+            // waits for it rather than fail, which would send the secondary to its retry
+            // timer or to a full transfer.
+            let ready = self.directory.signatures_ready();
+            let _ = tokio::time::timeout(SIGNED_START_WAIT, ready).await;
+        }
         let (reply, signing) = match &auth {
             // Compact denial is made per answer: a secondary could not deny anything.
             Authentication::Signed(_) if compact => refuse(
@@ -355,7 +368,8 @@ impl Handler {
             .await
     }
 
-    /// What to send for a transfer request, or the RCODE that refuses it.
+    /// What to send for a transfer request, or the RCODE that refuses it (SERVFAIL while
+    /// a signed start has not put its signatures in force).
     fn plan_transfer(
         &self,
         request: &Request,

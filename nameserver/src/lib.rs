@@ -23,7 +23,7 @@
 //!  SIGHUP, control `reload` ─▶ reload::serve ─▶ config and zone files read again
 //!                             ─▶ Directory::reload_zone, Handler::reload, notify::Notifier
 //!  GET /metrics ─▶ scrape::serve ─▶ metrics::render (counters from the paths above)
-//!  signed start ─▶ Directory::open_signing (terminals served, DO and transfers SERVFAIL)
+//!  signed start ─▶ Directory::open_signing (terminals served; DO SERVFAIL, transfers wait)
 //!               ─▶ SignedStart::finish, own thread ─▶ signatures in force ─▶ log `ready`
 //!  shutdown ─▶ listeners drained ─▶ Directory::remember_soa_signature ─▶ flush
 //!  signed zone, each second ─▶ Directory::advance_keys (rollover), refresh_signatures

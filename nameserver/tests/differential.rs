@@ -219,6 +219,19 @@ async fn import_fleet(directory: &Directory, count: u64, two_v4: bool) {
     .unwrap();
 }
 
+/// A signed directory in `data` with a fleet imported as [`import_fleet`] makes it.
+async fn signed_fleet(data: &std::path::Path, count: u64, two_v4: bool) -> Directory {
+    let directory = Directory::open_signed(
+        data,
+        Zone::embedded_default(),
+        Limits::default(),
+        zones::unix_now(),
+    )
+    .unwrap();
+    import_fleet(&directory, count, two_v4).await;
+    directory
+}
+
 #[tokio::test]
 async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
     const TERMINALS: u64 = 300;
@@ -416,14 +429,7 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
 async fn signed_answers_of_the_fast_path_match_the_full_path() {
     const TERMINALS: u64 = 60;
     let data = tempfile::tempdir().unwrap();
-    let directory = Directory::open_signed(
-        data.path(),
-        Zone::embedded_default(),
-        Limits::default(),
-        zones::unix_now(),
-    )
-    .unwrap();
-    import_fleet(&directory, TERMINALS, true).await;
+    let directory = signed_fleet(data.path(), TERMINALS, true).await;
     let ours = Handler::new(directory, Policy::default());
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let (mut fast_signed, mut declined) = (0, 0);
@@ -479,16 +485,7 @@ async fn signed_answers_of_the_fast_path_match_the_full_path() {
 #[tokio::test]
 async fn while_a_signed_start_reads_its_signatures_only_answers_without_do_are_given() {
     let data = tempfile::tempdir().unwrap();
-    {
-        let directory = Directory::open_signed(
-            data.path(),
-            Zone::embedded_default(),
-            Limits::default(),
-            zones::unix_now(),
-        )
-        .unwrap();
-        import_fleet(&directory, 6, false).await;
-    }
+    drop(signed_fleet(data.path(), 6, false).await);
     let (directory, start) = Directory::open_signing(
         data.path(),
         Zone::embedded_default(),
@@ -548,4 +545,62 @@ async fn while_a_signed_start_reads_its_signatures_only_answers_without_do_are_g
         ours.answer_fast(&query(true), src, &mut out),
         Fast::Answered { .. }
     ));
+}
+
+/// A transfer asked while a signed start puts its signatures in force waits for them,
+/// rather than fail (SERVFAIL would send the secondary to its retry timer, or NSD to a
+/// full transfer next time); once they are, it is sent, signed.
+#[tokio::test]
+async fn a_transfer_during_a_signed_start_waits_for_its_signatures() {
+    use hickory_proto::rr::TSigner;
+    let data = tempfile::tempdir().unwrap();
+    drop(signed_fleet(data.path(), 6, false).await);
+    let (directory, start) = Directory::open_signing(
+        data.path(),
+        Zone::embedded_default(),
+        Limits::default(),
+        zones::unix_now(),
+    )
+    .unwrap();
+    let xfer = zones::key::TsigKey::from_key_file(
+        "key \"xfer.\" { algorithm hmac-sha256; secret \"3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=\"; };",
+    )
+    .unwrap();
+    let policy = Policy {
+        transfer_keys: vec![xfer.clone()],
+        ..Policy::default()
+    };
+    let ours = Arc::new(Handler::new(directory.clone(), policy));
+    let mut axfr = Message::new(9, MessageType::Query, OpCode::Query);
+    axfr.add_query(Query::query(
+        Name::from_ascii("dial.example.").unwrap(),
+        RecordType::AXFR,
+    ));
+    let signer: TSigner = xfer.signer(300).unwrap();
+    let (signature, _) = signer.sign_message(&axfr, zones::unix_now()).unwrap();
+    axfr.set_signature(signature);
+    let bytes = axfr.to_vec().unwrap();
+    let asking = {
+        let ours = ours.clone();
+        tokio::spawn(async move { ask(ours.as_ref(), &bytes, Protocol::Tcp).await })
+    };
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !asking.is_finished(),
+        "the transfer waits for the signatures"
+    );
+    tokio::task::spawn_blocking(move || start.finish())
+        .await
+        .unwrap()
+        .unwrap();
+    let sent = asking.await.unwrap();
+    assert_eq!(sent.response_code, ResponseCode::NoError, "{sent:?}");
+    assert!(
+        sent.answers
+            .iter()
+            .any(|r| r.record_type() == RecordType::RRSIG),
+        "{sent:?}"
+    );
 }

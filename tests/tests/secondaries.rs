@@ -195,6 +195,45 @@ fn churn(port: u16, code: &str, key: &Path, i: usize, base: usize, count: usize)
     child
 }
 
+/// A primary on a fixed loopback port with NSD as its secondary: the directories, ports
+/// and transfer key they share.
+struct NsdLab {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    xfer: PathBuf,
+    secret: String,
+    nsd_dir: PathBuf,
+    nsd_port: u16,
+    primary_port: u16,
+    /// The primary's `--listen`.
+    listen: String,
+    /// The primary's `--secondary` (NSD).
+    secondary: String,
+    /// The primary's data directory.
+    data: PathBuf,
+}
+
+fn nsd_lab() -> NsdLab {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let (xfer, secret) = transfer_key(&root);
+    let nsd_dir = root.join("nsd");
+    std::fs::create_dir_all(&nsd_dir).unwrap();
+    let (nsd_port, primary_port) = (free_port(), free_port());
+    NsdLab {
+        _tmp: tmp,
+        xfer,
+        secret,
+        nsd_dir,
+        nsd_port,
+        primary_port,
+        listen: format!("127.0.0.1:{primary_port}"),
+        secondary: format!("127.0.0.1:{nsd_port}"),
+        data: root.join("data"),
+        root,
+    }
+}
+
 /// Regression (visible only after durable): the primary is killed with `kill -9` during
 /// update streams while NSD follows it by NOTIFY and IXFR, restarted, and updated again.
 /// NSD must end with exactly the primary's zone: a serial it saw must never be reused by
@@ -217,15 +256,19 @@ fn nsd_follows_through_kill_9(signed: bool) {
     const ROUNDS: usize = 3;
     require("dig", "bind9-dnsutils");
     require("nsupdate", "bind9-dnsutils");
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let (xfer, secret) = transfer_key(root);
-    let nsd_dir = root.join("nsd");
-    std::fs::create_dir_all(&nsd_dir).unwrap();
-    let (nsd_port, primary_port) = (free_port(), free_port());
-    let listen = format!("127.0.0.1:{primary_port}");
-    let secondary = format!("127.0.0.1:{nsd_port}");
-    let data = root.join("data");
+    let NsdLab {
+        _tmp,
+        root,
+        xfer,
+        secret,
+        nsd_dir,
+        nsd_port,
+        primary_port,
+        listen,
+        secondary,
+        data,
+    } = nsd_lab();
+    let root = root.as_path();
     let mut flags = vec![
         "--transfer-key",
         xfer.to_str().unwrap(),
@@ -317,8 +360,9 @@ fn nsd_follows_through_kill_9(signed: bool) {
         let since: Vec<&str> = log.lines().skip(before).collect();
         assert!(
             since.iter().any(|l| l.contains("kind=IXFR serial=")),
-            "{}",
-            since.join("\n")
+            "{}\nNSD:\n{}",
+            since.join("\n"),
+            nsd.log()
         );
     }
 }
@@ -331,15 +375,19 @@ fn nsd_follows_through_kill_9(signed: bool) {
 fn nsd_takes_nothing_for_a_signed_primarys_restart_and_the_next_change_by_ixfr() {
     require("dig", "bind9-dnsutils");
     require("nsupdate", "bind9-dnsutils");
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let (xfer, secret) = transfer_key(root);
-    let nsd_dir = root.join("nsd");
-    std::fs::create_dir_all(&nsd_dir).unwrap();
-    let (nsd_port, primary_port) = (free_port(), free_port());
-    let listen = format!("127.0.0.1:{primary_port}");
-    let secondary = format!("127.0.0.1:{nsd_port}");
-    let data = root.join("data");
+    let NsdLab {
+        _tmp,
+        root,
+        xfer,
+        secret,
+        nsd_dir,
+        nsd_port,
+        primary_port,
+        listen,
+        secondary,
+        data,
+    } = nsd_lab();
+    let root = root.as_path();
     let flags = [
         "--dnssec",
         "--transfer-key",

@@ -570,23 +570,8 @@ async fn dial_with_a_trust_anchor_takes_only_addresses_that_validate() {
     let path = proxy(d.v4, |_| {}, bare_nxdomain).await;
     let denied = dial::resolve(&call(path, None)).await.unwrap_err();
     assert!(matches!(denied, DialError::NoSuchCode(_)), "{denied}");
-    let refused = dial::resolve(&call(path, Some(anchor.clone())))
-        .await
-        .unwrap_err();
-    assert!(matches!(refused, DialError::Bogus(_)), "{refused}");
-    // So is a real, signed denial of another code passed off as this one's: the path asks
-    // for 5559999 and renames the answer back; its NSEC3s prove nothing about 5550001.
-    let path = proxy(
-        d.v4,
-        |q| replace(q, b"5550001", b"5559999"),
-        |a| replace(a, b"5559999", b"5550001"),
-    )
-    .await;
-    let refused = dial::resolve(&call(path, Some(anchor.clone())))
-        .await
-        .unwrap_err();
-    assert!(matches!(refused, DialError::Bogus(_)), "{refused}");
-    assert_eq!(refused.exit_code(), 7);
+    // (So is a real, signed denial of another code passed off as this one's.)
+    forged_denials_are_refused(d.v4, &anchor).await;
 
     // An anchor for another key: the zone's keys are not trusted at all.
     let other = zones::dnssec::ZoneKey::generate(1).unwrap();
@@ -632,19 +617,25 @@ async fn dial_with_a_trust_anchor_proves_compact_denials() {
         .await
         .unwrap_err();
     assert!(matches!(err, DialError::NoSuchCode(_)), "{err}");
-    let path = proxy(d.v4, |_| {}, bare_nxdomain).await;
-    let refused = dial::resolve(&dial_call(path, "5550001", Some(anchor.clone())))
-        .await
-        .unwrap_err();
-    assert!(matches!(refused, DialError::Bogus(_)), "{refused}");
-    let path = proxy(
-        d.v4,
+    forged_denials_are_refused(d.v4, &anchor).await;
+}
+
+/// Through paths to `upstream` that forge a denial of 5550001, dial with `anchor` refuses
+/// the answer (exit 7): a bare NXDOMAIN, and a real, signed denial of 5559999 passed off as
+/// 5550001's (the path asks for 5559999 and renames the answer back).
+async fn forged_denials_are_refused(upstream: SocketAddr, anchor: &updater::validate::TrustAnchor) {
+    let bare = proxy(upstream, |_| {}, bare_nxdomain).await;
+    let renamed = proxy(
+        upstream,
         |q| replace(q, b"5550001", b"5559999"),
         |a| replace(a, b"5559999", b"5550001"),
     )
     .await;
-    let refused = dial::resolve(&dial_call(path, "5550001", Some(anchor)))
-        .await
-        .unwrap_err();
-    assert!(matches!(refused, DialError::Bogus(_)), "{refused}");
+    for path in [bare, renamed] {
+        let refused = dial::resolve(&dial_call(path, "5550001", Some(anchor.clone())))
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, DialError::Bogus(_)), "{refused}");
+        assert_eq!(refused.exit_code(), 7);
+    }
 }

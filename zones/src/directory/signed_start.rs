@@ -3,9 +3,9 @@
 //! second core, and [`SignedStart::finish`] builds the signed zone from them (the NSEC3
 //! chain, the index of signatures, what must be signed again), makes the new serial durable
 //! and puts it all in force at once. Until then:
-//! - the view says [`View::signatures_pending`]: answers with DO and transfers are refused
-//!   as not ready (what a resolver or a secondary then does is ask again or elsewhere),
-//!   never answered unsigned;
+//! - the view says [`View::signatures_pending`]: answers with DO are refused as not ready
+//!   (a resolver then asks again or elsewhere), never answered unsigned, and transfers
+//!   wait for the signatures (the server's handler);
 //! - the writer lock is held, so every change waits, and nothing is staged that the signed
 //!   zone would not cover.
 //!
