@@ -186,8 +186,9 @@ impl Directory {
     }
 
     /// Opens as [`Directory::open`] does, with the zone signed (DNSSEC): the key is made
-    /// at the first such start, and what the store lacks is signed before this returns (a
-    /// change of the zone's content, so with a new serial). `now` is Unix seconds.
+    /// at the first such start, and what the store lacks is signed before this returns
+    /// (with a new serial when anything was: see [`SignedStart::finish`]). `now` is Unix
+    /// seconds.
     pub fn open_signed(
         data_dir: &Path,
         zone: Zone,
@@ -203,7 +204,8 @@ impl Directory {
     /// answers without DO are served at once, and the [`SignedStart`] puts the signed zone in
     /// force when its [`SignedStart::finish`] is run (on another thread). Until then answers
     /// with DO are refused as not ready ([`View::signatures_pending`]), transfers wait for
-    /// [`Directory::signatures_ready`], and every change waits for the writer lock. The key is made here, at the first such start.
+    /// [`Directory::signatures_ready`], and every change waits for the writer lock. The key
+    /// is made here, at the first such start.
     pub fn open_signing(
         data_dir: &Path,
         zone: Zone,
