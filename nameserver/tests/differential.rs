@@ -232,6 +232,21 @@ async fn signed_fleet(data: &std::path::Path, count: u64, two_v4: bool) -> Direc
     directory
 }
 
+/// A signed directory of six terminals in `data`, opened again up to the first step of its
+/// signed start (its signatures not yet in force).
+async fn signed_start_of_a_fleet(
+    data: &std::path::Path,
+) -> (Directory, zones::directory::SignedStart) {
+    drop(signed_fleet(data, 6, false).await);
+    Directory::open_signing(
+        data,
+        Zone::embedded_default(),
+        Limits::default(),
+        zones::unix_now(),
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
     const TERMINALS: u64 = 300;
@@ -485,14 +500,7 @@ async fn signed_answers_of_the_fast_path_match_the_full_path() {
 #[tokio::test]
 async fn while_a_signed_start_reads_its_signatures_only_answers_without_do_are_given() {
     let data = tempfile::tempdir().unwrap();
-    drop(signed_fleet(data.path(), 6, false).await);
-    let (directory, start) = Directory::open_signing(
-        data.path(),
-        Zone::embedded_default(),
-        Limits::default(),
-        zones::unix_now(),
-    )
-    .unwrap();
+    let (directory, start) = signed_start_of_a_fleet(data.path()).await;
     let ours = Handler::new(directory.clone(), Policy::default());
     let query = |dnssec_ok: bool| {
         let mut q = Message::new(7, MessageType::Query, OpCode::Query);
@@ -554,14 +562,7 @@ async fn while_a_signed_start_reads_its_signatures_only_answers_without_do_are_g
 async fn a_transfer_during_a_signed_start_waits_for_its_signatures() {
     use hickory_proto::rr::TSigner;
     let data = tempfile::tempdir().unwrap();
-    drop(signed_fleet(data.path(), 6, false).await);
-    let (directory, start) = Directory::open_signing(
-        data.path(),
-        Zone::embedded_default(),
-        Limits::default(),
-        zones::unix_now(),
-    )
-    .unwrap();
+    let (directory, start) = signed_start_of_a_fleet(data.path()).await;
     let xfer = zones::key::TsigKey::from_key_file(
         "key \"xfer.\" { algorithm hmac-sha256; secret \"3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=\"; };",
     )

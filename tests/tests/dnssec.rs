@@ -562,6 +562,18 @@ fn apply_ixfr(zone: &[String], ixfr: &[String]) -> BTreeSet<String> {
     records
 }
 
+/// An IXFR from `serial` applied to `zone` (the AXFR at that serial) is the AXFR now,
+/// which is returned.
+fn assert_ixfr_leads_on(ns: &Nameserver, xfer: &Path, serial: u32, zone: &[String]) -> Vec<String> {
+    let ixfr = transfer(ns, xfer, &format!("IXFR={serial}"));
+    let now = transfer(ns, xfer, "AXFR");
+    assert_eq!(
+        apply_ixfr(zone, &ixfr),
+        now.iter().cloned().collect::<BTreeSet<_>>()
+    );
+    now
+}
+
 /// An IXFR from `serial` is the whole zone (AXFR form) and equals the AXFR, and the server
 /// logged it as a full IXFR for `why`.
 fn assert_whole_zone(ns: &Nameserver, xfer: &Path, serial: u32, why: &str) {
@@ -610,12 +622,7 @@ fn a_signed_ixfr_applied_to_the_zone_it_follows_is_the_new_zone() {
     let out = ns.admin(&["unregister", "--code", "6000003"]);
     assert!(out.status.success(), "{}", text(&out));
     set_addresses(&ns, &keys[4], "6000005", &[("A", "192.0.2.5")]);
-    let ixfr = transfer(&ns, &xfer, &format!("IXFR={serial}"));
-    let after = transfer(&ns, &xfer, "AXFR");
-    assert_eq!(
-        apply_ixfr(&before, &ixfr),
-        after.iter().cloned().collect::<BTreeSet<_>>()
-    );
+    let after = assert_ixfr_leads_on(&ns, &xfer, serial, &before);
     assert!(ns.log().contains("kind=IXFR serial="), "{}", ns.log());
 
     // A restart after a stop keeps the zone as it was, SOA signature included: an IXFR
@@ -627,12 +634,7 @@ fn a_signed_ixfr_applied_to_the_zone_it_follows_is_the_new_zone() {
     let (ns, _) = signed_directory(&data, &args);
     assert_eq!(ns.serial(ZONE), serial);
     set_addresses(&ns, &keys[0], "6000001", &[("A", "198.51.100.7")]);
-    let ixfr = transfer(&ns, &xfer, &format!("IXFR={serial}"));
-    let now = transfer(&ns, &xfer, "AXFR");
-    assert_eq!(
-        apply_ixfr(&after, &ixfr),
-        now.iter().cloned().collect::<BTreeSet<_>>()
-    );
+    assert_ixfr_leads_on(&ns, &xfer, serial, &after);
     assert_whole_zone(&ns, &xfer, first_serial, "signed history not known");
 
     // A new key (a rollover's first step) changes the DNSKEY RRset and its signature: an

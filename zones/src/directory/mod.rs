@@ -166,8 +166,6 @@ struct Inner {
     poisoned: AtomicBool,
     /// The newest published serial, for those who follow changes (NOTIFY).
     serial_tx: tokio::sync::watch::Sender<u32>,
-    /// The zone is signed (DNSSEC on).
-    signed: bool,
     /// The signed zone as staged, once a signed start has put it in force. Lock order:
     /// `writer`, then this.
     staging: std::sync::OnceLock<Mutex<crate::dnssec::Staging>>,
@@ -299,7 +297,6 @@ impl Directory {
                 writer: writer.clone(),
                 importing: Arc::default(),
                 poisoned: AtomicBool::new(false),
-                signed: start.is_some(),
                 staging: std::sync::OnceLock::new(),
                 signatures: tokio::sync::watch::Sender::new(match start {
                     Some(_) => Signatures::Pending,

@@ -26,13 +26,13 @@ impl Directory {
 
     /// True when the zone is signed (DNSSEC on).
     pub fn is_signed(&self) -> bool {
-        self.inner.signed
+        *self.inner.signatures.borrow() != super::Signatures::Unsigned
     }
 
     /// The signed zone as staged, for a change made with the writer lock held; `None` with
     /// DNSSEC off. (A signed start holds that lock until the staging exists.)
     fn staged(&self) -> Result<Option<&Mutex<Staging>>, StoreError> {
-        match (self.inner.signed, self.inner.staging.get()) {
+        match (self.is_signed(), self.inner.staging.get()) {
             (false, _) => Ok(None),
             (true, Some(staging)) => Ok(Some(staging)),
             (true, None) => Err(StoreError::Signing(

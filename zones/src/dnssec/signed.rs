@@ -115,8 +115,17 @@ impl SignedZone {
     /// if it had been made here.
     pub fn keep_soa_signature(&self, serial: u32, sig: Sig) {
         let mut made = self.soa_made.lock().unwrap_or_else(|p| p.into_inner());
-        made.push_back((serial, sig));
+        self.serve_soa(&mut made, serial, sig);
+    }
+
+    /// Serves `sig` at `serial` from now on, and remembers it among those made (the last
+    /// [`HISTORY`]); `made` is `soa_made`, locked.
+    fn serve_soa(&self, made: &mut VecDeque<(u32, Sig)>, serial: u32, sig: Sig) {
         self.soa.store(std::sync::Arc::new((serial, sig)));
+        if made.len() >= HISTORY {
+            made.pop_front();
+        }
+        made.push_back((serial, sig));
     }
 
     /// Each terminal by its earliest signature expiration, soonest first (the staging's
@@ -235,11 +244,7 @@ impl SignedZone {
             return Some(cached.1);
         }
         let sig = self.signer.sign(std::slice::from_ref(soa), now).ok()?;
-        self.soa.store(std::sync::Arc::new((serial, sig)));
-        if made.len() >= HISTORY {
-            made.pop_front();
-        }
-        made.push_back((serial, sig));
+        self.serve_soa(&mut made, serial, sig);
         Some(sig)
     }
 

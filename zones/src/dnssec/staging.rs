@@ -70,8 +70,6 @@ pub struct Staging {
     expiring: BTreeSet<(u32, CodeKey)>,
     /// The static names' signatures as staged (what the store's `static_sigs` holds).
     signed_statics: Vec<SignedStatic>,
-    /// When the static names' signatures expire.
-    statics_expire: u32,
     /// Every terminal is being signed again with a new key ([`Staging::resign_all`]).
     resigning: bool,
     /// When the last signature by a replaced key was replaced (a rollover's last wait
@@ -89,7 +87,6 @@ impl Staging {
             chain,
             expiring: BTreeSet::new(),
             signed_statics: Vec::new(),
-            statics_expire: 0,
             resigning: false,
             resigned_at: None,
         }
@@ -109,7 +106,6 @@ impl Staging {
     /// signs them all, soonest first, a batch at a time.
     pub fn resign_all(&mut self) {
         self.expiring = self.expiring.iter().map(|(_, key)| (0, *key)).collect();
-        self.statics_expire = 0;
         self.resigning = true;
         self.resigned_at = None;
     }
@@ -165,7 +161,13 @@ impl Staging {
 
     /// True when the static names' signatures expire before `horizon`.
     pub fn statics_due(&self, horizon: u32) -> bool {
-        self.statics_expire < horizon
+        // None yet (before the first signing): due.
+        let first = self
+            .signed_statics
+            .iter()
+            .map(SignedStatic::expiration)
+            .min();
+        first.unwrap_or(0) < horizon
     }
 
     pub fn signer(&self) -> &Arc<Signer> {
@@ -330,11 +332,6 @@ impl Staging {
     }
 
     fn set_statics(&mut self, signed: &[SignedStatic]) {
-        self.statics_expire = signed
-            .iter()
-            .map(SignedStatic::expiration)
-            .min()
-            .unwrap_or(u32::MAX);
         self.signed_statics = signed.to_vec();
     }
 
