@@ -30,6 +30,7 @@
 //! Query mix (as in the issue): 80% A of existing codes, 10% AAAA of existing codes,
 //! 10% names that do not exist. Loopback only; every load is bounded in time.
 
+mod confine;
 mod crash;
 mod load;
 mod peers;
@@ -133,6 +134,10 @@ fn main() {
         }
     }
     let nameserver = build_release();
+    if let Err(e) = confine::init() {
+        eprintln!("bench: cannot keep the servers on core 1: {e} (run as root on Linux)");
+        std::process::exit(1);
+    }
     // The harness itself (the update load generator) runs on core 0, beside dnsperf, away
     // from the servers on core 1.
     run_ok(Command::new("taskset").args(["-a", "-p", "-c", "0", &std::process::id().to_string()]));
@@ -319,9 +324,7 @@ impl Server {
     }
 
     fn ours(nameserver: &Path, dir: &Path, data_dir: &Path, port: u16, extra: &[&str]) -> Self {
-        let child = Command::new("taskset")
-            .args(["-c", "1"])
-            .arg(nameserver)
+        let child = confine::on_core_one(nameserver)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data_dir)
             .args(["--rate-limit", "0", "--update-rate-limit", "0"])
@@ -359,7 +362,12 @@ impl Server {
             if let Ok(n) = socket.recv(&mut buf) {
                 // NOERROR with an answer: the zone is loaded.
                 if n > 12 && buf[3] & 0x0f == 0 && buf[7] > 0 {
-                    return self.spawned.elapsed();
+                    let elapsed = self.spawned.elapsed();
+                    if let Err(e) = confine::check(&process_tree(self.child.id())) {
+                        eprintln!("bench: a server left core 1: {e}");
+                        std::process::exit(1);
+                    }
+                    return elapsed;
                 }
             }
         }

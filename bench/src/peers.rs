@@ -2,7 +2,7 @@
 //! taking signed updates for it. Each is pinned to core 1, as the directory is.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::{Server, free_port};
 
@@ -109,8 +109,7 @@ pub fn start(peer: Peer, work: &Path, zone_file: &Path, key_file: &Path) -> Resu
     };
     let conf_path = dir.join(format!("{}.conf", peer.name()));
     std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
-    let child = Command::new("taskset")
-        .args(["-c", "1", peer.program()])
+    let child = crate::confine::on_core_one(peer.program())
         .args(&args)
         .arg(&conf_path)
         .stdout(Stdio::null())

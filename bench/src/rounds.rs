@@ -229,9 +229,7 @@ fn backup_and_restore(nameserver: &Path, dir: &Path, data_dir: &Path) -> BackupF
     let bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
     let started = Instant::now();
     run_ok(
-        Command::new("taskset")
-            .args(["-c", "1"])
-            .arg(nameserver)
+        crate::confine::on_core_one(nameserver)
             .arg("restore")
             .arg(&file)
             .arg("--data")
