@@ -113,7 +113,7 @@ mod tests {
 
     /// Starts `sh -c script` with `command` and waits until the shell has `exec`ed `sleep`.
     fn started(mut command: Command, script: &str) -> std::process::Child {
-        let child = command.args(["-c", script]).spawn().expect("start sh");
+        let mut child = command.args(["-c", script]).spawn().expect("start sh");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::time::Instant::now() < deadline {
             let comm = std::fs::read_to_string(format!("/proc/{}/comm", child.id()));
@@ -122,6 +122,8 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the shell did not reach its sleep");
     }
 
