@@ -62,8 +62,10 @@ pub fn answer(zone: &Zone, view: &View, question: &Question<'_>, now: u64, reply
     let inside = !matches!(place, NamePlace::Outside);
     if question.dnssec_ok && view.signatures_pending() && inside {
         // The signatures are being read at start-up: not ready (as BIND and Knot answer for
-        // a zone not loaded yet), never an unsigned answer to a query that wants them.
+        // a zone not loaded yet), never an unsigned answer to a query that wants them. The
+        // Extended DNS Error says why, for a resolver's logs.
         reply.metadata.response_code = ResponseCode::ServFail;
+        reply.extended_error(crate::response::NOT_READY);
         return;
     }
     let found = match &place {

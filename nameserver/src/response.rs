@@ -53,7 +53,21 @@ impl Reply {
         reply.metadata.authoritative = true;
         reply
     }
+
+    /// Adds an Extended DNS Error (RFC 8914) with `info_code` and no text; it goes out
+    /// when the request had EDNS, as every option does.
+    pub fn extended_error(&mut self, info_code: u16) {
+        self.edns_options.push(EdnsOption::Unknown(
+            EXTENDED_ERROR,
+            info_code.to_be_bytes().to_vec(),
+        ));
+    }
 }
+
+/// The EDNS option code of an Extended DNS Error (RFC 8914 §2).
+pub const EXTENDED_ERROR: u16 = 15;
+/// RFC 8914 §4.15 "Not Ready": the server cannot answer yet (its zone is still loading).
+pub const NOT_READY: u16 = 14;
 
 /// The OPT record of the response: present when the request had one (RFC 6891 §6.1.1).
 pub fn response_edns(request: &Request) -> Option<Edns> {

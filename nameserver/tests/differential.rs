@@ -541,6 +541,13 @@ async fn while_a_signed_start_reads_its_signatures_only_answers_without_do_are_g
     let early = ask(&ours, &query(true), Protocol::Udp).await;
     assert_eq!(early.response_code, ResponseCode::ServFail, "{early:?}");
     assert!(early.answers.is_empty());
+    // RFC 8914 "Not Ready" (info code 14) says why.
+    let ede = early
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::Unknown(15)))
+        .cloned();
+    assert_eq!(ede, Some(EdnsOption::Unknown(15, vec![0, 14])), "{early:?}");
 
     tokio::task::spawn_blocking(move || start.finish())
         .await
