@@ -7,8 +7,9 @@
 //!    product's bulk path; timed, with the server's peak memory), restarted; the first
 //!    round exports the zone for the peers;
 //! 2. each server (the directory, Knot, NSD and BIND, those installed) kept on core 1 by a
-//!    cpuset cgroup ([`confine`]) while `dnsperf` runs on core 0: start-up time to the first answer, queries per second
-//!    unlimited, latency p50/p99 at a fixed rate, server CPU seconds per query, peak RSS;
+//!    cpuset cgroup ([`confine`]) while `dnsperf` runs on core 0: start-up time to the
+//!    first answer, queries per second unlimited, latency p50/p99 at a fixed rate, server
+//!    CPU seconds per query, peak RSS;
 //! 3. signed updates: a load generator (hickory-net, many keys, configurable concurrency)
 //!    against the directory (one key per terminal), BIND and Knot (one key for the zone);
 //!    durable updates per second and latency p50/p99;

@@ -1,5 +1,6 @@
 //! The peers: Knot and NSD answering the exported zone as primaries; BIND and Knot also
-//! taking signed updates for it. Each is pinned to core 1, as the directory is.
+//! taking signed updates for it. Each is kept on core 1 ([`crate::confine`]), as the
+//! directory is.
 
 use std::path::Path;
 use std::process::Stdio;
