@@ -65,7 +65,7 @@ impl Reply {
 }
 
 /// The EDNS option code of an Extended DNS Error (RFC 8914 §2).
-pub const EXTENDED_ERROR: u16 = 15;
+const EXTENDED_ERROR: u16 = 15;
 /// RFC 8914 §4.15 "Not Ready": the server cannot answer yet (its zone is still loading).
 pub const NOT_READY: u16 = 14;
 

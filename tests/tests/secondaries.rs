@@ -213,6 +213,66 @@ struct NsdLab {
     data: PathBuf,
 }
 
+impl NsdLab {
+    /// Starts (or restarts) the primary with its transfer key and NSD as its secondary,
+    /// plus `extra` flags.
+    fn primary(&self, extra: &[&str]) -> Nameserver {
+        let mut flags = vec![
+            "--transfer-key",
+            self.xfer.to_str().unwrap(),
+            "--secondary",
+            &self.secondary,
+        ];
+        flags.extend_from_slice(extra);
+        Nameserver::start_in(None, &self.data, &["--listen", &self.listen], &flags)
+    }
+
+    /// Registers `count` codes `<prefix>0`, `<prefix>1`, ... with machine ids
+    /// `<mid_prefix>00`, ...; returns the codes and their key files.
+    fn register(
+        &self,
+        primary: &Nameserver,
+        prefix: &str,
+        mid_prefix: &str,
+        count: usize,
+    ) -> (Vec<String>, Vec<PathBuf>) {
+        let codes: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
+        let keys = codes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| primary.register(c, "fleet", &format!("{mid_prefix}{i:02}"), &self.root))
+            .collect();
+        (codes, keys)
+    }
+
+    fn start_nsd(&self) -> Secondary {
+        start_nsd(
+            &self.nsd_dir,
+            self.primary_port,
+            &self.secret,
+            self.nsd_port,
+        )
+    }
+
+    /// Waits until NSD's AXFR equals the primary's; returns that zone and how long it took.
+    /// `context` heads the failure, which shows NSD's log.
+    fn nsd_follows(&self, nsd: &Secondary, context: &str) -> (Vec<String>, Duration) {
+        let ours = axfr(self.primary_port, &self.xfer);
+        let took = wait_until(Duration::from_secs(30), || {
+            !ours.is_empty() && axfr(self.nsd_port, &self.xfer) == ours
+        });
+        let Some(took) = took else {
+            panic!(
+                "{context}: NSD differs from the primary\nprimary:\n{}\nnsd:\n{}\nnsd log:\n{}",
+                ours.join("\n"),
+                axfr(self.nsd_port, &self.xfer).join("\n"),
+                nsd.log()
+            );
+        };
+        (ours, took)
+    }
+}
+
 fn nsd_lab() -> NsdLab {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
@@ -256,48 +316,18 @@ fn nsd_follows_through_kill_9(signed: bool) {
     const ROUNDS: usize = 3;
     require("dig", "bind9-dnsutils");
     require("nsupdate", "bind9-dnsutils");
-    let NsdLab {
-        _tmp,
-        root,
-        xfer,
-        secret,
-        nsd_dir,
-        nsd_port,
-        primary_port,
-        listen,
-        secondary,
-        data,
-    } = nsd_lab();
-    let root = root.as_path();
-    let mut flags = vec![
-        "--transfer-key",
-        xfer.to_str().unwrap(),
-        "--secondary",
-        &secondary,
-        "--update-rate-limit",
-        "0",
-    ];
-    if signed {
-        flags.push("--dnssec");
-    }
-    let start = || Nameserver::start_in(None, &data, &["--listen", &listen], &flags);
+    let lab = nsd_lab();
+    let primary_port = lab.primary_port;
+    let flags: &[&str] = if signed {
+        &["--update-rate-limit", "0", "--dnssec"]
+    } else {
+        &["--update-rate-limit", "0"]
+    };
+    let start = || lab.primary(flags);
     let mut primary = start();
-    let codes: Vec<String> = (0..TERMINALS).map(|i| format!("555200{i}")).collect();
-    let keys: Vec<PathBuf> = codes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| primary.register(c, "fleet", &format!("00000000000001{i:02}"), root))
-        .collect();
-    let nsd = start_nsd(&nsd_dir, primary_port, &secret, nsd_port);
-    let loaded = wait_until(Duration::from_secs(30), || {
-        let ours = axfr(primary_port, &xfer);
-        !ours.is_empty() && axfr(nsd_port, &xfer) == ours
-    });
-    assert!(
-        loaded.is_some(),
-        "NSD never loaded the zone:\n{}",
-        nsd.log()
-    );
+    let (codes, keys) = lab.register(&primary, "555200", "00000000000001", TERMINALS);
+    let nsd = lab.start_nsd();
+    lab.nsd_follows(&nsd, "NSD never loaded the zone");
     let serial = |primary: &Nameserver| primary.serial(ZONE);
     for round in 0..ROUNDS {
         let before = serial(&primary);
@@ -328,20 +358,11 @@ fn nsd_follows_through_kill_9(signed: bool) {
             let mut after = churn(primary_port, code, key, i, round * 1000 + 900, 3);
             assert!(after.wait().unwrap().success(), "updates after the restart");
         }
-        let ours = axfr(primary_port, &xfer);
-        let took = wait_until(Duration::from_secs(30), || axfr(nsd_port, &xfer) == ours);
-        assert!(
-            took.is_some(),
-            "round {round}: NSD differs from the primary\nprimary:\n{}\nnsd:\n{}\nnsd log:\n{}",
-            ours.join("\n"),
-            axfr(nsd_port, &xfer).join("\n"),
-            nsd.log()
-        );
+        let (ours, took) = lab.nsd_follows(&nsd, &format!("round {round}"));
         println!(
-            "kill -9 round {}: {churned} changes, then NSD held the primary's zone ({} records) {:?} after the last update",
+            "kill -9 round {}: {churned} changes, then NSD held the primary's zone ({} records) {took:?} after the last update",
             round + 1,
             ours.len(),
-            took.unwrap()
         );
     }
     if signed {
@@ -353,13 +374,7 @@ fn nsd_follows_through_kill_9(signed: bool) {
         for n in 0..3 {
             let mut last = churn(primary_port, &codes[0], &keys[0], 0, 9000 + n, 1);
             assert!(last.wait().unwrap().success(), "the last updates");
-            let ours = axfr(primary_port, &xfer);
-            let took = wait_until(Duration::from_secs(30), || axfr(nsd_port, &xfer) == ours);
-            assert!(
-                took.is_some(),
-                "NSD differs from the primary:\n{}",
-                nsd.log()
-            );
+            lab.nsd_follows(&nsd, &format!("change {n} after the kills"));
         }
         let log = primary.log();
         let since: Vec<&str> = log.lines().skip(before).collect();
@@ -380,53 +395,24 @@ fn nsd_follows_through_kill_9(signed: bool) {
 fn nsd_takes_nothing_for_a_signed_primarys_restart_and_the_next_change_by_ixfr() {
     require("dig", "bind9-dnsutils");
     require("nsupdate", "bind9-dnsutils");
-    let NsdLab {
-        _tmp,
-        root,
-        xfer,
-        secret,
-        nsd_dir,
-        nsd_port,
-        primary_port,
-        listen,
-        secondary,
-        data,
-    } = nsd_lab();
-    let root = root.as_path();
-    let flags = [
-        "--dnssec",
-        "--transfer-key",
-        xfer.to_str().unwrap(),
-        "--secondary",
-        &secondary,
-    ];
-    let start = || Nameserver::start_in(None, &data, &["--listen", &listen], &flags);
+    let lab = nsd_lab();
+    let (primary_port, xfer) = (lab.primary_port, lab.xfer.as_path());
+    let start = || lab.primary(&["--dnssec"]);
     let mut primary = start();
-    let codes: Vec<String> = (0..3).map(|i| format!("555300{i}")).collect();
-    let keys: Vec<PathBuf> = codes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| primary.register(c, "fleet", &format!("00000000000002{i:02}"), root))
-        .collect();
+    let (codes, keys) = lab.register(&primary, "555300", "00000000000002", 3);
     for (i, (code, key)) in codes.iter().zip(&keys).enumerate() {
         let mut update = churn(primary_port, code, key, i, 0, 1);
         assert!(update.wait().unwrap().success(), "the first addresses");
     }
-    let nsd = start_nsd(&nsd_dir, primary_port, &secret, nsd_port);
-    let ours = axfr(primary_port, &xfer);
-    let loaded = wait_until(Duration::from_secs(30), || axfr(nsd_port, &xfer) == ours);
-    assert!(
-        loaded.is_some(),
-        "NSD never loaded the zone:\n{}",
-        nsd.log()
-    );
+    let nsd = lab.start_nsd();
+    let (ours, _) = lab.nsd_follows(&nsd, "NSD never loaded the zone");
 
     let serial = primary.serial(ZONE);
     primary.terminate();
     primary = start();
     assert_eq!(primary.serial(ZONE), serial, "the restart keeps the serial");
     assert_eq!(
-        axfr(primary_port, &xfer),
+        axfr(primary_port, xfer),
         ours,
         "and the zone, every signature"
     );
@@ -435,13 +421,7 @@ fn nsd_takes_nothing_for_a_signed_primarys_restart_and_the_next_change_by_ixfr()
         update.wait().unwrap().success(),
         "a change after the restart"
     );
-    let ours = axfr(primary_port, &xfer);
-    let took = wait_until(Duration::from_secs(30), || axfr(nsd_port, &xfer) == ours);
-    assert!(
-        took.is_some(),
-        "NSD differs from the primary:\n{}",
-        nsd.log()
-    );
+    lab.nsd_follows(&nsd, "the change after the restart");
     // Since the restart: this test's two AXFRs, and NSD's transfers, incremental only.
     let log = primary.log();
     let transfers: Vec<&str> = log.lines().filter(|l| l.contains("transfer")).collect();
