@@ -417,10 +417,7 @@ impl Directory {
             serial: serial.map(|s| s.0),
             journal: delta.as_ref(),
             journal_drop,
-            signed: signed
-                .as_ref()
-                .map(|s| s.terminals.clone())
-                .unwrap_or_default(),
+            signed: signed.as_ref().map_or(&[], |s| s.terminals.as_slice()),
             static_sigs: if statics_changed {
                 self.staged_statics()?
             } else {
@@ -488,16 +485,18 @@ impl Directory {
         let next_seq = self.pending().next_seq();
         let depth = self.inner.limits.journal_depth.max(1) as u64;
         let mut signed = self.sign_whole(zone, now)?;
+        let static_sigs = signed.as_mut().and_then(|s| s.statics.take());
         self.inner.store.stage(&Change {
             serial: Some(to.0),
             journal_drop: every_delta(next_seq, depth),
-            signed: signed
-                .as_mut()
-                .map(|s| std::mem::take(&mut s.changes))
-                .unwrap_or_default(),
-            static_sigs: signed.as_mut().and_then(|s| s.statics.take()),
+            signed: signed.as_ref().map_or(&[], |s| s.changes.as_slice()),
+            static_sigs,
             ..change
         })?;
+        if let Some(signed) = signed.as_mut() {
+            // Staged: a whole zone's worth need not stay in memory meanwhile.
+            signed.changes = Vec::new();
+        }
         self.flush_or_poison().await?;
         self.publish();
         Ok(signed)

@@ -156,11 +156,13 @@ impl SignedStart {
             inner.store.commit_now(&Change {
                 serial: changed.then_some(serial.0),
                 journal_drop: journal,
-                signed: std::mem::take(&mut signed.changes),
+                signed: &signed.changes,
                 static_sigs: signed.statics.take(),
                 unsigned_since: parts.unsigned_since.map(|_| None),
                 ..Change::default()
             })?;
+            // Stored: a whole zone's worth need not stay in memory meanwhile.
+            signed.changes = Vec::new();
         }
         {
             let mut pending = directory.pending();

@@ -144,20 +144,22 @@ impl Directory {
             let code = key.to_code();
             let old = store.signed(key)?;
             let addresses = staged_addresses(store, &code)?;
-            let owner = terminal_owner(&zone, &code);
-            let hash = old.map_or_else(|| crate::dnssec::nsec3::hash(&owner), |o| o.hash);
-            read.push((key, old, addresses, owner, hash));
+            let hash = old.map_or_else(
+                || crate::dnssec::nsec3::hash(&terminal_owner(&zone, &code)),
+                |o| o.hash,
+            );
+            read.push((key, old, addresses, code, hash));
         }
         let nexts: Vec<_> = {
             let staging = lock_staging();
             read.iter().map(|(.., hash)| staging.next(hash)).collect()
         };
         let mut made = Vec::with_capacity(read.len());
-        for ((key, old, addresses, owner, hash), next) in read.into_iter().zip(nexts) {
+        for ((key, old, addresses, code, hash), next) in read.into_iter().zip(nexts) {
             let new = addresses
                 .map(|addresses| {
                     crate::dnssec::staging::sign_terminal(
-                        &signer, &zone, &owner, hash, &addresses, next, now,
+                        &signer, &zone, &code, hash, &addresses, next, now,
                     )
                 })
                 .transpose()

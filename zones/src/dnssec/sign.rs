@@ -13,9 +13,12 @@ use hickory_proto::dnssec::rdata::sig::SigInput;
 use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, RRSIG};
 use hickory_proto::dnssec::{Algorithm, SigningKey, TBS};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use serde::{Deserialize, Serialize};
 
 use super::key::{KeyError, ZoneKey};
+use crate::identity::CallingCode;
+use crate::model::Addresses;
 
 /// How long a signature is valid after it is made.
 pub const VALIDITY: u32 = 14 * 24 * 3600;
@@ -45,6 +48,9 @@ pub struct Signer {
     /// Every key in the zone's DNSKEY RRset (published, active and retired).
     dnskeys: Vec<DNSKEY>,
     origin: Name,
+    /// The origin in canonical wire form (uncompressed, lower case), for
+    /// [`Signer::sign_addresses`].
+    origin_wire: Vec<u8>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -85,6 +91,8 @@ impl Signer {
             dnskey_signer_tag: dnskey.key_tag()?,
             dnskeys: keys.iter().map(ZoneKey::dnskey).collect::<Result<_, _>>()?,
             origin: origin.clone(),
+            origin_wire: canonical_wire(origin)
+                .map_err(|e| KeyError::Unusable(format!("the origin {origin}: {e}")))?,
         })
     }
 
@@ -146,6 +154,82 @@ impl Signer {
         Ok(sig)
     }
 
+    /// Signs the A or AAAA RRset (`rtype`) of a terminal `code` with `addresses` (that
+    /// family not empty) at `now`: what [`Signer::sign`] makes of the same records, with the
+    /// signed data (RFC 4034 §3.1.8.1) written straight from the addresses, as every address
+    /// change needs it once.
+    pub fn sign_addresses(
+        &self,
+        code: &CallingCode,
+        addresses: &Addresses,
+        rtype: RecordType,
+        now: u64,
+    ) -> Result<Sig, SignError> {
+        let fail = |message: String| SignError {
+            name: format!("{}.{}", code.as_str(), self.origin),
+            rtype,
+            message,
+        };
+        let mut rdata: smallvec::SmallVec<[[u8; 16]; 2]> = match rtype {
+            RecordType::A => (addresses.v4.addrs.iter())
+                .map(|a| address_bytes(&a.octets()))
+                .collect(),
+            RecordType::AAAA => (addresses.v6.addrs.iter())
+                .map(|a| address_bytes(&a.octets()))
+                .collect(),
+            _ => return Err(fail("not an address type".into())),
+        };
+        let (len, ttl) = match rtype {
+            RecordType::A => (4, addresses.v4.ttl),
+            _ => (16, addresses.v6.ttl),
+        };
+        if rdata.is_empty() {
+            return Err(fail("no address to sign".into()));
+        }
+        // Canonical order: by RDATA, as unsigned bytes (RFC 4034 §6.3).
+        rdata.sort_unstable();
+        let now = now as u32;
+        let mut sig = Sig {
+            inception: now.wrapping_sub(INCEPTION_SKEW),
+            expiration: now.wrapping_add(VALIDITY),
+            key_tag: self.key_tag,
+            signature: [0; SIGNATURE_LEN],
+        };
+        let labels = u8::try_from(self.origin.num_labels() as usize + 1)
+            .map_err(|_| fail("too many labels".into()))?;
+        let label = code.as_str().as_bytes();
+        let mut tbs = Vec::with_capacity(64 + rdata.len() * (32 + self.origin_wire.len()));
+        // The RRSIG RDATA without the signature.
+        tbs.extend_from_slice(&u16::from(rtype).to_be_bytes());
+        tbs.push(u8::from(Algorithm::ECDSAP256SHA256));
+        tbs.push(labels);
+        tbs.extend_from_slice(&ttl.to_be_bytes());
+        tbs.extend_from_slice(&sig.expiration.to_be_bytes());
+        tbs.extend_from_slice(&sig.inception.to_be_bytes());
+        tbs.extend_from_slice(&sig.key_tag.to_be_bytes());
+        tbs.extend_from_slice(&self.origin_wire);
+        for data in &rdata {
+            // A calling code is digits: its label is its own lower case.
+            tbs.push(label.len() as u8);
+            tbs.extend_from_slice(label);
+            tbs.extend_from_slice(&self.origin_wire);
+            tbs.extend_from_slice(&u16::from(rtype).to_be_bytes());
+            tbs.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
+            tbs.extend_from_slice(&ttl.to_be_bytes());
+            tbs.extend_from_slice(&(len as u16).to_be_bytes());
+            tbs.extend_from_slice(&data[..len]);
+        }
+        let bytes = self
+            .key
+            .sign(&TBS::from(tbs.as_slice()))
+            .map_err(|e| fail(e.to_string()))?;
+        if bytes.len() != SIGNATURE_LEN {
+            return Err(fail(format!("a signature of {} bytes", bytes.len())));
+        }
+        sig.signature.copy_from_slice(&bytes);
+        Ok(sig)
+    }
+
     /// The RRSIG record of `sig` over the RRset `owner`/`rtype` with TTL `ttl`.
     pub fn rrsig(&self, owner: &Name, rtype: RecordType, ttl: u32, sig: &Sig) -> Record {
         let input = self.input(owner, rtype, ttl, sig);
@@ -165,6 +249,23 @@ impl Signer {
             signer_name: self.origin.clone(),
         }
     }
+}
+
+/// `name` as signed data holds it: uncompressed, in lower case (RFC 4034 §6.2).
+fn canonical_wire(name: &Name) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+    let mut wire = Vec::new();
+    let mut encoder = BinEncoder::new(&mut wire);
+    let mut lower = encoder.with_name_encoding(NameEncoding::UncompressedLowercase);
+    name.emit(&mut lower)?;
+    drop(lower);
+    Ok(wire)
+}
+
+/// An address's octets, left-aligned in 16 bytes (sorting these sorts the RDATA).
+fn address_bytes(octets: &[u8]) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..octets.len()].copy_from_slice(octets);
+    out
 }
 
 /// serde for the fixed 64-byte signature (serde derives arrays only up to 32): written as
@@ -250,6 +351,72 @@ mod tests {
             ..stored
         };
         assert!(postcard::from_bytes::<Sig>(&postcard::to_stdvec(&short).unwrap()).is_err());
+    }
+
+    /// The signed data written straight from the addresses is the data hickory builds from
+    /// the records: the signature verifies over the records, with addresses given out of
+    /// canonical order, one or two of a family, and an origin in mixed case.
+    #[test]
+    fn an_address_rrset_signed_from_the_addresses_verifies_over_its_records() {
+        use std::net::Ipv6Addr;
+
+        use crate::model::Addresses;
+
+        let key = ZoneKey::generate(1_800_000_000).unwrap();
+        let origin = Name::from_ascii("Dial.Example.").unwrap();
+        let signer = Signer::new(std::slice::from_ref(&key), &origin).unwrap();
+        let dnskey = key.dnskey().unwrap();
+        let code: crate::identity::CallingCode = "4915112345678".parse().unwrap();
+        let owner = Name::from_ascii("4915112345678.dial.example.").unwrap();
+        let mut two = Addresses::default();
+        two.v4.ttl = 60;
+        two.v4.addrs.push(Ipv4Addr::new(198, 51, 100, 7));
+        two.v4.addrs.push(Ipv4Addr::new(192, 0, 2, 200));
+        two.v6.ttl = 300;
+        two.v6
+            .addrs
+            .push("2001:db8::2".parse::<Ipv6Addr>().unwrap());
+        two.v6
+            .addrs
+            .push("2001:db8::1".parse::<Ipv6Addr>().unwrap());
+        let mut one = Addresses::default();
+        one.v4.ttl = 30;
+        one.v4.addrs.push(Ipv4Addr::new(203, 0, 113, 1));
+        one.v6.ttl = 30;
+        one.v6
+            .addrs
+            .push("2001:db8::9".parse::<Ipv6Addr>().unwrap());
+        for addresses in [&two, &one] {
+            for rtype in [RecordType::A, RecordType::AAAA] {
+                let sig = signer
+                    .sign_addresses(&code, addresses, rtype, 1_800_000_000)
+                    .unwrap();
+                let rrset = crate::update::address_records(&owner, addresses, rtype);
+                let ttl = rrset[0].ttl;
+                let record = signer.rrsig(&owner, rtype, ttl, &sig);
+                let RData::DNSSEC(DNSSECRData::RRSIG(rrsig)) = &record.data else {
+                    panic!("an RRSIG")
+                };
+                dnskey
+                    .verify_rrsig(&owner, DNSClass::IN, rrsig, rrset.iter())
+                    .unwrap_or_else(|e| panic!("{rtype} of {addresses:?}: {e}"));
+                let mut other = rrset.clone();
+                other.pop();
+                if !other.is_empty() {
+                    assert!(
+                        dnskey
+                            .verify_rrsig(&owner, DNSClass::IN, rrsig, other.iter())
+                            .is_err()
+                    );
+                }
+            }
+        }
+        let none = Addresses::default();
+        assert!(
+            signer
+                .sign_addresses(&code, &none, RecordType::A, 1_800_000_000)
+                .is_err()
+        );
     }
 
     #[test]

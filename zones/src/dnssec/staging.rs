@@ -24,7 +24,7 @@ use super::{Owner, TerminalSigs};
 use crate::identity::{CallingCode, CodeKey};
 use crate::journal::AddressChange;
 use crate::model::Addresses;
-use crate::update::{self, address_records as records};
+use crate::update;
 use crate::zone::Zone;
 
 /// Signatures made for one change, to store and publish with it.
@@ -216,8 +216,10 @@ impl Staging {
                 terminals.insert(key, None);
                 continue;
             }
-            let owner = terminal_owner(zone, &change.code);
-            let hash = old.map_or_else(|| nsec3::hash(&owner), |o| o.hash);
+            let hash = old.map_or_else(
+                || nsec3::hash(&terminal_owner(zone, &change.code)),
+                |o| o.hash,
+            );
             let unchanged = |old_set: bool| old.is_some() && old_set;
             let a = if change.new.v4.addrs.is_empty() {
                 None
@@ -226,7 +228,7 @@ impl Staging {
             } else {
                 Some(
                     self.signer
-                        .sign(&records(&owner, &change.new, RecordType::A), now)?,
+                        .sign_addresses(&change.code, &change.new, RecordType::A, now)?,
                 )
             };
             let aaaa = if change.new.v6.addrs.is_empty() {
@@ -236,10 +238,12 @@ impl Staging {
             {
                 old.and_then(|o| o.aaaa)
             } else {
-                Some(
-                    self.signer
-                        .sign(&records(&owner, &change.new, RecordType::AAAA), now)?,
-                )
+                Some(self.signer.sign_addresses(
+                    &change.code,
+                    &change.new,
+                    RecordType::AAAA,
+                    now,
+                )?)
             };
             if old.is_none() {
                 self.chain.insert(hash, Owner::Terminal(key));
@@ -382,12 +386,11 @@ impl Staging {
         addresses: &Addresses,
         now: u64,
     ) -> Result<TerminalSigs, SignError> {
-        let owner = terminal_owner(zone, code);
-        let hash = nsec3::hash(&owner);
+        let hash = nsec3::hash(&terminal_owner(zone, code));
         sign_terminal(
             &self.signer,
             zone,
-            &owner,
+            code,
             hash,
             addresses,
             self.next(&hash),
@@ -401,22 +404,22 @@ impl Staging {
     }
 }
 
-/// Full signatures by `signer` for the terminal at `owner` (whose NSEC3 hash is `hash`)
-/// with `addresses` (not empty), its NSEC3 naming `next` as the next hash.
+/// Full signatures by `signer` for the terminal `code` (whose NSEC3 hash is `hash`) with
+/// `addresses` (not empty), its NSEC3 naming `next` as the next hash.
 pub fn sign_terminal(
     signer: &Signer,
     zone: &Zone,
-    owner: &Name,
+    code: &CallingCode,
     hash: Hash,
     addresses: &Addresses,
     next: Hash,
     now: u64,
 ) -> Result<TerminalSigs, SignError> {
     let a = (!addresses.v4.addrs.is_empty())
-        .then(|| signer.sign(&records(owner, addresses, RecordType::A), now))
+        .then(|| signer.sign_addresses(code, addresses, RecordType::A, now))
         .transpose()?;
     let aaaa = (!addresses.v6.addrs.is_empty())
-        .then(|| signer.sign(&records(owner, addresses, RecordType::AAAA), now))
+        .then(|| signer.sign_addresses(code, addresses, RecordType::AAAA, now))
         .transpose()?;
     let types = nsec3::terminal_types(a.is_some(), aaaa.is_some());
     let record = nsec3::record(&hash, &next, &types, zone.negative_ttl(), zone.origin());

@@ -193,7 +193,7 @@ pub struct Change<'a> {
     /// Commits the import in progress: its terminals stay, the marker goes.
     pub finish_import: bool,
     /// Terminals' signatures, new (`Some`) or removed (`None`).
-    pub signed: Vec<(CodeKey, Option<TerminalSigs>)>,
+    pub signed: &'a [(CodeKey, Option<TerminalSigs>)],
     /// The zone's signing keys, when they changed.
     pub zone_keys: Option<&'a [ZoneKey]>,
     /// Notes the serial at which a signed zone is first served unsigned (`Some(Some)`), or
@@ -976,7 +976,7 @@ fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
         Some(None) => w.meta_remove.push(UNSIGNED_KEY),
         None => {}
     }
-    for (key, sigs) in &change.signed {
+    for (key, sigs) in change.signed {
         let value = sigs.as_ref().map(encode).transpose()?;
         w.signed.push((key.to_code().as_str().to_owned(), value));
     }
