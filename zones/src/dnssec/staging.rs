@@ -27,6 +27,9 @@ use crate::model::Addresses;
 use crate::update;
 use crate::zone::Zone;
 
+/// Per-terminal state while a change is signed.
+type Map<V> = HashMap<CodeKey, V, foldhash::fast::RandomState>;
+
 /// Signatures made for one change, to store and publish with it.
 #[derive(Debug, Default)]
 pub struct SignedDelta {
@@ -190,9 +193,11 @@ impl Staging {
         now: u64,
         read: impl Fn(CodeKey) -> Result<Option<TerminalSigs>, E>,
     ) -> Result<SignedDelta, StagingError<E>> {
-        let mut terminals: HashMap<CodeKey, Option<TerminalSigs>> = HashMap::new();
+        // Most changes are one terminal's: sized once, hashed without SipHash's cost.
+        let map = || Map::with_capacity_and_hasher(changes.len(), Default::default());
+        let mut terminals: Map<Option<TerminalSigs>> = map();
         // What the store held before this change, read once per terminal.
-        let mut before: HashMap<CodeKey, Option<TerminalSigs>> = HashMap::new();
+        let mut before: Map<Option<TerminalSigs>> = map();
         let mut stored = |key: CodeKey| -> Result<Option<TerminalSigs>, StagingError<E>> {
             if let Some(sigs) = before.get(&key) {
                 return Ok(*sigs);
