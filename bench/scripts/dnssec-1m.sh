@@ -23,7 +23,8 @@ PY
 PID=
 # Starts the server on DATA with extra flags; prints seconds to the first correct answer
 # without DO, seconds to the first signed one (with DO and its RRSIG; "-" when unsigned),
-# and the RSS in KiB then.
+# the RSS in KiB then, and the CPU seconds (user and system, every thread) it had used by
+# then.
 start() {
   local data=$1 log=$2; shift 2
   local t0 t1 t2; t0=$(date +%s.%N)
@@ -42,7 +43,8 @@ start() {
     done
     t2=$(echo "$(date +%s.%N) - $t0" | bc)
   fi
-  echo "$(echo "$t1 - $t0" | bc) $t2 $(awk '/VmRSS/ {print $2}' /proc/$PID/status)"
+  local cpu; cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' /proc/$PID/stat)
+  echo "$(echo "$t1 - $t0" | bc) $t2 $(awk '/VmRSS/ {print $2}' /proc/$PID/status) $cpu"
 }
 # (sync: no write-back of the run before slows the next start)
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; sync; }
@@ -55,27 +57,27 @@ stop
 # long, so a start without either is somewhere in between.
 warm() { cat "$1"/store/* >/dev/null; }
 cold() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; }
-echo "round | first signing s (log) | first start, no DO / DO s | warm signed restart, no DO / DO s | signed RSS KiB | warm unsigned restart s | unsigned RSS KiB | cold signed, no DO / DO s | cold unsigned s"
+echo "round | first signing s (log) | first start, no DO / DO s | warm signed restart, no DO / DO s | signed RSS KiB | signed CPU s | warm unsigned restart s | unsigned RSS KiB | unsigned CPU s | cold signed, no DO / DO s | cold unsigned s"
 for r in $(seq 1 "$ROUNDS"); do
   rm -rf "$WORK/signed"; cp -a "$WORK/unsigned" "$WORK/signed"
   # (start runs in this shell, not a subshell, so that stop knows its process)
   start "$WORK/signed" "$WORK/first.log" --dnssec >"$WORK/t"; stop
-  read -r first first_do _ <"$WORK/t"
+  read -r first first_do _ _ <"$WORK/t"
   signing=$(grep "signed the zone's terminals" "$WORK/first.log" | grep -o 'seconds=[0-9.]*' | cut -d= -f2)
   warm "$WORK/signed"
   start "$WORK/signed" "$WORK/signed.log" --dnssec >"$WORK/t"; stop
-  read -r signed signed_do signed_rss <"$WORK/t"
+  read -r signed signed_do signed_rss signed_cpu <"$WORK/t"
   warm "$WORK/unsigned"
   start "$WORK/unsigned" "$WORK/plain.log" >"$WORK/t"; stop
-  read -r plain _ plain_rss <"$WORK/t"
+  read -r plain _ plain_rss plain_cpu <"$WORK/t"
   if [ -w /proc/sys/vm/drop_caches ]; then
     cold; start "$WORK/signed" "$WORK/signed.log" --dnssec >"$WORK/t"; stop
-    read -r cold_signed cold_signed_do _ <"$WORK/t"
+    read -r cold_signed cold_signed_do _ _ <"$WORK/t"
     cold; start "$WORK/unsigned" "$WORK/plain.log" >"$WORK/t"; stop
-    read -r cold_plain _ _ <"$WORK/t"
+    read -r cold_plain _ _ _ <"$WORK/t"
   else
     cold_signed=- cold_signed_do=- cold_plain=-
   fi
-  echo "$r | $signing | $first / $first_do | $signed / $signed_do | $signed_rss | $plain | $plain_rss | $cold_signed / $cold_signed_do | $cold_plain"
+  echo "$r | $signing | $first / $first_do | $signed / $signed_do | $signed_rss | $signed_cpu | $plain | $plain_rss | $plain_cpu | $cold_signed / $cold_signed_do | $cold_plain"
 done
 echo "store: unsigned $(du -sk "$WORK/unsigned/store" | cut -f1) KiB, signed $(du -sk "$WORK/signed/store" | cut -f1) KiB"
