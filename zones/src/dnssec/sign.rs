@@ -195,20 +195,42 @@ impl Signer {
             key_tag: self.key_tag,
             signature: [0; SIGNATURE_LEN],
         };
-        let labels = u8::try_from(self.origin.num_labels() as usize + 1)
-            .map_err(|_| fail("too many labels".into()))?;
+        let tbs = self.address_signed_data(code, rtype, ttl, &sig, &rdata, len);
+        let bytes = self
+            .key
+            .sign(&TBS::from(tbs.as_slice()))
+            .map_err(|e| fail(e.to_string()))?;
+        if bytes.len() != SIGNATURE_LEN {
+            return Err(fail(format!("a signature of {} bytes", bytes.len())));
+        }
+        sig.signature.copy_from_slice(&bytes);
+        Ok(sig)
+    }
+
+    /// The signed data of a terminal's address RRset (RFC 4034 §3.1.8.1): the RRSIG RDATA
+    /// without its signature, then each record in canonical form, `rdata` (each address's
+    /// `len` octets) in canonical order.
+    fn address_signed_data(
+        &self,
+        code: &CallingCode,
+        rtype: RecordType,
+        ttl: u32,
+        sig: &Sig,
+        rdata: &[[u8; 16]],
+        len: usize,
+    ) -> Vec<u8> {
         let label = code.as_str().as_bytes();
         let mut tbs = Vec::with_capacity(64 + rdata.len() * (32 + self.origin_wire.len()));
-        // The RRSIG RDATA without the signature.
         tbs.extend_from_slice(&u16::from(rtype).to_be_bytes());
         tbs.push(u8::from(Algorithm::ECDSAP256SHA256));
-        tbs.push(labels);
+        // The owner's labels: the code's under the origin's (a name has at most 127).
+        tbs.push(self.origin.num_labels().saturating_add(1));
         tbs.extend_from_slice(&ttl.to_be_bytes());
         tbs.extend_from_slice(&sig.expiration.to_be_bytes());
         tbs.extend_from_slice(&sig.inception.to_be_bytes());
         tbs.extend_from_slice(&sig.key_tag.to_be_bytes());
         tbs.extend_from_slice(&self.origin_wire);
-        for data in &rdata {
+        for data in rdata {
             // A calling code is digits: its label is its own lower case.
             tbs.push(label.len() as u8);
             tbs.extend_from_slice(label);
@@ -219,15 +241,7 @@ impl Signer {
             tbs.extend_from_slice(&(len as u16).to_be_bytes());
             tbs.extend_from_slice(&data[..len]);
         }
-        let bytes = self
-            .key
-            .sign(&TBS::from(tbs.as_slice()))
-            .map_err(|e| fail(e.to_string()))?;
-        if bytes.len() != SIGNATURE_LEN {
-            return Err(fail(format!("a signature of {} bytes", bytes.len())));
-        }
-        sig.signature.copy_from_slice(&bytes);
-        Ok(sig)
+        tbs
     }
 
     /// The RRSIG record of `sig` over the RRset `owner`/`rtype` with TTL `ttl`.
