@@ -342,11 +342,16 @@ impl Handler {
                         (reply, signing)
                     }
                     Ok(plan) => return self.stream(request, plan, signed, edns, now, handle).await,
-                    Err(ResponseCode::ServFail) => refuse(
-                        ResponseCode::ServFail,
-                        signing,
-                        "the zone's signatures are not in force yet (starting up)",
-                    ),
+                    Err(ResponseCode::ServFail) => {
+                        let (mut reply, signing) = refuse(
+                            ResponseCode::ServFail,
+                            signing,
+                            "the zone's signatures are not in force yet (starting up)",
+                        );
+                        // As for a query with DO meanwhile: RFC 8914 "Not Ready".
+                        reply.extended_error(crate::response::NOT_READY);
+                        (reply, signing)
+                    }
                     Err(rcode) => {
                         refuse(rcode, signing, "malformed, another zone, or AXFR over UDP")
                     }

@@ -562,6 +562,45 @@ async fn while_a_signed_start_reads_its_signatures_only_answers_without_do_are_g
     ));
 }
 
+/// A transfer that waited the longest a signed start is allowed (30 s, on a paused clock)
+/// gets SERVFAIL with the Extended DNS Error 14 "Not Ready" (RFC 8914), as a query with DO
+/// does meanwhile, so that the secondary's log says why.
+#[tokio::test(start_paused = true)]
+async fn a_transfer_that_outwaits_a_signed_start_gets_servfail_not_ready() {
+    use hickory_proto::rr::TSigner;
+    let data = tempfile::tempdir().unwrap();
+    let (directory, start) = signed_start_of_a_fleet(data.path()).await;
+    let xfer = zones::key::TsigKey::from_key_file(
+        "key \"xfer.\" { algorithm hmac-sha256; secret \"3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=\"; };",
+    )
+    .unwrap();
+    let policy = Policy {
+        transfer_keys: vec![xfer.clone()],
+        ..Policy::default()
+    };
+    let ours = Handler::new(directory.clone(), policy);
+    let mut axfr = Message::new(9, MessageType::Query, OpCode::Query);
+    axfr.add_query(Query::query(
+        Name::from_ascii("dial.example.").unwrap(),
+        RecordType::AXFR,
+    ));
+    axfr.set_edns(Edns::new());
+    let signer: TSigner = xfer.signer(300).unwrap();
+    let (signature, _) = signer.sign_message(&axfr, zones::unix_now()).unwrap();
+    axfr.set_signature(signature);
+    let waited = tokio::time::Instant::now();
+    let sent = ask(&ours, &axfr.to_vec().unwrap(), Protocol::Tcp).await;
+    assert!(waited.elapsed() >= std::time::Duration::from_secs(30));
+    assert_eq!(sent.response_code, ResponseCode::ServFail, "{sent:?}");
+    let ede = sent
+        .edns
+        .as_ref()
+        .and_then(|e| e.option(EdnsCode::Unknown(15)))
+        .cloned();
+    assert_eq!(ede, Some(EdnsOption::Unknown(15, vec![0, 14])), "{sent:?}");
+    drop(start);
+}
+
 /// A transfer asked while a signed start puts its signatures in force waits for them,
 /// rather than fail (SERVFAIL would send the secondary to its retry timer, or NSD to a
 /// full transfer next time); once they are, it is sent, signed.
