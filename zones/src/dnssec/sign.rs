@@ -170,18 +170,25 @@ impl Signer {
             rtype,
             message,
         };
-        let mut rdata: smallvec::SmallVec<[[u8; 16]; 2]> = match rtype {
-            RecordType::A => (addresses.v4.addrs.iter())
-                .map(|a| address_bytes(&a.octets()))
-                .collect(),
-            RecordType::AAAA => (addresses.v6.addrs.iter())
-                .map(|a| address_bytes(&a.octets()))
-                .collect(),
+        // The family's addresses, the length of one, and the RRset's TTL.
+        let (mut rdata, len, ttl): (smallvec::SmallVec<[[u8; 16]; 2]>, usize, u32) = match rtype {
+            RecordType::A => {
+                let octets = addresses
+                    .v4
+                    .addrs
+                    .iter()
+                    .map(|a| address_bytes(&a.octets()));
+                (octets.collect(), 4, addresses.v4.ttl)
+            }
+            RecordType::AAAA => {
+                let octets = addresses
+                    .v6
+                    .addrs
+                    .iter()
+                    .map(|a| address_bytes(&a.octets()));
+                (octets.collect(), 16, addresses.v6.ttl)
+            }
             _ => return Err(fail("not an address type".into())),
-        };
-        let (len, ttl) = match rtype {
-            RecordType::A => (4, addresses.v4.ttl),
-            _ => (16, addresses.v6.ttl),
         };
         if rdata.is_empty() {
             return Err(fail("no address to sign".into()));

@@ -225,31 +225,29 @@ impl Staging {
                 || nsec3::hash(&terminal_owner(zone, &change.code)),
                 |o| o.hash,
             );
-            let unchanged = |old_set: bool| old.is_some() && old_set;
-            let a = if change.new.v4.addrs.is_empty() {
-                None
-            } else if unchanged(change.old.v4 == change.new.v4) && old.and_then(|o| o.a).is_some() {
-                old.and_then(|o| o.a)
-            } else {
-                Some(
-                    self.signer
-                        .sign_addresses(&change.code, &change.new, RecordType::A, now)?,
-                )
+            // A family keeps its signature while its addresses stay; one left empty has none.
+            let family = |rtype, empty: bool, same: bool, kept: Option<Sig>| match empty {
+                true => Ok(None),
+                false => match kept.filter(|_| same) {
+                    Some(sig) => Ok(Some(sig)),
+                    None => (self.signer)
+                        .sign_addresses(&change.code, &change.new, rtype, now)
+                        .map(Some),
+                },
             };
-            let aaaa = if change.new.v6.addrs.is_empty() {
-                None
-            } else if unchanged(change.old.v6 == change.new.v6)
-                && old.and_then(|o| o.aaaa).is_some()
-            {
-                old.and_then(|o| o.aaaa)
-            } else {
-                Some(self.signer.sign_addresses(
-                    &change.code,
-                    &change.new,
-                    RecordType::AAAA,
-                    now,
-                )?)
-            };
+            let (v4, v6) = (&change.new.v4, &change.new.v6);
+            let a = family(
+                RecordType::A,
+                v4.addrs.is_empty(),
+                change.old.v4 == *v4,
+                old.and_then(|o| o.a),
+            )?;
+            let aaaa = family(
+                RecordType::AAAA,
+                v6.addrs.is_empty(),
+                change.old.v6 == *v6,
+                old.and_then(|o| o.aaaa),
+            )?;
             if old.is_none() {
                 self.chain.insert(hash, Owner::Terminal(key));
                 resign.extend(self.chain.before(&hash).map(|(h, _)| h));
