@@ -2,8 +2,9 @@
 # DNSSEC at 1,000,000 codes, outside the pinned harness (the first signing uses both cores):
 # the time of the first signing, and start-up with stored signatures against start-up of
 # the same store unsigned (warm and cold), alternating over ROUNDS rounds. Start-up is to
-# the first correct answer without DO, and with DO to the first signed one. Release build;
-# loopback only.
+# the first correct answer without DO, and with DO to the first signed one. A signed
+# restart after a clean stop reads the signatures saved at that stop; one after kill -9
+# reads the store's table. Release build; loopback only.
 #   bash bench/scripts/dnssec-1m.sh [ROUNDS (3)]
 set -euo pipefail
 ROUNDS=${1:-3}
@@ -42,12 +43,22 @@ start() {
       sleep 0.02
     done
     t2=$(echo "$(date +%s.%N) - $t0" | bc)
+    # In force (not only answered): a stop saves them only then.
+    for _ in $(seq 1 600); do grep -q 'ready signed=true' "$log" && break; sleep 0.05; done
   fi
   local cpu; cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' /proc/$PID/stat)
   echo "$(echo "$t1 - $t0" | bc) $t2 $(awk '/VmRSS/ {print $2}' /proc/$PID/status) $cpu"
 }
 # (sync: no write-back of the run before slows the next start)
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; sync; }
+# Stops as stop does; prints the seconds the server took to exit (a signed one saves its
+# signatures for the next start).
+timed_stop() {
+  local t0; t0=$(date +%s.%N)
+  kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+  echo "$(date +%s.%N) - $t0" | bc; sync
+}
+crash() { kill -9 "$PID"; wait "$PID" 2>/dev/null || true; PID=; sync; }
 
 start "$WORK/unsigned" "$WORK/import.log" >/dev/null
 "$NS" import "$WORK/fleet.txt" --data "$WORK/unsigned" >/dev/null 2>&1
@@ -57,12 +68,13 @@ stop
 # long, so a start without either is somewhere in between.
 warm() { cat "$1"/store/* >/dev/null; }
 cold() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; }
-echo "round | first signing s (log) | first start, no DO / DO s | warm signed restart, no DO / DO s | signed RSS KiB | signed CPU s | warm unsigned restart s | unsigned RSS KiB | unsigned CPU s | cold signed, no DO / DO s | cold unsigned s"
+echo "round | first signing s (log) | first start, no DO / DO s | signed stop s | warm signed restart, no DO / DO s | signed RSS KiB | signed CPU s | warm unsigned restart s | unsigned RSS KiB | unsigned CPU s | cold signed, no DO / DO s | cold unsigned s | warm signed restart after kill -9, no DO / DO s"
 for r in $(seq 1 "$ROUNDS"); do
   rm -rf "$WORK/signed"; cp -a "$WORK/unsigned" "$WORK/signed"
   # (start runs in this shell, not a subshell, so that stop knows its process)
-  start "$WORK/signed" "$WORK/first.log" --dnssec >"$WORK/t"; stop
+  start "$WORK/signed" "$WORK/first.log" --dnssec >"$WORK/t"
   read -r first first_do _ _ <"$WORK/t"
+  stopped=$(timed_stop)
   signing=$(grep "signed the zone's terminals" "$WORK/first.log" | grep -o 'seconds=[0-9.]*' | cut -d= -f2)
   warm "$WORK/signed"
   start "$WORK/signed" "$WORK/signed.log" --dnssec >"$WORK/t"; stop
@@ -78,6 +90,11 @@ for r in $(seq 1 "$ROUNDS"); do
   else
     cold_signed=- cold_signed_do=- cold_plain=-
   fi
-  echo "$r | $signing | $first / $first_do | $signed / $signed_do | $signed_rss | $signed_cpu | $plain | $plain_rss | $plain_cpu | $cold_signed / $cold_signed_do | $cold_plain"
+  # The signed store as a crash leaves it: no saved signatures.
+  start "$WORK/signed" "$WORK/signed.log" --dnssec >/dev/null; crash
+  warm "$WORK/signed"
+  start "$WORK/signed" "$WORK/signed.log" --dnssec >"$WORK/t"; stop
+  read -r crashed crashed_do _ _ <"$WORK/t"
+  echo "$r | $signing | $first / $first_do | $stopped | $signed / $signed_do | $signed_rss | $signed_cpu | $plain | $plain_rss | $plain_cpu | $cold_signed / $cold_signed_do | $cold_plain | $crashed / $crashed_do"
 done
 echo "store: unsigned $(du -sk "$WORK/unsigned/store" | cut -f1) KiB, signed $(du -sk "$WORK/signed/store" | cut -f1) KiB"

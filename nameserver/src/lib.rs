@@ -25,7 +25,7 @@
 //!  GET /metrics ─▶ scrape::serve ─▶ metrics::render (counters from the paths above)
 //!  signed start ─▶ Directory::open_signing (terminals served; DO SERVFAIL, transfers wait)
 //!               ─▶ SignedStart::finish, own thread ─▶ signatures in force ─▶ log `ready`
-//!  shutdown ─▶ listeners drained ─▶ Directory::remember_soa_signature ─▶ flush
+//!  shutdown ─▶ listeners drained ─▶ Directory::keep_signatures ─▶ flush
 //!  signed zone, each second ─▶ Directory::advance_keys (rollover), refresh_signatures
 //!  dnssec ds | keys | rollover ─▶ control socket ─▶ zones::Directory (keys in the store)
 //! ```

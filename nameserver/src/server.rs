@@ -330,8 +330,8 @@ pub async fn run(
     }
     let _ = reloading.await;
     let _ = std::fs::remove_file(&listeners.control_path);
-    if let Err(e) = directory.remember_soa_signature().await {
-        warn!(error = %e, "cannot keep the SOA signature: the next start moves the serial on");
+    if let Err(e) = directory.keep_signatures().await {
+        warn!(error = %e, "cannot keep the signatures: the next start reads them from the store and moves the serial on");
     }
     directory.flush().await?;
     info!("stopped; store flushed");

@@ -312,16 +312,12 @@ fn the_transferred_signed_zone_verifies_with_dnssec_verify_and_kzonecheck_and_su
 
     // A restart after a stop changes nothing: same DS, same serial, and the zone
     // transferred after it is the one before, every signature included (the SOA's too).
+    // The terminals' signatures are read from the copy saved at the stop.
     let serial = ns.serial(ZONE);
     ns.terminate();
-    let (ns, ds_again) = signed_directory(&data, &["--transfer-key", xfer.to_str().unwrap()]);
+    let (mut ns, ds_again) = signed_directory(&data, &["--transfer-key", xfer.to_str().unwrap()]);
     assert_eq!(ds, ds_again);
     assert_eq!(ns.serial(ZONE), serial);
-    assert!(
-        !ns.log().contains("signed the zone's terminals"),
-        "{}",
-        ns.log()
-    );
     // The terminals' records and signatures and the NSEC3 chain come from the store as
     // they were; only the static names' few signatures are made afresh at start-up.
     let stored = |zone: &str| -> Vec<String> {
@@ -334,9 +330,30 @@ fn the_transferred_signed_zone_verifies_with_dnssec_verify_and_kzonecheck_and_su
             .map(str::to_owned)
             .collect()
     };
+    // (A transfer waits for the signatures: the start has logged where they came from.)
     let again = axfr(&ns);
+    assert!(
+        !ns.log().contains("signed the zone's terminals")
+            && ns
+                .log()
+                .contains("signatures taken up from the copy saved at the stop"),
+        "{}",
+        ns.log()
+    );
     assert_eq!(stored(&again), stored(&zone));
     assert!(again == zone, "the zone changed across a restart");
+    // After kill -9 nothing is saved: the store's table gives the same signatures (only the
+    // serial and the SOA's signature move on).
+    ns.kill9();
+    let (ns, _) = signed_directory(&data, &["--transfer-key", xfer.to_str().unwrap()]);
+    let again = axfr(&ns);
+    assert!(
+        ns.log().contains("signatures read from the store's table")
+            && !ns.log().contains("signed the zone's terminals"),
+        "{}",
+        ns.log()
+    );
+    assert_eq!(stored(&again), stored(&zone));
     // A and its RRSIG for a quarter, A, AAAA and their RRSIGs for half, and the NSEC3s.
     assert_eq!(
         stored(&zone).len(),

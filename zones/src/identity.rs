@@ -85,6 +85,30 @@ impl CodeKey {
         Some(Self(((label.len() as u64) << 56) | value))
     }
 
+    /// The key as one integer, as a saved copy holds it.
+    pub fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    /// The key of an integer from [`CodeKey::to_bits`], or `None` when no code gives it.
+    pub fn from_bits(bits: u64) -> Option<Self> {
+        let digits = (bits >> 56) as u32;
+        let value = bits & ((1 << 56) - 1);
+        let valid = (CallingCode::MIN_DIGITS as u32..=CallingCode::MAX_DIGITS as u32)
+            .contains(&digits)
+            && value < 10u64.pow(digits);
+        valid.then_some(Self(bits))
+    }
+
+    /// Orders codes as their text sorts (the store's order: `0123` < `123` < `1230` <
+    /// `124`): the digits left-aligned over 15 places, then the shorter first.
+    pub fn text_order(self) -> (u64, u8) {
+        let digits = (self.0 >> 56) as u32;
+        let value = self.0 & ((1 << 56) - 1);
+        let max = CallingCode::MAX_DIGITS as u32;
+        (value * 10u64.pow(max - digits.min(max)), digits as u8)
+    }
+
     /// The code's digits, with its leading zeros.
     pub fn to_code(self) -> CallingCode {
         let digits = (self.0 >> 56) as usize;
@@ -286,8 +310,26 @@ mod tests {
             "999999999999999",
         ] {
             let code: CallingCode = text.parse().unwrap();
-            assert_eq!(CodeKey::from(&code).to_code(), code);
+            let key = CodeKey::from(&code);
+            assert_eq!(key.to_code(), code);
+            assert_eq!(CodeKey::from_bits(key.to_bits()), Some(key));
         }
+        let mut keys: Vec<CodeKey> = ["124", "0123", "1230", "123", "000", "999999999999999"]
+            .iter()
+            .map(|t| CodeKey::from_digits(t.as_bytes()).unwrap())
+            .collect();
+        keys.sort_by_key(|k| k.text_order());
+        let texts: Vec<String> = keys
+            .iter()
+            .map(|k| k.to_code().as_str().to_owned())
+            .collect();
+        let mut sorted = texts.clone();
+        sorted.sort();
+        assert_eq!(texts, sorted, "text order");
+        let bits = |digits: u64, value: u64| (digits << 56) | value;
+        assert_eq!(CodeKey::from_bits(bits(3, 1000)), None, "4 digits in 3");
+        assert_eq!(CodeKey::from_bits(bits(2, 5)), None, "too short");
+        assert_eq!(CodeKey::from_bits(bits(16, 5)), None, "too long");
         assert_ne!(
             CodeKey::from_digits(b"0555"),
             CodeKey::from_digits(b"555"),

@@ -79,7 +79,7 @@ impl View {
     }
 
     /// Every terminal, in no particular order.
-    pub fn entries(&self) -> impl Iterator<Item = (CodeKey, &Hot)> {
+    pub fn entries(&self) -> impl Iterator<Item = (CodeKey, &Hot)> + Clone {
         self.terminals.iter().map(|(k, h)| (*k, h))
     }
 

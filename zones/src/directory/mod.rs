@@ -54,7 +54,7 @@ pub use crate::limits::Limits;
 pub use crate::model::{AddressSet, Addresses, Entry, Hot, Presence, Terminal};
 pub use crate::replay::Freshness;
 pub use rollover::{KeyEvent, RolloverError};
-pub use signed_start::{Signatures, SignedStart};
+pub use signed_start::{Signatures, SignaturesFrom, SignedStart};
 
 /// One terminal of a bulk import: its registration and, optionally, its addresses.
 #[derive(Clone, Debug)]
@@ -255,8 +255,8 @@ impl Directory {
         let mut view = View::new(serial, journal, snapshot.terminals);
         // A signed zone's stored signatures are read on a second core meanwhile.
         let stored = signed_at.map(|_| {
-            let (store, capacity) = (store.clone(), snapshot.terminals);
-            std::thread::spawn(move || signing::stored_signatures(&store, capacity))
+            let (store, zone, capacity) = (store.clone(), zone.clone(), snapshot.terminals);
+            std::thread::spawn(move || signing::stored_signatures(&store, &zone, capacity))
         });
         store.scan_hot(|key, hot| view.insert(key, hot))?;
         // Served unsigned since the signatures were stored, and changed meanwhile: none of

@@ -1,7 +1,9 @@
 //! A signed zone's start in two steps. The open reads the terminals and returns, so that
 //! answers without DO are served at once; meanwhile the stored signatures are read on a
-//! second core, and [`SignedStart::finish`] builds the signed zone from them (the NSEC3
-//! chain, the index of signatures, what must be signed again), stores what it signed with
+//! second core (the copy saved at the last stop, with its chain and index built there too,
+//! when it is current; the store's table otherwise), and [`SignedStart::finish`] builds the
+//! signed zone from them (the NSEC3 chain, the index of signatures, what must be signed
+//! again), stores what it signed with
 //! a new serial (a restart after a stop signs nothing: the static names' signatures are
 //! stored, and the SOA's is kept at the stop, so the zone keeps its serial) and puts it all
 //! in force at once. Until then:
@@ -18,10 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
+pub use super::signing::SignaturesFrom;
 use super::{Directory, Pending, Serial, signing};
-use crate::dnssec::{Signer, TerminalSigs};
-use crate::identity::CodeKey;
-use crate::model::Addresses;
+use crate::dnssec::Signer;
 use crate::store::{Change, StoreError};
 
 /// Where a directory's signatures are.
@@ -40,7 +41,7 @@ pub enum Signatures {
 /// What the open read for the signed zone.
 pub(super) struct Parts {
     /// The thread reading every stored signature.
-    pub stored: JoinHandle<Result<Vec<(CodeKey, TerminalSigs)>, StoreError>>,
+    pub stored: JoinHandle<Result<signing::Stored, StoreError>>,
     pub signer: Arc<Signer>,
     /// The stored signatures followed every change (see [`crate::dnssec::whole`]).
     pub current: bool,
@@ -89,7 +90,7 @@ impl SignedStart {
     /// last stop kept the SOA's signature), and puts it in force; then changes go on.
     /// Blocking: a fraction of a second at a million terminals with their signatures
     /// stored, half a minute without, on every core.
-    pub fn finish(self) -> Result<(), StoreError> {
+    pub fn finish(self) -> Result<SignaturesFrom, StoreError> {
         let Self {
             directory,
             writer,
@@ -98,7 +99,7 @@ impl SignedStart {
         let result = Self::build(&directory, parts);
         let inner = &directory.inner;
         match &result {
-            Ok(()) => inner.signatures.send_replace(Signatures::Ready),
+            Ok(_) => inner.signatures.send_replace(Signatures::Ready),
             Err(e) => {
                 inner.poisoned.store(true, Ordering::SeqCst);
                 tracing::error!(error = %e, "cannot put the zone's signatures in force");
@@ -111,26 +112,24 @@ impl SignedStart {
         result
     }
 
-    fn build(directory: &Directory, parts: Parts) -> Result<(), StoreError> {
+    fn build(directory: &Directory, parts: Parts) -> Result<SignaturesFrom, StoreError> {
         let inner = &directory.inner;
         let stored = parts
             .stored
             .join()
             .expect("reading the signatures does not panic")?;
-        // The terminals that publish addresses, from the view (no change is made meanwhile).
-        let online: Vec<(CodeKey, Addresses)> = directory
-            .view()
-            .entries()
-            .filter(|(_, hot)| !hot.addresses.is_empty())
-            .map(|(key, hot)| (key, hot.addresses.clone()))
-            .collect();
         let zone = directory.zone();
-        let mut signed = signing::signing_for(
+        let stored_statics = inner.store.static_sigs()?;
+        // The terminals, from the view (no change is made meanwhile).
+        let (mut signed, from) = signing::signing_at_start(
             parts.signer,
             &zone,
-            online,
+            directory
+                .view()
+                .entries()
+                .map(|(key, hot)| (key, &hot.addresses)),
             stored,
-            inner.store.static_sigs()?,
+            stored_statics,
             parts.current,
             parts.now,
         )?;
@@ -188,7 +187,7 @@ impl SignedStart {
         if changed {
             inner.serial_tx.send_replace(serial.0);
         }
-        Ok(())
+        Ok(from)
     }
 }
 

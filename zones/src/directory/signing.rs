@@ -3,6 +3,7 @@
 //! a reset (an import's commit, a new static zone) changes much at once.
 
 use super::*;
+use crate::dnssec::resume::{self, Resumed};
 use crate::dnssec::staging::terminal_owner;
 use crate::dnssec::statics::StoredStatics;
 use crate::dnssec::whole::{self, Whole};
@@ -41,10 +42,13 @@ impl Directory {
         }
     }
 
-    /// Keeps the SOA signature served at the current serial (or that none was made), so
-    /// that a restart serves the zone as it was, under the same serial (at shutdown, after
-    /// the listeners stopped; nothing with DNSSEC off).
-    pub async fn remember_soa_signature(&self) -> Result<(), StoreError> {
+    /// Keeps what a restart needs to serve the zone as it was, under the same serial (at
+    /// shutdown, after the listeners stopped; nothing with DNSSEC off): the SOA signature
+    /// served at the current serial (or that none was made), and a copy of every terminal's
+    /// signatures that the next start reads at once (see [`Store::save_signatures`]).
+    /// Saving the copy blocks for about a quarter of a second per million terminals; if it
+    /// fails, the next start reads the store's table instead.
+    pub async fn keep_signatures(&self) -> Result<(), StoreError> {
         // Nothing to keep before the signatures are in force (a stop during the start).
         if self.signatures() != super::Signatures::Ready {
             return Ok(());
@@ -52,16 +56,29 @@ impl Directory {
         let writer = self.write_lock().await?;
         self.flush_or_poison().await?;
         self.publish();
-        let soa = {
+        let kept = {
             let view = self.view();
-            view.signed()
-                .map(|signed| (view.serial(), signed.soa_signature_at(view.serial())))
+            view.signed().map(|signed| {
+                let saved = self
+                    .inner
+                    .store
+                    .save_signatures(signed.terminals_in_store_order().into_iter())
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %e, "cannot save the signatures for the next start");
+                    })
+                    .ok();
+                (
+                    (view.serial(), signed.soa_signature_at(view.serial())),
+                    saved,
+                )
+            })
         };
-        let Some(soa) = soa else {
+        let Some((soa, saved)) = kept else {
             return Ok(());
         };
         self.inner.store.stage(&Change {
             soa_sig: Some(soa),
+            signatures_saved: saved,
             ..Change::default()
         })?;
         self.durable(writer).await
@@ -259,7 +276,7 @@ impl Directory {
                 online.push((key, hot.addresses));
             }
         })?;
-        let stored = stored_signatures(&self.inner.store, online.len())?;
+        let stored = stored_rows(&self.inner.store, online.len())?;
         let mut signing = signing_for(signer, zone, online, stored, None, true, now)?;
         signing
             .staging
@@ -324,14 +341,109 @@ pub(super) fn signer_of(keys: &[ZoneKey], origin: &Name) -> Result<Arc<Signer>, 
         .map_err(|e| StoreError::Signing(e.to_string()))
 }
 
-/// Every terminal's signatures as the store holds them (`capacity`: about how many).
+/// Where a signed start took the terminals' signatures from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignaturesFrom {
+    /// The copy saved at the last stop ([`Store::save_signatures`]).
+    Saved,
+    /// The store's table (after a crash, or a change since the copy was saved).
+    Table,
+}
+
+/// The terminals' signatures as a signed start reads them.
+#[derive(Debug)]
+pub(super) enum Stored {
+    /// The copy saved at the last stop, prepared (see [`crate::dnssec::resume`]).
+    Saved(resume::Saved),
+    /// The store's table, in any order.
+    Rows(Vec<(CodeKey, crate::dnssec::TerminalSigs)>),
+}
+
+/// Every terminal's signatures for a signed start of `zone` (on a second core, beside the
+/// terminals' read): the copy saved at the last stop when it is current, the store's
+/// table otherwise (`capacity`: about how many rows).
 pub(super) fn stored_signatures(
+    store: &Store,
+    zone: &Zone,
+    capacity: usize,
+) -> Result<Stored, StoreError> {
+    let mut building = resume::Building::with_capacity(capacity);
+    if store.saved_signatures(|key, sigs| building.push(key, sigs)) {
+        match building.finish(zone) {
+            Some(saved) => return Ok(Stored::Saved(saved)),
+            None => tracing::warn!(
+                "the signatures saved at the stop name a code twice; reading the store's table"
+            ),
+        }
+    }
+    stored_rows(store, capacity).map(Stored::Rows)
+}
+
+/// Every terminal's signatures as the store's table holds them (`capacity`: about how
+/// many).
+fn stored_rows(
     store: &Store,
     capacity: usize,
 ) -> Result<Vec<(CodeKey, crate::dnssec::TerminalSigs)>, StoreError> {
     let mut stored = Vec::with_capacity(capacity);
     store.scan_signed(|key, sigs| stored.push((key, sigs)))?;
     Ok(stored)
+}
+
+/// The whole zone's signatures at a signed start, from what [`stored_signatures`] read:
+/// taken up from the saved copy when the terminals that publish addresses, `online`, are
+/// those it holds (see [`crate::dnssec::resume`]), signed as [`signing_for`] does
+/// otherwise.
+pub(super) fn signing_at_start<'a>(
+    signer: Arc<Signer>,
+    zone: &Zone,
+    online: impl Iterator<Item = (CodeKey, &'a Addresses)> + Clone,
+    stored: Stored,
+    stored_statics: Option<StoredStatics>,
+    current: bool,
+    now: u64,
+) -> Result<(Signing, SignaturesFrom), StoreError> {
+    let started = std::time::Instant::now();
+    let rows = match stored {
+        Stored::Saved(saved) if current => {
+            match resume::resume(signer.clone(), zone, saved, online.clone(), now)
+                .map_err(sign_error)?
+            {
+                Resumed::Whole(whole) => {
+                    let whole = *whole;
+                    tracing::info!(
+                        terminals = whole.terminals.len(),
+                        signed = whole.changes.len(),
+                        "signatures taken up from the copy saved at the stop"
+                    );
+                    let signing = signing_of(whole, zone, stored_statics, current, now, started)?;
+                    return Ok((signing, SignaturesFrom::Saved));
+                }
+                Resumed::Differs(rows) => {
+                    tracing::warn!(
+                        "the terminals are not those of the signatures saved at the stop; signing the zone from them"
+                    );
+                    rows
+                }
+            }
+        }
+        Stored::Saved(saved) => saved.into_rows(),
+        Stored::Rows(rows) => rows,
+    };
+    tracing::info!(
+        terminals = rows.len(),
+        "signatures read from the store's table"
+    );
+    let online = online
+        .filter(|(_, addresses)| !addresses.is_empty())
+        .map(|(key, addresses)| (key, addresses.clone()))
+        .collect();
+    let signing = signing_for(signer, zone, online, rows, stored_statics, current, now)?;
+    Ok((signing, SignaturesFrom::Table))
+}
+
+fn sign_error(e: crate::dnssec::SignError) -> StoreError {
+    StoreError::Signing(e.to_string())
 }
 
 /// The whole zone's signatures for the terminals `online` (those with addresses): the
@@ -349,12 +461,25 @@ pub(super) fn signing_for(
     now: u64,
 ) -> Result<Signing, StoreError> {
     let started = std::time::Instant::now();
-    let sign_error = |e: crate::dnssec::SignError| StoreError::Signing(e.to_string());
+    let whole = whole::sign_zone(signer, zone, online, stored, current, now).map_err(sign_error)?;
+    signing_of(whole, zone, stored_statics, current, now, started)
+}
+
+/// The signing state of `whole` (begun at `started`), with the static names' signatures:
+/// `stored_statics` kept when they fit (and `current`), made again otherwise.
+fn signing_of(
+    whole: Whole,
+    zone: &Zone,
+    stored_statics: Option<StoredStatics>,
+    current: bool,
+    now: u64,
+    started: std::time::Instant,
+) -> Result<Signing, StoreError> {
     let Whole {
         mut staging,
         terminals,
         changes,
-    } = whole::sign_zone(signer, zone, online, stored, current, now).map_err(sign_error)?;
+    } = whole;
     staging.signed_whole_at(now);
     if !changes.is_empty() {
         tracing::info!(

@@ -18,6 +18,14 @@ fn open_signed(dir: &Path, now: u64) -> Directory {
     Directory::open_signed(dir, Zone::embedded_default(), Limits::default(), now).unwrap()
 }
 
+/// Opens a signed directory; says where its start took the terminals' signatures from.
+fn open_signed_from(dir: &Path, now: u64) -> (Directory, SignaturesFrom) {
+    let (directory, start) =
+        Directory::open_signing(dir, Zone::embedded_default(), Limits::default(), now).unwrap();
+    let from = start.finish().unwrap();
+    (directory, from)
+}
+
 fn rrsig_of(record: &Record) -> &RRSIG {
     match &record.data {
         RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig,
@@ -492,13 +500,14 @@ async fn a_signed_restart_after_a_stop_keeps_the_serial_and_every_signature() {
     let dir = open_signed(tmp.path(), T);
     online_fleet(&dir, 7400, 5).await;
     let soa = soa_signature(&dir, T + 10);
-    dir.remember_soa_signature().await.unwrap();
+    dir.keep_signatures().await.unwrap();
     let (serial, sigs) = (dir.view().serial(), terminal_sigs(&dir));
     let statics = dir.inner.store.static_sigs().unwrap();
     assert!(statics.is_some(), "the static names' signatures are stored");
     drop(dir);
 
-    let dir = open_signed(tmp.path(), T + 20);
+    let (dir, from) = open_signed_from(tmp.path(), T + 20);
+    assert_eq!(from, SignaturesFrom::Saved, "the copy saved at the stop");
     assert_eq!(
         dir.view().serial(),
         serial,
@@ -512,27 +521,45 @@ async fn a_signed_restart_after_a_stop_keeps_the_serial_and_every_signature() {
         "the same SOA signature is served"
     );
     check_consistent(&dir, T + 30);
-    // A change after it: the static names' signatures still fit the new chain.
+    // Saved again, then a change after it (the static names' signatures still fit the new
+    // chain), then a crash.
+    dir.keep_signatures().await.unwrap();
     update_a(&dir, "7402", [198, 51, 100, 42], T + 40, 70)
         .await
         .unwrap();
     check_consistent(&dir, T + 40);
-    let serial = dir.view().serial();
+    let (serial, sigs) = (dir.view().serial(), terminal_sigs(&dir));
     drop(dir);
 
-    // A crash: no SOA signature was kept at this serial, so it moves on.
-    let dir = open_signed(tmp.path(), T + 50);
+    // No SOA signature was kept at this serial, so it moves on; the signatures saved
+    // before the change are not taken: the store's table is read.
+    let (dir, from) = open_signed_from(tmp.path(), T + 50);
+    assert_eq!(
+        from,
+        SignaturesFrom::Table,
+        "not the copy saved before the change"
+    );
     assert_eq!(dir.view().serial(), serial + 1);
+    assert_eq!(terminal_sigs(&dir), sigs, "the change's signatures");
     check_consistent(&dir, T + 50);
-    dir.remember_soa_signature().await.unwrap();
+    dir.keep_signatures().await.unwrap();
     let serial = dir.view().serial();
     drop(dir);
 
     // Stopped long enough for the static names' signatures to come due: they are made
     // again at the start (the terminals' too), with a new serial.
     let later = T + u64::from(VALIDITY - REFRESH) + 3600;
-    let dir = open_signed(tmp.path(), later);
+    let (dir, from) = open_signed_from(tmp.path(), later);
+    assert_eq!(from, SignaturesFrom::Saved);
     assert_eq!(dir.view().serial(), serial + 1);
+    let resigned = terminal_sigs(&dir);
+    assert!(
+        resigned
+            .iter()
+            .zip(&sigs)
+            .all(|(now, before)| now != before),
+        "every terminal signed again"
+    );
     assert_ne!(dir.inner.store.static_sigs().unwrap(), statics);
     check_consistent(&dir, later);
 }

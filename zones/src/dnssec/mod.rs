@@ -31,6 +31,7 @@
 //! - [`signed`]: the published signatures that answers read.
 //! - [`terminals`]: the published terminals' signatures, a slab indexed by code.
 //! - [`whole`]: signing the whole zone (first signing, repairs, refresh at open).
+//! - [`resume`]: the signed zone taken up again from the signatures saved at a stop.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,7 @@ use crate::identity::CodeKey;
 
 pub mod key;
 pub mod nsec3;
+pub mod resume;
 pub mod sign;
 pub mod signed;
 pub mod staging;

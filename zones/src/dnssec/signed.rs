@@ -128,6 +128,15 @@ impl SignedZone {
         made.push_back((serial, sig));
     }
 
+    /// Every terminal's signatures, in the store's order of codes (as text): what is saved
+    /// at a stop, in the order the next start reads the terminals (see
+    /// [`super::resume`]).
+    pub fn terminals_in_store_order(&self) -> Vec<(CodeKey, &TerminalSigs)> {
+        let mut all: Vec<_> = self.terminals.iter().collect();
+        all.sort_unstable_by_key(|(key, _)| key.text_order());
+        all
+    }
+
     /// Each terminal by its earliest signature expiration, soonest first (the staging's
     /// refresh order).
     pub fn expiry_order(&self) -> std::collections::BTreeSet<(u32, CodeKey)> {

@@ -56,6 +56,13 @@ impl Terminals {
         Some(&self.slab[place as usize].1)
     }
 
+    /// Every entry, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (CodeKey, &TerminalSigs)> {
+        self.index
+            .iter()
+            .map(|(key, &place)| (*key, &self.slab[place as usize].1))
+    }
+
     /// Puts `sigs` for `key`; returns what it held before.
     pub fn insert(&mut self, key: CodeKey, sigs: TerminalSigs) -> Option<TerminalSigs> {
         if let Some(&place) = self.index.get(&key) {
@@ -79,6 +86,15 @@ impl Terminals {
         let place = self.index.remove(key)?;
         self.free.push(place);
         Some(self.slab[place as usize].1)
+    }
+
+    /// Every entry, in no order.
+    pub fn into_entries(self) -> Vec<(CodeKey, TerminalSigs)> {
+        let Self { index, slab, .. } = self;
+        index
+            .into_values()
+            .map(|place| slab[place as usize])
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -144,5 +160,15 @@ mod tests {
         assert_eq!(terminals.get(&key("201")), Some(&sigs(5)));
         assert_eq!(terminals.get(&key("102")), Some(&sigs(6)));
         assert_eq!(terminals.len(), 3);
+        let mut iterated: Vec<_> = terminals.iter().map(|(k, s)| (k, *s)).collect();
+        iterated.sort_by_key(|(k, _)| *k);
+        assert_eq!(
+            iterated,
+            [
+                (key("102"), sigs(6)),
+                (key("200"), sigs(4)),
+                (key("201"), sigs(5))
+            ]
+        );
     }
 }

@@ -86,62 +86,109 @@ pub fn sign_zone(
 
     let key_tag = signer.key_tag();
     let horizon = (now as u32).wrapping_add(REFRESH);
-    let stale: Vec<usize> = (0..online.len())
+    let due: Vec<(CodeKey, &Addresses)> = (0..online.len())
         .filter(|&place| {
             let addresses = &online[place].1;
             !current
                 || sigs_of(place).is_none_or(|s| {
-                    let sigs = [s.a, s.aaaa, Some(s.nsec3)];
-                    s.a.is_some() == addresses.v4.addrs.is_empty()
-                        || s.aaaa.is_some() == addresses.v6.addrs.is_empty()
-                        || successor[place] != s.next
-                        || sigs
-                            .iter()
-                            .flatten()
-                            .any(|sig| sig.key_tag != key_tag || sig.expiration < horizon)
+                    successor[place] != s.next || !holds(s, addresses, key_tag, horizon)
                 })
         })
+        .map(|place| (online[place].0, &online[place].1))
         .collect();
     drop(successor);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .max(1);
-    let chunk = stale.len().div_ceil(threads).max(1);
-    let signed: Vec<Result<Vec<(usize, TerminalSigs)>, SignError>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = stale
-            .chunks(chunk)
-            .map(|part| {
-                let (staging, online) = (&staging, &online);
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|&place| {
-                            let (key, addresses) = &online[place];
-                            staging
-                                .sign_terminal(zone, &key.to_code(), addresses, now)
-                                .map(|sigs| (place, sigs))
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("a signing thread does not panic"))
-            .collect()
-    });
+    let signed = sign_each(&staging, zone, &due, now)?;
     let mut terminals = Terminals::from_parts(stored, index);
-    for part in signed {
-        for (place, sigs) in part? {
-            let key = online[place].0;
-            terminals.insert(key, sigs);
-            changes.push((key, Some(sigs)));
-        }
+    for (key, sigs) in signed {
+        terminals.insert(key, sigs);
+        changes.push((key, Some(sigs)));
     }
     Ok(Whole {
         staging,
         terminals,
         changes,
     })
+}
+
+/// Whether a terminal's stored signatures still do for its `addresses`: each made by the
+/// key `key_tag`, none expiring before `horizon`, one per address family it has (its NSEC3
+/// next hash is checked apart).
+pub fn holds(sigs: &TerminalSigs, addresses: &Addresses, key_tag: u16, horizon: u32) -> bool {
+    Standing::of(sigs).holds(addresses, key_tag, horizon)
+}
+
+/// What decides whether a terminal's signatures still do ([`holds`]), in a few bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    v4: bool,
+    v6: bool,
+    /// The key that made all of them (`None`: more than one did).
+    key_tag: Option<u16>,
+    /// The first of them to expire.
+    expiration: u32,
+}
+
+impl Standing {
+    pub fn of(sigs: &TerminalSigs) -> Self {
+        let all = [sigs.a, sigs.aaaa, Some(sigs.nsec3)];
+        let tag = sigs.nsec3.key_tag;
+        Self {
+            v4: sigs.a.is_some(),
+            v6: sigs.aaaa.is_some(),
+            key_tag: all
+                .iter()
+                .flatten()
+                .all(|sig| sig.key_tag == tag)
+                .then_some(tag),
+            expiration: sigs.expiration(),
+        }
+    }
+
+    pub fn holds(&self, addresses: &Addresses, key_tag: u16, horizon: u32) -> bool {
+        self.v4 != addresses.v4.addrs.is_empty()
+            && self.v6 != addresses.v6.addrs.is_empty()
+            && self.key_tag == Some(key_tag)
+            && self.expiration >= horizon
+    }
+}
+
+/// Full signatures for each terminal of `due` (with its addresses), on every core.
+pub fn sign_each(
+    staging: &Staging,
+    zone: &Zone,
+    due: &[(CodeKey, &Addresses)],
+    now: u64,
+) -> Result<Vec<(CodeKey, TerminalSigs)>, SignError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
+    let chunk = due.len().div_ceil(threads).max(1);
+    let signed: Vec<Result<Vec<(CodeKey, TerminalSigs)>, SignError>> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = due
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(key, addresses)| {
+                                staging
+                                    .sign_terminal(zone, &key.to_code(), addresses, now)
+                                    .map(|sigs| (*key, sigs))
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a signing thread does not panic"))
+                .collect()
+        });
+    let mut all = Vec::with_capacity(due.len());
+    for part in signed {
+        all.extend(part?);
+    }
+    Ok(all)
 }
 
 /// The chain of every name with records: the terminals `online` (their hash as `stored`

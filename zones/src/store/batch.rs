@@ -34,6 +34,9 @@ pub(super) struct Writes {
     pub finish_import: bool,
     pub journal: Option<(u64, Vec<u8>)>,
     pub journal_drop: Vec<u64>,
+    /// Records the copy of the `signed` table saved with this id (the last change of a
+    /// commit only; see [`super::Store::save_signatures`]).
+    pub signatures_saved: Option<super::SavedId>,
     /// Terminals' signatures (`None`: removed).
     pub signed: Vec<(String, Option<Vec<u8>>)>,
 }

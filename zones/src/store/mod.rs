@@ -16,7 +16,9 @@
 //!
 //! `meta` also holds `dnssec_keys`, the zone's signing keys, `static_sigs`, the static
 //! names' signatures with the zone and keys they were made for, and `soa_sig`, the SOA
-//! signature served at the serial the zone was stopped at (DNSSEC on).
+//! signature served at the serial the zone was stopped at (DNSSEC on), and
+//! `signatures_saved`, the id of the copy of the `signed` table saved at that stop (see
+//! [`saved`]; every later commit removes it).
 //!
 //! Hot data is kept apart from cold data so that what every query needs stays small, and
 //! there is room for per-RRset signatures beside it later. At start-up only `hot` is read,
@@ -64,6 +66,9 @@ use crate::model::{Addresses, Entry, Hot, Presence, Terminal};
 use crate::observe::FlushObserver;
 
 mod batch;
+mod saved;
+
+pub use saved::SavedId;
 
 use batch::{Staged, Table, Writes};
 
@@ -102,6 +107,8 @@ const UNSIGNED_KEY: &str = "unsigned_since";
 const STATIC_SIGS_KEY: &str = "static_sigs";
 /// The SOA signature served at the serial a signed zone was stopped at (DNSSEC on).
 const SOA_SIG_KEY: &str = "soa_sig";
+/// The id of the copy of the `signed` table saved at the last stop, while it is current.
+const SAVED_KEY: &str = "signatures_saved";
 
 /// A storage failure; the change it was part of did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +210,10 @@ pub struct Change<'a> {
     pub static_sigs: Option<StoredStatics>,
     /// The SOA signature served at a serial (`None`: none was made), kept at shutdown.
     pub soa_sig: Option<(u32, Option<Sig>)>,
+    /// The id of the copy of the `signed` table just saved ([`Store::save_signatures`]),
+    /// recorded by this change when it is the last of its commit. Any other commit removes
+    /// the record: the copy no longer matches.
+    pub signatures_saved: Option<SavedId>,
 }
 
 /// What every query needs of a terminal.
@@ -263,6 +274,10 @@ pub struct Store {
     durability: Arc<GroupCommit>,
     /// The zone's origin, from which key names are derived.
     origin: Name,
+    /// The directory of the store's files.
+    dir: Arc<Path>,
+    /// `meta` may hold `signatures_saved`: the next commit removes it.
+    saved_recorded: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -285,8 +300,12 @@ impl Store {
             db: Arc::new(RwLock::new(db)),
             durability: Arc::default(),
             origin: origin.clone(),
+            dir: Arc::from(dir),
+            saved_recorded: Arc::default(),
         };
         store.check_schema(&shown)?;
+        let recorded = store.meta(SAVED_KEY)?.is_some();
+        store.saved_recorded.store(recorded, Ordering::SeqCst);
         Ok(store)
     }
 
@@ -426,6 +445,45 @@ impl Store {
             each(key, code, value.value())?;
         }
         Ok(())
+    }
+
+    /// Saves a copy of every terminal's signatures, `entries` (the `signed` table as the
+    /// last flush left it, with nothing staged), for the next start to read at once;
+    /// returns the id for [`Change::signatures_saved`], which makes it current. Blocking:
+    /// about a quarter of a second per million terminals.
+    pub fn save_signatures<'a>(
+        &self,
+        entries: impl Iterator<Item = (CodeKey, &'a TerminalSigs)>,
+    ) -> Result<SavedId, StoreError> {
+        let mut id = SavedId::default();
+        getrandom::fill(&mut id).map_err(StoreError::io)?;
+        saved::write(&self.dir.join(saved::FILE_NAME), &id, entries).map_err(StoreError::io)?;
+        Ok(id)
+    }
+
+    /// Each terminal's signatures from the copy saved at the last stop, to `each`, when it
+    /// is whole and no commit came after it (then it is the `signed` table, read in one
+    /// pass); false otherwise (why is logged), and then what `each` was given must be
+    /// dropped. The file is removed once read: it is saved again at the next stop.
+    pub fn saved_signatures(&self, each: impl FnMut(CodeKey, TerminalSigs)) -> bool {
+        let path = self.dir.join(saved::FILE_NAME);
+        let result = match self.meta(SAVED_KEY) {
+            Ok(Some(id)) => match <SavedId>::try_from(id.as_slice()) {
+                Ok(id) => saved::read(&path, &id, each).map_err(|e| e.to_string()),
+                Err(_) => Err("its record in the store is corrupt".into()),
+            },
+            Ok(None) => Err("the store changed since it was saved".into()),
+            Err(e) => Err(e.to_string()),
+        };
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            _ => {}
+        }
+        result
+            .inspect_err(|reason| {
+                tracing::info!(%reason, "the signatures saved at the stop are not used; reading the store's table");
+            })
+            .is_ok()
     }
 
     /// The static names' signatures as last stored, if any. They are made again from the
@@ -600,6 +658,7 @@ impl Store {
             }
             let mut meta = tx.open_table(META).map_err(StoreError::io)?;
             meta.remove(IMPORT_KEY).map_err(StoreError::io)?;
+            meta.remove(SAVED_KEY).map_err(StoreError::io)?;
         }
         tx.delete_table(IMPORTING).map_err(StoreError::io)?;
         tx.open_table(IMPORTING).map_err(StoreError::io)?;
@@ -740,7 +799,17 @@ impl Store {
         let db = self.db();
         let tx = begin_write(&db, Durability::Immediate)?;
         apply(&tx, writes)?;
+        let saved = writes.last().and_then(|w| w.signatures_saved);
+        if saved.is_some() || self.saved_recorded.load(Ordering::SeqCst) {
+            let mut meta = tx.open_table(META).map_err(StoreError::io)?;
+            match &saved {
+                Some(id) => meta.insert(SAVED_KEY, &id[..]),
+                None => meta.remove(SAVED_KEY),
+            }
+            .map_err(StoreError::io)?;
+        }
         tx.commit().map_err(StoreError::io)?;
+        self.saved_recorded.store(saved.is_some(), Ordering::SeqCst);
         self.durability.syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -989,6 +1058,7 @@ fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
             .collect();
     }
     w.finish_import = change.finish_import;
+    w.signatures_saved = change.signatures_saved;
     for t in &change.put_terminals {
         let record = ColdRecord {
             kid: t.kid.clone(),
@@ -1217,6 +1287,82 @@ mod tests {
                 presence: p
             }
         );
+    }
+
+    /// The saved copy is read while it is the table as the store last left it: never after
+    /// a later commit (alone or in the same batch after the save), an import's abort, or a
+    /// reopen that removed it; and it is removed once read.
+    #[tokio::test]
+    async fn saved_signatures_are_read_only_while_no_commit_came_after_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), &origin()).unwrap();
+        let key = CodeKey::from_digits(b"5551234").unwrap();
+        let sig = Sig {
+            inception: 1,
+            expiration: 2,
+            key_tag: 3,
+            signature: [4; 64],
+        };
+        let sigs = TerminalSigs {
+            hash: [5; 20],
+            next: [6; 20],
+            a: Some(sig),
+            aaaa: None,
+            nsec3: sig,
+        };
+        let read = |store: &Store| {
+            let mut all = Vec::new();
+            store
+                .saved_signatures(|key, sigs| all.push((key, sigs)))
+                .then_some(all)
+        };
+        let save = |store: &Store| Change {
+            signatures_saved: Some(store.save_signatures([(key, &sigs)].into_iter()).unwrap()),
+            ..Change::default()
+        };
+        let other = |serial| Change {
+            serial: Some(serial),
+            ..Change::default()
+        };
+        assert_eq!(read(&store), None, "none saved");
+
+        store.commit_now(&save(&store)).unwrap();
+        let file = tmp.path().join(saved::FILE_NAME);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "owner only");
+        drop(store);
+        let store = Store::open(tmp.path(), &origin()).unwrap();
+        assert_eq!(read(&store), Some(vec![(key, sigs)]), "after a reopen");
+        assert!(!file.exists(), "removed once read");
+        assert_eq!(read(&store), None, "read once");
+
+        store.commit_now(&save(&store)).unwrap();
+        store.commit_now(&other(8)).unwrap();
+        assert_eq!(read(&store), None, "a commit after the save");
+        assert!(!file.exists(), "a stale copy is removed too");
+
+        store.stage(&save(&store)).unwrap();
+        store.stage(&other(9)).unwrap();
+        store.flush().await.unwrap();
+        assert_eq!(
+            read(&store),
+            None,
+            "a change after the save in the same batch"
+        );
+
+        store.stage(&other(10)).unwrap();
+        store.stage(&save(&store)).unwrap();
+        store.flush().await.unwrap();
+        assert_eq!(
+            read(&store),
+            Some(vec![(key, sigs)]),
+            "the save last in its batch"
+        );
+
+        store.commit_now(&save(&store)).unwrap();
+        store.abort_import().unwrap();
+        assert_eq!(read(&store), None, "an aborted import removes terminals");
     }
 
     #[tokio::test]

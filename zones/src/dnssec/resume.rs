@@ -1,0 +1,372 @@
+//! Taking the signed zone up again from the terminals' signatures saved at the last stop
+//! (see `store::saved`), in the store's order of codes.
+//!
+//! [`Building`] takes each saved entry as it is decoded, on the core that reads them
+//! beside the terminals' read, and keeps what the start needs of it apart: the index by
+//! code, the chain's hashes, and a few bytes that say whether its signatures still do
+//! ([`Standing`]). [`resume`] then checks the terminals against those in one walk, in step
+//! with the terminals as the store gives them. No sort, join or pass over the signatures
+//! themselves is left for the start.
+//!
+//! The copy is taken only as the general path ([`super::whole::sign_zone`]) would keep it:
+//! every signature by the active key, not due for refresh, over the terminal's address
+//! families, its NSEC3 naming the chain's next hash; a terminal that fails one of these is
+//! signed again. When the terminals that publish addresses are not exactly the saved ones,
+//! the chain itself differs: the start signs the zone the general way, from the same rows.
+
+use std::sync::Arc;
+
+use super::nsec3::{Chain, Hash};
+use super::sign::{SignError, Signer};
+use super::staging::Staging;
+use super::statics::Statics;
+use super::terminals::Terminals;
+use super::whole::{self, Standing, Whole};
+use super::{Owner, TerminalSigs};
+use crate::identity::CodeKey;
+use crate::model::Addresses;
+use crate::zone::Zone;
+
+/// Saved signatures as they are read.
+#[derive(Debug)]
+pub struct Building {
+    /// In the saved order; then each entry's code, hash, next hash and standing by place.
+    slab: Vec<(CodeKey, TerminalSigs)>,
+    keys: Vec<CodeKey>,
+    hashes: Vec<Hash>,
+    nexts: Vec<Hash>,
+    standings: Vec<Standing>,
+}
+
+/// Saved signatures, ready for [`resume`].
+#[derive(Debug)]
+pub struct Saved {
+    terminals: Terminals,
+    /// The saved terminals and the static names.
+    chain: Chain<Owner>,
+    statics: Statics,
+    /// By place, in the saved order.
+    keys: Vec<CodeKey>,
+    standings: Vec<Standing>,
+    /// The saved terminals whose NSEC3 names another next hash than the chain's, by code.
+    moved: Vec<CodeKey>,
+}
+
+/// What [`resume`] made of the saved signatures.
+#[derive(Debug)]
+pub enum Resumed {
+    /// The signed zone.
+    Whole(Box<Whole>),
+    /// The terminals that publish addresses are not the saved ones: the saved signatures,
+    /// for [`super::whole::sign_zone`].
+    Differs(Vec<(CodeKey, TerminalSigs)>),
+}
+
+impl Building {
+    /// Room for about `capacity` entries.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            slab: Vec::with_capacity(capacity),
+            keys: Vec::with_capacity(capacity),
+            hashes: Vec::with_capacity(capacity),
+            nexts: Vec::with_capacity(capacity),
+            standings: Vec::with_capacity(capacity),
+        }
+    }
+
+    pub fn push(&mut self, key: CodeKey, sigs: TerminalSigs) {
+        self.keys.push(key);
+        self.hashes.push(sigs.hash);
+        self.nexts.push(sigs.next);
+        self.standings.push(Standing::of(&sigs));
+        self.slab.push((key, sigs));
+    }
+
+    /// The chain of the saved terminals with the static names of `zone`, and their index;
+    /// `None` when a code came twice (never in a copy this server wrote).
+    pub fn finish(self, zone: &Zone) -> Option<Saved> {
+        let Self {
+            slab,
+            keys,
+            hashes,
+            nexts,
+            standings,
+        } = self;
+        let index = Terminals::index(&slab, &vec![true; slab.len()]);
+        let terminals = Terminals::from_parts(slab, index);
+        if terminals.len() != keys.len() {
+            return None;
+        }
+        let statics = Statics::of(zone);
+        // A place below `keys.len()` is a terminal's, above it a static name's.
+        let mut order: Vec<(Hash, u32)> = hashes
+            .into_iter()
+            .enumerate()
+            .map(|(place, hash)| (hash, place as u32))
+            .chain(
+                (statics.names.iter().enumerate())
+                    .map(|(place, name)| (name.hash, (keys.len() + place) as u32)),
+            )
+            .collect();
+        order.sort_unstable_by_key(|(hash, _)| *hash);
+        order.dedup_by_key(|(hash, _)| *hash);
+        // Each terminal's successor in the chain, by place.
+        let mut successor: Vec<Hash> = vec![[0; 20]; keys.len()];
+        for (i, (_, place)) in order.iter().enumerate() {
+            if let Some(next) = successor.get_mut(*place as usize) {
+                *next = order[(i + 1) % order.len()].0;
+            }
+        }
+        let mut moved: Vec<CodeKey> = (keys.iter().zip(nexts.iter().zip(&successor)))
+            .filter(|(_, (next, successor))| next != successor)
+            .map(|(key, _)| *key)
+            .collect();
+        moved.sort_unstable();
+        let chain = order
+            .into_iter()
+            .map(|(hash, place)| {
+                let owner = match keys.get(place as usize) {
+                    Some(key) => Owner::Terminal(*key),
+                    None => Owner::Static(place - keys.len() as u32),
+                };
+                (hash, owner)
+            })
+            .collect();
+        Some(Saved {
+            terminals,
+            chain,
+            statics,
+            keys,
+            standings,
+            moved,
+        })
+    }
+}
+
+impl Saved {
+    /// The saved signatures as rows, in no order.
+    pub fn into_rows(self) -> Vec<(CodeKey, TerminalSigs)> {
+        self.terminals.into_entries()
+    }
+}
+
+/// The signed zone from `saved`, for the terminals `online` (each with its addresses; those
+/// with none are not in the zone), signed by `signer` at `now`: the saved signatures that
+/// hold are kept, the others made again (on every core).
+pub fn resume<'a>(
+    signer: Arc<Signer>,
+    zone: &Zone,
+    saved: Saved,
+    online: impl Iterator<Item = (CodeKey, &'a Addresses)>,
+    now: u64,
+) -> Result<Resumed, SignError> {
+    let Saved {
+        mut terminals,
+        chain,
+        statics,
+        keys,
+        standings,
+        moved,
+    } = saved;
+    let key_tag = signer.key_tag();
+    let horizon = (now as u32).wrapping_add(whole::REFRESH);
+    let mut due: Vec<(CodeKey, &Addresses)> = Vec::new();
+    let mut found = 0;
+    for (key, addresses) in online.filter(|(_, a)| !a.is_empty()) {
+        // Saved in the order the terminals are read: each is where the walk is.
+        let standing = match keys.get(found) {
+            Some(at) if *at == key => standings[found],
+            _ => match terminals.get(&key) {
+                Some(sigs) => Standing::of(sigs),
+                None => return Ok(Resumed::Differs(terminals.into_entries())),
+            },
+        };
+        found += 1;
+        if !standing.holds(addresses, key_tag, horizon) || moved.binary_search(&key).is_ok() {
+            due.push((key, addresses));
+        }
+    }
+    if found != terminals.len() {
+        return Ok(Resumed::Differs(terminals.into_entries()));
+    }
+    let staging = Staging::new(signer, statics, chain);
+    let mut changes = Vec::with_capacity(due.len());
+    for (key, sigs) in whole::sign_each(&staging, zone, &due, now)? {
+        terminals.insert(key, sigs);
+        changes.push((key, Some(sigs)));
+    }
+    Ok(Resumed::Whole(Box::new(Whole {
+        staging,
+        terminals,
+        changes,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+    use crate::dnssec::ZoneKey;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn signer(zone: &Zone) -> Arc<Signer> {
+        let key = ZoneKey::generate(NOW).unwrap();
+        Arc::new(Signer::new(&[key], zone.origin()).unwrap())
+    }
+
+    /// `count` terminals from code 7000 on, each with an IPv4 address.
+    fn online(count: u8) -> Vec<(CodeKey, Addresses)> {
+        (0..count)
+            .map(|i| {
+                let mut addresses = Addresses::default();
+                addresses.v4.ttl = 60;
+                addresses.v4.addrs.push(Ipv4Addr::new(192, 0, 2, i));
+                let code = format!("{}", 7000 + u32::from(i));
+                (CodeKey::from_digits(code.as_bytes()).unwrap(), addresses)
+            })
+            .collect()
+    }
+
+    /// The zone's signatures made the general way, in the store's order of codes (as a
+    /// stop saves them).
+    fn signed(signer: &Arc<Signer>, zone: &Zone, online: &[(CodeKey, Addresses)]) -> Whole {
+        whole::sign_zone(signer.clone(), zone, online.to_vec(), Vec::new(), true, NOW).unwrap()
+    }
+
+    fn in_store_order(terminals: &Terminals) -> Vec<(CodeKey, TerminalSigs)> {
+        let mut all: Vec<_> = terminals.iter().map(|(key, sigs)| (key, *sigs)).collect();
+        all.sort_by_key(|(key, _)| key.text_order());
+        all
+    }
+
+    fn saved_copy(zone: &Zone, entries: &[(CodeKey, TerminalSigs)]) -> Option<Saved> {
+        let mut building = Building::with_capacity(entries.len());
+        for (key, sigs) in entries {
+            building.push(*key, *sigs);
+        }
+        building.finish(zone)
+    }
+
+    fn resumed(
+        signer: &Arc<Signer>,
+        zone: &Zone,
+        saved: Saved,
+        online: &[(CodeKey, Addresses)],
+        now: u64,
+    ) -> Resumed {
+        let online = online.iter().map(|(key, addresses)| (*key, addresses));
+        resume(signer.clone(), zone, saved, online, now).unwrap()
+    }
+
+    fn chain(staging: &Staging) -> Vec<(Hash, Owner)> {
+        staging.chain().iter().map(|(h, o)| (*h, *o)).collect()
+    }
+
+    /// Taken up from its saved signatures, the zone is the one the general path builds
+    /// from the same rows: the same chain and signatures, nothing signed again; a terminal
+    /// whose signatures no longer hold (another address family, another key, another next
+    /// hash) is signed again, and every one when they come due.
+    #[test]
+    fn saved_signatures_that_hold_are_kept_and_the_others_signed_again() {
+        let zone = Zone::embedded_default();
+        let signer = signer(&zone);
+        let online = online(20);
+        let general = signed(&signer, &zone, &online);
+        let entries = in_store_order(&general.terminals);
+
+        let Resumed::Whole(whole) = resumed(
+            &signer,
+            &zone,
+            saved_copy(&zone, &entries).unwrap(),
+            &online,
+            NOW,
+        ) else {
+            panic!("the same terminals");
+        };
+        assert!(whole.changes.is_empty(), "nothing signed again");
+        assert_eq!(in_store_order(&whole.terminals), entries);
+        assert_eq!(chain(&whole.staging), chain(&general.staging));
+
+        // Three that no longer hold, each for another reason.
+        let mut changed = online.clone();
+        changed[3].1.v6.ttl = 60;
+        changed[3].1.v6.addrs.push(Ipv6Addr::LOCALHOST);
+        let mut entries = entries;
+        let place = |key: CodeKey| entries.iter().position(|(k, _)| *k == key).unwrap();
+        let (tagged, moved) = (place(online[5].0), place(online[7].0));
+        entries[tagged].1.a.as_mut().unwrap().key_tag ^= 1;
+        entries[moved].1.next[0] ^= 1;
+        let Resumed::Whole(whole) = resumed(
+            &signer,
+            &zone,
+            saved_copy(&zone, &entries).unwrap(),
+            &changed,
+            NOW,
+        ) else {
+            panic!("the same terminals");
+        };
+        let mut again: Vec<CodeKey> = whole.changes.iter().map(|(key, _)| *key).collect();
+        again.sort();
+        assert_eq!(again, [online[3].0, online[5].0, online[7].0]);
+        let expected = signed(&signer, &zone, &changed);
+        for (key, sigs) in &whole.changes {
+            let sigs = sigs.unwrap();
+            let made = expected.terminals.get(key).unwrap();
+            assert_eq!((sigs.hash, sigs.next), (made.hash, made.next));
+            assert_eq!(
+                (sigs.a.is_some(), sigs.aaaa.is_some()),
+                (true, *key == online[3].0)
+            );
+            assert_eq!(whole.terminals.get(key), Some(&sigs));
+        }
+
+        // Come due: all of them.
+        let later = NOW + u64::from(super::super::sign::VALIDITY - whole::REFRESH) + 1;
+        let entries = in_store_order(&general.terminals);
+        let Resumed::Whole(whole) = resumed(
+            &signer,
+            &zone,
+            saved_copy(&zone, &entries).unwrap(),
+            &online,
+            later,
+        ) else {
+            panic!("the same terminals");
+        };
+        assert_eq!(whole.changes.len(), online.len());
+    }
+
+    /// When the terminals that publish addresses are not the saved ones, the chain differs:
+    /// the saved rows come back for the general path, whole. A copy naming a code twice is
+    /// not taken at all.
+    #[test]
+    fn terminals_other_than_the_saved_ones_give_the_rows_back() {
+        let zone = Zone::embedded_default();
+        let signer = signer(&zone);
+        let online = online(10);
+        let entries = in_store_order(&signed(&signer, &zone, &online).terminals);
+        let sorted = |mut rows: Vec<(CodeKey, TerminalSigs)>| {
+            rows.sort_by_key(|(key, _)| key.text_order());
+            rows
+        };
+        for terminals in [&online[1..], &self::online(11)[..]] {
+            let saved = saved_copy(&zone, &entries).unwrap();
+            match resumed(&signer, &zone, saved, terminals, NOW) {
+                Resumed::Differs(rows) => assert_eq!(sorted(rows), entries),
+                Resumed::Whole(_) => panic!("{} terminals taken up", terminals.len()),
+            }
+        }
+        // A terminal gone offline is not in the zone: as if it were missing.
+        let mut offline = online.clone();
+        offline[4].1 = Addresses::default();
+        let saved = saved_copy(&zone, &entries).unwrap();
+        assert!(matches!(
+            resumed(&signer, &zone, saved, &offline, NOW),
+            Resumed::Differs(_)
+        ));
+        let mut twice = entries.clone();
+        twice.push(entries[2]);
+        assert!(saved_copy(&zone, &twice).is_none());
+    }
+}
