@@ -52,7 +52,7 @@ start() {
 # (sync: no write-back of the run before slows the next start)
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; sync; }
 # Stops as stop does; prints the seconds the server took to exit (a signed one saves its
-# signatures for the next start).
+# signatures for the next start). Not in a subshell: only this shell can wait for it.
 timed_stop() {
   local t0; t0=$(date +%s.%N)
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
@@ -74,7 +74,7 @@ for r in $(seq 1 "$ROUNDS"); do
   # (start runs in this shell, not a subshell, so that stop knows its process)
   start "$WORK/signed" "$WORK/first.log" --dnssec >"$WORK/t"
   read -r first first_do _ _ <"$WORK/t"
-  stopped=$(timed_stop)
+  timed_stop >"$WORK/t"; read -r stopped <"$WORK/t"
   signing=$(grep "signed the zone's terminals" "$WORK/first.log" | grep -o 'seconds=[0-9.]*' | cut -d= -f2)
   warm "$WORK/signed"
   start "$WORK/signed" "$WORK/signed.log" --dnssec >"$WORK/t"; stop

@@ -23,9 +23,11 @@
 //!  SIGHUP, control `reload` ─▶ reload::serve ─▶ config and zone files read again
 //!                             ─▶ Directory::reload_zone, Handler::reload, notify::Notifier
 //!  GET /metrics ─▶ scrape::serve ─▶ metrics::render (counters from the paths above)
-//!  signed start ─▶ Directory::open_signing (terminals served; DO SERVFAIL, transfers wait)
+//!  signed start ─▶ Directory::open_signing (terminals served; DO SERVFAIL, transfers wait;
+//!                  the signatures read beside them: the copy saved at the stop, or the store)
 //!               ─▶ SignedStart::finish, own thread ─▶ signatures in force ─▶ log `ready`
-//!  shutdown ─▶ listeners drained ─▶ Directory::keep_signatures ─▶ flush
+//!  shutdown ─▶ listeners drained ─▶ Directory::keep_signatures (SOA signature, saved copy)
+//!           ─▶ flush
 //!  signed zone, each second ─▶ Directory::advance_keys (rollover), refresh_signatures
 //!  dnssec ds | keys | rollover ─▶ control socket ─▶ zones::Directory (keys in the store)
 //! ```

@@ -2,11 +2,14 @@
 //!
 //! ```text
 //!  Directory::open ─▶ keys from the store (generated at the first start with DNSSEC on)
-//!                  ─▶ whole::sign_zone: the stored signatures (read on a second core
-//!                     beside the terminals) joined with the terminals that publish
-//!                     addresses, the chain sorted once; signs what the store lacks or no
-//!                     longer holds right (the first signing, a restore, a zone changed
-//!                     while served unsigned)
+//!                  ─▶ resume: the copy saved at the last clean stop (read, with its chain
+//!                     and index built, on a second core beside the terminals), checked
+//!                     against the terminals in one walk
+//!                  ─▶ or whole::sign_zone: the store's table (read on that core) joined
+//!                     with the terminals that publish addresses, the chain sorted once;
+//!                  both sign what the store lacks or no longer holds right (the first
+//!                  signing, a restore, a zone changed while served unsigned)
+//!  shutdown ─▶ SignedZone's terminals saved for the next start (Store::save_signatures)
 //!  each change, under the writer lock:
 //!     zone changes ─▶ Staging::sign ─▶ SignedDelta (terminals' RRSIGs and NSEC3s, the
 //!                     NSEC3s of neighbours whose next hash moved, what they replaced)

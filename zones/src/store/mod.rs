@@ -22,7 +22,8 @@
 //!
 //! Hot data is kept apart from cold data so that what every query needs stays small, and
 //! there is room for per-RRset signatures beside it later. At start-up only `hot` is read,
-//! (and `signed` with DNSSEC on) to build the in-memory index; the rest is read when a
+//! (and `signed` with DNSSEC on, or its copy saved at the last stop, see [`saved`]) to
+//! build the in-memory index; the rest is read when a
 //! request needs it. Point reads of a
 //! terminal see every staged change (durable or not: writers read here); scans see what
 //! redb holds. The `schema` record is checked at open: a store of another version is
