@@ -354,7 +354,7 @@ pub enum SignaturesFrom {
 #[derive(Debug)]
 pub(super) enum Stored {
     /// The copy saved at the last stop, prepared (see [`crate::dnssec::resume`]).
-    Saved(resume::Saved),
+    Saved(Box<resume::Saved>),
     /// The store's table, in any order.
     Rows(Vec<(CodeKey, crate::dnssec::TerminalSigs)>),
 }
@@ -370,7 +370,7 @@ pub(super) fn stored_signatures(
     let mut building = resume::Building::with_capacity(capacity);
     if store.saved_signatures(|key, sigs| building.push(key, sigs)) {
         match building.finish(zone) {
-            Some(saved) => return Ok(Stored::Saved(saved)),
+            Some(saved) => return Ok(Stored::Saved(Box::new(saved))),
             None => tracing::warn!(
                 "the signatures saved at the stop name a code twice; reading the store's table"
             ),
@@ -406,7 +406,7 @@ pub(super) fn signing_at_start<'a>(
     let started = std::time::Instant::now();
     let rows = match stored {
         Stored::Saved(saved) if current => {
-            match resume::resume(signer.clone(), zone, saved, online.clone(), now)
+            match resume::resume(signer.clone(), zone, *saved, online.clone(), now)
                 .map_err(sign_error)?
             {
                 Resumed::Whole(whole) => {
@@ -479,6 +479,7 @@ fn signing_of(
         mut staging,
         terminals,
         changes,
+        published_chain,
     } = whole;
     staging.signed_whole_at(now);
     if !changes.is_empty() {
@@ -495,7 +496,8 @@ fn signing_of(
     let (signed_statics, made) = staging
         .statics_at_open(zone, &fingerprint, stored_statics, horizon, now)
         .map_err(sign_error)?;
-    let published = SignedZone::new(&staging, zone, terminals, signed_statics);
+    let chain = published_chain.unwrap_or_else(|| staging.chain().clone());
+    let published = SignedZone::new(&staging, zone, terminals, signed_statics, chain);
     Ok(Signing {
         statics: made.then(|| staging.stored_statics(&fingerprint)),
         staging,

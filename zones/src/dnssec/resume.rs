@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use super::nsec3::{Chain, Hash};
+use super::nsec3::{self, Chain, Hash};
 use super::sign::{SignError, Signer};
 use super::staging::Staging;
 use super::statics::Statics;
@@ -42,8 +42,10 @@ pub struct Building {
 #[derive(Debug)]
 pub struct Saved {
     terminals: Terminals,
-    /// The saved terminals and the static names.
+    /// The saved terminals and the static names, for the writer and (a copy) for the
+    /// published zone.
     chain: Chain<Owner>,
+    published_chain: Chain<Owner>,
     statics: Statics,
     /// By place, in the saved order.
     keys: Vec<CodeKey>,
@@ -108,7 +110,7 @@ impl Building {
                     .map(|(place, name)| (name.hash, (keys.len() + place) as u32)),
             )
             .collect();
-        order.sort_unstable_by_key(|(hash, _)| *hash);
+        nsec3::sort_by_hash(&mut order);
         order.dedup_by_key(|(hash, _)| *hash);
         // Each terminal's successor in the chain, by place.
         let mut successor: Vec<Hash> = vec![[0; 20]; keys.len()];
@@ -122,7 +124,7 @@ impl Building {
             .map(|(key, _)| *key)
             .collect();
         moved.sort_unstable();
-        let chain = order
+        let chain: Chain<Owner> = order
             .into_iter()
             .map(|(hash, place)| {
                 let owner = match keys.get(place as usize) {
@@ -134,6 +136,7 @@ impl Building {
             .collect();
         Some(Saved {
             terminals,
+            published_chain: chain.clone(),
             chain,
             statics,
             keys,
@@ -163,6 +166,7 @@ pub fn resume<'a>(
     let Saved {
         mut terminals,
         chain,
+        published_chain,
         statics,
         keys,
         standings,
@@ -199,6 +203,7 @@ pub fn resume<'a>(
         staging,
         terminals,
         changes,
+        published_chain: Some(published_chain),
     })))
 }
 

@@ -74,12 +74,13 @@ pub const NXNAME: RecordType = RecordType::Unknown(128);
 
 impl SignedZone {
     /// The published copy of `staging`, with the terminals' and the static names'
-    /// signatures.
+    /// signatures and `chain`, a copy of the staging's.
     pub fn new(
         staging: &Staging,
         zone: &Zone,
         terminals: Terminals,
         signed_statics: Vec<SignedStatic>,
+        chain: Chain<Owner>,
     ) -> Self {
         let unsigned = Sig {
             inception: 0,
@@ -91,7 +92,7 @@ impl SignedZone {
             signer: staging.signer().clone(),
             statics: staging.statics().clone(),
             signed_statics,
-            chain: staging.chain().clone(),
+            chain,
             terminals,
             soa: arc_swap::ArcSwap::from_pointee((0, unsigned)),
             negative_ttl: zone.negative_ttl(),

@@ -31,6 +31,9 @@ pub struct Whole {
     pub terminals: Terminals,
     /// Signatures to store: new ones (`Some`) and ones to forget (`None`).
     pub changes: Vec<(CodeKey, Option<TerminalSigs>)>,
+    /// A copy of the staging's chain for the published zone, when one was made beside the
+    /// reading ([`super::resume`]); otherwise it is copied when published.
+    pub published_chain: Option<Chain<Owner>>,
 }
 
 /// Signs `zone` with `signer`: `online` are the terminals that publish addresses, `stored`
@@ -107,6 +110,7 @@ pub fn sign_zone(
         staging,
         terminals,
         changes,
+        published_chain: None,
     })
 }
 
@@ -218,7 +222,7 @@ fn chain_of(
                 .map(|(place, name)| (name.hash, (online.len() + place) as u32)),
         )
         .collect();
-    order.sort_unstable_by_key(|(hash, _)| *hash);
+    nsec3::sort_by_hash(&mut order);
     order.dedup_by_key(|(hash, _)| *hash);
     let mut successor: Vec<nsec3::Hash> = vec![[0; 20]; online.len()];
     for (i, (_, place)) in order.iter().enumerate() {
