@@ -265,6 +265,21 @@ mod tests {
         resume(signer.clone(), zone, saved, online, now).unwrap()
     }
 
+    /// The zone taken up from `entries` saved: it must be (the same terminals).
+    fn taken_up(
+        signer: &Arc<Signer>,
+        zone: &Zone,
+        entries: &[(CodeKey, TerminalSigs)],
+        online: &[(CodeKey, Addresses)],
+        now: u64,
+    ) -> Whole {
+        let saved = saved_copy(zone, entries).unwrap();
+        match resumed(signer, zone, saved, online, now) {
+            Resumed::Whole(whole) => *whole,
+            Resumed::Differs(_) => panic!("the same terminals"),
+        }
+    }
+
     fn chain(staging: &Staging) -> Vec<(Hash, Owner)> {
         staging.chain().iter().map(|(h, o)| (*h, *o)).collect()
     }
@@ -281,15 +296,7 @@ mod tests {
         let general = signed(&signer, &zone, &online);
         let entries = in_store_order(&general.terminals);
 
-        let Resumed::Whole(whole) = resumed(
-            &signer,
-            &zone,
-            saved_copy(&zone, &entries).unwrap(),
-            &online,
-            NOW,
-        ) else {
-            panic!("the same terminals");
-        };
+        let whole = taken_up(&signer, &zone, &entries, &online, NOW);
         assert!(whole.changes.is_empty(), "nothing signed again");
         assert_eq!(in_store_order(&whole.terminals), entries);
         assert_eq!(chain(&whole.staging), chain(&general.staging));
@@ -303,15 +310,7 @@ mod tests {
         let (tagged, moved) = (place(online[5].0), place(online[7].0));
         entries[tagged].1.a.as_mut().unwrap().key_tag ^= 1;
         entries[moved].1.next[0] ^= 1;
-        let Resumed::Whole(whole) = resumed(
-            &signer,
-            &zone,
-            saved_copy(&zone, &entries).unwrap(),
-            &changed,
-            NOW,
-        ) else {
-            panic!("the same terminals");
-        };
+        let whole = taken_up(&signer, &zone, &entries, &changed, NOW);
         let mut again: Vec<CodeKey> = whole.changes.iter().map(|(key, _)| *key).collect();
         again.sort();
         assert_eq!(again, [online[3].0, online[5].0, online[7].0]);
@@ -330,15 +329,7 @@ mod tests {
         // Come due: all of them.
         let later = NOW + u64::from(super::super::sign::VALIDITY - whole::REFRESH) + 1;
         let entries = in_store_order(&general.terminals);
-        let Resumed::Whole(whole) = resumed(
-            &signer,
-            &zone,
-            saved_copy(&zone, &entries).unwrap(),
-            &online,
-            later,
-        ) else {
-            panic!("the same terminals");
-        };
+        let whole = taken_up(&signer, &zone, &entries, &online, later);
         assert_eq!(whole.changes.len(), online.len());
     }
 
