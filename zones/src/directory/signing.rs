@@ -350,18 +350,19 @@ pub enum SignaturesFrom {
     Table,
 }
 
-/// The terminals' signatures as a signed start reads them.
+/// The terminals' signatures as a signed start reads them, prepared on the reading core
+/// (see [`crate::dnssec::resume`]): from the copy saved at the last stop, or from the store's
+/// table, which gives them in the same order of codes.
 #[derive(Debug)]
-pub(super) enum Stored {
-    /// The copy saved at the last stop, prepared (see [`crate::dnssec::resume`]).
-    Saved(Box<resume::Saved>),
-    /// The store's table, in any order.
-    Rows(Vec<(CodeKey, crate::dnssec::TerminalSigs)>),
+pub(super) struct Stored {
+    pub from: SignaturesFrom,
+    /// Prepared; or, when a code came twice (never from this server's store), the rows.
+    pub prepared: Result<Box<resume::Prepared>, Vec<(CodeKey, crate::dnssec::TerminalSigs)>>,
 }
 
 /// Every terminal's signatures for a signed start of `zone` (on a second core, beside the
 /// terminals' read): the copy saved at the last stop when it is current, the store's
-/// table otherwise (`capacity`: about how many rows).
+/// table otherwise (`capacity`: about how many).
 pub(super) fn stored_signatures(
     store: &Store,
     zone: &Zone,
@@ -370,13 +371,23 @@ pub(super) fn stored_signatures(
     let mut building = resume::Building::with_capacity(capacity);
     if store.saved_signatures(|key, sigs| building.push(key, sigs)) {
         match building.finish(zone) {
-            Some(saved) => return Ok(Stored::Saved(Box::new(saved))),
-            None => tracing::warn!(
+            Ok(saved) => {
+                return Ok(Stored {
+                    from: SignaturesFrom::Saved,
+                    prepared: Ok(Box::new(saved)),
+                });
+            }
+            Err(_) => tracing::warn!(
                 "the signatures saved at the stop name a code twice; reading the store's table"
             ),
         }
     }
-    stored_rows(store, capacity).map(Stored::Rows)
+    let mut building = resume::Building::with_capacity(capacity);
+    store.scan_signed(|key, sigs| building.push(key, sigs))?;
+    Ok(Stored {
+        from: SignaturesFrom::Table,
+        prepared: building.finish(zone).map(Box::new),
+    })
 }
 
 /// Every terminal's signatures as the store's table holds them (`capacity`: about how
@@ -391,9 +402,9 @@ fn stored_rows(
 }
 
 /// The whole zone's signatures at a signed start, from what [`stored_signatures`] read:
-/// taken up from the saved copy when the terminals that publish addresses, `online`, are
-/// those it holds (see [`crate::dnssec::resume`]), signed as [`signing_for`] does
-/// otherwise.
+/// taken up from them when they followed every change (`current`) and the terminals that
+/// publish addresses, `online`, are those they hold (see [`crate::dnssec::resume`]), signed
+/// as [`signing_for`] does otherwise.
 pub(super) fn signing_at_start<'a>(
     signer: Arc<Signer>,
     zone: &Zone,
@@ -404,42 +415,38 @@ pub(super) fn signing_at_start<'a>(
     now: u64,
 ) -> Result<(Signing, SignaturesFrom), StoreError> {
     let started = std::time::Instant::now();
-    let rows = match stored {
-        Stored::Saved(saved) if current => {
+    let Stored { from, prepared } = stored;
+    let source = match from {
+        SignaturesFrom::Saved => "signatures taken up from the copy saved at the stop",
+        SignaturesFrom::Table => "signatures read from the store's table",
+    };
+    tracing::info!("{source}");
+    let rows = match prepared {
+        Ok(saved) if current => {
             match resume::resume(signer.clone(), zone, *saved, online.clone(), now)
                 .map_err(sign_error)?
             {
                 Resumed::Whole(whole) => {
-                    let whole = *whole;
-                    tracing::info!(
-                        terminals = whole.terminals.len(),
-                        signed = whole.changes.len(),
-                        "signatures taken up from the copy saved at the stop"
-                    );
-                    let signing = signing_of(whole, zone, stored_statics, current, now, started)?;
-                    return Ok((signing, SignaturesFrom::Saved));
+                    let signing = signing_of(*whole, zone, stored_statics, current, now, started)?;
+                    return Ok((signing, from));
                 }
                 Resumed::Differs(rows) => {
                     tracing::warn!(
-                        "the terminals are not those of the signatures saved at the stop; signing the zone from them"
+                        "the terminals are not those the stored signatures are for; signing the zone from them"
                     );
                     rows
                 }
             }
         }
-        Stored::Saved(saved) => saved.into_rows(),
-        Stored::Rows(rows) => rows,
+        Ok(saved) => saved.into_rows(),
+        Err(rows) => rows,
     };
-    tracing::info!(
-        terminals = rows.len(),
-        "signatures read from the store's table"
-    );
     let online = online
         .filter(|(_, addresses)| !addresses.is_empty())
         .map(|(key, addresses)| (key, addresses.clone()))
         .collect();
     let signing = signing_for(signer, zone, online, rows, stored_statics, current, now)?;
-    Ok((signing, SignaturesFrom::Table))
+    Ok((signing, from))
 }
 
 fn sign_error(e: crate::dnssec::SignError) -> StoreError {

@@ -2,13 +2,15 @@
 //!
 //! ```text
 //!  Directory::open ─▶ keys from the store (generated at the first start with DNSSEC on)
-//!                  ─▶ resume: the copy saved at the last clean stop (read, with its chain
-//!                     and index built, on a second core beside the terminals), checked
-//!                     against the terminals in one walk
-//!                  ─▶ or whole::sign_zone: the store's table (read on that core) joined
-//!                     with the terminals that publish addresses, the chain sorted once;
+//!                  ─▶ resume: the stored signatures (the copy saved at the last clean
+//!                     stop, or the store's table), read with their chain and index built
+//!                     on a second core beside the terminals, checked against the terminals
+//!                     in one walk
+//!                  ─▶ or, when the terminals are not those they are for (or the zone was
+//!                     changed while served unsigned), whole::sign_zone: joined with the
+//!                     terminals that publish addresses, the chain sorted once;
 //!                  both sign what the store lacks or no longer holds right (the first
-//!                  signing, a restore, a zone changed while served unsigned)
+//!                  signing, a restore, signatures come due)
 //!  shutdown ─▶ SignedZone's terminals saved for the next start (Store::save_signatures)
 //!  each change, under the writer lock:
 //!     zone changes ─▶ Staging::sign ─▶ SignedDelta (terminals' RRSIGs and NSEC3s, the
@@ -34,7 +36,7 @@
 //! - [`signed`]: the published signatures that answers read.
 //! - [`terminals`]: the published terminals' signatures, a slab indexed by code.
 //! - [`whole`]: signing the whole zone (first signing, repairs, refresh at open).
-//! - [`resume`]: the signed zone taken up again from the signatures saved at a stop.
+//! - [`resume`]: the signed zone taken up again at a start from the stored signatures.
 
 use serde::{Deserialize, Serialize};
 

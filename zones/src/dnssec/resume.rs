@@ -1,18 +1,21 @@
-//! Taking the signed zone up again from the terminals' signatures saved at the last stop
-//! (see `store::saved`), in the store's order of codes.
+//! Taking the signed zone up again at a start from the terminals' signatures as stored:
+//! the copy saved at the last clean stop (see `store::saved`), or the store's `signed`
+//! table; both give them in the store's order of codes, the order the terminals are read.
 //!
-//! [`Building`] takes each saved entry as it is decoded, on the core that reads them
+//! [`Building`] takes each stored entry as it is decoded, on the core that reads them
 //! beside the terminals' read, and keeps what the start needs of it apart: the index by
 //! code, the chain's hashes, and a few bytes that say whether its signatures still do
-//! ([`Standing`]). [`resume`] then checks the terminals against those in one walk, in step
-//! with the terminals as the store gives them. No sort, join or pass over the signatures
-//! themselves is left for the start.
+//! ([`Standing`]); its [`Building::finish`] sorts the chain there too. [`resume`] then
+//! checks the terminals against those in one walk, in step with the terminals as the
+//! store gives them. No sort, join or pass over the signatures themselves is left for
+//! after the terminals' read.
 //!
-//! The copy is taken only as the general path ([`super::whole::sign_zone`]) would keep it:
+//! Signatures are kept as the general path ([`super::whole::sign_zone`]) would keep them:
 //! every signature by the active key, not due for refresh, over the terminal's address
 //! families, its NSEC3 naming the chain's next hash; a terminal that fails one of these is
-//! signed again. When the terminals that publish addresses are not exactly the saved ones,
-//! the chain itself differs: the start signs the zone the general way, from the same rows.
+//! signed again. When the terminals that publish addresses are not exactly the stored
+//! ones, the chain itself differs: the start signs the zone the general way, from the same
+//! rows.
 
 use std::sync::Arc;
 
@@ -27,10 +30,10 @@ use crate::identity::CodeKey;
 use crate::model::Addresses;
 use crate::zone::Zone;
 
-/// Saved signatures as they are read.
+/// Stored signatures as they are read.
 #[derive(Debug)]
 pub struct Building {
-    /// In the saved order; then each entry's code, hash, next hash and standing by place.
+    /// In the stored order; then each entry's code, hash, next hash and standing by place.
     slab: Vec<(CodeKey, TerminalSigs)>,
     keys: Vec<CodeKey>,
     hashes: Vec<Hash>,
@@ -38,28 +41,28 @@ pub struct Building {
     standings: Vec<Standing>,
 }
 
-/// Saved signatures, ready for [`resume`].
+/// Stored signatures, ready for [`resume`].
 #[derive(Debug)]
-pub struct Saved {
+pub struct Prepared {
     terminals: Terminals,
-    /// The saved terminals and the static names, for the writer and (a copy) for the
+    /// The stored terminals and the static names, for the writer and (a copy) for the
     /// published zone.
     chain: Chain<Owner>,
     published_chain: Chain<Owner>,
     statics: Statics,
-    /// By place, in the saved order.
+    /// By place, in the stored order.
     keys: Vec<CodeKey>,
     standings: Vec<Standing>,
-    /// The saved terminals whose NSEC3 names another next hash than the chain's, by code.
+    /// The stored terminals whose NSEC3 names another next hash than the chain's, by code.
     moved: Vec<CodeKey>,
 }
 
-/// What [`resume`] made of the saved signatures.
+/// What [`resume`] made of the stored signatures.
 #[derive(Debug)]
 pub enum Resumed {
     /// The signed zone.
     Whole(Box<Whole>),
-    /// The terminals that publish addresses are not the saved ones: the saved signatures,
+    /// The terminals that publish addresses are not the stored ones: the stored signatures,
     /// for [`super::whole::sign_zone`].
     Differs(Vec<(CodeKey, TerminalSigs)>),
 }
@@ -84,9 +87,10 @@ impl Building {
         self.slab.push((key, sigs));
     }
 
-    /// The chain of the saved terminals with the static names of `zone`, and their index;
-    /// `None` when a code came twice (never in a copy this server wrote).
-    pub fn finish(self, zone: &Zone) -> Option<Saved> {
+    /// The chain of the stored terminals with the static names of `zone`, and their index;
+    /// the entries back (one per code, in no order) when a code came twice (never in what
+    /// this server stores).
+    pub fn finish(self, zone: &Zone) -> Result<Prepared, Vec<(CodeKey, TerminalSigs)>> {
         let Self {
             slab,
             keys,
@@ -97,7 +101,7 @@ impl Building {
         let index = Terminals::index(&slab, &vec![true; slab.len()]);
         let terminals = Terminals::from_parts(slab, index);
         if terminals.len() != keys.len() {
-            return None;
+            return Err(terminals.into_entries());
         }
         let statics = Statics::of(zone);
         // A place below `keys.len()` is a terminal's, above it a static name's.
@@ -134,7 +138,7 @@ impl Building {
                 (hash, owner)
             })
             .collect();
-        Some(Saved {
+        Ok(Prepared {
             terminals,
             published_chain: chain.clone(),
             chain,
@@ -146,24 +150,24 @@ impl Building {
     }
 }
 
-impl Saved {
-    /// The saved signatures as rows, in no order.
+impl Prepared {
+    /// The stored signatures as rows, in no order.
     pub fn into_rows(self) -> Vec<(CodeKey, TerminalSigs)> {
         self.terminals.into_entries()
     }
 }
 
-/// The signed zone from `saved`, for the terminals `online` (each with its addresses; those
-/// with none are not in the zone), signed by `signer` at `now`: the saved signatures that
+/// The signed zone from `stored`, for the terminals `online` (each with its addresses; those
+/// with none are not in the zone), signed by `signer` at `now`: the stored signatures that
 /// hold are kept, the others made again (on every core).
 pub fn resume<'a>(
     signer: Arc<Signer>,
     zone: &Zone,
-    saved: Saved,
+    stored: Prepared,
     online: impl Iterator<Item = (CodeKey, &'a Addresses)>,
     now: u64,
 ) -> Result<Resumed, SignError> {
-    let Saved {
+    let Prepared {
         mut terminals,
         chain,
         published_chain,
@@ -171,13 +175,13 @@ pub fn resume<'a>(
         keys,
         standings,
         moved,
-    } = saved;
+    } = stored;
     let key_tag = signer.key_tag();
     let horizon = (now as u32).wrapping_add(whole::REFRESH);
     let mut due: Vec<(CodeKey, &Addresses)> = Vec::new();
     let mut found = 0;
     for (key, addresses) in online.filter(|(_, a)| !a.is_empty()) {
-        // Saved in the order the terminals are read: each is where the walk is.
+        // Prepared in the order the terminals are read: each is where the walk is.
         let standing = match keys.get(found) {
             Some(at) if *at == key => standings[found],
             _ => match terminals.get(&key) {
@@ -246,7 +250,10 @@ mod tests {
         all
     }
 
-    fn saved_copy(zone: &Zone, entries: &[(CodeKey, TerminalSigs)]) -> Option<Saved> {
+    fn saved_copy(
+        zone: &Zone,
+        entries: &[(CodeKey, TerminalSigs)],
+    ) -> Result<Prepared, Vec<(CodeKey, TerminalSigs)>> {
         let mut building = Building::with_capacity(entries.len());
         for (key, sigs) in entries {
             building.push(*key, *sigs);
@@ -257,7 +264,7 @@ mod tests {
     fn resumed(
         signer: &Arc<Signer>,
         zone: &Zone,
-        saved: Saved,
+        saved: Prepared,
         online: &[(CodeKey, Addresses)],
         now: u64,
     ) -> Resumed {
@@ -363,6 +370,6 @@ mod tests {
         ));
         let mut twice = entries.clone();
         twice.push(entries[2]);
-        assert!(saved_copy(&zone, &twice).is_none());
+        assert!(saved_copy(&zone, &twice).is_err());
     }
 }
