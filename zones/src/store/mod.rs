@@ -213,7 +213,7 @@ pub struct Change<'a> {
     pub soa_sig: Option<(u32, Option<Sig>)>,
     /// The id of the copy of the `signed` table just saved ([`Store::save_signatures`]),
     /// recorded by this change when it is the last of its commit. Any other commit removes
-    /// the record: the copy no longer matches.
+    /// the record and the file: the copy no longer matches.
     pub signatures_saved: Option<SavedId>,
 }
 
@@ -801,7 +801,8 @@ impl Store {
         let tx = begin_write(&db, Durability::Immediate)?;
         apply(&tx, writes)?;
         let saved = writes.last().and_then(|w| w.signatures_saved);
-        if saved.is_some() || self.saved_recorded.load(Ordering::SeqCst) {
+        let recorded = self.saved_recorded.load(Ordering::SeqCst);
+        if saved.is_some() || recorded {
             let mut meta = tx.open_table(META).map_err(StoreError::io)?;
             match &saved {
                 Some(id) => meta.insert(SAVED_KEY, &id[..]),
@@ -811,6 +812,10 @@ impl Store {
         }
         tx.commit().map_err(StoreError::io)?;
         self.saved_recorded.store(saved.is_some(), Ordering::SeqCst);
+        if recorded && saved.is_none() {
+            // No longer the table: its space is given back now, not at the next start.
+            let _ = std::fs::remove_file(self.dir.join(saved::FILE_NAME));
+        }
         self.durability.syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -1340,8 +1345,11 @@ mod tests {
 
         store.commit_now(&save(&store)).unwrap();
         store.commit_now(&other(8)).unwrap();
+        assert!(
+            !file.exists(),
+            "a stale copy is removed by the commit after it"
+        );
         assert_eq!(read(&store), None, "a commit after the save");
-        assert!(!file.exists(), "a stale copy is removed too");
 
         store.stage(&save(&store)).unwrap();
         store.stage(&other(9)).unwrap();
