@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use super::nsec3::{self, Chain, Hash};
+use super::nsec3::{Chain, Hash};
 use super::sign::{SignError, Signer};
 use super::staging::Staging;
 use super::statics::Statics;
@@ -33,7 +33,9 @@ use crate::zone::Zone;
 /// Stored signatures as they are read.
 #[derive(Debug)]
 pub struct Building {
-    /// In the stored order; then each entry's code, hash, next hash and standing by place.
+    /// In the stored order; then each entry's code, hash, next hash and standing by place,
+    /// apart from the slab so that the passes after the read go over 8 to 20 bytes an
+    /// entry, not 288.
     slab: Vec<(CodeKey, TerminalSigs)>,
     keys: Vec<CodeKey>,
     hashes: Vec<Hash>,
@@ -104,40 +106,12 @@ impl Building {
             return Err(terminals.into_entries());
         }
         let statics = Statics::of(zone);
-        // A place below `keys.len()` is a terminal's, above it a static name's.
-        let mut order: Vec<(Hash, u32)> = hashes
-            .into_iter()
-            .enumerate()
-            .map(|(place, hash)| (hash, place as u32))
-            .chain(
-                (statics.names.iter().enumerate())
-                    .map(|(place, name)| (name.hash, (keys.len() + place) as u32)),
-            )
-            .collect();
-        nsec3::sort_by_hash(&mut order);
-        order.dedup_by_key(|(hash, _)| *hash);
-        // Each terminal's successor in the chain, by place.
-        let mut successor: Vec<Hash> = vec![[0; 20]; keys.len()];
-        for (i, (_, place)) in order.iter().enumerate() {
-            if let Some(next) = successor.get_mut(*place as usize) {
-                *next = order[(i + 1) % order.len()].0;
-            }
-        }
+        let (chain, successor) = whole::chain_of(hashes, |place| keys[place], &statics);
         let mut moved: Vec<CodeKey> = (keys.iter().zip(nexts.iter().zip(&successor)))
             .filter(|(_, (next, successor))| next != successor)
             .map(|(key, _)| *key)
             .collect();
         moved.sort_unstable();
-        let chain: Chain<Owner> = order
-            .into_iter()
-            .map(|(hash, place)| {
-                let owner = match keys.get(place as usize) {
-                    Some(key) => Owner::Terminal(*key),
-                    None => Owner::Static(place - keys.len() as u32),
-                };
-                (hash, owner)
-            })
-            .collect();
         Ok(Prepared {
             terminals,
             published_chain: chain.clone(),

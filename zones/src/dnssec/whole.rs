@@ -79,9 +79,17 @@ pub fn sign_zone(
     // Beside the chain, on a second core: the published index.
     let (chain, successor, index) = std::thread::scope(|scope| {
         let side = scope.spawn(|| Terminals::index(&stored, &kept));
-        let (chain, successor) = chain_of(zone, &online, &statics, |place| {
-            sigs_of(place).map(|s| s.hash)
-        });
+        // Each online terminal's hash as stored, or computed.
+        let hashes = (0..online.len())
+            .map(|place| match sigs_of(place) {
+                Some(sigs) => sigs.hash,
+                None => {
+                    let code = online[place].0.to_code();
+                    nsec3::hash(&super::staging::terminal_owner(zone, &code))
+                }
+            })
+            .collect();
+        let (chain, successor) = chain_of(hashes, |place| online[place].0, &statics);
         let side = side.join().expect("building the index does not panic");
         (chain, successor, side)
     });
@@ -94,7 +102,8 @@ pub fn sign_zone(
             let addresses = &online[place].1;
             !current
                 || sigs_of(place).is_none_or(|s| {
-                    successor[place] != s.next || !holds(s, addresses, key_tag, horizon)
+                    successor[place] != s.next
+                        || !Standing::of(s).holds(addresses, key_tag, horizon)
                 })
         })
         .map(|place| (online[place].0, &online[place].1))
@@ -114,14 +123,9 @@ pub fn sign_zone(
     })
 }
 
-/// Whether a terminal's stored signatures still do for its `addresses`: each made by the
-/// key `key_tag`, none expiring before `horizon`, one per address family it has (its NSEC3
-/// next hash is checked apart).
-pub fn holds(sigs: &TerminalSigs, addresses: &Addresses, key_tag: u16, horizon: u32) -> bool {
-    Standing::of(sigs).holds(addresses, key_tag, horizon)
-}
-
-/// What decides whether a terminal's signatures still do ([`holds`]), in a few bytes.
+/// What decides whether a terminal's stored signatures still do for its addresses
+/// ([`Standing::holds`]: each made by the active key, none due for refresh, one per address
+/// family it has; its NSEC3 next hash is checked apart), in a few bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Standing {
     v4: bool,
@@ -195,36 +199,28 @@ pub fn sign_each(
     Ok(all)
 }
 
-/// The chain of every name with records: the terminals `online` (their hash as `stored`
-/// gives it, or computed) and the static names, in hash order; and each terminal's
-/// successor in it, by its place in `online`. One sort, and one pass for the successors.
-fn chain_of(
-    zone: &Zone,
-    online: &[(CodeKey, Addresses)],
+/// The chain of every name with records: the terminals, each with its hash in `hashes` and
+/// its code from `key_of`, by place, and the static names, in hash order; and each
+/// terminal's successor in it, by place. One sort, and one pass for the successors.
+pub fn chain_of(
+    hashes: Vec<nsec3::Hash>,
+    key_of: impl Fn(usize) -> CodeKey,
     statics: &Statics,
-    stored: impl Fn(usize) -> Option<nsec3::Hash>,
 ) -> (Chain<Owner>, Vec<nsec3::Hash>) {
-    // A place below `online.len()` is a terminal's, above it a static name's.
-    let mut order: Vec<(nsec3::Hash, u32)> = online
-        .iter()
+    let terminals = hashes.len();
+    // A place below `terminals` is a terminal's, above it a static name's.
+    let mut order: Vec<(nsec3::Hash, u32)> = hashes
+        .into_iter()
         .enumerate()
-        .map(|(place, (key, _))| {
-            let hash = stored(place).unwrap_or_else(|| {
-                nsec3::hash(&super::staging::terminal_owner(zone, &key.to_code()))
-            });
-            (hash, place as u32)
-        })
+        .map(|(place, hash)| (hash, place as u32))
         .chain(
-            statics
-                .names
-                .iter()
-                .enumerate()
-                .map(|(place, name)| (name.hash, (online.len() + place) as u32)),
+            (statics.names.iter().enumerate())
+                .map(|(place, name)| (name.hash, (terminals + place) as u32)),
         )
         .collect();
     nsec3::sort_by_hash(&mut order);
     order.dedup_by_key(|(hash, _)| *hash);
-    let mut successor: Vec<nsec3::Hash> = vec![[0; 20]; online.len()];
+    let mut successor: Vec<nsec3::Hash> = vec![[0; 20]; terminals];
     for (i, (_, place)) in order.iter().enumerate() {
         if let Some(next) = successor.get_mut(*place as usize) {
             *next = order[(i + 1) % order.len()].0;
@@ -233,9 +229,9 @@ fn chain_of(
     let chain = order
         .into_iter()
         .map(|(hash, place)| {
-            let owner = match online.get(place as usize) {
-                Some((key, _)) => Owner::Terminal(*key),
-                None => Owner::Static(place - online.len() as u32),
+            let owner = match (place as usize) < terminals {
+                true => Owner::Terminal(key_of(place as usize)),
+                false => Owner::Static(place - terminals as u32),
             };
             (hash, owner)
         })

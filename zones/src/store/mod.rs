@@ -487,6 +487,13 @@ impl Store {
             .is_ok()
     }
 
+    /// After a commit that removed the record of the saved copy: the copy is no longer the
+    /// table, so its file goes now, not at the next start.
+    fn saved_forgotten(&self) {
+        self.saved_recorded.store(false, Ordering::SeqCst);
+        let _ = std::fs::remove_file(self.dir.join(saved::FILE_NAME));
+    }
+
     /// The static names' signatures as last stored, if any. They are made again from the
     /// zone when they cannot be read (a store of an older version), so that is no error.
     pub fn static_sigs(&self) -> Result<Option<StoredStatics>, StoreError> {
@@ -664,6 +671,7 @@ impl Store {
         tx.delete_table(IMPORTING).map_err(StoreError::io)?;
         tx.open_table(IMPORTING).map_err(StoreError::io)?;
         tx.commit().map_err(StoreError::io)?;
+        self.saved_forgotten();
         Ok(removed)
     }
 
@@ -811,10 +819,10 @@ impl Store {
             .map_err(StoreError::io)?;
         }
         tx.commit().map_err(StoreError::io)?;
-        self.saved_recorded.store(saved.is_some(), Ordering::SeqCst);
-        if recorded && saved.is_none() {
-            // No longer the table: its space is given back now, not at the next start.
-            let _ = std::fs::remove_file(self.dir.join(saved::FILE_NAME));
+        match saved {
+            Some(_) => self.saved_recorded.store(true, Ordering::SeqCst),
+            None if recorded => self.saved_forgotten(),
+            None => {}
         }
         self.durability.syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
