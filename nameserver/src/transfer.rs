@@ -174,7 +174,7 @@ fn signed_diff(
             .get(key)
             .map(|h| h.addresses.clone())
             .unwrap_or_default();
-        let now_sigs = signed.terminal(key).copied();
+        let now_sigs = signed.terminal(key);
         let old = signed.terminal_records(
             zone,
             key,

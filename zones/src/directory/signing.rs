@@ -62,7 +62,7 @@ impl Directory {
                 let saved = self
                     .inner
                     .store
-                    .save_signatures(signed.terminals_in_store_order().into_iter())
+                    .save_signatures(signed.terminals_in_store_order())
                     .inspect_err(|e| {
                         tracing::warn!(error = %e, "cannot save the signatures for the next start");
                     })

@@ -23,7 +23,7 @@ use super::nsec3::{Chain, Hash};
 use super::sign::{SignError, Signer};
 use super::staging::Staging;
 use super::statics::Statics;
-use super::terminals::Terminals;
+use super::terminals::{Slab, Terminals};
 use super::whole::{self, Standing, Whole};
 use super::{Owner, TerminalSigs};
 use crate::identity::CodeKey;
@@ -35,8 +35,8 @@ use crate::zone::Zone;
 pub struct Building {
     /// In the stored order; then each entry's code, hash, next hash and standing by place,
     /// apart from the slab so that the passes after the read go over 8 to 20 bytes an
-    /// entry, not 288.
-    slab: Vec<(CodeKey, TerminalSigs)>,
+    /// entry, not 208.
+    slab: Slab,
     keys: Vec<CodeKey>,
     hashes: Vec<Hash>,
     nexts: Vec<Hash>,
@@ -73,7 +73,7 @@ impl Building {
     /// Room for about `capacity` entries.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            slab: Vec::with_capacity(capacity),
+            slab: Slab::with_capacity(capacity),
             keys: Vec::with_capacity(capacity),
             hashes: Vec::with_capacity(capacity),
             nexts: Vec::with_capacity(capacity),
@@ -86,7 +86,7 @@ impl Building {
         self.hashes.push(sigs.hash);
         self.nexts.push(sigs.next);
         self.standings.push(Standing::of(&sigs));
-        self.slab.push((key, sigs));
+        self.slab.push(key, sigs);
     }
 
     /// The chain of the stored terminals with the static names of `zone`, and their index;
@@ -159,7 +159,7 @@ pub fn resume<'a>(
         let standing = match keys.get(found) {
             Some(at) if *at == key => standings[found],
             _ => match terminals.get(&key) {
-                Some(sigs) => Standing::of(sigs),
+                Some(sigs) => Standing::of(&sigs),
                 None => return Ok(Resumed::Differs(terminals.into_entries())),
             },
         };
@@ -219,7 +219,7 @@ mod tests {
     }
 
     fn in_store_order(terminals: &Terminals) -> Vec<(CodeKey, TerminalSigs)> {
-        let mut all: Vec<_> = terminals.iter().map(|(key, sigs)| (key, *sigs)).collect();
+        let mut all: Vec<_> = terminals.iter().collect();
         all.sort_by_key(|(key, _)| key.text_order());
         all
     }
@@ -304,7 +304,7 @@ mod tests {
                 (sigs.a.is_some(), sigs.aaaa.is_some()),
                 (true, *key == online[3].0)
             );
-            assert_eq!(whole.terminals.get(key), Some(&sigs));
+            assert_eq!(whole.terminals.get(key), Some(sigs));
         }
 
         // Come due: all of them.

@@ -132,10 +132,8 @@ impl SignedZone {
     /// Every terminal's signatures, in the store's order of codes (as text): what is saved
     /// at a stop, in the order the next start reads the terminals (see
     /// [`super::resume`]).
-    pub fn terminals_in_store_order(&self) -> Vec<(CodeKey, &TerminalSigs)> {
-        let mut all: Vec<_> = self.terminals.iter().collect();
-        all.sort_unstable_by_key(|(key, _)| key.text_order());
-        all
+    pub fn terminals_in_store_order(&self) -> impl Iterator<Item = (CodeKey, TerminalSigs)> + '_ {
+        self.terminals.in_store_order()
     }
 
     /// Each terminal by its earliest signature expiration, soonest first (the staging's
@@ -200,7 +198,7 @@ impl SignedZone {
         }
     }
 
-    pub fn terminal(&self, key: CodeKey) -> Option<&TerminalSigs> {
+    pub fn terminal(&self, key: CodeKey) -> Option<TerminalSigs> {
         self.terminals.get(&key)
     }
 

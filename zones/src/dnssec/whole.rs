@@ -13,7 +13,7 @@ use super::nsec3::Chain;
 use super::sign::{SignError, Signer};
 use super::staging::Staging;
 use super::statics::Statics;
-use super::terminals::Terminals;
+use super::terminals::{Slab, Terminals};
 use super::{Owner, TerminalSigs, nsec3};
 use crate::identity::CodeKey;
 use crate::model::Addresses;
@@ -73,7 +73,9 @@ pub fn sign_zone(
         }
     }
     changes.extend(stored[next..].iter().map(|(gone, _)| (*gone, None)));
-    let sigs_of = |place: usize| held[place].map(|i| &stored[i as usize].1);
+    // Kept as the published slab ([`Slab`]); the rows go once it holds them.
+    let stored: Slab = stored.into_iter().collect();
+    let sigs_of = |place: usize| held[place].map(|i| stored.get(i));
     let statics = Statics::of(zone);
 
     // Beside the chain, on a second core: the published index.
@@ -103,7 +105,7 @@ pub fn sign_zone(
             !current
                 || sigs_of(place).is_none_or(|s| {
                     successor[place] != s.next
-                        || !Standing::of(s).holds(addresses, key_tag, horizon)
+                        || !Standing::of(&s).holds(addresses, key_tag, horizon)
                 })
         })
         .map(|place| (online[place].0, &online[place].1))

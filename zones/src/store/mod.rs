@@ -452,9 +452,9 @@ impl Store {
     /// last flush left it, with nothing staged), for the next start to read at once;
     /// returns the id for [`Change::signatures_saved`], which makes it current. Blocking:
     /// about a quarter of a second per million terminals.
-    pub fn save_signatures<'a>(
+    pub fn save_signatures(
         &self,
-        entries: impl Iterator<Item = (CodeKey, &'a TerminalSigs)>,
+        entries: impl Iterator<Item = (CodeKey, TerminalSigs)>,
     ) -> Result<SavedId, StoreError> {
         let mut id = SavedId::default();
         getrandom::fill(&mut id).map_err(StoreError::io)?;
@@ -1331,7 +1331,7 @@ mod tests {
                 .then_some(all)
         };
         let save = |store: &Store| Change {
-            signatures_saved: Some(store.save_signatures([(key, &sigs)].into_iter()).unwrap()),
+            signatures_saved: Some(store.save_signatures([(key, sigs)].into_iter()).unwrap()),
             ..Change::default()
         };
         let other = |serial| Change {

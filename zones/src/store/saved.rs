@@ -58,10 +58,10 @@ pub enum SavedError {
 
 /// Writes `entries` to `path` (through a temporary file, then renamed), readable by its
 /// owner only. On failure nothing is left behind.
-pub fn write<'a>(
+pub fn write(
     path: &Path,
     id: &SavedId,
-    entries: impl Iterator<Item = (CodeKey, &'a TerminalSigs)>,
+    entries: impl Iterator<Item = (CodeKey, TerminalSigs)>,
 ) -> io::Result<()> {
     let temporary = path.with_extension("tmp");
     write_to(&temporary, id, entries)
@@ -71,10 +71,10 @@ pub fn write<'a>(
         })
 }
 
-fn write_to<'a>(
+fn write_to(
     temporary: &Path,
     id: &SavedId,
-    entries: impl Iterator<Item = (CodeKey, &'a TerminalSigs)>,
+    entries: impl Iterator<Item = (CodeKey, TerminalSigs)>,
 ) -> io::Result<()> {
     let file = OpenOptions::new()
         .write(true)
@@ -93,7 +93,7 @@ fn write_to<'a>(
     let mut count = 0u64;
     for (key, sigs) in entries {
         record.clear();
-        encode(&mut record, key, sigs);
+        encode(&mut record, key, &sigs);
         out.write_all(&record)?;
         count += 1;
     }
@@ -277,7 +277,7 @@ mod tests {
 
     fn saved(dir: &Path, id: &SavedId, entries: &[(CodeKey, TerminalSigs)]) -> std::path::PathBuf {
         let path = dir.join(FILE_NAME);
-        write(&path, id, entries.iter().map(|(k, s)| (*k, s))).unwrap();
+        write(&path, id, entries.iter().copied()).unwrap();
         path
     }
 
