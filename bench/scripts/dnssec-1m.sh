@@ -2,7 +2,8 @@
 # DNSSEC at 1,000,000 codes, outside the pinned harness (the first signing uses both cores):
 # the time of the first signing, and start-up with stored signatures against start-up of
 # the same store unsigned (warm and cold), alternating over ROUNDS rounds. Start-up is to
-# the first correct answer without DO, and with DO to the first signed one. A signed
+# the first correct answer without DO, and with DO to the first signed one, each probed
+# every 2 ms from the launch (bench/scripts/first-answers.py). A signed
 # restart after a clean stop reads the signatures saved at that stop; one after kill -9
 # reads the store's table. Release build; loopback only.
 #   bash bench/scripts/dnssec-1m.sh [ROUNDS (3)]
@@ -28,28 +29,17 @@ PID=
 # then.
 start() {
   local data=$1 log=$2; shift 2
-  local t0 t1 t2; t0=$(date +%s.%N)
+  local t0 times; t0=$(date +%s.%N)
   RUST_LOG=info "$NS" serve --listen "127.0.0.1:$PORT" --data "$data" --rate-limit 0 "$@" >"$log" 2>&1 &
   PID=$!
-  for _ in $(seq 1 2400); do
-    dig +short +time=1 +tries=1 @127.0.0.1 -p "$PORT" 5000007.dial.example A 2>/dev/null | grep -q 10.0.0.7 && break
-    sleep 0.02
-  done
-  t1=$(date +%s.%N)
-  t2=-
+  # Probed every 2 ms, with and without DO side by side (see first-answers.py).
+  times=$(python3 "$ROOT/bench/scripts/first-answers.py" "$PORT" "$t0" "$@")
   if [ "${1:-}" = --dnssec ]; then
-    for _ in $(seq 1 6000); do
-      dig +short +dnssec +time=1 +tries=1 @127.0.0.1 -p "$PORT" 5000007.dial.example A 2>/dev/null | grep -q '^A 13 ' && break
-      sleep 0.02
-    done
-    t2=$(echo "$(date +%s.%N) - $t0" | bc)
-    # In force (not only answered): a stop saves them only then.
     for _ in $(seq 1 600); do grep -q 'ready signed=true' "$log" && break; sleep 0.05; done
   fi
   local cpu; cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' /proc/$PID/stat)
-  echo "$(echo "$t1 - $t0" | bc) $t2 $(awk '/VmRSS/ {print $2}' /proc/$PID/status) $cpu"
+  echo "$times $(awk '/VmRSS/ {print $2}' /proc/$PID/status) $cpu"
 }
-# (sync: no write-back of the run before slows the next start)
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; sync; }
 # Stops as stop does; prints the seconds the server took to exit (a signed one saves its
 # signatures for the next start). Not in a subshell: only this shell can wait for it.
