@@ -7,11 +7,15 @@
 # restart after a clean stop reads the signatures saved at that stop; one after kill -9
 # reads the store's table. Release build; loopback only.
 #   bash bench/scripts/dnssec-1m.sh [ROUNDS (3)]
+#   NS_BINARY=path/to/nameserver bash bench/scripts/dnssec-1m.sh [ROUNDS]
 set -euo pipefail
 ROUNDS=${1:-3}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cargo build --release --quiet -p nameserver --manifest-path "$ROOT/Cargo.toml"
-NS=$ROOT/target/release/nameserver
+# NS_BINARY: another build of the nameserver to measure (an earlier commit's, say).
+if [ -z "${NS_BINARY:-}" ]; then
+  cargo build --release --quiet -p nameserver --manifest-path "$ROOT/Cargo.toml"
+fi
+NS=${NS_BINARY:-$ROOT/target/release/nameserver}
 WORK=$(mktemp -d)
 trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
