@@ -6,6 +6,7 @@ use super::*;
 use crate::dnssec::resume::{self, Resumed};
 use crate::dnssec::staging::terminal_owner;
 use crate::dnssec::statics::StoredStatics;
+use crate::dnssec::terminals::Slab;
 use crate::dnssec::whole::{self, Whole};
 use crate::dnssec::{SignedDelta, SignedZone, Signer, Staging, ZoneKey};
 
@@ -357,7 +358,7 @@ pub enum SignaturesFrom {
 pub(super) struct Stored {
     pub from: SignaturesFrom,
     /// Prepared; or, when a code came twice (never from this server's store), the rows.
-    pub prepared: Result<Box<resume::Prepared>, Vec<(CodeKey, crate::dnssec::TerminalSigs)>>,
+    pub prepared: Result<Box<resume::Prepared>, Slab>,
 }
 
 /// Every terminal's signatures for a signed start of `zone` (on a second core, beside the
@@ -392,12 +393,9 @@ pub(super) fn stored_signatures(
 
 /// Every terminal's signatures as the store's table holds them (`capacity`: about how
 /// many).
-fn stored_rows(
-    store: &Store,
-    capacity: usize,
-) -> Result<Vec<(CodeKey, crate::dnssec::TerminalSigs)>, StoreError> {
-    let mut stored = Vec::with_capacity(capacity);
-    store.scan_signed(|key, sigs| stored.push((key, sigs)))?;
+fn stored_rows(store: &Store, capacity: usize) -> Result<Slab, StoreError> {
+    let mut stored = Slab::with_capacity(capacity);
+    store.scan_signed(|key, sigs| stored.push(key, sigs))?;
     Ok(stored)
 }
 
@@ -438,7 +436,7 @@ pub(super) fn signing_at_start<'a>(
                 }
             }
         }
-        Ok(saved) => saved.into_rows(),
+        Ok(saved) => saved.into_slab(),
         Err(rows) => rows,
     };
     let online = online
@@ -462,7 +460,7 @@ pub(super) fn signing_for(
     signer: Arc<Signer>,
     zone: &Zone,
     online: Vec<(CodeKey, Addresses)>,
-    stored: Vec<(CodeKey, crate::dnssec::TerminalSigs)>,
+    stored: Slab,
     stored_statics: Option<StoredStatics>,
     current: bool,
     now: u64,

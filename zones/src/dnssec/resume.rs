@@ -66,7 +66,7 @@ pub enum Resumed {
     Whole(Box<Whole>),
     /// The terminals that publish addresses are not the stored ones: the stored signatures,
     /// for [`super::whole::sign_zone`].
-    Differs(Vec<(CodeKey, TerminalSigs)>),
+    Differs(Slab),
 }
 
 impl Building {
@@ -90,9 +90,8 @@ impl Building {
     }
 
     /// The chain of the stored terminals with the static names of `zone`, and their index;
-    /// the entries back (one per code, in no order) when a code came twice (never in what
-    /// this server stores).
-    pub fn finish(self, zone: &Zone) -> Result<Prepared, Vec<(CodeKey, TerminalSigs)>> {
+    /// the entries back when a code came twice (never in what this server stores).
+    pub fn finish(self, zone: &Zone) -> Result<Prepared, Slab> {
         let Self {
             slab,
             keys,
@@ -103,7 +102,7 @@ impl Building {
         let index = Terminals::index(&slab, &vec![true; slab.len()]);
         let terminals = Terminals::from_parts(slab, index);
         if terminals.len() != keys.len() {
-            return Err(terminals.into_entries());
+            return Err(terminals.into_slab());
         }
         let statics = Statics::of(zone);
         let (chain, successor) = whole::chain_of(hashes, |place| keys[place], &statics);
@@ -125,9 +124,9 @@ impl Building {
 }
 
 impl Prepared {
-    /// The stored signatures as rows, in no order.
-    pub fn into_rows(self) -> Vec<(CodeKey, TerminalSigs)> {
-        self.terminals.into_entries()
+    /// The stored signatures, for [`super::whole::sign_zone`].
+    pub fn into_slab(self) -> Slab {
+        self.terminals.into_slab()
     }
 }
 
@@ -160,7 +159,7 @@ pub fn resume<'a>(
             Some(at) if *at == key => standings[found],
             _ => match terminals.get(&key) {
                 Some(sigs) => Standing::of(&sigs),
-                None => return Ok(Resumed::Differs(terminals.into_entries())),
+                None => return Ok(Resumed::Differs(terminals.into_slab())),
             },
         };
         found += 1;
@@ -169,7 +168,7 @@ pub fn resume<'a>(
         }
     }
     if found != terminals.len() {
-        return Ok(Resumed::Differs(terminals.into_entries()));
+        return Ok(Resumed::Differs(terminals.into_slab()));
     }
     let staging = Staging::new(signer, statics, chain);
     let mut changes = Vec::with_capacity(due.len());
@@ -215,7 +214,15 @@ mod tests {
     /// The zone's signatures made the general way, in the store's order of codes (as a
     /// stop saves them).
     fn signed(signer: &Arc<Signer>, zone: &Zone, online: &[(CodeKey, Addresses)]) -> Whole {
-        whole::sign_zone(signer.clone(), zone, online.to_vec(), Vec::new(), true, NOW).unwrap()
+        whole::sign_zone(
+            signer.clone(),
+            zone,
+            online.to_vec(),
+            Slab::default(),
+            true,
+            NOW,
+        )
+        .unwrap()
     }
 
     fn in_store_order(terminals: &Terminals) -> Vec<(CodeKey, TerminalSigs)> {
@@ -224,10 +231,7 @@ mod tests {
         all
     }
 
-    fn saved_copy(
-        zone: &Zone,
-        entries: &[(CodeKey, TerminalSigs)],
-    ) -> Result<Prepared, Vec<(CodeKey, TerminalSigs)>> {
+    fn saved_copy(zone: &Zone, entries: &[(CodeKey, TerminalSigs)]) -> Result<Prepared, Slab> {
         let mut building = Building::with_capacity(entries.len());
         for (key, sigs) in entries {
             building.push(*key, *sigs);
@@ -323,7 +327,8 @@ mod tests {
         let signer = signer(&zone);
         let online = online(10);
         let entries = in_store_order(&signed(&signer, &zone, &online).terminals);
-        let sorted = |mut rows: Vec<(CodeKey, TerminalSigs)>| {
+        let sorted = |rows: Slab| {
+            let mut rows: Vec<_> = rows.entries().collect();
             rows.sort_by_key(|(key, _)| key.text_order());
             rows
         };

@@ -71,6 +71,11 @@ impl Slab {
         self.entries[place as usize].key
     }
 
+    /// Each entry, by place.
+    pub fn entries(&self) -> impl Iterator<Item = (CodeKey, TerminalSigs)> + '_ {
+        (0..self.entries.len() as u32).map(|place| (self.key(place), self.get(place)))
+    }
+
     /// The signatures at `place`.
     pub fn get(&self, place: u32) -> TerminalSigs {
         let entry = &self.entries[place as usize];
@@ -243,6 +248,16 @@ impl Terminals {
         let old = self.slab.get(place);
         self.slab.free(place);
         Some(old)
+    }
+
+    /// Every entry as a slab with no free place, for signing the zone again
+    /// ([`super::whole::sign_zone`]): this one when it has none, which is how a start builds
+    /// it, or one built from its entries.
+    pub fn into_slab(self) -> Slab {
+        if self.free.is_empty() && self.index.len() == self.slab.len() {
+            return self.slab;
+        }
+        self.into_entries().into_iter().collect()
     }
 
     /// Every entry, in no order.

@@ -48,12 +48,18 @@ pub fn sign_zone(
     signer: Arc<Signer>,
     zone: &Zone,
     mut online: Vec<(CodeKey, Addresses)>,
-    mut stored: Vec<(CodeKey, TerminalSigs)>,
+    stored: Slab,
     current: bool,
     now: u64,
 ) -> Result<Whole, SignError> {
     online.sort_unstable_by_key(|(key, _)| *key);
-    stored.sort_unstable_by_key(|(key, _)| *key);
+    // The stored entries' places by code (the slab stays where it is: it becomes the
+    // published one); a code that came twice keeps one place.
+    let mut order: Vec<(CodeKey, u32)> = (0..stored.len() as u32)
+        .map(|place| (stored.key(place), place))
+        .collect();
+    order.sort_unstable();
+    order.dedup_by_key(|(key, _)| *key);
     // Each online terminal's place in `stored`; the signatures of terminals gone offline
     // are forgotten (`kept` false).
     let mut changes: Vec<(CodeKey, Option<TerminalSigs>)> = Vec::new();
@@ -61,20 +67,22 @@ pub fn sign_zone(
     let mut held: Vec<Option<u32>> = Vec::with_capacity(online.len());
     let mut next = 0;
     for (key, _) in &online {
-        while let Some((gone, _)) = stored.get(next).filter(|(k, _)| k < key) {
+        while let Some((gone, _)) = order.get(next).filter(|(k, _)| k < key) {
             changes.push((*gone, None));
             next += 1;
         }
-        let found = stored.get(next).is_some_and(|(k, _)| k == key);
-        held.push(found.then_some(next as u32));
-        if found {
-            kept[next] = true;
+        let found = order
+            .get(next)
+            .filter(|(k, _)| k == key)
+            .map(|(_, place)| *place);
+        held.push(found);
+        if let Some(place) = found {
+            kept[place as usize] = true;
             next += 1;
         }
     }
-    changes.extend(stored[next..].iter().map(|(gone, _)| (*gone, None)));
-    // Kept as the published slab ([`Slab`]); the rows go once it holds them.
-    let stored: Slab = stored.into_iter().collect();
+    changes.extend(order[next..].iter().map(|(gone, _)| (*gone, None)));
+    drop(order);
     let sigs_of = |place: usize| held[place].map(|i| stored.get(i));
     let statics = Statics::of(zone);
 
@@ -239,4 +247,61 @@ pub fn chain_of(
         })
         .collect();
     (chain, successor)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::dnssec::ZoneKey;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn terminal(code: &str, last: u8) -> (CodeKey, Addresses) {
+        let mut addresses = Addresses::default();
+        addresses.v4.ttl = 60;
+        addresses.v4.addrs.push(Ipv4Addr::new(192, 0, 2, last));
+        (CodeKey::from_digits(code.as_bytes()).unwrap(), addresses)
+    }
+
+    /// Stored signatures are kept by code in place: those of terminals gone are forgotten,
+    /// a code stored twice is kept once, and what still holds is not signed again.
+    #[test]
+    fn stored_signatures_are_joined_by_code_in_place() {
+        let zone = Zone::embedded_default();
+        let key = ZoneKey::generate(NOW).unwrap();
+        let signer = Arc::new(Signer::new(&[key], zone.origin()).unwrap());
+        let three = vec![
+            terminal("7001", 1),
+            terminal("7002", 2),
+            terminal("7003", 3),
+        ];
+        let first = sign_zone(
+            signer.clone(),
+            &zone,
+            three.clone(),
+            Slab::default(),
+            true,
+            NOW,
+        )
+        .unwrap();
+        let sigs = |code: &str| {
+            let key = CodeKey::from_digits(code.as_bytes()).unwrap();
+            (key, first.terminals.get(&key).unwrap())
+        };
+        // In no order, 7002 twice; 7003 has gone offline.
+        let stored: Slab = [sigs("7003"), sigs("7002"), sigs("7001"), sigs("7002")]
+            .into_iter()
+            .collect();
+        let again = sign_zone(signer, &zone, three[..2].to_vec(), stored, true, NOW).unwrap();
+        assert_eq!(again.changes, [(sigs("7003").0, None)]);
+        assert_eq!(again.terminals.len(), 2);
+        for code in ["7001", "7002"] {
+            let (key, made) = sigs(code);
+            let kept = again.terminals.get(&key).unwrap();
+            assert_eq!((kept.a, kept.hash), (made.a, made.hash), "{code}");
+        }
+        assert_eq!(again.terminals.get(&sigs("7003").0), None);
+    }
 }
