@@ -142,14 +142,10 @@ impl FastPath {
         let signed = view.signed().filter(|_| q.dnssec_ok);
         let rrsig = match signed {
             None => None,
-            Some(signed) => {
-                let sigs = signed.terminal(q.key);
-                let sig = sigs.and_then(|s| if q.qtype == TYPE_A { s.a } else { s.aaaa });
-                match sig {
-                    Some(sig) => Some(sig),
-                    None => return Fast::Declined,
-                }
-            }
+            Some(signed) => match signed.address_sig(q.key, q.qtype != TYPE_A) {
+                Some(sig) => Some(sig),
+                None => return Fast::Declined,
+            },
         };
         let (cookie, proven) = match q.cookie.map(|(from, to)| &request[from..to]) {
             None => (None, false),

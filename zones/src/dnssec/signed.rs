@@ -202,6 +202,11 @@ impl SignedZone {
         self.terminals.get(&key)
     }
 
+    /// The RRSIG over `key`'s A RRset, or over its AAAA one (`aaaa`), if it has one.
+    pub fn address_sig(&self, key: CodeKey, aaaa: bool) -> Option<Sig> {
+        self.terminals.address_sig(&key, aaaa)
+    }
+
     /// The DNSKEY RRset.
     pub fn dnskey_records(&self, zone: &Zone) -> Vec<Record> {
         self.signer.dnskey_records(statics::dnskey_ttl(zone))
@@ -217,10 +222,9 @@ impl SignedZone {
         let sig = if rtype == RecordType::SOA {
             self.soa_sig(first, now)?
         } else if let Some(key) = terminal_key(zone, owner) {
-            let sigs = self.terminals.get(&key)?;
             match rtype {
-                RecordType::A => sigs.a?,
-                RecordType::AAAA => sigs.aaaa?,
+                RecordType::A => self.terminals.address_sig(&key, false)?,
+                RecordType::AAAA => self.terminals.address_sig(&key, true)?,
                 _ => return None,
             }
         } else {

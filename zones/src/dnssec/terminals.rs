@@ -91,6 +91,16 @@ impl Slab {
         }
     }
 
+    /// The RRSIG over the A RRset at `place`, or over the AAAA one (`aaaa`), if it has one.
+    pub fn address_sig(&self, place: u32, aaaa: bool) -> Option<Sig> {
+        let entry = &self.entries[place as usize];
+        match aaaa {
+            false => entry.has_a.then_some(entry.a),
+            true if entry.has_aaaa => self.aaaa.get(&place).copied(),
+            true => None,
+        }
+    }
+
     /// When the first of the signatures of `entry`, at `place`, expires.
     fn expiration(&self, place: u32, entry: &Entry) -> u32 {
         let a = entry.has_a.then_some(entry.a.expiration);
@@ -197,6 +207,13 @@ impl Terminals {
     pub fn get(&self, key: &CodeKey) -> Option<TerminalSigs> {
         let place = *self.index.get(key)?;
         Some(self.slab.get(place))
+    }
+
+    /// The RRSIG over `key`'s A RRset, or over its AAAA one (`aaaa`), if it has one: what
+    /// a positive answer with DO needs, without the rest of its signatures.
+    pub fn address_sig(&self, key: &CodeKey, aaaa: bool) -> Option<Sig> {
+        let place = *self.index.get(key)?;
+        self.slab.address_sig(place, aaaa)
     }
 
     /// Every entry, in no order.
@@ -376,11 +393,18 @@ mod tests {
         terminals.insert(key("301"), with_aaaa(2, false));
         assert_eq!(terminals.get(&key("300")), Some(with_aaaa(1, true)));
         assert_eq!(terminals.get(&key("301")), Some(with_aaaa(2, false)));
+        // One address RRset's signature alone, as a positive answer takes it.
+        assert_eq!(terminals.address_sig(&key("300"), false), Some(sig(1)));
+        assert_eq!(terminals.address_sig(&key("300"), true), Some(sig(101)));
+        assert_eq!(terminals.address_sig(&key("301"), false), None);
+        assert_eq!(terminals.address_sig(&key("301"), true), Some(sig(102)));
+        assert_eq!(terminals.address_sig(&key("399"), false), None);
         // Its place goes to a terminal without IPv6: no AAAA signature comes with it.
         assert_eq!(terminals.remove(&key("300")), Some(with_aaaa(1, true)));
         terminals.insert(key("302"), sigs(3));
         assert_eq!(terminals.slab.len(), 2, "the free place is taken");
         assert_eq!(terminals.get(&key("302")), Some(sigs(3)));
+        assert_eq!(terminals.address_sig(&key("302"), true), None);
         // A terminal that loses its IPv6 addresses loses its AAAA signature, and one that
         // gains them has one again.
         terminals.insert(key("301"), sigs(4));
