@@ -357,7 +357,8 @@ pub enum SignaturesFrom {
 #[derive(Debug)]
 pub(super) struct Stored {
     pub from: SignaturesFrom,
-    /// Prepared; or, when a code came twice (never from this server's store), the rows.
+    /// Prepared; or, when a code came twice (never from this server's store), the entries
+    /// as read, for the general signing.
     pub prepared: Result<Box<resume::Prepared>, Slab>,
 }
 

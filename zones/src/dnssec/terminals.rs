@@ -274,16 +274,7 @@ impl Terminals {
         if self.free.is_empty() && self.index.len() == self.slab.len() {
             return self.slab;
         }
-        self.into_entries().into_iter().collect()
-    }
-
-    /// Every entry, in no order.
-    pub fn into_entries(self) -> Vec<(CodeKey, TerminalSigs)> {
-        let Self { index, slab, .. } = self;
-        index
-            .into_iter()
-            .map(|(key, place)| (key, slab.get(place)))
-            .collect()
+        self.iter().collect()
     }
 
     pub fn len(&self) -> usize {
@@ -412,7 +403,7 @@ mod tests {
         terminals.insert(key("301"), with_aaaa(5, true));
         assert_eq!(terminals.get(&key("301")), Some(with_aaaa(5, true)));
         assert_eq!(terminals.slab.aaaa.len(), 1);
-        let mut entries = terminals.into_entries();
+        let mut entries: Vec<_> = terminals.iter().collect();
         entries.sort_by_key(|(k, _)| *k);
         assert_eq!(
             entries,
