@@ -92,8 +92,7 @@ impl CodeKey {
 
     /// The key of an integer from [`CodeKey::to_bits`], or `None` when no code gives it.
     pub fn from_bits(bits: u64) -> Option<Self> {
-        let digits = (bits >> 56) as u32;
-        let value = bits & ((1 << 56) - 1);
+        let (digits, value) = Self(bits).split();
         let valid = (CallingCode::MIN_DIGITS as u32..=CallingCode::MAX_DIGITS as u32)
             .contains(&digits)
             && value < 10u64.pow(digits);
@@ -103,17 +102,21 @@ impl CodeKey {
     /// Orders codes as their text sorts (the store's order: `0123` < `123` < `1230` <
     /// `124`): the digits left-aligned over 15 places, then the shorter first.
     pub fn text_order(self) -> (u64, u8) {
-        let digits = (self.0 >> 56) as u32;
-        let value = self.0 & ((1 << 56) - 1);
+        let (digits, value) = self.split();
         let max = CallingCode::MAX_DIGITS as u32;
         (value * 10u64.pow(max - digits.min(max)), digits as u8)
     }
 
     /// The code's digits, with its leading zeros.
     pub fn to_code(self) -> CallingCode {
-        let digits = (self.0 >> 56) as usize;
-        let value = self.0 & ((1 << 56) - 1);
+        let (digits, value) = self.split();
+        let digits = digits as usize;
         CallingCode(format!("{value:0digits$}"))
+    }
+
+    /// The digit count (top byte) and the value (below it).
+    fn split(self) -> (u32, u64) {
+        ((self.0 >> 56) as u32, self.0 & ((1 << 56) - 1))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::dnssec::resume::{self, Resumed};
-use crate::dnssec::staging::terminal_owner;
+use crate::dnssec::staging::terminal_hash;
 use crate::dnssec::statics::StoredStatics;
 use crate::dnssec::terminals::Slab;
 use crate::dnssec::whole::{self, Whole};
@@ -162,10 +162,7 @@ impl Directory {
             let code = key.to_code();
             let old = store.signed(key)?;
             let addresses = staged_addresses(store, &code)?;
-            let hash = old.map_or_else(
-                || crate::dnssec::nsec3::hash(&terminal_owner(&zone, &code)),
-                |o| o.hash,
-            );
+            let hash = old.map_or_else(|| terminal_hash(&zone, &code), |o| o.hash);
             read.push((key, old, addresses, code, hash));
         }
         let nexts: Vec<_> = {

@@ -221,10 +221,7 @@ impl Staging {
                 terminals.insert(key, None);
                 continue;
             }
-            let hash = old.map_or_else(
-                || nsec3::hash(&terminal_owner(zone, &change.code)),
-                |o| o.hash,
-            );
+            let hash = old.map_or_else(|| terminal_hash(zone, &change.code), |o| o.hash);
             // A family keeps its signature while its addresses stay; one left empty has none.
             let family = |rtype, empty: bool, same: bool, kept: Option<Sig>| match empty {
                 true => Ok(None),
@@ -389,7 +386,7 @@ impl Staging {
         addresses: &Addresses,
         now: u64,
     ) -> Result<TerminalSigs, SignError> {
-        let hash = nsec3::hash(&terminal_owner(zone, code));
+        let hash = terminal_hash(zone, code);
         sign_terminal(
             &self.signer,
             zone,
@@ -438,4 +435,9 @@ pub fn sign_terminal(
 /// A terminal's owner name.
 pub fn terminal_owner(zone: &Zone, code: &CallingCode) -> Name {
     Name::from(update::terminal_name(zone, code))
+}
+
+/// The NSEC3 hash of a terminal's owner name.
+pub fn terminal_hash(zone: &Zone, code: &CallingCode) -> Hash {
+    nsec3::hash(&terminal_owner(zone, code))
 }

@@ -101,7 +101,8 @@ impl Slab {
         }
     }
 
-    /// When the first of the signatures of `entry`, at `place`, expires.
+    /// When the first of the signatures of `entry`, at `place`, expires
+    /// ([`TerminalSigs::expiration`], without putting the entry together).
     fn expiration(&self, place: u32, entry: &Entry) -> u32 {
         let a = entry.has_a.then_some(entry.a.expiration);
         let aaaa = match entry.has_aaaa {

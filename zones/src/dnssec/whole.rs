@@ -93,10 +93,7 @@ pub fn sign_zone(
         let hashes = (0..online.len())
             .map(|place| match sigs_of(place) {
                 Some(sigs) => sigs.hash,
-                None => {
-                    let code = online[place].0.to_code();
-                    nsec3::hash(&super::staging::terminal_owner(zone, &code))
-                }
+                None => super::staging::terminal_hash(zone, &online[place].0.to_code()),
             })
             .collect();
         let (chain, successor) = chain_of(hashes, |place| online[place].0, &statics);
