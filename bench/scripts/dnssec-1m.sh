@@ -6,9 +6,10 @@
 # every 2 ms from the launch (bench/scripts/first-answers.py). A signed
 # restart after a clean stop reads the signatures saved at that stop; one after kill -9
 # reads the store's table. Release build; loopback only.
-# Two more unsigned starts per round measure what any work beside the terminals' read costs
-# on this machine: one beside a process that keeps the other core busy for 0.6 s (CPU only),
-# one beside a process that reads the unsigned store's file (page cache to memory).
+# Three more unsigned starts per round measure what any work beside the terminals' read
+# costs on this machine: beside a process that only starts and exits (python3 -c pass),
+# beside one that keeps the other core busy for 0.6 s (CPU only), and beside one that reads
+# the unsigned store's file (page cache to memory).
 #   bash bench/scripts/dnssec-1m.sh [ROUNDS (3)]
 #   NS_BINARY=path/to/nameserver bash bench/scripts/dnssec-1m.sh [ROUNDS]
 set -euo pipefail
@@ -57,11 +58,12 @@ timed_stop() {
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
   echo "$(date +%s.%N) - $t0" | bc; sync
 }
-# As start for the unsigned store, with a second process launched beside it: cpu (a busy
-# loop of 0.6 s) or read (the store's file read into memory).
+# As start for the unsigned store, with a second process launched beside it: launch (one
+# that exits at once), cpu (a busy loop of 0.6 s) or read (the store's file read into memory).
 beside() {
   local what=$1
   case $what in
+    launch) python3 -c pass & ;;
     cpu) python3 -c 'import time
 t = time.monotonic()
 while time.monotonic() - t < 0.6: pass' & ;;
@@ -81,7 +83,7 @@ stop
 # long, so a start without either is somewhere in between.
 warm() { cat "$1"/store/* >/dev/null; }
 cold() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; }
-echo "round | first signing s (log) | first start, no DO / DO s | signed stop s | warm signed restart, no DO / DO s | signed RSS KiB | signed CPU s | warm unsigned restart s | unsigned RSS KiB | unsigned CPU s | cold signed, no DO / DO s | cold unsigned s | warm signed restart after kill -9, no DO / DO s | warm unsigned restart beside a busy core / a read s"
+echo "round | first signing s (log) | first start, no DO / DO s | signed stop s | warm signed restart, no DO / DO s | signed RSS KiB | signed CPU s | warm unsigned restart s | unsigned RSS KiB | unsigned CPU s | cold signed, no DO / DO s | cold unsigned s | warm signed restart after kill -9, no DO / DO s | warm unsigned restart beside a launch / a busy core / a read s"
 for r in $(seq 1 "$ROUNDS"); do
   rm -rf "$WORK/signed"; cp -a "$WORK/unsigned" "$WORK/signed"
   # (start runs in this shell, not a subshell, so that stop knows its process)
@@ -109,11 +111,14 @@ for r in $(seq 1 "$ROUNDS"); do
   start "$WORK/signed" "$WORK/signed.log" --dnssec >"$WORK/t"; stop
   read -r crashed crashed_do _ _ <"$WORK/t"
   warm "$WORK/unsigned"
+  beside launch >"$WORK/t"; stop
+  read -r launched _ _ _ <"$WORK/t"
+  warm "$WORK/unsigned"
   beside cpu >"$WORK/t"; stop
   read -r busy _ _ _ <"$WORK/t"
   warm "$WORK/unsigned"
   beside read >"$WORK/t"; stop
   read -r reading _ _ _ <"$WORK/t"
-  echo "$r | $signing | $first / $first_do | $stopped | $signed / $signed_do | $signed_rss | $signed_cpu | $plain | $plain_rss | $plain_cpu | $cold_signed / $cold_signed_do | $cold_plain | $crashed / $crashed_do | $busy / $reading"
+  echo "$r | $signing | $first / $first_do | $stopped | $signed / $signed_do | $signed_rss | $signed_cpu | $plain | $plain_rss | $plain_cpu | $cold_signed / $cold_signed_do | $cold_plain | $crashed / $crashed_do | $launched / $busy / $reading"
 done
 echo "store: unsigned $(du -sk "$WORK/unsigned/store" | cut -f1) KiB, signed $(du -sk "$WORK/signed/store" | cut -f1) KiB"
