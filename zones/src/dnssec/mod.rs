@@ -30,7 +30,8 @@
 //! Modules:
 //! - [`key`]: the zone key, its DNSKEY and DS.
 //! - [`sign`]: RRSIGs, stored compactly.
-//! - [`nsec3`]: hashes, NSEC3 records, the chain.
+//! - [`nsec3`]: hashes, NSEC3 records.
+//! - [`chain`]: the NSEC3 chain, in runs.
 //! - [`statics`]: the names of the static zone, their types and signatures.
 //! - [`staging`]: signing changes as they are staged.
 //! - [`signed`]: the published signatures that answers read.
@@ -42,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::CodeKey;
 
+pub mod chain;
 pub mod key;
 pub mod nsec3;
 pub mod resume;

@@ -1,9 +1,7 @@
 //! NSEC3 (RFC 5155) with the parameters RFC 9276 asks for: SHA-1, no extra iterations, no
 //! salt, no opt-out. The chain is every name that holds records (or lies between the apex
 //! and such a name), ordered by the hash of the name; each name's NSEC3 names the next hash
-//! and the types its owner holds.
-
-use std::collections::BTreeMap;
+//! and the types its owner holds. The chain itself is kept in [`super::chain`].
 
 use hickory_proto::dnssec::Nsec3HashAlgorithm;
 use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC3, NSEC3PARAM};
@@ -88,76 +86,6 @@ pub fn terminal_types(v4: bool, v6: bool) -> Vec<RecordType> {
     types
 }
 
-/// The chain: hashes in order, each with what owns it.
-#[derive(Clone, Debug)]
-pub struct Chain<O> {
-    hashes: BTreeMap<Hash, O>,
-}
-
-impl<O> Default for Chain<O> {
-    fn default() -> Self {
-        Self {
-            hashes: BTreeMap::new(),
-        }
-    }
-}
-
-/// Built in bulk (sorted once), not one insertion at a time.
-impl<O> FromIterator<(Hash, O)> for Chain<O> {
-    fn from_iter<I: IntoIterator<Item = (Hash, O)>>(entries: I) -> Self {
-        Self {
-            hashes: entries.into_iter().collect(),
-        }
-    }
-}
-
-impl<O: Copy> Chain<O> {
-    pub fn insert(&mut self, hash: Hash, owner: O) {
-        self.hashes.insert(hash, owner);
-    }
-
-    pub fn remove(&mut self, hash: &Hash) -> Option<O> {
-        self.hashes.remove(hash)
-    }
-
-    pub fn get(&self, hash: &Hash) -> Option<O> {
-        self.hashes.get(hash).copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.hashes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
-    }
-
-    /// The hash after `hash` in the chain, wrapping to the first.
-    pub fn next(&self, hash: &Hash) -> Option<Hash> {
-        use std::ops::Bound::Excluded;
-        self.hashes
-            .range((Excluded(*hash), std::ops::Bound::Unbounded))
-            .next()
-            .or_else(|| self.hashes.iter().next())
-            .map(|(h, _)| *h)
-    }
-
-    /// The entry before `hash` (which need not be in the chain), wrapping to the last: the
-    /// NSEC3 that covers `hash` when `hash` is not in the chain.
-    pub fn before(&self, hash: &Hash) -> Option<(Hash, O)> {
-        self.hashes
-            .range(..*hash)
-            .next_back()
-            .or_else(|| self.hashes.iter().next_back())
-            .map(|(h, o)| (*h, *o))
-    }
-
-    /// Every entry, in hash order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Hash, &O)> {
-        self.hashes.iter()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,18 +128,5 @@ mod tests {
         );
         // With RFC 9276's parameters, the same name hashes differently, once.
         assert_ne!(hash(&name), h);
-    }
-
-    #[test]
-    fn the_chain_wraps_around_for_next_and_cover() {
-        let mut chain = Chain::default();
-        for b in [10u8, 20, 30] {
-            chain.insert([b; 20], b);
-        }
-        assert_eq!(chain.next(&[30; 20]), Some([10; 20]));
-        assert_eq!(chain.next(&[10; 20]), Some([20; 20]));
-        assert_eq!(chain.before(&[25; 20]), Some(([20; 20], 20)));
-        assert_eq!(chain.before(&[5; 20]), Some(([30; 20], 30)));
-        assert_eq!(chain.before(&[20; 20]), Some(([10; 20], 10)));
     }
 }

@@ -19,7 +19,8 @@
 
 use std::sync::Arc;
 
-use super::nsec3::{Chain, Hash};
+use super::chain::Chain;
+use super::nsec3::Hash;
 use super::sign::{SignError, Signer};
 use super::staging::Staging;
 use super::statics::Statics;
@@ -99,7 +100,7 @@ impl Building {
             nexts,
             standings,
         } = self;
-        let index = Terminals::index(&slab, &vec![true; slab.len()]);
+        let index = Terminals::index(keys.iter().copied(), &vec![true; keys.len()]);
         let terminals = Terminals::from_parts(slab, index);
         if terminals.len() != keys.len() {
             return Err(terminals.into_slab());

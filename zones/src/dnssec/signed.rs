@@ -6,7 +6,8 @@ use std::sync::Arc;
 use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use super::nsec3::{self, Chain, Hash};
+use super::chain::Chain;
+use super::nsec3::{self, Hash};
 use super::sign::{Sig, SignError, Signer};
 use super::staging::{SignedDelta, Staging};
 use super::statics::{self, SignedStatic, Statics};

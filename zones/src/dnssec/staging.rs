@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use hickory_proto::rr::{Name, RecordType};
 
-use super::nsec3::{self, Chain, Hash};
+use super::chain::Chain;
+use super::nsec3::{self, Hash};
 use super::sign::{Sig, SignError, Signer};
 use super::statics::{self, SignedStatic, Statics, StoredStatics};
 use super::{Owner, TerminalSigs};

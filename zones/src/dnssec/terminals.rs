@@ -66,6 +66,11 @@ impl Slab {
         self.entries.is_empty()
     }
 
+    /// The code at each place, in order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = CodeKey> + '_ {
+        self.entries.iter().map(|entry| entry.key)
+    }
+
     /// The code at `place`.
     pub fn key(&self, place: u32) -> CodeKey {
         self.entries[place as usize].key
@@ -180,15 +185,16 @@ pub struct Terminals {
 }
 
 impl Terminals {
-    /// The index of `slab` (its entries whose `kept` is true; the others' places are free),
-    /// built apart from the slab so that start-up builds it on one core while another reads
-    /// the slab for the chain.
-    pub fn index(slab: &Slab, kept: &[bool]) -> SlabIndex {
-        let mut places = Map::with_capacity_and_hasher(slab.len(), Default::default());
+    /// The index of a slab whose codes by place are `keys` (the entries whose `kept` is
+    /// true; the others' places are free), built apart from the slab so that start-up
+    /// builds it on one core while another reads the slab for the chain, or from the codes
+    /// alone (8 bytes a place, not an entry's 208).
+    pub fn index(keys: impl ExactSizeIterator<Item = CodeKey>, kept: &[bool]) -> SlabIndex {
+        let mut places = Map::with_capacity_and_hasher(keys.len(), Default::default());
         let mut free = Vec::new();
-        for (place, entry) in slab.entries.iter().enumerate() {
+        for (place, key) in keys.enumerate() {
             if kept.get(place).copied().unwrap_or(false) {
-                places.insert(entry.key, place as u32);
+                places.insert(key, place as u32);
             } else {
                 free.push(place as u32);
             }
@@ -350,7 +356,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let index = Terminals::index(&slab, &[true, false, true]);
+        let index = Terminals::index(slab.keys(), &[true, false, true]);
         let mut terminals = Terminals::from_parts(slab, index);
         assert_eq!(terminals.len(), 2);
         assert_eq!(terminals.get(&key("101")), None);

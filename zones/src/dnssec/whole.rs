@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::nsec3::Chain;
+use super::chain::Chain;
 use super::sign::{SignError, Signer};
 use super::staging::Staging;
 use super::statics::Statics;
@@ -88,7 +88,7 @@ pub fn sign_zone(
 
     // Beside the chain, on a second core: the published index.
     let (chain, successor, index) = std::thread::scope(|scope| {
-        let side = scope.spawn(|| Terminals::index(&stored, &kept));
+        let side = scope.spawn(|| Terminals::index(stored.keys(), &kept));
         // Each online terminal's hash as stored, or computed.
         let hashes = (0..online.len())
             .map(|place| match sigs_of(place) {
