@@ -2,10 +2,10 @@
 //!
 //! Kept as runs of at most [`MAX_RUN`] entries, in order, with the first hash of each run
 //! apart (a B-tree of two levels). At a start a million hashes arrive sorted and are cut
-//! into runs: a copy of a few thousand vectors, where a `BTreeMap` allocates and fills a
-//! node per eleven entries (0.06 s at a million, and as much again for the published
-//! copy). A join or a leave moves at most one run's entries; a lookup searches the first
-//! hashes (about 80 KB at a million), then one run.
+//! into runs as they come: 0.04 s, where a `BTreeMap`, which allocates and fills a node
+//! per eleven entries, took 0.06 s (the published zone's copy takes 0.02 s either way). A
+//! join or a leave moves at most one run's entries; a lookup searches the first hashes
+//! (about 40 KB at a million), then one run.
 
 use super::nsec3::Hash;
 
