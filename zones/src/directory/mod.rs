@@ -254,11 +254,16 @@ impl Directory {
         let next_seq = journal.next_seq();
         let mut view = View::new(serial, journal, snapshot.terminals);
         // A signed zone's stored signatures are read on a second core meanwhile.
+        let terminals_read = Arc::new(AtomicBool::new(false));
         let stored = signed_at.map(|_| {
             let (store, zone, capacity) = (store.clone(), zone.clone(), snapshot.terminals);
-            std::thread::spawn(move || signing::stored_signatures(&store, &zone, capacity))
+            let terminals_read = terminals_read.clone();
+            std::thread::spawn(move || {
+                signing::stored_signatures(&store, &zone, capacity, &terminals_read)
+            })
         });
         store.scan_hot(|key, hot| view.insert(key, hot))?;
+        terminals_read.store(true, Ordering::Release);
         // Served unsigned since the signatures were stored, and changed meanwhile: none of
         // them is trusted.
         let unsigned_since = snapshot.unsigned_since;

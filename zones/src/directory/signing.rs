@@ -361,15 +361,18 @@ pub(super) struct Stored {
 
 /// Every terminal's signatures for a signed start of `zone` (on a second core, beside the
 /// terminals' read): the copy saved at the last stop when it is current, the store's
-/// table otherwise (`capacity`: about how many).
+/// table otherwise (`capacity`: about how many). Once `terminals_read` is set, the core
+/// that read them is free to help prepare what is read.
 pub(super) fn stored_signatures(
     store: &Store,
     zone: &Zone,
     capacity: usize,
+    terminals_read: &AtomicBool,
 ) -> Result<Stored, StoreError> {
+    let spare_core = || terminals_read.load(Ordering::Acquire);
     let mut building = resume::Building::with_capacity(capacity);
     if store.saved_signatures(|key, sigs| building.push(key, sigs)) {
-        match building.finish(zone) {
+        match building.finish(zone, spare_core()) {
             Ok(saved) => {
                 return Ok(Stored {
                     from: SignaturesFrom::Saved,
@@ -385,7 +388,7 @@ pub(super) fn stored_signatures(
     store.scan_signed(|key, sigs| building.push(key, sigs))?;
     Ok(Stored {
         from: SignaturesFrom::Table,
-        prepared: building.finish(zone).map(Box::new),
+        prepared: building.finish(zone, spare_core()).map(Box::new),
     })
 }
 

@@ -91,8 +91,11 @@ impl Building {
     }
 
     /// The chain of the stored terminals with the static names of `zone`, and their index;
-    /// the entries back when a code came twice (never in what this server stores).
-    pub fn finish(self, zone: &Zone) -> Result<Prepared, Slab> {
+    /// the entries back when a code came twice (never in what this server stores). With a
+    /// `spare_core` (the terminals' read is over, as after `kill -9`, when the store's table
+    /// is read more slowly than the terminals) the index is built there meanwhile; beside
+    /// the terminals' read, one core does both.
+    pub fn finish(self, zone: &Zone, spare_core: bool) -> Result<Prepared, Slab> {
         let Self {
             slab,
             keys,
@@ -100,13 +103,24 @@ impl Building {
             nexts,
             standings,
         } = self;
-        let index = Terminals::index(keys.iter().copied(), &vec![true; keys.len()]);
+        let statics = Statics::of(zone);
+        let index = || Terminals::index(keys.iter().copied(), &vec![true; keys.len()]);
+        let chain = || whole::chain_of(hashes, |place| keys[place], &statics);
+        let (index, (chain, successor)) = match spare_core {
+            true => std::thread::scope(|scope| {
+                let side = scope.spawn(index);
+                let chain = chain();
+                (
+                    side.join().expect("building the index does not panic"),
+                    chain,
+                )
+            }),
+            false => (index(), chain()),
+        };
         let terminals = Terminals::from_parts(slab, index);
         if terminals.len() != keys.len() {
             return Err(terminals.into_slab());
         }
-        let statics = Statics::of(zone);
-        let (chain, successor) = whole::chain_of(hashes, |place| keys[place], &statics);
         let mut moved: Vec<CodeKey> = (keys.iter().zip(nexts.iter().zip(&successor)))
             .filter(|(_, (next, successor))| next != successor)
             .map(|(key, _)| *key)
@@ -237,7 +251,7 @@ mod tests {
         for (key, sigs) in entries {
             building.push(*key, *sigs);
         }
-        building.finish(zone)
+        building.finish(zone, false)
     }
 
     fn resumed(
@@ -354,5 +368,34 @@ mod tests {
             Err(rows) => assert_eq!(sorted(rows), entries, "each code once"),
             Ok(_) => panic!("a copy naming a code twice taken up"),
         }
+    }
+
+    /// Built on one core or on two, the preparation is the same.
+    #[test]
+    fn a_copy_prepared_with_a_spare_core_is_the_same() {
+        let zone = Zone::embedded_default();
+        let signer = signer(&zone);
+        let online = online(30);
+        let mut entries = in_store_order(&signed(&signer, &zone, &online).terminals);
+        entries[4].1.next[0] ^= 1;
+        let prepare = |spare_core: bool| {
+            let mut building = Building::with_capacity(entries.len());
+            for (key, sigs) in &entries {
+                building.push(*key, *sigs);
+            }
+            building.finish(&zone, spare_core).unwrap()
+        };
+        let (one, two) = (prepare(false), prepare(true));
+        let chain = |p: &Prepared| p.chain.iter().map(|(h, o)| (*h, *o)).collect::<Vec<_>>();
+        assert_eq!(chain(&one), chain(&two));
+        assert_eq!(chain(&one).len(), 30 + Statics::of(&zone).names.len());
+        assert_eq!(
+            in_store_order(&one.terminals),
+            in_store_order(&two.terminals)
+        );
+        assert_eq!(in_store_order(&two.terminals), entries);
+        assert_eq!((&one.keys, &one.standings), (&two.keys, &two.standings));
+        assert_eq!(one.moved, [entries[4].0]);
+        assert_eq!(two.moved, one.moved);
     }
 }
