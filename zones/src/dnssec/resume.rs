@@ -241,9 +241,7 @@ mod tests {
     }
 
     fn in_store_order(terminals: &Terminals) -> Vec<(CodeKey, TerminalSigs)> {
-        let mut all: Vec<_> = terminals.iter().collect();
-        all.sort_by_key(|(key, _)| key.text_order());
-        all
+        terminals.in_store_order().collect()
     }
 
     fn saved_copy(zone: &Zone, entries: &[(CodeKey, TerminalSigs)]) -> Result<Prepared, Slab> {

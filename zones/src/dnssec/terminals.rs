@@ -71,14 +71,9 @@ impl Slab {
         self.entries.iter().map(|entry| entry.key)
     }
 
-    /// The code at `place`.
-    pub fn key(&self, place: u32) -> CodeKey {
-        self.entries[place as usize].key
-    }
-
     /// Each entry, by place.
     pub fn entries(&self) -> impl Iterator<Item = (CodeKey, TerminalSigs)> + '_ {
-        (0..self.entries.len() as u32).map(|place| (self.key(place), self.get(place)))
+        (self.keys().zip(0..)).map(|(key, place)| (key, self.get(place)))
     }
 
     /// The signatures at `place`.
@@ -87,11 +82,8 @@ impl Slab {
         TerminalSigs {
             hash: entry.hash,
             next: entry.next,
-            a: entry.has_a.then_some(entry.a),
-            aaaa: match entry.has_aaaa {
-                true => self.aaaa.get(&place).copied(),
-                false => None,
-            },
+            a: self.address_sig(place, false),
+            aaaa: self.address_sig(place, true),
             nsec3: entry.nsec3,
         }
     }
@@ -106,18 +98,16 @@ impl Slab {
         }
     }
 
-    /// When the first of the signatures of `entry`, at `place`, expires
-    /// ([`TerminalSigs::expiration`], without putting the entry together).
-    fn expiration(&self, place: u32, entry: &Entry) -> u32 {
-        let a = entry.has_a.then_some(entry.a.expiration);
-        let aaaa = match entry.has_aaaa {
-            true => self.aaaa.get(&place).map(|sig| sig.expiration),
-            false => None,
-        };
-        [a, aaaa]
+    /// When the first of the signatures at `place` expires ([`TerminalSigs::expiration`],
+    /// without putting the entry together).
+    fn expiration(&self, place: u32) -> u32 {
+        [false, true]
             .into_iter()
-            .flatten()
-            .fold(entry.nsec3.expiration, u32::min)
+            .filter_map(|aaaa| self.address_sig(place, aaaa))
+            .fold(
+                self.entries[place as usize].nsec3.expiration,
+                |first, sig| first.min(sig.expiration),
+            )
     }
 
     fn set(&mut self, place: u32, key: CodeKey, sigs: TerminalSigs) {
@@ -300,7 +290,7 @@ impl Terminals {
         let mut order: Vec<(u32, CodeKey)> = (self.slab.entries.iter().zip(free))
             .enumerate()
             .filter(|(_, (_, free))| !free)
-            .map(|(place, (entry, _))| (self.slab.expiration(place as u32, entry), entry.key))
+            .map(|(place, (entry, _))| (self.slab.expiration(place as u32), entry.key))
             .collect();
         order.sort_unstable();
         order.into_iter().collect()

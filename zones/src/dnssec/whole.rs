@@ -55,9 +55,7 @@ pub fn sign_zone(
     online.sort_unstable_by_key(|(key, _)| *key);
     // The stored entries' places by code (the slab stays where it is: it becomes the
     // published one); a code that came twice keeps one place.
-    let mut order: Vec<(CodeKey, u32)> = (0..stored.len() as u32)
-        .map(|place| (stored.key(place), place))
-        .collect();
+    let mut order: Vec<(CodeKey, u32)> = stored.keys().zip(0..).collect();
     order.sort_unstable();
     order.dedup_by_key(|(key, _)| *key);
     // Each online terminal's place in `stored`; the signatures of terminals gone offline
