@@ -136,7 +136,7 @@ impl FastPath {
         };
         // Signed answers (DO set, the zone signed): the addresses the signed zone holds and
         // their stored RRSIG; anything without one (a negative answer) takes the full path.
-        if q.dnssec_ok && view.signatures_pending() {
+        if q.dnssec_ok && view.signed_answers_pending() {
             return Fast::Declined;
         }
         let signed = view.signed().filter(|_| q.dnssec_ok);

@@ -60,7 +60,7 @@ pub fn answer(zone: &Zone, view: &View, question: &Question<'_>, now: u64, reply
     let signed = view.signed().filter(|_| question.dnssec_ok);
     let place = zone.place(qname);
     let inside = !matches!(place, NamePlace::Outside);
-    if question.dnssec_ok && view.signatures_pending() && inside {
+    if question.dnssec_ok && view.signed_answers_pending() && inside {
         // The signatures are being read at start-up: not ready (as BIND and Knot answer for
         // a zone not loaded yet), never an unsigned answer to a query that wants them. The
         // Extended DNS Error says why, for a resolver's logs.

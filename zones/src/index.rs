@@ -31,7 +31,8 @@ pub struct View {
     /// The published signatures (DNSSEC on).
     signed: Option<SignedZone>,
     /// The zone is signed, but its signatures are not in force yet (the start-up reads
-    /// them): answers with DO and transfers wait.
+    /// them): transfers wait, and so do answers with DO unless `signed` answers them in
+    /// place meanwhile.
     signatures_pending: bool,
 }
 
@@ -109,6 +110,18 @@ impl View {
 
     pub(crate) fn set_signatures_pending(&mut self) {
         self.signatures_pending = true;
+    }
+
+    /// True while answers with DO cannot be given: the signatures are being read at
+    /// start-up, and are not answered from in place meanwhile.
+    pub fn signed_answers_pending(&self) -> bool {
+        self.signatures_pending && self.signed.is_none()
+    }
+
+    /// Answers with DO are given from `signed`, the signatures saved at the last stop read
+    /// in place, while they are read (see [`crate::dnssec::preview`]); transfers still wait.
+    pub(crate) fn set_in_place(&mut self, signed: SignedZone) {
+        self.signed = Some(signed);
     }
 
     pub(crate) fn set_signed(&mut self, signed: SignedZone) {

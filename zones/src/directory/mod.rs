@@ -253,17 +253,29 @@ impl Directory {
         }
         let next_seq = journal.next_seq();
         let mut view = View::new(serial, journal, snapshot.terminals);
-        // A signed zone's stored signatures are read on a second core meanwhile.
+        // A signed zone's stored signatures are read on a second core: beside the
+        // terminals' read, or after it when the copy saved at the last stop is answered
+        // from in place meanwhile, so that the terminals' read has the machine to itself.
         let terminals_read = Arc::new(AtomicBool::new(false));
-        let stored = signed_at.map(|_| {
+        let in_place = signed_at.and_then(|_| store.saved_in_place());
+        let mut read_stored = signed_at.map(|_| {
             let (store, zone, capacity) = (store.clone(), zone.clone(), snapshot.terminals);
             let terminals_read = terminals_read.clone();
-            std::thread::spawn(move || {
-                signing::stored_signatures(&store, &zone, capacity, &terminals_read)
-            })
+            move || {
+                std::thread::spawn(move || {
+                    signing::stored_signatures(&store, &zone, capacity, &terminals_read)
+                })
+            }
         });
+        let mut stored = match in_place {
+            None => read_stored.take().map(|read| read()),
+            Some(_) => None,
+        };
         store.scan_hot(|key, hot| view.insert(key, hot))?;
         terminals_read.store(true, Ordering::Release);
+        if let Some(read) = read_stored {
+            stored = Some(read());
+        }
         // Served unsigned since the signatures were stored, and changed meanwhile: none of
         // them is trusted.
         let unsigned_since = snapshot.unsigned_since;
@@ -279,11 +291,29 @@ impl Directory {
             }
             Some((now, stored)) => {
                 let keys = signing::keys_at_open(&store, now)?;
+                let signer = signing::signer_of(&keys, zone.origin())?;
+                let current = unsigned_since.is_none_or(|since| Some(since) == snapshot.serial);
                 view.set_signatures_pending();
+                let saved = in_place.filter(|_| current);
+                let looked_up = saved.is_some();
+                match saved.and_then(|saved| {
+                    signing::in_place_at_open(&store, &zone, &signer, saved, serial.0, now)
+                }) {
+                    Some(signed) => {
+                        tracing::info!(
+                            "answers with DO are given from the signatures saved at the stop, in place, until they are read"
+                        );
+                        view.set_in_place(signed);
+                    }
+                    None if looked_up => tracing::info!(
+                        "the signatures saved at the stop are not the zone's as it is now signed; answers with DO wait until they are read"
+                    ),
+                    None => {}
+                }
                 Some(signed_start::Parts {
                     stored,
-                    signer: signing::signer_of(&keys, zone.origin())?,
-                    current: unsigned_since.is_none_or(|since| Some(since) == snapshot.serial),
+                    signer,
+                    current,
                     unsigned_since,
                     now,
                     next_seq,

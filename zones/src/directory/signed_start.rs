@@ -139,7 +139,14 @@ impl SignedStart {
         // fit, the SOA's after a crash) changes the zone's content, so its serial moves and
         // secondaries take the new signatures.
         let stopped_at = directory.view().serial();
-        let soa = inner.store.soa_sig()?.filter(|(at, _)| *at == stopped_at);
+        // (Or the one made meanwhile, while answers were given from the copy saved at the
+        // stop in place: one signature is served at a serial.)
+        let soa = (inner.store.soa_sig()?)
+            .filter(|(at, _)| *at == stopped_at)
+            .map(|(at, sig)| {
+                let made = || directory.view().signed()?.soa_signature_at(at);
+                (at, sig.or_else(made))
+            });
         let changed = !signed.changes.is_empty() || signed.statics.is_some() || soa.is_none();
         if let Some((at, Some(sig))) = soa.filter(|_| !changed) {
             signed.published.keep_soa_signature(at, sig);

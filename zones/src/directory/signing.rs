@@ -3,12 +3,15 @@
 //! a reset (an import's commit, a new static zone) changes much at once.
 
 use super::*;
+use crate::dnssec::preview::{self, Preview};
 use crate::dnssec::resume::{self, Resumed};
 use crate::dnssec::staging::terminal_hash;
+use crate::dnssec::statics::Statics;
 use crate::dnssec::statics::StoredStatics;
 use crate::dnssec::terminals::Slab;
 use crate::dnssec::whole::{self, Whole};
 use crate::dnssec::{SignedDelta, SignedZone, Signer, Staging, ZoneKey};
+use crate::store::InPlace;
 
 /// The writer's signing state, and the published one built with it.
 pub(super) struct Signing {
@@ -337,6 +340,42 @@ pub(super) fn signer_of(keys: &[ZoneKey], origin: &Name) -> Result<Arc<Signer>, 
     Signer::new(keys, origin)
         .map(Arc::new)
         .map_err(|e| StoreError::Signing(e.to_string()))
+}
+
+/// The signed zone answered in place from the copy saved at the last stop, `saved`, while a
+/// signed start reads it whole: when it is the zone as that stop left it at `serial`, with
+/// every signature holding for [`preview::MARGIN`] past `now` (see [`crate::dnssec::preview`]).
+pub(super) fn in_place_at_open(
+    store: &Store,
+    zone: &Zone,
+    signer: &Arc<Signer>,
+    saved: InPlace,
+    serial: u32,
+    now: u64,
+) -> Option<SignedZone> {
+    let until = (now as u32).wrapping_add(preview::MARGIN);
+    let statics = Statics::of(zone);
+    let preview = Preview::new(Box::new(saved), &statics, signer.key_tag(), until)?;
+    // The SOA's signature kept at the stop; none when none was asked for at that serial
+    // (then it is made when first asked for, as it would have been).
+    let soa = match store.soa_sig().ok()?? {
+        (at, Some(sig)) if at == serial && sig.expiration >= until => Some((at, sig)),
+        (at, None) if at == serial => None,
+        _ => return None,
+    };
+    let signed_statics =
+        (store.static_sigs().ok()??).fitting(&zone.fingerprint(), signer, &statics)?;
+    if !preview.fits(&statics, &signed_statics, until) {
+        return None;
+    }
+    Some(SignedZone::in_place(
+        signer.clone(),
+        statics,
+        signed_statics,
+        preview,
+        zone,
+        soa,
+    ))
 }
 
 /// Where a signed start took the terminals' signatures from.

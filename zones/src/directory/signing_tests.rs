@@ -563,3 +563,104 @@ async fn a_signed_restart_after_a_stop_keeps_the_serial_and_every_signature() {
     assert_ne!(dir.inner.store.static_sigs().unwrap(), statics);
     check_consistent(&dir, later);
 }
+
+/// What a battery of answers with DO reads from the published signatures at `now`: each
+/// terminal's existence and its A RRset's RRSIG, a NODATA proof, NXDOMAIN proofs around and
+/// beyond the terminals, and the DNSKEY's RRSIG.
+fn signed_answers(dir: &Directory, now: u64) -> Vec<Record> {
+    let zone = dir.zone();
+    let view = dir.view();
+    let signed = view.signed().expect("answers with DO are given");
+    let mut records = Vec::new();
+    let mut entries: Vec<_> = view.entries().collect();
+    entries.sort_unstable_by_key(|(key, _)| *key);
+    for (key, hot) in entries {
+        let owner = crate::dnssec::staging::terminal_owner(&zone, &key.to_code());
+        assert_eq!(signed.exists(&owner), !hot.addresses.is_empty());
+        let rrset = crate::update::address_records(&owner, &hot.addresses, RecordType::A);
+        if !rrset.is_empty() {
+            records.push(signed.rrsig(&zone, &rrset, now).expect("an RRSIG"));
+            records.extend(signed.nodata(&zone, &owner));
+        }
+    }
+    for name in ["7500", "7503", "7599", "1", "99999999", "x.7501", "nothing"] {
+        let name = Name::from_ascii(name)
+            .unwrap()
+            .append_domain(zone.origin())
+            .unwrap();
+        if !signed.exists(&name) {
+            records.extend(signed.nxdomain(&zone, &name));
+        }
+    }
+    let dnskeys = signed.dnskey_records(&zone);
+    records.extend(signed.rrsig(&zone, &dnskeys, now));
+    records
+}
+
+/// A signed start after a stop used to refuse every answer with DO until the copy saved at
+/// the stop was read whole and the signed zone built in memory, and read that copy on the
+/// second core beside the terminals' read, which it slowed. Now the copy is looked up in
+/// place as soon as the terminals are read: answers with DO are given at once, the same as
+/// once the signed zone is in memory; transfers still wait, and a copy that a later commit
+/// made stale is not looked up.
+#[tokio::test]
+async fn a_signed_start_after_a_stop_answers_with_do_in_place_until_its_signatures_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_signed(tmp.path(), T);
+    online_fleet(&dir, 7500, 12).await;
+    dir.unregister(&"7503".parse().unwrap(), T).await.unwrap();
+    dir.register(registration("7590", "acme", "00aabbccddee"), T)
+        .await
+        .unwrap();
+    let before_stop = signed_answers(&dir, T + 10);
+    dir.keep_signatures().await.unwrap();
+    drop(dir);
+
+    let (dir, start) = Directory::open_signing(
+        tmp.path(),
+        Zone::embedded_default(),
+        Limits::default(),
+        T + 20,
+    )
+    .unwrap();
+    let in_place = {
+        let view = dir.view();
+        assert!(view.signatures_pending(), "transfers wait");
+        assert!(!view.signed_answers_pending(), "answers with DO do not");
+        let signed = view.signed().expect("answered in place");
+        assert!(signed.nsec3_chain(&dir.zone()).is_empty());
+        drop(view);
+        signed_answers(&dir, T + 20)
+    };
+    assert_eq!(in_place.len(), before_stop.len());
+    for (at, (got, want)) in in_place.iter().zip(&before_stop).enumerate() {
+        assert_eq!(
+            got, want,
+            "answer record {at}: the zone as the stop left it"
+        );
+    }
+    // No SOA signature was asked for before the stop: the one made in place is kept.
+    let soa = soa_signature(&dir, T + 20);
+    assert_eq!(start.finish().unwrap(), SignaturesFrom::Saved);
+    assert!(!dir.view().signatures_pending());
+    assert_eq!(signed_answers(&dir, T + 20), in_place);
+    assert_eq!(soa_signature(&dir, T + 20), soa);
+    check_consistent(&dir, T + 20);
+
+    // Saved again, then changed: the copy is stale, and answers with DO wait.
+    dir.keep_signatures().await.unwrap();
+    update_a(&dir, "7501", [198, 51, 100, 7], T + 30, 80)
+        .await
+        .unwrap();
+    drop(dir);
+    let (dir, start) = Directory::open_signing(
+        tmp.path(),
+        Zone::embedded_default(),
+        Limits::default(),
+        T + 40,
+    )
+    .unwrap();
+    assert!(dir.view().signed_answers_pending() && dir.view().signed().is_none());
+    assert_eq!(start.finish().unwrap(), SignaturesFrom::Table);
+    check_consistent(&dir, T + 40);
+}

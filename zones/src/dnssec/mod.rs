@@ -46,6 +46,7 @@ use crate::identity::CodeKey;
 pub mod chain;
 pub mod key;
 pub mod nsec3;
+pub mod preview;
 pub mod resume;
 pub mod sign;
 pub mod signed;

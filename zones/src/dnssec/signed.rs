@@ -8,6 +8,7 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::chain::Chain;
 use super::nsec3::{self, Hash};
+use super::preview::Preview;
 use super::sign::{Sig, SignError, Signer};
 use super::staging::{SignedDelta, Staging};
 use super::statics::{self, SignedStatic, Statics};
@@ -22,8 +23,8 @@ pub struct SignedZone {
     signer: Arc<Signer>,
     statics: Statics,
     signed_statics: Vec<SignedStatic>,
-    chain: Chain<Owner>,
-    terminals: Terminals,
+    /// The chain and the terminals' signatures.
+    source: Source,
     /// The SOA's signature, and the serial it covers: made when first asked for at a new
     /// serial (one signature per published serial at most, not per change), and again
     /// when it nears its expiration.
@@ -39,6 +40,59 @@ pub struct SignedZone {
     history: VecDeque<Step>,
     /// How many terminals' signatures `history` holds.
     history_terminals: usize,
+}
+
+/// Where the chain and the terminals' signatures are read.
+#[derive(Debug)]
+enum Source {
+    /// In memory: what changes as the zone changes.
+    Memory {
+        chain: Chain<Owner>,
+        terminals: Terminals,
+    },
+    /// In place, in the copy saved at the last stop, while a signed start reads it whole
+    /// (see [`super::preview`]): nothing changes meanwhile.
+    Saved(Preview),
+}
+
+impl Source {
+    fn terminal(&self, key: &CodeKey) -> Option<TerminalSigs> {
+        match self {
+            Self::Memory { terminals, .. } => terminals.get(key),
+            Self::Saved(preview) => preview.terminal(*key),
+        }
+    }
+
+    fn address_sig(&self, key: &CodeKey, aaaa: bool) -> Option<Sig> {
+        match self {
+            Self::Memory { terminals, .. } => terminals.address_sig(key, aaaa),
+            Self::Saved(preview) => {
+                let sigs = preview.terminal(*key)?;
+                if aaaa { sigs.aaaa } else { sigs.a }
+            }
+        }
+    }
+
+    fn owner(&self, hash: &Hash) -> Option<Owner> {
+        match self {
+            Self::Memory { chain, .. } => chain.get(hash),
+            Self::Saved(preview) => preview.get(hash),
+        }
+    }
+
+    fn before(&self, hash: &Hash) -> Option<(Hash, Owner)> {
+        match self {
+            Self::Memory { chain, .. } => chain.before(hash),
+            Self::Saved(preview) => preview.before(hash),
+        }
+    }
+
+    fn memory(&self) -> Option<(&Chain<Owner>, &Terminals)> {
+        match self {
+            Self::Memory { chain, terminals } => Some((chain, terminals)),
+            Self::Saved(_) => None,
+        }
+    }
 }
 
 /// One published change's signatures as they were before it.
@@ -83,6 +137,47 @@ impl SignedZone {
         signed_statics: Vec<SignedStatic>,
         chain: Chain<Owner>,
     ) -> Self {
+        Self::of(
+            staging.signer().clone(),
+            staging.statics().clone(),
+            signed_statics,
+            Source::Memory { chain, terminals },
+            zone,
+        )
+    }
+
+    /// The signed zone answered in place from the copy saved at the last stop, `preview`,
+    /// with the static names' signatures, `signed_statics`, and the SOA's, `soa`, kept at
+    /// that stop if one was made (see [`super::preview`]): until the signed zone in memory
+    /// replaces it.
+    pub fn in_place(
+        signer: Arc<Signer>,
+        statics: Statics,
+        signed_statics: Vec<SignedStatic>,
+        preview: Preview,
+        zone: &Zone,
+        soa: Option<(u32, Sig)>,
+    ) -> Self {
+        let signed = Self::of(
+            signer,
+            statics,
+            signed_statics,
+            Source::Saved(preview),
+            zone,
+        );
+        if let Some((serial, sig)) = soa {
+            signed.keep_soa_signature(serial, sig);
+        }
+        signed
+    }
+
+    fn of(
+        signer: Arc<Signer>,
+        statics: Statics,
+        signed_statics: Vec<SignedStatic>,
+        source: Source,
+        zone: &Zone,
+    ) -> Self {
         let unsigned = Sig {
             inception: 0,
             expiration: 0,
@@ -90,11 +185,10 @@ impl SignedZone {
             signature: [0; 64],
         };
         Self {
-            signer: staging.signer().clone(),
-            statics: staging.statics().clone(),
+            signer,
+            statics,
             signed_statics,
-            chain,
-            terminals,
+            source,
             soa: arc_swap::ArcSwap::from_pointee((0, unsigned)),
             negative_ttl: zone.negative_ttl(),
             compact: std::sync::Mutex::new(HashMap::new()),
@@ -134,18 +228,25 @@ impl SignedZone {
     /// at a stop, in the order the next start reads the terminals (see
     /// [`super::resume`]).
     pub fn terminals_in_store_order(&self) -> impl Iterator<Item = (CodeKey, TerminalSigs)> + '_ {
-        self.terminals.in_store_order()
+        (self.source.memory().into_iter()).flat_map(|(_, terminals)| terminals.in_store_order())
     }
 
     /// Each terminal by its earliest signature expiration, soonest first (the staging's
     /// refresh order).
     pub fn expiry_order(&self) -> std::collections::BTreeSet<(u32, CodeKey)> {
-        self.terminals.expiry_order()
+        (self.source.memory())
+            .map(|(_, terminals)| terminals.expiry_order())
+            .unwrap_or_default()
     }
 
     /// Applies the signatures of the change that moved the zone to serial `to`, as it is
     /// published.
     pub fn apply(&mut self, mut delta: SignedDelta, to: u32) {
+        let Source::Memory { chain, terminals } = &mut self.source else {
+            // The signed start holds the writer lock while it answers in place.
+            tracing::error!("a change was published while the signatures were read in place");
+            return;
+        };
         self.history_terminals += delta.before.len();
         while self.history.len() >= HISTORY || self.history_terminals > HISTORY_TERMINALS {
             let Some(oldest) = self.history.pop_front() else {
@@ -171,17 +272,16 @@ impl SignedZone {
             match sigs {
                 Some(sigs) => {
                     // An address change of a terminal in the zone leaves the chain as it is.
-                    if self
-                        .terminals
+                    if terminals
                         .insert(key, sigs)
                         .is_none_or(|old| old.hash != sigs.hash)
                     {
-                        self.chain.insert(sigs.hash, Owner::Terminal(key));
+                        chain.insert(sigs.hash, Owner::Terminal(key));
                     }
                 }
                 None => {
-                    if let Some(old) = self.terminals.remove(&key) {
-                        self.chain.remove(&old.hash);
+                    if let Some(old) = terminals.remove(&key) {
+                        chain.remove(&old.hash);
                     }
                 }
             }
@@ -200,12 +300,12 @@ impl SignedZone {
     }
 
     pub fn terminal(&self, key: CodeKey) -> Option<TerminalSigs> {
-        self.terminals.get(&key)
+        self.source.terminal(&key)
     }
 
     /// The RRSIG over `key`'s A RRset, or over its AAAA one (`aaaa`), if it has one.
     pub fn address_sig(&self, key: CodeKey, aaaa: bool) -> Option<Sig> {
-        self.terminals.address_sig(&key, aaaa)
+        self.source.address_sig(&key, aaaa)
     }
 
     /// The DNSKEY RRset.
@@ -224,8 +324,8 @@ impl SignedZone {
             self.soa_sig(first, now)?
         } else if let Some(key) = terminal_key(zone, owner) {
             match rtype {
-                RecordType::A => self.terminals.address_sig(&key, false)?,
-                RecordType::AAAA => self.terminals.address_sig(&key, true)?,
+                RecordType::A => self.source.address_sig(&key, false)?,
+                RecordType::AAAA => self.source.address_sig(&key, true)?,
                 _ => return None,
             }
         } else {
@@ -409,7 +509,7 @@ impl SignedZone {
 
     /// True when `name` is in the signed zone (it owns records, or names below it do).
     pub fn exists(&self, name: &Name) -> bool {
-        self.chain.get(&nsec3::hash(name)).is_some()
+        self.source.owner(&nsec3::hash(name)).is_some()
     }
 
     /// The proof that `name` owns no RRset of the asked type (it exists): its NSEC3.
@@ -451,8 +551,12 @@ impl SignedZone {
     /// Every NSEC3 record of the chain, each followed by its RRSIG, in hash order (for
     /// zone transfers).
     pub fn nsec3_chain(&self, zone: &Zone) -> Vec<Record> {
-        let mut records = Vec::with_capacity(self.chain.len() * 2);
-        for (hash, owner) in self.chain.iter() {
+        // Transfers wait for the signed zone in memory.
+        let Some((chain, _)) = self.source.memory() else {
+            return Vec::new();
+        };
+        let mut records = Vec::with_capacity(chain.len() * 2);
+        for (hash, owner) in chain.iter() {
             records.extend(self.nsec3_records(zone, hash, *owner));
         }
         records
@@ -460,13 +564,13 @@ impl SignedZone {
 
     /// The NSEC3 at `hash` and its RRSIG, if `hash` is in the chain.
     fn matching(&self, zone: &Zone, hash: &Hash) -> Option<Vec<Record>> {
-        let owner = self.chain.get(hash)?;
+        let owner = self.source.owner(hash)?;
         Some(self.nsec3_records(zone, hash, owner))
     }
 
     /// The NSEC3 whose span covers `hash` (not in the chain), and its RRSIG.
     fn covering(&self, zone: &Zone, hash: &Hash) -> Vec<Record> {
-        match self.chain.before(hash) {
+        match self.source.before(hash) {
             Some((at, owner)) => self.nsec3_records(zone, &at, owner),
             None => Vec::new(),
         }
@@ -475,7 +579,7 @@ impl SignedZone {
     fn nsec3_records(&self, zone: &Zone, hash: &Hash, owner: Owner) -> Vec<Record> {
         let (next, types, sig) = match owner {
             Owner::Terminal(key) => {
-                let Some(sigs) = self.terminals.get(&key) else {
+                let Some(sigs) = self.source.terminal(&key) else {
                     return Vec::new();
                 };
                 (sigs.next, sigs.types(), sigs.nsec3)

@@ -67,8 +67,10 @@ use crate::model::{Addresses, Entry, Hot, Presence, Terminal};
 use crate::observe::FlushObserver;
 
 mod batch;
+mod in_place;
 mod saved;
 
+pub use in_place::InPlace;
 pub use saved::SavedId;
 
 use batch::{Staged, Table, Writes};
@@ -485,6 +487,19 @@ impl Store {
                 tracing::info!(%reason, "the signatures saved at the stop are not used; reading the store's table");
             })
             .is_ok()
+    }
+
+    /// The copy saved at the last stop, open to be looked up in place (see [`in_place`]),
+    /// when no commit came after it; `None` otherwise. Its checksum is checked by
+    /// [`Store::saved_signatures`], which reads it whole.
+    pub fn saved_in_place(&self) -> Option<InPlace> {
+        let id = self.meta(SAVED_KEY).ok()??;
+        let id = <SavedId>::try_from(id.as_slice()).ok()?;
+        InPlace::open(&self.dir.join(saved::FILE_NAME), &id)
+            .inspect_err(
+                |e| tracing::debug!(error = %e, "the saved signatures are not looked up in place"),
+            )
+            .ok()
     }
 
     /// After a commit that removed the record of the saved copy: the copy is no longer the

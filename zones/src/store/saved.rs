@@ -1,6 +1,6 @@
 //! The terminals' signatures saved at a clean stop, `DIR/signatures.saved`: one file read in
 //! large blocks at the next start, instead of a million rows of the `signed` table decoded
-//! one by one.
+//! one by one, and looked up in place meanwhile (see [`super::in_place`]).
 //!
 //! The `signed` table stays what is durable; this file is a copy, taken only when it is
 //! whole and when it is the table as the store last left it:
@@ -17,7 +17,11 @@
 //! records  code key (u64)  hash (20)  next (20)  families (u8: 1 A, 2 AAAA)
 //!          NSEC3 RRSIG, then the A and AAAA RRSIGs it has
 //!          (an RRSIG: inception u32, expiration u32, key tag u16, signature 64 bytes)
-//! trailer  records (u64)  CRC-32 of everything before it (u32)
+//! by code  for each record in the order of code keys: code key (u64), offset (u64)
+//! by hash  for each record in the order of hashes: hash (20), offset (u64)
+//! trailer  records (u64)  offset of "by code" (u64)  the earliest expiration (u32)
+//!          the key tag of every signature (u32; NO_KEY_TAG when they differ or are none)
+//!          CRC-32 of everything before it (u32)
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -35,13 +39,18 @@ pub const FILE_NAME: &str = "signatures.saved";
 pub type SavedId = [u8; 16];
 
 const MAGIC: &[u8; 8] = b"DIALSIG\0";
-const FORMAT: u32 = 1;
-const HEADER: usize = 8 + 4 + 16;
-const TRAILER: usize = 8 + 4;
+const FORMAT: u32 = 2;
+pub(super) const HEADER: usize = 8 + 4 + 16;
+pub(super) const TRAILER: usize = 8 + 8 + 4 + 4 + 4;
 const SIG: usize = 4 + 4 + 2 + 64;
 /// A record with its NSEC3 signature and no address signature.
 const RECORD_MIN: usize = 8 + 20 + 20 + 1 + SIG;
-const RECORD_MAX: usize = RECORD_MIN + 2 * SIG;
+pub(super) const RECORD_MAX: usize = RECORD_MIN + 2 * SIG;
+/// An entry of the records by code, and by hash.
+pub(super) const BY_CODE: usize = 8 + 8;
+pub(super) const BY_HASH: usize = 20 + 8;
+/// In the trailer: the signatures were made by more than one key (or there are none).
+pub(super) const NO_KEY_TAG: u32 = u32::MAX;
 /// Read at a time.
 const BLOCK: usize = 4 << 20;
 
@@ -90,19 +99,121 @@ fn write_to(
     out.write_all(&FORMAT.to_le_bytes())?;
     out.write_all(id)?;
     let mut record = Vec::with_capacity(RECORD_MAX);
-    let mut count = 0u64;
+    let mut offset = HEADER as u64;
+    let mut by_code: Vec<(u64, u64)> = Vec::new();
+    let mut by_hash: Vec<([u8; 20], u64)> = Vec::new();
+    let mut signed = Signed::default();
     for (key, sigs) in entries {
         record.clear();
         encode(&mut record, key, &sigs);
         out.write_all(&record)?;
-        count += 1;
+        by_code.push((key.to_bits(), offset));
+        by_hash.push((sigs.hash, offset));
+        signed.add(&sigs);
+        offset += record.len() as u64;
     }
-    out.write_all(&count.to_le_bytes())?;
+    by_code.sort_unstable();
+    by_hash.sort_unstable();
+    for (key, at) in &by_code {
+        out.write_all(&key.to_le_bytes())?;
+        out.write_all(&at.to_le_bytes())?;
+    }
+    for (hash, at) in &by_hash {
+        out.write_all(hash)?;
+        out.write_all(&at.to_le_bytes())?;
+    }
+    let trailer = Trailer {
+        records: by_code.len() as u64,
+        by_code_at: offset,
+        expires: if signed.seen {
+            signed.expires
+        } else {
+            u32::MAX
+        },
+        key_tag: signed.key_tag.unwrap_or(NO_KEY_TAG),
+    };
+    out.write_all(&trailer.encode()[..TRAILER - 4])?;
     let crc = out.crc.finalize();
     let mut inner = out.inner;
     inner.write_all(&crc.to_le_bytes())?;
     inner.into_inner().map_err(|e| e.into_error())?;
     Ok(())
+}
+
+/// What the trailer says of the records, beside their checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Trailer {
+    pub records: u64,
+    /// Where the records by code start (and the records end).
+    pub by_code_at: u64,
+    /// The earliest expiration of all the signatures (`u32::MAX` with none).
+    pub expires: u32,
+    /// The key tag of every signature, or [`NO_KEY_TAG`].
+    pub key_tag: u32,
+}
+
+impl Trailer {
+    fn encode(&self) -> [u8; TRAILER] {
+        let mut out = [0u8; TRAILER];
+        out[..8].copy_from_slice(&self.records.to_le_bytes());
+        out[8..16].copy_from_slice(&self.by_code_at.to_le_bytes());
+        out[16..20].copy_from_slice(&self.expires.to_le_bytes());
+        out[20..24].copy_from_slice(&self.key_tag.to_le_bytes());
+        out
+    }
+
+    /// The trailer of a file `len` bytes long, and its CRC; refused when its sections
+    /// cannot fit the file.
+    pub(super) fn decode(bytes: &[u8; TRAILER], len: u64) -> Result<(Self, u32), SavedError> {
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4"));
+        let trailer = Self {
+            records: u64_at(0),
+            by_code_at: u64_at(8),
+            expires: u32_at(16),
+            key_tag: u32_at(20),
+        };
+        let sections = trailer
+            .records
+            .checked_mul((BY_CODE + BY_HASH) as u64)
+            .and_then(|s| s.checked_add(trailer.by_code_at))
+            .and_then(|s| s.checked_add(TRAILER as u64));
+        if trailer.by_code_at < HEADER as u64 || sections != Some(len) {
+            return Err(SavedError::Damaged("its sections do not fit its length"));
+        }
+        Ok((trailer, u32_at(24)))
+    }
+
+    /// Where the records by hash start.
+    pub(super) fn by_hash_at(&self) -> u64 {
+        self.by_code_at + self.records * BY_CODE as u64
+    }
+}
+
+/// The earliest expiration and the key tag of the signatures seen.
+#[derive(Default)]
+struct Signed {
+    expires: u32,
+    key_tag: Option<u32>,
+    seen: bool,
+}
+
+impl Signed {
+    fn add(&mut self, sigs: &TerminalSigs) {
+        for sig in [Some(sigs.nsec3), sigs.a, sigs.aaaa].iter().flatten() {
+            let tag = u32::from(sig.key_tag);
+            match self.seen {
+                false => (self.expires, self.key_tag) = (sig.expiration, Some(tag)),
+                true => {
+                    self.expires = self.expires.min(sig.expiration);
+                    if self.key_tag != Some(tag) {
+                        self.key_tag = Some(NO_KEY_TAG);
+                    }
+                }
+            }
+            self.seen = true;
+        }
+    }
 }
 
 /// Each entry of the copy at `path` saved with `id` to `each`, in the order they were
@@ -120,22 +231,16 @@ pub fn read(
     }
     let mut header = [0u8; HEADER];
     file.read_exact(&mut header)?;
-    if &header[..8] != MAGIC || header[8..12] != FORMAT.to_le_bytes() {
-        return Err(SavedError::Damaged("not a copy of this format"));
-    }
-    if header[12..] != id[..] {
-        return Err(SavedError::Stale);
-    }
+    check_header(&header, id)?;
     let mut trailer = [0u8; TRAILER];
     file.seek(SeekFrom::Start((len - TRAILER) as u64))?;
     file.read_exact(&mut trailer)?;
     file.seek(SeekFrom::Start(HEADER as u64))?;
-    let count = u64::from_le_bytes(trailer[..8].try_into().expect("8 bytes"));
-    let stored_crc = u32::from_le_bytes(trailer[8..].try_into().expect("4 bytes"));
+    let (sections, stored_crc) = Trailer::decode(&trailer, len as u64)?;
 
     let mut crc = crc32fast::Hasher::new();
     crc.update(&header);
-    let mut left = len - HEADER - TRAILER;
+    let mut left = sections.by_code_at as usize - HEADER;
     let mut entries = 0u64;
     let mut block = vec![0u8; BLOCK + RECORD_MAX];
     // Bytes of `block` read and not yet decoded: `block[start..end]`.
@@ -160,14 +265,33 @@ pub fn read(
     if start != end {
         return Err(SavedError::Damaged("ends inside a record"));
     }
-    crc.update(&trailer[..8]);
+    // The records by code and by hash: summed only (they serve lookups in place).
+    let mut left = len - TRAILER - sections.by_code_at as usize;
+    while left > 0 {
+        let want = left.min(block.len());
+        file.read_exact(&mut block[..want])?;
+        crc.update(&block[..want]);
+        left -= want;
+    }
+    crc.update(&trailer[..TRAILER - 4]);
     if crc.finalize() != stored_crc {
         return Err(SavedError::Damaged("its checksum does not match"));
     }
-    if entries != count {
+    if entries != sections.records {
         return Err(SavedError::Damaged("it holds another number of records"));
     }
     Ok(entries)
+}
+
+/// Refuses a header of another format, or of a copy saved with another id than `id`.
+pub(super) fn check_header(header: &[u8; HEADER], id: &SavedId) -> Result<(), SavedError> {
+    if &header[..8] != MAGIC || header[8..12] != FORMAT.to_le_bytes() {
+        return Err(SavedError::Damaged("not a copy of this format"));
+    }
+    if header[12..] != id[..] {
+        return Err(SavedError::Stale);
+    }
+    Ok(())
 }
 
 /// A writer that sums what goes through it.
@@ -202,15 +326,15 @@ fn encode(out: &mut Vec<u8>, key: CodeKey, sigs: &TerminalSigs) {
 }
 
 /// One record, decoded.
-struct Record {
-    key: CodeKey,
-    sigs: TerminalSigs,
+pub(super) struct Record {
+    pub key: CodeKey,
+    pub sigs: TerminalSigs,
     /// Its length in the file.
     len: usize,
 }
 
 /// The record at the start of `bytes`; `None` when `bytes` holds only part of one.
-fn decode(bytes: &[u8]) -> Result<Option<Record>, SavedError> {
+pub(super) fn decode(bytes: &[u8]) -> Result<Option<Record>, SavedError> {
     if bytes.len() < RECORD_MIN {
         return Ok(None);
     }
