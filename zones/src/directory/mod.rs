@@ -201,7 +201,9 @@ impl Directory {
     /// Opens a signed zone in two steps: this returns once the terminals are read, so that
     /// answers without DO are served at once, and the [`SignedStart`] puts the signed zone in
     /// force when its [`SignedStart::finish`] is run (on another thread). Until then answers
-    /// with DO are refused as not ready ([`View::signatures_pending`]), transfers wait for
+    /// with DO are given from the copy saved at the last clean stop, looked up in place,
+    /// when it is current, and refused as not ready otherwise
+    /// ([`View::signed_answers_pending`]); transfers wait for
     /// [`Directory::signatures_ready`], and every change waits for the writer lock. The key
     /// is made here, at the first such start.
     pub fn open_signing(

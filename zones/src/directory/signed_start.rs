@@ -1,14 +1,17 @@
 //! A signed zone's start in two steps. The open reads the terminals and returns, so that
-//! answers without DO are served at once; meanwhile the stored signatures are read on a
-//! second core (the copy saved at the last stop, with its chain and index built there too,
-//! when it is current; the store's table otherwise), and [`SignedStart::finish`] builds the
-//! signed zone from them (the NSEC3 chain, the index of signatures, what must be signed
-//! again), stores what it signed with a new serial (a restart after a stop signs nothing:
-//! the static names' signatures are stored, and the SOA's is kept at the stop, so the zone
-//! keeps its serial) and puts it all in force at once. Until then:
-//! - the view says [`View::signatures_pending`]: answers with DO are refused as not ready
-//!   (a resolver then asks again or elsewhere), never answered unsigned, and transfers
-//!   wait for the signatures (the server's handler);
+//! answers without DO are served at once; the stored signatures are read on a second core
+//! (after a clean stop, the copy saved then, once the terminals are read, with its chain
+//! and index built there too; the store's table otherwise, beside the terminals' read), and
+//! [`SignedStart::finish`] builds the signed zone from them (the NSEC3 chain, the index of
+//! signatures, what must be signed again), stores what it signed with a new serial (a
+//! restart after a stop signs nothing: the static names' signatures are stored, and the
+//! SOA's is kept at the stop, so the zone keeps its serial) and puts it all in force at
+//! once. Until then:
+//! - after a clean stop, answers with DO are given from the saved copy looked up in place
+//!   (see [`crate::dnssec::preview`]) when it is the zone as that stop left it;
+//! - otherwise the view says [`crate::index::View::signed_answers_pending`]: answers with DO are refused
+//!   as not ready (a resolver then asks again or elsewhere), never answered unsigned;
+//! - transfers wait for the signatures (the server's handler);
 //! - the writer lock is held, so every change waits, and nothing is staged that the signed
 //!   zone would not cover.
 //!

@@ -2,10 +2,13 @@
 //!
 //! ```text
 //!  Directory::open ─▶ keys from the store (generated at the first start with DNSSEC on)
-//!                  ─▶ resume: the stored signatures (the copy saved at the last clean
-//!                     stop, or the store's table), read with their chain and index built
-//!                     on a second core beside the terminals, checked against the terminals
-//!                     in one walk
+//!                  ─▶ preview: after a clean stop, the copy saved then answers with DO in
+//!                     place from the end of the terminals' read, until resume's zone is in
+//!                     force
+//!                  ─▶ resume: the stored signatures (that copy, read whole after the
+//!                     terminals; or the store's table, beside them), with their chain and
+//!                     index built on a second core, checked against the terminals in one
+//!                     walk
 //!                  ─▶ or, when the terminals are not those they are for (or the zone was
 //!                     changed while served unsigned), whole::sign_zone: joined with the
 //!                     terminals that publish addresses, the chain sorted once;
@@ -38,6 +41,7 @@
 //! - [`terminals`]: the published terminals' signatures, a slab indexed by code.
 //! - [`whole`]: signing the whole zone (first signing, repairs, refresh at open).
 //! - [`resume`]: the signed zone taken up again at a start from the stored signatures.
+//! - [`preview`]: answers at a start from the copy saved at the last stop, in place.
 
 use serde::{Deserialize, Serialize};
 

@@ -22,7 +22,8 @@
 //!
 //! Hot data is kept apart from cold data so that what every query needs stays small, and
 //! there is room for per-RRset signatures beside it later. At start-up only `hot` is read,
-//! (and `signed` with DNSSEC on, or its copy saved at the last stop, see [`saved`]) to
+//! (and `signed` with DNSSEC on, or its copy saved at the last stop, see [`saved`], which
+//! [`in_place`] looks up where it lies until it is read) to
 //! build the in-memory index; the rest is read when a
 //! request needs it. Point reads of a
 //! terminal see every staged change (durable or not: writers read here); scans see what
