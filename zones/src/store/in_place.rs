@@ -93,15 +93,21 @@ impl InPlace {
         }
     }
 
-    /// The entry `i` of the records by code: code key bits and offset.
+    /// The entry `i` of the records by code: code key bits and offset (`None` past the last).
     fn by_code(&self, i: u64) -> Option<(u64, u64)> {
+        if i >= self.trailer.records {
+            return None;
+        }
         let bytes: [u8; BY_CODE] = self.read_at(self.trailer.by_code_at + i * BY_CODE as u64)?;
         let key = u64::from_le_bytes(bytes[..8].try_into().expect("8"));
         Some((key, u64::from_le_bytes(bytes[8..].try_into().expect("8"))))
     }
 
-    /// The entry `i` of the records by hash: hash and offset.
+    /// The entry `i` of the records by hash: hash and offset (`None` past the last).
     fn by_hash(&self, i: u64) -> Option<(Hash, u64)> {
+        if i >= self.trailer.records {
+            return None;
+        }
         let bytes: [u8; BY_HASH] = self.read_at(self.trailer.by_hash_at() + i * BY_HASH as u64)?;
         let hash = bytes[..20].try_into().expect("20");
         Some((hash, u64::from_le_bytes(bytes[20..].try_into().expect("8"))))
@@ -234,6 +240,11 @@ mod tests {
             }
             let absent = CodeKey::from_digits(b"69999").unwrap();
             assert_eq!(saved.terminal(absent), None);
+            assert_eq!(saved.hash_at(u64::from(n)), None);
+            assert!(
+                !saved.damaged.load(Ordering::Relaxed),
+                "nothing read was damaged"
+            );
 
             let chain: Chain<Owner> = (written.iter())
                 .map(|(key, sigs)| (sigs.hash, Owner::Terminal(*key)))
