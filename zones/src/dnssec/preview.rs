@@ -35,7 +35,7 @@ pub trait SavedSigs: Send + Sync + std::fmt::Debug {
     /// A terminal's signatures.
     fn terminal(&self, key: CodeKey) -> Option<TerminalSigs>;
     /// In the order of hashes, the place of the first terminal whose hash is not below
-    /// `hash` (`len` when there is none).
+    /// `hash` (`count` when there is none).
     fn lower_bound(&self, hash: &Hash) -> Option<u64>;
     /// The hash at a place in the order of hashes.
     fn hash_at(&self, place: u64) -> Option<Hash>;
