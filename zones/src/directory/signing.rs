@@ -6,7 +6,7 @@ use super::*;
 use crate::dnssec::preview::{self, Preview};
 use crate::dnssec::resume::{self, Resumed};
 use crate::dnssec::staging::terminal_hash;
-use crate::dnssec::statics::{Statics, StoredStatics};
+use crate::dnssec::statics::{self, Statics, StoredStatics};
 use crate::dnssec::terminals::Slab;
 use crate::dnssec::whole::{self, Whole};
 use crate::dnssec::{SignedDelta, SignedZone, Signer, Staging, ZoneKey};
@@ -364,7 +364,7 @@ pub(super) fn in_place_at_open(
     };
     let signed_statics =
         (store.static_sigs().ok()??).fitting(&zone.fingerprint(), signer, &statics)?;
-    if !preview.fits(&statics, &signed_statics, until) {
+    if !statics::fit_chain(&signed_statics, &statics, |h| preview.next(h), until) {
         return None;
     }
     Some(SignedZone::in_place(

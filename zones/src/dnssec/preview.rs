@@ -16,7 +16,7 @@
 //! transfers wait for the signed zone in memory, which holds the whole chain to send.
 
 use super::nsec3::Hash;
-use super::statics::{SignedStatic, Statics};
+use super::statics::Statics;
 use super::{Owner, TerminalSigs};
 use crate::identity::CodeKey;
 
@@ -72,15 +72,6 @@ impl Preview {
             saved,
             statics: hashes,
         })
-    }
-
-    /// True when `stored`, the static names' signatures as stored, are those this chain
-    /// needs: their NSEC3s name its next hashes, and they hold until `until`.
-    pub fn fits(&self, statics: &Statics, stored: &[SignedStatic], until: u32) -> bool {
-        stored.len() == statics.names.len()
-            && stored.iter().zip(&statics.names).all(|(signed, name)| {
-                self.next(&name.hash) == Some(signed.next) && signed.expiration() >= until
-            })
     }
 
     pub fn terminal(&self, key: CodeKey) -> Option<TerminalSigs> {

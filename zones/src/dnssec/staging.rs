@@ -354,10 +354,7 @@ impl Staging {
         let kept = stored
             .and_then(|stored| stored.fitting(fingerprint, &self.signer, &self.statics))
             .filter(|signed| {
-                signed
-                    .iter()
-                    .zip(&self.statics.names)
-                    .all(|(s, name)| s.next == self.next(&name.hash) && s.expiration() >= horizon)
+                statics::fit_chain(signed, &self.statics, |h| Some(self.next(h)), horizon)
             });
         match kept {
             Some(signed) => {

@@ -98,6 +98,19 @@ impl SignedStatic {
     }
 }
 
+/// True when `signed`, the static names' signatures by place in `statics`, name the next
+/// hashes of a chain (`next`: the hash after one in it) and all hold until `until`: stored
+/// ones that can be served again with that chain.
+pub fn fit_chain(
+    signed: &[SignedStatic],
+    statics: &Statics,
+    next: impl Fn(&Hash) -> Option<Hash>,
+    until: u32,
+) -> bool {
+    (signed.iter().zip(&statics.names))
+        .all(|(s, name)| next(&name.hash) == Some(s.next) && s.expiration() >= until)
+}
+
 /// The static names' signatures as the store keeps them (`meta` `static_sigs`), with what
 /// they were made for: a restart serves them again, rather than new ones under the same
 /// serial, when they still fit.

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::saved::{
-    self, BY_CODE, BY_HASH, HEADER, NO_KEY_TAG, RECORD_MAX, SavedError, SavedId, TRAILER, Trailer,
+    self, BY_CODE, BY_HASH, HEADER, NO_KEY_TAG, RECORD_MAX, SavedError, SavedId, Trailer,
 };
 use crate::dnssec::preview::SavedSigs;
 use crate::dnssec::{Hash, TerminalSigs};
@@ -32,17 +32,7 @@ pub struct InPlace {
 impl InPlace {
     /// The copy at `path` saved with `id`: its header and trailer read and checked.
     pub(super) fn open(path: &Path, id: &SavedId) -> Result<Self, SavedError> {
-        let file = File::open(path)?;
-        let len = file.metadata()?.len();
-        if len < (HEADER + TRAILER) as u64 {
-            return Err(SavedError::Damaged("shorter than its header"));
-        }
-        let mut header = [0u8; HEADER];
-        file.read_exact_at(&mut header, 0)?;
-        saved::check_header(&header, id)?;
-        let mut trailer = [0u8; TRAILER];
-        file.read_exact_at(&mut trailer, len - TRAILER as u64)?;
-        let (trailer, _) = Trailer::decode(&trailer, len)?;
+        let (file, trailer, _) = saved::open(path, id)?;
         Ok(Self {
             file,
             trailer,
@@ -53,12 +43,13 @@ impl InPlace {
     /// The `N` bytes at `offset`, or `None` (the file cannot be read: said once).
     fn read_at<const N: usize>(&self, offset: u64) -> Option<[u8; N]> {
         let mut bytes = [0u8; N];
-        self.file
-            .read_exact_at(&mut bytes, offset)
-            .map_err(SavedError::Io)
-            .map(|()| bytes)
-            .map_err(|e| self.failed(e))
-            .ok()
+        match self.file.read_exact_at(&mut bytes, offset) {
+            Ok(()) => Some(bytes),
+            Err(e) => {
+                self.failed(SavedError::Io(e));
+                None
+            }
+        }
     }
 
     fn failed(&self, error: SavedError) {
@@ -177,6 +168,7 @@ impl SavedSigs for InPlace {
 
 #[cfg(test)]
 mod tests {
+    use super::super::saved::TRAILER;
     use super::*;
     use crate::dnssec::chain::Chain;
     use crate::dnssec::preview::Preview;

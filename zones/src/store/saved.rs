@@ -26,7 +26,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::dnssec::{Sig, TerminalSigs};
@@ -95,14 +95,15 @@ fn write_to(
         inner: BufWriter::with_capacity(1 << 20, file),
         crc: crc32fast::Hasher::new(),
     };
-    out.write_all(MAGIC)?;
-    out.write_all(&FORMAT.to_le_bytes())?;
-    out.write_all(id)?;
+    out.write_all(&header(id))?;
     let mut record = Vec::with_capacity(RECORD_MAX);
     let mut offset = HEADER as u64;
     let mut by_code: Vec<(u64, u64)> = Vec::with_capacity(entries.size_hint().0);
     let mut by_hash: Vec<([u8; 20], u64)> = Vec::with_capacity(entries.size_hint().0);
-    let mut signed = Signed::default();
+    let mut signed = Signed {
+        expires: u32::MAX,
+        key_tag: None,
+    };
     for (key, sigs) in entries {
         record.clear();
         encode(&mut record, key, &sigs);
@@ -125,11 +126,7 @@ fn write_to(
     let trailer = Trailer {
         records: by_code.len() as u64,
         by_code_at: offset,
-        expires: if signed.seen {
-            signed.expires
-        } else {
-            u32::MAX
-        },
+        expires: signed.expires,
         key_tag: signed.key_tag.unwrap_or(NO_KEY_TAG),
     };
     out.write_all(&trailer.encode()[..TRAILER - 4])?;
@@ -207,30 +204,28 @@ impl Trailer {
     pub(super) fn by_hash_at(&self) -> u64 {
         self.by_code_at + self.records * BY_CODE as u64
     }
+
+    /// Where the trailer starts.
+    fn at(&self) -> u64 {
+        self.by_hash_at() + self.records * BY_HASH as u64
+    }
 }
 
-/// The earliest expiration and the key tag of the signatures seen.
-#[derive(Default)]
+/// The earliest expiration (`u32::MAX` before any) and the key tag of the signatures seen
+/// (`None` before any, [`NO_KEY_TAG`] once two differ).
 struct Signed {
     expires: u32,
     key_tag: Option<u32>,
-    seen: bool,
 }
 
 impl Signed {
     fn add(&mut self, sigs: &TerminalSigs) {
         for sig in [Some(sigs.nsec3), sigs.a, sigs.aaaa].iter().flatten() {
             let tag = u32::from(sig.key_tag);
-            match self.seen {
-                false => (self.expires, self.key_tag) = (sig.expiration, Some(tag)),
-                true => {
-                    self.expires = self.expires.min(sig.expiration);
-                    if self.key_tag != Some(tag) {
-                        self.key_tag = Some(NO_KEY_TAG);
-                    }
-                }
+            self.expires = self.expires.min(sig.expiration);
+            if *self.key_tag.get_or_insert(tag) != tag {
+                self.key_tag = Some(NO_KEY_TAG);
             }
-            self.seen = true;
         }
     }
 }
@@ -243,22 +238,11 @@ pub fn read(
     id: &SavedId,
     mut each: impl FnMut(CodeKey, TerminalSigs),
 ) -> Result<u64, SavedError> {
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len() as usize;
-    if len < HEADER + TRAILER {
-        return Err(SavedError::Damaged("shorter than its header"));
-    }
-    let mut header = [0u8; HEADER];
-    file.read_exact(&mut header)?;
-    check_header(&header, id)?;
-    let mut trailer = [0u8; TRAILER];
-    file.seek(SeekFrom::Start((len - TRAILER) as u64))?;
-    file.read_exact(&mut trailer)?;
+    let (mut file, sections, stored_crc) = open(path, id)?;
     file.seek(SeekFrom::Start(HEADER as u64))?;
-    let (sections, stored_crc) = Trailer::decode(&trailer, len as u64)?;
 
     let mut crc = crc32fast::Hasher::new();
-    crc.update(&header);
+    crc.update(&header(id));
     let mut left = sections.by_code_at as usize - HEADER;
     let mut entries = 0u64;
     let mut block = vec![0u8; BLOCK + RECORD_MAX];
@@ -285,14 +269,14 @@ pub fn read(
         return Err(SavedError::Damaged("ends inside a record"));
     }
     // The records by code and by hash: summed only (they serve lookups in place).
-    let mut left = len - TRAILER - sections.by_code_at as usize;
+    let mut left = (sections.at() - sections.by_code_at) as usize;
     while left > 0 {
         let want = left.min(block.len());
         file.read_exact(&mut block[..want])?;
         crc.update(&block[..want]);
         left -= want;
     }
-    crc.update(&trailer[..TRAILER - 4]);
+    crc.update(&sections.encode()[..TRAILER - 4]);
     if crc.finalize() != stored_crc {
         return Err(SavedError::Damaged("its checksum does not match"));
     }
@@ -302,15 +286,36 @@ pub fn read(
     Ok(entries)
 }
 
-/// Refuses a header of another format, or of a copy saved with another id than `id`.
-pub(super) fn check_header(header: &[u8; HEADER], id: &SavedId) -> Result<(), SavedError> {
-    if &header[..8] != MAGIC || header[8..12] != FORMAT.to_le_bytes() {
+/// The copy at `path` saved with `id`, open, with its trailer and the CRC that ends it: its
+/// header and trailer read and checked, not its records nor its CRC.
+pub(super) fn open(path: &Path, id: &SavedId) -> Result<(File, Trailer, u32), SavedError> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len < (HEADER + TRAILER) as u64 {
+        return Err(SavedError::Damaged("shorter than its header"));
+    }
+    let mut found = [0u8; HEADER];
+    file.read_exact_at(&mut found, 0)?;
+    let expected = header(id);
+    if found[..12] != expected[..12] {
         return Err(SavedError::Damaged("not a copy of this format"));
     }
-    if header[12..] != id[..] {
+    if found != expected {
         return Err(SavedError::Stale);
     }
-    Ok(())
+    let mut trailer = [0u8; TRAILER];
+    file.read_exact_at(&mut trailer, len - TRAILER as u64)?;
+    let (trailer, crc) = Trailer::decode(&trailer, len)?;
+    Ok((file, trailer, crc))
+}
+
+/// The header of a copy saved with `id`.
+fn header(id: &SavedId) -> [u8; HEADER] {
+    let mut header = [0u8; HEADER];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&FORMAT.to_le_bytes());
+    header[12..].copy_from_slice(id);
+    header
 }
 
 /// A writer that sums what goes through it.
