@@ -186,13 +186,21 @@ pub fn format_utc(secs: u64) -> String {
     )
 }
 
-/// The DS record (SHA-256) of each key, as the parent zone publishes it.
+/// The DS record (SHA-256) of each key that signs the DNSKEY RRset (the key-signing key
+/// or the combined one), as the parent zone publishes it. A zone-signing key's DS is never
+/// printed: uploaded to the parent, it would dangle after the next rollover.
 pub fn ds_lines(
     keys: &[zones::dnssec::ZoneKey],
     origin: &hickory_proto::rr::Name,
 ) -> Result<String, String> {
     let mut out = String::new();
-    for key in keys {
+    let at_parent = |key: &&zones::dnssec::ZoneKey| {
+        matches!(
+            key.role,
+            zones::dnssec::KeyRole::Csk | zones::dnssec::KeyRole::Ksk
+        )
+    };
+    for key in keys.iter().filter(at_parent) {
         let ds = key.ds(origin).map_err(|e| e.to_string())?;
         out.push_str(&format!(
             "{origin} IN DS {} {} {} {}\n",
@@ -246,6 +254,30 @@ mod tests {
         assert!(err.starts_with("f:2:"), "{err}");
         assert!(parse_import("5551234 acme\n", "f").is_err());
         assert!(parse_import("5551234 acme 3f9a0c1d22e4b7a8 not-an-ip\n", "f").is_err());
+    }
+
+    /// Regression: `dnssec ds` printed a DS for every key, the zone-signing key's too.
+    #[test]
+    fn dnssec_ds_prints_only_the_key_signing_key() {
+        use zones::dnssec::{KeyRole, ZoneKey};
+        let origin: hickory_proto::rr::Name = "dial.example.".parse().unwrap();
+        let mut ksk = ZoneKey::generate(1).unwrap();
+        ksk.role = KeyRole::Ksk;
+        let zsk = ZoneKey::generate_zsk(1).unwrap();
+        let tag = |k: &ZoneKey| k.key_tag().unwrap().to_string();
+        let lines = ds_lines(&[ksk.clone(), zsk.clone()], &origin).unwrap();
+        assert_eq!(lines.lines().count(), 1, "{lines}");
+        assert!(
+            lines.contains(&format!(" DS {} 13 2 ", tag(&ksk))),
+            "{lines}"
+        );
+        let csk = ZoneKey::generate(1).unwrap();
+        let lines = ds_lines(&[csk.clone(), zsk], &origin).unwrap();
+        assert_eq!(lines.lines().count(), 1, "{lines}");
+        assert!(
+            lines.contains(&format!(" DS {} 13 2 ", tag(&csk))),
+            "{lines}"
+        );
     }
 
     #[test]

@@ -682,19 +682,20 @@ impl RequestHandler for Handler {
                 .send_limited(request, reply, &ResponseSigning::None, &answer, handle)
                 .await;
         }
+        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            // RFC 6891 §6.1.3: unknown EDNS version, for every request, transfers included.
+            let reply = Reply::new(request, ResponseCode::BADVERS);
+            return self
+                .send_limited(request, reply, &ResponseSigning::None, &answer, handle)
+                .await;
+        }
         let transfer = request.queries.queries().iter().find_map(|q| {
             matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR).then_some(q.query_type())
         });
         if let (OpCode::Query, Some(qtype)) = (request.metadata.op_code, transfer) {
             return self.transfer(request, qtype, &answer, handle).await;
         }
-        let (reply, signing) = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-            // RFC 6891 §6.1.3: unknown EDNS version.
-            (
-                Reply::new(request, ResponseCode::BADVERS),
-                ResponseSigning::None,
-            )
-        } else {
+        let (reply, signing) = {
             match request.metadata.op_code {
                 OpCode::Query => self.query(request, now),
                 OpCode::Update => self.update(request, now).await,

@@ -963,6 +963,34 @@ async fn tcp_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<Message> {
     messages
 }
 
+/// Regression: AXFR and IXFR skipped the EDNS version check every other request gets.
+#[tokio::test]
+async fn transfers_with_an_unknown_edns_version_get_badvers() {
+    let (s, xfer) = with_transfer_key(8).await;
+    let mut edns = Edns::new();
+    edns.set_version(1);
+    for mut request in [
+        query_message("dial.example.", RecordType::AXFR),
+        ixfr_request(1),
+    ] {
+        request.set_edns(edns.clone());
+        let bytes = signed_bytes(request, &xfer, now());
+        let replies = tcp_exchange(s.addr, &bytes).await;
+        assert_eq!(replies.len(), 1);
+        // RCODE 16 is BADVERS with an OPT (hickory names it BADSIG).
+        assert_eq!(u16::from(replies[0].metadata.response_code), 16);
+        assert_eq!(
+            replies[0]
+                .edns
+                .as_ref()
+                .expect("OPT with BADVERS")
+                .version(),
+            0
+        );
+        assert!(replies[0].answers.is_empty(), "no zone data");
+    }
+}
+
 #[tokio::test]
 async fn ixfr_sends_deltas_up_to_date_soa_or_the_full_zone() {
     let (s, xfer) = with_transfer_key(2).await;

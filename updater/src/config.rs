@@ -200,8 +200,7 @@ impl Settings {
             .clone()
             .or(file.zone)
             .unwrap_or_else(|| DEFAULT_ZONE.into());
-        let mut zone = Name::from_ascii(&zone_text).map_err(|_| ConfigError::Zone(zone_text))?;
-        zone.set_fqdn(true);
+        let zone = zones::zone::zone_name(&zone_text).map_err(|_| ConfigError::Zone(zone_text))?;
         let code = flags
             .code
             .clone()

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hickory_proto::rr::Name;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use updater::config::{Flags, Settings, load_key};
@@ -191,7 +190,7 @@ async fn call(
     code: CallingCode,
     port: u16,
 ) -> ExitCode {
-    let Ok(zone) = Name::from_ascii(&zone) else {
+    let Ok(zone) = zones::zone::zone_name(&zone) else {
         return fail(&format!("zone {zone:?} is not a valid domain name"), 2);
     };
     let key = match key_file.as_deref().map(load_key).transpose() {

@@ -49,6 +49,10 @@ impl TrustAnchor {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+        // `dial.example` and `dial.example.` are the same zone.
+        let mut zone = zone.clone();
+        zone.set_fqdn(true);
+        let zone = &zone;
         let mut anchor = Self {
             zone: zone.clone(),
             ds: Vec::new(),

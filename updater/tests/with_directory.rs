@@ -597,6 +597,29 @@ async fn dial_with_a_trust_anchor_takes_only_addresses_that_validate() {
     assert!(dial::resolve(&call(d.v4, Some(by_key))).await.is_ok());
 }
 
+/// Regression: `updater dial --zone dial.example --trust-anchor FILE` said the anchor "holds
+/// no DS or DNSKEY record of dial.example"; only `dial.example.` worked.
+#[tokio::test]
+async fn a_zone_named_without_the_final_dot_is_the_same_zone() {
+    use updater::validate::TrustAnchor;
+
+    let d = start_with(Limits::default(), true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let anchor_file = dir.path().join("anchor");
+    signed_terminal(&d, &anchor_file).await;
+    let bare = Name::from_ascii("dial.example").unwrap();
+    let anchor = TrustAnchor::load(&anchor_file, &bare).unwrap();
+    let zone = zones::zone::zone_name("dial.example").unwrap();
+    assert_eq!(zone, zones::zone::zone_name("dial.example.").unwrap());
+    assert!(zone.is_fqdn());
+    let call = Call {
+        zone,
+        ..dial_call(d.v4, "5550001", Some(anchor))
+    };
+    let found = dial::resolve(&call).await.unwrap();
+    assert_eq!(found, vec![IpAddr::from([127, 0, 0, 98])]);
+}
+
 /// With compact denial (RFC 9824), dial proves negative answers from the NSEC at the name
 /// itself: NXNAME for a code that is not registered, a type map without AAAA for an IPv4
 /// terminal; a bare NXDOMAIN or another code's denial renamed on the path is refused.

@@ -68,6 +68,14 @@ pub enum ZoneError {
     Origin(String),
 }
 
+/// A zone name as a person writes it, with or without the final dot (`dial.example` and
+/// `dial.example.` are the same zone, as dig and nsupdate take them): fully qualified.
+pub fn zone_name(text: &str) -> Result<Name, ZoneError> {
+    let mut name = Name::from_ascii(text).map_err(|_| ZoneError::Origin(text.to_owned()))?;
+    name.set_fqdn(true);
+    Ok(name)
+}
+
 /// Where a query name falls in the zone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NamePlace {
@@ -104,9 +112,7 @@ impl Zone {
 
     /// The default zone layout for another zone name: SOA, NS `ns1.<zone>`, glue 127.0.0.1.
     pub fn default_for(origin: &str) -> Result<Self, ZoneError> {
-        let mut name =
-            Name::from_ascii(origin).map_err(|_| ZoneError::Origin(origin.to_owned()))?;
-        name.set_fqdn(true);
+        let name = zone_name(origin)?;
         let text = DEFAULT_ZONE_FILE.replace("dial.example.", &name.to_ascii());
         Self::parse(&text, "<embedded default>", None)
     }
@@ -123,9 +129,7 @@ impl Zone {
 
     /// Parses zone-file text; `path` only names it in errors.
     pub fn parse(text: &str, path: &str, origin: Option<&str>) -> Result<Self, ZoneError> {
-        let origin = origin
-            .map(|o| Name::from_ascii(o).map_err(|_| ZoneError::Origin(o.to_owned())))
-            .transpose()?;
+        let origin = origin.map(zone_name).transpose()?;
         let parser = Parser::new(text, None, origin);
         let (origin, sets) = parser.parse().map_err(|e| ZoneError::Parse {
             path: path.to_owned(),

@@ -113,6 +113,8 @@ const STATIC_SIGS_KEY: &str = "static_sigs";
 const SOA_SIG_KEY: &str = "soa_sig";
 /// The id of the copy of the `signed` table saved at the last stop, while it is current.
 const SAVED_KEY: &str = "signatures_saved";
+/// The zone the store holds (lower case, fully qualified): another zone is refused.
+const ORIGIN_KEY: &str = "origin";
 
 /// A storage failure; the change it was part of did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +131,14 @@ pub enum StoreError {
         "{path} holds a store of an earlier release (sled); this release stores in redb: export it with the earlier release (`nameserver export`, and the terminals' key files), or start from an empty data directory"
     )]
     OldFormat { path: String },
+    #[error(
+        "the store in {path} holds the zone {stored}, not {asked}: start with --zone {stored} (or its zone file), or use another --data directory for {asked}"
+    )]
+    OtherZone {
+        path: String,
+        stored: String,
+        asked: String,
+    },
     #[error("storage error: {0}")]
     Io(String),
     #[error("stored record for {key:?} is corrupt: {message}")]
@@ -308,6 +318,7 @@ impl Store {
             saved_recorded: Arc::default(),
         };
         store.check_schema(&shown)?;
+        store.check_origin(&shown)?;
         let recorded = store.meta(SAVED_KEY)?.is_some();
         store.saved_recorded.store(recorded, Ordering::SeqCst);
         Ok(store)
@@ -330,6 +341,30 @@ impl Store {
                 {
                     let mut meta = tx.open_table(META).map_err(StoreError::io)?;
                     meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
+                        .map_err(StoreError::io)?;
+                }
+                tx.commit().map_err(StoreError::io)
+            }
+        }
+    }
+
+    /// Refuses a store made for another zone (a typo in `--zone` would otherwise serve
+    /// every terminal under the wrong name); records the zone of a store that has none.
+    fn check_origin(&self, shown: &str) -> Result<(), StoreError> {
+        let asked = self.origin.to_lowercase().to_ascii();
+        match self.meta(ORIGIN_KEY)? {
+            Some(stored) if stored == asked.as_bytes() => Ok(()),
+            Some(stored) => Err(StoreError::OtherZone {
+                path: shown.to_owned(),
+                stored: String::from_utf8_lossy(&stored).into_owned(),
+                asked,
+            }),
+            None => {
+                let db = self.db();
+                let tx = begin_write(&db, Durability::Immediate)?;
+                {
+                    let mut meta = tx.open_table(META).map_err(StoreError::io)?;
+                    meta.insert(ORIGIN_KEY, asked.as_bytes())
                         .map_err(StoreError::io)?;
                 }
                 tx.commit().map_err(StoreError::io)
@@ -1464,6 +1499,26 @@ mod tests {
             matches!(err, StoreError::Version { found: 99, .. }),
             "{err}"
         );
+    }
+
+    /// Regression: `serve --zone dial.exmaple` on a store made for `dial.example.` started
+    /// and served every terminal under the wrong name.
+    #[test]
+    fn a_store_refuses_a_zone_other_than_its_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        drop(Store::open(tmp.path(), &origin()).unwrap());
+        let typo = Name::from_ascii("dial.exmaple.").unwrap();
+        let err = Store::open(tmp.path(), &typo).unwrap_err();
+        assert!(matches!(err, StoreError::OtherZone { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("dial.example.") && message.contains("dial.exmaple."),
+            "{message}"
+        );
+        // The same zone in other letters, or without the final dot, is the same zone.
+        let mut bare = Name::from_ascii("Dial.Example").unwrap();
+        bare.set_fqdn(true);
+        drop(Store::open(tmp.path(), &bare).unwrap());
     }
 
     #[test]
