@@ -45,21 +45,23 @@ impl Directory {
             finish_import: true,
             ..Change::default()
         };
+        // Every batch is durable (written under this lock): read before the commit, which
+        // clears the list of the import's codes in its own transaction.
+        let imported = self.inner.store.imported()?;
         let signed = self.begin_reset(to, change, &self.zone(), now).await?;
-        let staged = self.inner.store.importing_count()?;
         self.inner
             .view
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .reserve(staged);
-        let added = self.inner.store.scan_imported(IMPORT_CHUNK, |chunk| {
+            .reserve(imported.count()?);
+        let added = imported.scan(IMPORT_CHUNK, |chunk| {
             let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
             for (key, hot) in chunk {
                 view.insert(key, hot);
             }
         })?;
+        drop(imported);
         self.finish_reset(to, signed, || {});
-        self.inner.store.forget_imported().await?;
         // A large staging leaves much free space in the file: give it back (queries go on
         // from the index; signed requests wait the few tenths of a second it takes).
         if added > LARGEST_DELTA {

@@ -229,6 +229,8 @@ impl Directory {
                 removed,
                 "an import was interrupted before its commit; its terminals were removed"
             );
+        } else if store.drop_stale_import_list()? {
+            tracing::info!("the list of a committed import's codes was cleared");
         }
         let snapshot = store.load()?;
         let mut journal = Journal::new(limits.journal_depth, snapshot.journal);

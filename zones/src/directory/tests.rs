@@ -627,3 +627,34 @@ async fn an_import_aborted_or_interrupted_leaves_nothing() {
     assert_eq!(dir.commit_import(NOW).await.unwrap(), 50);
     assert_eq!(dir.view().len(), 50);
 }
+
+/// Regression: the list of an import's codes was cleared after its commit, in a transaction
+/// of its own that was not made durable. A server killed right after the commit kept the
+/// list, and the next import, aborted, removed the committed terminals with its own.
+#[tokio::test]
+async fn a_committed_import_is_not_undone_by_a_later_aborted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open(tmp.path());
+    dir.stage_import(fleet(0, 21), 1).await.unwrap();
+    // The commit's own transaction, made durable; then the process is gone (kill -9): no
+    // later write reaches the disk.
+    let finish = Change {
+        finish_import: true,
+        ..Change::default()
+    };
+    dir.inner.store.write_now(&finish).await.unwrap();
+    drop(dir);
+    let dir = open(tmp.path());
+    assert_eq!(dir.view().len(), 21, "the committed import is there");
+    // A later import stages a batch, and its connection closes: it is aborted.
+    dir.stage_import(fleet(100, 1), 1).await.unwrap();
+    assert_eq!(
+        dir.abort_import().await.unwrap(),
+        1,
+        "only its own terminal"
+    );
+    drop(dir);
+    let dir = open(tmp.path());
+    assert_eq!(dir.view().len(), 21);
+    assert!(dir.terminal(&"7000001".parse().unwrap()).unwrap().is_some());
+}

@@ -294,6 +294,56 @@ pub struct Store {
     saved_recorded: Arc<AtomicBool>,
 }
 
+/// An import's terminals from one read transaction ([`Store::imported`]).
+pub struct Imported {
+    read: redb::ReadTransaction,
+}
+
+impl std::fmt::Debug for Imported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imported").finish_non_exhaustive()
+    }
+}
+
+impl Imported {
+    /// How many terminals the import holds.
+    pub fn count(&self) -> Result<usize, StoreError> {
+        let importing = self.read.open_table(IMPORTING).map_err(StoreError::io)?;
+        Ok(importing.len().map_err(StoreError::io)? as usize)
+    }
+
+    /// The hot data of the import's terminals, `chunk` at a time, to `each` (to publish
+    /// them to the index without holding them all); returns how many.
+    pub fn scan(
+        &self,
+        chunk: usize,
+        mut each: impl FnMut(Vec<(CodeKey, Hot)>),
+    ) -> Result<usize, StoreError> {
+        let importing = self.read.open_table(IMPORTING).map_err(StoreError::io)?;
+        let hot = self.read.open_table(HOT).map_err(StoreError::io)?;
+        let (mut batch, mut total) = (Vec::with_capacity(chunk), 0);
+        for item in importing.iter().map_err(StoreError::io)? {
+            let (key, _) = item.map_err(StoreError::io)?;
+            let code = key.value();
+            let Some(record) = get_decoded::<HotRecord>(&hot, code)? else {
+                continue;
+            };
+            if let Some(key) = CodeKey::from_digits(code.as_bytes()) {
+                batch.push((key, record.into()));
+            }
+            if batch.len() == chunk {
+                total += batch.len();
+                each(std::mem::replace(&mut batch, Vec::with_capacity(chunk)));
+            }
+        }
+        total += batch.len();
+        if !batch.is_empty() {
+            each(batch);
+        }
+        Ok(total)
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`, for the zone `origin`.
     pub fn open(dir: &Path, origin: &Name) -> Result<Self, StoreError> {
@@ -635,61 +685,25 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// The hot data of a committed import's terminals, `chunk` at a time, to `each` (to
-    /// publish them to the index without holding them all).
-    pub fn scan_imported(
-        &self,
-        chunk: usize,
-        mut each: impl FnMut(Vec<(CodeKey, Hot)>),
-    ) -> Result<usize, StoreError> {
-        let db = self.db();
-        let read = db.begin_read().map_err(StoreError::io)?;
-        let importing = read.open_table(IMPORTING).map_err(StoreError::io)?;
-        let hot = read.open_table(HOT).map_err(StoreError::io)?;
-        let (mut batch, mut total) = (Vec::with_capacity(chunk), 0);
-        for item in importing.iter().map_err(StoreError::io)? {
-            let (key, _) = item.map_err(StoreError::io)?;
-            let code = key.value();
-            let Some(record) = get_decoded::<HotRecord>(&hot, code)? else {
-                continue;
-            };
-            if let Some(key) = CodeKey::from_digits(code.as_bytes()) {
-                batch.push((key, record.into()));
-            }
-            if batch.len() == chunk {
-                total += batch.len();
-                each(std::mem::replace(&mut batch, Vec::with_capacity(chunk)));
-            }
-        }
-        total += batch.len();
-        if !batch.is_empty() {
-            each(batch);
-        }
-        Ok(total)
+    /// The import being committed, as it stands before its commit: read from it after the
+    /// commit, whose transaction clears the list of its codes.
+    pub fn imported(&self) -> Result<Imported, StoreError> {
+        let read = self.db().begin_read().map_err(StoreError::io)?;
+        Ok(Imported { read })
     }
 
-    /// How many terminals the import in progress (or just committed) holds.
-    pub fn importing_count(&self) -> Result<usize, StoreError> {
+    /// Clears, durably, a list of codes left by an import committed by an earlier release
+    /// (which cleared it after the commit, not with it); returns whether there was one.
+    pub fn drop_stale_import_list(&self) -> Result<bool, StoreError> {
+        if self.import_in_progress()? || self.imported()?.count()? == 0 {
+            return Ok(false);
+        }
         let db = self.db();
-        let read = db.begin_read().map_err(StoreError::io)?;
-        let importing = read.open_table(IMPORTING).map_err(StoreError::io)?;
-        Ok(importing.len().map_err(StoreError::io)? as usize)
-    }
-
-    /// Forgets the list of a committed import's codes (its terminals stay).
-    pub async fn forget_imported(&self) -> Result<(), StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let db = store.db();
-            let tx = begin_write(&db, Durability::None)?;
-            tx.delete_table(IMPORTING).map_err(StoreError::io)?;
-            tx.open_table(IMPORTING).map_err(StoreError::io)?;
-            tx.commit().map_err(StoreError::io)
-        })
-        .await
-        .map_err(StoreError::io)??;
-        self.staged().count_direct();
-        Ok(())
+        let tx = begin_write(&db, Durability::Immediate)?;
+        tx.delete_table(IMPORTING).map_err(StoreError::io)?;
+        tx.open_table(IMPORTING).map_err(StoreError::io)?;
+        tx.commit().map_err(StoreError::io)?;
+        Ok(true)
     }
 
     /// Removes every terminal of an import not committed, durably; returns how many.
@@ -1050,6 +1064,13 @@ fn apply(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), StoreError> {
         for seq in &w.journal_drop {
             journal.remove(*seq).map_err(StoreError::io)?;
         }
+    }
+    if batch.iter().any(|w| w.finish_import) {
+        // The committed import's list goes in the commit's own transaction: a list that
+        // outlived its commit would be taken for the next import's, and removed with it.
+        drop(importing);
+        tx.delete_table(IMPORTING).map_err(StoreError::io)?;
+        tx.open_table(IMPORTING).map_err(StoreError::io)?;
     }
     Ok(())
 }
