@@ -7,6 +7,100 @@ use std::path::{Path, PathBuf};
 
 use crate::control::{ImportEntry, TerminalInfo};
 
+/// The place of a key file, taken before the directory issues the key: a path that cannot
+/// be written fails before anything changes, and an existing file is never replaced unless
+/// it holds the same terminal's key (a rotation). The temporary file is removed if the key
+/// never comes.
+#[derive(Debug)]
+pub struct KeyFileSlot {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    /// The file exists and holds this terminal's key, which the new one replaces.
+    replaces: bool,
+}
+
+impl KeyFileSlot {
+    /// For a new terminal's key: `path` must not exist.
+    pub fn new_file(path: &Path) -> Result<Self, String> {
+        if path.symlink_metadata().is_ok() {
+            return Err(format!(
+                "key file {} exists; remove it or choose another path (nothing was registered)",
+                path.display()
+            ));
+        }
+        Self::reserve(path, false)
+    }
+
+    /// For a rotated key of `code`: `path` may hold that terminal's key, which it replaces;
+    /// any other file there is kept and the rotation refused.
+    pub fn for_rotation(path: &Path, code: &str) -> Result<Self, String> {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            if path.symlink_metadata().is_ok() {
+                return Err(format!(
+                    "key file {} exists and cannot be read; remove it or choose another path (the key was not rotated)",
+                    path.display()
+                ));
+            }
+            return Self::reserve(path, false);
+        };
+        let own = zones::key::TsigKey::from_key_file(&text)
+            .is_ok_and(|key| key.name.starts_with(&format!("{code}.")));
+        if !own {
+            return Err(format!(
+                "key file {} exists and does not hold the key of {code}; remove it or choose another path (the key was not rotated)",
+                path.display()
+            ));
+        }
+        Self::reserve(path, true)
+    }
+
+    fn reserve(path: &Path, replaces: bool) -> Result<Self, String> {
+        let (_, tmp) = temporary_beside(path, "tmp");
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| format!("cannot write key file {}: {e}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(file),
+            replaces,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when the file held this terminal's earlier key, which `fill` replaces.
+    pub fn replaces(&self) -> bool {
+        self.replaces
+    }
+
+    /// Writes the key, syncs it, and puts it in place (a new file is never put over one
+    /// that appeared meanwhile).
+    pub fn fill(mut self, text: &str) -> std::io::Result<()> {
+        let mut file = self.file.take().expect("filled once");
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        if self.replaces {
+            std::fs::rename(&self.tmp, &self.path)
+        } else {
+            std::fs::hard_link(&self.tmp, &self.path)?;
+            std::fs::remove_file(&self.tmp)
+        }
+    }
+}
+
+impl Drop for KeyFileSlot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
 /// Writes a key file with mode 0600, atomically (temporary file, fsync, rename).
 pub fn write_key_file(path: &Path, text: &str) -> std::io::Result<()> {
     write_owner_only(path, text, true)

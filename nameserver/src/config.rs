@@ -97,6 +97,11 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error(transparent)]
     Zone(#[from] ZoneError),
+    #[error("cannot read transfer key file {path}: {source}")]
+    ReadKey {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("transfer key file {path} is not valid: {message}")]
     Key { path: String, message: String },
 }
@@ -104,7 +109,7 @@ pub enum ConfigError {
 /// Reads a transfer key file (BIND format).
 fn load_key(path: &Path) -> Result<TsigKey, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadKey {
         path: shown.clone(),
         source,
     })?;
@@ -195,7 +200,7 @@ pub struct ServeFlags {
     #[arg(long, value_name = "FILE")]
     pub zone_file: Option<PathBuf>,
     /// Address to listen on, UDP and TCP (repeatable; IPv4 or [IPv6]:port).
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = zones::endpoint::parse)]
     pub listen: Vec<SocketAddr>,
     /// Data directory (the store and the control socket).
     #[arg(long, value_name = "DIR")]
@@ -207,7 +212,7 @@ pub struct ServeFlags {
     #[arg(long, value_name = "SECONDS")]
     pub max_ttl: Option<u32>,
     /// A secondary to NOTIFY after each change (repeatable).
-    #[arg(long = "secondary", value_name = "ADDR:PORT")]
+    #[arg(long = "secondary", value_name = "ADDR:PORT", value_parser = zones::endpoint::parse)]
     pub secondaries: Vec<SocketAddr>,
     /// A TSIG key (BIND key file, as tsig-keygen writes) allowed to transfer the zone; the
     /// first one also signs NOTIFY (repeatable).
@@ -220,7 +225,7 @@ pub struct ServeFlags {
     #[arg(long, value_name = "N")]
     pub update_rate_limit: Option<u32>,
     /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = zones::endpoint::parse)]
     pub metrics: Option<SocketAddr>,
     /// Sign the zone with DNSSEC (a key is made at the first start with it).
     #[arg(long)]
@@ -354,6 +359,96 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The settings in force, as config-file lines (`--check-config`): what a file with
+    /// exactly these lines would set. Transfer keys are named, never shown.
+    pub fn to_config_text(&self) -> String {
+        let quoted = |items: &mut dyn Iterator<Item = String>| {
+            let items: Vec<String> = items.map(|i| format!("\"{i}\"")).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let lease_default = self
+            .limits
+            .leases
+            .default
+            .map_or("# lease_default: none (no expiry)".into(), |d| {
+                format!("lease_default = {d}")
+            });
+        let metrics = self
+            .metrics
+            .map_or("# metrics: off".into(), |m| format!("metrics = \"{m}\""));
+        let keys: Vec<String> = self
+            .transfer_keys
+            .iter()
+            .map(|k| format!("{} ({})", k.name, k.algorithm.as_str()))
+            .collect();
+        let lines = [
+            format!("zone = \"{}\"", self.zone.origin()),
+            format!(
+                "listen = {}",
+                quoted(&mut self.listen.iter().map(ToString::to_string))
+            ),
+            format!("data = \"{}\"", self.data.display()),
+            format!("lookups = \"{}\"", self.lookups.name()),
+            format!("max_ttl = {}", self.limits.max_ttl),
+            format!(
+                "max_addresses_per_family = {}",
+                self.limits.max_addresses_per_family
+            ),
+            format!("tsig_fudge = {}", self.limits.fudge),
+            format!("tcp_idle_timeout = {}", self.tcp.idle_timeout.as_secs()),
+            format!("tcp_write_timeout = {}", self.tcp.write_timeout.as_secs()),
+            format!("tcp_max_connections = {}", self.tcp.max_connections),
+            format!("tcp_max_per_client = {}", self.tcp.max_per_client),
+            format!("lease_min = {}", self.limits.leases.min),
+            format!("lease_max = {}", self.limits.leases.max),
+            lease_default,
+            format!(
+                "secondaries = {}",
+                quoted(&mut self.secondaries.iter().map(ToString::to_string))
+            ),
+            format!("# transfer keys: {}", keys.join(", ")),
+            format!("notify_delay_ms = {}", self.notify_delay.as_millis()),
+            format!("ixfr_history = {}", self.limits.journal_depth),
+            format!("rate_limit = {}", self.rate_limit),
+            format!("rate_limit_slip = {}", self.rate_limit_slip),
+            format!("update_rate_limit = {}", self.update_rate_limit),
+            metrics,
+            format!("dnssec = {}", self.dnssec),
+            format!(
+                "dnssec_propagation_delay = {}",
+                self.dnssec_propagation_delay
+            ),
+            format!("denial = \"{}\"", self.denial.name()),
+            format!(
+                "# the zone holds {} static record(s) besides the terminals",
+                self.zone.static_records().count()
+            ),
+        ];
+        lines.join("\n") + "\n"
+    }
+}
+
+impl LookupPolicy {
+    /// As the config file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Signed => "signed",
+        }
+    }
+}
+
+impl Denial {
+    /// As the config file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Nsec3 => "nsec3",
+            Self::Compact => "compact",
+        }
+    }
+}
+
 /// `$XDG_STATE_HOME/dial-directory`, else `~/.local/state/dial-directory`, else
 /// `/var/lib/dial-directory`: the same for the server and the admin commands of one user.
 pub fn default_data_dir() -> PathBuf {
@@ -407,6 +502,48 @@ mod tests {
         );
         assert_eq!(s.lookups, LookupPolicy::Signed);
         assert_eq!(s.limits.max_ttl, 10);
+    }
+
+    /// Regression: a missing transfer key file was reported as "cannot read config file".
+    #[test]
+    fn a_missing_transfer_key_file_is_named_as_a_key_file() {
+        let flags = ServeFlags {
+            transfer_keys: vec!["/nonexistent/xfer.key".into()],
+            ..ServeFlags::default()
+        };
+        let err = Settings::merge(FileConfig::default(), &flags).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("cannot read transfer key file /nonexistent/xfer.key"),
+            "{message}"
+        );
+    }
+
+    /// Regression: `--check-config` printed a Rust debug dump; it prints config-file lines
+    /// that, read as a config file, give the same settings.
+    #[test]
+    fn check_config_prints_the_settings_as_a_config_file() {
+        let file = FileConfig::parse(
+            "zone = \"a.example\"\nlisten = [\"127.0.0.1:1053\", \"[::1]:1053\"]\nlookups = \"signed\"\nmax_ttl = 30\nlease_default = 600\nmetrics = \"127.0.0.1:9153\"\ndnssec = true\ndenial = \"compact\"\nsecondaries = [\"127.0.0.2:53\"]\n",
+            "t",
+        )
+        .unwrap();
+        let flags = ServeFlags {
+            data: Some("/var/lib/dial-directory".into()),
+            ..ServeFlags::default()
+        };
+        let settings = Settings::merge(file, &flags).unwrap();
+        let text = settings.to_config_text();
+        assert!(!text.contains("Settings {"), "{text}");
+        let again = Settings::merge(FileConfig::parse(&text, "printed").unwrap(), &flags).unwrap();
+        assert_eq!(again.to_config_text(), text);
+        assert_eq!(again.zone.origin().to_ascii(), "a.example.");
+        assert_eq!(again.listen, settings.listen);
+        assert_eq!(again.limits, settings.limits);
+        assert_eq!(again.metrics, settings.metrics);
+        assert_eq!(again.secondaries, settings.secondaries);
+        assert_eq!((again.dnssec, again.denial), (true, Denial::Compact));
+        assert_eq!(again.lookups, LookupPolicy::Signed);
     }
 
     #[test]

@@ -207,21 +207,40 @@ async fn dispatch(command: Command) -> Result<(), String> {
             key_file,
             target,
         } => {
+            let slot = key_file
+                .as_deref()
+                .map(admin::KeyFileSlot::new_file)
+                .transpose()?;
             let request = ControlRequest::Register {
-                code,
+                code: code.clone(),
                 kid,
                 mid,
                 algorithm,
             };
-            print_key(call(&target, &request).await?, key_file.as_deref())
+            let reply = call(&target, &request).await?;
+            if let Err(e) = print_key(reply, slot, false) {
+                // The key never reached its file: the registration is undone.
+                let undo = ControlRequest::Unregister { code: code.clone() };
+                return match call(&target, &undo).await {
+                    Ok(_) => Err(format!("{e}; the registration of {code} was undone")),
+                    Err(u) => Err(format!(
+                        "{e}; undoing the registration of {code} failed too ({u}): unregister it, then register it again"
+                    )),
+                };
+            }
+            Ok(())
         }
         Command::RotateKey {
             code,
             key_file,
             target,
         } => {
+            let slot = key_file
+                .as_deref()
+                .map(|path| admin::KeyFileSlot::for_rotation(path, code.as_str()))
+                .transpose()?;
             let request = ControlRequest::RotateKey { code };
-            print_key(call(&target, &request).await?, key_file.as_deref())
+            print_key(call(&target, &request).await?, slot, true)
         }
         Command::Unregister { code, target } => {
             call(&target, &ControlRequest::Unregister { code: code.clone() }).await?;
@@ -329,7 +348,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
 async fn serve(flags: ServeFlags, check_config: bool) -> Result<(), String> {
     let settings = Settings::resolve(&flags).map_err(|e| e.to_string())?;
     if check_config {
-        println!("{settings:#?}");
+        print!("{}", settings.to_config_text());
         return Ok(());
     }
     let (directory, listeners) = server::bind(&settings).await.map_err(|e| e.to_string())?;
@@ -410,7 +429,13 @@ async fn import(
     Ok(())
 }
 
-fn print_key(reply: ControlReply, key_file: Option<&std::path::Path>) -> Result<(), String> {
+/// Writes the issued key to its file, or prints it. With `rescue`, a key that cannot be
+/// written is printed (a rotated key's terminal would otherwise be locked out).
+fn print_key(
+    reply: ControlReply,
+    slot: Option<admin::KeyFileSlot>,
+    rescue: bool,
+) -> Result<(), String> {
     let ControlReply::Key {
         code,
         key_file: text,
@@ -418,13 +443,22 @@ fn print_key(reply: ControlReply, key_file: Option<&std::path::Path>) -> Result<
     else {
         return Err("unexpected answer: no key".into());
     };
-    match key_file {
-        Some(path) => {
-            admin::write_key_file(path, &text)
-                .map_err(|e| format!("cannot write key file {}: {e}", path.display()))?;
-            println!("key for {code} written to {} (mode 0600)", path.display());
+    let Some(slot) = slot else {
+        print!("{text}");
+        return Ok(());
+    };
+    let (path, replaces) = (slot.path().to_path_buf(), slot.replaces());
+    if let Err(e) = slot.fill(&text) {
+        if rescue {
+            print!("{text}");
+            return Err(format!(
+                "cannot write key file {}: {e}; the new key of {code} is printed above (the old one no longer works)",
+                path.display()
+            ));
         }
-        None => print!("{text}"),
+        return Err(format!("cannot write key file {}: {e}", path.display()));
     }
+    let how = if replaces { "replaced" } else { "written to" };
+    println!("key for {code} {how} {} (mode 0600)", path.display());
     Ok(())
 }

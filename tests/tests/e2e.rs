@@ -277,6 +277,79 @@ fn admin_commands_fail_clearly_and_change_nothing() {
     );
 }
 
+/// Regression: `register --key-file` to a path that cannot be written failed with exit 1
+/// but left the code registered and its key lost; `rotate-key` to such a path revoked the
+/// old key and lost the new one; an existing file was replaced without a word.
+#[test]
+fn a_key_file_that_cannot_be_written_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &[]);
+    // A path under a regular file cannot be created, even by root.
+    let blocker = tmp.path().join("not-a-directory");
+    std::fs::write(&blocker, "").unwrap();
+    let unwritable = blocker.join("5551234.key");
+    let register = |path: &std::path::Path| {
+        server.admin(&[
+            "register",
+            "--code",
+            CODE,
+            "--kid",
+            "acme",
+            "--mid",
+            "3f9a0c1d22e4b7a8",
+            "--key-file",
+            path.to_str().unwrap(),
+        ])
+    };
+    let out = register(&unwritable);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("key file"), "{}", text(&out));
+    let listing = text(&server.admin(&["list"]));
+    assert!(listing.contains("0 terminal(s)"), "{listing}");
+    // An existing file is never replaced by a registration.
+    let taken = tmp.path().join("taken.key");
+    std::fs::write(&taken, "something else\n").unwrap();
+    let out = register(&taken);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("exists"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&taken).unwrap(), "something else\n");
+    assert!(text(&server.admin(&["list"])).contains("0 terminal(s)"));
+    // The same registration to a good path works at once.
+    let key = tmp.path().join("5551234.key");
+    let out = register(&key);
+    assert!(out.status.success(), "{}", text(&out));
+    let update = replace_a(NAME, "127.0.0.5");
+    assert!(server.nsupdate(Some(&key), &update).status.success());
+    // rotate-key to a path that cannot be written keeps the old key working.
+    let out = server.admin(&[
+        "rotate-key",
+        "--code",
+        CODE,
+        "--key-file",
+        unwritable.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("key file"), "{}", text(&out));
+    let update = replace_a(NAME, "127.0.0.6");
+    assert!(
+        server.nsupdate(Some(&key), &update).status.success(),
+        "the old key still works"
+    );
+    assert_eq!(server.short(NAME, "A"), vec!["127.0.0.6"]);
+    // rotate-key into the terminal's own key file replaces it, and says so.
+    let out = server.admin(&[
+        "rotate-key",
+        "--code",
+        CODE,
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("replaced"), "{}", text(&out));
+    let update = replace_a(NAME, "127.0.0.7");
+    assert!(server.nsupdate(Some(&key), &update).status.success());
+}
+
 #[test]
 fn a_second_server_on_the_same_data_is_refused() {
     let tmp = tempfile::tempdir().unwrap();

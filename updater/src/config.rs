@@ -96,7 +96,7 @@ pub struct Flags {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory server (repeatable; an IPv4 and an IPv6 one let whoami see both families).
-    #[arg(long = "server", value_name = "ADDR:PORT")]
+    #[arg(long = "server", value_name = "ADDR:PORT", value_parser = zones::endpoint::parse)]
     pub servers: Vec<SocketAddr>,
     /// The directory's zone.
     #[arg(long)]

@@ -57,11 +57,16 @@ enum Command {
     },
     /// Print a config file with every setting and its default value.
     SampleConfig,
-    /// Look a code up, connect by TCP, and pipe stdin and stdout (exit 3: no such code,
-    /// 4: offline, 5: connection failed, 6: directory unreachable or refused).
+    /// Look a code up, connect by TCP, and pipe stdin and stdout.
+    #[command(after_help = DIAL_EXIT_STATUS)]
     Dial {
         /// Directory server (repeatable).
-        #[arg(long = "server", value_name = "ADDR:PORT", required = true)]
+        #[arg(
+            long = "server",
+            value_name = "ADDR:PORT",
+            required = true,
+            value_parser = zones::endpoint::parse
+        )]
         servers: Vec<std::net::SocketAddr>,
         #[arg(long, default_value = "dial.example.")]
         zone: String,
@@ -78,6 +83,17 @@ enum Command {
         port: u16,
     },
 }
+
+/// `updater dial`'s exit statuses, one per outcome a script may act on.
+const DIAL_EXIT_STATUS: &str = "Exit status:
+  0  connected (the call ended)
+  1  another error (stdin or stdout)
+  2  bad arguments: a flag, the zone name, the key file or the trust anchor
+  3  no such code
+  4  the terminal is offline (registered, no address)
+  5  the connection was refused or failed
+  6  the directory is unreachable or refused the lookup (with --lookups signed, give --key-file)
+  7  the answer does not validate (DNSSEC, with --trust-anchor)";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -234,4 +250,29 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         _ = int.recv() => info!("SIGINT: going offline"),
     }
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Regression: exit statuses 2 and 7 of `updater dial` were in neither `--help` nor the
+    /// README.
+    #[test]
+    fn dial_help_lists_every_exit_status() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("dial")
+            .expect("a dial command")
+            .render_long_help()
+            .to_string();
+        for status in 0..=7 {
+            assert!(
+                help.contains(&format!("\n  {status}  ")),
+                "{status}: {help}"
+            );
+        }
+    }
 }

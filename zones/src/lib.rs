@@ -11,6 +11,7 @@
 //! ```
 //!
 //! Modules, with dependencies pointing down the list's order of use:
+//! - [`endpoint`]: `IP:PORT` as typed on a command line, with errors that say the form.
 //! - [`identity`]: calling codes, customer ids (KID), machine ids (MID) and the MID rule.
 //! - [`key`]: TSIG keys, their names, and BIND's key-file format.
 //! - [`lease`]: update leases (RFC 9664): granting, encoding, refresh timing.
@@ -46,6 +47,7 @@ mod commit;
 pub mod directory;
 #[cfg(feature = "store")]
 pub mod dnssec;
+pub mod endpoint;
 pub mod identity;
 #[cfg(feature = "store")]
 pub mod index;

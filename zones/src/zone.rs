@@ -68,6 +68,29 @@ pub enum ZoneError {
     Origin(String),
 }
 
+/// Zone files longer than this are not searched for the line of a parse error.
+const LOCATE_MAX_LINES: usize = 5_000;
+
+/// The line at which `text` first fails to parse with `message` (hickory's parser does not
+/// say): the shortest run of leading lines that fails the same way. A record spread over
+/// lines with parentheses fails differently until its last line is in.
+fn failing_line(text: &str, origin: Option<&Name>, message: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() > LOCATE_MAX_LINES {
+        return None;
+    }
+    let mut prefix = String::with_capacity(text.len());
+    for (number, line) in lines.iter().enumerate() {
+        prefix.push_str(line);
+        prefix.push('\n');
+        let failed = Parser::new(prefix.as_str(), None, origin.cloned()).parse();
+        if failed.is_err_and(|e| e.to_string() == message) {
+            return Some(number + 1);
+        }
+    }
+    None
+}
+
 /// A zone name as a person writes it, with or without the final dot (`dial.example` and
 /// `dial.example.` are the same zone, as dig and nsupdate take them): fully qualified.
 pub fn zone_name(text: &str) -> Result<Name, ZoneError> {
@@ -130,10 +153,14 @@ impl Zone {
     /// Parses zone-file text; `path` only names it in errors.
     pub fn parse(text: &str, path: &str, origin: Option<&str>) -> Result<Self, ZoneError> {
         let origin = origin.map(zone_name).transpose()?;
-        let parser = Parser::new(text, None, origin);
-        let (origin, sets) = parser.parse().map_err(|e| ZoneError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
+        let parser = Parser::new(text, None, origin.clone());
+        let (origin, sets) = parser.parse().map_err(|e| {
+            let message = e.to_string();
+            let line = failing_line(text, origin.as_ref(), &message);
+            ZoneError::Parse {
+                path: line.map_or_else(|| path.to_owned(), |n| format!("{path}:{n}")),
+                message,
+            }
         })?;
         let mut rrsets = BTreeMap::new();
         for (key, set) in sets {
@@ -349,6 +376,14 @@ impl Zone {
 
 #[cfg(test)]
 mod tests {
+    /// Regression: a zone file line that does not parse was reported without its number.
+    #[test]
+    fn a_bad_zone_file_line_is_named_by_its_number() {
+        let text = "$ORIGIN dial.example.\n$TTL 3600\n@ IN SOA ns1 hostmaster (\n 1 7200 3600 1209600 3600 )\n@ IN NS ns1\nns1 IN A 127.0.0.1\nwww IN A not-an-address\n";
+        let err = super::Zone::parse(text, "dial.zone", None).unwrap_err();
+        assert!(err.to_string().contains("dial.zone:7"), "{err}");
+    }
+
     use super::*;
 
     fn name(s: &str) -> Name {
