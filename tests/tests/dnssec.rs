@@ -410,6 +410,7 @@ fn unbound_validates_throughout_a_key_rollover() {
     .unwrap();
     let config = tmp.path().join("nameserver.toml");
     std::fs::write(&config, "max_ttl = 2\ndnssec_propagation_delay = 1\n").unwrap();
+    let (xfer, _) = transfer_key(tmp.path());
     let (ns, ds) = signed_directory(
         &tmp.path().join("data"),
         &[
@@ -417,10 +418,30 @@ fn unbound_validates_throughout_a_key_rollover() {
             zone_file.to_str().unwrap(),
             "--config",
             config.to_str().unwrap(),
+            "--transfer-key",
+            xfer.to_str().unwrap(),
         ],
     );
     let key = ns.register("4711", "acme", "001122334455", tmp.path());
     set_addresses(&ns, &key, "4711", &[("A", "192.0.2.7")]);
+    // Terminals that move, join and leave while the keys change.
+    let fleet: Vec<(String, PathBuf)> = (0..6)
+        .map(|i| {
+            let code = format!("{}", 5000 + i);
+            let key = ns.register(&code, "acme", &format!("0011223355{i:02x}"), tmp.path());
+            set_addresses(&ns, &key, &code, &[("A", &format!("192.0.2.{}", 20 + i))]);
+            (code, key)
+        })
+        .collect();
+    let turn = AtomicUsize::new(0);
+    let churn = || {
+        let i = turn.fetch_add(1, Ordering::SeqCst);
+        let (code, key) = &fleet[i % fleet.len()];
+        match i % 3 {
+            0 => set_addresses(&ns, key, code, &[]),
+            _ => set_addresses(&ns, key, code, &[("A", &format!("198.51.100.{}", i % 250))]),
+        }
+    };
     let unbound = Unbound::start(tmp.path(), &ds, ns.addr.port());
     let keys = || String::from_utf8_lossy(&ns.admin(&["dnssec", "keys"]).stdout).into_owned();
     let validated = |when: &str| {
@@ -444,6 +465,7 @@ fn unbound_validates_throughout_a_key_rollover() {
     while !keys().contains("ZSK, active") {
         assert!(Instant::now() < deadline, "never activated: {}", keys());
         validated("waiting");
+        churn();
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(
@@ -458,9 +480,34 @@ fn unbound_validates_throughout_a_key_rollover() {
     while keys().matches("DNSKEY").count() != 2 || keys().contains("published") {
         assert!(Instant::now() < deadline, "never finished: {}", keys());
         validated("second rollover");
+        churn();
         std::thread::sleep(Duration::from_millis(300));
     }
     validated("after");
+    // Every RRSIG of the transferred zone is by a key of its DNSKEY RRset, and the zone
+    // verifies (ldns-verify-zone reports "No keys" for a signature by a removed key).
+    require("ldns-verify-zone", "ldnsutils");
+    let axfr = transfer(&ns, &xfer, "AXFR");
+    let dnskey_tags: BTreeSet<String> =
+        String::from_utf8_lossy(&ns.admin(&["dnssec", "keys"]).stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("key ")?.split(':').next().map(str::to_owned))
+            .collect();
+    for line in axfr.iter().filter(|l| l.split(' ').nth(3) == Some("RRSIG")) {
+        let tag = line.split(' ').nth(10).unwrap_or_default();
+        assert!(dnskey_tags.contains(tag), "{line}: not by {dnskey_tags:?}");
+    }
+    let file = tmp.path().join("axfr.zone");
+    std::fs::write(&file, axfr.join("\n") + "\n").unwrap();
+    let verify = Command::new("ldns-verify-zone")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "ldns-verify-zone: {}",
+        text(&verify)
+    );
     // The DS never changed.
     let ds_after = String::from_utf8_lossy(&ns.admin(&["dnssec", "ds"]).stdout).into_owned();
     assert_eq!(ds_after.lines().next(), ds.lines().next());

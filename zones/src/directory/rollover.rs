@@ -7,7 +7,8 @@
 //!  advance_keys        new ZSK active; the old one retired (a CSK becomes the KSK: it goes
 //!                      on signing the DNSKEY RRset, so the DS at the parent stays); every
 //!                      terminal is signed again by the refresh, a batch a second
-//!    wait: the largest TTL in the zone + propagation delay, from the last re-signature
+//!    wait: the largest TTL served (terminals' stored TTLs included) + propagation delay,
+//!          from the last re-signature; and no stored signature by the retired key left
 //!  advance_keys        the retired ZSK leaves the DNSKEY RRset
 //! ```
 //!
@@ -78,6 +79,22 @@ impl Directory {
         }
         let zone = self.zone();
         let tag = |k: &ZoneKey| k.key_tag().unwrap_or_default();
+        // A key leaves the RRset only when no stored signature names it (checked before the
+        // writer lock: changes from now on are signed by the active key, so such signatures
+        // can only go). Any found are signed again by the refresh first.
+        if let Some(retired) = keys.iter().find(|k| k.state == KeyState::Retired) {
+            let held = self.terminals_signed_by(tag(retired))?;
+            if !held.is_empty() {
+                tracing::warn!(
+                    key = tag(retired),
+                    terminals = held.len(),
+                    "the retired key still signs some terminals; they are signed again before it leaves"
+                );
+                let mut staging = staging.lock().unwrap_or_else(|p| p.into_inner());
+                staging.make_due(held);
+                return Ok(None);
+            }
+        }
         let writer = self.write_lock().await?;
         let mut keys = self.inner.store.zone_keys()?;
         let publish_wait = u64::from(crate::dnssec::statics::dnskey_ttl(&zone)) + propagation;
@@ -104,7 +121,7 @@ impl Directory {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .resigned_at();
-        let retire_wait = u64::from(largest_ttl(&zone, &self.inner.limits)) + propagation;
+        let retire_wait = u64::from(self.largest_ttl_served(&zone)) + propagation;
         let done = resigned_at.is_some_and(|at| now >= at + retire_wait);
         if let Some(old) = keys
             .iter()
@@ -158,12 +175,51 @@ impl Directory {
     }
 }
 
-/// The largest TTL a resolver may cache a signature of this zone for: the terminals' cap,
-/// the SOA's and the static records'.
-fn largest_ttl(zone: &Zone, limits: &Limits) -> u32 {
-    zone.static_records()
-        .map(|r| r.ttl)
-        .chain([zone.soa_record(0).ttl, limits.max_ttl])
-        .max()
-        .unwrap_or(0)
+impl Directory {
+    /// The largest TTL a resolver may cache a signature of this zone for: every terminal's
+    /// stored TTL (served as stored, so a cap lowered since does not shorten it), the cap
+    /// on new ones, the SOA's, the negative answers' (NSEC3), the DNSKEY RRset's and the
+    /// static records'.
+    fn largest_ttl_served(&self, zone: &Zone) -> u32 {
+        let terminals = {
+            let view = self.inner.view.read().unwrap_or_else(|p| p.into_inner());
+            view.entries()
+                .flat_map(|(_, hot)| {
+                    let (v4, v6) = (&hot.addresses.v4, &hot.addresses.v6);
+                    [
+                        (!v4.addrs.is_empty()).then_some(v4.ttl),
+                        (!v6.addrs.is_empty()).then_some(v6.ttl),
+                    ]
+                })
+                .flatten()
+                .max()
+                .unwrap_or(0)
+        };
+        zone.static_records()
+            .map(|r| r.ttl)
+            .chain([
+                terminals,
+                self.inner.limits.max_ttl,
+                zone.soa_record(0).ttl,
+                zone.negative_ttl(),
+                crate::dnssec::statics::dnskey_ttl(zone),
+            ])
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The terminals any of whose stored signatures is by the key with tag `tag`.
+    fn terminals_signed_by(&self, tag: u16) -> Result<Vec<crate::identity::CodeKey>, StoreError> {
+        let mut held = Vec::new();
+        self.inner.store.scan_signed(|key, sigs| {
+            if [sigs.a, sigs.aaaa, Some(sigs.nsec3)]
+                .iter()
+                .flatten()
+                .any(|sig| sig.key_tag == tag)
+            {
+                held.push(key);
+            }
+        })?;
+        Ok(held)
+    }
 }

@@ -664,3 +664,125 @@ async fn a_signed_start_after_a_stop_answers_with_do_in_place_until_its_signatur
     assert_eq!(start.finish().unwrap(), SignaturesFrom::Table);
     check_consistent(&dir, T + 40);
 }
+
+/// Regression: after a new zone-signing key became active, an update (or a join or leave
+/// that signed its predecessor's NSEC3 again) signed only what changed but cleared the
+/// terminal's "sign again" mark, so the refresh skipped the rest of its signatures; when the
+/// old key left the DNSKEY RRset, those RRSIGs named a key that was gone (`delv`: "broken
+/// trust chain"; `ldns-verify-zone`: "No keys").
+#[tokio::test]
+async fn a_rollover_with_changes_in_its_window_leaves_no_signature_by_the_old_key() {
+    const PROPAGATION: u64 = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open_signed(tmp.path(), T);
+    online_fleet(&dir, 8000, 12).await;
+    // A first rollover makes the CSK a KSK beside a ZSK; the second replaces that ZSK,
+    // which then leaves the RRset.
+    let mut at = T + 10;
+    for round in 0..2u8 {
+        let mac = 200 + 10 * round;
+        let new = dir.start_rollover(at).await.unwrap();
+        at += 3600 + PROPAGATION;
+        assert_eq!(
+            dir.advance_keys(at, PROPAGATION).await.unwrap(),
+            Some(KeyEvent::Activated(new))
+        );
+        // In the window, before the refresh signs anything: a move, a join, a leave.
+        let joins = format!("{}", 8100 + u32::from(round));
+        update_a(&dir, "8000", [198, 51, 100, round], at, mac)
+            .await
+            .unwrap();
+        update_a(&dir, "8005", [198, 51, 100, 8], at, mac + 1)
+            .await
+            .unwrap();
+        let mid = format!("00112233ff{round:02x}");
+        dir.register(registration(&joins, "acme", &mid), at)
+            .await
+            .unwrap();
+        update_a(&dir, &joins, [198, 51, 100, 9], at, mac + 2)
+            .await
+            .unwrap();
+        let leaves = format!("{}", 8003 + u32::from(round));
+        dir.unregister(&leaves.parse().unwrap(), at).await.unwrap();
+        // The refresh, a few at a time, then whatever else the key's retirement waits for.
+        while dir.refresh_signatures(at, 3).await.unwrap() > 0 {}
+        for step in [1, 3600 + PROPAGATION + 1, 1] {
+            at += step;
+            dir.advance_keys(at, PROPAGATION).await.unwrap();
+        }
+    }
+    let keys = dir.zone_keys().unwrap();
+    assert_eq!(keys.len(), 2, "the replaced ZSK was removed");
+    let tags: Vec<u16> = keys.iter().map(|k| k.key_tag().unwrap()).collect();
+    for (code, sigs) in terminal_sigs(&dir) {
+        let Some(sigs) = sigs else { continue };
+        for sig in [sigs.a, sigs.aaaa, Some(sigs.nsec3)].into_iter().flatten() {
+            assert!(
+                tags.contains(&sig.key_tag),
+                "{code:?} holds a signature by key {}, not in {tags:?}",
+                sig.key_tag
+            );
+        }
+    }
+    check_consistent(&dir, at);
+}
+
+/// Regression: the retired key's wait came from today's `max_ttl`: lowered between
+/// restarts, it removed the key while caches still held RRsets served with the longer TTL
+/// stored before, signed by that key.
+#[tokio::test]
+async fn a_retired_key_waits_for_the_longest_ttl_served_not_todays_cap() {
+    const PROPAGATION: u64 = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let long = Limits {
+        max_ttl: 7200,
+        ..Limits::default()
+    };
+    let dir = Directory::open_signed(tmp.path(), Zone::embedded_default(), long, T).unwrap();
+    dir.register(registration("8000", "acme", "001122330000"), T)
+        .await
+        .unwrap();
+    let (zone, mut updates) = super::tests::set_a("8000", [192, 0, 2, 1]);
+    updates[1].ttl = 7200;
+    let message = UpdateMessage {
+        zone: &zone,
+        prerequisites: &[],
+        updates: &updates,
+    };
+    dir.update(&"8000".parse().unwrap(), &message, &signed(T, 1), None, T)
+        .await
+        .unwrap();
+    drop(dir);
+    // Restarted with the default cap (60 s): the stored record is still served for 7200 s.
+    let dir = open_signed(tmp.path(), T + 10);
+    let mut at = T + 10;
+    for round in 0..2 {
+        let new = dir.start_rollover(at).await.unwrap();
+        at += 3600 + PROPAGATION;
+        assert_eq!(
+            dir.advance_keys(at, PROPAGATION).await.unwrap(),
+            Some(KeyEvent::Activated(new))
+        );
+        while dir.refresh_signatures(at, 100).await.unwrap() > 0 {}
+        at += 1;
+        // Noticed as done here.
+        assert_eq!(dir.refresh_signatures(at, 100).await.unwrap(), 0);
+        if round == 0 {
+            at += 100_000;
+        }
+    }
+    let done = at;
+    // The zone's other TTLs (the SOA's 3600) have passed, the terminal's 7200 has not.
+    assert_eq!(
+        dir.advance_keys(done + 3600 + PROPAGATION + 1, PROPAGATION)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        dir.advance_keys(done + 7200 + PROPAGATION, PROPAGATION)
+            .await
+            .unwrap(),
+        Some(KeyEvent::Removed(_))
+    ));
+}

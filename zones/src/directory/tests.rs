@@ -26,7 +26,7 @@ fn open(dir: &Path) -> Directory {
     Directory::open(dir, Zone::embedded_default(), Limits::default()).unwrap()
 }
 
-fn set_a(code: &str, ip: [u8; 4]) -> (Vec<ZoneSection>, Vec<Record>) {
+pub(super) fn set_a(code: &str, ip: [u8; 4]) -> (Vec<ZoneSection>, Vec<Record>) {
     let zone = vec![ZoneSection {
         name: Name::from_ascii("dial.example.").unwrap(),
         rtype: RecordType::SOA,

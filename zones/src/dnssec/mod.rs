@@ -100,6 +100,14 @@ impl TerminalSigs {
             .unwrap_or(self.nsec3.expiration)
     }
 
+    /// True when every one of its signatures is by the key with tag `tag`.
+    pub fn signed_only_by(&self, tag: u16) -> bool {
+        [self.a, self.aaaa, Some(self.nsec3)]
+            .iter()
+            .flatten()
+            .all(|sig| sig.key_tag == tag)
+    }
+
     /// The types its NSEC3 lists.
     pub fn types(&self) -> Vec<hickory_proto::rr::RecordType> {
         nsec3::terminal_types(self.a.is_some(), self.aaaa.is_some())

@@ -134,22 +134,39 @@ impl Staging {
         self.resigned_at = Some(now);
     }
 
-    /// Follows a terminal's signatures from `old` to `new` (for the refresh).
+    /// Follows a terminal's signatures from `old` to `new` (for the refresh). A terminal
+    /// any of whose signatures is by another key than the signing one stays due at once
+    /// (0): a change that signs one RRset with a new key leaves the others to the refresh.
     pub fn track(&mut self, key: CodeKey, old: Option<&TerminalSigs>, new: Option<&TerminalSigs>) {
-        let (old_end, new_end) = (old.map(|o| o.expiration()), new.map(|n| n.expiration()));
-        if old_end == new_end && !self.resigning {
+        let tag = self.signer.key_tag();
+        let due_at = |sigs: &TerminalSigs| match sigs.signed_only_by(tag) {
+            true => sigs.expiration(),
+            false => 0,
+        };
+        let (old_at, new_at) = (old.map(due_at), new.map(due_at));
+        if old_at == new_at && !self.resigning {
             // An address change re-signs one RRset; its NSEC3's older signature still
             // expires first.
             return;
         }
-        if let Some(end) = old_end {
-            self.expiring.remove(&(end, key));
+        if let Some(old) = old {
+            self.expiring.remove(&(old.expiration(), key));
             // Made due by a new key ([`Staging::resign_all`]).
             self.expiring.remove(&(0, key));
         }
-        if let Some(end) = new_end {
-            self.expiring.insert((end, key));
+        if let Some(at) = new_at {
+            self.expiring.insert((at, key));
         }
+    }
+
+    /// Makes `keys` due for signing at once (signatures by a key that is leaving found in
+    /// the store).
+    pub fn make_due(&mut self, keys: impl IntoIterator<Item = CodeKey>) {
+        let due: BTreeSet<CodeKey> = keys.into_iter().collect();
+        self.expiring.retain(|(_, key)| !due.contains(key));
+        self.expiring.extend(due.into_iter().map(|key| (0, key)));
+        self.resigning = true;
+        self.resigned_at = None;
     }
 
     /// Up to `limit` terminals whose signatures expire before `horizon` (Unix seconds),
