@@ -57,7 +57,10 @@ pub fn answer(zone: &Zone, view: &View, question: &Question<'_>, now: u64, reply
         reply.metadata.response_code = ResponseCode::FormErr;
         return;
     }
-    let signed = view.signed().filter(|_| question.dnssec_ok);
+    // DNSKEY, NSEC3PARAM and RRSIG asked for by type are answered with or without DO
+    // (RFC 3225 §3: security records are left out "unless explicitly queried for").
+    let zone_signed = view.signed();
+    let signed = zone_signed.filter(|_| question.dnssec_ok);
     let place = zone.place(qname);
     let inside = !matches!(place, NamePlace::Outside);
     if question.dnssec_ok && view.signed_answers_pending() && inside {
@@ -68,19 +71,31 @@ pub fn answer(zone: &Zone, view: &View, question: &Question<'_>, now: u64, reply
         reply.extended_error(crate::response::NOT_READY);
         return;
     }
-    let found = match &place {
-        NamePlace::Outside => {
-            reply.metadata.response_code = ResponseCode::Refused;
-            reply.metadata.authoritative = false;
-            return;
+    if matches!(place, NamePlace::Outside) {
+        reply.metadata.response_code = ResponseCode::Refused;
+        reply.metadata.authoritative = false;
+        return;
+    }
+    let found = match (qtype, zone_signed) {
+        (RecordType::RRSIG, Some(zone_signed)) => {
+            let records = records_at(zone, view, question, &place, RecordType::ANY, now);
+            Found {
+                answers: with_rrsigs(zone, zone_signed, records.answers, now, false)
+                    .into_iter()
+                    .filter(|r| r.record_type() == RecordType::RRSIG)
+                    .collect(),
+                additionals: Vec::new(),
+                name_exists: records.name_exists,
+            }
         }
-        NamePlace::Apex => apex(zone, view, qtype, signed, question.compact),
-        NamePlace::Terminal(code) => terminal(zone, view, code, qtype, now, signed.is_some()),
-        NamePlace::BelowTerminal => Found::default(),
-        NamePlace::Whoami => whoami(qname, qtype, question.src.ip()),
-        NamePlace::Other => static_name(zone, &LowerName::new(qname), qtype),
+        _ => records_at(zone, view, question, &place, qtype, now),
     };
     if let Some(signed) = signed {
+        if qtype == RecordType::RRSIG && !found.answers.is_empty() {
+            // The signatures are the answer: none is made over them.
+            reply.answers = found.answers;
+            return;
+        }
         if question.compact && found.answers.is_empty() {
             let types = types_at(view, signed, qname, &place);
             return compact_answer(zone, view, signed, qname, types, now, reply);
@@ -95,6 +110,25 @@ pub fn answer(zone: &Zone, view: &View, question: &Question<'_>, now: u64, reply
     }
     reply.answers = found.answers;
     reply.additionals = found.additionals;
+}
+
+/// The records of `rtype` at the name's `place` (not outside the zone).
+fn records_at(
+    zone: &Zone,
+    view: &View,
+    question: &Question<'_>,
+    place: &NamePlace,
+    rtype: RecordType,
+    now: u64,
+) -> Found {
+    let as_signed = question.dnssec_ok && view.signed().is_some();
+    match place {
+        NamePlace::Outside | NamePlace::BelowTerminal => Found::default(),
+        NamePlace::Apex => apex(zone, view, rtype, view.signed(), question.compact),
+        NamePlace::Terminal(code) => terminal(zone, view, code, rtype, now, as_signed),
+        NamePlace::Whoami => whoami(question.name, rtype, question.src.ip()),
+        NamePlace::Other => static_name(zone, &LowerName::new(question.name), rtype),
+    }
 }
 
 /// The answer with DO to a signed zone: RRSIGs over every RRset, or the SOA and the NSEC3

@@ -324,6 +324,61 @@ async fn edns_is_answered_and_unknown_versions_get_badvers() {
     assert_eq!(m.edns.expect("OPT with BADVERS").version(), 0);
 }
 
+/// Regression: a DNSKEY (or NSEC3PARAM, or RRSIG) query without the DO bit got NOERROR with
+/// no records, where RFC 3225 leaves security records out only "unless explicitly queried
+/// for" (Zonemaster's DNSSEC11 then takes the zone for unsigned); an apex ANY left the
+/// DNSKEY out too.
+#[tokio::test]
+async fn dnssec_records_asked_for_are_answered_without_do() {
+    let s = TestServer::start_configured(tempfile::tempdir().unwrap(), |s| s.dnssec = true).await;
+    let key = s.register("5551234").await;
+    let update = signed_bytes(
+        replace_a("5551234.dial.example.", [192, 0, 2, 9]),
+        &key,
+        now(),
+    );
+    assert_eq!(
+        s.exchange(&update).await.metadata.response_code,
+        ResponseCode::NoError
+    );
+    let ask = |name: &str, rtype: RecordType| {
+        let mut q = query_message(name, rtype);
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        q.set_edns(edns);
+        q.to_vec().unwrap()
+    };
+    let types =
+        |m: &Message| -> Vec<RecordType> { m.answers.iter().map(Record::record_type).collect() };
+    for (name, rtype) in [
+        ("dial.example.", RecordType::DNSKEY),
+        ("dial.example.", RecordType::NSEC3PARAM),
+    ] {
+        let m = s.exchange(&ask(name, rtype)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(!m.answers.is_empty(), "{rtype}: {m:?}");
+        assert!(
+            types(&m).iter().all(|t| *t == rtype),
+            "no RRSIG without DO: {m:?}"
+        );
+    }
+    for name in ["dial.example.", "5551234.dial.example."] {
+        let m = s.exchange(&ask(name, RecordType::RRSIG)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(!m.answers.is_empty(), "RRSIG at {name}: {m:?}");
+        assert!(types(&m).iter().all(|t| *t == RecordType::RRSIG), "{m:?}");
+    }
+    let any = s.exchange(&ask("dial.example.", RecordType::ANY)).await;
+    assert!(types(&any).contains(&RecordType::DNSKEY), "{any:?}");
+    // An unsigned zone has none of them.
+    let unsigned = TestServer::start().await;
+    let m = unsigned
+        .exchange(&ask("dial.example.", RecordType::DNSKEY))
+        .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty());
+}
+
 #[tokio::test]
 async fn large_udp_answers_are_truncated_with_tc() {
     let limits = Limits {
