@@ -318,7 +318,8 @@ impl Handler {
             && self.directory.is_signed();
         let transfer_key =
             matches!(&auth, Authentication::Signed(s) if s.owner == KeyOwner::Transfer);
-        if transfer_key && self.directory.view().signatures_pending() {
+        let udp = request.protocol() == Protocol::Udp;
+        if transfer_key && !udp && self.directory.view().signatures_pending() {
             // A signed start is putting its signatures in force (a moment): the transfer
             // waits for it rather than fail, which would send the secondary to its retry
             // timer or to a full transfer.
@@ -332,15 +333,23 @@ impl Handler {
                 signing,
                 "compact denial (RFC 9824): the signed zone is not transferred",
             ),
-            Authentication::Signed(signed) if signed.owner == KeyOwner::Transfer => {
-                match self.plan_transfer(request, qtype, now) {
-                    Ok(plan) if request.protocol() == Protocol::Udp => {
-                        // RFC 1995 §2: too big for UDP; the current SOA sends the secondary to TCP.
+            Authentication::Signed(signed) if signed.owner == KeyOwner::Transfer && udp => {
+                match self.udp_transfer_soa(request, qtype) {
+                    Ok(soa) => {
+                        // RFC 1995 §2: too big for UDP; the current SOA sends the secondary to
+                        // TCP. Never waits, not even for a signed start.
                         let mut reply = Reply::authoritative(request, ResponseCode::NoError);
-                        reply.answers = plan.records.into_iter().take(1).collect();
+                        reply.answers = vec![soa];
                         self.count_transfer(qtype, TransferOutcome::Sent);
                         (reply, signing)
                     }
+                    Err(rcode) => {
+                        refuse(rcode, signing, "malformed, another zone, or AXFR over UDP")
+                    }
+                }
+            }
+            Authentication::Signed(signed) if signed.owner == KeyOwner::Transfer => {
+                match self.plan_transfer(request, qtype, now) {
                     Ok(plan) => return self.stream(request, plan, signed, edns, now, handle).await,
                     Err(ResponseCode::ServFail) => {
                         let (mut reply, signing) = refuse(
@@ -373,6 +382,26 @@ impl Handler {
             .await
     }
 
+    /// The answer to a transfer request over UDP: the current SOA (RFC 1995 §2), or the
+    /// RCODE that refuses it (AXFR is never sent over UDP).
+    fn udp_transfer_soa(
+        &self,
+        request: &Request,
+        qtype: RecordType,
+    ) -> Result<hickory_proto::rr::Record, ResponseCode> {
+        let zone = self.directory.zone();
+        let [query] = request.queries.queries() else {
+            return Err(ResponseCode::FormErr);
+        };
+        if query.name() != zone.lower_origin() {
+            return Err(ResponseCode::NotAuth);
+        }
+        match qtype {
+            RecordType::AXFR => Err(ResponseCode::FormErr),
+            _ => Ok(zone.soa_record(self.directory.view().serial())),
+        }
+    }
+
     /// What to send for a transfer request, or the RCODE that refuses it (SERVFAIL while
     /// a signed start has not put its signatures in force).
     fn plan_transfer(
@@ -394,7 +423,6 @@ impl Handler {
             return Err(ResponseCode::ServFail);
         }
         match qtype {
-            RecordType::AXFR if request.protocol() == Protocol::Udp => Err(ResponseCode::FormErr),
             RecordType::AXFR => Ok(transfer::axfr(&zone, &view, now)),
             _ => {
                 // RFC 1995 §3: the secondary's SOA is in the authority section.

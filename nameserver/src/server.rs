@@ -85,6 +85,28 @@ impl Listeners {
 pub async fn bind(settings: &Settings) -> Result<(Directory, Listeners), ServeError> {
     prepare_data_dir(&settings.data)?;
     let (directory, signed_start) = open_directory(settings)?;
+    let listeners = bind_sockets(settings).await?;
+    if let Some(start) = signed_start {
+        std::thread::Builder::new()
+            .name("signed-start".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                if start.finish().is_ok() {
+                    info!(
+                        seconds = started.elapsed().as_secs_f64(),
+                        "the zone's signatures are in force"
+                    );
+                }
+            })
+            .map_err(|e| {
+                ServeError::Store(StoreError::Io(format!("cannot start a thread: {e}")))
+            })?;
+    }
+    Ok((directory, listeners))
+}
+
+/// Binds every socket the settings name (DNS, control, metrics) and catches SIGHUP.
+pub async fn bind_sockets(settings: &Settings) -> Result<Listeners, ServeError> {
     let mut udp = Vec::new();
     let mut tcp = Vec::new();
     for addr in &settings.listen {
@@ -110,31 +132,14 @@ pub async fn bind(settings: &Settings) -> Result<(Directory, Listeners), ServeEr
         None => None,
     };
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let listeners = Listeners {
+    Ok(Listeners {
         udp,
         tcp,
         control,
         control_path,
         metrics,
         hangup,
-    };
-    if let Some(start) = signed_start {
-        std::thread::Builder::new()
-            .name("signed-start".into())
-            .spawn(move || {
-                let started = std::time::Instant::now();
-                if start.finish().is_ok() {
-                    info!(
-                        seconds = started.elapsed().as_secs_f64(),
-                        "the zone's signatures are in force"
-                    );
-                }
-            })
-            .map_err(|e| {
-                ServeError::Store(StoreError::Io(format!("cannot start a thread: {e}")))
-            })?;
-    }
-    Ok((directory, listeners))
+    })
 }
 
 /// Creates the data directory owner-only (0700), or checks an existing one. The store in it

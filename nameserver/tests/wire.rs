@@ -1046,6 +1046,61 @@ async fn transfers_with_an_unknown_edns_version_get_badvers() {
     }
 }
 
+/// Regression: a UDP IXFR during a signed start waited (up to 30 s) for the signatures,
+/// holding a UDP worker and the answers batched with it; over UDP it only ever gets the SOA.
+#[tokio::test]
+async fn a_udp_ixfr_during_a_signed_start_is_answered_at_once() {
+    let data = tempfile::tempdir().unwrap();
+    let xfer = TsigKey::from_key_file(XFER).unwrap();
+    let flags = ServeFlags {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        data: Some(data.path().to_path_buf()),
+        dnssec: true,
+        ..ServeFlags::default()
+    };
+    let mut settings = Settings::merge(FileConfig::default(), &flags).unwrap();
+    settings.transfer_keys = vec![xfer.clone()];
+    // The signed start is held unfinished: its signatures are not in force.
+    let (directory, start) = Directory::open_signing(
+        &data.path().join("store"),
+        settings.zone.clone(),
+        settings.limits.clone(),
+        now(),
+    )
+    .unwrap();
+    let listeners = server::bind_sockets(&settings).await.unwrap();
+    let addr = listeners.local_addrs()[0];
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server::run(
+        directory.clone(),
+        listeners,
+        server::RunOptions::from(&settings),
+        shutdown.clone(),
+    ));
+    assert!(directory.view().signatures_pending());
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let started = std::time::Instant::now();
+    socket
+        .send_to(&signed_bytes(ixfr_request(1), &xfer, now()), addr)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65535];
+    let len = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf))
+        .await
+        .expect("answered at once, not after the start")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let reply = Message::from_vec(&buf[..len]).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    let soa: Vec<_> = reply.answers.iter().map(Record::record_type).collect();
+    assert_eq!(soa, vec![RecordType::SOA], "the current SOA alone");
+    tokio::task::spawn_blocking(move || start.finish().unwrap())
+        .await
+        .unwrap();
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn ixfr_sends_deltas_up_to_date_soa_or_the_full_zone() {
     let (s, xfer) = with_transfer_key(2).await;
