@@ -6,7 +6,8 @@
 //!  control `reload` ─▶ Reloads::ask ─▶ serve (one at a time) ─▶ Reloader::reload
 //!     Settings::resolve (config, zone file, key files: all read and checked first)
 //!     ─▶ zones::Directory::reload_zone (new serial, durable, as at a restart)
-//!     ─▶ Handler::reload (lookup mode, transfer keys, rate limits: swapped, never locked)
+//!     ─▶ Handler::reload (lookup mode, transfer keys, rate limits, denial: swapped, never
+//!        locked)
 //!     ─▶ notify::Notifier::restart (secondaries, NOTIFY key, notify delay)
 //! ```
 //!
@@ -91,59 +92,22 @@ impl Reloader {
                 old.zone.origin()
             ));
         }
-        let mut needs_restart = Vec::new();
-        for (name, differs) in [
-            ("listen", new.listen != old.listen),
-            ("data", new.data != old.data),
-            ("metrics", new.metrics != old.metrics),
-            ("dnssec", new.dnssec != old.dnssec),
-            ("tcp limits", new.tcp != old.tcp),
-            (
-                "update limits (ttl, addresses, fudge, leases, ixfr_history)",
-                new.limits != old.limits,
-            ),
-        ] {
-            if differs {
-                needs_restart.push(name.to_owned());
-            }
-        }
-        let mut changed = Vec::new();
+        let (mut changed, needs_restart) = compare(old, &new);
         if let Some(serial) = self
             .directory
             .reload_zone(new.zone.clone(), zones::unix_now())
             .await
             .map_err(|e| e.to_string())?
         {
-            changed.push(format!("zone (serial {serial})"));
-        }
-        for (name, differs) in [
-            ("lookups", new.lookups != old.lookups),
-            ("transfer_keys", new.transfer_keys != old.transfer_keys),
-            ("rate_limit", new.rate_limit != old.rate_limit),
-            (
-                "rate_limit_slip",
-                new.rate_limit_slip != old.rate_limit_slip,
-            ),
-            (
-                "update_rate_limit",
-                new.update_rate_limit != old.update_rate_limit,
-            ),
-        ] {
-            if differs {
-                changed.push(name.to_owned());
-            }
+            changed.insert(0, format!("zone (serial {serial})"));
         }
         // The fast path holds the zone's SOA: rebuilt on every reload.
         self.handler.reload(Policy::from(&new));
         let notify_key = |s: &Settings| s.transfer_keys.first().cloned();
-        let notify_changed = new.secondaries != old.secondaries
-            || notify_key(&new) != notify_key(old)
-            || new.notify_delay != old.notify_delay;
-        if notify_changed {
+        if notify_key(&new) != notify_key(old) || changed.iter().any(|c| c == "secondaries") {
             self.notifier
                 .restart(new.secondaries.clone(), notify_key(&new), new.notify_delay)
                 .await;
-            changed.push("secondaries".to_owned());
         }
         // What takes a restart stays as it was, so a later reload names it again.
         self.current = Settings {
@@ -155,6 +119,7 @@ impl Reloader {
             rate_limit: new.rate_limit,
             rate_limit_slip: new.rate_limit_slip,
             update_rate_limit: new.update_rate_limit,
+            denial: new.denial,
             ..self.current.clone()
         };
         let serial = self.directory.view().serial();
@@ -164,6 +129,68 @@ impl Reloader {
             serial,
         })
     }
+}
+
+/// Which settings differ between `old` and `new`: those a reload puts in force (the zone
+/// apart), and those that take a restart. Every setting is in one list or the other: the
+/// pattern names each field, so a new one does not compile until it is placed.
+fn compare(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
+    let Settings {
+        zone: _,
+        listen,
+        data,
+        lookups,
+        limits,
+        tcp,
+        secondaries,
+        transfer_keys,
+        notify_delay,
+        rate_limit,
+        rate_limit_slip,
+        update_rate_limit,
+        metrics,
+        dnssec,
+        dnssec_propagation_delay,
+        denial,
+    } = new;
+    let live = [
+        ("lookups", lookups != &old.lookups),
+        ("transfer_keys", transfer_keys != &old.transfer_keys),
+        ("rate_limit", rate_limit != &old.rate_limit),
+        ("rate_limit_slip", rate_limit_slip != &old.rate_limit_slip),
+        (
+            "update_rate_limit",
+            update_rate_limit != &old.update_rate_limit,
+        ),
+        (
+            "secondaries",
+            secondaries != &old.secondaries || notify_delay != &old.notify_delay,
+        ),
+        // Answers with DO switch at once; compact denial is not transferred.
+        ("denial", denial != &old.denial),
+    ];
+    let restart = [
+        ("listen", listen != &old.listen),
+        ("data", data != &old.data),
+        ("metrics", metrics != &old.metrics),
+        ("dnssec", dnssec != &old.dnssec),
+        (
+            "dnssec_propagation_delay",
+            dnssec_propagation_delay != &old.dnssec_propagation_delay,
+        ),
+        ("tcp limits", tcp != &old.tcp),
+        (
+            "update limits (ttl, addresses, fudge, leases, ixfr_history)",
+            limits != &old.limits,
+        ),
+    ];
+    let names = |list: &[(&str, bool)]| -> Vec<String> {
+        list.iter()
+            .filter(|(_, differs)| *differs)
+            .map(|(name, _)| (*name).to_owned())
+            .collect()
+    };
+    (names(&live), names(&restart))
 }
 
 /// Runs reloads one at a time until `shutdown`.

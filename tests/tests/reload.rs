@@ -310,6 +310,41 @@ fn reload_puts_new_keys_limits_lookups_and_secondaries_in_force() {
     );
 }
 
+/// Regression: changing `denial` and reloading answered "changed nothing", while answers
+/// with DO switched and transfers started failing; `dnssec_propagation_delay`, read once at
+/// the start, was not named as needing a restart.
+#[test]
+fn reload_reports_every_setting_it_puts_in_force_or_cannot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (zone, cfg) = (tmp.path().join("calls.zone"), tmp.path().join("ns.toml"));
+    let listen = format!("127.0.0.1:{}", free_port());
+    std::fs::write(&zone, zone_file(10, "first")).unwrap();
+    std::fs::write(&cfg, config(&zone, &listen, "dnssec = true\n")).unwrap();
+    let server = Nameserver::start_in(
+        None,
+        &tmp.path().join("data"),
+        &[],
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let nxdomain = || status_of(&server.dig(&["+dnssec", "999.calls.example", "A"]));
+    assert_eq!(nxdomain(), "NXDOMAIN", "NSEC3 denial");
+    let extra = "dnssec = true\ndenial = \"compact\"\ndnssec_propagation_delay = 60\n";
+    std::fs::write(&cfg, config(&zone, &listen, extra)).unwrap();
+    let out = reload(&server);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (changed, restart) = said
+        .split_once("not changed until a restart")
+        .unwrap_or((&said, ""));
+    assert!(changed.contains("denial"), "denial not reported: {said}");
+    assert!(
+        restart.contains("dnssec_propagation_delay"),
+        "the propagation delay takes a restart: {said}"
+    );
+    // Compact denial (RFC 9824) answers NOERROR with an NSEC for a name that does not exist.
+    assert_eq!(nxdomain(), "NOERROR", "compact denial in force");
+}
+
 /// Regression: SIGHUP, which operators and `systemctl reload` send to ask for a reload,
 /// killed the server (the signal's default action) before reload existed.
 #[test]
