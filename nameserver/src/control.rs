@@ -24,8 +24,9 @@ use zones::directory::{Addresses, Entry, Import, Registration, Terminal};
 use zones::identity::{CallingCode, Kid, Mid};
 use zones::key::Algorithm;
 
-/// The longest request line accepted (an import of a million terminals fits).
-const MAX_REQUEST_BYTES: u64 = 512 * 1024 * 1024;
+/// The longest request line accepted, per request: a streamed import's session sends any
+/// number of them (an import batch of 10,000 terminals is about 1 MiB).
+const MAX_REQUEST_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A request from an admin command.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,11 +253,24 @@ async fn serve_connection(
     directory: &Directory,
     reloads: &Reloads,
 ) -> std::io::Result<()> {
+    serve_capped(stream, directory, reloads, MAX_REQUEST_BYTES).await
+}
+
+/// [`serve_connection`] with at most `cap` bytes a request (not a session).
+async fn serve_capped(
+    stream: UnixStream,
+    directory: &Directory,
+    reloads: &Reloads,
+    cap: u64,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read.take(MAX_REQUEST_BYTES));
+    let mut lines = BufReader::new(read.take(cap));
     let mut import = ImportSession::default();
     loop {
         let mut line = String::new();
+        // Each request may be `cap` long, however many came before it (what the buffer
+        // read ahead was counted already).
+        lines.get_mut().set_limit(cap);
         if lines.read_line(&mut line).await? == 0 {
             break;
         }
@@ -732,4 +746,73 @@ fn is_not_running(e: &std::io::Error) -> bool {
 /// The control socket to use: `--control`, else the data directory's.
 pub fn socket_path(data: &Path, control: Option<&Path>) -> PathBuf {
     control.map_or_else(|| crate::config::control_socket(data), Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    use super::*;
+
+    /// Regression: the whole control session was capped at 512 MiB, so a streamed import
+    /// of 10,000,000 terminals broke off after 5,850,000 ("Broken pipe"): the cap is per
+    /// request. Here a cap of 64 KiB and batches that add up to several times it.
+    #[tokio::test]
+    async fn an_import_session_longer_than_the_request_cap_completes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let directory = Directory::open(
+            tmp.path(),
+            zones::Zone::embedded_default(),
+            zones::directory::Limits::default(),
+        )
+        .unwrap();
+        let (reloads, _asks) = crate::reload::channel();
+        let (server, client) = UnixStream::pair().unwrap();
+        const CAP: u64 = 64 * 1024;
+        let serving = {
+            let directory = directory.clone();
+            tokio::spawn(async move { serve_capped(server, &directory, &reloads, CAP).await })
+        };
+        let (read, mut write) = client.into_split();
+        let mut answers = BufReader::new(read).lines();
+        let (mut sent, mut terminals) = (0u64, 0);
+        for batch in 0..8u32 {
+            let entries: Vec<ImportEntry> = (0..200u32)
+                .map(|i| ImportEntry {
+                    code: format!("{}", 5_000_000 + batch * 1000 + i).parse().unwrap(),
+                    kid: "acme".parse().unwrap(),
+                    mid: format!("{:016x}", batch * 1000 + i).parse().unwrap(),
+                    addresses: vec!["192.0.2.1".parse().unwrap()],
+                })
+                .collect();
+            terminals += entries.len();
+            let request = ControlRequest::ImportBatch {
+                entries,
+                algorithm: Algorithm::HmacSha256,
+            };
+            let mut line = serde_json::to_vec(&request).unwrap();
+            line.push(b'\n');
+            assert!((line.len() as u64) < CAP, "each request fits");
+            sent += line.len() as u64;
+            write.write_all(&line).await.unwrap();
+            let answer = answers.next_line().await.unwrap().expect("an answer");
+            let answer: ControlResponse = serde_json::from_str(&answer).unwrap();
+            assert!(
+                matches!(answer, Ok(ControlReply::Keys { .. })),
+                "{answer:?}"
+            );
+        }
+        assert!(sent > 2 * CAP, "the session is longer than the cap");
+        let mut line = serde_json::to_vec(&ControlRequest::ImportCommit).unwrap();
+        line.push(b'\n');
+        write.write_all(&line).await.unwrap();
+        let answer = answers.next_line().await.unwrap().expect("an answer");
+        let answer: ControlResponse = serde_json::from_str(&answer).unwrap();
+        assert!(
+            matches!(answer, Ok(ControlReply::Imported { count }) if count == terminals),
+            "{answer:?}"
+        );
+        serving.await.unwrap().unwrap();
+        assert_eq!(directory.view().len(), terminals);
+    }
 }

@@ -24,7 +24,7 @@ use zones::identity::CallingCode;
 use zones::key::Algorithm;
 
 use crate::admin;
-use crate::control::{ControlReply, ControlRequest, ImportEntry, Session};
+use crate::control::{ControlError, ControlReply, ControlRequest, ImportEntry, Session};
 
 /// Terminals per batch: large enough to amortize a round trip, small enough to bound memory.
 pub const BATCH: usize = 10_000;
@@ -63,10 +63,31 @@ pub async fn run(
             sink.finish()?;
             Ok(count)
         }
-        Err(e) => {
+        Err(Failure::Aborted(e)) => {
             sink.discard();
             Err(e)
         }
+        Err(Failure::Unknown { why, last }) => {
+            let kept = sink.keep()?;
+            Err(format!(
+                "{why}: the import's commit was sent but its answer never came, so whether it was committed is unknown. The keys are kept in {kept}. Check with `nameserver list`: if {last} is listed, the import was committed and those are the terminals' keys; if not, nothing was imported: delete them and import again"
+            ))
+        }
+    }
+}
+
+/// Why an import did not complete.
+#[derive(Debug)]
+enum Failure {
+    /// Before the commit: the server removes everything staged.
+    Aborted(String),
+    /// The commit was sent, and no answer came: it may have been made durable.
+    Unknown { why: String, last: String },
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Self {
+        Self::Aborted(e)
     }
 }
 
@@ -77,12 +98,14 @@ async fn stream(
     algorithm: Algorithm,
     session: &mut Session,
     sink: &mut KeySink,
-) -> Result<usize, String> {
+) -> Result<usize, Failure> {
     let mut progress = Progress::new(total);
+    let mut last = None;
     let mut batch: Vec<ImportEntry> = Vec::with_capacity(BATCH);
     for (number, line) in input.lines().enumerate() {
         let line = line.map_err(|e| format!("cannot read {shown}: {e}"))?;
         if let Some(entry) = admin::parse_import_line(&line, number + 1, shown)? {
+            last = Some(entry.code.clone());
             batch.push(entry);
         }
         if batch.len() == BATCH {
@@ -99,14 +122,22 @@ async fn stream(
     if !batch.is_empty() || progress.done == 0 {
         send(session, batch, algorithm, sink, &mut progress).await?;
     }
-    let reply = session
-        .request(&ControlRequest::ImportCommit)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Every key on disk before the commit is asked for: whatever becomes of its answer,
+    // the keys of terminals that may be registered are never lost.
+    sink.sync()?;
+    let reply = session.request(&ControlRequest::ImportCommit).await;
     progress.finish();
+    let unknown = |why: String| Failure::Unknown {
+        why,
+        last: last
+            .as_ref()
+            .map_or_else(|| "the file's last code".to_owned(), ToString::to_string),
+    };
     match reply {
-        ControlReply::Imported { count } => Ok(count),
-        _ => Err("unexpected answer to the import's commit".into()),
+        Ok(ControlReply::Imported { count }) => Ok(count),
+        Err(ControlError::Refused(why)) => Err(Failure::Aborted(why)),
+        Err(e) => Err(unknown(e.to_string())),
+        Ok(_) => Err(unknown("unexpected answer to the import's commit".into())),
     }
 }
 
@@ -195,17 +226,39 @@ impl KeySink {
         }
     }
 
-    /// After the commit: the bundle synced and moved to its name.
+    /// Before the commit: every key written so far on disk (the bundle flushed and synced;
+    /// the key files of `--keys-dir`, and their directory, synced).
+    fn sync(&mut self) -> Result<(), String> {
+        let synced = match self {
+            Self::Bundle { out, .. } => out.flush().and_then(|()| out.get_ref().sync_all()),
+            Self::Dir { dir, written } => written
+                .iter()
+                .chain(std::iter::once(&*dir))
+                .try_for_each(|path| File::open(path).and_then(|f| f.sync_all())),
+        };
+        synced.map_err(|e| format!("cannot write the keys before the commit: {e}"))
+    }
+
+    /// After the commit: the bundle moved to its name.
     fn finish(self) -> Result<(), String> {
-        if let Self::Bundle { path, tmp, out } = self {
-            let file = out
-                .into_inner()
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            file.sync_all()
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        self.keep().map(|_| ())
+    }
+
+    /// After the commit, or when its outcome is unknown: the bundle moved to its name;
+    /// returns where the keys are.
+    fn keep(self) -> Result<String, String> {
+        match self {
+            Self::Bundle { path, tmp, out } => {
+                let file = out
+                    .into_inner()
+                    .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+                file.sync_all()
+                    .and_then(|()| std::fs::rename(&tmp, &path))
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                Ok(path.display().to_string())
+            }
+            Self::Dir { dir, .. } => Ok(format!("{}/CODE.key", dir.display())),
         }
-        Ok(())
     }
 
     /// After a failure: the keys of terminals that were never added are removed.
@@ -269,5 +322,74 @@ impl Progress {
         if self.tty {
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::UnixListener;
+
+    use super::*;
+    use crate::control::ControlResponse;
+
+    /// A control peer that stages batches like the server (a key per entry) and, on the
+    /// commit, closes the connection without an answer: a server killed right after its
+    /// durable commit, whose timing a test of the real one cannot choose.
+    async fn peer_that_loses_the_commit_answer(listener: UnixListener) {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let keys = match serde_json::from_str(&line).unwrap() {
+                ControlRequest::ImportBatch { entries, .. } => entries
+                    .into_iter()
+                    .map(|e| {
+                        let text = format!("key \"{}.k.\" {{ secret \"c2VjcmV0\"; }};\n", e.code);
+                        (e.code, text)
+                    })
+                    .collect(),
+                _ => return,
+            };
+            let reply: ControlResponse = Ok(ControlReply::Keys { keys });
+            let mut out = serde_json::to_vec(&reply).unwrap();
+            out.push(b'\n');
+            write.write_all(&out).await.unwrap();
+        }
+    }
+
+    /// Regression: when the commit's answer was lost (a dropped connection, a server killed
+    /// after the durable commit), `nameserver import` deleted the key bundle while the
+    /// terminals could be registered: every key was lost.
+    #[tokio::test]
+    async fn import_keeps_the_keys_when_the_commit_outcome_is_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        let peer = tokio::spawn(peer_that_loses_the_commit_answer(
+            UnixListener::bind(&socket).unwrap(),
+        ));
+        let fleet = dir.path().join("fleet.txt");
+        let lines: String = (0..25)
+            .map(|i| format!("{} acme 0011223344{i:02x}\n", 5_550_000 + i))
+            .collect();
+        std::fs::write(&fleet, lines).unwrap();
+        let bundle = dir.path().join("fleet.keys");
+        let mut session = Session::connect(dir.path(), &socket).await.unwrap();
+        let err = run(
+            &fleet,
+            &KeysTo::Bundle(bundle.clone()),
+            Algorithm::HmacSha256,
+            &mut session,
+        )
+        .await
+        .unwrap_err();
+        peer.await.unwrap();
+        assert!(err.contains("unknown"), "{err}");
+        assert!(err.contains("5550024"), "names the code to check: {err}");
+        let kept = std::fs::read_to_string(&bundle).expect("the bundle is kept");
+        assert_eq!(kept.matches("key \"").count(), 25, "{kept}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&bundle).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }
