@@ -4,7 +4,8 @@
 //! notify delay (changes within it share one NOTIFY, as BIND's notify-delay), then sends
 //! NOTIFY with the new SOA, signed with the first transfer key when there is one, and retries
 //! (1 s, 2 s, 4 s, ... up to a minute apart) until the secondary answers or a newer serial
-//! supersedes it, which is then notified at once. The secondary then asks for IXFR.
+//! supersedes it, which is then notified at once. The secondary then asks for IXFR. At the
+//! start, the current serial is notified at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts notifying `secondaries`.
+    /// Starts notifying `secondaries`, the current serial at once.
     pub fn start(
         directory: Directory,
         secondaries: Vec<SocketAddr>,
@@ -58,7 +59,10 @@ impl Notifier {
             shutdown,
             running: None,
         };
-        notifier.spawn(secondaries, key, delay, false);
+        // As BIND and Knot do when a zone is loaded: the secondaries hear of the serial at
+        // the start (a restored directory's serial jumped past theirs; a restart's is the
+        // one they hold, and costs them one SOA query).
+        notifier.spawn(secondaries, key, delay, true);
         notifier
     }
 

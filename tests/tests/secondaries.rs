@@ -387,6 +387,64 @@ fn nsd_follows_through_kill_9(signed: bool) {
     }
 }
 
+/// Regression: a restored directory came up at the backup's serial, with the backup's
+/// journal, while NSD already held newer serials: NSD ignored it, and later applied IXFR
+/// deltas to a different base and stayed wrong. Here NSD follows the primary through a
+/// backup, more updates, the loss of the primary's data and a restore: it must end with the
+/// restored primary's zone, and follow the next change.
+#[test]
+fn nsd_follows_the_primary_through_a_backup_more_updates_and_a_restore() {
+    require("dig", "bind9-dnsutils");
+    require("nsupdate", "bind9-dnsutils");
+    let lab = nsd_lab();
+    let primary_port = lab.primary_port;
+    let mut primary = lab.primary(&["--update-rate-limit", "0"]);
+    let (codes, keys) = lab.register(&primary, "555400", "00000000000003", 3);
+    for (i, (code, key)) in codes.iter().zip(&keys).enumerate() {
+        let mut update = churn(primary_port, code, key, i, 0, 1);
+        assert!(update.wait().unwrap().success(), "the first addresses");
+    }
+    let nsd = lab.start_nsd();
+    lab.nsd_follows(&nsd, "NSD never loaded the zone");
+    let backup = lab.root.join("dial.backup");
+    let out = primary.admin(&["backup", "--output", backup.to_str().unwrap()]);
+    assert!(out.status.success(), "backup: {}", text(&out));
+    let at_backup = primary.serial(ZONE);
+    // Changes after the backup, which NSD takes and the backup does not hold.
+    let mut later = churn(primary_port, &codes[0], &keys[0], 0, 100, 5);
+    assert!(later.wait().unwrap().success(), "updates after the backup");
+    lab.nsd_follows(&nsd, "the updates after the backup");
+    let newest = primary.serial(ZONE);
+    assert!(newest > at_backup);
+    // The primary's data is lost; the backup is restored in its place.
+    primary.kill9();
+    std::fs::remove_dir_all(&lab.data).unwrap();
+    let out = Command::new(support::binary("nameserver"))
+        .arg("restore")
+        .arg(&backup)
+        .arg("--data")
+        .arg(&lab.data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restore: {}", text(&out));
+    primary = lab.primary(&["--update-rate-limit", "0"]);
+    let restored = primary.serial(ZONE);
+    assert!(
+        restored.wrapping_sub(newest) as i32 > 0,
+        "the restored serial {restored} is past every serial served ({newest})"
+    );
+    let (zone, _) = lab.nsd_follows(&nsd, "after the restore");
+    assert!(
+        zone.iter()
+            .any(|l| l.contains("5554000.dial.example") && l.contains("127.1.0.0")),
+        "the backup's address, not the lost updates': {zone:?}"
+    );
+    // And the next change, by whatever transfer NSD asks for.
+    let mut next = churn(primary_port, &codes[1], &keys[1], 1, 200, 1);
+    assert!(next.wait().unwrap().success(), "a change after the restore");
+    lab.nsd_follows(&nsd, "a change after the restore");
+}
+
 /// A signed primary stopped and started again keeps its serial and every signature (the
 /// SOA's too): NSD, which held the zone, transfers nothing for the restart, and takes the
 /// next change by a signed IXFR. (Before, every signed start moved the serial on, and every

@@ -1,8 +1,14 @@
 //! Rebuilds a store from a backup ([`crate::backup`]): into a directory that holds no store,
-//! with the terminals, their keys and replay memory, the journal and the serial as they were
-//! at the moment of the snapshot. Each chunk is written durably; the caller restores into a
-//! scratch directory and moves it into place only once this has returned, so a restore that
-//! fails half-way leaves nothing a server would open.
+//! with the terminals, their keys and replay memory as they were at the moment of the
+//! snapshot. Each chunk is written durably; the caller restores into a scratch directory and
+//! moves it into place only once this has returned, so a restore that fails half-way leaves
+//! nothing a server would open.
+//!
+//! The serial is not the backup's: the directory that was backed up may have served newer
+//! serials since, with other content, and its secondaries hold them. A restore comes up
+//! [`SERIAL_JUMP`] past the backup's serial (RFC 1982: newer than any serial up to 2^30
+//! changes after the backup, or before it), with an empty journal, so every secondary takes
+//! the whole zone and none applies a difference to another base.
 
 use std::path::Path;
 
@@ -14,6 +20,11 @@ use crate::store::{Change, Store};
 
 /// Terminals written per transaction.
 const CHUNK: usize = 10_000;
+
+/// How far past the backup's serial a restore comes up: half the RFC 1982 window, so the
+/// restored serial is newer than every serial within 2^30 changes of the backup's, whether
+/// a secondary is ahead of the backup or behind it.
+pub const SERIAL_JUMP: u32 = 1 << 30;
 
 /// What a restore wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +59,9 @@ pub fn restore(
         }
     }
     terminals += write_terminals(&store, &mut chunk)?;
-    let journal = deltas.len();
     for (what, expected, found) in [
         ("terminals", header.terminals, terminals),
-        ("journal entries", header.journal, journal),
+        ("journal entries", header.journal, deltas.len()),
     ] {
         if expected != found {
             return Err(BackupError::Truncated {
@@ -61,30 +71,24 @@ pub fn restore(
             });
         }
     }
-    // The journal and the serial in one transaction: one sync, however long the journal.
-    let mut changes: Vec<Change> = deltas
-        .iter()
-        .map(|delta| Change {
-            journal: Some(delta),
-            ..Change::default()
-        })
-        .collect();
+    // The journal is checked, not restored: differences from the backup's serials would
+    // be applied by secondaries to whatever they hold.
+    let serial = header.serial.wrapping_add(SERIAL_JUMP);
     let keys = header
         .dnssec_keys
         .iter()
         .map(|k| k.to_key())
         .collect::<Result<Vec<_>, _>>()?;
-    changes.push(Change {
-        serial: Some(header.serial),
+    store.commit_now(&Change {
+        serial: Some(serial),
         zone_fingerprint: header.zone_fingerprint.as_deref(),
         zone_keys: (!keys.is_empty()).then_some(keys.as_slice()),
         ..Change::default()
-    });
-    store.commit_all_now(&changes)?;
+    })?;
     Ok(Restored {
         terminals,
-        journal,
-        serial: header.serial,
+        journal: 0,
+        serial,
     })
 }
 
@@ -193,16 +197,96 @@ mod tests {
             records.clone().into_iter().map(Ok),
         )
         .unwrap();
-        assert_eq!(restored.serial, header.serial);
-        assert_eq!((restored.terminals, restored.journal), (2, 1));
+        assert_eq!(restored.serial, header.serial.wrapping_add(SERIAL_JUMP));
+        assert_eq!((restored.terminals, restored.journal), (2, 0));
         let back = open(&tmp.path().join("b"));
-        assert_eq!(back.view().serial(), dir.view().serial());
+        assert_eq!(back.view().serial(), restored.serial);
         for code in ["5551001", "5551002"] {
             let code = code.parse().unwrap();
             assert_eq!(back.terminal(&code).unwrap(), dir.terminal(&code).unwrap());
         }
         let (_, again) = backup(&back);
-        assert_eq!(again, records, "a backup of the restored store is the same");
+        let terminals = |records: &[Record]| -> Vec<Record> {
+            records
+                .iter()
+                .filter(|r| matches!(r, Record::Terminal(_)))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            terminals(&again),
+            terminals(&records),
+            "a backup of the restored store holds the same terminals"
+        );
+        assert!(
+            !again.iter().any(|r| matches!(r, Record::Delta(_))),
+            "and no journal"
+        );
+    }
+
+    /// Regression: a restored directory came up at the backup's serial with its journal,
+    /// while secondaries already held the newer serials the lost directory had served: they
+    /// ignored it, then applied IXFR deltas to another base.
+    #[tokio::test]
+    async fn a_restore_comes_up_past_every_serial_served_with_an_empty_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(&tmp.path().join("a"));
+        dir.register(registration("5551001", "0000000000000001"), 1)
+            .await
+            .unwrap();
+        let (header, records) = backup(&dir);
+        // Served after the backup: many more serials.
+        for i in 0..20u32 {
+            let code = format!("{}", 5_552_000 + i);
+            dir.register(registration(&code, &format!("{:016x}", 100 + i)), 1)
+                .await
+                .unwrap();
+        }
+        let served = dir.view().serial();
+        restore(&tmp.path().join("b"), &header, records.into_iter().map(Ok)).unwrap();
+        let back = open(&tmp.path().join("b"));
+        let restored = back.view().serial();
+        assert!(
+            crate::serial::Serial(restored).is_newer_than(crate::serial::Serial(served)),
+            "{restored} is past {served}"
+        );
+        assert!(
+            back.view().journal().is_empty(),
+            "secondaries take the whole zone"
+        );
+    }
+
+    /// Regression: a backup taken while a streamed import had a batch staged held it,
+    /// secrets and all, and its restore brought back terminals whose import was aborted.
+    #[tokio::test]
+    async fn a_backup_leaves_out_an_import_not_committed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(&tmp.path().join("a"));
+        dir.register(registration("5551001", "0000000000000001"), 1)
+            .await
+            .unwrap();
+        let staged = crate::directory::Import {
+            registration: registration("5559001", "0000000000000009"),
+            addresses: crate::model::Addresses::default(),
+        };
+        dir.stage_import(vec![staged], 1).await.unwrap();
+        let (header, records) = backup(&dir);
+        assert_eq!(header.terminals, 1, "only what is registered is counted");
+        let codes: Vec<String> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Terminal(t) => Some(t.code.to_string()),
+                Record::Delta(_) => None,
+            })
+            .collect();
+        assert_eq!(codes, vec!["5551001"]);
+        restore(&tmp.path().join("b"), &header, records.into_iter().map(Ok)).unwrap();
+        let back = open(&tmp.path().join("b"));
+        assert!(
+            back.terminal(&"5559001".parse().unwrap())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]

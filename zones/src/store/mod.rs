@@ -294,6 +294,36 @@ pub struct Store {
     saved_recorded: Arc<AtomicBool>,
 }
 
+/// The codes of an import staged but not committed, in one read transaction: not yet
+/// registered, so left out of a backup and a list.
+enum Unregistered {
+    None,
+    Import(redb::ReadOnlyTable<&'static str, &'static [u8]>),
+}
+
+impl Unregistered {
+    fn of(read: &redb::ReadTransaction, in_progress: bool) -> Result<Self, StoreError> {
+        Ok(match in_progress {
+            true => Self::Import(read.open_table(IMPORTING).map_err(StoreError::io)?),
+            false => Self::None,
+        })
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        match self {
+            Self::None => Ok(0),
+            Self::Import(table) => table.len().map_err(StoreError::io),
+        }
+    }
+
+    fn holds(&self, code: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::None => Ok(false),
+            Self::Import(table) => Ok(table.get(code).map_err(StoreError::io)?.is_some()),
+        }
+    }
+}
+
 /// An import's terminals from one read transaction ([`Store::imported`]).
 pub struct Imported {
     read: redb::ReadTransaction,
@@ -760,10 +790,11 @@ impl Store {
         let hot = read.open_table(HOT).map_err(StoreError::io)?;
         let replay = read.open_table(REPLAY).map_err(StoreError::io)?;
         let journal = read.open_table(JOURNAL).map_err(StoreError::io)?;
+        let staged = Unregistered::of(&read, meta_value(IMPORT_KEY)?.is_some())?;
         let head = Snapshotted::Head {
             serial,
             zone_fingerprint,
-            terminals: cold.len().map_err(StoreError::io)? as usize,
+            terminals: (cold.len().map_err(StoreError::io)? - staged.count()?) as usize,
             journal: journal.len().map_err(StoreError::io)? as usize,
             zone_keys: meta_value(DNSSEC_KEYS_KEY)?
                 .map(|v| decode(DNSSEC_KEYS_KEY, &v))
@@ -773,7 +804,7 @@ impl Store {
         if !each(head) {
             return Ok(());
         }
-        let go_on = self.entries(&cold, &hot, &replay, |entry| {
+        let go_on = self.entries(&cold, &hot, &replay, &staged, |entry| {
             each(Snapshotted::Terminal(Box::new(entry)))
         })?;
         if !go_on {
@@ -797,7 +828,14 @@ impl Store {
         let cold = read.open_table(COLD).map_err(StoreError::io)?;
         let hot = read.open_table(HOT).map_err(StoreError::io)?;
         let replay = read.open_table(REPLAY).map_err(StoreError::io)?;
-        self.entries(&cold, &hot, &replay, each)?;
+        let in_progress = read
+            .open_table(META)
+            .map_err(StoreError::io)?
+            .get(IMPORT_KEY)
+            .map_err(StoreError::io)?
+            .is_some();
+        let staged = Unregistered::of(&read, in_progress)?;
+        self.entries(&cold, &hot, &replay, &staged, each)?;
         Ok(())
     }
 
@@ -808,11 +846,15 @@ impl Store {
         cold: &redb::ReadOnlyTable<&str, &[u8]>,
         hot: &redb::ReadOnlyTable<&str, &[u8]>,
         replay: &redb::ReadOnlyTable<&str, &[u8]>,
+        staged: &Unregistered,
         mut each: impl FnMut(Entry) -> bool,
     ) -> Result<bool, StoreError> {
         for item in cold.iter().map_err(StoreError::io)? {
             let (key, value) = item.map_err(StoreError::io)?;
             let text = key.value();
+            if staged.holds(text)? {
+                continue;
+            }
             let code: CallingCode = text.parse().map_err(|e| StoreError::Corrupt {
                 key: text.to_owned(),
                 message: format!("{e}"),
