@@ -261,7 +261,22 @@ impl Handler {
         answer: &Answering<'_>,
         handle: R,
     ) -> ResponseInfo {
-        let reply = match self.rate_limit(request, signing, answer.cookie) {
+        let verdict = self.rate_limit(request, signing, answer.cookie);
+        self.send_decided(request, reply, signing, verdict, answer, handle)
+            .await
+    }
+
+    /// Sends `reply` as RRL decided (`verdict`, taken once per request).
+    async fn send_decided<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        reply: Reply,
+        signing: &ResponseSigning,
+        verdict: Verdict,
+        answer: &Answering<'_>,
+        handle: R,
+    ) -> ResponseInfo {
+        let reply = match verdict {
             Verdict::Answer => reply,
             Verdict::Slip => {
                 // Empty, truncated: a real client retries over TCP.
@@ -482,10 +497,34 @@ impl Handler {
         }
     }
 
-    /// RFC 1035 §4.1.1 and RFC 6891: a standard query.
-    fn query(&self, request: &Request, now: u64) -> (Reply, ResponseSigning) {
+    /// RFC 1035 §4.1.1 and RFC 6891: a standard query. RRL decides first (`verdict`), so
+    /// that an answer it drops is never made, and one it slips is never signed: a flood of
+    /// forged queries costs no signature.
+    fn query(
+        &self,
+        request: &Request,
+        now: u64,
+        cookie: &CookieState,
+    ) -> (Reply, ResponseSigning, Verdict) {
         let auth = self.authenticate(request, now);
         let signing = ResponseSigning::for_request(&auth, request.metadata.id, now);
+        let verdict = self.rate_limit(request, &signing, cookie);
+        let (reply, signing) = self.query_answer(request, now, auth, signing, verdict);
+        (reply, signing, verdict)
+    }
+
+    fn query_answer(
+        &self,
+        request: &Request,
+        now: u64,
+        auth: Authentication,
+        signing: ResponseSigning,
+        verdict: Verdict,
+    ) -> (Reply, ResponseSigning) {
+        if verdict == Verdict::Drop {
+            // Not sent: nothing is looked up or signed.
+            return (Reply::new(request, ResponseCode::NoError), signing);
+        }
         if let Some(reply) = tsig_failure_reply(request, &auth) {
             return (reply, signing);
         }
@@ -503,7 +542,9 @@ impl Handler {
         let mut reply = Reply::authoritative(request, ResponseCode::NoError);
         let view = self.directory.view();
         let qname = Name::from(query.name().clone());
-        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        // A slip carries only the RCODE: answered as without DO, nothing is signed for it.
+        let dnssec_ok = verdict == Verdict::Answer
+            && request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         let compact = policy.denial == crate::config::Denial::Compact;
         query::answer(
             &self.directory.zone(),
@@ -723,14 +764,17 @@ impl RequestHandler for Handler {
         if let (OpCode::Query, Some(qtype)) = (request.metadata.op_code, transfer) {
             return self.transfer(request, qtype, &answer, handle).await;
         }
-        let (reply, signing) = {
-            match request.metadata.op_code {
-                OpCode::Query => self.query(request, now),
-                OpCode::Update => self.update(request, now).await,
-                _ => (
-                    Reply::new(request, ResponseCode::NotImp),
-                    ResponseSigning::None,
-                ),
+        let (reply, signing, verdict) = match request.metadata.op_code {
+            OpCode::Query => self.query(request, now, &cookie),
+            OpCode::Update => {
+                let (reply, signing) = self.update(request, now).await;
+                let verdict = self.rate_limit(request, &signing, &cookie);
+                (reply, signing, verdict)
+            }
+            _ => {
+                let signing = ResponseSigning::None;
+                let verdict = self.rate_limit(request, &signing, &cookie);
+                (Reply::new(request, ResponseCode::NotImp), signing, verdict)
             }
         };
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -741,7 +785,7 @@ impl RequestHandler for Handler {
                 .map(|q| format!("{} {}", q.name(), q.query_type()));
             debug!(src = %request.src(), op = %request.metadata.op_code, question = ?question, rcode = %reply.metadata.response_code, "request");
         }
-        self.send_limited(request, reply, &signing, &answer, handle)
+        self.send_decided(request, reply, &signing, verdict, &answer, handle)
             .await
     }
 }

@@ -51,6 +51,8 @@ pub struct Signer {
     /// The origin in canonical wire form (uncompressed, lower case), for
     /// [`Signer::sign_addresses`].
     origin_wire: Vec<u8>,
+    /// Signatures made by [`Signer::sign`] (per answer: whoami, compact denial, the SOA).
+    made: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Signer {
@@ -93,7 +95,13 @@ impl Signer {
             origin: origin.clone(),
             origin_wire: canonical_wire(origin)
                 .map_err(|e| KeyError::Unusable(format!("the origin {origin}: {e}")))?,
+            made: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How many RRsets [`Signer::sign`] has signed.
+    pub fn signatures_made(&self) -> u64 {
+        self.made.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn key_tag(&self) -> u16 {
@@ -126,6 +134,7 @@ impl Signer {
     /// Signs the RRset `records` (one owner, one type, one TTL; not empty) at `now`.
     pub fn sign(&self, records: &[Record], now: u64) -> Result<Sig, SignError> {
         let first = records.first().expect("an RRset to sign is not empty");
+        self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (key, key_tag) = if first.record_type() == RecordType::DNSKEY {
             (&self.dnskey_signer, self.dnskey_signer_tag)
         } else {

@@ -453,16 +453,20 @@ impl SignedZone {
     ) -> Result<Vec<Record>, SignError> {
         let key = (LowerName::new(name), types.clone(), self.signer.key_tag());
         let fresh = (now as u32).wrapping_add(super::whole::REFRESH);
-        let mut cache = self.compact.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((nsec, rrsig)) = cache.get(&key) {
-            let expires = match &rrsig.data {
-                RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().sig_expiration.get(),
-                _ => 0,
-            };
-            if expires.wrapping_sub(fresh) as i32 > 0 {
-                return Ok(vec![nsec.clone(), rrsig.clone()]);
+        {
+            let cache = self.compact.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((nsec, rrsig)) = cache.get(&key) {
+                let expires = match &rrsig.data {
+                    RData::DNSSEC(DNSSECRData::RRSIG(sig)) => sig.input().sig_expiration.get(),
+                    _ => 0,
+                };
+                if expires.wrapping_sub(fresh) as i32 > 0 {
+                    return Ok(vec![nsec.clone(), rrsig.clone()]);
+                }
             }
         }
+        // Signed outside the lock, so one name's signature never holds up the others' (two
+        // askers of the same new name may each sign it once).
         let owner = name.to_lowercase();
         let next = Name::from_labels([&[0u8][..]])
             .and_then(|zero| zero.append_domain(&owner))
@@ -485,6 +489,7 @@ impl SignedZone {
         let rrsig = self
             .signer
             .rrsig(&owner, RecordType::NSEC, self.negative_ttl, &sig);
+        let mut cache = self.compact.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= COMPACT_CACHE {
             cache.clear();
         }
@@ -496,6 +501,12 @@ impl SignedZone {
     pub fn static_types(&self, name: &Name) -> Option<&[RecordType]> {
         let place = self.statics.find(name)?;
         Some(&self.statics.names[place].types)
+    }
+
+    /// How many RRsets the zone's signer has signed (per answer: whoami, compact denial,
+    /// the SOA at a new serial).
+    pub fn signatures_made(&self) -> u64 {
+        self.signer.signatures_made()
     }
 
     /// Signs an answer made per query (whoami) now.
