@@ -5,8 +5,9 @@
 //! a lookup is a binary search of about twenty reads in the records by code or by hash,
 //! then one read of the record.
 //!
-//! Its checksum is checked by the whole read that follows; a lookup that finds the file
-//! damaged answers nothing (and says so in the log once), never a record it cannot decode.
+//! Each record's own CRC-32 is checked before it is served (the file's is checked by the
+//! whole read that follows); a lookup that finds the file damaged answers nothing (and says
+//! so in the log once), never a record that fails its checksum.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -315,6 +316,56 @@ mod tests {
         }
         std::fs::write(&path, &whole[..whole.len() - 1]).unwrap();
         assert!(InPlace::open(&path, &[3; 16]).is_err());
+        std::fs::write(&path, &whole).unwrap();
+        assert!(matches!(
+            InPlace::open(&path, &[4; 16]),
+            Err(SavedError::Stale)
+        ));
+    }
+
+    /// Regression: a record damaged on disk (a signature's bytes, its hash, its next hash)
+    /// was served by the lookups in place until the whole read failed its CRC.
+    #[test]
+    fn a_damaged_record_is_never_served_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = Zone::embedded_default();
+        let written = entries(&zone, 30, 42);
+        let path = dir.path().join(saved::FILE_NAME);
+        saved::write(&path, &[3; 16], written.iter().copied()).unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        let by_code_at = whole.len() - TRAILER - 30 * (BY_CODE + BY_HASH);
+        let mut served_damaged = Vec::new();
+        for at in (HEADER..by_code_at).step_by(3) {
+            let mut damaged = whole.clone();
+            damaged[at] ^= 0x10;
+            std::fs::write(&path, &damaged).unwrap();
+            let saved = InPlace::open(&path, &[3; 16]).unwrap();
+            for (i, (key, sigs)) in written.iter().enumerate() {
+                if saved.terminal(*key).is_some_and(|found| found != *sigs) {
+                    served_damaged.push((at, i));
+                }
+                let owner = saved
+                    .lower_bound(&sigs.hash)
+                    .and_then(|i| saved.owner_at(i));
+                assert!(owner.is_none_or(|owner| owner == *key), "byte {at}");
+            }
+        }
+        assert!(
+            served_damaged.is_empty(),
+            "damaged records served: {} (byte, record), first {:?}",
+            served_damaged.len(),
+            served_damaged.first()
+        );
+    }
+
+    #[test]
+    fn a_copy_of_another_id_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = Zone::embedded_default();
+        let written = entries(&zone, 3, 42);
+        let path = dir.path().join(saved::FILE_NAME);
+        saved::write(&path, &[3; 16], written.iter().copied()).unwrap();
+        let whole = std::fs::read(&path).unwrap();
         std::fs::write(&path, &whole).unwrap();
         assert!(matches!(
             InPlace::open(&path, &[4; 16]),

@@ -17,6 +17,8 @@
 //! records  code key (u64)  hash (20)  next (20)  families (u8: 1 A, 2 AAAA)
 //!          NSEC3 RRSIG, then the A and AAAA RRSIGs it has
 //!          (an RRSIG: inception u32, expiration u32, key tag u16, signature 64 bytes)
+//!          CRC-32 of the record's bytes before it (u32): a lookup in place serves a
+//!          record only when it holds
 //! by code  for each record in the order of code keys: code key (u64), offset (u64)
 //! by hash  for each record in the order of hashes: hash (20), offset (u64)
 //! trailer  records (u64)  offset of "by code" (u64)  the earliest expiration (u32)
@@ -39,12 +41,15 @@ pub const FILE_NAME: &str = "signatures.saved";
 pub type SavedId = [u8; 16];
 
 const MAGIC: &[u8; 8] = b"DIALSIG\0";
-const FORMAT: u32 = 2;
+/// 3: each record ends with its own CRC-32 (2 had the file's only).
+const FORMAT: u32 = 3;
 pub(super) const HEADER: usize = 8 + 4 + 16;
 pub(super) const TRAILER: usize = 8 + 8 + 4 + 4 + 4;
 const SIG: usize = 4 + 4 + 2 + 64;
+/// A record's own CRC-32, at its end.
+const RECORD_CRC: usize = 4;
 /// A record with its NSEC3 signature and no address signature.
-const RECORD_MIN: usize = 8 + 20 + 20 + 1 + SIG;
+const RECORD_MIN: usize = 8 + 20 + 20 + 1 + SIG + RECORD_CRC;
 pub(super) const RECORD_MAX: usize = RECORD_MIN + 2 * SIG;
 /// An entry of the records by code, and by hash.
 pub(super) const BY_CODE: usize = 8 + 8;
@@ -347,6 +352,8 @@ fn encode(out: &mut Vec<u8>, key: CodeKey, sigs: &TerminalSigs) {
         out.extend_from_slice(&sig.key_tag.to_le_bytes());
         out.extend_from_slice(&sig.signature);
     }
+    let crc = crc32fast::hash(out);
+    out.extend_from_slice(&crc.to_le_bytes());
 }
 
 /// One record, decoded.
@@ -372,9 +379,14 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Option<Record>, SavedError> {
     if bytes.len() < len {
         return Ok(None);
     }
+    let (body, crc) = bytes[..len].split_at(len - RECORD_CRC);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(SavedError::Damaged("a record's checksum does not match"));
+    }
     let key = CodeKey::from_bits(u64::from_le_bytes(bytes[..8].try_into().expect("8")))
         .ok_or(SavedError::Damaged("a record names no calling code"))?;
-    let mut sigs = bytes[RECORD_MIN - SIG..len].chunks_exact(SIG).map(|s| Sig {
+    let signatures = RECORD_MIN - RECORD_CRC - SIG..len - RECORD_CRC;
+    let mut sigs = bytes[signatures].chunks_exact(SIG).map(|s| Sig {
         inception: u32::from_le_bytes(s[..4].try_into().expect("4")),
         expiration: u32::from_le_bytes(s[4..8].try_into().expect("4")),
         key_tag: u16::from_le_bytes(s[8..10].try_into().expect("2")),
