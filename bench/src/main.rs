@@ -28,6 +28,10 @@
 //! (row `knot+dnssec DO`) and taking updates, which it signs. `--servers` and `--parts` (lookups, updates, kill9,
 //! backup; lookups and updates by default) choose what runs.
 //!
+//! The fleet (`--fleet`): by default as a real export comes, in no particular order, with
+//! codes of 7 to 10 digits and a customer (KID) for about every 20 terminals; `ordered`
+//! (code order, 7 digits, one KID) is the easy case, kept for comparison.
+//!
 //! Query mix (as in the issue): 80% A of existing codes, 10% AAAA of existing codes,
 //! 10% names that do not exist. Loopback only; every load is bounded in time.
 
@@ -66,6 +70,27 @@ pub struct Options {
     pub kill9: bool,
     /// `nameserver backup` and `restore`, timed, each round.
     pub backup: bool,
+    /// How the fleet comes ([`Fleet`]).
+    pub fleet: Fleet,
+}
+
+/// How the generated fleet comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fleet {
+    /// As a real export: in no particular order, codes of 7 to 10 digits, a customer (KID)
+    /// for about every 20 terminals. The default.
+    Shuffled,
+    /// In code order, 7-digit codes, one KID: the easy case, for comparison.
+    Ordered,
+}
+
+impl Fleet {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Shuffled => "shuffled",
+            Self::Ordered => "ordered",
+        }
+    }
 }
 
 fn parse_options() -> Options {
@@ -81,7 +106,8 @@ fn parse_options() -> Options {
         println!(
             "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
              [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--rounds R (3)] \
-             [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind] [--parts lookups,updates,kill9,backup]"
+             [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind] [--parts lookups,updates,kill9,backup] \
+             [--fleet shuffled|ordered (shuffled)]"
         );
         std::process::exit(0);
     }
@@ -101,6 +127,14 @@ fn parse_options() -> Options {
         updates_part: list(get("--parts"), "lookups,updates").contains(&"updates".to_string()),
         kill9: list(get("--parts"), "lookups,updates").contains(&"kill9".to_string()),
         backup: list(get("--parts"), "lookups,updates").contains(&"backup".to_string()),
+        fleet: match get("--fleet").as_deref() {
+            None | Some("shuffled") => Fleet::Shuffled,
+            Some("ordered") => Fleet::Ordered,
+            Some(other) => {
+                eprintln!("bench: --fleet {other:?}: use shuffled or ordered");
+                std::process::exit(2);
+            }
+        },
     }
 }
 
@@ -147,7 +181,7 @@ fn main() {
     if std::env::var_os("BENCH_KEEP").is_some() {
         println!("keeping the work directory {}", dir.display());
     }
-    let data = Data::generate(dir, options.codes, options.keys);
+    let data = Data::generate(dir, options.codes, options.keys, options.fleet);
     let mut subjects = Vec::new();
     if options.servers.iter().any(|s| s == "directory") {
         subjects.push(Subject::Directory);
@@ -237,47 +271,52 @@ pub struct Data {
 }
 
 impl Data {
-    fn generate(dir: &Path, codes: usize, keys: usize) -> Self {
+    fn generate(dir: &Path, codes: usize, keys: usize, shape: Fleet) -> Self {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let updater_codes: Vec<String> = (0..keys).map(|i| format!("{}", 7_000_000 + i)).collect();
+        let fleet_codes = fleet_codes(codes, shape, &updater_codes, &mut rng);
         let mut fleet = String::with_capacity(codes * 48);
-        for i in 0..codes {
+        for (i, code) in fleet_codes.iter().enumerate() {
             let v6 = if i % 10 == 0 {
                 format!(" 2001:db8::{:x}:{:x}", i >> 16, i & 0xffff)
             } else {
                 String::new()
             };
+            let kid = match shape {
+                Fleet::Shuffled => format!("cust{:06}", i / 20),
+                Fleet::Ordered => "fleet".to_owned(),
+            };
             fleet.push_str(&format!(
-                "{} fleet {:016x} 10.{}.{}.{}{v6}\n",
-                5_000_000 + i,
-                i,
+                "{code} {kid} {i:016x} 10.{}.{}.{}{v6}\n",
                 (i >> 16) & 255,
                 (i >> 8) & 255,
                 i & 255
             ));
         }
-        let updater_codes: Vec<String> = (0..keys).map(|i| format!("{}", 7_000_000 + i)).collect();
         let updaters: String = updater_codes
             .iter()
             .enumerate()
             .map(|(i, c)| format!("{c} bench {:016x} 192.0.2.1\n", 0x00be_0000_0000 + i))
             .collect();
-        // The mix: 80% A, 10% AAAA (codes that have one), 10% names that do not exist.
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            rng ^= rng >> 12;
-            rng ^= rng << 25;
-            rng ^= rng >> 27;
-            rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        };
+        // The mix: 80% A, 10% AAAA (codes that have one: every tenth line), 10% names that
+        // do not exist (codes of the same lengths, not in the fleet).
+        let taken: std::collections::HashSet<&str> =
+            fleet_codes.iter().map(String::as_str).collect();
         let mut queries = String::new();
         for n in 0..200_000u64 {
-            let r = next();
+            let r = rng.next() as usize;
             let line = match n % 10 {
                 0 => format!(
                     "{}.dial.example AAAA\n",
-                    5_000_000 + (r as usize % codes.max(10) / 10) * 10
+                    fleet_codes[(r % codes.max(10) / 10) * 10 % codes.max(1)]
                 ),
-                1 => format!("{}.dial.example A\n", 6_000_000 + r % 1_000_000),
-                _ => format!("{}.dial.example A\n", 5_000_000 + r as usize % codes.max(1)),
+                1 => loop {
+                    let code = random_code(&mut rng, shape);
+                    if !taken.contains(code.as_str()) {
+                        break format!("{code}.dial.example A\n");
+                    }
+                },
+                _ => format!("{}.dial.example A\n", fleet_codes[r % codes.max(1)]),
             };
             queries.push_str(&line);
         }
@@ -300,6 +339,47 @@ impl Data {
             updater_codes,
         }
     }
+}
+
+/// A small, fixed pseudo-random sequence (xorshift64*): the same data in every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// A code as the fleet has them: 7 to 10 digits when shuffled, 7 when ordered.
+fn random_code(rng: &mut Rng, shape: Fleet) -> String {
+    let digits = match shape {
+        Fleet::Shuffled => 7 + (rng.next() % 4) as u32,
+        Fleet::Ordered => 7,
+    };
+    let low = 10u64.pow(digits - 1);
+    format!("{}", low + rng.next() % (9 * low))
+}
+
+/// `count` distinct codes (none of them an updater's): shuffled, of several lengths, or in
+/// code order from 5,000,000.
+fn fleet_codes(count: usize, shape: Fleet, updaters: &[String], rng: &mut Rng) -> Vec<String> {
+    if shape == Fleet::Ordered {
+        return (0..count).map(|i| format!("{}", 5_000_000 + i)).collect();
+    }
+    let reserved: std::collections::HashSet<&str> = updaters.iter().map(String::as_str).collect();
+    let mut seen = std::collections::HashSet::with_capacity(count);
+    let mut codes = Vec::with_capacity(count);
+    while codes.len() < count {
+        let code = random_code(rng, shape);
+        if !reserved.contains(code.as_str()) && seen.insert(code.clone()) {
+            codes.push(code);
+        }
+    }
+    // Already in no order: drawn at random.
+    codes
 }
 
 /// A server process under test, pinned to core 1.

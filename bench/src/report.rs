@@ -134,11 +134,12 @@ impl Table {
         Self {
             header: format!(
                 "Machine: {cores} cores ({cpu}), loopback; servers pinned to core 1, dnsperf to core 0.\n\
-                 {} codes; queries 80% A, 10% AAAA, 10% nonexistent; {} s per dnsperf run; latency at {} queries/s.\n\
+                 {} codes, fleet {}; queries 80% A, 10% AAAA, 10% nonexistent; {} s per dnsperf run; latency at {} queries/s.\n\
                  Updates: {} signed updates, {} at once, {} keys (the directory: one per terminal; peers: one).\n\
                  {} rounds, servers alternating; each cell: median (min-max).\n\
-                 Command: cargo run --release -p bench -- --codes {} --seconds {} --rate {} --updates {} --concurrency {} --keys {} --rounds {} --servers {} --parts {}\n",
+                 Command: cargo run --release -p bench -- --codes {} --fleet {} --seconds {} --rate {} --updates {} --concurrency {} --keys {} --rounds {} --servers {} --parts {}\n",
                 o.codes,
+                o.fleet.name(),
                 o.seconds,
                 o.rate,
                 o.updates,
@@ -146,6 +147,7 @@ impl Table {
                 o.keys,
                 o.rounds,
                 o.codes,
+                o.fleet.name(),
                 o.seconds,
                 o.rate,
                 o.updates,

@@ -2,12 +2,14 @@
 //! batches, writes the keys as they come back, and shows progress.
 //!
 //! ```text
-//!  FILE ─ read line by line ─▶ batches of 10,000 ─▶ import-batch ─▶ keys ─▶ key sink
-//!                                                  (server: staged, invisible)
+//!  FILE ─ checked, sorted by code (fleet_order) ─▶ batches of 10,000 ─▶ import-batch
+//!       ─▶ keys ─▶ key sink                          (server: staged, invisible)
 //!       ─ end of file ─▶ import-commit ─▶ all terminals at once (one serial increase)
 //! ```
 //!
-//! Memory stays bounded on both sides: one batch at a time. Any error (a bad line, a
+//! Memory stays bounded on both sides: one batch at a time on the wire, and the fleet sorted
+//! in runs of at most a million lines ([`crate::fleet_order`]), so the store takes the
+//! terminals in its own order of codes. Any error (a bad line, a
 //! refused batch, a lost connection) ends the connection before the commit, and the server
 //! removes what was staged: all or none. The keys go by default to one bundle file
 //! (`FILE.keys`, mode 0600, BIND's key-file format, one `key` clause per terminal),
@@ -15,7 +17,7 @@
 //! one file per terminal instead.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -46,18 +48,10 @@ pub async fn run(
     session: &mut Session,
 ) -> Result<usize, String> {
     let shown = file.display().to_string();
-    let open = || File::open(file).map_err(|e| format!("cannot read {shown}: {e}"));
-    let total = count_entries(open()?);
+    // Every line checked, and the entries in the store's order, before anything is sent.
+    let entries = crate::fleet_order::read(file, &shown)?;
     let mut sink = KeySink::create(keys)?;
-    let result = stream(
-        BufReader::new(open()?),
-        &shown,
-        total,
-        algorithm,
-        session,
-        &mut sink,
-    )
-    .await;
+    let result = stream(entries, algorithm, session, &mut sink).await;
     match result {
         Ok(count) => {
             sink.finish()?;
@@ -92,22 +86,18 @@ impl From<String> for Failure {
 }
 
 async fn stream(
-    input: impl BufRead,
-    shown: &str,
-    total: usize,
+    entries: crate::fleet_order::FleetInOrder,
     algorithm: Algorithm,
     session: &mut Session,
     sink: &mut KeySink,
 ) -> Result<usize, Failure> {
-    let mut progress = Progress::new(total);
+    let mut progress = Progress::new(entries.total);
     let mut last = None;
     let mut batch: Vec<ImportEntry> = Vec::with_capacity(BATCH);
-    for (number, line) in input.lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read {shown}: {e}"))?;
-        if let Some(entry) = admin::parse_import_line(&line, number + 1, shown)? {
-            last = Some(entry.code.clone());
-            batch.push(entry);
-        }
+    for entry in entries {
+        let entry = entry?;
+        last = Some(entry.code.clone());
+        batch.push(entry);
         if batch.len() == BATCH {
             send(
                 session,
@@ -156,15 +146,6 @@ async fn send(
     sink.write(&keys)?;
     progress.add(keys.len());
     Ok(())
-}
-
-/// Entries in the file (for the progress line), counted without parsing.
-fn count_entries(file: File) -> usize {
-    BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter(|l| !l.split('#').next().unwrap_or_default().trim().is_empty())
-        .count()
 }
 
 /// Writes keys as batches come back; nothing is left behind if the import fails.

@@ -17,7 +17,8 @@
 //!
 //!  directory serial changes ─▶ notify::Followers ─▶ NOTIFY (hickory-net client)
 //!  admin command ─▶ control socket (JSON line) ─▶ control::execute ─▶ zones::Directory
-//!  import ─▶ import-batch lines (staged) … import-commit ─▶ zones::Directory::commit_import
+//!  import ─▶ fleet_order (entries by code) ─▶ import-batch lines (staged) … import-commit
+//!         ─▶ zones::Directory::commit_import
 //!  backup ─▶ control `backup` ─▶ one read transaction streamed as lines ─▶ FILE (0600)
 //!  restore FILE ─▶ zones::restore (no server) ─▶ DATA/store
 //!  SIGHUP, control `reload` ─▶ reload::serve ─▶ config and zone files read again
@@ -51,6 +52,7 @@
 //! - [`cookie`]: DNS Cookies, server side.
 //! - [`admin`]: what the admin commands print and write.
 //! - [`import`]: `nameserver import`'s client: streamed batches, key bundle, progress.
+//! - [`fleet_order`]: a fleet file's entries in the store's order, with bounded memory.
 //! - [`backup`]: `nameserver backup` and `restore`: snapshot to a file, file to a store.
 //! - [`reload`]: live reload of the config and zone files (control `reload`, SIGHUP).
 //! - [`metrics`]: what is counted (atomics per label), and its Prometheus exposition.
@@ -63,6 +65,7 @@ pub mod config;
 pub mod control;
 pub mod cookie;
 pub mod fast;
+pub mod fleet_order;
 pub mod handler;
 pub mod import;
 pub mod metrics;
