@@ -17,7 +17,10 @@
 //!    times a round, and each terminal's last acknowledged address checked after the restart
 //!    (a loss fails the run) ([`crash`]);
 //! 5. prints medians with the min-max spread, and ratios of medians ours/peer, and writes
-//!    them to `bench/results/`.
+//!    them to `bench/results/`. The lookups' headline is the server's CPU per answered
+//!    query, beside the physical floor (`floor`: a responder on the same core that answers
+//!    each query with its own bytes through the same batched socket code, nothing parsed):
+//!    dnsperf on one core saturates near every server's rate, so queries/s say little.
 //!
 //! With `--parts backup`, `nameserver backup` of the running directory and `nameserver
 //! restore` of the file are timed. `directory+metrics` (only with `--servers`) runs the
@@ -106,7 +109,7 @@ fn parse_options() -> Options {
         println!(
             "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
              [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--rounds R (3)] \
-             [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind] [--parts lookups,updates,kill9,backup] \
+             [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind,floor] [--parts lookups,updates,kill9,backup] \
              [--fleet shuffled|ordered (shuffled)]"
         );
         std::process::exit(0);
@@ -122,7 +125,7 @@ fn parse_options() -> Options {
         out: get("--out")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace().join("bench/results/latest.md")),
-        servers: list(get("--servers"), "directory,knot,nsd,bind"),
+        servers: list(get("--servers"), "directory,knot,nsd,bind,floor"),
         lookups: list(get("--parts"), "lookups,updates").contains(&"lookups".to_string()),
         updates_part: list(get("--parts"), "lookups,updates").contains(&"updates".to_string()),
         kill9: list(get("--parts"), "lookups,updates").contains(&"kill9".to_string()),
@@ -192,6 +195,7 @@ fn main() {
     if options.servers.iter().any(|s| s == "directory+dnssec") {
         subjects.push(Subject::DirectoryDnssec);
     }
+    let floor_last = options.servers.iter().any(|s| s == "floor");
     for peer in [
         peers::Peer::Knot,
         peers::Peer::KnotDnssec,
@@ -207,6 +211,9 @@ fn main() {
             println!("{}: not installed, left out", peer.name());
         }
     }
+    if floor_last {
+        subjects.push(Subject::Floor);
+    }
     let results = rounds::run(&nameserver, dir, &data, &subjects, &options);
     let table = Table::new(&options, results);
     let text = table.render();
@@ -221,12 +228,14 @@ fn main() {
     }
 }
 
-/// Builds the release binaries; returns the nameserver's path.
+/// Builds the release binaries (the nameserver, the floor responder); returns the
+/// nameserver's path (the floor's is beside it).
 fn build_release() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_ok(
         Command::new(cargo)
             .args(["build", "--release", "--quiet", "-p", "nameserver"])
+            .args(["-p", "bench", "--bin", "floor"])
             .current_dir(workspace()),
     );
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -419,6 +428,37 @@ impl Server {
             .spawn()
             .expect("start the nameserver");
         Self::new(child, port)
+    }
+
+    /// The floor responder ([`rounds::Subject::Floor`]) on `port`.
+    fn floor(floor: &Path, port: u16) -> Self {
+        let child = confine::on_core_one(floor)
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the floor responder");
+        Self::new(child, port)
+    }
+
+    /// Waits until any answer comes back (the floor answers with the query's own bytes).
+    fn wait_answering(&self, limit: Duration) -> Duration {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let mut buf = [0u8; 512];
+        while self.spawned.elapsed() < limit {
+            let _ = socket.send_to(&soa_query(), self.addr);
+            if socket
+                .recv(&mut buf)
+                .is_ok_and(|n| n > 12 && buf[2] & 0x80 != 0)
+            {
+                return self.spawned.elapsed();
+            }
+        }
+        eprintln!("bench: the floor responder did not answer within {limit:?}");
+        std::process::exit(1);
     }
 
     pub fn new(child: Child, port: u16) -> Self {

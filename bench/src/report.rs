@@ -212,16 +212,53 @@ impl Table {
 
     fn render_queries(&self) -> String {
         let metrics: [Metric<QueryFigures>; 7] = [
+            (|x| x.cpu_us_per_query, 2),
             (|x| x.qps, 0),
             (|x| x.p50_us, 0),
             (|x| x.p99_us, 0),
             (|x| x.lost_at_rate, 0),
-            (|x| x.cpu_us_per_query, 2),
             (|x| x.peak_rss_mib, 1),
             (|x| x.startup_s, 2),
         ];
-        let header = "| lookups | queries/s | p50 µs | p99 µs | lost at rate | CPU µs/query | peak RSS MiB | start-up s |";
-        render_table(header, &self.results.queries, &metrics, metrics.len())
+        let header = "| lookups | CPU µs/query | queries/s | p50 µs | p99 µs | lost at rate | peak RSS MiB | start-up s |";
+        let mut out = render_table(header, &self.results.queries, &metrics, metrics.len());
+        out.push_str(&self.render_above_floor());
+        out
+    }
+
+    /// Each server's CPU per query above the floor's (medians): the server's own work.
+    fn render_above_floor(&self) -> String {
+        let q = &self.results.queries;
+        let median = |name: &str| {
+            Spread::of(
+                q.iter()
+                    .filter(|x| x.name == name)
+                    .map(|x| x.cpu_us_per_query),
+            )
+            .median
+        };
+        if !q.iter().any(|x| x.name == "floor") {
+            return String::new();
+        }
+        let floor = median("floor");
+        let mut out = format!(
+            "\n| lookups, CPU above the floor ({floor:.2} µs/query) | µs/query above | ours/peer above |\n|---|---|---|\n"
+        );
+        let ours = median("directory") - floor;
+        let mut names: Vec<&str> = Vec::new();
+        for x in q {
+            if x.name != "floor" && !names.contains(&x.name.as_str()) {
+                names.push(&x.name);
+            }
+        }
+        for name in names {
+            let above = median(name) - floor;
+            out.push_str(&format!(
+                "| {name} | {above:.2} | {:.2} |\n",
+                ratio(ours, above)
+            ));
+        }
+        out
     }
 
     fn render_updates(&self) -> String {

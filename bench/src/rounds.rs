@@ -18,6 +18,9 @@ pub enum Subject {
     /// The directory with `--dnssec` on.
     DirectoryDnssec,
     Peer(peers::Peer),
+    /// The physical floor: a responder that answers each query with its own bytes,
+    /// nothing parsed (`src/bin/floor.rs`).
+    Floor,
 }
 
 impl Subject {
@@ -27,6 +30,7 @@ impl Subject {
             Self::DirectoryMetrics => "directory+metrics",
             Self::DirectoryDnssec => "directory+dnssec",
             Self::Peer(p) => p.name(),
+            Self::Floor => "floor",
         }
     }
 }
@@ -75,6 +79,14 @@ pub fn run(
                     directory(&ours, dir, data, o, round, &mut results);
                 }
                 Subject::Peer(peer) => peer_round(peer, dir, data, o, &mut results),
+                Subject::Floor if o.lookups => {
+                    let floor = nameserver.with_file_name("floor");
+                    let server = Server::floor(&floor, free_port());
+                    let startup = server.wait_answering(Duration::from_secs(10));
+                    let figures = measure_queries("floor", &server, startup, data, o, false);
+                    results.queries.push(figures);
+                }
+                Subject::Floor => {}
             }
         }
     }
