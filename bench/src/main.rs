@@ -232,12 +232,17 @@ fn main() {
 /// nameserver's path (the floor's is beside it).
 fn build_release() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run_ok(
-        Command::new(cargo)
-            .args(["build", "--release", "--quiet", "-p", "nameserver"])
-            .args(["-p", "bench", "--bin", "floor"])
-            .current_dir(workspace()),
-    );
+    for package in [
+        &["-p", "nameserver"][..],
+        &["-p", "bench", "--bin", "floor"],
+    ] {
+        run_ok(
+            Command::new(&cargo)
+                .args(["build", "--release", "--quiet"])
+                .args(package)
+                .current_dir(workspace()),
+        );
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"));
@@ -443,22 +448,7 @@ impl Server {
 
     /// Waits until any answer comes back (the floor answers with the query's own bytes).
     fn wait_answering(&self, limit: Duration) -> Duration {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("timeout");
-        let mut buf = [0u8; 512];
-        while self.spawned.elapsed() < limit {
-            let _ = socket.send_to(&soa_query(), self.addr);
-            if socket
-                .recv(&mut buf)
-                .is_ok_and(|n| n > 12 && buf[2] & 0x80 != 0)
-            {
-                return self.spawned.elapsed();
-            }
-        }
-        eprintln!("bench: the floor responder did not answer within {limit:?}");
-        std::process::exit(1);
+        self.wait_for(limit, |answer| answer[2] & 0x80 != 0)
     }
 
     pub fn new(child: Child, port: u16) -> Self {
@@ -472,6 +462,13 @@ impl Server {
     /// Waits until the zone's SOA is answered to a query with DO (a signed zone: with its
     /// signatures in force); returns the time since the process started.
     pub fn wait_ready(&self, limit: Duration) -> Duration {
+        // NOERROR with an answer: the zone is loaded.
+        self.wait_for(limit, |answer| answer[3] & 0x0f == 0 && answer[7] > 0)
+    }
+
+    /// Asks for the SOA until an answer of more than a header passes `accept`, checking
+    /// then that the server kept to core 1; returns the time since the process started.
+    fn wait_for(&self, limit: Duration, accept: impl Fn(&[u8]) -> bool) -> Duration {
         let query = soa_query();
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
         socket
@@ -480,16 +477,16 @@ impl Server {
         let mut buf = [0u8; 512];
         while self.spawned.elapsed() < limit {
             let _ = socket.send_to(&query, self.addr);
-            if let Ok(n) = socket.recv(&mut buf) {
-                // NOERROR with an answer: the zone is loaded.
-                if n > 12 && buf[3] & 0x0f == 0 && buf[7] > 0 {
-                    let elapsed = self.spawned.elapsed();
-                    if let Err(e) = confine::check(&process_tree(self.child.id())) {
-                        eprintln!("bench: a server left core 1: {e}");
-                        std::process::exit(1);
-                    }
-                    return elapsed;
+            if socket
+                .recv(&mut buf)
+                .is_ok_and(|n| n > 12 && accept(&buf[..n]))
+            {
+                let elapsed = self.spawned.elapsed();
+                if let Err(e) = confine::check(&process_tree(self.child.id())) {
+                    eprintln!("bench: a server left core 1: {e}");
+                    std::process::exit(1);
                 }
+                return elapsed;
             }
         }
         eprintln!("bench: a server did not answer within {limit:?}");

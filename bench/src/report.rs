@@ -326,6 +326,9 @@ fn render_table<T: Named>(
     metrics: &[Metric<T>],
     ratios: usize,
 ) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
     let spread =
         |name: &str, f: fn(&T) -> f64| Spread::of(rows.iter().filter(|x| x.name() == name).map(f));
     let mut names: Vec<&str> = Vec::new();
