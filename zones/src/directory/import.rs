@@ -3,6 +3,7 @@
 
 use super::registry::{checked_registrations, registrations_change};
 use super::*;
+use crate::store::Conflict;
 
 /// How many imported terminals the index takes under one write lock.
 const IMPORT_CHUNK: usize = 10_000;
@@ -40,6 +41,7 @@ impl Directory {
     /// announced only once they are all in. Returns how many terminals it added.
     pub async fn commit_import(&self, now: u64) -> Result<usize, DirectoryError> {
         let _writer = self.write_lock().await?;
+        self.refuse_machine_conflict()?;
         let to = self.pending().serial().next();
         let change = Change {
             finish_import: true,
@@ -77,6 +79,32 @@ impl Directory {
         tokio::task::spawn_blocking(move || store.abort_import())
             .await
             .map_err(|e| StoreError::Io(e.to_string()))?
+    }
+
+    /// Refuses the import when a KID/MID pair is staged twice, or was registered while it
+    /// was staged (pairs wait apart until the commit: see the store's `import_machines`).
+    fn refuse_machine_conflict(&self) -> Result<(), DirectoryError> {
+        let Some(conflict) = self.inner.store.import_conflict()? else {
+            return Ok(());
+        };
+        let (machine, code) = match conflict {
+            Conflict::Twice { machine } => {
+                let pair = machine.replacen(' ', " with MID ", 1);
+                return Err(DirectoryError::Duplicate(format!("KID {pair}")));
+            }
+            Conflict::Taken { machine, code } => (machine, code),
+        };
+        let mut parts = machine.splitn(2, ' ');
+        let (Some(kid), Some(mid), Ok(code)) = (
+            parts.next().and_then(|k| k.parse().ok()),
+            parts.next().and_then(|m| m.parse().ok()),
+            code.parse(),
+        ) else {
+            return Err(DirectoryError::Duplicate(format!(
+                "KID and MID {machine} (registered already)"
+            )));
+        };
+        Err(DirectoryError::MachineTaken { kid, mid, code })
     }
 
     pub(super) fn refuse_importing(&self, code: &CallingCode) -> Result<(), DirectoryError> {

@@ -658,3 +658,65 @@ async fn a_committed_import_is_not_undone_by_a_later_aborted_one() {
     assert_eq!(dir.view().len(), 21);
     assert!(dir.terminal(&"7000001".parse().unwrap()).unwrap().is_some());
 }
+
+/// An import's KID/MID pairs wait apart until its commit (so that the `machines` table takes
+/// them in key order): a pair staged twice across batches, or registered while the import
+/// was staged, refuses the commit, and the abort that follows leaves the registration alone.
+#[tokio::test]
+async fn an_imports_machine_pairs_are_checked_at_its_commit_and_then_registered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open(tmp.path());
+    dir.stage_import(fleet(0, 10), 1).await.unwrap();
+    let mut again = fleet(100, 1);
+    again[0].registration.mid = "0000000000000003".parse().unwrap();
+    dir.stage_import(again, 1).await.unwrap();
+    let refused = dir.commit_import(NOW).await;
+    assert!(
+        matches!(&refused, Err(DirectoryError::Duplicate(what)) if what.contains("0000000000000003")),
+        "{refused:?}"
+    );
+    assert_eq!(dir.abort_import().await.unwrap(), 11);
+    // Registered while the import is staged: the commit is refused, the registration kept.
+    dir.stage_import(fleet(0, 10), 1).await.unwrap();
+    dir.register(registration("5550000", "fleet", "0000000000000005"), NOW)
+        .await
+        .unwrap();
+    let refused = dir.commit_import(NOW).await;
+    assert!(
+        matches!(&refused, Err(DirectoryError::MachineTaken { code, .. }) if code.as_str() == "5550000"),
+        "{refused:?}"
+    );
+    assert_eq!(dir.abort_import().await.unwrap(), 10);
+    let (kid, mid) = (
+        "fleet".parse().unwrap(),
+        "0000000000000005".parse().unwrap(),
+    );
+    assert_eq!(
+        dir.inner.store.machine(&kid, &mid).unwrap(),
+        Some("5550000".parse().unwrap()),
+        "the abort left the registered terminal's pair"
+    );
+    // A clean import: every pair is registered at its commit, and taken from then on.
+    dir.unregister(&"5550000".parse().unwrap(), NOW)
+        .await
+        .unwrap();
+    dir.stage_import(fleet(0, 10), 1).await.unwrap();
+    assert_eq!(dir.commit_import(NOW).await.unwrap(), 10);
+    for i in 0..10 {
+        let mid = format!("{i:016x}").parse().unwrap();
+        assert_eq!(
+            dir.inner.store.machine(&kid, &mid).unwrap(),
+            Some(format!("{}", 7_000_000 + i).parse().unwrap())
+        );
+    }
+    let taken = dir
+        .register(registration("5550001", "fleet", "0000000000000004"), NOW)
+        .await;
+    assert!(
+        matches!(taken, Err(DirectoryError::MachineTaken { .. })),
+        "{taken:?}"
+    );
+    drop(dir);
+    let dir = open(tmp.path());
+    assert_eq!(dir.view().len(), 10);
+}

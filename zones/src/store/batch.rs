@@ -30,6 +30,8 @@ pub(super) struct Writes {
     pub remove: Option<String>,
     pub machines_put: Vec<(String, String)>,
     pub machines_remove: Vec<String>,
+    /// An import batch's KID/MID pairs, kept apart until its commit.
+    pub import_machines: Vec<(String, String)>,
     pub importing: Vec<String>,
     pub finish_import: bool,
     pub journal: Option<(u64, Vec<u8>)>,

@@ -68,9 +68,11 @@ use crate::model::{Addresses, Entry, Hot, Presence, Terminal};
 use crate::observe::FlushObserver;
 
 mod batch;
+mod import_machines;
 mod in_place;
 mod saved;
 
+pub use import_machines::Conflict;
 pub use in_place::InPlace;
 pub use saved::SavedId;
 
@@ -725,15 +727,27 @@ impl Store {
     /// Clears, durably, a list of codes left by an import committed by an earlier release
     /// (which cleared it after the commit, not with it); returns whether there was one.
     pub fn drop_stale_import_list(&self) -> Result<bool, StoreError> {
-        if self.import_in_progress()? || self.imported()?.count()? == 0 {
+        let staged = {
+            let read = self.db().begin_read().map_err(StoreError::io)?;
+            import_machines::any_staged(&read)?
+        };
+        if self.import_in_progress()? || (self.imported()?.count()? == 0 && !staged) {
             return Ok(false);
         }
         let db = self.db();
         let tx = begin_write(&db, Durability::Immediate)?;
         tx.delete_table(IMPORTING).map_err(StoreError::io)?;
         tx.open_table(IMPORTING).map_err(StoreError::io)?;
+        import_machines::clear(&tx)?;
         tx.commit().map_err(StoreError::io)?;
         Ok(true)
+    }
+
+    /// The first KID/MID pair of the staged import that cannot be committed (taken twice
+    /// within it, or registered meanwhile), if any.
+    pub fn import_conflict(&self) -> Result<Option<Conflict>, StoreError> {
+        let read = self.db().begin_read().map_err(StoreError::io)?;
+        import_machines::first_conflict(&read)
     }
 
     /// Removes every terminal of an import not committed, durably; returns how many.
@@ -752,8 +766,16 @@ impl Store {
                 let code = key.value();
                 if let Some(value) = cold.remove(code).map_err(StoreError::io)? {
                     let record: ColdRecord = decode(code, value.value())?;
+                    // Only a pair this code holds (an import staged by an earlier release
+                    // wrote its pairs here; now they wait apart until the commit).
                     let machine = machine_key(&record.kid, &record.mid);
-                    machines.remove(machine.as_str()).map_err(StoreError::io)?;
+                    let held = machines
+                        .get(machine.as_str())
+                        .map_err(StoreError::io)?
+                        .is_some_and(|held| held.value() == code);
+                    if held {
+                        machines.remove(machine.as_str()).map_err(StoreError::io)?;
+                    }
                 }
                 hot.remove(code).map_err(StoreError::io)?;
                 replay.remove(code).map_err(StoreError::io)?;
@@ -765,6 +787,7 @@ impl Store {
         }
         tx.delete_table(IMPORTING).map_err(StoreError::io)?;
         tx.open_table(IMPORTING).map_err(StoreError::io)?;
+        import_machines::clear(&tx)?;
         tx.commit().map_err(StoreError::io)?;
         self.saved_forgotten();
         Ok(removed)
@@ -1036,12 +1059,31 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(JOURNAL).map_err(StoreError::io)?;
     tx.open_table(MACHINES).map_err(StoreError::io)?;
     tx.open_table(IMPORTING).map_err(StoreError::io)?;
+    tx.open_table(import_machines::IMPORT_MACHINES)
+        .map_err(StoreError::io)?;
     tx.open_table(SIGNED).map_err(StoreError::io)?;
     Ok(())
 }
 
 /// Writes encoded changes, oldest first, inside `tx`.
 fn apply(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), StoreError> {
+    apply_rows(tx, batch)?;
+    for w in batch {
+        import_machines::stage(tx, w.import_machines.clone())?;
+    }
+    if batch.iter().any(|w| w.finish_import) {
+        // The committed import's KID/MID pairs go into `machines` in key order, and its
+        // list of codes goes, in the commit's own transaction: a list that outlived its
+        // commit would be taken for the next import's, and removed with it.
+        import_machines::merge_into_machines(tx)?;
+        tx.delete_table(IMPORTING).map_err(StoreError::io)?;
+        tx.open_table(IMPORTING).map_err(StoreError::io)?;
+    }
+    Ok(())
+}
+
+/// The rows of encoded changes, oldest first, inside `tx`.
+fn apply_rows(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), StoreError> {
     let mut meta = tx.open_table(META).map_err(StoreError::io)?;
     let mut hot = tx.open_table(HOT).map_err(StoreError::io)?;
     let mut cold = tx.open_table(COLD).map_err(StoreError::io)?;
@@ -1106,13 +1148,6 @@ fn apply(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), StoreError> {
         for seq in &w.journal_drop {
             journal.remove(*seq).map_err(StoreError::io)?;
         }
-    }
-    if batch.iter().any(|w| w.finish_import) {
-        // The committed import's list goes in the commit's own transaction: a list that
-        // outlived its commit would be taken for the next import's, and removed with it.
-        drop(importing);
-        tx.delete_table(IMPORTING).map_err(StoreError::io)?;
-        tx.open_table(IMPORTING).map_err(StoreError::io)?;
     }
     Ok(())
 }
@@ -1196,8 +1231,12 @@ fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
             registered_at: t.registered_at,
         };
         w.cold.push((t.code.as_str().to_owned(), encode(&record)?));
-        w.machines_put
-            .push((machine_key(&t.kid, &t.mid), t.code.as_str().to_owned()));
+        let machine = (machine_key(&t.kid, &t.mid), t.code.as_str().to_owned());
+        match change.importing {
+            // Kept apart until the commit ([`import_machines`]).
+            true => w.import_machines.push(machine),
+            false => w.machines_put.push(machine),
+        }
     }
     for (code, p) in &change.put_presence {
         let hot = HotRecord {
