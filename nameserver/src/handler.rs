@@ -404,6 +404,15 @@ impl Handler {
         request: &Request,
         qtype: RecordType,
     ) -> Result<hickory_proto::rr::Record, ResponseCode> {
+        let zone = self.transfer_zone(request)?;
+        match qtype {
+            RecordType::AXFR => Err(ResponseCode::FormErr),
+            _ => Ok(zone.soa_record(self.directory.view().serial())),
+        }
+    }
+
+    /// The zone a transfer request asks for: one question, for this zone's origin.
+    fn transfer_zone(&self, request: &Request) -> Result<Arc<zones::Zone>, ResponseCode> {
         let zone = self.directory.zone();
         let [query] = request.queries.queries() else {
             return Err(ResponseCode::FormErr);
@@ -411,10 +420,7 @@ impl Handler {
         if query.name() != zone.lower_origin() {
             return Err(ResponseCode::NotAuth);
         }
-        match qtype {
-            RecordType::AXFR => Err(ResponseCode::FormErr),
-            _ => Ok(zone.soa_record(self.directory.view().serial())),
-        }
+        Ok(zone)
     }
 
     /// What to send for a transfer request, or the RCODE that refuses it (SERVFAIL while
@@ -425,13 +431,7 @@ impl Handler {
         qtype: RecordType,
         now: u64,
     ) -> Result<TransferPlan, ResponseCode> {
-        let zone = self.directory.zone();
-        let [query] = request.queries.queries() else {
-            return Err(ResponseCode::FormErr);
-        };
-        if query.name() != zone.lower_origin() {
-            return Err(ResponseCode::NotAuth);
-        }
+        let zone = self.transfer_zone(request)?;
         let view = self.directory.view();
         if view.signatures_pending() {
             // Never the zone without its signatures: the secondary asks again.
