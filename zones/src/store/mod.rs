@@ -11,10 +11,12 @@
 //! | `replay`  | newest accepted Time Signed and the MACs to refuse          | updates       |
 //! | `machines`| key `<kid> <mid>`: the code registered for that machine    | registrations |
 //! | `importing`| the codes of an import not yet committed (with `meta` `import`) | imports    |
+//! | `import_machines`| key (batch, `<kid> <mid>`): an import's pairs until its commit, see [`import_machines`] | the commit |
 //! | `journal` | by sequence (u64): one serial increase, for IXFR            | transfers     |
 //! | `signed`  | a terminal's RRSIGs and NSEC3 (DNSSEC on), see [`crate::dnssec`] | at open |
 //!
-//! `meta` also holds `dnssec_keys`, the zone's signing keys, `static_sigs`, the static
+//! `meta` also holds `origin`, the zone the store was made for (another is refused),
+//! `import_batches` while an import is staged, `dnssec_keys`, the zone's signing keys, `static_sigs`, the static
 //! names' signatures with the zone and keys they were made for, and `soa_sig`, the SOA
 //! signature served at the serial the zone was stopped at (DNSSEC on), and
 //! `signatures_saved`, the id of the copy of the `signed` table saved at that stop (see
