@@ -158,3 +158,103 @@ fn generate(
     println!("{name}: {figures:?}");
     figures
 }
+
+/// `o.fleet_updates` signed updates to terminals of the imported fleet drawn at random, each
+/// with its own key (from the import's key bundle `bundle`), `o.concurrency` at once: what a
+/// real fleet's address changes do to the store. One socket per worker; each message signed
+/// as it is sent.
+pub fn run_fleet(
+    name: &str,
+    server: &Server,
+    bundle: &std::path::Path,
+    o: &Options,
+) -> UpdateFigures {
+    let text = std::fs::read_to_string(bundle).expect("the import's key bundle");
+    let targets: Vec<(String, TsigKey)> = text
+        .split("key \"")
+        .filter(|clause| !clause.trim().is_empty())
+        .map(|clause| {
+            let key = TsigKey::from_key_file(&format!("key \"{clause}")).expect("a valid key");
+            let code = key.name.split('.').next().unwrap_or_default().to_owned();
+            (code, key)
+        })
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (targets, next) = (Arc::new(targets), Arc::new(AtomicUsize::new(0)));
+    let (total, addr) = (o.fleet_updates, server.addr);
+    let started = Instant::now();
+    let results: Vec<(usize, usize, Vec<f64>)> = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for worker in 0..o.concurrency.max(1) {
+            let (targets, next) = (targets.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                    .await
+                    .expect("socket");
+                socket.connect(addr).await.expect("connect");
+                let (mut ok, mut failed, mut latencies) = (0, 0, Vec::new());
+                let mut buf = vec![0u8; 4096];
+                let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (worker as u64 + 1);
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let (code, key) = &targets[rng as usize % targets.len()];
+                    let mut message = update_for(code, n);
+                    let id = (n & 0xffff) as u16;
+                    message.metadata.id = id;
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let signer = key.signer(300).expect("a signer");
+                    let (signature, _) = signer.sign_message(&message, now).expect("signed");
+                    message.set_signature(signature);
+                    let bytes = message.to_vec().expect("encoded");
+                    let sent = Instant::now();
+                    let _ = socket.send(&bytes).await;
+                    let answered = loop {
+                        match tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+                            .await
+                        {
+                            // An answer to an earlier, timed-out request: not this one's.
+                            Ok(Ok(len)) if len >= 12 && buf[..2] != id.to_be_bytes() => continue,
+                            Ok(Ok(len)) if len >= 12 => break buf[3] & 0x0f == 0,
+                            _ => break false,
+                        }
+                    };
+                    if answered {
+                        ok += 1;
+                        latencies.push(sent.elapsed().as_secs_f64());
+                    } else {
+                        failed += 1;
+                    }
+                }
+                (ok, failed, latencies)
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await.expect("a worker"));
+        }
+        all
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok: usize = results.iter().map(|r| r.0).sum();
+    let failed: usize = results.iter().map(|r| r.1).sum();
+    let mut latencies: Vec<f64> = results.into_iter().flat_map(|r| r.2).collect();
+    latencies.sort_by(f64::total_cmp);
+    let figures = UpdateFigures {
+        name: name.to_owned(),
+        updates_per_s: ok as f64 / elapsed,
+        p50_ms: percentile(&latencies, 0.50) * 1e3,
+        p99_ms: percentile(&latencies, 0.99) * 1e3,
+        acknowledged: ok,
+        failed,
+    };
+    println!("{name}: {figures:?}");
+    figures
+}

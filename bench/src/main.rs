@@ -75,6 +75,9 @@ pub struct Options {
     pub backup: bool,
     /// How the fleet comes ([`Fleet`]).
     pub fleet: Fleet,
+    /// Signed updates to terminals of the fleet drawn at random, each with its own key,
+    /// after the import (0: none).
+    pub fleet_updates: usize,
 }
 
 /// How the generated fleet comes.
@@ -110,7 +113,7 @@ fn parse_options() -> Options {
             "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
              [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--rounds R (3)] \
              [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind,floor] [--parts lookups,updates,kill9,backup] \
-             [--fleet shuffled|ordered (shuffled)]"
+             [--fleet shuffled|ordered (shuffled)] [--fleet-updates N (0)]"
         );
         std::process::exit(0);
     }
@@ -130,6 +133,7 @@ fn parse_options() -> Options {
         updates_part: list(get("--parts"), "lookups,updates").contains(&"updates".to_string()),
         kill9: list(get("--parts"), "lookups,updates").contains(&"kill9".to_string()),
         backup: list(get("--parts"), "lookups,updates").contains(&"backup".to_string()),
+        fleet_updates: num("--fleet-updates", 0) as usize,
         fleet: match get("--fleet").as_deref() {
             None | Some("shuffled") => Fleet::Shuffled,
             Some("ordered") => Fleet::Ordered,
@@ -491,6 +495,31 @@ impl Server {
         }
         eprintln!("bench: a server did not answer within {limit:?}");
         std::process::exit(1);
+    }
+
+    /// Starts the peak resident size (VmHWM) afresh from the current one, for the process
+    /// and its descendants (`clear_refs` 5, Linux; as root).
+    pub fn reset_peak(&self) {
+        for pid in process_tree(self.child.id()) {
+            let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        }
+    }
+
+    /// The resident size now, in KiB, over the process and its descendants.
+    pub fn rss_kib(&self) -> u64 {
+        process_tree(self.child.id())
+            .iter()
+            .filter_map(|pid| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
     }
 
     /// (CPU seconds used, peak RSS in KiB) from /proc, over the process and its descendants

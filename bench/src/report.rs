@@ -43,6 +43,9 @@ pub struct ImportFigures {
     pub bytes_per_terminal_after_updates: f64,
     /// The store file's length per terminal (redb extends it sparsely ahead of use).
     pub file_bytes_per_terminal: f64,
+    /// With `--fleet-updates`: the store's allocated bytes per terminal after them, and the
+    /// serving process's peak RSS through them above its RSS before them.
+    pub after_fleet_updates: Option<(f64, f64)>,
 }
 
 /// One `nameserver backup` of the running server and one `nameserver restore` of it.
@@ -137,7 +140,7 @@ impl Table {
                  {} codes, fleet {}; queries 80% A, 10% AAAA, 10% nonexistent; {} s per dnsperf run; latency at {} queries/s.\n\
                  Updates: {} signed updates, {} at once, {} keys (the directory: one per terminal; peers: one).\n\
                  {} rounds, servers alternating; each cell: median (min-max).\n\
-                 Command: cargo run --release -p bench -- --codes {} --fleet {} --seconds {} --rate {} --updates {} --concurrency {} --keys {} --rounds {} --servers {} --parts {}\n",
+                 Command: cargo run --release -p bench -- --codes {} --fleet {} --fleet-updates {} --seconds {} --rate {} --updates {} --concurrency {} --keys {} --rounds {} --servers {} --parts {}\n",
                 o.codes,
                 o.fleet.name(),
                 o.seconds,
@@ -148,6 +151,7 @@ impl Table {
                 o.rounds,
                 o.codes,
                 o.fleet.name(),
+                o.fleet_updates,
                 o.seconds,
                 o.rate,
                 o.updates,
@@ -274,6 +278,7 @@ impl Table {
     }
 
     fn render_imports(&self) -> String {
+        let mut fleet_rows = String::new();
         let mut out = "\n| directory provisioning | import s | serving process peak RSS MiB | store on disk, bytes per terminal | the same after the updates | store file length per terminal |\n|---|---|---|---|---|---|\n".to_owned();
         let mut names: Vec<&str> = Vec::new();
         for figures in &self.results.imports {
@@ -288,6 +293,14 @@ impl Table {
                 .iter()
                 .filter(|x| x.name == name)
                 .collect();
+            let fleet: Vec<(f64, f64)> = i.iter().filter_map(|x| x.after_fleet_updates).collect();
+            if !fleet.is_empty() {
+                fleet_rows.push_str(&format!(
+                    "| {name} | {} | {} |\n",
+                    Spread::of(fleet.iter().map(|f| f.0)).show(0),
+                    Spread::of(fleet.iter().map(|f| f.1)).show(0),
+                ));
+            }
             out.push_str(&format!(
                 "| `nameserver import` ({name}) | {} | {} | {} | {} | {} |\n",
                 Spread::of(i.iter().map(|x| x.import_s)).show(2),
@@ -295,6 +308,11 @@ impl Table {
                 Spread::of(i.iter().map(|x| x.bytes_per_terminal)).show(0),
                 Spread::of(i.iter().map(|x| x.bytes_per_terminal_after_updates)).show(0),
                 Spread::of(i.iter().map(|x| x.file_bytes_per_terminal)).show(0),
+            ));
+        }
+        if !fleet_rows.is_empty() {
+            out.push_str(&format!(
+                "\n| after updates to random terminals of the fleet | store on disk, bytes per terminal | serving process growth MiB |\n|---|---|---|\n{fleet_rows}"
             ));
         }
         out
@@ -346,7 +364,8 @@ fn render_table<T: Named>(
             .collect();
         out.push_str(&format!("| {name} | {} |\n", cells.join(" | ")));
     }
-    for peer in names.iter().skip(1) {
+    // Ours against each peer (the directory's other rows are not peers).
+    for peer in names.iter().filter(|n| !n.starts_with("directory")) {
         let cells: Vec<String> = (0..metrics.len())
             .map(|i| match metrics.get(i).filter(|_| i < ratios) {
                 Some((f, _)) => {

@@ -173,7 +173,25 @@ fn directory(
         bytes_per_terminal: per_terminal(allocated),
         bytes_per_terminal_after_updates: 0.0,
         file_bytes_per_terminal: per_terminal(length),
+        after_fleet_updates: None,
     };
+    if o.fleet_updates > 0 && !ours.dnssec && !ours.metrics {
+        // The fleet's own keys, from the import's bundle beside the fleet file.
+        let bundle = data.fleet.with_extension("txt.keys");
+        server.reset_peak();
+        let rss_before = server.rss_kib();
+        results.updates.push(load::run_fleet(
+            "directory, fleet updates",
+            &server,
+            &bundle,
+            o,
+        ));
+        let (_, peak) = server.usage();
+        figures.after_fleet_updates = Some((
+            per_terminal(dir_size(&store).0),
+            peak.saturating_sub(rss_before) as f64 / 1024.0,
+        ));
+    }
     if o.lookups {
         results
             .queries
