@@ -142,21 +142,7 @@ fn generate(
         }
         all
     });
-    let elapsed = started.elapsed().as_secs_f64();
-    let ok: usize = results.iter().map(|r| r.0).sum();
-    let failed: usize = results.iter().map(|r| r.1).sum();
-    let mut latencies: Vec<f64> = results.into_iter().flat_map(|r| r.2).collect();
-    latencies.sort_by(f64::total_cmp);
-    let figures = UpdateFigures {
-        name: name.to_owned(),
-        updates_per_s: ok as f64 / elapsed,
-        p50_ms: percentile(&latencies, 0.50) * 1e3,
-        p99_ms: percentile(&latencies, 0.99) * 1e3,
-        acknowledged: ok,
-        failed,
-    };
-    println!("{name}: {figures:?}");
-    figures
+    figures(name, results, started.elapsed().as_secs_f64())
 }
 
 /// `o.fleet_updates` signed updates to terminals of the imported fleet drawn at random, each
@@ -242,7 +228,12 @@ pub fn run_fleet(
         }
         all
     });
-    let elapsed = started.elapsed().as_secs_f64();
+    figures(name, results, started.elapsed().as_secs_f64())
+}
+
+/// What each worker counted (acknowledged, failed, latencies in seconds), put together over
+/// `elapsed` seconds.
+fn figures(name: &str, results: Vec<(usize, usize, Vec<f64>)>, elapsed: f64) -> UpdateFigures {
     let ok: usize = results.iter().map(|r| r.0).sum();
     let failed: usize = results.iter().map(|r| r.1).sum();
     let mut latencies: Vec<f64> = results.into_iter().flat_map(|r| r.2).collect();
