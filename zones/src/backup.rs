@@ -212,7 +212,7 @@ mod tests {
             registered_at: 5,
             presence: Presence {
                 last_signed: 77,
-                recent_macs: vec![(77, vec![1, 2])],
+                recent_macs: vec![(77, crate::model::mac_print(&[1, 2]))],
                 ..Presence::default()
             },
         };

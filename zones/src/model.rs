@@ -93,8 +93,41 @@ pub struct Presence {
     /// Replay memory: the newest Time Signed accepted (never later than the server's time
     /// when it was accepted) and the MACs that may not be accepted again.
     pub last_signed: u64,
-    /// MACs accepted with a Time Signed at or after `last_signed`, with that time.
-    pub recent_macs: Vec<(u64, Vec<u8>)>,
+    /// MACs accepted with a Time Signed at or after `last_signed`, with that time, each
+    /// kept as its [`MacPrint`].
+    #[serde(deserialize_with = "mac_prints")]
+    pub recent_macs: Vec<(u64, MacPrint)>,
+}
+
+/// How many leading bytes of an accepted MAC the replay memory keeps.
+pub const MAC_PRINT_BYTES: usize = 8;
+
+/// The leading bytes of a MAC, which is all replay memory needs: a replay carries the same
+/// MAC, so the same print, while a new message's MAC (the output of a keyed hash) shares
+/// its first 64 bits with one remembered for the same key with a chance of 2^-64. A replay
+/// whose MAC was truncated (RFC 8945 §5.2.2.1) shares the print too. Keeping 8 bytes of a
+/// 32-byte HMAC-SHA256 keeps each terminal's stored replay memory small.
+pub type MacPrint = [u8; MAC_PRINT_BYTES];
+
+/// The [`MacPrint`] of a MAC (a shorter MAC, which no TSIG algorithm produces, is padded
+/// with zeros).
+pub fn mac_print(mac: &[u8]) -> MacPrint {
+    let mut print = [0; MAC_PRINT_BYTES];
+    let kept = mac.len().min(MAC_PRINT_BYTES);
+    print[..kept].copy_from_slice(&mac[..kept]);
+    print
+}
+
+/// Reads replay memory as backups hold it: whole MACs in files written before prints were
+/// kept, prints since.
+fn mac_prints<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(u64, MacPrint)>, D::Error> {
+    let macs: Vec<(u64, Vec<u8>)> = Deserialize::deserialize(deserializer)?;
+    Ok(macs
+        .into_iter()
+        .map(|(t, mac)| (t, mac_print(&mac)))
+        .collect())
 }
 
 /// True once a lease ending at `end` (Unix seconds; `None`: no expiry) has run out.

@@ -9,14 +9,15 @@
 //!   update cannot undo a newer one. Capping it at the server's time means a terminal whose
 //!   clock once ran ahead (an update signed 120 s in the future, still inside the window)
 //!   does not lock out its own correctly timed updates for those 120 s.
-//! - `recent_macs`: every MAC accepted with a Time Signed at or after `last_signed`. Older
+//! - `recent_macs`: every MAC accepted with a Time Signed at or after `last_signed`, as its
+//!   first 8 bytes ([`MacPrint`]: all a replay needs to be recognised). Older
 //!   MACs need no memory (the order rule refuses them), so the list holds only the updates
 //!   of the newest second plus any signed ahead of the server's clock. There is no cap on
 //!   its length: a cap would let the first MAC of a busy second be replayed once evicted.
 //!
 //! Both are committed with the update they belong to, so they survive restarts.
 
-use crate::model::Presence;
+use crate::model::{MacPrint, Presence, mac_print};
 
 /// The TSIG facts of a signed update that replay protection needs.
 #[derive(Clone, Debug)]
@@ -40,11 +41,8 @@ pub fn check_fresh(presence: &Presence, freshness: &Freshness) -> Result<(), Not
     if freshness.time_signed < presence.last_signed {
         return Err(refused);
     }
-    if presence
-        .recent_macs
-        .iter()
-        .any(|(_, m)| *m == freshness.mac)
-    {
+    let print: MacPrint = mac_print(&freshness.mac);
+    if presence.recent_macs.iter().any(|(_, m)| *m == print) {
         return Err(refused);
     }
     Ok(())
@@ -62,7 +60,7 @@ pub fn remember_signature(presence: &mut Presence, freshness: &Freshness, now: u
         .retain(|(t, _)| *t >= last && *t >= oldest_in_window);
     presence
         .recent_macs
-        .push((freshness.time_signed, freshness.mac.clone()));
+        .push((freshness.time_signed, mac_print(&freshness.mac)));
 }
 
 /// Forgets everything: the key changed, so the old key's messages cannot verify anyway.

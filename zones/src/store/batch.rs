@@ -26,7 +26,8 @@ pub(super) struct Writes {
     pub meta_remove: Vec<&'static str>,
     pub cold: Vec<(String, Vec<u8>)>,
     pub hot: Vec<(String, Vec<u8>)>,
-    pub replay: Vec<(String, Vec<u8>)>,
+    /// Replay rows (`None`: removed, nothing to remember).
+    pub replay: Vec<(String, Option<Vec<u8>>)>,
     pub remove: Option<String>,
     pub machines_put: Vec<(String, String)>,
     pub machines_remove: Vec<String>,
@@ -85,14 +86,13 @@ impl Writes {
         for (code, value) in &self.signed {
             rows.insert(Table::Signed, code.clone(), value.clone());
         }
-        for (table, puts) in [
-            (Table::Cold, &self.cold),
-            (Table::Hot, &self.hot),
-            (Table::Replay, &self.replay),
-        ] {
+        for (table, puts) in [(Table::Cold, &self.cold), (Table::Hot, &self.hot)] {
             for (code, value) in puts {
                 rows.insert(table, code.clone(), Some(value.clone()));
             }
+        }
+        for (code, value) in &self.replay {
+            rows.insert(Table::Replay, code.clone(), value.clone());
         }
         for code in &self.importing {
             rows.insert(Table::Importing, code.clone(), Some(Vec::new()));

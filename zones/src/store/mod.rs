@@ -8,7 +8,7 @@
 //! | `meta`    | `schema` (u32), `serial` (u32), `zone` (static fingerprint) | at open       |
 //! | `hot`     | addresses with TTLs, lease end, time of the last update     | every query   |
 //! | `cold`    | KID, MID, TSIG algorithm and secret, registration time      | signed requests |
-//! | `replay`  | newest accepted Time Signed and the MACs to refuse          | updates       |
+//! | `replay`  | newest accepted Time Signed, prints of the MACs to refuse ([`replay_rows`]) | updates |
 //! | `machines`| key `<kid> <mid>`: the code registered for that machine    | registrations |
 //! | `importing`| the codes of an import not yet committed (with `meta` `import`) | imports    |
 //! | `import_machines`| key (batch, `<kid> <mid>`): an import's pairs until its commit, see [`import_machines`] | the commit |
@@ -72,6 +72,7 @@ use crate::observe::FlushObserver;
 mod batch;
 mod import_machines;
 mod in_place;
+mod replay_rows;
 mod saved;
 
 pub use import_machines::Conflict;
@@ -83,7 +84,7 @@ use batch::{Staged, Table, Writes};
 /// The version of the layout above; bumped whenever a table or a value changes shape.
 /// Version 2 added the `signed` table; a store of version 1 is migrated at open (the table
 /// is created: nothing else changed shape).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The store's file inside its directory.
 const FILE_NAME: &str = "directory.redb";
@@ -261,13 +262,6 @@ struct ColdRecord {
     registered_at: u64,
 }
 
-/// Replay memory (see [`crate::replay`]).
-#[derive(Serialize, Deserialize)]
-struct ReplayRecord {
-    last_signed: u64,
-    recent_macs: Vec<(u64, Vec<u8>)>,
-}
-
 /// Group commit: what is staged, and how many changes are known to be on disk.
 #[derive(Debug, Default)]
 struct GroupCommit {
@@ -408,28 +402,44 @@ impl Store {
         Ok(store)
     }
 
-    /// Refuses a store of another schema version; stamps a new one (durably).
+    /// Refuses a store of another schema version; upgrades one of an earlier version and
+    /// stamps a new one (durably, in one transaction).
+    ///
+    /// Version 1 lacks the `signed` table; versions 1 and 2 keep whole MACs in `replay`
+    /// rows, and a row for every terminal ([`replay_rows`]).
     fn check_schema(&self, shown: &str) -> Result<(), StoreError> {
         let found = self.meta(SCHEMA_KEY)?.map(|v| decode_u32(SCHEMA_KEY, &v));
-        match found.transpose()? {
-            Some(SCHEMA_VERSION) => Ok(()),
-            Some(found) if found != 1 => Err(StoreError::Version {
-                path: shown.to_owned(),
-                found,
-            }),
-            // A new store, or one of version 1 (which lacks only the `signed` table).
-            Some(_) | None => {
-                let db = self.db();
-                let tx = begin_write(&db, Durability::Immediate)?;
-                create_tables(&tx)?;
-                {
-                    let mut meta = tx.open_table(META).map_err(StoreError::io)?;
-                    meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
-                        .map_err(StoreError::io)?;
-                }
-                tx.commit().map_err(StoreError::io)
+        let found = found.transpose()?;
+        match found {
+            Some(SCHEMA_VERSION) => return Ok(()),
+            Some(found) if !(1..SCHEMA_VERSION).contains(&found) => {
+                return Err(StoreError::Version {
+                    path: shown.to_owned(),
+                    found,
+                });
             }
+            _ => {}
         }
+        let db = self.db();
+        let tx = begin_write(&db, Durability::Immediate)?;
+        create_tables(&tx)?;
+        if let Some(found) = found {
+            let (rewritten, dropped) = replay_rows::upgrade(&tx)?;
+            tracing::info!(
+                store = shown,
+                from = found,
+                to = SCHEMA_VERSION,
+                replay_rows_rewritten = rewritten,
+                replay_rows_dropped = dropped,
+                "store upgraded"
+            );
+        }
+        {
+            let mut meta = tx.open_table(META).map_err(StoreError::io)?;
+            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()[..])
+                .map_err(StoreError::io)?;
+        }
+        tx.commit().map_err(StoreError::io)
     }
 
     /// Refuses a store made for another zone (a typo in `--zone` would otherwise serve
@@ -525,9 +535,9 @@ impl Store {
             code.clone(),
             decode(text, &cold)?,
             decode_row(text, hot)?,
-            decode_row(text, replay)?,
+            replay.as_deref(),
             &self.origin,
-        )))
+        )?))
     }
 
     /// A terminal's signatures with every staged change (durable or not).
@@ -886,8 +896,9 @@ impl Store {
             })?;
             let record: ColdRecord = decode(text, value.value())?;
             let h = get_decoded(hot, text)?;
-            let r = get_decoded(replay, text)?;
-            if !each(assemble(code, record, h, r, &self.origin)) {
+            let r = replay.get(text).map_err(StoreError::io)?;
+            let entry = assemble(code, record, h, r.as_ref().map(|r| r.value()), &self.origin)?;
+            if !each(entry) {
                 return Ok(false);
             }
         }
@@ -1112,16 +1123,19 @@ fn apply_rows(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), StoreError>
             }
             .map_err(StoreError::io)?;
         }
-        for (table, rows) in [
-            (&mut cold, &w.cold),
-            (&mut hot, &w.hot),
-            (&mut replay, &w.replay),
-        ] {
+        for (table, rows) in [(&mut cold, &w.cold), (&mut hot, &w.hot)] {
             for (code, value) in rows {
                 table
                     .insert(code.as_str(), value.as_slice())
                     .map_err(StoreError::io)?;
             }
+        }
+        for (code, value) in &w.replay {
+            match value {
+                Some(value) => replay.insert(code.as_str(), value.as_slice()).map(|_| ()),
+                None => replay.remove(code.as_str()).map(|_| ()),
+            }
+            .map_err(StoreError::io)?;
         }
         for code in &w.importing {
             importing
@@ -1246,12 +1260,9 @@ fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
             lease_expires: p.lease_expires,
             updated_at: p.updated_at,
         };
-        let replay = ReplayRecord {
-            last_signed: p.last_signed,
-            recent_macs: p.recent_macs.clone(),
-        };
         w.hot.push((code.as_str().to_owned(), encode(&hot)?));
-        w.replay.push((code.as_str().to_owned(), encode(&replay)?));
+        w.replay
+            .push((code.as_str().to_owned(), replay_rows::encode_row(p)?));
     }
     if let Some(delta) = change.journal {
         w.journal = Some((delta.seq, encode(delta)?));
@@ -1278,9 +1289,9 @@ fn assemble(
     code: CallingCode,
     cold: ColdRecord,
     hot: Option<HotRecord>,
-    replay: Option<ReplayRecord>,
+    replay: Option<&[u8]>,
     origin: &Name,
-) -> Entry {
+) -> Result<Entry, StoreError> {
     let key = key_of(&code, &cold, origin);
     let mut presence = Presence::default();
     if let Some(hot) = hot {
@@ -1289,8 +1300,7 @@ fn assemble(
         presence.updated_at = hot.updated_at;
     }
     if let Some(replay) = replay {
-        presence.last_signed = replay.last_signed;
-        presence.recent_macs = replay.recent_macs;
+        replay_rows::decode_into(code.as_str(), replay, &mut presence)?;
     }
     let terminal = Terminal {
         code,
@@ -1299,7 +1309,7 @@ fn assemble(
         key,
         registered_at: cold.registered_at,
     };
-    Entry { terminal, presence }
+    Ok(Entry { terminal, presence })
 }
 
 /// Creates the store's directory owner-only (0700), whatever the umask.
@@ -1418,7 +1428,7 @@ mod tests {
         p.addresses.v4.addrs = vec![Ipv4Addr::new(192, 0, 2, 1)].into();
         p.lease_expires = Some(99);
         p.last_signed = 42;
-        p.recent_macs = vec![(42, vec![1, 2, 3])];
+        p.recent_macs = vec![(42, crate::model::mac_print(&[1, 2, 3]))];
         {
             let store = Store::open(tmp.path(), &origin()).unwrap();
             let n = store
@@ -1603,6 +1613,66 @@ mod tests {
             matches!(err, StoreError::Version { found: 99, .. }),
             "{err}"
         );
+    }
+
+    fn replay_rows(store: &Store) -> u64 {
+        let read = store.db().begin_read().unwrap();
+        read.open_table(REPLAY).unwrap().len().unwrap()
+    }
+
+    /// A store of schema 2 kept whole MACs and a replay row for every terminal (about 44
+    /// bytes each once updated: 242 bytes per terminal after a million updates to a 1M
+    /// fleet). It opens upgraded: prints, no empty rows, the same replays refused.
+    #[tokio::test]
+    async fn a_store_of_schema_2_is_upgraded_and_keeps_refusing_replays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (updated, idle) = (terminal("5551234"), terminal("5559876"));
+        let mac = (0..32).collect::<Vec<u8>>();
+        {
+            let store = Store::open(tmp.path(), &origin()).unwrap();
+            let p = Presence::default();
+            store
+                .stage(&Change {
+                    put_terminals: vec![&updated, &idle],
+                    put_presence: vec![(&updated.code, &p), (&idle.code, &p)],
+                    ..Change::default()
+                })
+                .unwrap();
+            store.flush().await.unwrap();
+            assert_eq!(replay_rows(&store), 0, "nothing to remember: no row");
+            // The rows as schema 2 wrote them.
+            let db = store.db();
+            let tx = begin_write(&db, Durability::Immediate).unwrap();
+            {
+                let mut replay = tx.open_table(REPLAY).unwrap();
+                let old = |last: u64, macs: Vec<(u64, Vec<u8>)>| {
+                    postcard::to_stdvec(&(last, macs)).unwrap()
+                };
+                let row = old(42, vec![(42, mac.clone())]);
+                replay.insert("5551234", row.as_slice()).unwrap();
+                replay.insert("5559876", old(0, vec![]).as_slice()).unwrap();
+                let mut meta = tx.open_table(META).unwrap();
+                meta.insert(SCHEMA_KEY, &2u32.to_be_bytes()[..]).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let store = Store::open(tmp.path(), &origin()).unwrap();
+        let schema = store.meta(SCHEMA_KEY).unwrap().unwrap();
+        assert_eq!(decode_u32(SCHEMA_KEY, &schema).unwrap(), SCHEMA_VERSION);
+        assert_eq!(replay_rows(&store), 1, "the empty row is dropped");
+        let entry = store.terminal(&updated.code).unwrap().unwrap();
+        assert_eq!(entry.presence.last_signed, 42);
+        assert_eq!(
+            entry.presence.recent_macs,
+            vec![(42, crate::model::mac_print(&mac))]
+        );
+        let replayed = crate::replay::Freshness {
+            time_signed: 42,
+            mac: mac.clone(),
+        };
+        assert!(crate::replay::check_fresh(&entry.presence, &replayed).is_err());
+        let idle = store.terminal(&idle.code).unwrap().unwrap();
+        assert_eq!(idle.presence, Presence::default());
     }
 
     /// Regression: `serve --zone dial.exmaple` on a store made for `dial.example.` started
