@@ -275,7 +275,8 @@ impl Directory {
             None => read_stored.take().map(|read| read()),
             Some(_) => None,
         };
-        store.scan_hot(|key, hot| view.insert(key, hot))?;
+        // The second core is free unless the signatures are being read on it.
+        load::terminals(&store, &mut view, stored.is_none())?;
         terminals_read.store(true, Ordering::Release);
         if let Some(read) = read_stored {
             stored = Some(read());
@@ -628,6 +629,7 @@ fn every_delta(next_seq: u64, depth: u64) -> Vec<u64> {
 }
 
 mod import;
+mod load;
 mod presence;
 mod registry;
 mod rollover;

@@ -720,3 +720,32 @@ async fn an_imports_machine_pairs_are_checked_at_its_commit_and_then_registered(
     let dir = open(tmp.path());
     assert_eq!(dir.view().len(), 10);
 }
+
+/// The start-up's read of the terminals on a reader thread beside the inserts (more than
+/// two chunks here, the last one partial) builds the same index as the read on one thread.
+#[tokio::test]
+async fn terminals_read_beside_the_inserts_make_the_same_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = open(tmp.path());
+    let session = dir.try_begin_import().unwrap();
+    for from in (0..40_000).step_by(10_000) {
+        dir.stage_import(fleet(from, 10_000), 1).await.unwrap();
+    }
+    dir.commit_import(NOW).await.unwrap();
+    drop(session);
+    let expected = full_zone(&dir);
+    assert_eq!(expected.len(), 40_000);
+    let store = dir.inner.store.clone();
+    for spare_core in [true, false] {
+        let mut view = View::new(Serial(1), Journal::new(1, Vec::new()), 0);
+        super::load::terminals(&store, &mut view, spare_core).unwrap();
+        assert_eq!(view.len(), 40_000, "spare core: {spare_core}");
+        for (code, addresses) in &expected {
+            let hot = view.terminal(code).unwrap();
+            assert_eq!(
+                &hot.addresses, addresses,
+                "{code}, spare core: {spare_core}"
+            );
+        }
+    }
+}

@@ -1261,8 +1261,11 @@ fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
             updated_at: p.updated_at,
         };
         w.hot.push((code.as_str().to_owned(), encode(&hot)?));
-        w.replay
-            .push((code.as_str().to_owned(), replay_rows::encode_row(p)?));
+        match replay_rows::encode_row(p)? {
+            // An imported terminal is new: it has no row to remove.
+            None if change.importing => {}
+            row => w.replay.push((code.as_str().to_owned(), row)),
+        }
     }
     if let Some(delta) = change.journal {
         w.journal = Some((delta.seq, encode(delta)?));
