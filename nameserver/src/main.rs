@@ -25,6 +25,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write the man pages and the bash, zsh and fish completions (`packaging/docs.sh`).
+    #[command(hide = true)]
+    Generate {
+        /// Directory for the man pages: one per command and subcommand, section 1.
+        #[arg(long, value_name = "DIR")]
+        man: PathBuf,
+        /// Directory for the shell completions.
+        #[arg(long, value_name = "DIR")]
+        completions: PathBuf,
+    },
     /// Serve the zone over UDP and TCP (default: dial.example. on 127.0.0.1:5353).
     Serve {
         #[command(flatten)]
@@ -195,6 +205,9 @@ fn init_logging() {
 
 async fn dispatch(command: Command) -> Result<(), String> {
     match command {
+        Command::Generate { man, completions } => {
+            generate(&man, &completions).map_err(|e| format!("cannot write the manual: {e}"))
+        }
         Command::Serve {
             flags,
             check_config,
@@ -460,5 +473,21 @@ fn print_key(
     }
     let how = if replaces { "replaced" } else { "written to" };
     println!("key for {code} {how} {} (mode 0600)", path.display());
+    Ok(())
+}
+
+/// The man pages and shell completions, from the same definitions as `--help`.
+fn generate(man: &std::path::Path, completions: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(man)?;
+    std::fs::create_dir_all(completions)?;
+    clap_mangen::generate_to(Cli::command(), man)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "nameserver", completions)?;
+    }
     Ok(())
 }

@@ -96,3 +96,89 @@ fn the_shipped_sample_configs_are_what_the_binaries_print() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// `packaging/docs.sh` writes a man page for every command and subcommand of both
+/// binaries, each of which `man -l` renders without a warning, and completions that bash
+/// loads and that complete a subcommand.
+#[test]
+fn man_pages_render_and_the_bash_completions_complete() {
+    require("man", "man-db");
+    require("bash", "bash");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(repository().join("packaging/docs.sh"))
+        .arg(tmp.path())
+        .env("NAMESERVER", support::binary("nameserver"))
+        .env("UPDATER", support::binary("updater"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let pages = [
+        "nameserver.1",
+        "nameserver-serve.1",
+        "nameserver-register.1",
+        "nameserver-import.1",
+        "nameserver-dnssec-ds.1",
+        "updater.1",
+        "updater-run.1",
+        "updater-dial.1",
+        "updater-identity.1",
+    ];
+    let written: Vec<String> = std::fs::read_dir(tmp.path().join("man"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for page in pages {
+        assert!(written.iter().any(|w| w == page), "{page} in {written:?}");
+    }
+    assert!(
+        !written.iter().any(|w| w.contains("generate")),
+        "the hidden generator has no page: {written:?}"
+    );
+    for page in &written {
+        let rendered = Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(tmp.path().join("man").join(page))
+            .env("MANWIDTH", "80")
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&rendered.stdout).into_owned();
+        assert!(
+            rendered.status.success(),
+            "{page}: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        assert!(
+            shown.contains("NAME") && shown.contains("SYNOPSIS"),
+            "{page}: {shown}"
+        );
+        assert!(
+            String::from_utf8_lossy(&rendered.stderr).trim().is_empty(),
+            "{page} renders with warnings: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+    }
+    for (program, typed, expected) in [
+        ("nameserver", "se", "serve"),
+        ("nameserver", "rot", "rotate-key"),
+        ("updater", "di", "dial"),
+    ] {
+        let script = format!(
+            "source {}/completions/{program}.bash && complete -p {program} >/dev/null && \
+             COMP_WORDS=({program} {typed}) COMP_CWORD=1 COMP_LINE='{program} {typed}' \
+             COMP_POINT=${{#COMP_LINE}} && _{program} {program} {typed} {program} && \
+             echo \"${{COMPREPLY[@]}}\"",
+            tmp.path().display()
+        );
+        let completed = Command::new("bash")
+            .args(["--norc", "-c", &script])
+            .output()
+            .unwrap();
+        let offered = String::from_utf8_lossy(&completed.stdout).into_owned();
+        assert!(
+            completed.status.success() && offered.split_whitespace().any(|w| w == expected),
+            "{program} {typed}<TAB> offered {offered:?}: {}",
+            String::from_utf8_lossy(&completed.stderr)
+        );
+    }
+}

@@ -27,6 +27,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write the man pages and the bash, zsh and fish completions (`packaging/docs.sh`).
+    #[command(hide = true)]
+    Generate {
+        /// Directory for the man pages: one per command and subcommand, section 1.
+        #[arg(long, value_name = "DIR")]
+        man: std::path::PathBuf,
+        /// Directory for the shell completions.
+        #[arg(long, value_name = "DIR")]
+        completions: std::path::PathBuf,
+    },
     /// Print this terminal's machine id (MID), for `nameserver register --mid`.
     Identity {
         /// Customer id the MID is derived with.
@@ -122,6 +132,9 @@ fn init_logging() {
 
 async fn dispatch(command: Command) -> ExitCode {
     let result = match command {
+        Command::Generate { man, completions } => {
+            generate(&man, &completions).map_err(|e| format!("cannot write the manual: {e}"))
+        }
         Command::Identity {
             kid,
             interface,
@@ -275,4 +288,20 @@ mod tests {
             );
         }
     }
+}
+
+/// The man pages and shell completions, from the same definitions as `--help`.
+fn generate(man: &std::path::Path, completions: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(man)?;
+    std::fs::create_dir_all(completions)?;
+    clap_mangen::generate_to(Cli::command(), man)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "updater", completions)?;
+    }
+    Ok(())
 }
