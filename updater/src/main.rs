@@ -265,6 +265,22 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// The man pages and shell completions, from the same definitions as `--help`.
+fn generate(man: &std::path::Path, completions: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(man)?;
+    std::fs::create_dir_all(completions)?;
+    clap_mangen::generate_to(Cli::command(), man)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "updater", completions)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -288,20 +304,4 @@ mod tests {
             );
         }
     }
-}
-
-/// The man pages and shell completions, from the same definitions as `--help`.
-fn generate(man: &std::path::Path, completions: &std::path::Path) -> std::io::Result<()> {
-    use clap::CommandFactory;
-    std::fs::create_dir_all(man)?;
-    std::fs::create_dir_all(completions)?;
-    clap_mangen::generate_to(Cli::command(), man)?;
-    for shell in [
-        clap_complete::Shell::Bash,
-        clap_complete::Shell::Zsh,
-        clap_complete::Shell::Fish,
-    ] {
-        clap_complete::generate_to(shell, &mut Cli::command(), "updater", completions)?;
-    }
-    Ok(())
 }
