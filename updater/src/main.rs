@@ -268,17 +268,7 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 /// The man pages and shell completions, from the same definitions as `--help`.
 fn generate(man: &std::path::Path, completions: &std::path::Path) -> std::io::Result<()> {
     use clap::CommandFactory;
-    std::fs::create_dir_all(man)?;
-    std::fs::create_dir_all(completions)?;
-    clap_mangen::generate_to(Cli::command(), man)?;
-    for shell in [
-        clap_complete::Shell::Bash,
-        clap_complete::Shell::Zsh,
-        clap_complete::Shell::Fish,
-    ] {
-        clap_complete::generate_to(shell, &mut Cli::command(), "updater", completions)?;
-    }
-    Ok(())
+    zones::manual::generate(Cli::command(), "updater", man, completions)
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@
 //! - [`restore`]: rebuilds a store from a backup.
 //! - [`serial`]: SOA serial arithmetic (RFC 1982).
 //! - [`log_writer`]: standard error for both binaries' logs, that never fails.
+//! - [`manual`] (feature `manual`): both binaries' man pages and shell completions.
 //!
 //! `index`, `commit`, `store`, `dnssec`, `directory`, `backup` and `restore` need the default `store`
 //! feature (redb);
@@ -56,6 +57,8 @@ pub mod key;
 pub mod lease;
 pub mod limits;
 pub mod log_writer;
+#[cfg(feature = "manual")]
+pub mod manual;
 pub mod model;
 pub mod observe;
 pub mod policy;
