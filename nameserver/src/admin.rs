@@ -6,6 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::control::{ImportEntry, TerminalInfo};
+use crate::utc::format_utc;
 
 /// The place of a key file, taken before the directory issues the key: a path that cannot
 /// be written fails before anything changes, and an existing file is never replaced unless
@@ -259,75 +260,6 @@ pub async fn print_list(
     Ok(listed)
 }
 
-/// `2026-11-27 07:10:00` for Unix seconds (UTC; civil-from-days, proleptic Gregorian).
-pub fn format_utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// The DS record (SHA-256) of each key that signs the DNSKEY RRset (the key-signing key
-/// or the combined one), as the parent zone publishes it. A zone-signing key's DS is never
-/// printed: uploaded to the parent, it would dangle after the next rollover.
-pub fn ds_lines(
-    keys: &[zones::dnssec::ZoneKey],
-    origin: &hickory_proto::rr::Name,
-) -> Result<String, String> {
-    let mut out = String::new();
-    let at_parent = |key: &&zones::dnssec::ZoneKey| {
-        matches!(
-            key.role,
-            zones::dnssec::KeyRole::Csk | zones::dnssec::KeyRole::Ksk
-        )
-    };
-    for key in keys.iter().filter(at_parent) {
-        let ds = key.ds(origin).map_err(|e| e.to_string())?;
-        out.push_str(&format!(
-            "{origin} IN DS {} {} {} {}\n",
-            ds.key_tag(),
-            u8::from(ds.algorithm()),
-            u8::from(ds.digest_type()),
-            zones::identity::encode_hex(ds.digest()).to_uppercase()
-        ));
-    }
-    Ok(out)
-}
-
-/// Each key: tag, algorithm, role, state and since when, creation time, and its DNSKEY
-/// record.
-pub fn key_lines(
-    keys: &[zones::dnssec::ZoneKey],
-    origin: &hickory_proto::rr::Name,
-) -> Result<String, String> {
-    let mut out = String::new();
-    for key in keys {
-        let tag = key.key_tag().map_err(|e| e.to_string())?;
-        let dnskey = key.dnskey().map_err(|e| e.to_string())?;
-        out.push_str(&format!(
-            "key {tag}: ECDSAP256SHA256 (13), {}, {} since {}, created {}\n{origin} IN DNSKEY {dnskey}\n",
-            key.role,
-            key.state,
-            format_utc(key.since),
-            format_utc(key.created)
-        ));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -348,37 +280,6 @@ mod tests {
         assert!(err.starts_with("f:2:"), "{err}");
         assert!(parse_import("5551234 acme\n", "f").is_err());
         assert!(parse_import("5551234 acme 3f9a0c1d22e4b7a8 not-an-ip\n", "f").is_err());
-    }
-
-    /// Regression: `dnssec ds` printed a DS for every key, the zone-signing key's too.
-    #[test]
-    fn dnssec_ds_prints_only_the_key_signing_key() {
-        use zones::dnssec::{KeyRole, ZoneKey};
-        let origin: hickory_proto::rr::Name = "dial.example.".parse().unwrap();
-        let mut ksk = ZoneKey::generate(1).unwrap();
-        ksk.role = KeyRole::Ksk;
-        let zsk = ZoneKey::generate_zsk(1).unwrap();
-        let tag = |k: &ZoneKey| k.key_tag().unwrap().to_string();
-        let lines = ds_lines(&[ksk.clone(), zsk.clone()], &origin).unwrap();
-        assert_eq!(lines.lines().count(), 1, "{lines}");
-        assert!(
-            lines.contains(&format!(" DS {} 13 2 ", tag(&ksk))),
-            "{lines}"
-        );
-        let csk = ZoneKey::generate(1).unwrap();
-        let lines = ds_lines(&[csk.clone(), zsk], &origin).unwrap();
-        assert_eq!(lines.lines().count(), 1, "{lines}");
-        assert!(
-            lines.contains(&format!(" DS {} 13 2 ", tag(&csk))),
-            "{lines}"
-        );
-    }
-
-    #[test]
-    fn formats_utc_times() {
-        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
-        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(format_utc(1_795_763_045), "2026-11-27 07:04:05");
     }
 
     #[test]

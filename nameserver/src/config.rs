@@ -42,8 +42,6 @@ use zones::key::TsigKey;
 use zones::lease::LeasePolicy;
 use zones::zone::ZoneError;
 
-use crate::tcp::TcpLimits;
-
 /// Where the nameserver listens without `--listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
 /// Default RRL: UDP answers per second per client prefix (NSD's default).
@@ -464,6 +462,26 @@ pub fn default_data_dir() -> PathBuf {
 /// The control socket of a data directory.
 pub fn control_socket(data: &Path) -> PathBuf {
     data.join(CONTROL_SOCKET)
+}
+
+/// Limits on TCP clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpLimits {
+    pub max_connections: usize,
+    pub max_per_client: usize,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_per_client: 32,
+            idle_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -613,8 +613,8 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
             let keys = directory.zone_keys().map_err(|e| e.to_string())?;
             let origin = directory.zone().origin().clone();
             let text = match request {
-                ControlRequest::DnssecDs => crate::admin::ds_lines(&keys, &origin),
-                _ => crate::admin::key_lines(&keys, &origin),
+                ControlRequest::DnssecDs => crate::key_text::ds_lines(&keys, &origin),
+                _ => crate::key_text::key_lines(&keys, &origin),
             };
             text.map(|text| ControlReply::Text { text })
         }

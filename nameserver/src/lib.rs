@@ -51,6 +51,8 @@
 //! - [`ratelimit`]: response rate limiting (RRL) and the per-key update limit.
 //! - [`cookie`]: DNS Cookies, server side.
 //! - [`admin`]: what the admin commands print and write.
+//! - [`key_text`]: the zone's DNSSEC keys and DS records as `dnssec keys` and `dnssec ds` print them.
+//! - [`utc`]: Unix seconds as UTC text.
 //! - [`import`]: `nameserver import`'s client: streamed batches, key bundle, progress.
 //! - [`fleet_order`]: a fleet file's entries in the store's order, with bounded memory.
 //! - [`backup`]: `nameserver backup` and `restore`: snapshot to a file, file to a store.
@@ -68,6 +70,7 @@ pub mod fast;
 pub mod fleet_order;
 pub mod handler;
 pub mod import;
+pub mod key_text;
 pub mod metrics;
 pub mod mmsg;
 pub mod notify;
@@ -82,3 +85,4 @@ pub mod tcp;
 pub mod transfer;
 pub mod tsig;
 pub mod udp;
+pub mod utc;

@@ -5,11 +5,11 @@
 
 use zones::directory::Limits;
 
+use crate::config::TcpLimits;
 use crate::config::{
     DEFAULT_DNSSEC_PROPAGATION_DELAY, DEFAULT_LISTEN, DEFAULT_NOTIFY_DELAY_MS, DEFAULT_RATE_LIMIT,
     DEFAULT_RATE_LIMIT_SLIP, DEFAULT_UPDATE_RATE_LIMIT,
 };
-use crate::tcp::TcpLimits;
 
 /// The sample config: every setting, each with its default value and what it does.
 pub fn config() -> String {

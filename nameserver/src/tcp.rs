@@ -16,6 +16,7 @@
 //! Requests are handled one after another per connection (RFC 7766 allows pipelining;
 //! answering in order is always correct).
 
+pub use crate::config::TcpLimits;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,26 +40,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::handler::Handler;
-
-/// Limits on TCP clients.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpLimits {
-    pub max_connections: usize,
-    pub max_per_client: usize,
-    pub idle_timeout: Duration,
-    pub write_timeout: Duration,
-}
-
-impl Default for TcpLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            max_per_client: 32,
-            idle_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(10),
-        }
-    }
-}
 
 /// Connections per client network (see [`crate::ratelimit::prefix`]), released when a
 /// connection ends.

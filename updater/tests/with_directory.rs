@@ -509,7 +509,7 @@ async fn signed_terminal(
     let keys = d.directory.zone_keys().unwrap();
     std::fs::write(
         anchor_file,
-        nameserver::admin::ds_lines(&keys, &zone).unwrap(),
+        nameserver::key_text::ds_lines(&keys, &zone).unwrap(),
     )
     .unwrap();
     updater::validate::TrustAnchor::load(anchor_file, &zone).unwrap()
@@ -577,7 +577,7 @@ async fn dial_with_a_trust_anchor_takes_only_addresses_that_validate() {
     let other = zones::dnssec::ZoneKey::generate(1).unwrap();
     std::fs::write(
         &anchor_file,
-        nameserver::admin::ds_lines(&[other], &zone).unwrap(),
+        nameserver::key_text::ds_lines(&[other], &zone).unwrap(),
     )
     .unwrap();
     let stranger = TrustAnchor::load(&anchor_file, &zone).unwrap();
@@ -590,7 +590,7 @@ async fn dial_with_a_trust_anchor_takes_only_addresses_that_validate() {
     );
 
     // A DNSKEY line works as the anchor too.
-    let dnskey = nameserver::admin::key_lines(&keys, &zone).unwrap();
+    let dnskey = nameserver::key_text::key_lines(&keys, &zone).unwrap();
     let dnskey: String = dnskey.lines().filter(|l| l.contains("DNSKEY")).collect();
     std::fs::write(&anchor_file, dnskey).unwrap();
     let by_key = TrustAnchor::load(&anchor_file, &zone).unwrap();
