@@ -2,7 +2,16 @@
 //! ratios of medians ours/peer.
 
 use crate::Options;
-use crate::rounds::Results;
+
+/// Everything measured in one run, round by round.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub queries: Vec<QueryFigures>,
+    pub updates: Vec<UpdateFigures>,
+    pub imports: Vec<ImportFigures>,
+    pub crashes: Vec<CrashFigures>,
+    pub backups: Vec<BackupFigures>,
+}
 
 /// One server's query figures from one round.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::report::{BackupFigures, CrashFigures, ImportFigures, QueryFigures, UpdateFigures};
+use crate::report::{BackupFigures, ImportFigures, Results};
 use crate::{Data, Options, Server, crash, free_port, load, measure_queries, peers, run_ok};
 
 /// A server under test.
@@ -33,16 +33,6 @@ impl Subject {
             Self::Floor => "floor",
         }
     }
-}
-
-/// Everything measured in one run, round by round.
-#[derive(Debug, Default)]
-pub struct Results {
-    pub queries: Vec<QueryFigures>,
-    pub updates: Vec<UpdateFigures>,
-    pub imports: Vec<ImportFigures>,
-    pub crashes: Vec<CrashFigures>,
-    pub backups: Vec<BackupFigures>,
 }
 
 /// Runs `o.rounds` rounds over `subjects` (the directory first in the first round, since

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use zones::identity::MacAddress;
 
 use crate::discover::InterfaceAddress;
-use crate::network::{Interface, NetworkError};
+use crate::interface::{Interface, NetworkError};
 
 /// One entry of `getifaddrs`: an interface and one of its addresses (IP or link layer).
 struct Entry {

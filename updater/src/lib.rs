@@ -22,6 +22,7 @@
 //! - [`network`]: cards, MACs, addresses and change wake-ups, from one of two sources:
 //!   - [`netlink`] (Linux): the kernel's interface and its events;
 //!   - [`ifaddrs`] (portable): `getifaddrs(3)`, polled.
+//! - [`interface`]: what both address sources report: cards, and why they cannot be read.
 //! - [`backoff`]: retry timing.
 //! - [`dial`]: calling another terminal by code (M2).
 //! - [`validate`]: DNSSEC validation of dial's answers from a trust anchor.
@@ -37,6 +38,7 @@ pub mod dial;
 pub mod discover;
 pub mod exchange;
 pub mod ifaddrs;
+pub mod interface;
 #[cfg(target_os = "linux")]
 pub mod netlink;
 pub mod network;

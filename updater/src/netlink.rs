@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use zones::identity::MacAddress;
 
 use crate::discover::InterfaceAddress;
-use crate::network::{Interface, NetworkError};
+use crate::interface::{Interface, NetworkError};
 
 /// A connection for requests (its background task is spawned on the current runtime).
 pub fn connect() -> Result<Handle, NetworkError> {

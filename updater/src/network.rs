@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use zones::identity::MacAddress;
 
 use crate::discover::InterfaceAddress;
+pub use crate::interface::{Interface, NetworkError};
 
 /// How often the portable source looks for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -46,37 +47,6 @@ impl Watch {
             Self::Poll => "poll",
         }
     }
-}
-
-/// Why the network configuration could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum NetworkError {
-    #[error("cannot open a netlink socket: {0}")]
-    Socket(std::io::Error),
-    #[error("netlink request failed: {0}")]
-    Request(String),
-    #[error("cannot list the network interfaces (getifaddrs): {0}")]
-    Interfaces(String),
-    #[error("--watch netlink needs Linux; use --watch poll")]
-    NoNetlink,
-    #[error("no network interface named {0:?}")]
-    NoSuchInterface(String),
-    #[error("interface {0:?} has no MAC address")]
-    NoMac(String),
-    #[error(
-        "no network interface with a MAC address was found; name one with --interface or give --mac"
-    )]
-    NoCard,
-}
-
-/// A network card.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Interface {
-    pub name: String,
-    pub mac: Option<MacAddress>,
-    pub loopback: bool,
-    /// Administratively up with a carrier.
-    pub up: bool,
 }
 
 /// The source in use.
