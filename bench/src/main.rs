@@ -193,6 +193,15 @@ fn main() {
     if options.servers.iter().any(|s| s == "directory") {
         subjects.push(Subject::Directory);
     }
+    if options.servers.iter().any(|s| s == "directory-before") {
+        if !rounds::before_build().is_file() {
+            eprintln!(
+                "bench: `directory-before` needs BENCH_BEFORE=/path/to/an/earlier/nameserver"
+            );
+            std::process::exit(1);
+        }
+        subjects.push(Subject::DirectoryBefore);
+    }
     if options.servers.iter().any(|s| s == "directory+metrics") {
         subjects.push(Subject::DirectoryMetrics);
     }

@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 use crate::report::{BackupFigures, ImportFigures, Results};
 use crate::{Data, Options, Server, crash, free_port, load, measure_queries, peers, run_ok};
 
+/// The earlier build `--servers directory-before` runs (`BENCH_BEFORE`), or an empty path.
+pub fn before_build() -> std::path::PathBuf {
+    std::env::var_os("BENCH_BEFORE").unwrap_or_default().into()
+}
+
 /// A server under test.
 #[derive(Debug, Clone, Copy)]
 pub enum Subject {
@@ -17,6 +22,8 @@ pub enum Subject {
     DirectoryMetrics,
     /// The directory with `--dnssec` on.
     DirectoryDnssec,
+    /// An earlier build of the directory (`BENCH_BEFORE`), for a before/after in one run.
+    DirectoryBefore,
     Peer(peers::Peer),
     /// The physical floor: a responder that answers each query with its own bytes,
     /// nothing parsed (`src/bin/floor.rs`).
@@ -29,6 +36,7 @@ impl Subject {
             Self::Directory => "directory",
             Self::DirectoryMetrics => "directory+metrics",
             Self::DirectoryDnssec => "directory+dnssec",
+            Self::DirectoryBefore => "directory-before",
             Self::Peer(p) => p.name(),
             Self::Floor => "floor",
         }
@@ -59,9 +67,16 @@ pub fn run(
         );
         for subject in order {
             match subject {
-                Subject::Directory | Subject::DirectoryMetrics | Subject::DirectoryDnssec => {
+                Subject::Directory
+                | Subject::DirectoryMetrics
+                | Subject::DirectoryDnssec
+                | Subject::DirectoryBefore => {
+                    let before = before_build();
                     let ours = Ours {
-                        nameserver,
+                        nameserver: match subject {
+                            Subject::DirectoryBefore => &before,
+                            _ => nameserver,
+                        },
                         name: subject.name(),
                         metrics: matches!(subject, Subject::DirectoryMetrics),
                         dnssec: matches!(subject, Subject::DirectoryDnssec),
@@ -118,7 +133,7 @@ fn directory(
     results: &mut Results,
 ) {
     let nameserver = ours.nameserver;
-    let data_dir = dir.join(format!("data-{round}"));
+    let data_dir = dir.join(format!("data-{round}-{}", ours.name.replace('+', "-")));
     let port = free_port();
     let server = ours.start(dir, &data_dir, port);
     server.wait_ready(Duration::from_secs(30));

@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Anything else returns [`Fast::Declined`] and takes the full path (hickory's decoder and
-//! [`crate::handler`]): TSIG, EDNS options other than one COOKIE, other EDNS versions, other
+//! [`crate::pipeline`]): TSIG, EDNS options other than one COOKIE, other EDNS versions, other
 //! names and types, signed-lookups mode, compression in the question. The answers are the
 //! full path's, checked by `tests/differential.rs`: the question echoed as sent (case
 //! included), answer owners pointing at it, AA set, RD and CD copied, the SOA with the
@@ -27,8 +27,8 @@ use zones::identity::CodeKey;
 use zones::zone::Zone;
 
 use crate::cookie::{self, CookieSecret, CookieState};
+use crate::pipeline::edns::MAX_UDP_PAYLOAD;
 use crate::ratelimit::Verdict;
-use crate::response::MAX_UDP_PAYLOAD;
 
 const TYPE_A: u16 = 1;
 const TYPE_SOA: u16 = 6;
@@ -119,7 +119,8 @@ impl FastPath {
     }
 
     /// Answers `request` into `out` if it is one of the common cases and the answer fits
-    /// the requester's UDP size; `rate_limit` is asked only then, once.
+    /// the requester's UDP size; `rate_limit` is asked only then, once, and told whether
+    /// the asker proved its address (a valid server cookie): the exemption is its rule.
     #[allow(clippy::too_many_arguments)]
     pub fn answer(
         &self,
@@ -128,7 +129,7 @@ impl FastPath {
         now: u64,
         src: std::net::IpAddr,
         cookies: &CookieSecret,
-        rate_limit: impl FnOnce() -> Verdict,
+        rate_limit: impl FnOnce(bool) -> Verdict,
         out: &mut Vec<u8>,
     ) -> Fast {
         let Some(q) = self.parse(request) else {
@@ -178,12 +179,7 @@ impl FastPath {
             return Fast::Declined;
         }
         out.clear();
-        // A valid server cookie proves the source address: no rate limit (as the full path).
-        let verdict = if proven {
-            Verdict::Answer
-        } else {
-            rate_limit()
-        };
+        let verdict = rate_limit(proven);
         match verdict {
             Verdict::Answer => {}
             Verdict::Drop => return Fast::Dropped,

@@ -3,17 +3,20 @@
 //! How a request flows:
 //!
 //! ```text
-//!  UDP socket ─▶ udp::serve (a worker per core, mmsg batches; drops responses, FORMERR if undecodable)
-//!               ─▶ fast::FastPath (A/AAAA/NXDOMAIN of a code, from the bytes) or on below
+//!  UDP socket ─▶ udp::serve (a worker per core, mmsg batches) ─▶ Pipeline::answer_datagram
+//!                 ─▶ fast::FastPath (A/AAAA/NXDOMAIN of a code, from the bytes) or on below
 //!  TCP socket ─▶ tcp::serve (connection limits, framing, idle and slow-reader timeouts)
-//!    ─▶ handler::Handler::handle_request
-//!         opcode ─ QUERY  ─▶ tsig::verify_request ─▶ query::answer (zone + directory view;
-//!                                with DO in a signed zone: RRSIGs, NSEC3 or compact denial)
-//!                ─ AXFR/IXFR ─▶ transfer key? ─▶ transfer::{axfr, ixfr} ─▶ response::send_stream
-//!                ─ UPDATE ─▶ tsig::verify_request ─▶ zones::Directory::update
-//!                                                    (RFC 2136 steps, redb commit, group fdatasync)
-//!                ─ other  ─▶ NOTIMP
-//!    ─▶ response::send (EDNS, truncation, TSIG signing) ─▶ socket
+//!    ─▶ pipeline::Pipeline::answer, one stage after another, each once:
+//!         classify     (header, opcode, question → Kind; responses never answered)
+//!         edns         (response OPT, COOKIE; BADVERS)
+//!         authenticate (TSIG checked once → Principal: anonymous, terminal, transfer key)
+//!         admit        (RRL verdict; signed lookups, transfer keys; update budget)
+//!         handle_query ─▶ query::answer (zone + directory view; with DO in a signed zone:
+//!                                       RRSIGs, NSEC3 or compact denial)
+//!         handle_transfer ─▶ transfer::{axfr, ixfr}
+//!         handle_update ─▶ zones::Directory::update (RFC 2136 steps, redb commit, group fdatasync)
+//!         finish       (Refusal → its RCODE, TSIG error, EDE, metric, log; slip; OPT;
+//!                       truncation; TSIG) ─▶ Sink (datagram, TCP frame, stream)
 //!
 //!  directory serial changes ─▶ notify::Followers ─▶ NOTIFY (hickory-net client)
 //!  admin command ─▶ control socket (JSON line) ─▶ control::execute ─▶ zones::Directory
@@ -22,7 +25,7 @@
 //!  backup ─▶ control `backup` ─▶ one read transaction streamed as lines ─▶ FILE (0600)
 //!  restore FILE ─▶ zones::restore (no server) ─▶ DATA/store
 //!  SIGHUP, control `reload` ─▶ reload::serve ─▶ config and zone files read again
-//!                             ─▶ Directory::reload_zone, Handler::reload, notify::Notifier
+//!                             ─▶ Directory::reload_zone, Pipeline::reload, notify::Notifier
 //!  GET /metrics ─▶ scrape::serve ─▶ metrics::render (counters from the paths above)
 //!  signed start ─▶ Directory::open_signing (terminals served; DO SERVFAIL, transfers wait;
 //!                  the signatures read beside them: the copy saved at the stop, or the store)
@@ -41,12 +44,12 @@
 //! - [`tcp`]: DNS over TCP with connection limits and streaming answers.
 //! - [`mmsg`]: datagrams in batches (`recvmmsg`, `sendmmsg`) for the UDP workers.
 //! - [`fast`]: the wire-level path for the common answers, no decoding or allocation.
-//! - [`handler`]: per-request dispatch and the update path.
+//! - [`pipeline`]: every request's stages, from bytes to the answer's bytes.
 //! - [`query`]: answers from the zone and the directory.
 //! - [`transfer`]: AXFR and IXFR to secondaries; zone-file export.
 //! - [`notify`]: NOTIFY to secondaries after each change.
 //! - [`tsig`]: TSIG verification (BADKEY, BADSIG, BADTIME) and response signing.
-//! - [`response`]: EDNS, truncation and signing of replies.
+//! - [`response`]: a reply under construction.
 //! - [`control`]: the control socket, server and client sides.
 //! - [`ratelimit`]: response rate limiting (RRL) and the per-key update limit.
 //! - [`cookie`]: DNS Cookies, server side.
@@ -68,12 +71,12 @@ pub mod control;
 pub mod cookie;
 pub mod fast;
 pub mod fleet_order;
-pub mod handler;
 pub mod import;
 pub mod key_text;
 pub mod metrics;
 pub mod mmsg;
 pub mod notify;
+pub mod pipeline;
 pub mod query;
 pub mod ratelimit;
 pub mod reload;

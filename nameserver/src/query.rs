@@ -25,6 +25,7 @@ use zones::dnssec::SignedZone;
 use zones::identity::CallingCode;
 use zones::zone::{NamePlace, Zone};
 
+use crate::pipeline::refusal::Refusal;
 use crate::response::Reply;
 
 /// What a lookup found.
@@ -50,12 +51,18 @@ pub struct Question<'a> {
 }
 
 /// Fills `reply` with the answer to `question`.
-pub fn answer(zone: &Zone, view: &View, question: &Question<'_>, now: u64, reply: &mut Reply) {
+/// `Err` when the question is refused.
+pub fn answer(
+    zone: &Zone,
+    view: &View,
+    question: &Question<'_>,
+    now: u64,
+    reply: &mut Reply,
+) -> Result<(), Refusal> {
     let (qname, qtype) = (question.name, question.qtype);
     if qtype == zones::dnssec::signed::NXNAME {
         // RFC 9824 §3.5: NXNAME is a meta-type, never asked for.
-        reply.metadata.response_code = ResponseCode::FormErr;
-        return;
+        return Err(Refusal::MetaType);
     }
     // DNSKEY, NSEC3PARAM and RRSIG asked for by type are answered with or without DO
     // (RFC 3225 §3: security records are left out "unless explicitly queried for").
@@ -67,14 +74,10 @@ pub fn answer(zone: &Zone, view: &View, question: &Question<'_>, now: u64, reply
         // The signatures are being read at start-up: not ready (as BIND and Knot answer for
         // a zone not loaded yet), never an unsigned answer to a query that wants them. The
         // Extended DNS Error says why, for a resolver's logs.
-        reply.metadata.response_code = ResponseCode::ServFail;
-        reply.extended_error(crate::response::NOT_READY);
-        return;
+        return Err(Refusal::NotReady);
     }
     if matches!(place, NamePlace::Outside) {
-        reply.metadata.response_code = ResponseCode::Refused;
-        reply.metadata.authoritative = false;
-        return;
+        return Err(Refusal::OutsideZone);
     }
     let found = match (qtype, zone_signed) {
         (RecordType::RRSIG, Some(zone_signed)) => {
@@ -94,13 +97,14 @@ pub fn answer(zone: &Zone, view: &View, question: &Question<'_>, now: u64, reply
         if qtype == RecordType::RRSIG && !found.answers.is_empty() {
             // The signatures are the answer: none is made over them.
             reply.answers = found.answers;
-            return;
+            return Ok(());
         }
         if question.compact && found.answers.is_empty() {
             let types = types_at(view, signed, qname, &place);
             return compact_answer(zone, view, signed, qname, types, now, reply);
         }
-        return signed_answer(zone, view, signed, qname, found, now, reply);
+        signed_answer(zone, view, signed, qname, found, now, reply);
+        return Ok(());
     }
     if !found.name_exists {
         reply.metadata.response_code = ResponseCode::NXDomain;
@@ -110,6 +114,7 @@ pub fn answer(zone: &Zone, view: &View, question: &Question<'_>, now: u64, reply
     }
     reply.answers = found.answers;
     reply.additionals = found.additionals;
+    Ok(())
 }
 
 /// The records of `rtype` at the name's `place` (not outside the zone).
@@ -167,15 +172,13 @@ fn compact_answer(
     types: Option<Vec<RecordType>>,
     now: u64,
     reply: &mut Reply,
-) {
+) -> Result<(), Refusal> {
     reply.authorities = signed_negative_soa(zone, view, signed, now);
-    match signed.compact_denial(qname, types, now) {
-        Ok(proof) => reply.authorities.extend(proof),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot sign a compact denial");
-            reply.metadata.response_code = ResponseCode::ServFail;
-        }
-    }
+    let proof = signed
+        .compact_denial(qname, types, now)
+        .map_err(|e| Refusal::SigningFailed(e.to_string()))?;
+    reply.authorities.extend(proof);
+    Ok(())
 }
 
 /// The authority section's SOA of a negative answer (RFC 2308 §3) and its RRSIG, both

@@ -6,7 +6,7 @@
 //!  control `reload` ─▶ Reloads::ask ─▶ serve (one at a time) ─▶ Reloader::reload
 //!     Settings::resolve (config, zone file, key files: all read and checked first)
 //!     ─▶ zones::Directory::reload_zone (new serial, durable, as at a restart)
-//!     ─▶ Handler::reload (lookup mode, transfer keys, rate limits, denial: swapped, never
+//!     ─▶ Pipeline::reload (lookup mode, transfer keys, rate limits, denial: swapped, never
 //!        locked)
 //!     ─▶ notify::Notifier::restart (secondaries, NOTIFY key, notify delay)
 //! ```
@@ -24,8 +24,8 @@ use tracing::{info, warn};
 use zones::Directory;
 
 use crate::config::{ServeFlags, Settings};
-use crate::handler::{Handler, Policy};
 use crate::notify::Notifier;
+use crate::pipeline::{Pipeline, Policy};
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ pub struct Reloader {
     pub flags: Option<ServeFlags>,
     /// The settings in force.
     pub current: Settings,
-    pub handler: Handler,
+    pub pipeline: Pipeline,
     pub directory: Directory,
     pub notifier: Notifier,
 }
@@ -102,7 +102,7 @@ impl Reloader {
             changed.insert(0, format!("zone (serial {serial})"));
         }
         // The fast path holds the zone's SOA: rebuilt on every reload.
-        self.handler.reload(Policy::from(&new));
+        self.pipeline.reload(Policy::from(&new));
         let notify_key = |s: &Settings| s.transfer_keys.first().cloned();
         if notify_key(&new) != notify_key(old) || changed.iter().any(|c| c == "secondaries") {
             self.notifier

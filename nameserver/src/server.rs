@@ -20,9 +20,9 @@ use zones::store::StoreError;
 
 use crate::config::{ServeFlags, Settings, control_socket};
 use crate::control;
-use crate::handler::{Handler, Policy};
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::pipeline::{Pipeline, Policy};
 use crate::reload::Reloader;
 
 /// Why the server could not start or stopped with an error.
@@ -253,8 +253,8 @@ pub async fn run(
         .is_some()
         .then(|| Arc::new(Metrics::new(workers)));
     let settings = &options.settings;
-    let handler =
-        Handler::new(directory.clone(), Policy::from(settings)).with_metrics(metrics.clone());
+    let pipeline =
+        Pipeline::new(directory.clone(), Policy::from(settings)).with_metrics(metrics.clone());
     let mut listener_tasks = tokio::task::JoinSet::new();
     if let (Some(listener), Some(metrics)) = (listeners.metrics, &metrics) {
         let registry = crate::metrics::registry(metrics.clone(), directory.clone());
@@ -270,7 +270,7 @@ pub async fn run(
     for udp in listeners.udp {
         listener_tasks.spawn(crate::udp::serve(
             udp,
-            handler.clone(),
+            pipeline.clone(),
             workers,
             shutdown.clone(),
         ));
@@ -278,7 +278,7 @@ pub async fn run(
     for tcp in listeners.tcp {
         listener_tasks.spawn(crate::tcp::serve(
             tcp,
-            handler.clone(),
+            pipeline.clone(),
             settings.tcp,
             shutdown.clone(),
         ));
@@ -318,7 +318,7 @@ pub async fn run(
     let reloader = Reloader {
         flags: options.flags.clone(),
         current: options.settings.clone(),
-        handler,
+        pipeline,
         directory: directory.clone(),
         notifier,
     };

@@ -1,7 +1,6 @@
-//! DNS over TCP with limits: our own accept loop and framing around the request handler.
+//! DNS over TCP with limits: an accept loop and the framing around [`crate::pipeline`].
 //!
-//! hickory's TCP listener has no connection limits and queues every response of a
-//! connection in memory before writing it. Here:
+//! Here:
 //!
 //! - at most `max_connections` connections in all and `max_per_client` from one client
 //!   network (/24 for IPv4, /56 for IPv6, as RRL counts: one host owns many addresses of
@@ -19,18 +18,9 @@
 pub use crate::config::TcpLimits;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_proto::op::{Header, MessageType};
-use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
-use hickory_server::net::NetError;
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -39,7 +29,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::handler::Handler;
+use crate::metrics::Transport;
+use crate::pipeline::{Outcome, Pipeline, Sink};
 
 /// Connections per client network (see [`crate::ratelimit::prefix`]), released when a
 /// connection ends.
@@ -73,7 +64,7 @@ impl PerClient {
 /// Accepts and serves TCP connections until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
-    handler: Handler,
+    pipeline: Pipeline,
     limits: TcpLimits,
     shutdown: CancellationToken,
 ) {
@@ -103,11 +94,11 @@ pub async fn serve(
             debug!(%src, "tcp connection refused: too many from this client's network");
             continue;
         }
-        let (handler, per_client, stop) = (handler.clone(), per_client.clone(), shutdown.clone());
+        let (pipeline, per_client, stop) = (pipeline.clone(), per_client.clone(), shutdown.clone());
         connections.spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = connection(stream, src, &handler, limits) => {}
+                _ = connection(stream, src, &pipeline, limits) => {}
             }
             per_client.remove(network);
             drop(permit);
@@ -118,13 +109,12 @@ pub async fn serve(
 }
 
 /// One connection: read framed requests, answer each, until idle, closed or cut off.
-async fn connection(stream: TcpStream, src: SocketAddr, handler: &Handler, limits: TcpLimits) {
+async fn connection(stream: TcpStream, src: SocketAddr, pipeline: &Pipeline, limits: TcpLimits) {
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
-    let responder = Responder {
-        writer: Arc::new(tokio::sync::Mutex::new(writer)),
+    let mut sink = Framed {
+        writer,
         write_timeout: limits.write_timeout,
-        failed: Arc::new(AtomicBool::new(false)),
     };
     loop {
         let mut len = [0u8; 2];
@@ -138,88 +128,36 @@ async fn connection(stream: TcpStream, src: SocketAddr, handler: &Handler, limit
         let Ok(Ok(message)) = tokio::time::timeout(limits.idle_timeout, read).await else {
             return;
         };
-        if !answer(message, src, handler, &responder).await {
+        if pipeline
+            .answer(message, src, Transport::Tcp, &mut sink)
+            .await
+            == Outcome::Broken
+        {
             return;
         }
     }
 }
 
-/// Decodes and answers one request; false when the connection should close.
-async fn answer(
-    message: Vec<u8>,
-    src: SocketAddr,
-    handler: &Handler,
-    responder: &Responder,
-) -> bool {
-    let mut decoder = BinDecoder::new(&message);
-    let Ok(header) = Header::read(&mut decoder) else {
-        return false;
-    };
-    if header.metadata.message_type == MessageType::Response {
-        return true;
-    }
-    match Request::from_bytes(message, src, Protocol::Tcp) {
-        Ok(request) => {
-            handler
-                .handle_request::<_, TokioTime>(&request, responder.clone())
-                .await;
-            !responder.broken()
-        }
-        Err(_) => {
-            let bytes = crate::response::formerr_header(&header);
-            responder.write(&bytes).await.is_ok()
-        }
-    }
-}
-
 /// Writes answers to one connection, each with its length, within the write timeout.
-#[derive(Clone)]
-struct Responder {
-    writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+struct Framed {
+    writer: OwnedWriteHalf,
     write_timeout: Duration,
-    /// Set when a write failed or timed out.
-    failed: Arc<AtomicBool>,
 }
 
-impl Responder {
-    async fn write(&self, bytes: &[u8]) -> Result<(), NetError> {
-        let len = u16::try_from(bytes.len()).map_err(|_| NetError::from("answer too long"))?;
-        let mut writer = self.writer.lock().await;
+#[async_trait::async_trait]
+impl Sink for Framed {
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let len =
+            u16::try_from(bytes.len()).map_err(|_| std::io::Error::other("answer too long"))?;
+        let writer = &mut self.writer;
         let write = async {
             writer.write_all(&len.to_be_bytes()).await?;
             writer.write_all(bytes).await
         };
-        let result = match tokio::time::timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => Err(NetError::from(e.to_string())),
-            Err(_) => Err(NetError::from("client does not read its answers")),
-        };
-        self.failed.store(true, Ordering::Relaxed);
-        result
-    }
-
-    /// True once writing failed: the connection is finished.
-    fn broken(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
-    }
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Responder {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let (info, bytes) = crate::response::encode_response(response, u16::MAX)?;
-        self.write(&bytes).await?;
-        Ok(info)
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::other("client does not read its answers")),
+        }
     }
 }
 

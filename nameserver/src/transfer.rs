@@ -9,7 +9,7 @@
 //!       the AXFR form                                 when its serial is older than the journal
 //!                                                     (signed: or its signatures are not known)
 //! ```
-//! Only requests signed with a transfer key get here (the handler checks). AXFR needs TCP;
+//! Only requests signed with a transfer key get here (the pipeline checks). AXFR needs TCP;
 //! IXFR over UDP is answered with the current SOA alone, so the secondary retries over TCP
 //! (RFC 1995 §2). A signed zone's IXFR is one difference from the secondary's serial to
 //! now ([`signed_diff`]): the journal says which terminals changed and the signed zone

@@ -20,13 +20,14 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponse, ZoneType};
 use nameserver::control::{self, ControlRequest, ImportEntry};
 use nameserver::fast::Fast;
-use nameserver::handler::{Handler, Policy};
+use nameserver::metrics::Transport;
+use nameserver::pipeline::{Collected, Pipeline, Policy};
 use zones::Directory;
 use zones::directory::Limits;
 use zones::key::Algorithm;
 use zones::zone::Zone;
 
-/// Keeps the bytes of the answer.
+/// Keeps the bytes of hickory's answer.
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
 
@@ -43,10 +44,24 @@ impl ResponseHandler for Capture {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let (info, bytes) = nameserver::response::encode_response(response, u16::MAX)?;
+        let mut bytes = Vec::new();
+        let mut encoder = hickory_proto::serialize::binary::BinEncoder::new(&mut bytes);
+        let info = response
+            .destructive_emit(&mut encoder)
+            .map_err(|e| NetError::from(e.to_string()))?;
         *self.0.lock().unwrap() = bytes;
         Ok(info)
     }
+}
+
+/// Our pipeline's answer (the last message of a stream), as the listeners would send it.
+async fn ask_ours(pipeline: &Pipeline, bytes: &[u8], transport: Transport) -> Message {
+    let src: SocketAddr = "192.0.2.1:5353".parse().unwrap();
+    let mut sink = Collected::default();
+    pipeline
+        .answer(bytes.to_vec(), src, transport, &mut sink)
+        .await;
+    Message::from_vec(sink.0.last().expect("an answer")).unwrap()
 }
 
 async fn ask(handler: &impl RequestHandler, bytes: &[u8], protocol: Protocol) -> Message {
@@ -263,7 +278,7 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
         control::ControlReply::Zone { text } => text,
         other => panic!("{other:?}"),
     };
-    let ours = Handler::new(directory, Policy::default());
+    let ours = Pipeline::new(directory, Policy::default());
 
     // hickory's catalog over the exported zone.
     let (origin, sets) = Parser::new(
@@ -354,14 +369,14 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
         if rng.below(100) == 0 {
             q.metadata.op_code = OpCode::Status;
         }
-        let protocol = if rng.below(2) == 0 {
-            Protocol::Udp
+        let (protocol, transport) = if rng.below(2) == 0 {
+            (Protocol::Udp, Transport::Udp)
         } else {
-            Protocol::Tcp
+            (Protocol::Tcp, Transport::Tcp)
         };
         let bytes = q.to_vec().unwrap();
         let what = format!("{name} {rtype} {protocol:?} edns={:?}", q.edns);
-        let a = ask(&ours, &bytes, protocol).await;
+        let a = ask_ours(&ours, &bytes, transport).await;
         if let Some(cookie) = cookie_of(&a) {
             server_cookie = Some(cookie);
         }
@@ -445,7 +460,7 @@ async fn signed_answers_of_the_fast_path_match_the_full_path() {
     const TERMINALS: u64 = 60;
     let data = tempfile::tempdir().unwrap();
     let directory = signed_fleet(data.path(), TERMINALS, true).await;
-    let ours = Handler::new(directory, Policy::default());
+    let ours = Pipeline::new(directory, Policy::default());
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let (mut fast_signed, mut declined) = (0, 0);
     let mut out = Vec::new();
@@ -466,7 +481,7 @@ async fn signed_answers_of_the_fast_path_match_the_full_path() {
         q.set_edns(edns);
         let bytes = q.to_vec().unwrap();
         let what = format!("{name} {rtype} edns={:?}", q.edns);
-        let full = ask(&ours, &bytes, Protocol::Udp).await;
+        let full = ask_ours(&ours, &bytes, Transport::Udp).await;
         let src: std::net::IpAddr = "192.0.2.1".parse().unwrap();
         match ours.answer_fast(&bytes, src, &mut out) {
             Fast::Answered { .. } => {
@@ -501,7 +516,7 @@ async fn signed_answers_of_the_fast_path_match_the_full_path() {
 async fn while_a_signed_start_reads_its_signatures_only_answers_without_do_are_given() {
     let data = tempfile::tempdir().unwrap();
     let (directory, start) = signed_start_of_a_fleet(data.path()).await;
-    let ours = Handler::new(directory.clone(), Policy::default());
+    let ours = Pipeline::new(directory.clone(), Policy::default());
     let query = |dnssec_ok: bool| {
         let mut q = Message::new(7, MessageType::Query, OpCode::Query);
         q.add_query(Query::query(
@@ -527,7 +542,7 @@ async fn while_a_signed_start_reads_its_signatures_only_answers_without_do_are_g
             .any(|r| r.record_type() == RecordType::RRSIG)
     };
 
-    let plain = ask(&ours, &query(false), Protocol::Udp).await;
+    let plain = ask_ours(&ours, &query(false), Transport::Udp).await;
     assert_eq!(plain.response_code, ResponseCode::NoError);
     assert!(address(&plain) && !rrsig(&plain), "{plain:?}");
     assert!(matches!(
@@ -538,7 +553,7 @@ async fn while_a_signed_start_reads_its_signatures_only_answers_without_do_are_g
         ours.answer_fast(&query(true), src, &mut out),
         Fast::Answered { .. }
     ));
-    let early = ask(&ours, &query(true), Protocol::Udp).await;
+    let early = ask_ours(&ours, &query(true), Transport::Udp).await;
     assert_eq!(early.response_code, ResponseCode::ServFail, "{early:?}");
     assert!(early.answers.is_empty());
     // RFC 8914 "Not Ready" (info code 14) says why.
@@ -548,7 +563,7 @@ async fn while_a_signed_start_reads_its_signatures_only_answers_without_do_are_g
         .await
         .unwrap()
         .unwrap();
-    let signed = ask(&ours, &query(true), Protocol::Udp).await;
+    let signed = ask_ours(&ours, &query(true), Transport::Udp).await;
     assert_eq!(signed.response_code, ResponseCode::NoError);
     assert!(address(&signed) && rrsig(&signed), "{signed:?}");
     assert!(matches!(
@@ -569,7 +584,7 @@ fn not_ready(message: &Message) -> bool {
 
 /// A handler for `directory` that allows transfers with one key, and an AXFR of the zone
 /// signed with that key (with EDNS when `edns`).
-fn transfer_handler_and_axfr(directory: &Directory, edns: bool) -> (Handler, Vec<u8>) {
+fn transfer_handler_and_axfr(directory: &Directory, edns: bool) -> (Pipeline, Vec<u8>) {
     use hickory_proto::rr::TSigner;
     let xfer = zones::key::TsigKey::from_key_file(
         "key \"xfer.\" { algorithm hmac-sha256; secret \"3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=\"; };",
@@ -591,7 +606,7 @@ fn transfer_handler_and_axfr(directory: &Directory, edns: bool) -> (Handler, Vec
     let (signature, _) = signer.sign_message(&axfr, zones::unix_now()).unwrap();
     axfr.set_signature(signature);
     (
-        Handler::new(directory.clone(), policy),
+        Pipeline::new(directory.clone(), policy),
         axfr.to_vec().unwrap(),
     )
 }
@@ -605,7 +620,7 @@ async fn a_transfer_that_outwaits_a_signed_start_gets_servfail_not_ready() {
     let (directory, start) = signed_start_of_a_fleet(data.path()).await;
     let (ours, axfr) = transfer_handler_and_axfr(&directory, true);
     let waited = tokio::time::Instant::now();
-    let sent = ask(&ours, &axfr, Protocol::Tcp).await;
+    let sent = ask_ours(&ours, &axfr, Transport::Tcp).await;
     assert!(waited.elapsed() >= std::time::Duration::from_secs(30));
     assert_eq!(sent.response_code, ResponseCode::ServFail, "{sent:?}");
     assert!(not_ready(&sent), "{sent:?}");
@@ -623,7 +638,7 @@ async fn a_transfer_during_a_signed_start_waits_for_its_signatures() {
     let ours = Arc::new(ours);
     let asking = {
         let ours = ours.clone();
-        tokio::spawn(async move { ask(ours.as_ref(), &bytes, Protocol::Tcp).await })
+        tokio::spawn(async move { ask_ours(ours.as_ref(), &bytes, Transport::Tcp).await })
     };
     for _ in 0..20 {
         tokio::task::yield_now().await;

@@ -7,7 +7,7 @@ use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use nameserver::control::{self, ControlRequest, ImportEntry};
 use nameserver::fast::Fast;
-use nameserver::handler::{Handler, Policy};
+use nameserver::pipeline::{Pipeline, Policy};
 use zones::Directory;
 use zones::directory::Limits;
 use zones::key::Algorithm;
@@ -67,7 +67,7 @@ fn the_fast_path_allocates_nothing() {
             &directory,
         ))
         .unwrap();
-    let handler = Handler::new(directory, Policy::default());
+    let handler = Pipeline::new(directory, Policy::default());
     let src: std::net::IpAddr = "192.0.2.1".parse().unwrap();
 
     // Every common case, built before counting; a valid server cookie from a first answer.

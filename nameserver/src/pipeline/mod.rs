@@ -1,0 +1,472 @@
+//! One request pipeline for every transport: bytes in, bytes out, each decision made once,
+//! in one order.
+//!
+//! ```text
+//!  bytes ─▶ classify      header, opcode, question → Kind (query, transfer, update, other);
+//!                         responses and headerless bytes are never answered
+//!        ─▶ edns          response OPT and COOKIE; BADVERS, malformed COOKIE
+//!        ─▶ authenticate  TSIG checked once → Principal (anonymous, terminal, transfer key)
+//!        ─▶ admit         RRL verdict (UDP, unless proven); who may ask what; update budget
+//!        ─▶ handle_*      query → Reply; transfer → SOA or records; update → directory
+//!        ─▶ finish        a Refusal becomes its answer; slip; OPT, EDE; truncation; TSIG;
+//!                         metrics and the log line ─▶ Sink
+//! ```
+//!
+//! On UDP, [`Pipeline::answer_datagram`] first offers the bytes to the wire-level fast path
+//! ([`crate::fast`]), which answers the common queries without decoding; what it declines
+//! comes back as [`Outcome::Deferred`] and takes [`Pipeline::answer`]. `udp.rs` and `tcp.rs`
+//! only frame bytes; the fuzzer and the tests call the pipeline directly.
+
+pub mod admit;
+pub mod authenticate;
+pub mod classify;
+pub mod edns;
+pub mod finish;
+pub mod handle_query;
+pub mod handle_transfer;
+pub mod handle_update;
+pub mod policy;
+pub mod refusal;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use hickory_proto::rr::rdata::tsig::TsigError;
+use hickory_server::server::Request;
+use tracing::{debug, error, info, warn};
+use zones::Directory;
+
+use crate::cookie::CookieSecret;
+use crate::fast::Fast;
+use crate::metrics::{Metrics, TransferOutcome, Transport, UpdateOutcome};
+use crate::ratelimit::Verdict;
+use crate::response::Reply;
+use crate::tsig::ResponseSigning;
+use authenticate::Principal;
+use classify::{Classified, Kind};
+use handle_transfer::Transfer;
+use policy::Live;
+pub use policy::Policy;
+use refusal::Refusal;
+
+/// What became of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// One answer was sent.
+    Sent,
+    /// Not answered: RRL dropped it, or it was a response or had no header.
+    Dropped,
+    /// A zone transfer: this many messages were sent.
+    Stream(usize),
+    /// Not answered yet: the fast path declined it; [`Pipeline::answer`] will.
+    Deferred,
+    /// The sink failed: the connection is finished.
+    Broken,
+}
+
+/// Where the answers go: a datagram, a TCP connection, a test's buffer.
+#[async_trait::async_trait]
+pub trait Sink: Send {
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+/// A sink that keeps every message, for the tests and the fuzzer.
+#[derive(Debug, Default)]
+pub struct Collected(pub Vec<Vec<u8>>);
+
+#[async_trait::async_trait]
+impl Sink for Collected {
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.push(bytes.to_vec());
+        Ok(())
+    }
+}
+
+/// Answers queries, transfers and updates for one zone.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    directory: Directory,
+    /// What a reload replaces; each request reads it once, without a lock.
+    live: Arc<ArcSwap<Live>>,
+    cookies: Arc<CookieSecret>,
+    /// What is counted for `--metrics`; `None`: nothing is.
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// A decoded request on its way through the stages.
+struct InFlight<'a> {
+    request: &'a Request,
+    kind: Kind,
+    transport: Transport,
+    now: u64,
+}
+
+impl Pipeline {
+    pub fn new(directory: Directory, policy: Policy) -> Self {
+        let live = Live::new(&directory, policy, None);
+        Self {
+            directory,
+            live: Arc::new(ArcSwap::from_pointee(live)),
+            cookies: Arc::new(CookieSecret::generate()),
+            metrics: None,
+        }
+    }
+
+    /// Puts `policy` in force for every request from now on (a reload), with the fast
+    /// path rebuilt from the directory's zone as it is now.
+    pub fn reload(&self, policy: Policy) {
+        let live = Live::new(&self.directory, policy, Some(&self.live.load()));
+        self.live.store(Arc::new(live));
+    }
+
+    /// Counts every request into `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The counters, when metrics are on.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_deref()
+    }
+
+    /// The fast path's answer to a datagram, into `out`, counted in the worker's `shard`;
+    /// [`Outcome::Deferred`] when the full path must answer it.
+    pub fn answer_datagram(
+        &self,
+        bytes: &[u8],
+        src: IpAddr,
+        shard: usize,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        match self.answer_fast(bytes, src, out) {
+            Fast::Answered { qtype } => {
+                if let Some(m) = &self.metrics {
+                    let rcode = out.get(3).map_or(0, |b| u16::from(b & 0x0f));
+                    m.query(shard, Transport::Udp, qtype, rcode);
+                }
+                Outcome::Sent
+            }
+            Fast::Dropped => Outcome::Dropped,
+            Fast::Declined => Outcome::Deferred,
+        }
+    }
+
+    /// The wire-level fast path alone ([`crate::fast`]): `Declined` sends the request down
+    /// the full path.
+    pub fn answer_fast(&self, request: &[u8], src: IpAddr, out: &mut Vec<u8>) -> Fast {
+        let live = self.live.load();
+        let Some(fast) = &live.fast else {
+            return Fast::Declined;
+        };
+        let view = self.directory.view();
+        let metrics = self.metrics.as_deref();
+        let rate_limit = |proven| admit::rate(&live, metrics, Transport::Udp, proven, src);
+        let now = zones::unix_now();
+        fast.answer(request, &view, now, src, &self.cookies, rate_limit, out)
+    }
+
+    /// Runs `bytes` from `src` through every stage and sends what comes out to `sink`.
+    pub async fn answer(
+        &self,
+        bytes: Vec<u8>,
+        src: SocketAddr,
+        transport: Transport,
+        sink: &mut impl Sink,
+    ) -> Outcome {
+        let now = zones::unix_now();
+        let live = self.live.load_full();
+        let metrics = self.metrics.as_deref();
+        let (request, kind) = match classify::classify(bytes, src, transport) {
+            Classified::Request(request, kind) => (request, kind),
+            Classified::Ignored { .. } => return Outcome::Dropped,
+            Classified::Undecodable(header) => {
+                // Under RRL like every other answer; a slip would be no smaller than this.
+                if admit::rate(&live, metrics, transport, false, src.ip()) == Verdict::Drop {
+                    return Outcome::Dropped;
+                }
+                if let Some(m) = metrics {
+                    m.query_answered(transport, RecordType::NULL, ResponseCode::FormErr);
+                }
+                return send(sink, &finish::undecodable(&header)).await;
+            }
+        };
+        let flight = InFlight {
+            request: &request,
+            kind,
+            transport,
+            now,
+        };
+        let (edns, edns_verdict) = edns::read(&request, &self.cookies, now);
+        let (signing, principal) = match edns_verdict {
+            Ok(()) => authenticate::authenticate(
+                &request,
+                &self.directory,
+                &live.policy.transfer_keys,
+                now,
+            ),
+            Err(refusal) => (ResponseSigning::None, Err(refusal)),
+        };
+        let proven = admit::proven(signing.is_authentic(), &edns.cookie);
+        let verdict = admit::rate(&live, metrics, transport, proven, src.ip());
+        if verdict == Verdict::Drop {
+            // Not sent: nothing is looked up, applied or signed.
+            return Outcome::Dropped;
+        }
+        let opt = edns.opt.as_ref();
+        let principal = match principal {
+            Ok(principal) => principal,
+            Err(refusal) => {
+                self.count_refused(&flight, &refusal, None);
+                let reply = finish::refused(&request, &refusal);
+                return self
+                    .send_reply(&flight, reply, &signing, verdict, opt, sink)
+                    .await;
+            }
+        };
+        let dnssec_ok = edns.dnssec_ok && verdict == Verdict::Answer;
+        match self.handle(&live, &flight, &principal, dnssec_ok).await {
+            Ok(Planned::Reply(reply)) => {
+                self.count_done(&flight);
+                self.send_reply(&flight, reply, &signing, verdict, opt, sink)
+                    .await
+            }
+            Ok(Planned::Stream(plan, signed)) => {
+                self.stream(&flight, plan, &signed, opt, sink).await
+            }
+            Err(refusal) => {
+                self.count_refused(&flight, &refusal, Some(&principal));
+                let reply = finish::refused(&request, &refusal);
+                let signing = match (refusal.tsig_error(), &principal) {
+                    // A verified key, but a stale message: signed, with BADTIME (RFC 8945
+                    // §5.2.3).
+                    (Some(TsigError::BadTime), Principal::Terminal(_, signed)) => {
+                        ResponseSigning::stale(signed)
+                    }
+                    _ => signing,
+                };
+                self.send_reply(&flight, reply, &signing, verdict, opt, sink)
+                    .await
+            }
+        }
+    }
+
+    /// Stages 4 and 5 for an authenticated request: who may ask this, then its handler.
+    async fn handle(
+        &self,
+        live: &Live,
+        flight: &InFlight<'_>,
+        principal: &Principal,
+        dnssec_ok: bool,
+    ) -> Result<Planned, Refusal> {
+        admit::allowed(live, flight.kind, principal)?;
+        let (directory, request, now) = (&self.directory, flight.request, flight.now);
+        let compact = live.compact(directory);
+        match (flight.kind, principal) {
+            (Kind::Query, _) => handle_query::answer(directory, request, dnssec_ok, compact, now)
+                .map(Planned::Reply),
+            (Kind::Transfer(qtype), Principal::Transfer(signed)) => {
+                let transport = flight.transport;
+                let transfer =
+                    handle_transfer::answer(directory, request, qtype, compact, transport, now);
+                Ok(match transfer.await? {
+                    Transfer::Soa(reply) => Planned::Reply(reply),
+                    Transfer::Records(plan) => Planned::Stream(plan, signed.clone()),
+                })
+            }
+            (Kind::Transfer(_), _) => Err(Refusal::TransferNotSigned),
+            (Kind::Update, Principal::Terminal(code, signed)) => {
+                handle_update::answer(directory, live, request, code, signed, now)
+                    .await
+                    .map(Planned::Reply)
+            }
+            (Kind::Update, _) => Err(Refusal::UpdateNotSigned),
+            (Kind::Other, _) => Err(Refusal::NotImplemented),
+        }
+    }
+
+    /// The finish stage for one message: slip, encoding, TSIG, the query counter, the sink.
+    async fn send_reply(
+        &self,
+        flight: &InFlight<'_>,
+        reply: Reply,
+        signing: &ResponseSigning,
+        verdict: Verdict,
+        opt: Option<&hickory_proto::op::Edns>,
+        sink: &mut impl Sink,
+    ) -> Outcome {
+        let request = flight.request;
+        let Some(reply) = finish::limited(request, reply, verdict) else {
+            return Outcome::Dropped;
+        };
+        let (bytes, rcode) =
+            finish::encode(request, reply, signing, opt, flight.transport, flight.now);
+        self.count_query(flight, rcode);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let question = request
+                .queries
+                .queries()
+                .first()
+                .map(|q| format!("{} {}", q.name(), q.query_type()));
+            debug!(src = %request.src(), op = %request.metadata.op_code, question = ?question, %rcode, "request");
+        }
+        send(sink, &bytes).await
+    }
+
+    /// Streams a planned transfer as signed messages, and logs it.
+    async fn stream(
+        &self,
+        flight: &InFlight<'_>,
+        plan: crate::transfer::TransferPlan,
+        signed: &crate::tsig::SignedRequest,
+        opt: Option<&hickory_proto::op::Edns>,
+        sink: &mut impl Sink,
+    ) -> Outcome {
+        let request = flight.request;
+        let records = plan.records.len();
+        let kind = plan.kind;
+        let serial = self.directory.view().serial();
+        let mut signer = finish::StreamSigner::new(request, signed, opt, flight.now);
+        let (mut messages, mut bytes) = (0, 0);
+        let mut failure = None;
+        for answers in crate::transfer::split(plan.records) {
+            let mut reply = Reply::authoritative(request, ResponseCode::NoError);
+            reply.answers = answers;
+            let sent = match signer.next(&reply) {
+                Ok(message) => {
+                    bytes += message.len();
+                    sink.send(&message).await.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sent {
+                failure = Some(e);
+                break;
+            }
+            messages += 1;
+        }
+        let (src, key) = (request.src(), &signed.key_name);
+        let qtype = transfer_type(flight.kind);
+        if let Some(error) = failure {
+            self.count_transfer(qtype, TransferOutcome::Failed);
+            warn!(%src, %key, %kind, %error, outcome = "failed", "transfer");
+            return Outcome::Broken;
+        }
+        self.count_transfer(qtype, TransferOutcome::Sent);
+        self.count_query(flight, ResponseCode::NoError);
+        info!(%src, %key, %kind, serial, records, messages, bytes, outcome = "sent", "transfer");
+        Outcome::Stream(messages)
+    }
+
+    /// Counts a request its handler answered.
+    fn count_done(&self, flight: &InFlight<'_>) {
+        match flight.kind {
+            Kind::Update => self.count_update(UpdateOutcome::Accepted),
+            Kind::Transfer(_) => {
+                self.count_transfer(transfer_type(flight.kind), TransferOutcome::Sent);
+            }
+            Kind::Query | Kind::Other => {}
+        }
+    }
+
+    /// Counts and logs a refusal: the one place a refusal reaches the metrics and the log.
+    fn count_refused(
+        &self,
+        flight: &InFlight<'_>,
+        refusal: &Refusal,
+        principal: Option<&Principal>,
+    ) {
+        let src = flight.request.src();
+        let reason = refusal.reason();
+        let outcome = if refusal.is_failure() {
+            "failed"
+        } else {
+            "refused"
+        };
+        match flight.kind {
+            Kind::Update => {
+                self.count_update(refusal.update_outcome());
+                let (code, key) = match principal {
+                    Some(Principal::Terminal(code, signed)) => {
+                        (Some(code.to_string()), Some(signed.key_name.as_str()))
+                    }
+                    Some(Principal::Transfer(signed)) => (None, Some(signed.key_name.as_str())),
+                    _ => (None, None),
+                };
+                let (code, key) = (code.unwrap_or_default(), key.unwrap_or_default());
+                match refusal {
+                    Refusal::UpdateNotSigned => {
+                        info!(%src, outcome, %reason, "update");
+                    }
+                    r if r.is_failure() => {
+                        error!(%src, %code, %key, outcome, %reason, "update");
+                    }
+                    _ => warn!(%src, %code, %key, outcome, %reason, "update"),
+                }
+            }
+            Kind::Transfer(qtype) => {
+                self.count_transfer(qtype, TransferOutcome::Refused);
+                warn!(%src, kind = %qtype, outcome, %reason, "transfer");
+            }
+            Kind::Query | Kind::Other => {
+                debug!(%src, outcome, %reason, "request");
+            }
+        }
+    }
+
+    fn count_update(&self, outcome: UpdateOutcome) {
+        if let Some(m) = &self.metrics {
+            m.update(outcome);
+        }
+    }
+
+    fn count_transfer(&self, kind: RecordType, outcome: TransferOutcome) {
+        if let Some(m) = &self.metrics {
+            m.transfer(kind, outcome);
+        }
+    }
+
+    /// A query (transfers included) answered by the full path; the UDP workers count the
+    /// fast path's in their own shard.
+    fn count_query(&self, flight: &InFlight<'_>, rcode: ResponseCode) {
+        let Some(m) = &self.metrics else { return };
+        if !matches!(flight.kind, Kind::Query | Kind::Transfer(_)) {
+            return;
+        }
+        let qtype = flight
+            .request
+            .queries
+            .queries()
+            .first()
+            .map_or(RecordType::NULL, |q| q.query_type());
+        m.query_answered(flight.transport, qtype, rcode);
+    }
+}
+
+/// What a handler planned.
+enum Planned {
+    /// One message.
+    Reply(Reply),
+    /// A zone transfer, signed with this transfer key.
+    Stream(crate::transfer::TransferPlan, crate::tsig::SignedRequest),
+}
+
+fn transfer_type(kind: Kind) -> RecordType {
+    match kind {
+        Kind::Transfer(qtype) => qtype,
+        _ => RecordType::AXFR,
+    }
+}
+
+async fn send(sink: &mut impl Sink, bytes: &[u8]) -> Outcome {
+    match sink.send(bytes).await {
+        Ok(()) => Outcome::Sent,
+        Err(e) => {
+            debug!(error = %e, "cannot send response");
+            Outcome::Broken
+        }
+    }
+}

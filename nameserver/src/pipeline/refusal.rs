@@ -1,0 +1,201 @@
+//! The one vocabulary of refusals: every reason a request is not answered as asked, and
+//! what each means on the wire (RCODE, TSIG error, Extended DNS Error), in the metrics and
+//! in the log. [`super::finish`] is the only place that reads it.
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::tsig::TsigError;
+use zones::update::UpdateError;
+
+use crate::metrics::UpdateOutcome;
+use crate::tsig::TsigFailure;
+
+/// RFC 8914 §4.15 "Not Ready": the server cannot answer yet (its zone is still loading).
+pub const EDE_NOT_READY: u16 = 14;
+
+/// Why a request was refused. Each case knows its answer; nothing else chooses an RCODE
+/// for a refusal.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The header could be read, the rest could not (RFC 1035 §4.1.1).
+    Undecodable,
+    /// A COOKIE option of the wrong length (RFC 7873 §5.2.2).
+    MalformedCookie,
+    /// An EDNS version other than 0 (RFC 6891 §6.1.3), for every request.
+    BadVersion,
+    /// An opcode this server does not implement.
+    NotImplemented,
+    /// Not exactly one question.
+    NotOneQuestion,
+    /// NXNAME asked for: a meta-type (RFC 9824 §3.5).
+    MetaType,
+    /// A class other than IN.
+    NotInternet,
+    /// A name outside the zone (not authoritative: no AA).
+    OutsideZone,
+    /// A compact denial could not be signed.
+    SigningFailed(String),
+    /// A TSIG that did not verify (RFC 8945 §5.2).
+    Tsig(Box<TsigFailure>),
+    /// Lookups must be signed (`lookups = "signed"`) and this one is not.
+    LookupNotSigned,
+    /// A transfer not signed with a transfer key.
+    TransferNotSigned,
+    /// A transfer of another zone.
+    TransferOtherZone,
+    /// AXFR over UDP (RFC 5936 §4.2).
+    AxfrOverUdp,
+    /// IXFR without the secondary's SOA in the authority section (RFC 1995 §3).
+    IxfrWithoutSoa,
+    /// Compact denial is made per answer: a secondary could not deny anything.
+    CompactDenialZone,
+    /// A signed start has not put its signatures in force yet.
+    NotReady,
+    /// An update without a TSIG.
+    UpdateNotSigned,
+    /// An update signed with a transfer key.
+    UpdateByTransferKey,
+    /// A malformed UPDATE-LEASE option (RFC 9664).
+    MalformedLease,
+    /// A replayed or out-of-order update (NOTAUTH with BADTIME, signed).
+    Replay,
+    /// Over the key's update rate limit.
+    UpdateRateLimited,
+    /// The key's code is no longer registered.
+    CodeGone,
+    /// An RFC 2136 step refused the update; it names its own RCODE.
+    Update(UpdateError),
+    /// The store failed.
+    StoreFailed(String),
+}
+
+impl Refusal {
+    /// The RCODE of the answer.
+    pub fn rcode(&self) -> ResponseCode {
+        match self {
+            Self::Undecodable
+            | Self::MalformedCookie
+            | Self::NotOneQuestion
+            | Self::MetaType
+            | Self::AxfrOverUdp
+            | Self::IxfrWithoutSoa
+            | Self::MalformedLease => ResponseCode::FormErr,
+            Self::Tsig(failure) => match **failure {
+                TsigFailure::Malformed(_) => ResponseCode::FormErr,
+                _ => ResponseCode::NotAuth,
+            },
+            Self::BadVersion => ResponseCode::BADVERS,
+            Self::NotImplemented => ResponseCode::NotImp,
+            Self::Replay | Self::TransferOtherZone => ResponseCode::NotAuth,
+            Self::NotInternet
+            | Self::OutsideZone
+            | Self::LookupNotSigned
+            | Self::TransferNotSigned
+            | Self::CompactDenialZone
+            | Self::UpdateNotSigned
+            | Self::UpdateByTransferKey
+            | Self::UpdateRateLimited
+            | Self::CodeGone => ResponseCode::Refused,
+            Self::NotReady | Self::SigningFailed(_) | Self::StoreFailed(_) => {
+                ResponseCode::ServFail
+            }
+            Self::Update(e) => e.response_code(),
+        }
+    }
+
+    /// The TSIG error the answer's TSIG record carries, if any (RFC 8945 §5.3).
+    pub fn tsig_error(&self) -> Option<TsigError> {
+        match self {
+            Self::Tsig(failure) => match **failure {
+                TsigFailure::BadKey { .. } => Some(TsigError::BadKey),
+                TsigFailure::BadSig { .. } => Some(TsigError::BadSig),
+                TsigFailure::BadTime(_) => Some(TsigError::BadTime),
+                TsigFailure::Malformed(_) => None,
+            },
+            Self::Replay => Some(TsigError::BadTime),
+            _ => None,
+        }
+    }
+
+    /// The Extended DNS Error (RFC 8914) the answer carries, if any.
+    pub fn extended_error(&self) -> Option<u16> {
+        matches!(self, Self::NotReady).then_some(EDE_NOT_READY)
+    }
+
+    /// The `outcome` an update refused this way is counted under.
+    pub fn update_outcome(&self) -> UpdateOutcome {
+        match self {
+            Self::Tsig(failure) => match **failure {
+                TsigFailure::BadKey { .. } => UpdateOutcome::BadKey,
+                TsigFailure::BadSig { .. } => UpdateOutcome::BadSig,
+                TsigFailure::BadTime(_) => UpdateOutcome::BadTime,
+                TsigFailure::Malformed(_) => UpdateOutcome::Malformed,
+            },
+            Self::Replay => UpdateOutcome::Replay,
+            Self::UpdateRateLimited => UpdateOutcome::RateLimited,
+            Self::StoreFailed(_) => UpdateOutcome::Failed,
+            refusal if refusal.rcode() == ResponseCode::FormErr => UpdateOutcome::Malformed,
+            _ => UpdateOutcome::Refused,
+        }
+    }
+
+    /// Whether the log says `failed` (the server's fault) rather than `refused`.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::StoreFailed(_) | Self::SigningFailed(_))
+    }
+
+    /// Why, in the words of the log.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Undecodable => "undecodable message".into(),
+            Self::MalformedCookie => "malformed COOKIE option".into(),
+            Self::BadVersion => "unknown EDNS version".into(),
+            Self::NotImplemented => "opcode not implemented".into(),
+            Self::NotOneQuestion => "not exactly one question".into(),
+            Self::MetaType => "NXNAME is a meta-type".into(),
+            Self::NotInternet => "class other than IN".into(),
+            Self::OutsideZone => "a name outside the zone".into(),
+            Self::SigningFailed(e) => format!("cannot sign a compact denial: {e}"),
+            Self::Tsig(failure) => format!("{failure:?}"),
+            Self::LookupNotSigned => "lookups must be signed".into(),
+            Self::TransferNotSigned => "not signed with a transfer key".into(),
+            Self::TransferOtherZone => "another zone".into(),
+            Self::AxfrOverUdp => "AXFR over UDP".into(),
+            Self::IxfrWithoutSoa => "IXFR without the secondary's SOA".into(),
+            Self::CompactDenialZone => {
+                "compact denial (RFC 9824): the signed zone is not transferred".into()
+            }
+            Self::NotReady => "the zone's signatures are not in force yet (starting up)".into(),
+            Self::UpdateNotSigned => "unsigned".into(),
+            Self::UpdateByTransferKey => "a transfer key cannot update".into(),
+            Self::MalformedLease => "malformed UPDATE-LEASE option".into(),
+            Self::Replay => "replayed or out of order (BADTIME)".into(),
+            Self::UpdateRateLimited => "update rate limit".into(),
+            Self::CodeGone => "code no longer registered".into(),
+            Self::Update(e) => e.to_string(),
+            Self::StoreFailed(e) => e.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsig_refusals_answer_as_rfc_8945_says() {
+        let bad_time = Refusal::Replay;
+        assert_eq!(bad_time.rcode(), ResponseCode::NotAuth);
+        assert_eq!(bad_time.tsig_error(), Some(TsigError::BadTime));
+        let malformed = Refusal::Tsig(Box::new(TsigFailure::Malformed("x".into())));
+        assert_eq!(malformed.rcode(), ResponseCode::FormErr);
+        assert_eq!(malformed.tsig_error(), None);
+        assert_eq!(malformed.update_outcome(), UpdateOutcome::Malformed);
+    }
+
+    #[test]
+    fn only_not_ready_carries_an_extended_error() {
+        assert_eq!(Refusal::NotReady.extended_error(), Some(EDE_NOT_READY));
+        assert_eq!(Refusal::NotReady.rcode(), ResponseCode::ServFail);
+        assert_eq!(Refusal::StoreFailed("disk".into()).extended_error(), None);
+    }
+}
