@@ -27,7 +27,7 @@ use zones::identity::CodeKey;
 use zones::zone::Zone;
 
 use crate::cookie::{self, CookieSecret, CookieState};
-use crate::pipeline::edns::MAX_UDP_PAYLOAD;
+use crate::response::MAX_UDP_PAYLOAD;
 use crate::ratelimit::Verdict;
 
 const TYPE_A: u16 = 1;

@@ -51,6 +51,7 @@
 //! - [`tsig`]: TSIG verification (BADKEY, BADSIG, BADTIME) and response signing.
 //! - [`response`]: a reply under construction.
 //! - [`control`]: the control socket, server and client sides.
+//! - [`refusal`]: every reason a request is refused, and its RCODE, TSIG error, EDE, metric and log.
 //! - [`ratelimit`]: response rate limiting (RRL) and the per-key update limit.
 //! - [`cookie`]: DNS Cookies, server side.
 //! - [`admin`]: what the admin commands print and write.
@@ -79,6 +80,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod query;
 pub mod ratelimit;
+pub mod refusal;
 pub mod reload;
 pub mod response;
 pub mod sample;

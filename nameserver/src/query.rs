@@ -25,7 +25,7 @@ use zones::dnssec::SignedZone;
 use zones::identity::CallingCode;
 use zones::zone::{NamePlace, Zone};
 
-use crate::pipeline::refusal::Refusal;
+use crate::refusal::Refusal;
 use crate::response::Reply;
 
 /// What a lookup found.

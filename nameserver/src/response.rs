@@ -6,6 +6,9 @@ use hickory_proto::rr::Record;
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_server::server::Request;
 
+/// The UDP payload size we advertise and send at most (the DNS Flag Day 2020 value).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
 /// A response under construction.
 #[derive(Clone, Debug)]
 pub struct Reply {

@@ -13,7 +13,7 @@ use zones::identity::CallingCode;
 use super::authenticate::Principal;
 use super::classify::Kind;
 use super::policy::Live;
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use crate::config::LookupPolicy;
 use crate::cookie::CookieState;
 use crate::metrics::{Metrics, Transport};

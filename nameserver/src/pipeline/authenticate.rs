@@ -6,7 +6,7 @@ use zones::Directory;
 use zones::identity::CallingCode;
 use zones::key::TsigKey;
 
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use crate::tsig::{self, Authentication, KeyOwner, ResponseSigning, SignedRequest};
 
 /// Who sent a request.

@@ -6,11 +6,9 @@ use hickory_proto::op::Edns;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_server::server::Request;
 
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use crate::cookie::{CookieSecret, CookieState};
-
-/// The UDP payload size we advertise and send at most (the DNS Flag Day 2020 value).
-pub const MAX_UDP_PAYLOAD: u16 = 1232;
+use crate::response::MAX_UDP_PAYLOAD;
 
 /// What EDNS decided for a request.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ use hickory_server::server::Request;
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tracing::debug;
 
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use crate::metrics::Transport;
 use crate::ratelimit::Verdict;
 use crate::response::{EXTENDED_ERROR, Reply};
@@ -81,8 +81,9 @@ pub fn encode(
         match sign(request, &mut reply, signing, opt, limit, now) {
             Ok(signature) => signature,
             Err(error) => {
-                debug!(%error, "cannot sign response");
-                reply = Reply::new(request, ResponseCode::ServFail);
+                let refusal = Refusal::AnswerFailed(error);
+                debug!(reason = %refusal.reason(), "response");
+                reply = refused(request, &refusal);
                 None
             }
         }
@@ -93,12 +94,12 @@ pub fn encode(
     match emit(request, &reply, opt, signature, limit) {
         Ok((bytes, _)) => (bytes, rcode),
         Err(error) => {
-            debug!(%error, "cannot encode response");
-            let reply = Reply::new(request, ResponseCode::ServFail);
-            let bytes = emit(request, &reply, None, None, 512)
+            let refusal = Refusal::AnswerFailed(error);
+            debug!(reason = %refusal.reason(), "response");
+            let bytes = emit(request, &refused(request, &refusal), None, None, 512)
                 .map(|(b, _)| b)
                 .unwrap_or_default();
-            (bytes, ResponseCode::ServFail)
+            (bytes, refusal.rcode())
         }
     }
 }

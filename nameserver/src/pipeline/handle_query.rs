@@ -5,7 +5,7 @@ use hickory_proto::rr::{DNSClass, Name};
 use hickory_server::server::Request;
 use zones::Directory;
 
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use crate::query;
 use crate::response::Reply;
 

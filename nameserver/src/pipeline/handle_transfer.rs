@@ -8,7 +8,7 @@ use hickory_proto::rr::{RData, RecordType};
 use hickory_server::server::Request;
 use zones::Directory;
 
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use crate::metrics::Transport;
 use crate::response::Reply;
 use crate::transfer::{self, TransferPlan};

@@ -13,7 +13,7 @@ use zones::update::{UpdateMessage, ZoneSection};
 
 use super::admit;
 use super::policy::Live;
-use super::refusal::Refusal;
+use crate::refusal::Refusal;
 use crate::response::Reply;
 use crate::tsig::SignedRequest;
 

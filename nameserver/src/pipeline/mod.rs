@@ -26,7 +26,6 @@ pub mod handle_query;
 pub mod handle_transfer;
 pub mod handle_update;
 pub mod policy;
-pub mod refusal;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -50,7 +49,7 @@ use classify::{Classified, Kind};
 use handle_transfer::Transfer;
 use policy::Live;
 pub use policy::Policy;
-use refusal::Refusal;
+use crate::refusal::Refusal;
 
 /// What became of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +188,7 @@ impl Pipeline {
                     return Outcome::Dropped;
                 }
                 if let Some(m) = metrics {
-                    m.query_answered(transport, RecordType::NULL, ResponseCode::FormErr);
+                    m.query_answered(transport, RecordType::NULL, Refusal::Undecodable.rcode());
                 }
                 return send(sink, &finish::undecodable(&header)).await;
             }

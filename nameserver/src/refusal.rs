@@ -1,6 +1,8 @@
 //! The one vocabulary of refusals: every reason a request is not answered as asked, and
 //! what each means on the wire (RCODE, TSIG error, Extended DNS Error), in the metrics and
-//! in the log. [`super::finish`] is the only place that reads it.
+//! in the log. Handlers return it; only the pipeline's finish stage
+//! ([`crate::pipeline::finish`] and the counting beside it) turns it into an answer, a
+//! metric and a log line.
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::tsig::TsigError;
@@ -66,6 +68,8 @@ pub enum Refusal {
     Update(UpdateError),
     /// The store failed.
     StoreFailed(String),
+    /// The answer could not be signed or encoded.
+    AnswerFailed(String),
 }
 
 impl Refusal {
@@ -95,9 +99,10 @@ impl Refusal {
             | Self::UpdateByTransferKey
             | Self::UpdateRateLimited
             | Self::CodeGone => ResponseCode::Refused,
-            Self::NotReady | Self::SigningFailed(_) | Self::StoreFailed(_) => {
-                ResponseCode::ServFail
-            }
+            Self::NotReady
+            | Self::SigningFailed(_)
+            | Self::StoreFailed(_)
+            | Self::AnswerFailed(_) => ResponseCode::ServFail,
             Self::Update(e) => e.response_code(),
         }
     }
@@ -140,7 +145,10 @@ impl Refusal {
 
     /// Whether the log says `failed` (the server's fault) rather than `refused`.
     pub fn is_failure(&self) -> bool {
-        matches!(self, Self::StoreFailed(_) | Self::SigningFailed(_))
+        matches!(
+            self,
+            Self::StoreFailed(_) | Self::SigningFailed(_) | Self::AnswerFailed(_)
+        )
     }
 
     /// Why, in the words of the log.
@@ -173,6 +181,7 @@ impl Refusal {
             Self::CodeGone => "code no longer registered".into(),
             Self::Update(e) => e.to_string(),
             Self::StoreFailed(e) => e.clone(),
+            Self::AnswerFailed(e) => format!("cannot make the answer: {e}"),
         }
     }
 }
