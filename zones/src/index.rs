@@ -28,12 +28,23 @@ pub struct View {
     leases: BTreeSet<(u64, CodeKey)>,
     /// How many terminals hold at least one address (kept as they change, for metrics).
     online: usize,
-    /// The published signatures (DNSSEC on).
-    signed: Option<SignedZone>,
-    /// The zone is signed, but its signatures are not in force yet (the start-up reads
-    /// them): transfers wait, and so do answers with DO unless `signed` answers them in
-    /// place meanwhile.
-    signatures_pending: bool,
+    /// Where the zone's signatures stand.
+    signing: Signing,
+}
+
+/// Where a view's signatures stand: one state, read by every answer.
+#[derive(Debug, Default)]
+pub enum Signing {
+    /// DNSSEC off.
+    #[default]
+    Unsigned,
+    /// A signed start is reading the signatures (see [`crate::directory::SignedStart`]):
+    /// transfers wait; answers with DO are not ready, or (`Some`) come from the copy saved at
+    /// the last stop, read in place (see [`crate::dnssec::preview`]). A start that fails
+    /// stops the server, so a view never serves a failed one.
+    Loading(Option<SignedZone>),
+    /// The published signatures, in force.
+    Ready(SignedZone),
 }
 
 impl View {
@@ -46,8 +57,7 @@ impl View {
             journal,
             leases: BTreeSet::new(),
             online: 0,
-            signed: None,
-            signatures_pending: false,
+            signing: Signing::Unsigned,
         }
     }
 
@@ -97,41 +107,47 @@ impl View {
             .collect()
     }
 
-    /// The signatures answers with DO read, when the zone is signed.
-    pub fn signed(&self) -> Option<&SignedZone> {
-        self.signed.as_ref()
+    /// Where the zone's signatures stand.
+    pub fn signing(&self) -> &Signing {
+        &self.signing
     }
 
-    /// True while a signed zone's signatures are being read at start-up: only answers
-    /// without DO can be given (see [`crate::directory::SignedStart`]).
+    /// The signatures answers with DO read, when the zone is signed.
+    pub fn signed(&self) -> Option<&SignedZone> {
+        match &self.signing {
+            Signing::Ready(signed) | Signing::Loading(Some(signed)) => Some(signed),
+            Signing::Unsigned | Signing::Loading(None) => None,
+        }
+    }
+
+    /// True while a signed zone's signatures are being read at start-up: transfers wait.
     pub fn signatures_pending(&self) -> bool {
-        self.signatures_pending
+        matches!(self.signing, Signing::Loading(_))
     }
 
     pub(crate) fn set_signatures_pending(&mut self) {
-        self.signatures_pending = true;
+        self.signing = Signing::Loading(None);
     }
 
     /// True while answers with DO cannot be given: the signatures are being read at
     /// start-up, and are not answered from in place meanwhile.
     pub fn signed_answers_pending(&self) -> bool {
-        self.signatures_pending && self.signed.is_none()
+        matches!(self.signing, Signing::Loading(None))
     }
 
     /// Answers with DO are given from `signed`, the signatures saved at the last stop read
-    /// in place, while they are read (see [`crate::dnssec::preview`]); transfers still wait.
+    /// in place, while they are read; transfers still wait.
     pub(crate) fn set_in_place(&mut self, signed: SignedZone) {
-        self.signed = Some(signed);
+        self.signing = Signing::Loading(Some(signed));
     }
 
     pub(crate) fn set_signed(&mut self, signed: SignedZone) {
-        self.signed = Some(signed);
-        self.signatures_pending = false;
+        self.signing = Signing::Ready(signed);
     }
 
     /// Applies the signatures of the change that moved the zone to `serial`.
     pub(crate) fn apply_signed(&mut self, delta: SignedDelta, serial: u32) {
-        if let Some(signed) = &mut self.signed {
+        if let Signing::Ready(signed) | Signing::Loading(Some(signed)) = &mut self.signing {
             signed.apply(delta, serial);
         }
     }
