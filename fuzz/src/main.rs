@@ -19,12 +19,11 @@ use std::time::{Duration, Instant};
 use fuzz::{Mutator, built_seeds, shipped_corpus};
 use hickory_proto::op::Message;
 use hickory_proto::rr::{LowerName, RData, RecordType};
-use nameserver::control::{self, ControlReply, ControlRequest};
 use nameserver::metrics::Transport;
-use nameserver::pipeline::{Outcome, Pipeline, Policy};
-use zones::Directory;
+use nameserver::pipeline::{Outcome, Policy};
+use nameserver::testing::{self, InProcess};
 use zones::directory::{Addresses, Limits};
-use zones::key::{Algorithm, TsigKey};
+use zones::key::TsigKey;
 use zones::update::{UpdateMessage, ZoneContents, ZoneSection};
 use zones::zone::Zone;
 
@@ -107,24 +106,21 @@ fn fuzz_request(deadline: Instant, seed: u64) -> Result<u64, PathBuf> {
         .enable_all()
         .build()
         .expect("runtime");
-    let data = tempfile::tempdir().expect("temporary directory");
-    let directory =
-        Directory::open(data.path(), Zone::embedded_default(), Limits::default()).expect("store");
-    let request = ControlRequest::Register {
-        code: "5551234".parse().expect("code"),
-        kid: "acme".parse().expect("kid"),
-        mid: "3f9a0c1d22e4b7a8".parse().expect("mid"),
-        algorithm: Algorithm::HmacSha256,
-    };
-    let key = match runtime.block_on(control::execute(request, &directory)) {
-        Ok(ControlReply::Key { key_file, .. }) => TsigKey::from_key_file(&key_file).expect("key"),
-        other => panic!("registration failed: {other:?}"),
-    };
     let policy = Policy {
         transfer_keys: vec![TsigKey::from_key_file(XFER).expect("transfer key")],
         ..Policy::default()
     };
-    let pipeline = Pipeline::new(directory, policy);
+    let InProcess {
+        pipeline,
+        directory,
+        data: _data,
+    } = InProcess::open(policy);
+    let key = runtime.block_on(testing::register_as(
+        &directory,
+        "5551234",
+        "acme",
+        "3f9a0c1d22e4b7a8",
+    ));
     let mut seeds = built_seeds(&key, zones::unix_now());
     seeds.extend(shipped_corpus());
     let src: SocketAddr = "192.0.2.1:5353".parse().expect("address");

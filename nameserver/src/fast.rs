@@ -27,8 +27,8 @@ use zones::identity::CodeKey;
 use zones::zone::Zone;
 
 use crate::cookie::{self, CookieSecret, CookieState};
-use crate::response::MAX_UDP_PAYLOAD;
 use crate::ratelimit::Verdict;
+use crate::response::MAX_UDP_PAYLOAD;
 
 const TYPE_A: u16 = 1;
 const TYPE_SOA: u16 = 6;

@@ -62,6 +62,7 @@
 //! - [`backup`]: `nameserver backup` and `restore`: snapshot to a file, file to a store.
 //! - [`reload`]: live reload of the config and zone files (control `reload`, SIGHUP).
 //! - [`metrics`]: what is counted (atomics per label), and its Prometheus exposition.
+//! - `testing` (feature `testing`): what the tests and the fuzzer share.
 //! - [`scrape`]: the `--metrics` HTTP endpoint that serves it.
 #![forbid(unsafe_code)]
 
@@ -87,6 +88,8 @@ pub mod sample;
 pub mod scrape;
 pub mod server;
 pub mod tcp;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transfer;
 pub mod tsig;
 pub mod udp;

@@ -22,6 +22,7 @@ use nameserver::control::{self, ControlRequest, ImportEntry};
 use nameserver::fast::Fast;
 use nameserver::metrics::Transport;
 use nameserver::pipeline::{Collected, Pipeline, Policy};
+use nameserver::testing::{InProcess, Rng};
 use zones::Directory;
 use zones::directory::Limits;
 use zones::key::Algorithm;
@@ -119,7 +120,7 @@ fn minimal(mut m: Message, qtype: RecordType) -> Message {
 fn vary_case(name: &str, rng: &mut Rng) -> String {
     name.chars()
         .map(|c| {
-            if c.is_ascii_alphabetic() && rng.below(2) == 0 {
+            if c.is_ascii_alphabetic() && rng.below_u64(2) == 0 {
                 c.to_ascii_uppercase()
             } else {
                 c
@@ -189,18 +190,6 @@ fn cookie_of(message: &Message) -> Option<Vec<u8>> {
     }
 }
 
-/// A tiny reproducible generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Imports `count` terminals: one IPv4 address, one IPv6 address, or both families (with
 /// a second IPv4 address when `two_v4`), in turn.
 async fn import_fleet(directory: &Directory, count: u64, two_v4: bool) {
@@ -267,9 +256,11 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
     const TERMINALS: u64 = 300;
     // Our directory, with terminals that have addresses (a registered terminal without any
     // owns no records, so a zone file cannot show it: see the transfer limitations).
-    let data = tempfile::tempdir().unwrap();
-    let directory =
-        Directory::open(data.path(), Zone::embedded_default(), Limits::default()).unwrap();
+    let InProcess {
+        directory,
+        data: _data,
+        ..
+    } = InProcess::open(Policy::default());
     import_fleet(&directory, TERMINALS, false).await;
     let exported = match control::execute(ControlRequest::Export, &directory)
         .await
@@ -301,14 +292,17 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
     catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
 
     let names = |rng: &mut Rng| -> String {
-        match rng.below(9) {
+        match rng.below_u64(9) {
             8 => "outside.example.".into(),
             0 => "dial.example.".into(),
             1 => "ns1.dial.example.".into(),
-            2 => format!("{}.dial.example.", 5_550_000 + TERMINALS + rng.below(1000)),
-            3 => format!("x.{}.dial.example.", 5_550_000 + rng.below(TERMINALS)),
+            2 => format!(
+                "{}.dial.example.",
+                5_550_000 + TERMINALS + rng.below_u64(1000)
+            ),
+            3 => format!("x.{}.dial.example.", 5_550_000 + rng.below_u64(TERMINALS)),
             4 => "nothing.dial.example.".into(),
-            _ => format!("{}.DIAL.example.", 5_550_000 + rng.below(TERMINALS)),
+            _ => format!("{}.DIAL.example.", 5_550_000 + rng.below_u64(TERMINALS)),
         }
     };
     let types = [
@@ -319,36 +313,36 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
         RecordType::TXT,
         RecordType::MX,
     ];
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let (mut compared, mut fast_answers, mut rcodes) = (0, 0, BTreeMap::new());
     let mut out = Vec::new();
     let mut server_cookie: Option<Vec<u8>> = None;
     let mut fast_cookies = 0;
     for id in 0..10_000u16 {
         let name = vary_case(&names(&mut rng), &mut rng);
-        let rtype = types[rng.below(types.len() as u64) as usize];
+        let rtype = types[rng.below_u64(types.len() as u64) as usize];
         let mut q = Message::new(id, MessageType::Query, OpCode::Query);
         let mut malformed_cookie = false;
-        q.metadata.recursion_desired = rng.below(2) == 0;
-        q.metadata.checking_disabled = rng.below(8) == 0;
+        q.metadata.recursion_desired = rng.below_u64(2) == 0;
+        q.metadata.checking_disabled = rng.below_u64(8) == 0;
         let mut query = Query::query(Name::from_ascii(&name).unwrap(), rtype);
-        if rng.below(50) == 0 {
+        if rng.below_u64(50) == 0 {
             query.set_query_class(DNSClass::CH);
         }
         q.add_query(query);
-        match rng.below(8) {
+        match rng.below_u64(8) {
             0..=3 => {}
             4..=6 => {
                 let mut edns = Edns::new();
-                edns.set_max_payload(256 + rng.below(4000) as u16);
-                edns.set_dnssec_ok(rng.below(4) == 0);
+                edns.set_max_payload(256 + rng.below_u64(4000) as u16);
+                edns.set_dnssec_ok(rng.below_u64(4) == 0);
                 // RFC 7873 cookies: a client cookie alone, one with the server cookie we
                 // were given last (valid), or an option of a length the RFC forbids.
-                let client_cookie = rng.below(u64::MAX).to_be_bytes().to_vec();
-                let cookie = match rng.below(6) {
+                let client_cookie = rng.below_u64(u64::MAX).to_be_bytes().to_vec();
+                let cookie = match rng.below_u64(6) {
                     0 | 1 => Some(client_cookie),
                     2 | 3 => server_cookie.clone(),
-                    4 if rng.below(4) == 0 => {
+                    4 if rng.below_u64(4) == 0 => {
                         malformed_cookie = true;
                         Some(vec![7; 12])
                     }
@@ -366,10 +360,10 @@ async fn our_answers_match_a_hickory_catalog_over_the_same_data() {
                 q.set_edns(edns);
             }
         }
-        if rng.below(100) == 0 {
+        if rng.below_u64(100) == 0 {
             q.metadata.op_code = OpCode::Status;
         }
-        let (protocol, transport) = if rng.below(2) == 0 {
+        let (protocol, transport) = if rng.below_u64(2) == 0 {
             (Protocol::Udp, Transport::Udp)
         } else {
             (Protocol::Tcp, Transport::Tcp)
@@ -461,20 +455,20 @@ async fn signed_answers_of_the_fast_path_match_the_full_path() {
     let data = tempfile::tempdir().unwrap();
     let directory = signed_fleet(data.path(), TERMINALS, true).await;
     let ours = Pipeline::new(directory, Policy::default());
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
     let (mut fast_signed, mut declined) = (0, 0);
     let mut out = Vec::new();
     for id in 0..2_000u16 {
-        let code = 5_550_000 + rng.below(TERMINALS + 20);
+        let code = 5_550_000 + rng.below_u64(TERMINALS + 20);
         let name = vary_case(&format!("{code}.dial.example."), &mut rng);
-        let rtype = [RecordType::A, RecordType::AAAA][rng.below(2) as usize];
+        let rtype = [RecordType::A, RecordType::AAAA][rng.below_u64(2) as usize];
         let mut q = Message::new(id, MessageType::Query, OpCode::Query);
         q.add_query(Query::query(Name::from_ascii(&name).unwrap(), rtype));
         let mut edns = Edns::new();
-        edns.set_max_payload(512 + rng.below(1000) as u16);
-        edns.set_dnssec_ok(rng.below(4) != 0);
-        if rng.below(3) == 0 {
-            let cookie = rng.below(u64::MAX).to_be_bytes().to_vec();
+        edns.set_max_payload(512 + rng.below_u64(1000) as u16);
+        edns.set_dnssec_ok(rng.below_u64(4) != 0);
+        if rng.below_u64(3) == 0 {
+            let cookie = rng.below_u64(u64::MAX).to_be_bytes().to_vec();
             edns.options_mut()
                 .insert(EdnsOption::Unknown(u16::from(EdnsCode::Cookie), cookie));
         }

@@ -8,10 +8,8 @@ use hickory_proto::rr::{Name, RecordType};
 use nameserver::control::{self, ControlRequest, ImportEntry};
 use nameserver::fast::Fast;
 use nameserver::pipeline::{Pipeline, Policy};
-use zones::Directory;
-use zones::directory::Limits;
+use nameserver::testing::InProcess;
 use zones::key::Algorithm;
-use zones::zone::Zone;
 
 #[global_allocator]
 static ALLOCATOR: dhat::Alloc = dhat::Alloc;
@@ -38,9 +36,11 @@ fn the_fast_path_allocates_nothing() {
         .enable_all()
         .build()
         .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let directory =
-        Directory::open(data.path(), Zone::embedded_default(), Limits::default()).unwrap();
+    let InProcess {
+        directory,
+        data: _data,
+        ..
+    } = InProcess::open(Policy::default());
     let entries = vec![
         ImportEntry {
             code: "5550001".parse().unwrap(),

@@ -8,46 +8,35 @@ use std::sync::Arc;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use nameserver::control::{self, ControlReply, ControlRequest};
 use nameserver::metrics::{Metrics, Transport};
 use nameserver::pipeline::{Collected, Outcome, Pipeline, Policy};
+use nameserver::testing::{self, InProcess};
 use zones::Directory;
-use zones::directory::Limits;
-use zones::key::{Algorithm, TsigKey};
-use zones::zone::Zone;
+use zones::key::TsigKey;
 
 const XFER: &str = "key \"xfer.\" { algorithm hmac-sha256; secret \"3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=\"; };";
 
 struct Fixture {
-    _data: tempfile::TempDir,
     pipeline: Pipeline,
     directory: Directory,
     metrics: Arc<Metrics>,
     key: TsigKey,
+    _data: tempfile::TempDir,
 }
 
 async fn fixture(policy: Policy) -> Fixture {
-    let data = tempfile::tempdir().unwrap();
-    let directory =
-        Directory::open(data.path(), Zone::embedded_default(), Limits::default()).unwrap();
-    let request = ControlRequest::Register {
-        code: "5551234".parse().unwrap(),
-        kid: "acme".parse().unwrap(),
-        mid: "0000000005551234".parse().unwrap(),
-        algorithm: Algorithm::HmacSha256,
-    };
-    let key = match control::execute(request, &directory).await.unwrap() {
-        ControlReply::Key { key_file, .. } => TsigKey::from_key_file(&key_file).unwrap(),
-        other => panic!("unexpected {other:?}"),
-    };
+    let InProcess {
+        directory, data, ..
+    } = InProcess::open(Policy::default());
+    let key = testing::register(&directory, "5551234").await;
     let metrics = Arc::new(Metrics::new(1));
     let pipeline = Pipeline::new(directory.clone(), policy).with_metrics(Some(metrics.clone()));
     Fixture {
-        _data: data,
         pipeline,
         directory,
         metrics,
         key,
+        _data: data,
     }
 }
 

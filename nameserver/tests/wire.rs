@@ -16,6 +16,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 use nameserver::config::{FileConfig, LookupPolicy, ServeFlags, Settings};
 use nameserver::control::{self, ControlReply, ControlRequest};
 use nameserver::server;
+use nameserver::testing::{self, Served};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use zones::Directory;
@@ -26,9 +27,7 @@ use zones::key::{Algorithm, TsigKey};
 struct TestServer {
     addr: SocketAddr,
     directory: Directory,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<()>>,
-    data: tempfile::TempDir,
+    served: Served,
 }
 
 impl TestServer {
@@ -52,60 +51,23 @@ impl TestServer {
         data: tempfile::TempDir,
         configure: impl FnOnce(&mut Settings),
     ) -> Self {
-        let flags = ServeFlags {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            data: Some(data.path().to_path_buf()),
-            ..ServeFlags::default()
-        };
-        let mut settings = Settings::merge(FileConfig::default(), &flags).unwrap();
-        configure(&mut settings);
-        let (directory, listeners) = server::bind(&settings).await.unwrap();
-        let addr = listeners.local_addrs()[0];
-        directory
-            .signatures_ready()
-            .await
-            .expect("a signed zone's signatures are put in force");
-        let shutdown = CancellationToken::new();
-        let options = server::RunOptions::from(&settings);
-        let task = tokio::spawn(server::run(
-            directory.clone(),
-            listeners,
-            options,
-            shutdown.clone(),
-        ));
-        let task = tokio::spawn(async move {
-            task.await.unwrap().unwrap();
-        });
+        let loopback = ["127.0.0.1:0".parse().unwrap()];
+        let served = Served::start(&loopback, data, configure).await;
         Self {
-            addr,
-            directory,
-            shutdown,
-            task: Some(task),
-            data,
+            addr: served.addrs[0],
+            directory: served.directory.clone(),
+            served,
         }
     }
 
     /// Stops the server and returns its data directory for a restart.
-    async fn stop(mut self) -> tempfile::TempDir {
-        self.shutdown.cancel();
-        self.task.take().unwrap().await.unwrap();
-        let data = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.data, data)
+    async fn stop(self) -> tempfile::TempDir {
+        self.served.stop().await
     }
 
     /// Registers a code the way `nameserver register` does, returning its key.
     async fn register(&self, code: &str) -> TsigKey {
-        let mid = format!("{:0>16}", code);
-        let request = ControlRequest::Register {
-            code: code.parse().unwrap(),
-            kid: "acme".parse().unwrap(),
-            mid: mid.parse().unwrap(),
-            algorithm: Algorithm::HmacSha256,
-        };
-        match control::execute(request, &self.directory).await.unwrap() {
-            ControlReply::Key { key_file, .. } => TsigKey::from_key_file(&key_file).unwrap(),
-            other => panic!("unexpected {other:?}"),
-        }
+        testing::register(&self.directory, code).await
     }
 
     async fn client(&self, key: Option<&TsigKey>) -> Client<TokioRuntimeProvider> {
@@ -156,12 +118,6 @@ impl TestServer {
 
     fn serial(&self) -> u32 {
         self.directory.view().serial()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 

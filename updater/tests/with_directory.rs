@@ -4,10 +4,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
-use nameserver::config::{FileConfig, LookupPolicy, ServeFlags, Settings as ServerSettings};
+use nameserver::config::{LookupPolicy, Settings as ServerSettings};
 use nameserver::control::{self, ControlReply, ControlRequest};
-use nameserver::server;
-use tokio_util::sync::CancellationToken;
+use nameserver::testing::Served;
 use updater::client::{ClientError, DirectoryClient};
 use updater::config::Settings;
 use updater::daemon::{Synced, Terminal};
@@ -24,14 +23,7 @@ struct Directory4and6 {
     v4: SocketAddr,
     v6: SocketAddr,
     directory: Directory,
-    shutdown: CancellationToken,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Directory4and6 {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    _served: Served,
 }
 
 async fn start(limits: Limits) -> Directory4and6 {
@@ -49,37 +41,17 @@ async fn start_with(limits: Limits, dnssec: bool) -> Directory4and6 {
 
 /// The same, with the settings as `configure` leaves them.
 async fn start_configured(configure: impl FnOnce(&mut ServerSettings)) -> Directory4and6 {
-    let data = tempfile::tempdir().unwrap();
-    let flags = ServeFlags {
-        listen: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
-        data: Some(data.path().to_path_buf()),
-        lookups: Some(LookupPolicy::Public),
-        ..ServeFlags::default()
-    };
-    let mut settings = ServerSettings::merge(FileConfig::default(), &flags).unwrap();
-    configure(&mut settings);
-    let (directory, listeners) = server::bind(&settings)
-        .await
-        .expect("IPv4 and IPv6 loopback");
-    let addrs = listeners.local_addrs();
-    directory
-        .signatures_ready()
-        .await
-        .expect("a signed zone's signatures are put in force");
-    let shutdown = CancellationToken::new();
-    let options = server::RunOptions::from(&settings);
-    tokio::spawn(server::run(
-        directory.clone(),
-        listeners,
-        options,
-        shutdown.clone(),
-    ));
+    let listen = ["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
+    let served = Served::start(&listen, tempfile::tempdir().unwrap(), |settings| {
+        settings.lookups = LookupPolicy::Public;
+        configure(settings);
+    })
+    .await;
     Directory4and6 {
-        v4: addrs[0],
-        v6: addrs[1],
-        directory,
-        shutdown,
-        _data: data,
+        v4: served.addrs[0],
+        v6: served.addrs[1],
+        directory: served.directory.clone(),
+        _served: served,
     }
 }
 

@@ -13,11 +13,11 @@ use zones::identity::CallingCode;
 use super::authenticate::Principal;
 use super::classify::Kind;
 use super::policy::Live;
-use crate::refusal::Refusal;
 use crate::config::LookupPolicy;
 use crate::cookie::CookieState;
 use crate::metrics::{Metrics, Transport};
 use crate::ratelimit::Verdict;
+use crate::refusal::Refusal;
 
 /// RRL's verdict for an answer to `src`. `proven`: the asker showed a verified TSIG or a
 /// valid server cookie; TCP answers are never limited (the handshake proves the address).

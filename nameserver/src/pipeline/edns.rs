@@ -6,8 +6,8 @@ use hickory_proto::op::Edns;
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_server::server::Request;
 
-use crate::refusal::Refusal;
 use crate::cookie::{CookieSecret, CookieState};
+use crate::refusal::Refusal;
 use crate::response::MAX_UDP_PAYLOAD;
 
 /// What EDNS decided for a request.

@@ -15,9 +15,9 @@ use hickory_server::server::Request;
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tracing::debug;
 
-use crate::refusal::Refusal;
 use crate::metrics::Transport;
 use crate::ratelimit::Verdict;
+use crate::refusal::Refusal;
 use crate::response::{EXTENDED_ERROR, Reply};
 use crate::tsig::{ResponseSigning, SignedRequest};
 

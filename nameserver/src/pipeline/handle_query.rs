@@ -5,8 +5,8 @@ use hickory_proto::rr::{DNSClass, Name};
 use hickory_server::server::Request;
 use zones::Directory;
 
-use crate::refusal::Refusal;
 use crate::query;
+use crate::refusal::Refusal;
 use crate::response::Reply;
 
 /// The answer to `request`'s one question. `dnssec_ok`: DO set and the answer is not a

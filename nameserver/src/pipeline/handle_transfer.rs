@@ -8,8 +8,8 @@ use hickory_proto::rr::{RData, RecordType};
 use hickory_server::server::Request;
 use zones::Directory;
 
-use crate::refusal::Refusal;
 use crate::metrics::Transport;
+use crate::refusal::Refusal;
 use crate::response::Reply;
 use crate::transfer::{self, TransferPlan};
 

@@ -42,6 +42,7 @@ use crate::cookie::CookieSecret;
 use crate::fast::Fast;
 use crate::metrics::{Metrics, TransferOutcome, Transport, UpdateOutcome};
 use crate::ratelimit::Verdict;
+use crate::refusal::Refusal;
 use crate::response::Reply;
 use crate::tsig::ResponseSigning;
 use authenticate::Principal;
@@ -49,7 +50,6 @@ use classify::{Classified, Kind};
 use handle_transfer::Transfer;
 use policy::Live;
 pub use policy::Policy;
-use crate::refusal::Refusal;
 
 /// What became of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
