@@ -27,8 +27,9 @@ use zones::identity::CodeKey;
 use zones::zone::Zone;
 
 use crate::cookie::{self, CookieSecret, CookieState};
+use crate::plan::{self, TerminalPlan};
 use crate::ratelimit::Verdict;
-use crate::response::MAX_UDP_PAYLOAD;
+use crate::response::udp_payload;
 
 const TYPE_A: u16 = 1;
 const TYPE_SOA: u16 = 6;
@@ -135,18 +136,13 @@ impl FastPath {
         let Some(q) = self.parse(request) else {
             return Fast::Declined;
         };
-        // Signed answers (DO set, the zone signed): the addresses the signed zone holds and
-        // their stored RRSIG; anything without one (a negative answer) takes the full path.
-        if q.dnssec_ok && view.signed_answers_pending() {
-            return Fast::Declined;
-        }
-        let signed = view.signed().filter(|_| q.dnssec_ok);
-        let rrsig = match signed {
-            None => None,
-            Some(signed) => match signed.address_sig(q.key, q.qtype != TYPE_A) {
-                Some(sig) => Some(sig),
-                None => return Fast::Declined,
-            },
+        // The answer is decided as the full path decides it; what only the full path can
+        // write (signed negative answers, signatures made on demand, not ready) goes there.
+        let plan = plan::terminal(view, q.key, q.qtype != TYPE_A, q.dnssec_ok, now);
+        let (count, rrsig) = match &plan {
+            TerminalPlan::Addresses { count, rrsig, .. } => (*count, rrsig.as_ref()),
+            TerminalPlan::Negative { .. } => (0, None),
+            TerminalPlan::General | TerminalPlan::NotReady => return Fast::Declined,
         };
         let (cookie, proven) = match q.cookie.map(|(from, to)| &request[from..to]) {
             None => (None, false),
@@ -164,15 +160,6 @@ impl FastPath {
             now,
         });
         let cookie = cookie.as_ref();
-        let found = view.get(q.key).map(|hot| match rrsig {
-            Some(_) => &hot.addresses,
-            None => hot.live(now),
-        });
-        let (ttl, count) = match (found, q.qtype) {
-            (Some(a), TYPE_A) => (a.v4.ttl, a.v4.addrs.len()),
-            (Some(a), _) => (a.v6.ttl, a.v6.addrs.len()),
-            (None, _) => (0, 0),
-        };
         let rrsig_size = rrsig.map_or(0, |_| 12 + 18 + self.origin.len() + 64);
         if self.size(&q, count) + rrsig_size > q.udp_limit() {
             // The full path truncates it (TC), and the client asks again over TCP.
@@ -184,19 +171,34 @@ impl FastPath {
             Verdict::Answer => {}
             Verdict::Drop => return Fast::Dropped,
             Verdict::Slip => {
-                self.header(request, &q, out, Rcode::NoError, true, 0, 0);
+                // Empty and truncated, with the RCODE the answer has (as the full path's).
+                let rcode = match plan {
+                    TerminalPlan::Negative { exists: false } => Rcode::NxDomain,
+                    _ => Rcode::NoError,
+                };
+                self.header(request, &q, out, rcode, true, 0, 0);
                 self.question_and_opt(request, &q, cookie, out, |_| {});
                 return Fast::Answered { qtype: q.qtype };
             }
         }
-        let Some(addresses) = found else {
-            self.negative(request, &q, cookie, view.serial(), Rcode::NxDomain, out);
-            return Fast::Answered { qtype: q.qtype };
+        let (addresses, aaaa, ttl) = match plan {
+            TerminalPlan::Addresses {
+                addresses,
+                aaaa,
+                ttl,
+                ..
+            } => (addresses, aaaa, ttl),
+            TerminalPlan::Negative { exists } => {
+                let rcode = if exists {
+                    Rcode::NoError
+                } else {
+                    Rcode::NxDomain
+                };
+                self.negative(request, &q, cookie, view.serial(), rcode, out);
+                return Fast::Answered { qtype: q.qtype };
+            }
+            TerminalPlan::General | TerminalPlan::NotReady => return Fast::Declined,
         };
-        if count == 0 {
-            self.negative(request, &q, cookie, view.serial(), Rcode::NoError, out);
-            return Fast::Answered { qtype: q.qtype };
-        }
         let answers = count as u16 + u16::from(rrsig.is_some());
         self.header(request, &q, out, Rcode::NoError, false, answers, 0);
         self.question_and_opt(request, &q, cookie, out, |out| {
@@ -208,12 +210,12 @@ impl FastPath {
                 out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
                 out.extend_from_slice(rdata);
             };
-            if q.qtype == TYPE_A {
-                addresses.v4.addrs.iter().for_each(|a| record(&a.octets()));
-            } else {
+            if aaaa {
                 addresses.v6.addrs.iter().for_each(|a| record(&a.octets()));
+            } else {
+                addresses.v4.addrs.iter().for_each(|a| record(&a.octets()));
             }
-            if let Some(sig) = &rrsig {
+            if let Some(sig) = rrsig {
                 self.rrsig(q.qtype, ttl, sig, out);
             }
         });
@@ -322,7 +324,7 @@ impl FastPath {
             // from the request (RFC 3225 §3), no other flag.
             out.push(0);
             out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-            out.extend_from_slice(&asked.clamp(512, MAX_UDP_PAYLOAD).to_be_bytes());
+            out.extend_from_slice(&udp_payload(asked).to_be_bytes());
             out.extend_from_slice(&[0, 0, if q.dnssec_ok { 0x80 } else { 0 }, 0]);
             match cookie {
                 None => out.extend_from_slice(&[0, 0]),
@@ -449,10 +451,7 @@ impl Question {
     /// The largest UDP answer: 512 bytes without EDNS (RFC 1035 §4.2.1), else the asked
     /// size within our limits (RFC 6891 §6.2.5), as the full path computes it.
     fn udp_limit(&self) -> usize {
-        usize::from(
-            self.edns_payload
-                .map_or(512, |asked| asked.clamp(512, MAX_UDP_PAYLOAD)),
-        )
+        usize::from(self.edns_payload.map_or(512, udp_payload))
     }
 }
 

@@ -46,6 +46,7 @@
 //! - [`fast`]: the wire-level path for the common answers, no decoding or allocation.
 //! - [`pipeline`]: every request's stages, from bytes to the answer's bytes.
 //! - [`query`]: answers from the zone and the directory.
+//! - [`plan`]: a terminal's answer, decided once for the fast path and the full path.
 //! - [`transfer`]: AXFR and IXFR to secondaries; zone-file export.
 //! - [`notify`]: NOTIFY to secondaries after each change.
 //! - [`tsig`]: TSIG verification (BADKEY, BADSIG, BADTIME) and response signing.
@@ -79,6 +80,7 @@ pub mod metrics;
 pub mod mmsg;
 pub mod notify;
 pub mod pipeline;
+pub mod plan;
 pub mod query;
 pub mod ratelimit;
 pub mod refusal;

@@ -25,6 +25,7 @@ use zones::dnssec::SignedZone;
 use zones::identity::CallingCode;
 use zones::zone::{NamePlace, Zone};
 
+use crate::plan::{self, TerminalPlan};
 use crate::refusal::Refusal;
 use crate::response::Reply;
 
@@ -70,7 +71,7 @@ pub fn answer(
     let signed = zone_signed.filter(|_| question.dnssec_ok);
     let place = zone.place(qname);
     let inside = !matches!(place, NamePlace::Outside);
-    if question.dnssec_ok && view.signed_answers_pending() && inside {
+    if plan::not_ready(view, question.dnssec_ok) && inside {
         // The signatures are being read at start-up: not ready (as BIND and Knot answer for
         // a zone not loaded yet), never an unsigned answer to a query that wants them. The
         // Extended DNS Error says why, for a resolver's logs.
@@ -78,6 +79,37 @@ pub fn answer(
     }
     if matches!(place, NamePlace::Outside) {
         return Err(Refusal::OutsideZone);
+    }
+    if let (NamePlace::Terminal(code), RecordType::A | RecordType::AAAA) = (&place, qtype) {
+        // The fast path's answers, decided as it decides them.
+        let key = zones::identity::CodeKey::from(code);
+        let aaaa = qtype == RecordType::AAAA;
+        match plan::terminal(view, key, aaaa, question.dnssec_ok, now) {
+            TerminalPlan::Addresses {
+                addresses,
+                ttl,
+                rrsig,
+                ..
+            } => {
+                let owner = Name::from(zones::update::terminal_name(zone, code));
+                reply.answers = address_records(&owner, addresses, qtype);
+                if let (Some(sig), Some(signed)) = (rrsig, signed) {
+                    reply
+                        .answers
+                        .push(signed.rrsig_record(&owner, qtype, ttl, &sig));
+                }
+                return Ok(());
+            }
+            TerminalPlan::Negative { exists } => {
+                if !exists {
+                    reply.metadata.response_code = ResponseCode::NXDomain;
+                }
+                reply.authorities.push(zone.negative_soa(view.serial()));
+                return Ok(());
+            }
+            TerminalPlan::NotReady => return Err(Refusal::NotReady),
+            TerminalPlan::General => {}
+        }
     }
     let found = match (qtype, zone_signed) {
         (RecordType::RRSIG, Some(zone_signed)) => {

@@ -236,3 +236,44 @@ async fn responses_and_headerless_bytes_are_ignored_and_the_rest_gets_formerr() 
     assert_eq!(answers[0].metadata.response_code, ResponseCode::FormErr);
     assert_eq!(answers[0].metadata.id, 7);
 }
+
+/// Regression: the fast path slipped a negative answer (RRL's truncated answer) with
+/// RCODE NOERROR, where the full path keeps the answer's NXDOMAIN; a resolver retrying over
+/// TCP saw the two differ (and the full path's slip dropped AA). Both now slip NXDOMAIN
+/// with AA for a code nobody registered.
+#[tokio::test]
+async fn a_slipped_nxdomain_keeps_its_rcode_and_aa_on_both_paths() {
+    let policy = Policy {
+        rate_limit: 1,
+        rate_limit_slip: 1,
+        ..Policy::default()
+    };
+    let f = fixture(policy).await;
+    let query = question(OpCode::Query, "5559999.dial.example.", RecordType::A)
+        .to_vec()
+        .unwrap();
+    let mut slips = 0;
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        match f.pipeline.answer_datagram(&query, src().ip(), 0, &mut out) {
+            Outcome::Sent => {
+                let m = Message::from_vec(&out).unwrap();
+                assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+                slips += usize::from(m.metadata.truncation);
+            }
+            other => panic!("the fast path answers every one, slipped or not: {other:?}"),
+        }
+    }
+    assert!(slips > 0, "some answers were over the limit and slipped");
+    // The full path's slip of the same query says the same.
+    let mut full_slips = 0;
+    for _ in 0..20 {
+        if let (Outcome::Sent, answers) = ask(&f, query.clone(), Transport::Udp).await {
+            let m = &answers[0];
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+            assert!(m.metadata.authoritative, "{m:?}");
+            full_slips += usize::from(m.metadata.truncation);
+        }
+    }
+    assert!(full_slips > 0, "the full path slipped some too");
+}

@@ -8,7 +8,7 @@ use hickory_server::server::Request;
 
 use crate::cookie::{CookieSecret, CookieState};
 use crate::refusal::Refusal;
-use crate::response::MAX_UDP_PAYLOAD;
+use crate::response::udp_payload;
 
 /// What EDNS decided for a request.
 #[derive(Debug)]
@@ -37,7 +37,7 @@ pub fn read(
     let mut opt = asked.map(|asked| {
         let mut edns = Edns::new();
         edns.set_version(0);
-        edns.set_max_payload(asked.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+        edns.set_max_payload(udp_payload(asked.max_payload()));
         // RFC 3225 §3: the DO bit is copied into the response.
         edns.set_dnssec_ok(asked.flags().dnssec_ok);
         edns

@@ -51,7 +51,9 @@ pub fn limited(request: &Request, reply: Reply, verdict: Verdict) -> Option<Repl
     match verdict {
         Verdict::Answer => Some(reply),
         Verdict::Slip => {
+            // The answer without its records: its RCODE and AA, and TC.
             let mut slip = Reply::new(request, reply.metadata.response_code);
+            slip.metadata.authoritative = reply.metadata.authoritative;
             slip.metadata.truncation = true;
             Some(slip)
         }

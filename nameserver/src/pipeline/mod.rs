@@ -158,9 +158,11 @@ impl Pipeline {
     /// the full path.
     pub fn answer_fast(&self, request: &[u8], src: IpAddr, out: &mut Vec<u8>) -> Fast {
         let live = self.live.load();
-        let Some(fast) = &live.fast else {
+        // The fast path answers only anonymous queries, so only where they are allowed.
+        if admit::allowed(&live, Kind::Query, &Principal::Anonymous).is_err() {
             return Fast::Declined;
-        };
+        }
+        let fast = &live.fast;
         let view = self.directory.view();
         let metrics = self.metrics.as_deref();
         let rate_limit = |proven| admit::rate(&live, metrics, Transport::Udp, proven, src);

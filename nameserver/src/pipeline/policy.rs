@@ -45,8 +45,9 @@ pub struct Live {
     pub policy: Policy,
     pub rrl: Option<Arc<ResponseRateLimit>>,
     pub update_limit: Option<Arc<Buckets<CallingCode>>>,
-    /// The wire-level path for common answers; off when lookups must be signed.
-    pub fast: Option<Arc<FastPath>>,
+    /// The wire-level path for common answers (offered only what [`super::admit`] lets an
+    /// anonymous query ask).
+    pub fast: Arc<FastPath>,
 }
 
 impl Live {
@@ -74,8 +75,7 @@ impl Live {
                 Arc::new(Buckets::new(rate, rate.saturating_mul(2)))
             }),
         };
-        let fast = (policy.lookups == LookupPolicy::Public)
-            .then(|| Arc::new(FastPath::new(&directory.zone())));
+        let fast = Arc::new(FastPath::new(&directory.zone()));
         Self {
             policy,
             rrl,

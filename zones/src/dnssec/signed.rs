@@ -308,6 +308,11 @@ impl SignedZone {
         self.source.address_sig(&key, aaaa)
     }
 
+    /// The RRSIG record of `sig` over the RRset of `owner` and `rtype` with `ttl`.
+    pub fn rrsig_record(&self, owner: &Name, rtype: RecordType, ttl: u32, sig: &Sig) -> Record {
+        self.signer.rrsig(owner, rtype, ttl, sig)
+    }
+
     /// The DNSKEY RRset.
     pub fn dnskey_records(&self, zone: &Zone) -> Vec<Record> {
         self.signer.dnskey_records(statics::dnskey_ttl(zone))
