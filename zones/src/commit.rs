@@ -1,4 +1,8 @@
 //! The commit pipeline: writers see their changes at once, everyone else only once durable.
+//! The [`Committer`] owns what it needs: the store, the changes staged but not yet durable,
+//! the published view, the serial followers are told, the writer lock, and the refusal of
+//! every change after a failed flush. The directory decides what a change is (its rules);
+//! the committer makes it durable, then visible.
 //!
 //! ```text
 //!  writer lock held:
@@ -18,6 +22,8 @@
 //! in memory is no longer known to match the disk.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::dnssec::SignedDelta;
 use crate::identity::CodeKey;
@@ -25,6 +31,159 @@ use crate::index::View;
 use crate::journal::Delta;
 use crate::model::Hot;
 use crate::serial::Serial;
+use crate::store::{Change, Store, StoreError};
+
+/// Makes changes durable, then publishes them: the one way into the store and the view.
+#[derive(Debug)]
+pub(crate) struct Committer {
+    store: Store,
+    /// What queries, transfers and NOTIFY see: durable state only.
+    view: RwLock<View>,
+    /// Committed, not yet durable. Lock order: `pending`, then `view`.
+    pending: Mutex<Pending>,
+    /// One writer at a time stages a change (a signed start holds it until its signatures
+    /// are in force).
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Set when a flush failed: the store's memory may not match the disk.
+    poisoned: AtomicBool,
+    /// The newest published serial, for those who follow changes (NOTIFY).
+    serial_tx: tokio::sync::watch::Sender<u32>,
+}
+
+impl Committer {
+    /// Over `store`, with `view` published at `serial` and `next_seq` the journal sequence
+    /// the next delta gets.
+    pub fn new(store: Store, view: View, serial: Serial, next_seq: u64) -> Self {
+        Self {
+            store,
+            view: RwLock::new(view),
+            pending: Mutex::new(Pending::new(serial, next_seq)),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            poisoned: AtomicBool::new(false),
+            serial_tx: tokio::sync::watch::Sender::new(serial.0),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Read access to the durable state. Hold it briefly: publication waits for it.
+    pub fn view(&self) -> RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Write access, for what moves the view outside the queue (an import's reset, a
+    /// signed start). Lock order: [`Committer::pending`] first.
+    pub fn view_mut(&self) -> RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writer lock itself (a signed start holds it, owned, across threads).
+    pub fn writer(&self) -> &Arc<tokio::sync::Mutex<()>> {
+        &self.writer
+    }
+
+    /// Takes the writer lock, unless an earlier flush failed.
+    pub async fn write_lock(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+        let writer = self.writer.lock().await;
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(StoreError::Poisoned);
+        }
+        Ok(writer)
+    }
+
+    /// Stages `change` in the store (not yet durable); returns its change number, for the
+    /// [`Publication`] that [`Committer::queue`] then takes. Call with the writer lock held,
+    /// then [`Committer::durable`].
+    ///
+    /// The store's staging and the queueing need not be one critical section: the writer
+    /// lock orders them, and a flush that covers the change before it is queued leaves it
+    /// queued for this writer's own publication after its flush.
+    pub fn stage(&self, change: &Change<'_>) -> Result<u64, StoreError> {
+        self.store.stage(change)
+    }
+
+    /// Queues what publishing a staged change does; returns the serial after every staged
+    /// change.
+    pub fn queue(&self, publication: Publication) -> Serial {
+        let mut pending = self.pending();
+        pending.push(publication);
+        pending.serial()
+    }
+
+    /// Releases the writer lock, then flushes: everything staged so far, this change's
+    /// included, is on disk when this returns, and published to the view. A failed flush
+    /// publishes nothing and refuses every later change until a restart.
+    pub async fn durable(&self, writer: tokio::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
+        // Group commit: updates arriving meanwhile stage theirs and share the next flush.
+        drop(writer);
+        self.flush_or_poison().await?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Flushes; a failure refuses every later change until a restart.
+    pub async fn flush_or_poison(&self) -> Result<(), StoreError> {
+        let flushed = self.store.flush().await;
+        self.poison_on_failure(flushed)
+    }
+
+    /// After a flush: a failure refuses every later change until a restart.
+    pub fn poison_on_failure(&self, flushed: Result<(), StoreError>) -> Result<(), StoreError> {
+        if let Err(e) = flushed {
+            self.poison();
+            tracing::error!(error = %e, "flush to disk failed; refusing changes until restarted");
+            return Err(e);
+        }
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(StoreError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Refuses every later change until a restart.
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    /// Moves the view to everything flushed, then tells followers the new serial.
+    pub fn publish(&self) {
+        let flushed = self.store.flushed();
+        let serial = {
+            let mut pending = self.pending();
+            let mut view = self.view_mut();
+            pending.publish(flushed, &mut view);
+            view.serial()
+        };
+        self.announce(serial);
+    }
+
+    /// Tells followers (NOTIFY) of a published serial; it only moves forward.
+    pub fn announce(&self, serial: u32) {
+        self.serial_tx.send_if_modified(|current| {
+            let newer = Serial(serial).is_newer_than(Serial(*current));
+            if newer {
+                *current = serial;
+            }
+            newer
+        });
+    }
+
+    /// Tells followers `serial` whatever it was (a signed start that kept its serial).
+    pub fn announce_exactly(&self, serial: u32) {
+        self.serial_tx.send_replace(serial);
+    }
+
+    /// A receiver that sees every new durable serial (for NOTIFY).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u32> {
+        self.serial_tx.subscribe()
+    }
+}
 
 /// One staged change, waiting for the flush that makes it durable.
 #[derive(Debug)]

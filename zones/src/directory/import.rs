@@ -24,15 +24,14 @@ impl Directory {
         now: u64,
     ) -> Result<Vec<Terminal>, DirectoryError> {
         let entries = self.new_entries(imports, now)?;
-        let _writer = self.write_lock().await?;
-        let entries = checked_registrations(&self.inner.store, entries)?;
+        let _writer = self.commit().write_lock().await?;
+        let entries = checked_registrations(self.commit().store(), entries)?;
         // Durable per batch, so that a fleet's batches never pile up in the server.
         let written = self
-            .inner
-            .store
+            .inner.commit.store()
             .write_now(&registrations_change(&entries, true))
             .await;
-        self.poison_on_failure(written)?;
+        self.commit().poison_on_failure(written)?;
         Ok(entries.into_iter().map(|e| e.terminal).collect())
     }
 
@@ -40,24 +39,20 @@ impl Directory {
     /// the whole zone), durable before the index takes the terminals; the serial is
     /// announced only once they are all in. Returns how many terminals it added.
     pub async fn commit_import(&self, now: u64) -> Result<usize, DirectoryError> {
-        let _writer = self.write_lock().await?;
+        let _writer = self.commit().write_lock().await?;
         self.refuse_machine_conflict()?;
-        let to = self.pending().serial().next();
+        let to = self.commit().pending().serial().next();
         let change = Change {
             finish_import: true,
             ..Change::default()
         };
         // Every batch is durable (written under this lock): read before the commit, which
         // clears the list of the import's codes in its own transaction.
-        let imported = self.inner.store.imported()?;
+        let imported = self.commit().store().imported()?;
         let signed = self.begin_reset(to, change, &self.zone(), now).await?;
-        self.inner
-            .view
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .reserve(imported.count()?);
+        self.commit().view_mut().reserve(imported.count()?);
         let added = imported.scan(IMPORT_CHUNK, |chunk| {
-            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
+            let mut view = self.commit().view_mut();
             for (key, hot) in chunk {
                 view.insert(key, hot);
             }
@@ -67,15 +62,15 @@ impl Directory {
         // A large staging leaves much free space in the file: give it back (queries go on
         // from the index; signed requests wait the few tenths of a second it takes).
         if added > LARGEST_DELTA {
-            self.inner.store.compact().await?;
+            self.commit().store().compact().await?;
         }
         Ok(added)
     }
 
     /// Removes every staged terminal of an import that will not be committed.
     pub async fn abort_import(&self) -> Result<usize, StoreError> {
-        let _writer = self.inner.writer.lock().await;
-        let store = self.inner.store.clone();
+        let _writer = self.commit().writer().lock().await;
+        let store = self.commit().store().clone();
         tokio::task::spawn_blocking(move || store.abort_import())
             .await
             .map_err(|e| StoreError::Io(e.to_string()))?
@@ -84,7 +79,7 @@ impl Directory {
     /// Refuses the import when a KID/MID pair is staged twice, or was registered while it
     /// was staged (pairs wait apart until the commit: see the store's `import_machines`).
     fn refuse_machine_conflict(&self) -> Result<(), DirectoryError> {
-        let Some(conflict) = self.inner.store.import_conflict()? else {
+        let Some(conflict) = self.commit().store().import_conflict()? else {
             return Ok(());
         };
         let (machine, code) = match conflict {
@@ -108,7 +103,7 @@ impl Directory {
     }
 
     pub(super) fn refuse_importing(&self, code: &CallingCode) -> Result<(), DirectoryError> {
-        if self.inner.store.is_importing(code)? {
+        if self.commit().store().is_importing(code)? {
             return Err(DirectoryError::Importing(code.clone()));
         }
         Ok(())

@@ -1,16 +1,15 @@
 //! The directory: registered terminals and their current addresses; every change goes
 //! through it.
 //!
-//! Each change takes the one writer lock, reads the terminal from the store (which shows
-//! every staged change, durable or not), runs its rules, stages its writes and releases the
-//! lock; then the group flush makes it durable and the [`crate::commit`]
-//! pipeline publishes it to the [`View`] (the lean in-memory index that queries read); only
-//! then is it acknowledged.
+//! Each change takes the committer's one writer lock, reads the terminal from the store
+//! (which shows every staged change, durable or not), runs its rules, stages its writes and
+//! releases the lock; then the committer's group flush makes it durable and publishes it to
+//! the [`View`] (the lean in-memory index that queries read); only then is it acknowledged.
 //!
 //! ```text
 //!  register / import ─┐
 //!  update (RFC 2136) ─┼─▶ rules (update::plan, policy, replay) ─▶ Directory::stage
-//!  unregister, rotate ┤        ─▶ Store::stage ─▶ Pending ─▶ Store::flush ─▶ View ─▶ reply
+//!  unregister, rotate ┤   ─▶ Committer: stage ─▶ queue ─▶ durable (flush) ─▶ View ─▶ reply
 //!  expire (leases)  ──┘
 //! ```
 //!
@@ -19,8 +18,9 @@
 //! ran out answers no addresses to queries before the expiry sweep has removed them from
 //! the zone).
 //!
-//! This file holds the handle, opening, the reads, and the commit pipeline every change
-//! ends in (stage, flush, publish, announce). The changes themselves, each in its own file:
+//! This file holds the handle, opening, the reads, and the rules every change shares (its
+//! serial, journal delta and signatures) before [`crate::commit::Committer`] stages,
+//! flushes, publishes and announces it. The changes themselves, each in its own file:
 //! - [`registry`]: register, bulk import in one transaction, unregister, rotate a key;
 //! - [`import`]: a streamed import, staged in batches, committed or aborted as a whole;
 //! - [`presence`]: RFC 2136 updates and lease expiry;
@@ -33,12 +33,12 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLockReadGuard};
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 
-use crate::commit::{Pending, Publication};
+use crate::commit::{Committer, Publication};
 use crate::identity::{CallingCode, CodeKey, Kid, Mid};
 use crate::journal::{AddressChange, Delta, Journal};
 use crate::key::{Algorithm, KeyError, Secret, TerminalKeyName, TsigKey};
@@ -152,26 +152,17 @@ struct Inner {
     /// The static zone; a reload swaps it (see [`Directory::reload_zone`]).
     zone: ArcSwap<Zone>,
     limits: Limits,
-    store: Store,
-    /// What queries, transfers and NOTIFY see: durable state only.
-    view: RwLock<View>,
-    /// Committed, not yet durable. Lock order: `pending`, then `view`.
-    pending: Mutex<Pending>,
-    /// One writer at a time stages a change (a signed start holds it until its signatures
-    /// are in force).
-    writer: Arc<tokio::sync::Mutex<()>>,
+    /// The store, the view, what is staged, the writer lock: every change ends there.
+    commit: Committer,
     /// One import session at a time.
     importing: Arc<tokio::sync::Mutex<()>>,
-    /// Set when a flush failed: the store's memory may not match the disk.
-    poisoned: AtomicBool,
-    /// The newest published serial, for those who follow changes (NOTIFY).
-    serial_tx: tokio::sync::watch::Sender<u32>,
     /// The signed zone as staged, once a signed start has put it in force. Lock order:
-    /// `writer`, then this.
+    /// the writer lock, then this.
     staging: std::sync::OnceLock<Mutex<crate::dnssec::Staging>>,
     /// Where the signed start is.
     signatures: tokio::sync::watch::Sender<Signatures>,
 }
+
 impl Directory {
     /// Opens the store in `data_dir` and builds the view from it.
     ///
@@ -325,18 +316,14 @@ impl Directory {
                 })
             }
         };
-        let writer = Arc::new(tokio::sync::Mutex::new(()));
+        let commit = Committer::new(store, view, serial, next_seq);
+        let writer = commit.writer().clone();
         let directory = Self {
             inner: Arc::new(Inner {
                 zone: ArcSwap::from_pointee(zone),
                 limits,
-                store,
-                serial_tx: tokio::sync::watch::Sender::new(serial.0),
-                view: RwLock::new(view),
-                pending: Mutex::new(Pending::new(serial, next_seq)),
-                writer: writer.clone(),
+                commit,
                 importing: Arc::default(),
-                poisoned: AtomicBool::new(false),
                 staging: std::sync::OnceLock::new(),
                 signatures: tokio::sync::watch::Sender::new(match start {
                     Some(_) => Signatures::Pending,
@@ -359,22 +346,23 @@ impl Directory {
 
     /// Read access to the durable state. Hold it briefly: publication waits for it.
     pub fn view(&self) -> RwLockReadGuard<'_, View> {
-        self.inner.view.read().unwrap_or_else(|p| p.into_inner())
+        self.inner.commit.view()
     }
 
-    fn pending(&self) -> MutexGuard<'_, Pending> {
-        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
+    /// Where every change ends: staged, made durable, published.
+    fn commit(&self) -> &Committer {
+        &self.inner.commit
     }
 
     /// A terminal as last committed (durable or not), with its key and replay memory.
     pub fn terminal(&self, code: &CallingCode) -> Result<Option<Entry>, StoreError> {
-        self.inner.store.terminal(code)
+        self.commit().store().terminal(code)
     }
 
     /// Every registered terminal, by code, to `each` until it returns false, without
     /// collecting them (blocking: call it from the blocking pool).
     pub fn for_each_entry(&self, each: impl FnMut(Entry) -> bool) -> Result<(), StoreError> {
-        self.inner.store.for_each_entry(each)
+        self.commit().store().for_each_entry(each)
     }
 
     /// A consistent snapshot of everything durable, for a backup (blocking: call it from the
@@ -383,7 +371,7 @@ impl Directory {
         &self,
         each: impl FnMut(crate::store::Snapshotted) -> bool,
     ) -> Result<(), StoreError> {
-        self.inner.store.snapshot(each)
+        self.commit().store().snapshot(each)
     }
 
     /// The terminal whose TSIG key has this name (lower case, fully qualified), and the key:
@@ -392,7 +380,7 @@ impl Directory {
     pub fn terminal_key(&self, key_name: &str) -> Option<(CallingCode, TsigKey)> {
         let parsed = TerminalKeyName::parse(key_name)?;
         self.view().terminal(&parsed.code)?;
-        let key = self.inner.store.key(&parsed.code).ok()??;
+        let key = self.commit().store().key(&parsed.code).ok()??;
         (key.name == key_name).then_some((parsed.code, key))
     }
 
@@ -400,31 +388,18 @@ impl Directory {
     /// out-of-order message. The writer repeats the check under its lock, which also catches
     /// copies that race each other.
     pub fn is_fresh(&self, code: &CallingCode, freshness: &Freshness) -> bool {
-        match self.inner.store.terminal(code) {
+        match self.commit().store().terminal(code) {
             Ok(Some(e)) => replay::check_fresh(&e.presence, freshness).is_ok(),
             _ => true,
         }
     }
 
-    /// Takes the writer lock, unless an earlier flush failed.
-    async fn write_lock(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
-        let writer = self.inner.writer.lock().await;
-        if self.inner.poisoned.load(Ordering::SeqCst) {
-            return Err(StoreError::Poisoned);
-        }
-        Ok(writer)
-    }
-
-    /// Stages one change in the store (not yet durable) and for publication; when the zone
-    /// changed, with a serial increase and its journal delta. Returns the serial after the
-    /// change. Call with the writer lock held, then [`Directory::durable`].
-    ///
-    /// The store's staging and the push to `pending` need not be one critical section: the
-    /// writer lock orders them, and a flush that covers the change before the push leaves it
-    /// queued for this writer's own publication after its flush.
+    /// Stages one change through the committer (not yet durable): when the zone changed,
+    /// with a serial increase, its journal delta and its signatures. Returns the serial
+    /// after the change. Call with the writer lock held, then [`Committer::durable`].
     fn stage(&self, mut work: Work<'_>) -> Result<u32, StoreError> {
-        let from = self.pending().serial();
-        let next_seq = self.pending().next_seq();
+        let from = self.commit().pending().serial();
+        let next_seq = self.commit().pending().next_seq();
         let depth = self.inner.limits.journal_depth.max(1) as u64;
         let reset_journal = work.zone_changes.len() > LARGEST_DELTA;
         let serial =
@@ -465,9 +440,8 @@ impl Directory {
             },
             ..work.store
         };
-        let commit = self.inner.store.stage(&change)?;
-        let mut pending = self.pending();
-        pending.push(Publication {
+        let commit = self.commit().stage(&change)?;
+        let staged = self.commit().queue(Publication {
             commit,
             serial,
             delta,
@@ -475,37 +449,7 @@ impl Directory {
             entries: work.entries,
             signed,
         });
-        Ok(pending.serial().0)
-    }
-
-    /// Releases the writer lock, then flushes: everything staged so far, this change's
-    /// included, is on disk when this returns, and published to the view. A failed flush
-    /// publishes nothing and refuses every later change until a restart.
-    async fn durable(&self, writer: tokio::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
-        // Group commit: updates arriving meanwhile stage theirs and share the next flush.
-        drop(writer);
-        self.flush_or_poison().await?;
-        self.publish();
-        Ok(())
-    }
-
-    /// Flushes; a failure refuses every later change until a restart.
-    async fn flush_or_poison(&self) -> Result<(), StoreError> {
-        let flushed = self.inner.store.flush().await;
-        self.poison_on_failure(flushed)
-    }
-
-    /// After a flush: a failure refuses every later change until a restart.
-    fn poison_on_failure(&self, flushed: Result<(), StoreError>) -> Result<(), StoreError> {
-        if let Err(e) = flushed {
-            self.inner.poisoned.store(true, Ordering::SeqCst);
-            tracing::error!(error = %e, "flush to disk failed; refusing changes until restarted");
-            return Err(e);
-        }
-        if self.inner.poisoned.load(Ordering::SeqCst) {
-            return Err(StoreError::Poisoned);
-        }
-        Ok(())
+        Ok(staged.0)
     }
 
     /// The first half of a move to serial `to` with the journal emptied (an import's
@@ -522,11 +466,11 @@ impl Directory {
         zone: &Zone,
         now: u64,
     ) -> Result<Option<signing::Signing>, StoreError> {
-        let next_seq = self.pending().next_seq();
+        let next_seq = self.commit().pending().next_seq();
         let depth = self.inner.limits.journal_depth.max(1) as u64;
         let mut signed = self.sign_whole(zone, now)?;
         let static_sigs = signed.as_mut().and_then(|s| s.statics.take());
-        self.inner.store.stage(&Change {
+        self.commit().store().stage(&Change {
             serial: Some(to.0),
             journal_drop: every_delta(next_seq, depth),
             signed: signed.as_ref().map_or(&[], |s| s.changes.as_slice()),
@@ -537,8 +481,8 @@ impl Directory {
             // Staged: a whole zone's worth need not stay in memory meanwhile.
             signed.changes = Vec::new();
         }
-        self.flush_or_poison().await?;
-        self.publish();
+        self.commit().flush_or_poison().await?;
+        self.commit().publish();
         Ok(signed)
     }
 
@@ -546,9 +490,9 @@ impl Directory {
     /// queries are held off, and followers are told.
     fn finish_reset(&self, to: Serial, signed: Option<signing::Signing>, swap: impl FnOnce()) {
         {
-            let mut pending = self.pending();
+            let mut pending = self.commit().pending();
             pending.advance(to);
-            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
+            let mut view = self.commit().view_mut();
             view.clear_journal();
             view.set_serial(to);
             if let Some(signed) = signed {
@@ -556,50 +500,27 @@ impl Directory {
             }
             swap();
         }
-        self.announce(to.0);
-    }
-
-    /// Moves the view to everything flushed, then tells followers the new serial.
-    fn publish(&self) {
-        let flushed = self.inner.store.flushed();
-        let serial = {
-            let mut pending = self.pending();
-            let mut view = self.inner.view.write().unwrap_or_else(|p| p.into_inner());
-            pending.publish(flushed, &mut view);
-            view.serial()
-        };
-        self.announce(serial);
-    }
-
-    /// Tells followers (NOTIFY) of a published serial; it only moves forward.
-    fn announce(&self, serial: u32) {
-        self.inner.serial_tx.send_if_modified(|current| {
-            let newer = Serial(serial).is_newer_than(Serial(*current));
-            if newer {
-                *current = serial;
-            }
-            newer
-        });
+        self.commit().announce(to.0);
     }
 
     /// A receiver that sees every new durable serial (for NOTIFY).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u32> {
-        self.inner.serial_tx.subscribe()
+        self.commit().subscribe()
     }
 
     /// Makes everything committed durable (at shutdown; every change is already flushed).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.store.flush().await
+        self.commit().store().flush().await
     }
 
     /// Reports every later group commit (its size and time) to `observer`.
     pub fn observe_flushes(&self, observer: Arc<dyn crate::observe::FlushObserver>) {
-        self.inner.store.observe(observer);
+        self.commit().store().observe(observer);
     }
 
     /// Makes the next flush fail, as a failing disk would (for fault-injection tests).
     pub fn inject_flush_failure(&self) {
-        self.inner.store.inject_flush_failure();
+        self.commit().store().inject_flush_failure();
     }
 }
 

@@ -57,10 +57,9 @@ impl Directory {
         lease: Option<u32>,
         now: u64,
     ) -> Result<UpdateOutcome, DirectoryError> {
-        let writer = self.write_lock().await?;
+        let writer = self.commit().write_lock().await?;
         let entry = self
-            .inner
-            .store
+            .inner.commit.store()
             .terminal(code)?
             .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
         replay::check_fresh(&entry.presence, freshness).map_err(|e| DirectoryError::Stale {
@@ -70,8 +69,8 @@ impl Directory {
         let zone = self.inner.zone.load();
         let contents = Contents {
             zone: &zone,
-            store: &self.inner.store,
-            serial: self.pending().serial(),
+            store: self.commit().store(),
+            serial: self.commit().pending().serial(),
             now,
         };
         let planned = update::plan(
@@ -111,7 +110,7 @@ impl Directory {
             now,
             resigned: None,
         })?;
-        self.durable(writer).await?;
+        self.commit().durable(writer).await?;
         Ok(UpdateOutcome {
             code: code.clone(),
             addresses: planned,
@@ -127,12 +126,12 @@ impl Directory {
         if self.view().expired_by(now).is_empty() {
             return Ok(Vec::new());
         }
-        let writer = self.write_lock().await?;
+        let writer = self.commit().write_lock().await?;
         let candidates = self.view().expired_by(now);
         let mut expired = Vec::new();
         for key in candidates {
             // Renewed since publication: its committed lease is what counts.
-            if let Some(entry) = self.inner.store.terminal(&key.to_code())? {
+            if let Some(entry) = self.commit().store().terminal(&key.to_code())? {
                 if entry.presence.expired(now) {
                     expired.push(entry);
                 }
@@ -177,7 +176,7 @@ impl Directory {
             now,
             resigned: None,
         })?;
-        self.durable(writer).await?;
+        self.commit().durable(writer).await?;
         Ok(expired.into_iter().map(|e| e.terminal.code).collect())
     }
 }

@@ -30,8 +30,8 @@ impl Directory {
         now: u64,
     ) -> Result<Vec<Terminal>, DirectoryError> {
         let entries = self.new_entries(imports, now)?;
-        let writer = self.write_lock().await?;
-        let entries = checked_registrations(&self.inner.store, entries)?;
+        let writer = self.commit().write_lock().await?;
+        let entries = checked_registrations(self.commit().store(), entries)?;
         let zone_changes = entries
             .iter()
             .map(|e| AddressChange {
@@ -53,15 +53,14 @@ impl Directory {
             now,
             resigned: None,
         })?;
-        self.durable(writer).await?;
+        self.commit().durable(writer).await?;
         Ok(entries.into_iter().map(|e| e.terminal).collect())
     }
 
     /// A registered terminal that no uncommitted import holds. Call with the writer lock.
     fn registered(&self, code: &CallingCode) -> Result<Entry, DirectoryError> {
         self.refuse_importing(code)?;
-        self.inner
-            .store
+        self.commit().store()
             .terminal(code)?
             .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))
     }
@@ -72,7 +71,7 @@ impl Directory {
         code: &CallingCode,
         now: u64,
     ) -> Result<Terminal, DirectoryError> {
-        let writer = self.write_lock().await?;
+        let writer = self.commit().write_lock().await?;
         let entry = self.registered(code)?;
         let terminal = entry.terminal;
         // What secondaries hold, even when the lease has run out and the sweep has not.
@@ -94,7 +93,7 @@ impl Directory {
             now,
             resigned: None,
         })?;
-        self.durable(writer).await?;
+        self.commit().durable(writer).await?;
         Ok(terminal)
     }
 
@@ -105,7 +104,7 @@ impl Directory {
         code: &CallingCode,
         now: u64,
     ) -> Result<Terminal, DirectoryError> {
-        let writer = self.write_lock().await?;
+        let writer = self.commit().write_lock().await?;
         let entry = self.registered(code)?;
         let mut terminal = entry.terminal;
         terminal.key.secret = Secret::generate()?;
@@ -123,7 +122,7 @@ impl Directory {
             now,
             resigned: None,
         })?;
-        self.durable(writer).await?;
+        self.commit().durable(writer).await?;
         Ok(terminal)
     }
 

@@ -46,8 +46,8 @@ impl Directory {
         if !self.is_signed() {
             return Err(RolloverError::Unsigned);
         }
-        let writer = self.write_lock().await?;
-        let mut keys = self.inner.store.zone_keys()?;
+        let writer = self.commit().write_lock().await?;
+        let mut keys = self.commit().store().zone_keys()?;
         if let Some(busy) = keys.iter().find(|k| k.state != KeyState::Active) {
             return Err(RolloverError::InProgress {
                 tag: busy.key_tag().unwrap_or_default(),
@@ -73,7 +73,7 @@ impl Directory {
         let Some(staging) = self.inner.staging.get() else {
             return Ok(None);
         };
-        let keys = self.inner.store.zone_keys()?;
+        let keys = self.commit().store().zone_keys()?;
         if keys.iter().all(|k| k.state == KeyState::Active) {
             return Ok(None);
         }
@@ -95,8 +95,8 @@ impl Directory {
                 return Ok(None);
             }
         }
-        let writer = self.write_lock().await?;
-        let mut keys = self.inner.store.zone_keys()?;
+        let writer = self.commit().write_lock().await?;
+        let mut keys = self.commit().store().zone_keys()?;
         let publish_wait = u64::from(crate::dnssec::statics::dnskey_ttl(&zone)) + propagation;
         if let Some(new) = keys
             .iter()
@@ -171,7 +171,7 @@ impl Directory {
             now,
             resigned: Some(delta),
         })?;
-        self.durable(writer).await
+        self.commit().durable(writer).await
     }
 }
 
@@ -182,7 +182,7 @@ impl Directory {
     /// static records'.
     fn largest_ttl_served(&self, zone: &Zone) -> u32 {
         let terminals = {
-            let view = self.inner.view.read().unwrap_or_else(|p| p.into_inner());
+            let view = self.commit().view();
             view.entries()
                 .flat_map(|(_, hot)| {
                     let (v4, v6) = (&hot.addresses.v4, &hot.addresses.v6);
@@ -211,7 +211,7 @@ impl Directory {
     /// The terminals any of whose stored signatures is by the key with tag `tag`.
     fn terminals_signed_by(&self, tag: u16) -> Result<Vec<crate::identity::CodeKey>, StoreError> {
         let mut held = Vec::new();
-        self.inner.store.scan_signed(|key, sigs| {
+        self.commit().store().scan_signed(|key, sigs| {
             if [sigs.a, sigs.aaaa, Some(sigs.nsec3)]
                 .iter()
                 .flatten()

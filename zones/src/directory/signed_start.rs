@@ -19,11 +19,11 @@
 //! server stops with the error, as it would have at the open.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 pub use super::signing::SignaturesFrom;
-use super::{Directory, Pending, Serial, signing};
+use super::{Directory, Serial, signing};
+use crate::commit::Pending;
 use crate::dnssec::Signer;
 use crate::store::{Change, StoreError};
 
@@ -104,7 +104,7 @@ impl SignedStart {
         match &result {
             Ok(_) => inner.signatures.send_replace(Signatures::Ready),
             Err(e) => {
-                inner.poisoned.store(true, Ordering::SeqCst);
+                inner.commit.poison();
                 tracing::error!(error = %e, "cannot put the zone's signatures in force");
                 inner
                     .signatures
@@ -122,7 +122,7 @@ impl SignedStart {
             .join()
             .expect("reading the signatures does not panic")?;
         let zone = directory.zone();
-        let stored_statics = inner.store.static_sigs()?;
+        let stored_statics = inner.commit.store().static_sigs()?;
         // The terminals, from the view (no change is made meanwhile).
         let (mut signed, from) = signing::signing_at_start(
             parts.signer,
@@ -144,7 +144,7 @@ impl SignedStart {
         let stopped_at = directory.view().serial();
         // (Or the one made meanwhile, while answers were given from the copy saved at the
         // stop in place: one signature is served at a serial.)
-        let soa = (inner.store.soa_sig()?)
+        let soa = (inner.commit.store().soa_sig()?)
             .filter(|(at, _)| *at == stopped_at)
             .map(|(at, sig)| {
                 let made = || directory.view().signed()?.soa_signature_at(at);
@@ -162,7 +162,7 @@ impl SignedStart {
             }
         };
         if changed || parts.unsigned_since.is_some() {
-            inner.store.commit_now(&Change {
+            inner.commit.store().commit_now(&Change {
                 serial: changed.then_some(serial.0),
                 journal_drop: journal,
                 signed: &signed.changes,
@@ -174,8 +174,8 @@ impl SignedStart {
             signed.changes = Vec::new();
         }
         {
-            let mut pending = directory.pending();
-            let mut view = inner.view.write().unwrap_or_else(|p| p.into_inner());
+            let mut pending = directory.commit().pending();
+            let mut view = inner.commit.view_mut();
             if changed {
                 view.clear_journal();
                 view.set_serial(serial);
@@ -195,7 +195,7 @@ impl SignedStart {
             unreachable!("a directory is signed once, at its open");
         }
         if changed {
-            inner.serial_tx.send_replace(serial.0);
+            inner.commit.announce_exactly(serial.0);
         }
         Ok(from)
     }

@@ -25,7 +25,7 @@ pub(super) struct Signing {
 impl Directory {
     /// The zone's DNSSEC keys (none before DNSSEC was first turned on).
     pub fn zone_keys(&self) -> Result<Vec<ZoneKey>, StoreError> {
-        self.inner.store.zone_keys()
+        self.commit().store().zone_keys()
     }
 
     /// True when the zone is signed (DNSSEC on).
@@ -56,15 +56,14 @@ impl Directory {
         if self.signatures() != super::Signatures::Ready {
             return Ok(());
         }
-        let writer = self.write_lock().await?;
-        self.flush_or_poison().await?;
-        self.publish();
+        let writer = self.commit().write_lock().await?;
+        self.commit().flush_or_poison().await?;
+        self.commit().publish();
         let kept = {
             let view = self.view();
             view.signed().map(|signed| {
                 let saved = self
-                    .inner
-                    .store
+                    .inner.commit.store()
                     .save_signatures(signed.terminals_in_store_order())
                     .inspect_err(|e| {
                         tracing::warn!(error = %e, "cannot save the signatures for the next start");
@@ -79,12 +78,12 @@ impl Directory {
         let Some((soa, saved)) = kept else {
             return Ok(());
         };
-        self.inner.store.stage(&Change {
+        self.commit().store().stage(&Change {
             soa_sig: Some(soa),
             signatures_saved: saved,
             ..Change::default()
         })?;
-        self.durable(writer).await
+        self.commit().durable(writer).await
     }
 
     /// The static names' signatures as staged, to store with a change that signed some
@@ -107,7 +106,7 @@ impl Directory {
             return Ok(None);
         };
         let mut staging = staging.lock().unwrap_or_else(|p| p.into_inner());
-        let store = &self.inner.store;
+        let store = self.commit().store();
         staging
             .sign(&self.zone(), changes, now, |key| store.signed(key))
             .map(Some)
@@ -157,7 +156,7 @@ impl Directory {
             (due, statics, staging.signer().clone())
         };
         let zone = self.zone();
-        let store = &self.inner.store;
+        let store = self.commit().store();
         // Read without any lock: each terminal's signatures and addresses as staged now.
         let mut read = Vec::with_capacity(due.len());
         for key in due {
@@ -209,8 +208,8 @@ impl Directory {
             signer,
             zone,
         } = prepared;
-        let store = &self.inner.store;
-        let writer = self.write_lock().await?;
+        let store = self.commit().store();
+        let writer = self.commit().write_lock().await?;
         let zone_now = self.zone();
         let delta = {
             let mut staging = lock_staging();
@@ -254,7 +253,7 @@ impl Directory {
             now,
             resigned: Some(delta),
         })?;
-        self.durable(writer).await?;
+        self.commit().durable(writer).await?;
         Ok(count)
     }
 
@@ -271,12 +270,12 @@ impl Directory {
             .clone();
         // The store, not the view: an import's terminals are in it before the view.
         let mut online = Vec::new();
-        self.inner.store.scan_hot(|key, hot| {
+        self.commit().store().scan_hot(|key, hot| {
             if !hot.addresses.is_empty() {
                 online.push((key, hot.addresses));
             }
         })?;
-        let stored = stored_rows(&self.inner.store, online.len())?;
+        let stored = stored_rows(self.commit().store(), online.len())?;
         let mut signing = signing_for(signer, zone, online, stored, None, true, now)?;
         signing
             .staging

@@ -121,7 +121,7 @@ fn terminal_sigs(dir: &Directory) -> Vec<(CodeKey, Option<crate::dnssec::Termina
     let mut keys: Vec<CodeKey> = dir.view().entries().map(|(key, _)| key).collect();
     keys.sort_unstable();
     keys.into_iter()
-        .map(|key| (key, dir.inner.store.signed(key).unwrap()))
+        .map(|key| (key, dir.inner.commit.store().signed(key).unwrap()))
         .collect()
 }
 
@@ -375,8 +375,7 @@ async fn a_store_served_unsigned_in_between_is_signed_again_at_the_signed_reopen
     let dir = open_signed(tmp.path(), T + 5);
     check_consistent(&dir, T + 5);
     assert!(
-        dir.inner
-            .store
+        dir.inner.commit.store()
             .signed(CodeKey::from_digits(b"9104").unwrap())
             .unwrap()
             .is_none()
@@ -502,7 +501,7 @@ async fn a_signed_restart_after_a_stop_keeps_the_serial_and_every_signature() {
     let soa = soa_signature(&dir, T + 10);
     dir.keep_signatures().await.unwrap();
     let (serial, sigs) = (dir.view().serial(), terminal_sigs(&dir));
-    let statics = dir.inner.store.static_sigs().unwrap();
+    let statics = dir.inner.commit.store().static_sigs().unwrap();
     assert!(statics.is_some(), "the static names' signatures are stored");
     drop(dir);
 
@@ -514,7 +513,7 @@ async fn a_signed_restart_after_a_stop_keeps_the_serial_and_every_signature() {
         "a restart after a stop keeps the serial"
     );
     assert_eq!(terminal_sigs(&dir), sigs);
-    assert_eq!(dir.inner.store.static_sigs().unwrap(), statics);
+    assert_eq!(dir.inner.commit.store().static_sigs().unwrap(), statics);
     assert_eq!(
         soa_signature(&dir, T + 30),
         soa,
@@ -560,7 +559,7 @@ async fn a_signed_restart_after_a_stop_keeps_the_serial_and_every_signature() {
             .all(|(now, before)| now != before),
         "every terminal signed again"
     );
-    assert_ne!(dir.inner.store.static_sigs().unwrap(), statics);
+    assert_ne!(dir.inner.commit.store().static_sigs().unwrap(), statics);
     check_consistent(&dir, later);
 }
 

@@ -642,7 +642,7 @@ async fn a_committed_import_is_not_undone_by_a_later_aborted_one() {
         finish_import: true,
         ..Change::default()
     };
-    dir.inner.store.write_now(&finish).await.unwrap();
+    dir.inner.commit.store().write_now(&finish).await.unwrap();
     drop(dir);
     let dir = open(tmp.path());
     assert_eq!(dir.view().len(), 21, "the committed import is there");
@@ -692,7 +692,7 @@ async fn an_imports_machine_pairs_are_checked_at_its_commit_and_then_registered(
         "0000000000000005".parse().unwrap(),
     );
     assert_eq!(
-        dir.inner.store.machine(&kid, &mid).unwrap(),
+        dir.inner.commit.store().machine(&kid, &mid).unwrap(),
         Some("5550000".parse().unwrap()),
         "the abort left the registered terminal's pair"
     );
@@ -705,7 +705,7 @@ async fn an_imports_machine_pairs_are_checked_at_its_commit_and_then_registered(
     for i in 0..10 {
         let mid = format!("{i:016x}").parse().unwrap();
         assert_eq!(
-            dir.inner.store.machine(&kid, &mid).unwrap(),
+            dir.inner.commit.store().machine(&kid, &mid).unwrap(),
             Some(format!("{}", 7_000_000 + i).parse().unwrap())
         );
     }
@@ -735,7 +735,7 @@ async fn terminals_read_beside_the_inserts_make_the_same_index() {
     drop(session);
     let expected = full_zone(&dir);
     assert_eq!(expected.len(), 40_000);
-    let store = dir.inner.store.clone();
+    let store = dir.inner.commit.store().clone();
     for spare_core in [true, false] {
         let mut view = View::new(Serial(1), Journal::new(1, Vec::new()), 0);
         super::load::terminals(&store, &mut view, spare_core).unwrap();

@@ -16,8 +16,8 @@ impl Directory {
                 served: current.origin().to_ascii(),
             });
         }
-        let _writer = self.write_lock().await?;
-        let serial = self.pending().serial();
+        let _writer = self.commit().write_lock().await?;
+        let serial = self.commit().pending().serial();
         let fingerprint = zone.fingerprint();
         let to = serial_for(&zone, &fingerprint, serial, Some(&current.fingerprint()));
         if to == serial {
