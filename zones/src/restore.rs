@@ -17,6 +17,7 @@ use hickory_proto::rr::Name;
 use crate::backup::{BackupError, Header, Record};
 use crate::model::Entry;
 use crate::store::{Change, Store};
+use crate::store::{DnssecWrites, TerminalWrites, ZoneWrites};
 
 /// Terminals written per transaction.
 const CHUNK: usize = 10_000;
@@ -80,9 +81,15 @@ pub fn restore(
         .map(|k| k.to_key())
         .collect::<Result<Vec<_>, _>>()?;
     store.commit_now(&Change {
-        serial: Some(serial),
-        zone_fingerprint: header.zone_fingerprint.as_deref(),
-        zone_keys: (!keys.is_empty()).then_some(keys.as_slice()),
+        zone: ZoneWrites {
+            serial: Some(serial),
+            zone_fingerprint: header.zone_fingerprint.as_deref(),
+            ..Default::default()
+        },
+        dnssec: DnssecWrites {
+            zone_keys: (!keys.is_empty()).then_some(keys.as_slice()),
+            ..Default::default()
+        },
         ..Change::default()
     })?;
     Ok(Restored {
@@ -98,11 +105,14 @@ fn write_terminals(store: &Store, chunk: &mut Vec<Entry>) -> Result<usize, Backu
         return Ok(0);
     }
     store.commit_now(&Change {
-        put_terminals: chunk.iter().map(|e| &e.terminal).collect(),
-        put_presence: chunk
-            .iter()
-            .map(|e| (&e.terminal.code, &e.presence))
-            .collect(),
+        terminals: TerminalWrites {
+            put_terminals: chunk.iter().map(|e| &e.terminal).collect(),
+            put_presence: chunk
+                .iter()
+                .map(|e| (&e.terminal.code, &e.presence))
+                .collect(),
+            ..Default::default()
+        },
         ..Change::default()
     })?;
     let written = chunk.len();

@@ -4,6 +4,7 @@
 use super::registry::{checked_registrations, registrations_change};
 use super::*;
 use crate::store::Conflict;
+use crate::store::TerminalWrites;
 
 /// How many imported terminals the index takes under one write lock.
 const IMPORT_CHUNK: usize = 10_000;
@@ -28,7 +29,9 @@ impl Directory {
         let entries = checked_registrations(self.commit().store(), entries)?;
         // Durable per batch, so that a fleet's batches never pile up in the server.
         let written = self
-            .inner.commit.store()
+            .inner
+            .commit
+            .store()
             .write_now(&registrations_change(&entries, true))
             .await;
         self.commit().poison_on_failure(written)?;
@@ -43,7 +46,10 @@ impl Directory {
         self.refuse_machine_conflict()?;
         let to = self.commit().pending().serial().next();
         let change = Change {
-            finish_import: true,
+            terminals: TerminalWrites {
+                finish_import: true,
+                ..Default::default()
+            },
             ..Change::default()
         };
         // Every batch is durable (written under this lock): read before the commit, which

@@ -30,6 +30,7 @@
 //! replaces its zone-signing key, and [`signed_start`] puts a signed zone's stored
 //! signatures in force after the open has made its terminals servable.
 
+use crate::store::{DnssecWrites, ZoneWrites};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -239,9 +240,12 @@ impl Directory {
             || snapshot.zone_fingerprint.as_deref() != Some(&fingerprint)
         {
             store.commit_now(&Change {
-                serial: Some(serial.0),
-                journal_drop: journal.seqs(),
-                zone_fingerprint: Some(&fingerprint),
+                zone: ZoneWrites {
+                    serial: Some(serial.0),
+                    journal_drop: journal.seqs(),
+                    zone_fingerprint: Some(&fingerprint),
+                    ..Default::default()
+                },
                 ..Change::default()
             })?;
             journal.clear();
@@ -279,7 +283,10 @@ impl Directory {
             None => {
                 if unsigned_since.is_none() && !store.zone_keys()?.is_empty() {
                     store.commit_now(&Change {
-                        unsigned_since: Some(Some(serial.0)),
+                        dnssec: DnssecWrites {
+                            unsigned_since: Some(Some(serial.0)),
+                            ..Default::default()
+                        },
                         ..Change::default()
                     })?;
                 }
@@ -429,14 +436,20 @@ impl Directory {
             .as_ref()
             .is_some_and(|s| !s.statics.is_empty() || s.all_statics.is_some());
         let change = Change {
-            serial: serial.map(|s| s.0),
-            journal: delta.as_ref(),
-            journal_drop,
-            signed: signed.as_ref().map_or(&[], |s| s.terminals.as_slice()),
-            static_sigs: if statics_changed {
-                self.staged_statics()?
-            } else {
-                None
+            zone: ZoneWrites {
+                serial: serial.map(|s| s.0),
+                journal: delta.as_ref(),
+                journal_drop,
+                ..work.store.zone
+            },
+            dnssec: DnssecWrites {
+                signed: signed.as_ref().map_or(&[], |s| s.terminals.as_slice()),
+                static_sigs: if statics_changed {
+                    self.staged_statics()?
+                } else {
+                    None
+                },
+                ..work.store.dnssec
             },
             ..work.store
         };
@@ -471,10 +484,16 @@ impl Directory {
         let mut signed = self.sign_whole(zone, now)?;
         let static_sigs = signed.as_mut().and_then(|s| s.statics.take());
         self.commit().store().stage(&Change {
-            serial: Some(to.0),
-            journal_drop: every_delta(next_seq, depth),
-            signed: signed.as_ref().map_or(&[], |s| s.changes.as_slice()),
-            static_sigs,
+            zone: ZoneWrites {
+                serial: Some(to.0),
+                journal_drop: every_delta(next_seq, depth),
+                ..change.zone
+            },
+            dnssec: DnssecWrites {
+                signed: signed.as_ref().map_or(&[], |s| s.changes.as_slice()),
+                static_sigs,
+                ..change.dnssec
+            },
             ..change
         })?;
         if let Some(signed) = signed.as_mut() {

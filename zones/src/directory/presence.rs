@@ -1,6 +1,7 @@
 //! Terminals' presence: RFC 2136 updates by their own keys, and the expiry of leases.
 
 use super::*;
+use crate::store::TerminalWrites;
 
 /// The zone contents as the update engine reads them: static records plus terminals, as
 /// committed (the writer's view).
@@ -59,7 +60,9 @@ impl Directory {
     ) -> Result<UpdateOutcome, DirectoryError> {
         let writer = self.commit().write_lock().await?;
         let entry = self
-            .inner.commit.store()
+            .inner
+            .commit
+            .store()
             .terminal(code)?
             .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))?;
         replay::check_fresh(&entry.presence, freshness).map_err(|e| DirectoryError::Stale {
@@ -102,7 +105,10 @@ impl Directory {
         let updated = presence.hot();
         let serial = self.stage(Work {
             store: Change {
-                put_presence: vec![(code, &presence)],
+                terminals: TerminalWrites {
+                    put_presence: vec![(code, &presence)],
+                    ..Default::default()
+                },
                 ..Change::default()
             },
             zone_changes,
@@ -162,10 +168,13 @@ impl Directory {
             .collect();
         self.stage(Work {
             store: Change {
-                put_presence: offline
-                    .iter()
-                    .map(|e| (&e.terminal.code, &e.presence))
-                    .collect(),
+                terminals: TerminalWrites {
+                    put_presence: offline
+                        .iter()
+                        .map(|e| (&e.terminal.code, &e.presence))
+                        .collect(),
+                    ..Default::default()
+                },
                 ..Change::default()
             },
             zone_changes,

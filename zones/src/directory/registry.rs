@@ -2,6 +2,7 @@
 //! rotating their keys: new keys, and the checks that a code or machine is not taken.
 
 use super::*;
+use crate::store::TerminalWrites;
 
 impl Directory {
     /// Registers a terminal and issues its fresh TSIG key.
@@ -60,7 +61,8 @@ impl Directory {
     /// A registered terminal that no uncommitted import holds. Call with the writer lock.
     fn registered(&self, code: &CallingCode) -> Result<Entry, DirectoryError> {
         self.refuse_importing(code)?;
-        self.commit().store()
+        self.commit()
+            .store()
             .terminal(code)?
             .ok_or_else(|| DirectoryError::UnknownCode(code.clone()))
     }
@@ -85,7 +87,10 @@ impl Directory {
         .collect();
         self.stage(Work {
             store: Change {
-                remove_terminal: Some(&terminal),
+                terminals: TerminalWrites {
+                    remove_terminal: Some(&terminal),
+                    ..Default::default()
+                },
                 ..Change::default()
             },
             zone_changes,
@@ -113,8 +118,11 @@ impl Directory {
         let rotated = presence.hot();
         self.stage(Work {
             store: Change {
-                put_terminals: vec![&terminal],
-                put_presence: vec![(code, &presence)],
+                terminals: TerminalWrites {
+                    put_terminals: vec![&terminal],
+                    put_presence: vec![(code, &presence)],
+                    ..Default::default()
+                },
                 ..Change::default()
             },
             zone_changes: Vec::new(),
@@ -188,12 +196,15 @@ pub(super) fn checked_registrations(
 /// The store change that writes new terminals (staged as `importing`, or not).
 pub(super) fn registrations_change(entries: &[Entry], importing: bool) -> Change<'_> {
     Change {
-        put_terminals: entries.iter().map(|e| &e.terminal).collect(),
-        put_presence: entries
-            .iter()
-            .map(|e| (&e.terminal.code, &e.presence))
-            .collect(),
-        importing,
+        terminals: TerminalWrites {
+            put_terminals: entries.iter().map(|e| &e.terminal).collect(),
+            put_presence: entries
+                .iter()
+                .map(|e| (&e.terminal.code, &e.presence))
+                .collect(),
+            importing,
+            ..Default::default()
+        },
         ..Change::default()
     }
 }

@@ -17,6 +17,7 @@
 
 use super::*;
 use crate::dnssec::{KeyRole, KeyState, SignedDelta, ZoneKey};
+use crate::store::DnssecWrites;
 
 /// What a rollover step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +164,10 @@ impl Directory {
         };
         self.stage(Work {
             store: Change {
-                zone_keys: Some(keys),
+                dnssec: DnssecWrites {
+                    zone_keys: Some(keys),
+                    ..Default::default()
+                },
                 ..Change::default()
             },
             zone_changes: Vec::new(),

@@ -18,6 +18,7 @@
 //! A failure (the signatures cannot be read, signed or stored) poisons the directory: the
 //! server stops with the error, as it would have at the open.
 
+use crate::store::{DnssecWrites, ZoneWrites};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -163,11 +164,17 @@ impl SignedStart {
         };
         if changed || parts.unsigned_since.is_some() {
             inner.commit.store().commit_now(&Change {
-                serial: changed.then_some(serial.0),
-                journal_drop: journal,
-                signed: &signed.changes,
-                static_sigs: signed.statics.take(),
-                unsigned_since: parts.unsigned_since.map(|_| None),
+                zone: ZoneWrites {
+                    serial: changed.then_some(serial.0),
+                    journal_drop: journal,
+                    ..Default::default()
+                },
+                dnssec: DnssecWrites {
+                    signed: &signed.changes,
+                    static_sigs: signed.statics.take(),
+                    unsigned_since: parts.unsigned_since.map(|_| None),
+                    ..Default::default()
+                },
                 ..Change::default()
             })?;
             // Stored: a whole zone's worth need not stay in memory meanwhile.

@@ -10,6 +10,7 @@ use crate::dnssec::statics::{self, Statics, StoredStatics};
 use crate::dnssec::terminals::Slab;
 use crate::dnssec::whole::{self, Whole};
 use crate::dnssec::{SignedDelta, SignedZone, Signer, Staging, ZoneKey};
+use crate::store::DnssecWrites;
 use crate::store::InPlace;
 
 /// The writer's signing state, and the published one built with it.
@@ -59,28 +60,32 @@ impl Directory {
         let writer = self.commit().write_lock().await?;
         self.commit().flush_or_poison().await?;
         self.commit().publish();
-        let kept = {
-            let view = self.view();
-            view.signed().map(|signed| {
-                let saved = self
+        let kept =
+            {
+                let view = self.view();
+                view.signed().map(|signed| {
+                    let saved = self
                     .inner.commit.store()
                     .save_signatures(signed.terminals_in_store_order())
                     .inspect_err(|e| {
                         tracing::warn!(error = %e, "cannot save the signatures for the next start");
                     })
                     .ok();
-                (
-                    (view.serial(), signed.soa_signature_at(view.serial())),
-                    saved,
-                )
-            })
-        };
+                    (
+                        (view.serial(), signed.soa_signature_at(view.serial())),
+                        saved,
+                    )
+                })
+            };
         let Some((soa, saved)) = kept else {
             return Ok(());
         };
         self.commit().store().stage(&Change {
-            soa_sig: Some(soa),
-            signatures_saved: saved,
+            dnssec: DnssecWrites {
+                soa_sig: Some(soa),
+                signatures_saved: saved,
+                ..Default::default()
+            },
             ..Change::default()
         })?;
         self.commit().durable(writer).await
@@ -323,7 +328,10 @@ pub(super) fn keys_at_open(store: &Store, now: u64) -> Result<Vec<ZoneKey>, Stor
     let key = ZoneKey::generate(now).map_err(|e| StoreError::Signing(e.to_string()))?;
     let keys = vec![key];
     store.commit_now(&Change {
-        zone_keys: Some(&keys),
+        dnssec: DnssecWrites {
+            zone_keys: Some(&keys),
+            ..Default::default()
+        },
         ..Change::default()
     })?;
     tracing::info!(

@@ -375,7 +375,9 @@ async fn a_store_served_unsigned_in_between_is_signed_again_at_the_signed_reopen
     let dir = open_signed(tmp.path(), T + 5);
     check_consistent(&dir, T + 5);
     assert!(
-        dir.inner.commit.store()
+        dir.inner
+            .commit
+            .store()
             .signed(CodeKey::from_digits(b"9104").unwrap())
             .unwrap()
             .is_none()

@@ -8,6 +8,7 @@ use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{DNSClass, Record};
 
 use super::*;
+use crate::store::TerminalWrites;
 use crate::update::ZoneSection;
 
 /// Unix seconds for changes whose time does not matter to a test.
@@ -639,7 +640,10 @@ async fn a_committed_import_is_not_undone_by_a_later_aborted_one() {
     // The commit's own transaction, made durable; then the process is gone (kill -9): no
     // later write reaches the disk.
     let finish = Change {
-        finish_import: true,
+        terminals: TerminalWrites {
+            finish_import: true,
+            ..Default::default()
+        },
         ..Change::default()
     };
     dir.inner.commit.store().write_now(&finish).await.unwrap();

@@ -1,6 +1,7 @@
 //! Replacing the static zone while serving (a reload of the zone file).
 
 use super::*;
+use crate::store::ZoneWrites;
 
 impl Directory {
     /// Replaces the static zone (a reload of the zone file), as a restart with that file
@@ -25,7 +26,10 @@ impl Directory {
             return Ok(None);
         }
         let change = Change {
-            zone_fingerprint: Some(&fingerprint),
+            zone: ZoneWrites {
+                zone_fingerprint: Some(&fingerprint),
+                ..Default::default()
+            },
             ..Change::default()
         };
         let signed = self.begin_reset(to, change, &zone, now).await?;

@@ -218,15 +218,33 @@ pub enum Snapshotted {
     Delta(Delta),
 }
 
-/// One change to the store, applied atomically by [`Store::stage`] and a flush.
+/// One change to the store, applied atomically by [`Store::stage`] and a flush: each
+/// subsystem's writes in a type of its own.
 #[derive(Debug, Default)]
 pub struct Change<'a> {
+    pub terminals: TerminalWrites<'a>,
+    pub zone: ZoneWrites<'a>,
+    pub dnssec: DnssecWrites<'a>,
+}
+
+/// What a change writes of the registrations and their presence.
+#[derive(Debug, Default)]
+pub struct TerminalWrites<'a> {
     /// New or replaced registrations.
     pub put_terminals: Vec<&'a Terminal>,
     /// Registrations removed (with their presence).
     pub remove_terminal: Option<&'a Terminal>,
     /// New presence records, by code.
     pub put_presence: Vec<(&'a CallingCode, &'a Presence)>,
+    /// The registrations are part of an import not yet committed.
+    pub importing: bool,
+    /// Commits the import in progress: its terminals stay, the marker goes.
+    pub finish_import: bool,
+}
+
+/// What a change writes of the zone: its serial, journal and static part.
+#[derive(Debug, Default)]
+pub struct ZoneWrites<'a> {
     /// The new serial, if the zone changed.
     pub serial: Option<u32>,
     /// The delta that describes the serial increase.
@@ -235,10 +253,11 @@ pub struct Change<'a> {
     pub journal_drop: Vec<u64>,
     /// The fingerprint of the static zone, when it changed.
     pub zone_fingerprint: Option<&'a str>,
-    /// The registrations are part of an import not yet committed.
-    pub importing: bool,
-    /// Commits the import in progress: its terminals stay, the marker goes.
-    pub finish_import: bool,
+}
+
+/// What a change writes of the zone's DNSSEC state.
+#[derive(Debug, Default)]
+pub struct DnssecWrites<'a> {
     /// Terminals' signatures, new (`Some`) or removed (`None`).
     pub signed: &'a [(CodeKey, Option<TerminalSigs>)],
     /// The zone's signing keys, when they changed.
@@ -324,9 +343,15 @@ mod tests {
             let store = Store::open(tmp.path(), &origin()).unwrap();
             let n = store
                 .stage(&Change {
-                    put_terminals: vec![&t],
-                    put_presence: vec![(&t.code, &p)],
-                    serial: Some(7),
+                    terminals: TerminalWrites {
+                        put_terminals: vec![&t],
+                        put_presence: vec![(&t.code, &p)],
+                        ..Default::default()
+                    },
+                    zone: ZoneWrites {
+                        serial: Some(7),
+                        ..Default::default()
+                    },
                     ..Change::default()
                 })
                 .unwrap();
@@ -387,11 +412,17 @@ mod tests {
                 .then_some(all)
         };
         let save = |store: &Store| Change {
-            signatures_saved: Some(store.save_signatures([(key, sigs)].into_iter()).unwrap()),
+            dnssec: DnssecWrites {
+                signatures_saved: Some(store.save_signatures([(key, sigs)].into_iter()).unwrap()),
+                ..Default::default()
+            },
             ..Change::default()
         };
         let other = |serial| Change {
-            serial: Some(serial),
+            zone: ZoneWrites {
+                serial: Some(serial),
+                ..Default::default()
+            },
             ..Change::default()
         };
         assert_eq!(read(&store), None, "none saved");
@@ -446,7 +477,10 @@ mod tests {
         for serial in 1..=50 {
             last = store
                 .stage(&Change {
-                    serial: Some(serial),
+                    zone: ZoneWrites {
+                        serial: Some(serial),
+                        ..Default::default()
+                    },
                     ..Change::default()
                 })
                 .unwrap();
@@ -470,7 +504,10 @@ mod tests {
         let store = Store::open(tmp.path(), &origin()).unwrap();
         store
             .stage(&Change {
-                serial: Some(1),
+                zone: ZoneWrites {
+                    serial: Some(1),
+                    ..Default::default()
+                },
                 ..Change::default()
             })
             .unwrap();
@@ -478,7 +515,10 @@ mod tests {
         assert!(store.flush().await.is_err());
         let later = store
             .stage(&Change {
-                serial: Some(2),
+                zone: ZoneWrites {
+                    serial: Some(2),
+                    ..Default::default()
+                },
                 ..Change::default()
             })
             .unwrap();
@@ -524,8 +564,11 @@ mod tests {
             let p = Presence::default();
             store
                 .stage(&Change {
-                    put_terminals: vec![&updated, &idle],
-                    put_presence: vec![(&updated.code, &p), (&idle.code, &p)],
+                    terminals: TerminalWrites {
+                        put_terminals: vec![&updated, &idle],
+                        put_presence: vec![(&updated.code, &p), (&idle.code, &p)],
+                        ..Default::default()
+                    },
                     ..Change::default()
                 })
                 .unwrap();

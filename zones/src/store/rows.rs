@@ -104,67 +104,48 @@ pub(super) fn apply_rows(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), 
 }
 
 pub(super) fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
-    let mut w = Writes {
-        remove: change.remove_terminal.map(|t| t.code.as_str().to_owned()),
-        machines_remove: change
-            .remove_terminal
-            .map(|t| machine_key(&t.kid, &t.mid))
-            .into_iter()
-            .collect(),
-        journal_drop: change.journal_drop.clone(),
-        ..Writes::default()
-    };
-    if let Some(serial) = change.serial {
-        w.meta.push((SERIAL_KEY, serial.to_be_bytes().to_vec()));
+    let mut w = Writes::default();
+    encode_terminals(&change.terminals, &mut w)?;
+    encode_zone(&change.zone, &mut w)?;
+    encode_dnssec(&change.dnssec, &mut w)?;
+    Ok(w)
+}
+
+/// The rows of registrations and presence: `cold`, `machines`, `hot`, `replay`, and an
+/// import's bookkeeping.
+fn encode_terminals(t: &TerminalWrites<'_>, w: &mut Writes) -> Result<(), StoreError> {
+    if let Some(removed) = t.remove_terminal {
+        w.remove = Some(removed.code.as_str().to_owned());
+        w.machines_remove
+            .push(machine_key(&removed.kid, &removed.mid));
     }
-    if let Some(fingerprint) = change.zone_fingerprint {
-        w.meta.push((ZONE_KEY, fingerprint.as_bytes().to_vec()));
-    }
-    if let Some(keys) = change.zone_keys {
-        w.meta.push((DNSSEC_KEYS_KEY, encode(&keys)?));
-    }
-    if let Some(statics) = &change.static_sigs {
-        w.meta.push((STATIC_SIGS_KEY, encode(statics)?));
-    }
-    if let Some(soa) = &change.soa_sig {
-        w.meta.push((SOA_SIG_KEY, encode(soa)?));
-    }
-    match change.unsigned_since {
-        Some(Some(serial)) => w.meta.push((UNSIGNED_KEY, serial.to_be_bytes().to_vec())),
-        Some(None) => w.meta_remove.push(UNSIGNED_KEY),
-        None => {}
-    }
-    for (key, sigs) in change.signed {
-        let value = sigs.as_ref().map(encode).transpose()?;
-        w.signed.push((key.to_code().as_str().to_owned(), value));
-    }
-    if change.importing {
+    if t.importing {
         w.meta.push((IMPORT_KEY, Vec::new()));
-        w.importing = change
+        w.importing = t
             .put_terminals
             .iter()
             .map(|t| t.code.as_str().to_owned())
             .collect();
     }
-    w.finish_import = change.finish_import;
-    w.signatures_saved = change.signatures_saved;
-    for t in &change.put_terminals {
+    w.finish_import = t.finish_import;
+    for terminal in &t.put_terminals {
         let record = ColdRecord {
-            kid: t.kid.clone(),
-            mid: t.mid.clone(),
-            algorithm: t.key.algorithm,
-            secret: t.key.secret.as_bytes().to_vec(),
-            registered_at: t.registered_at,
+            kid: terminal.kid.clone(),
+            mid: terminal.mid.clone(),
+            algorithm: terminal.key.algorithm,
+            secret: terminal.key.secret.as_bytes().to_vec(),
+            registered_at: terminal.registered_at,
         };
-        w.cold.push((t.code.as_str().to_owned(), encode(&record)?));
-        let machine = (machine_key(&t.kid, &t.mid), t.code.as_str().to_owned());
-        match change.importing {
+        let code = terminal.code.as_str().to_owned();
+        w.cold.push((code.clone(), encode(&record)?));
+        let machine = (machine_key(&terminal.kid, &terminal.mid), code);
+        match t.importing {
             // Kept apart until the commit ([`import_machines`]).
             true => w.import_machines.push(machine),
             false => w.machines_put.push(machine),
         }
     }
-    for (code, p) in &change.put_presence {
+    for (code, p) in &t.put_presence {
         let hot = HotRecord {
             addresses: p.addresses.clone(),
             lease_expires: p.lease_expires,
@@ -173,14 +154,51 @@ pub(super) fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
         w.hot.push((code.as_str().to_owned(), encode(&hot)?));
         match replay_rows::encode_row(p)? {
             // An imported terminal is new: it has no row to remove.
-            None if change.importing => {}
+            None if t.importing => {}
             row => w.replay.push((code.as_str().to_owned(), row)),
         }
     }
-    if let Some(delta) = change.journal {
+    Ok(())
+}
+
+/// The zone's rows: its serial, journal and static zone's fingerprint.
+fn encode_zone(z: &ZoneWrites<'_>, w: &mut Writes) -> Result<(), StoreError> {
+    w.journal_drop.clone_from(&z.journal_drop);
+    if let Some(serial) = z.serial {
+        w.meta.push((SERIAL_KEY, serial.to_be_bytes().to_vec()));
+    }
+    if let Some(fingerprint) = z.zone_fingerprint {
+        w.meta.push((ZONE_KEY, fingerprint.as_bytes().to_vec()));
+    }
+    if let Some(delta) = z.journal {
         w.journal = Some((delta.seq, encode(delta)?));
     }
-    Ok(w)
+    Ok(())
+}
+
+/// The DNSSEC rows: keys, signatures (terminals', static names', the SOA's), and the notes
+/// a signed start reads.
+fn encode_dnssec(d: &DnssecWrites<'_>, w: &mut Writes) -> Result<(), StoreError> {
+    if let Some(keys) = d.zone_keys {
+        w.meta.push((DNSSEC_KEYS_KEY, encode(&keys)?));
+    }
+    if let Some(statics) = &d.static_sigs {
+        w.meta.push((STATIC_SIGS_KEY, encode(statics)?));
+    }
+    if let Some(soa) = &d.soa_sig {
+        w.meta.push((SOA_SIG_KEY, encode(soa)?));
+    }
+    match d.unsigned_since {
+        Some(Some(serial)) => w.meta.push((UNSIGNED_KEY, serial.to_be_bytes().to_vec())),
+        Some(None) => w.meta_remove.push(UNSIGNED_KEY),
+        None => {}
+    }
+    for (key, sigs) in d.signed {
+        let value = sigs.as_ref().map(encode).transpose()?;
+        w.signed.push((key.to_code().as_str().to_owned(), value));
+    }
+    w.signatures_saved = d.signatures_saved;
+    Ok(())
 }
 
 /// The `machines` table's key for a KID and MID.
