@@ -40,7 +40,7 @@ pub enum Signing {
     Unsigned,
     /// A signed start is reading the signatures (see [`crate::directory::SignedStart`]):
     /// transfers wait; answers with DO are not ready, or (`Some`) come from the copy saved at
-    /// the last stop, read in place (see [`crate::dnssec::preview`]). A start that fails
+    /// the last stop, read in place (see [`crate::dnssec::warm_start::preview`]). A start that fails
     /// stops the server, so a view never serves a failed one.
     Loading(Option<SignedZone>),
     /// The published signatures, in force.

@@ -8,7 +8,7 @@
 //! SOA's is kept at the stop, so the zone keeps its serial) and puts it all in force at
 //! once. Until then:
 //! - after a clean stop, answers with DO are given from the saved copy looked up in place
-//!   (see [`crate::dnssec::preview`]) when it is the zone as that stop left it;
+//!   (see [`crate::dnssec::warm_start::preview`]) when it is the zone as that stop left it;
 //! - otherwise the view says [`crate::index::View::signed_answers_pending`]: answers with DO are refused
 //!   as not ready (a resolver then asks again or elsewhere), never answered unsigned;
 //! - transfers wait for the signatures (the server's handler);

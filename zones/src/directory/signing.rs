@@ -3,11 +3,11 @@
 //! a reset (an import's commit, a new static zone) changes much at once.
 
 use super::*;
-use crate::dnssec::preview::{self, Preview};
-use crate::dnssec::resume::{self, Resumed};
 use crate::dnssec::staging::terminal_hash;
 use crate::dnssec::statics::{self, Statics, StoredStatics};
 use crate::dnssec::terminals::Slab;
+use crate::dnssec::warm_start::preview::{self, Preview};
+use crate::dnssec::warm_start::resume::{self, Resumed};
 use crate::dnssec::whole::{self, Whole};
 use crate::dnssec::{SignedDelta, SignedZone, Signer, Staging, ZoneKey};
 use crate::store::DnssecWrites;
@@ -350,7 +350,7 @@ pub(super) fn signer_of(keys: &[ZoneKey], origin: &Name) -> Result<Arc<Signer>, 
 
 /// The signed zone answered in place from the copy saved at the last stop, `saved`, while a
 /// signed start reads it whole: when it is the zone as that stop left it at `serial`, with
-/// every signature holding for [`preview::MARGIN`] past `now` (see [`crate::dnssec::preview`]).
+/// every signature holding for [`preview::MARGIN`] past `now` (see [`crate::dnssec::warm_start::preview`]).
 pub(super) fn in_place_at_open(
     store: &Store,
     zone: &Zone,
@@ -394,7 +394,7 @@ pub enum SignaturesFrom {
 }
 
 /// The terminals' signatures as a signed start reads them, prepared on the reading core
-/// (see [`crate::dnssec::resume`]): from the copy saved at the last stop, or from the store's
+/// (see [`crate::dnssec::warm_start::resume`]): from the copy saved at the last stop, or from the store's
 /// table, which gives them in the same order of codes.
 #[derive(Debug)]
 pub(super) struct Stored {
@@ -447,7 +447,7 @@ fn stored_rows(store: &Store, capacity: usize) -> Result<Slab, StoreError> {
 
 /// The whole zone's signatures at a signed start, from what [`stored_signatures`] read:
 /// taken up from them when they followed every change (`current`) and the terminals that
-/// publish addresses, `online`, are those they hold (see [`crate::dnssec::resume`]), signed
+/// publish addresses, `online`, are those they hold (see [`crate::dnssec::warm_start::resume`]), signed
 /// as [`signing_for`] does otherwise.
 pub(super) fn signing_at_start<'a>(
     signer: Arc<Signer>,

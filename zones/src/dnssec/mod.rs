@@ -2,10 +2,10 @@
 //!
 //! ```text
 //!  Directory::open ─▶ keys from the store (generated at the first start with DNSSEC on)
-//!                  ─▶ preview: after a clean stop, the copy saved then answers with DO in
+//!                  ─▶ warm_start::preview: after a clean stop, the copy saved then answers with DO in
 //!                     place from the end of the terminals' read, until resume's zone is in
 //!                     force
-//!                  ─▶ resume: the stored signatures (that copy, read whole after the
+//!                  ─▶ warm_start::resume: the stored signatures (that copy, read whole after the
 //!                     terminals; or the store's table, beside them), with their chain and
 //!                     index built on a second core, checked against the terminals in one
 //!                     walk
@@ -40,8 +40,8 @@
 //! - [`signed`]: the published signatures that answers read.
 //! - [`terminals`]: the published terminals' signatures, a slab indexed by code.
 //! - [`whole`]: signing the whole zone (first signing, repairs, refresh at open).
-//! - [`resume`]: the signed zone taken up again at a start from the stored signatures.
-//! - [`preview`]: answers at a start from the copy saved at the last stop, in place.
+//! - [`warm_start`]: a signed start made fast, behind one seam: the signatures taken up
+//!   again from those stored (`resume`), and answers in place meanwhile (`preview`).
 
 use serde::{Deserialize, Serialize};
 
@@ -50,13 +50,12 @@ use crate::identity::CodeKey;
 pub mod chain;
 pub mod key;
 pub mod nsec3;
-pub mod preview;
-pub mod resume;
 pub mod sign;
 pub mod signed;
 pub mod staging;
 pub mod statics;
 pub mod terminals;
+pub mod warm_start;
 pub mod whole;
 
 pub use key::{KeyError, KeyRole, KeyState, ZoneKey};

@@ -8,11 +8,11 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::chain::Chain;
 use super::nsec3::{self, Hash};
-use super::preview::Preview;
 use super::sign::{Sig, SignError, Signer};
 use super::staging::{SignedDelta, Staging};
 use super::statics::{self, SignedStatic, Statics};
 use super::terminals::Terminals;
+use super::warm_start::preview::Preview;
 use super::{Owner, TerminalSigs};
 use crate::identity::CodeKey;
 use crate::zone::Zone;

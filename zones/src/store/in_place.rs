@@ -1,7 +1,7 @@
 //! The copy of the terminals' signatures saved at the last clean stop (see [`super::saved`]),
 //! looked up where it lies, by reads at offsets: what a signed start answers with DO from
 //! as soon as the terminals are read, while the copy is read whole for the signed zone in
-//! memory (see [`crate::dnssec::preview`]). Opening it reads its header and trailer only;
+//! memory (see [`crate::dnssec::warm_start::preview`]). Opening it reads its header and trailer only;
 //! a lookup is a binary search of about twenty reads in the records by code or by hash,
 //! then one read of the record.
 //!
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::saved::{
     self, BY_CODE, BY_HASH, HEADER, NO_KEY_TAG, RECORD_MAX, SavedError, SavedId, Trailer,
 };
-use crate::dnssec::preview::SavedSigs;
+use crate::dnssec::warm_start::preview::SavedSigs;
 use crate::dnssec::{Hash, TerminalSigs};
 use crate::identity::CodeKey;
 
@@ -172,8 +172,8 @@ mod tests {
     use super::super::saved::TRAILER;
     use super::*;
     use crate::dnssec::chain::Chain;
-    use crate::dnssec::preview::Preview;
     use crate::dnssec::statics::Statics;
+    use crate::dnssec::warm_start::preview::Preview;
     use crate::dnssec::{Owner, Sig, nsec3};
     use crate::zone::Zone;
 

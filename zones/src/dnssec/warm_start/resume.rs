@@ -10,7 +10,7 @@
 //! store gives them. No sort, join or pass over the signatures themselves is left for
 //! after the terminals' read.
 //!
-//! Signatures are kept as the general path ([`super::whole::sign_zone`]) would keep them:
+//! Signatures are kept as the general path ([`crate::dnssec::whole::sign_zone`]) would keep them:
 //! every signature by the active key, not due for refresh, over the terminal's address
 //! families, its NSEC3 naming the chain's next hash; a terminal that fails one of these is
 //! signed again. When the terminals that publish addresses are not exactly the stored
@@ -19,14 +19,14 @@
 
 use std::sync::Arc;
 
-use super::chain::Chain;
-use super::nsec3::Hash;
-use super::sign::{SignError, Signer};
-use super::staging::Staging;
-use super::statics::Statics;
-use super::terminals::{Slab, Terminals};
-use super::whole::{self, Standing, Whole};
-use super::{Owner, TerminalSigs};
+use crate::dnssec::chain::Chain;
+use crate::dnssec::nsec3::Hash;
+use crate::dnssec::sign::{SignError, Signer};
+use crate::dnssec::staging::Staging;
+use crate::dnssec::statics::Statics;
+use crate::dnssec::terminals::{Slab, Terminals};
+use crate::dnssec::whole::{self, Standing, Whole};
+use crate::dnssec::{Owner, TerminalSigs};
 use crate::identity::CodeKey;
 use crate::model::Addresses;
 use crate::zone::Zone;
@@ -66,7 +66,7 @@ pub enum Resumed {
     /// The signed zone.
     Whole(Box<Whole>),
     /// The terminals that publish addresses are not the stored ones: the stored signatures,
-    /// for [`super::whole::sign_zone`].
+    /// for [`crate::dnssec::whole::sign_zone`].
     Differs(Slab),
 }
 
@@ -139,7 +139,7 @@ impl Building {
 }
 
 impl Prepared {
-    /// The stored signatures, for [`super::whole::sign_zone`].
+    /// The stored signatures, for [`crate::dnssec::whole::sign_zone`].
     pub fn into_slab(self) -> Slab {
         self.terminals.into_slab()
     }
@@ -325,7 +325,7 @@ mod tests {
         }
 
         // Come due: all of them.
-        let later = NOW + u64::from(super::super::sign::VALIDITY - whole::REFRESH) + 1;
+        let later = NOW + u64::from(crate::dnssec::sign::VALIDITY - whole::REFRESH) + 1;
         let entries = in_store_order(&general.terminals);
         let whole = taken_up(&signer, &zone, &entries, &online, later);
         assert_eq!(whole.changes.len(), online.len());

@@ -9,15 +9,15 @@
 //! checks its id), the zone was not served unsigned since, every signature in it is by the
 //! active key and holds for at least [`MARGIN`] more, and so do the stored static names'
 //! signatures, whose NSEC3s name the next hashes of the chain it makes with them. Anything
-//! signed at the start (what comes due within [`super::whole::REFRESH`]) is published with
+//! signed at the start (what comes due within [`crate::dnssec::whole::REFRESH`]) is published with
 //! the signed zone in memory, under a new serial, as before.
 //!
 //! Nothing changes the zone meanwhile (the signed start holds the writer lock), and
 //! transfers wait for the signed zone in memory, which holds the whole chain to send.
 
-use super::nsec3::Hash;
-use super::statics::Statics;
-use super::{Owner, TerminalSigs};
+use crate::dnssec::nsec3::Hash;
+use crate::dnssec::statics::Statics;
+use crate::dnssec::{Owner, TerminalSigs};
 use crate::identity::CodeKey;
 
 /// How long every signature answered from in place must hold past the start: far beyond
