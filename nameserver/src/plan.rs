@@ -34,11 +34,13 @@ pub enum TerminalPlan<'v> {
 
 /// True while an answer with DO cannot be given (the signatures are being read at start-up
 /// and not answered from in place meanwhile): the one rule, for every name.
+#[inline]
 pub fn not_ready(view: &View, dnssec_ok: bool) -> bool {
     dnssec_ok && view.signed_answers_pending()
 }
 
 /// The plan for the A (`aaaa` false) or AAAA records of the terminal `key`.
+#[inline]
 pub fn terminal(
     view: &View,
     key: CodeKey,

@@ -11,6 +11,7 @@ pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// The payload size an answer over UDP may have, for a requester that advertised `asked`
 /// in its OPT (RFC 6891 §6.2.5: never below 512), and that our OPT advertises back.
+#[inline]
 pub fn udp_payload(asked: u16) -> u16 {
     asked.clamp(512, MAX_UDP_PAYLOAD)
 }

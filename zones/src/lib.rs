@@ -4,8 +4,9 @@
 //! ```text
 //!   nameserver ──query──▶ Directory::view() ──▶ Zone (static) + View (durable terminals)
 //!              ──update─▶ Directory::update() ─▶ replay::check_fresh, update::plan (RFC 2136)
-//!                                              ─▶ commit: Store::stage ─▶ Pending
-//!                                              ─▶ Store::flush (group) ─▶ View, then reply
+//!                                              ─▶ commit::Committer: stage a store Change
+//!                                                 (TerminalWrites, ZoneWrites, DnssecWrites)
+//!                                              ─▶ durable: one flush per group ─▶ View, reply
 //!   control  ──register / import / unregister / rotate-key─▶ Directory ─▶ (same pipeline)
 //!            ──backup─▶ Store::snapshot ─▶ backup::Record lines;  restore::restore ─▶ Store
 //! ```
@@ -23,10 +24,11 @@
 //! - [`update`]: the RFC 2136 update engine; reads the zone through a trait.
 //! - [`journal`]: recent deltas of the zone, for incremental transfers (IXFR).
 //! - [`index`]: the published, durable view that queries read.
-//! - [`commit`]: the pipeline from staged to durable to published.
 //! - [`observe`]: what the commit pipeline reports (group-commit sizes and times).
 //! - [`store`]: the redb store: changes staged, then one transaction and one fdatasync per
 //!   group of them before publishing.
+//! - [`commit`]: the committer: from staged to durable to published; it owns the store,
+//!   the view, what is pending, the writer lock and the poisoned state.
 //! - [`dnssec`]: the zone key, RRSIGs and the NSEC3 chain, signed as changes are staged.
 //! - [`directory`]: every change to the directory goes through it.
 //! - [`backup`]: the backup file's format (versioned JSON lines, keys included).

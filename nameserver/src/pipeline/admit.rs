@@ -21,6 +21,7 @@ use crate::refusal::Refusal;
 
 /// RRL's verdict for an answer to `src`. `proven`: the asker showed a verified TSIG or a
 /// valid server cookie; TCP answers are never limited (the handshake proves the address).
+#[inline]
 pub fn rate(
     live: &Live,
     metrics: Option<&Metrics>,
@@ -47,6 +48,7 @@ pub fn proven(authentic: bool, cookie: &CookieState) -> bool {
 }
 
 /// Whether `principal` may make a request of `kind`, before its handler runs.
+#[inline]
 pub fn allowed(live: &Live, kind: Kind, principal: &Principal) -> Result<(), Refusal> {
     match (kind, principal) {
         (Kind::Query, Principal::Anonymous) if live.policy.lookups == LookupPolicy::Signed => {
