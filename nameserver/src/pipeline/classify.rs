@@ -23,6 +23,16 @@ pub enum Kind {
     Other,
 }
 
+/// A decoded request on its way through the stages.
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    pub request: &'a Request,
+    pub kind: Kind,
+    pub transport: Transport,
+    /// Unix seconds when it arrived.
+    pub now: u64,
+}
+
 /// What the bytes are.
 #[derive(Debug)]
 pub enum Classified {

@@ -8,8 +8,8 @@
 //!        ─▶ authenticate  TSIG checked once → Principal (anonymous, terminal, transfer key)
 //!        ─▶ admit         RRL verdict (UDP, unless proven); who may ask what; update budget
 //!        ─▶ handle_*      query → Reply; transfer → SOA or records; update → directory
-//!        ─▶ finish        a Refusal becomes its answer; slip; OPT, EDE; truncation; TSIG;
-//!                         metrics and the log line ─▶ Sink
+//!        ─▶ finish        a Refusal becomes its answer; slip; OPT, EDE; truncation; TSIG
+//!                         ─▶ Sink; account: the metric and the log line
 //! ```
 //!
 //! On UDP, [`Pipeline::answer_datagram`] first offers the bytes to the wire-level fast path
@@ -17,6 +17,7 @@
 //! comes back as [`Outcome::Deferred`] and takes [`Pipeline::answer`]. `udp.rs` and `tcp.rs`
 //! only frame bytes; the fuzzer and the tests call the pipeline directly.
 
+pub mod account;
 pub mod admit;
 pub mod authenticate;
 pub mod classify;
@@ -34,19 +35,19 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::tsig::TsigError;
-use hickory_server::server::Request;
-use tracing::{debug, error, info, warn};
+use tracing::debug;
 use zones::Directory;
 
 use crate::cookie::CookieSecret;
 use crate::fast::Fast;
-use crate::metrics::{Metrics, TransferOutcome, Transport, UpdateOutcome};
+use crate::metrics::{Metrics, Transport};
 use crate::ratelimit::Verdict;
 use crate::refusal::Refusal;
 use crate::response::Reply;
 use crate::tsig::ResponseSigning;
+use account::Account;
 use authenticate::Principal;
-use classify::{Classified, Kind};
+use classify::{Classified, InFlight, Kind};
 use handle_transfer::Transfer;
 use policy::Live;
 pub use policy::Policy;
@@ -95,14 +96,6 @@ pub struct Pipeline {
     metrics: Option<Arc<Metrics>>,
 }
 
-/// A decoded request on its way through the stages.
-struct InFlight<'a> {
-    request: &'a Request,
-    kind: Kind,
-    transport: Transport,
-    now: u64,
-}
-
 impl Pipeline {
     pub fn new(directory: Directory, policy: Policy) -> Self {
         let live = Live::new(&directory, policy, None);
@@ -130,6 +123,13 @@ impl Pipeline {
     /// The counters, when metrics are on.
     pub fn metrics(&self) -> Option<&Metrics> {
         self.metrics.as_deref()
+    }
+
+    /// Where what became of a request is counted and logged.
+    fn account(&self) -> Account<'_> {
+        Account {
+            metrics: self.metrics.as_deref(),
+        }
     }
 
     /// The fast path's answer to a datagram, into `out`, counted in the worker's `shard`;
@@ -221,7 +221,7 @@ impl Pipeline {
         let principal = match principal {
             Ok(principal) => principal,
             Err(refusal) => {
-                self.count_refused(&flight, &refusal, None);
+                self.account().refused(&flight, &refusal, None);
                 let reply = finish::refused(&request, &refusal);
                 return self
                     .send_reply(&flight, reply, &signing, verdict, opt, sink)
@@ -231,7 +231,7 @@ impl Pipeline {
         let dnssec_ok = edns.dnssec_ok && verdict == Verdict::Answer;
         match self.handle(&live, &flight, &principal, dnssec_ok).await {
             Ok(Planned::Reply(reply)) => {
-                self.count_done(&flight);
+                self.account().done(&flight);
                 self.send_reply(&flight, reply, &signing, verdict, opt, sink)
                     .await
             }
@@ -239,7 +239,7 @@ impl Pipeline {
                 self.stream(&flight, plan, &signed, opt, sink).await
             }
             Err(refusal) => {
-                self.count_refused(&flight, &refusal, Some(&principal));
+                self.account().refused(&flight, &refusal, Some(&principal));
                 let reply = finish::refused(&request, &refusal);
                 let signing = match (refusal.tsig_error(), &principal) {
                     // A verified key, but a stale message: signed, with BADTIME (RFC 8945
@@ -305,15 +305,7 @@ impl Pipeline {
         };
         let (bytes, rcode) =
             finish::encode(request, reply, signing, opt, flight.transport, flight.now);
-        self.count_query(flight, rcode);
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            let question = request
-                .queries
-                .queries()
-                .first()
-                .map(|q| format!("{} {}", q.name(), q.query_type()));
-            debug!(src = %request.src(), op = %request.metadata.op_code, question = ?question, %rcode, "request");
-        }
+        self.account().query(flight, rcode);
         send(sink, &bytes).await
     }
 
@@ -349,101 +341,24 @@ impl Pipeline {
             }
             messages += 1;
         }
-        let (src, key) = (request.src(), &signed.key_name);
-        let qtype = transfer_type(flight.kind);
-        if let Some(error) = failure {
-            self.count_transfer(qtype, TransferOutcome::Failed);
-            warn!(%src, %key, %kind, %error, outcome = "failed", "transfer");
-            return Outcome::Broken;
-        }
-        self.count_transfer(qtype, TransferOutcome::Sent);
-        self.count_query(flight, ResponseCode::NoError);
-        info!(%src, %key, %kind, serial, records, messages, bytes, outcome = "sent", "transfer");
-        Outcome::Stream(messages)
-    }
-
-    /// Counts a request its handler answered.
-    fn count_done(&self, flight: &InFlight<'_>) {
-        match flight.kind {
-            Kind::Update => self.count_update(UpdateOutcome::Accepted),
-            Kind::Transfer(_) => {
-                self.count_transfer(transfer_type(flight.kind), TransferOutcome::Sent);
-            }
-            Kind::Query | Kind::Other => {}
-        }
-    }
-
-    /// Counts and logs a refusal: the one place a refusal reaches the metrics and the log.
-    fn count_refused(
-        &self,
-        flight: &InFlight<'_>,
-        refusal: &Refusal,
-        principal: Option<&Principal>,
-    ) {
-        let src = flight.request.src();
-        let reason = refusal.reason();
-        let outcome = if refusal.is_failure() {
-            "failed"
-        } else {
-            "refused"
+        let streamed = account::Streamed {
+            key: &signed.key_name,
+            kind,
+            serial,
+            records,
+            messages,
+            bytes,
         };
-        match flight.kind {
-            Kind::Update => {
-                self.count_update(refusal.update_outcome());
-                let (code, key) = match principal {
-                    Some(Principal::Terminal(code, signed)) => {
-                        (Some(code.to_string()), Some(signed.key_name.as_str()))
-                    }
-                    Some(Principal::Transfer(signed)) => (None, Some(signed.key_name.as_str())),
-                    _ => (None, None),
-                };
-                let (code, key) = (code.unwrap_or_default(), key.unwrap_or_default());
-                match refusal {
-                    Refusal::UpdateNotSigned => {
-                        info!(%src, outcome, %reason, "update");
-                    }
-                    r if r.is_failure() => {
-                        error!(%src, %code, %key, outcome, %reason, "update");
-                    }
-                    _ => warn!(%src, %code, %key, outcome, %reason, "update"),
-                }
+        match failure {
+            Some(error) => {
+                self.account().stream_failed(flight, &streamed, &error);
+                Outcome::Broken
             }
-            Kind::Transfer(qtype) => {
-                self.count_transfer(qtype, TransferOutcome::Refused);
-                warn!(%src, kind = %qtype, outcome, %reason, "transfer");
-            }
-            Kind::Query | Kind::Other => {
-                debug!(%src, outcome, %reason, "request");
+            None => {
+                self.account().streamed(flight, &streamed);
+                Outcome::Stream(messages)
             }
         }
-    }
-
-    fn count_update(&self, outcome: UpdateOutcome) {
-        if let Some(m) = &self.metrics {
-            m.update(outcome);
-        }
-    }
-
-    fn count_transfer(&self, kind: RecordType, outcome: TransferOutcome) {
-        if let Some(m) = &self.metrics {
-            m.transfer(kind, outcome);
-        }
-    }
-
-    /// A query (transfers included) answered by the full path; the UDP workers count the
-    /// fast path's in their own shard.
-    fn count_query(&self, flight: &InFlight<'_>, rcode: ResponseCode) {
-        let Some(m) = &self.metrics else { return };
-        if !matches!(flight.kind, Kind::Query | Kind::Transfer(_)) {
-            return;
-        }
-        let qtype = flight
-            .request
-            .queries
-            .queries()
-            .first()
-            .map_or(RecordType::NULL, |q| q.query_type());
-        m.query_answered(flight.transport, qtype, rcode);
     }
 }
 
@@ -453,13 +368,6 @@ enum Planned {
     Reply(Reply),
     /// A zone transfer, signed with this transfer key.
     Stream(crate::transfer::TransferPlan, crate::tsig::SignedRequest),
-}
-
-fn transfer_type(kind: Kind) -> RecordType {
-    match kind {
-        Kind::Transfer(qtype) => qtype,
-        _ => RecordType::AXFR,
-    }
 }
 
 async fn send(sink: &mut impl Sink, bytes: &[u8]) -> Outcome {
