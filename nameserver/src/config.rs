@@ -26,6 +26,9 @@
 //! rate_limit_slip = 2             # every 2nd answer over the limit goes out truncated (TC)
 //! update_rate_limit = 10          # updates per second per terminal key; 0: off
 //! metrics = "127.0.0.1:9153"      # Prometheus metrics at http://ADDR/metrics; absent: off
+//! tls_listen = ["0.0.0.0:853"]    # DNS over TLS (RFC 7858); absent: off
+//! tls_cert = "/etc/dial/tls.pem"  # its certificate chain and key (PEM); absent: a
+//! tls_key = "/etc/dial/tls.key"   #   self-signed one kept in DATA/tls/
 //! dnssec = false                  # sign the zone (ECDSA P-256 key made at the first start)
 //! dnssec_propagation_delay = 300  # seconds for a change to reach secondaries and resolvers
 //! denial = "nsec3"                # or "compact" (RFC 9824): not walkable, not transferable
@@ -161,6 +164,9 @@ pub struct FileConfig {
     pub rate_limit_slip: Option<u32>,
     pub update_rate_limit: Option<u32>,
     pub metrics: Option<SocketAddr>,
+    pub tls_listen: Option<Vec<SocketAddr>>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub dnssec: Option<bool>,
     pub dnssec_propagation_delay: Option<u64>,
     pub denial: Option<Denial>,
@@ -225,6 +231,16 @@ pub struct ServeFlags {
     /// Serve Prometheus metrics at http://ADDR/metrics (off by default).
     #[arg(long, value_name = "ADDR:PORT", value_parser = zones::endpoint::parse)]
     pub metrics: Option<SocketAddr>,
+    /// Serve DNS over TLS (RFC 7858) on this address too, usually port 853 (repeatable).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = zones::endpoint::parse)]
+    pub tls_listen: Vec<SocketAddr>,
+    /// The TLS certificate chain (PEM); without it and --tls-key, a self-signed one is made
+    /// in the data directory and its SPKI pin logged.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Sign the zone with DNSSEC (a key is made at the first start with it).
     #[arg(long)]
     pub dnssec: bool,
@@ -250,6 +266,12 @@ pub struct Settings {
     pub update_rate_limit: u32,
     /// Where Prometheus metrics are served; `None`: nowhere.
     pub metrics: Option<SocketAddr>,
+    /// Where DNS over TLS is served; empty: nowhere.
+    pub tls_listen: Vec<SocketAddr>,
+    /// The TLS certificate chain and key (PEM); `None`: the self-signed one in the data
+    /// directory.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// The zone is signed (DNSSEC).
     pub dnssec: bool,
     /// Seconds a key rollover allows, on top of TTLs, for a change to reach every
@@ -348,6 +370,13 @@ impl Settings {
                 .or(file.update_rate_limit)
                 .unwrap_or(DEFAULT_UPDATE_RATE_LIMIT),
             metrics: flags.metrics.or(file.metrics),
+            tls_listen: if flags.tls_listen.is_empty() {
+                file.tls_listen.unwrap_or_default()
+            } else {
+                flags.tls_listen.clone()
+            },
+            tls_cert: flags.tls_cert.clone().or(file.tls_cert),
+            tls_key: flags.tls_key.clone().or(file.tls_key),
             dnssec: flags.dnssec || file.dnssec.unwrap_or(false),
             dnssec_propagation_delay: file
                 .dnssec_propagation_delay
@@ -412,6 +441,17 @@ impl Settings {
             format!("rate_limit_slip = {}", self.rate_limit_slip),
             format!("update_rate_limit = {}", self.update_rate_limit),
             metrics,
+            format!(
+                "tls_listen = {}",
+                quoted(&mut self.tls_listen.iter().map(ToString::to_string))
+            ),
+            self.tls_cert.as_ref().map_or(
+                "# tls_cert: none (self-signed, in the data directory)".into(),
+                |c| format!("tls_cert = \"{}\"", c.display()),
+            ),
+            self.tls_key.as_ref().map_or("# tls_key: none".into(), |k| {
+                format!("tls_key = \"{}\"", k.display())
+            }),
             format!("dnssec = {}", self.dnssec),
             format!(
                 "dnssec_propagation_delay = {}",

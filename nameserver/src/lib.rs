@@ -92,6 +92,7 @@ pub mod server;
 pub mod tcp;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 pub mod transfer;
 pub mod tsig;
 pub mod udp;

@@ -14,7 +14,7 @@
 //! A file that cannot be read or loaded (a config that does not parse, a zone file without
 //! an SOA, a missing key file, another zone origin) refuses the whole reload with the
 //! reason, and every old setting stays. What is bound when the server starts (listen
-//! addresses, data directory, metrics address, TCP limits, update and lease limits) is not
+//! addresses, data directory, metrics address, DNS over TLS, TCP limits, update and lease limits) is not
 //! changed by a reload: the answer names those that differ, as needing a restart.
 
 use serde::{Deserialize, Serialize};
@@ -149,6 +149,9 @@ fn compare(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
         rate_limit_slip,
         update_rate_limit,
         metrics,
+        tls_listen,
+        tls_cert,
+        tls_key,
         dnssec,
         dnssec_propagation_delay,
         denial,
@@ -173,6 +176,10 @@ fn compare(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
         ("listen", listen != &old.listen),
         ("data", data != &old.data),
         ("metrics", metrics != &old.metrics),
+        (
+            "tls (listen, certificate, key)",
+            tls_listen != &old.tls_listen || tls_cert != &old.tls_cert || tls_key != &old.tls_key,
+        ),
         ("dnssec", dnssec != &old.dnssec),
         (
             "dnssec_propagation_delay",

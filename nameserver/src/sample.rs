@@ -94,6 +94,10 @@ pub fn config() -> String {
         "# Prometheus metrics at http://ADDR/metrics (absent: off).\n# metrics = \"127.0.0.1:9153\""
             .into(),
     );
+    line(
+        "# DNS over TLS (RFC 7858), usually on port 853 (absent: off). Without a certificate and\n# key, a self-signed one is made in the data directory and its SPKI pin logged at start.\n# tls_listen = [\"0.0.0.0:853\"]\n# tls_cert = \"/etc/dial/tls.pem\"\n# tls_key = \"/etc/dial/tls.key\""
+            .into(),
+    );
     line(format!(
         "# Sign the zone (DNSSEC): an ECDSA P-256 key is made at the first start with it, and\n# `nameserver dnssec ds` prints the DS records for the parent zone.\ndnssec = false\n# Seconds a key rollover allows, on top of TTLs, for a change to reach every secondary and\n# resolver.\ndnssec_propagation_delay = {DEFAULT_DNSSEC_PROPAGATION_DELAY}\n# How the signed zone denies existence: \"nsec3\" (secondaries can serve it; codes can be\n# recovered by hashing digit strings) or \"compact\" (RFC 9824: cannot be walked, is not\n# transferred).\ndenial = \"nsec3\""
     ));

@@ -49,6 +49,8 @@ pub enum ServeError {
     DataDirLocked { path: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot create the control socket {path}: {source}")]
     Control {
         path: String,
@@ -61,6 +63,9 @@ pub enum ServeError {
 pub struct Listeners {
     pub udp: Vec<UdpSocket>,
     pub tcp: Vec<TcpListener>,
+    /// DNS over TLS: its listeners, and the certificate they present.
+    pub tls: Vec<TcpListener>,
+    pub tls_config: Option<crate::tls::Tls>,
     pub control: UnixListener,
     pub control_path: PathBuf,
     /// The metrics endpoint, when `--metrics` asks for one.
@@ -73,6 +78,14 @@ impl Listeners {
     /// The addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// The DNS over TLS addresses actually bound.
+    pub fn tls_local_addrs(&self) -> Vec<SocketAddr> {
+        self.tls
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .collect()
@@ -114,6 +127,25 @@ pub async fn bind_sockets(settings: &Settings) -> Result<Listeners, ServeError> 
         udp.push(u);
         tcp.push(t);
     }
+    let mut tls = Vec::new();
+    for &addr in &settings.tls_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr,
+                proto: "dns over tls, tcp",
+                source,
+            })?;
+        tls.push(listener);
+    }
+    let tls_config = match tls.is_empty() {
+        true => None,
+        false => Some(crate::tls::load(
+            settings.tls_cert.as_deref(),
+            settings.tls_key.as_deref(),
+            &settings.data,
+        )?),
+    };
     let control_path = control_socket(&settings.data);
     let control = control::bind(&control_path).map_err(|source| ServeError::Control {
         path: control_path.display().to_string(),
@@ -135,6 +167,8 @@ pub async fn bind_sockets(settings: &Settings) -> Result<Listeners, ServeError> 
     Ok(Listeners {
         udp,
         tcp,
+        tls,
+        tls_config,
         control,
         control_path,
         metrics,
@@ -280,8 +314,24 @@ pub async fn run(
             tcp,
             pipeline.clone(),
             settings.tcp,
+            None,
             shutdown.clone(),
         ));
+    }
+    if let Some(tls) = &listeners.tls_config {
+        for listener in listeners.tls {
+            if let Ok(addr) = listener.local_addr() {
+                // As Knot logs it: what a pinning client (kdig +tls-pin=) checks.
+                info!(%addr, pin = %tls.pin, "DNS over TLS, certificate public key pin");
+            }
+            listener_tasks.spawn(crate::tcp::serve(
+                listener,
+                pipeline.clone(),
+                settings.tcp,
+                Some(tls.acceptor.clone()),
+                shutdown.clone(),
+            ));
+        }
     }
     let (reloads, asks) = crate::reload::channel();
     let control = tokio::spawn(control::serve(

@@ -1,4 +1,5 @@
-//! DNS over TCP with limits: an accept loop and the framing around [`crate::pipeline`].
+//! DNS over TCP, and over TLS (RFC 7858), with limits: an accept loop and the framing
+//! around [`crate::pipeline`]. A TLS connection is a TCP one with a handshake first.
 //!
 //! Here:
 //!
@@ -21,11 +22,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -61,11 +62,13 @@ impl PerClient {
     }
 }
 
-/// Accepts and serves TCP connections until `shutdown`.
+/// Accepts and serves TCP connections until `shutdown`; with `tls`, each begins with a TLS
+/// handshake (DNS over TLS, RFC 7858), within the idle timeout.
 pub async fn serve(
     listener: TcpListener,
     pipeline: Pipeline,
     limits: TcpLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
     let total = Arc::new(Semaphore::new(limits.max_connections));
@@ -95,10 +98,26 @@ pub async fn serve(
             continue;
         }
         let (pipeline, per_client, stop) = (pipeline.clone(), per_client.clone(), shutdown.clone());
+        let tls = tls.clone();
         connections.spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let served = async {
+                match tls {
+                    None => connection(stream, src, &pipeline, limits).await,
+                    Some(tls) => {
+                        let handshake =
+                            tokio::time::timeout(limits.idle_timeout, tls.accept(stream));
+                        match handshake.await {
+                            Ok(Ok(stream)) => connection(stream, src, &pipeline, limits).await,
+                            Ok(Err(e)) => debug!(%src, error = %e, "tls handshake failed"),
+                            Err(_) => debug!(%src, "tls handshake timed out"),
+                        }
+                    }
+                }
+            };
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = connection(stream, src, &pipeline, limits) => {}
+                _ = served => {}
             }
             per_client.remove(network);
             drop(permit);
@@ -109,9 +128,11 @@ pub async fn serve(
 }
 
 /// One connection: read framed requests, answer each, until idle, closed or cut off.
-async fn connection(stream: TcpStream, src: SocketAddr, pipeline: &Pipeline, limits: TcpLimits) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
+async fn connection<S>(stream: S, src: SocketAddr, pipeline: &Pipeline, limits: TcpLimits)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
     let mut sink = Framed {
         writer,
         write_timeout: limits.write_timeout,
@@ -139,20 +160,22 @@ async fn connection(stream: TcpStream, src: SocketAddr, pipeline: &Pipeline, lim
 }
 
 /// Writes answers to one connection, each with its length, within the write timeout.
-struct Framed {
-    writer: OwnedWriteHalf,
+struct Framed<W> {
+    writer: W,
     write_timeout: Duration,
 }
 
 #[async_trait::async_trait]
-impl Sink for Framed {
+impl<W: AsyncWrite + Send + Unpin> Sink for Framed<W> {
     async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let len =
             u16::try_from(bytes.len()).map_err(|_| std::io::Error::other("answer too long"))?;
         let writer = &mut self.writer;
         let write = async {
             writer.write_all(&len.to_be_bytes()).await?;
-            writer.write_all(bytes).await
+            writer.write_all(bytes).await?;
+            // TLS holds records back until flushed; plain TCP has nothing to flush.
+            writer.flush().await
         };
         match tokio::time::timeout(self.write_timeout, write).await {
             Ok(result) => result,
