@@ -69,6 +69,9 @@ pub async fn register_as(directory: &Directory, code: &str, kid: &str, mid: &str
 pub struct Served {
     /// One address per `listen` address asked for, in order, with its port.
     pub addrs: Vec<SocketAddr>,
+    /// The DNS over TLS addresses (`tls_listen`), and the certificate's pin.
+    pub tls_addrs: Vec<SocketAddr>,
+    pub tls_pin: Option<zones::pin::Pin>,
     pub directory: Directory,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -95,6 +98,8 @@ impl Served {
             .await
             .expect("the loopback sockets and the store");
         let addrs = listeners.local_addrs();
+        let tls_addrs = listeners.tls_local_addrs();
+        let tls_pin = listeners.tls_config.as_ref().map(|tls| tls.pin);
         directory
             .signatures_ready()
             .await
@@ -114,6 +119,8 @@ impl Served {
         });
         Self {
             addrs,
+            tls_addrs,
+            tls_pin,
             directory,
             shutdown,
             task: Some(task),

@@ -14,10 +14,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::Engine as _;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
 use tokio_rustls::TlsAcceptor;
 
 /// Why DNS over TLS cannot be served.
@@ -47,8 +45,8 @@ pub enum TlsError {
 #[derive(Clone)]
 pub struct Tls {
     pub acceptor: TlsAcceptor,
-    /// base64 SHA-256 of the certificate's SubjectPublicKeyInfo.
-    pub pin: String,
+    /// The certificate's SPKI pin.
+    pub pin: zones::pin::Pin,
 }
 
 impl std::fmt::Debug for Tls {
@@ -78,7 +76,8 @@ pub fn load(cert: Option<&Path>, key: Option<&Path>, data: &Path) -> Result<Tls,
     let first = chain
         .first()
         .ok_or_else(|| TlsError::NoCertificate { path: cert.clone() })?;
-    let pin = spki_pin(first)?;
+    let pin =
+        zones::pin::Pin::of_certificate(first).map_err(|e| TlsError::PublicKey(e.to_string()))?;
     let private = PrivateKeyDer::from_pem_file(&key).map_err(|e| read("key", &key, &e))?;
     // ring, as the rest of the tree (hickory's DNSSEC and TSIG) uses: rustls marks it
     // deprecated for lacking post-quantum key exchange, whose provider (aws-lc-rs) would
@@ -97,15 +96,6 @@ pub fn load(cert: Option<&Path>, key: Option<&Path>, data: &Path) -> Result<Tls,
         acceptor: TlsAcceptor::from(Arc::new(config)),
         pin,
     })
-}
-
-/// The SPKI pin of a certificate (RFC 7858 §4.2): base64 of the SHA-256 of its
-/// SubjectPublicKeyInfo.
-pub fn spki_pin(cert: &[u8]) -> Result<String, TlsError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert)
-        .map_err(|e| TlsError::PublicKey(e.to_string()))?;
-    let spki = parsed.tbs_certificate.subject_pki.raw;
-    Ok(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(spki)))
 }
 
 /// The self-signed certificate and key in `dir`, made on the first call.
@@ -160,7 +150,6 @@ mod tests {
         let first = load(None, None, data.path()).unwrap();
         let again = load(None, None, data.path()).unwrap();
         assert_eq!(first.pin, again.pin, "the same key across restarts");
-        assert_eq!(first.pin.len(), 44, "base64 of 32 bytes");
         let mode = std::fs::metadata(data.path().join("tls/key.pem"))
             .unwrap()
             .permissions()

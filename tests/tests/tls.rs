@@ -120,6 +120,54 @@ fn lookups_and_a_signed_transfer_go_over_tls_to_the_pinned_key() {
     assert_eq!(mode & 0o077, 0, "the TLS key is owner-only");
 }
 
+/// `updater dial --tls-pin` looks the code up over TLS and connects.
+#[test]
+fn updater_dial_looks_the_code_up_over_tls() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = start(&dir.path().join("data"), port, &[]);
+    let key = server.register("5551235", "acme", "0000000005551235", dir.path());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let callee = listener.local_addr().unwrap().port();
+    let update = format!("zone {ZONE}\nupdate add 5551235.{ZONE} 60 A 127.0.0.1\nsend\n");
+    let out = server.nsupdate(Some(&key), &update);
+    assert!(out.status.success(), "{}", text(&out));
+    let answering = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(stream.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        stream.write_all(b"reply-over-tls-lookup\n").unwrap();
+        line
+    });
+    let pin = logged_pin(&server);
+    let mut dial = Command::new(support::binary("updater"))
+        .args([
+            "dial",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--tls-pin",
+            &pin,
+        ])
+        .args(["5551235", &callee.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    dial.stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello-over-tls-lookup\n")
+        .unwrap();
+    let out = dial.wait_with_output().unwrap();
+    assert_eq!(answering.join().unwrap(), "hello-over-tls-lookup\n");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "reply-over-tls-lookup\n");
+}
+
 #[test]
 fn a_given_certificate_is_served_and_its_pin_is_the_one_openssl_computes() {
     require("openssl", "openssl");

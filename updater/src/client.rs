@@ -15,6 +15,7 @@ use zones::key::TsigKey;
 
 use crate::discover::AddressSet;
 use crate::exchange::{ExchangeError, exchange};
+use crate::tls::Channel;
 
 /// Why a conversation with the directory failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,8 @@ pub struct DirectoryClient {
     pub code: CallingCode,
     pub key: TsigKey,
     pub timeout: Duration,
+    /// UDP and TCP, or DNS over TLS to a pinned certificate.
+    pub channel: Channel,
 }
 
 impl DirectoryClient {
@@ -67,7 +70,15 @@ impl DirectoryClient {
     async fn ask(&self, message: &Message) -> Result<Message, ClientError> {
         let mut last = ClientError::NoServer;
         for server in &self.servers {
-            match exchange(*server, message.clone(), Some(&self.key), self.timeout).await {
+            match exchange(
+                *server,
+                message.clone(),
+                Some(&self.key),
+                self.timeout,
+                &self.channel,
+            )
+            .await
+            {
                 Ok(answer) => return Ok(answer),
                 Err(e) if e.needs_a_person() => return Err(e.into()),
                 Err(e) => last = e.into(),
@@ -177,7 +188,15 @@ impl DirectoryClient {
                 RecordType::AAAA
             };
             let message = query_message(name.clone(), rtype);
-            let Ok(answer) = exchange(*server, message, Some(&self.key), self.timeout).await else {
+            let Ok(answer) = exchange(
+                *server,
+                message,
+                Some(&self.key),
+                self.timeout,
+                &self.channel,
+            )
+            .await
+            else {
                 continue;
             };
             seen.extend(answer.answers.iter().filter_map(|r| match &r.data {

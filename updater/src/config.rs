@@ -16,6 +16,9 @@
 //! watch = "poll"                 # getifaddrs every second instead of netlink events
 //! ```
 
+use zones::pin::Pin;
+
+use crate::tls::Channel;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -132,6 +135,10 @@ pub struct Flags {
     /// poll (getifaddrs every second; Linux, macOS, the BSDs).
     #[arg(long, value_enum)]
     pub watch: Option<Watch>,
+    /// Reach the servers by DNS over TLS (RFC 7858; their port is usually 853), trusting
+    /// the certificate with this SPKI pin (base64, as the directory logs it) and no other.
+    #[arg(long, value_name = "BASE64")]
+    pub tls_pin: Option<Pin>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +156,7 @@ struct FileConfig {
     keep_on_exit: Option<bool>,
     recheck: Option<u64>,
     watch: Option<Watch>,
+    tls_pin: Option<Pin>,
 }
 
 /// The settings the updater runs with.
@@ -169,9 +177,16 @@ pub struct Settings {
     pub watch: Watch,
     /// Time allowed for one answer.
     pub timeout: Duration,
+    /// DNS over TLS to the certificate with this pin; `None`: UDP and TCP.
+    pub tls_pin: Option<Pin>,
 }
 
 impl Settings {
+    /// How requests reach the directory.
+    pub fn channel(&self) -> Channel {
+        self.tls_pin.map_or(Channel::Plain, Channel::tls)
+    }
+
     pub fn resolve(flags: &Flags) -> Result<Self, ConfigError> {
         let file = match &flags.config {
             Some(path) => {
@@ -246,6 +261,7 @@ impl Settings {
                 .or(file.watch)
                 .unwrap_or(Watch::platform_default()),
             timeout: Duration::from_secs(3),
+            tls_pin: flags.tls_pin.or(file.tls_pin),
         })
     }
 }

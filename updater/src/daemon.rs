@@ -125,6 +125,7 @@ impl Terminal {
             code: settings.code.clone(),
             key: settings.key.clone(),
             timeout: settings.timeout,
+            channel: settings.channel(),
         };
         Ok(Self {
             settings,
@@ -316,6 +317,7 @@ mod tests {
             recheck: Duration::from_secs(60),
             watch: crate::network::Watch::Netlink,
             timeout: Duration::from_secs(1),
+            tls_pin: None,
         }
     }
 

@@ -24,6 +24,7 @@ use zones::key::TsigKey;
 use crate::client::query_message;
 use crate::denial::{self, Denial};
 use crate::exchange::{ExchangeError, exchange};
+use crate::tls::Channel;
 use crate::validate::{TrustAnchor, ValidationError, validate_rrset};
 
 /// Why a call did not connect.
@@ -68,6 +69,8 @@ pub struct Call {
     /// Signs the lookups (needed when the directory answers only signed lookups).
     pub key: Option<TsigKey>,
     pub timeout: Duration,
+    /// UDP and TCP, or DNS over TLS to a pinned certificate.
+    pub channel: Channel,
     /// Validate the answers from this anchor (DNSSEC); `None`: take them as they come.
     pub trust: Option<TrustAnchor>,
 }
@@ -158,7 +161,15 @@ async fn ask(
 ) -> Result<hickory_proto::op::Message, DialError> {
     let mut last = None;
     for server in &call.servers {
-        match exchange(*server, message.clone(), call.key.as_ref(), call.timeout).await {
+        match exchange(
+            *server,
+            message.clone(),
+            call.key.as_ref(),
+            call.timeout,
+            &call.channel,
+        )
+        .await
+        {
             Ok(answer) => return Ok(answer),
             Err(e) => last = Some(e),
         }

@@ -1,4 +1,5 @@
-//! One DNS request and its answer, over UDP with TCP when truncated, optionally TSIG-signed.
+//! One DNS request and its answer, over UDP with TCP when truncated, or over TLS
+//! ([`crate::tls`]), optionally TSIG-signed.
 //!
 //! The updater builds and signs its messages itself (hickory-proto's `TSigner`) rather than
 //! through hickory-net's client, because it must tell the user *which* TSIG error the
@@ -16,9 +17,11 @@ use std::time::Duration;
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::rdata::tsig::TsigError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use zones::key::TsigKey;
+
+use crate::tls::{Channel, Pinned};
 
 /// Why an exchange gave no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -62,13 +65,19 @@ impl ExchangeError {
     }
 }
 
-/// Sends `message` (signed with `key` if given) to `server`; returns the verified answer.
+/// Sends `message` (signed with `key` if given) to `server` over `channel`; returns the
+/// verified answer.
 pub async fn exchange(
     server: SocketAddr,
     message: Message,
     key: Option<&TsigKey>,
     timeout: Duration,
+    channel: &Channel,
 ) -> Result<Message, ExchangeError> {
+    if let Channel::Tls(pinned) = channel {
+        // One connection, authenticated by the pin: a TSIG error over it is the directory's.
+        return attempt(server, message, key, timeout, Transport::Tls(pinned)).await;
+    }
     match attempt(server, message.clone(), key, timeout, Transport::Udp).await {
         Err(e @ (ExchangeError::BadKey { .. } | ExchangeError::BadSig { .. })) => {
             tracing::debug!(%server, error = %e, "unsigned TSIG error over UDP; asking again over TCP");
@@ -79,11 +88,12 @@ pub async fn exchange(
 }
 
 /// How a request is sent first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Transport {
+#[derive(Clone, Copy, Debug)]
+enum Transport<'a> {
     /// UDP, and TCP when the answer is truncated.
     Udp,
     Tcp,
+    Tls(&'a Pinned),
 }
 
 /// One signed request and its verified answer.
@@ -92,7 +102,7 @@ async fn attempt(
     mut message: Message,
     key: Option<&TsigKey>,
     timeout: Duration,
-    transport: Transport,
+    transport: Transport<'_>,
 ) -> Result<Message, ExchangeError> {
     let signer = key
         .map(|k| k.signer(300))
@@ -119,6 +129,9 @@ async fn attempt(
     };
     let raw = match transport {
         Transport::Tcp => over_tcp().await?,
+        Transport::Tls(pinned) => tokio::time::timeout(timeout, tls(pinned, server, &bytes))
+            .await
+            .map_err(|_| ExchangeError::Timeout(server))??,
         Transport::Udp => {
             let id = message.metadata.id;
             let raw = tokio::time::timeout(timeout, udp(server, &bytes, id))
@@ -215,10 +228,30 @@ async fn udp(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Vec<u8>, Excha
 
 async fn tcp(server: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, ExchangeError> {
     let io = |source| ExchangeError::Io { server, source };
-    let mut stream = TcpStream::connect(server).await.map_err(io)?;
+    let stream = TcpStream::connect(server).await.map_err(io)?;
+    framed(server, stream, bytes).await
+}
+
+async fn tls(pinned: &Pinned, server: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, ExchangeError> {
+    let io = |source| ExchangeError::Io { server, source };
+    let stream = pinned.connect(server).await.map_err(io)?;
+    framed(server, stream, bytes).await
+}
+
+/// One request and its answer over a stream, each with its length (RFC 1035 §4.2.2).
+async fn framed<S>(
+    server: SocketAddr,
+    mut stream: S,
+    bytes: &[u8],
+) -> Result<Vec<u8>, ExchangeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let io = |source| ExchangeError::Io { server, source };
     let len = u16::try_from(bytes.len()).map_err(|_| ExchangeError::Malformed(server))?;
     stream.write_all(&len.to_be_bytes()).await.map_err(io)?;
     stream.write_all(bytes).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).await.map_err(io)?;
     let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];

@@ -43,4 +43,5 @@ pub mod interface;
 pub mod netlink;
 pub mod network;
 pub mod sample;
+pub mod tls;
 pub mod validate;

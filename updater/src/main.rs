@@ -11,6 +11,7 @@ use updater::config::{Flags, Settings, load_key};
 use updater::daemon::Terminal;
 use updater::dial::{self, Call};
 use updater::network::{Network, Watch};
+use updater::tls::Channel;
 use updater::validate::TrustAnchor;
 use zones::identity::{CallingCode, Kid, MacAddress, Mid};
 
@@ -87,6 +88,10 @@ enum Command {
         /// `nameserver dnssec ds` prints); an address that does not validate is refused.
         #[arg(long, value_name = "FILE")]
         trust_anchor: Option<std::path::PathBuf>,
+        /// Look the code up by DNS over TLS (the servers' TLS port, usually 853), trusting
+        /// the certificate with this SPKI pin (base64, as the directory logs it).
+        #[arg(long, value_name = "BASE64")]
+        tls_pin: Option<zones::pin::Pin>,
         /// The code to call.
         code: CallingCode,
         /// The TCP port to connect to.
@@ -153,10 +158,12 @@ async fn dispatch(command: Command) -> ExitCode {
             zone,
             key_file,
             trust_anchor,
+            tls_pin,
             code,
             port,
         } => {
-            return call(servers, zone, key_file, trust_anchor, code, port).await;
+            let channel = tls_pin.map_or(Channel::Plain, Channel::tls);
+            return call(servers, zone, key_file, trust_anchor, channel, code, port).await;
         }
     };
     match result {
@@ -216,6 +223,7 @@ async fn call(
     zone: String,
     key_file: Option<std::path::PathBuf>,
     trust_anchor: Option<std::path::PathBuf>,
+    channel: Channel,
     code: CallingCode,
     port: u16,
 ) -> ExitCode {
@@ -241,6 +249,7 @@ async fn call(
         port,
         key,
         timeout: Duration::from_secs(3),
+        channel,
         trust,
     };
     match dial::dial(&call).await {

@@ -45,7 +45,10 @@ pub fn config() -> String {
          recheck = {DEFAULT_RECHECK}\n\
          # Where addresses and their changes come from: \"netlink\" (Linux: the kernel's\n\
          # events) or \"poll\" (getifaddrs every second: Linux, macOS, the BSDs).\n\
-         watch = \"{watch}\"\n",
+         watch = \"{watch}\"\n\
+         # DNS over TLS (RFC 7858) to the servers (their TLS port, usually 853), trusting the\n\
+         # certificate with this SPKI pin (base64, as the directory logs it); absent: UDP, TCP.\n\
+         # tls_pin = \"VotdS3YxGpx+Dx0vlULHHNO10Ptrl3VNY4/pw0DKAOs=\"\n",
         watch = Watch::platform_default().as_str()
     )
 }

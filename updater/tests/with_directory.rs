@@ -91,6 +91,7 @@ fn settings(d: &Directory4and6, code: &str, key: &TsigKey, fixed: &[&str]) -> Se
         recheck: Duration::from_secs(60),
         watch: Watch::Netlink,
         timeout: Duration::from_secs(2),
+        tls_pin: None,
     }
 }
 
@@ -101,6 +102,7 @@ fn client(s: &Settings) -> DirectoryClient {
         code: s.code.clone(),
         key: s.key.clone(),
         timeout: s.timeout,
+        channel: s.channel(),
     }
 }
 
@@ -156,6 +158,49 @@ async fn lease_is_granted_refreshed_without_serial_bump_then_expires_offline() {
         c.published().await.unwrap().is_empty(),
         "expired: offline (NODATA)"
     );
+}
+
+/// DNS over TLS with the directory's pin: the address is published and read back over
+/// TLS, and the same client with another pin gets no answer (the handshake is refused).
+#[tokio::test]
+async fn updates_and_lookups_go_over_tls_to_the_pinned_certificate() {
+    let served = Served::start(
+        &["127.0.0.1:0".parse().unwrap()],
+        tempfile::tempdir().unwrap(),
+        |settings| settings.tls_listen = vec!["127.0.0.1:0".parse().unwrap()],
+    )
+    .await;
+    let d = Directory4and6 {
+        v4: served.tls_addrs[0],
+        v6: served.tls_addrs[0],
+        directory: served.directory.clone(),
+        _served: served,
+    };
+    let key = register_this_machine(&d, "5550001").await;
+    let pin = d._served.tls_pin.expect("a pin");
+    let mut s = settings(&d, "5550001", &key, &["192.0.2.10"]);
+    s.servers = vec![d.v4];
+    s.tls_pin = Some(pin);
+    let terminal = Terminal::new(s.clone()).await.unwrap();
+    assert!(matches!(
+        terminal.sync(false).await.unwrap(),
+        Synced::Published { .. }
+    ));
+    let published = d
+        .directory
+        .view()
+        .terminal(&"5550001".parse().unwrap())
+        .map(|h| h.addresses.v4.addrs.to_vec());
+    assert_eq!(published, Some(vec![Ipv4Addr::new(192, 0, 2, 10)]));
+    let over_tls = client(&s).published().await.unwrap();
+    assert_eq!(over_tls.v4, vec![Ipv4Addr::new(192, 0, 2, 10)]);
+
+    let other: zones::pin::Pin = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        .parse()
+        .unwrap();
+    s.tls_pin = Some(other);
+    let refused = client(&s).published().await;
+    assert!(refused.is_err(), "{refused:?}");
 }
 
 #[tokio::test]
@@ -247,6 +292,7 @@ async fn dial_tells_no_such_code_from_offline() {
         port: 9,
         key: None,
         timeout: Duration::from_secs(2),
+        channel: Default::default(),
         trust: None,
     };
     let none = dial::resolve(&call("5559999")).await.unwrap_err();
@@ -386,6 +432,7 @@ async fn dial_uses_only_records_owned_by_the_queried_name() {
         port: 9,
         key: None,
         timeout: Duration::from_secs(2),
+        channel: Default::default(),
         trust: None,
     };
     let found = dial::resolve(&call).await.unwrap();
@@ -500,6 +547,7 @@ fn dial_call(
         port: 9,
         key: None,
         timeout: Duration::from_secs(2),
+        channel: Default::default(),
         trust,
     }
 }

@@ -19,6 +19,7 @@
 //! - [`limits`]: caps on what terminals publish and on the journal.
 //! - [`zone`]: the static zone (SOA, NS, glue) from a zone file or the embedded default.
 //! - [`model`]: terminals, addresses and presence: the directory's data.
+//! - [`pin`]: the SPKI pin of a TLS certificate (DNS over TLS).
 //! - [`policy`]: the address policy shared by updates and imports.
 //! - [`replay`]: replay memory for signed updates (RFC 8945 §5.2.3).
 //! - [`update`]: the RFC 2136 update engine; reads the zone through a trait.
@@ -63,6 +64,7 @@ pub mod log_writer;
 pub mod manual;
 pub mod model;
 pub mod observe;
+pub mod pin;
 pub mod policy;
 pub mod replay;
 #[cfg(feature = "store")]
