@@ -6,6 +6,7 @@
 //!  UDP socket ─▶ udp::serve (a worker per core, mmsg batches) ─▶ Pipeline::answer_datagram
 //!                 ─▶ fast::FastPath (A/AAAA/NXDOMAIN of a code, from the bytes) or on below
 //!  TCP socket ─▶ tcp::serve (connection limits, framing, idle and slow-reader timeouts)
+//!  TLS socket ─▶ tcp::serve with tls::Tls (a handshake first; DNS over TLS, RFC 7858)
 //!    ─▶ pipeline::Pipeline::answer, one stage after another, each once:
 //!         classify     (header, opcode, question → Kind; responses never answered)
 //!         edns         (response OPT, COOKIE; BADVERS)
@@ -41,7 +42,8 @@
 //! - [`sample`]: the sample config file, written from those defaults.
 //! - [`server`]: binds the sockets, runs the listeners, shuts down.
 //! - [`udp`]: DNS over UDP: workers that answer inline, updates on their own tasks.
-//! - [`tcp`]: DNS over TCP with connection limits and streaming answers.
+//! - [`tcp`]: DNS over TCP (and TLS) with connection limits and streaming answers.
+//! - [`tls`]: DNS over TLS: the certificate (given, or self-signed in the data directory) and its pin.
 //! - [`mmsg`]: datagrams in batches (`recvmmsg`, `sendmmsg`) for the UDP workers.
 //! - [`fast`]: the wire-level path for the common answers, no decoding or allocation.
 //! - [`pipeline`]: every request's stages, from bytes to the answer's bytes.

@@ -6,7 +6,8 @@
 //!           ─ discover: fixed + client::whoami + network::addresses ─▶ filter
 //!           ─ client::published (what the directory answers) ─ differ or lease due?
 //!           ─ client::publish: one signed UPDATE (A and AAAA replaced, lease option)
-//!           ─ exchange: UDP (TCP if truncated), TSIG sign and verify, typed errors
+//!           ─ exchange: UDP (TCP if truncated), or TLS to a pinned key (tls), TSIG sign
+//!             and verify, typed errors
 //!  dial     ─ dial::resolve (AAAA, A; with a trust anchor, validate::{validate_keys,
 //!             validate_rrset}, denial::prove for a negative answer)
 //!           ─▶ dial::connect (TCP) ─▶ pipe stdin/stdout
@@ -18,6 +19,7 @@
 //! - [`daemon`]: the waiting registration loop (M1): events, timers, leases, backoff, exit.
 //! - [`client`]: the directory conversations: publish, withdraw, published, whoami.
 //! - [`exchange`]: one DNS request/answer with TSIG and clear errors.
+//! - [`tls`]: DNS over TLS to the directory, trusting one pinned public key.
 //! - [`discover`]: address sources and the filter of what may be published.
 //! - [`network`]: cards, MACs, addresses and change wake-ups, from one of two sources:
 //!   - [`netlink`] (Linux): the kernel's interface and its events;
