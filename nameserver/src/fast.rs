@@ -181,23 +181,23 @@ impl FastPath {
                 return Fast::Answered { qtype: q.qtype };
             }
         }
-        let (addresses, aaaa, ttl) = match plan {
-            TerminalPlan::Addresses {
-                addresses,
-                aaaa,
-                ttl,
-                ..
-            } => (addresses, aaaa, ttl),
-            TerminalPlan::Negative { exists } => {
-                let rcode = if exists {
-                    Rcode::NoError
-                } else {
-                    Rcode::NxDomain
-                };
-                self.negative(request, &q, cookie, view.serial(), rcode, out);
-                return Fast::Answered { qtype: q.qtype };
-            }
-            TerminalPlan::General | TerminalPlan::NotReady => return Fast::Declined,
+        if let TerminalPlan::Negative { exists } = plan {
+            let rcode = if exists {
+                Rcode::NoError
+            } else {
+                Rcode::NxDomain
+            };
+            self.negative(request, &q, cookie, view.serial(), rcode, out);
+            return Fast::Answered { qtype: q.qtype };
+        }
+        let TerminalPlan::Addresses {
+            addresses,
+            aaaa,
+            ttl,
+            ..
+        } = plan
+        else {
+            return Fast::Declined;
         };
         let answers = count as u16 + u16::from(rrsig.is_some());
         self.header(request, &q, out, Rcode::NoError, false, answers, 0);

@@ -8,7 +8,7 @@
 use zones::directory::View;
 use zones::dnssec::Sig;
 use zones::identity::CodeKey;
-use zones::model::Addresses;
+use zones::model::{Addresses, Hot};
 
 /// What a terminal's name answers.
 #[derive(Debug)]
@@ -39,6 +39,17 @@ pub fn not_ready(view: &View, dnssec_ok: bool) -> bool {
     dnssec_ok && view.signed_answers_pending()
 }
 
+/// The addresses a terminal's name answers with: signed answers follow the zone as signed
+/// (the stored addresses, until the expiry sweep removes them); unsigned ones drop a
+/// lapsed lease at once.
+#[inline]
+pub fn served_addresses(hot: &Hot, as_signed: bool, now: u64) -> &Addresses {
+    match as_signed {
+        true => &hot.addresses,
+        false => hot.live(now),
+    }
+}
+
 /// The plan for the A (`aaaa` false) or AAAA records of the terminal `key`.
 #[inline]
 pub fn terminal(
@@ -58,11 +69,7 @@ pub fn terminal(
             None => TerminalPlan::Negative { exists: false },
         };
     };
-    // Signed answers follow the zone as signed; unsigned ones drop a lapsed lease at once.
-    let addresses = match signed {
-        Some(_) => &hot.addresses,
-        None => hot.live(now),
-    };
+    let addresses = served_addresses(hot, signed.is_some(), now);
     let (ttl, count) = if aaaa {
         (addresses.v6.ttl, addresses.v6.addrs.len())
     } else {

@@ -348,11 +348,7 @@ fn terminal(
         return Found::default();
     };
     let owner = zones::update::terminal_name(zone, code);
-    let addresses = if as_signed {
-        &entry.addresses
-    } else {
-        entry.live(now)
-    };
+    let addresses = plan::served_addresses(entry, as_signed, now);
     Found {
         answers: address_records(&Name::from(owner), addresses, qtype),
         additionals: Vec::new(),

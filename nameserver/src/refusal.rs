@@ -150,38 +150,42 @@ impl Refusal {
             Self::StoreFailed(_) | Self::SigningFailed(_) | Self::AnswerFailed(_)
         )
     }
+}
 
-    /// Why, in the words of the log.
-    pub fn reason(&self) -> String {
+/// Why, in the words of the log; written only when a log line is.
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Undecodable => "undecodable message".into(),
-            Self::MalformedCookie => "malformed COOKIE option".into(),
-            Self::BadVersion => "unknown EDNS version".into(),
-            Self::NotImplemented => "opcode not implemented".into(),
-            Self::NotOneQuestion => "not exactly one question".into(),
-            Self::MetaType => "NXNAME is a meta-type".into(),
-            Self::NotInternet => "class other than IN".into(),
-            Self::OutsideZone => "a name outside the zone".into(),
-            Self::SigningFailed(e) => format!("cannot sign a compact denial: {e}"),
-            Self::Tsig(failure) => format!("{failure:?}"),
-            Self::LookupNotSigned => "lookups must be signed".into(),
-            Self::TransferNotSigned => "not signed with a transfer key".into(),
-            Self::TransferOtherZone => "another zone".into(),
-            Self::AxfrOverUdp => "AXFR over UDP".into(),
-            Self::IxfrWithoutSoa => "IXFR without the secondary's SOA".into(),
+            Self::Undecodable => f.write_str("undecodable message"),
+            Self::MalformedCookie => f.write_str("malformed COOKIE option"),
+            Self::BadVersion => f.write_str("unknown EDNS version"),
+            Self::NotImplemented => f.write_str("opcode not implemented"),
+            Self::NotOneQuestion => f.write_str("not exactly one question"),
+            Self::MetaType => f.write_str("NXNAME is a meta-type"),
+            Self::NotInternet => f.write_str("class other than IN"),
+            Self::OutsideZone => f.write_str("a name outside the zone"),
+            Self::SigningFailed(e) => write!(f, "cannot sign a compact denial: {e}"),
+            Self::Tsig(failure) => write!(f, "{failure:?}"),
+            Self::LookupNotSigned => f.write_str("lookups must be signed"),
+            Self::TransferNotSigned => f.write_str("not signed with a transfer key"),
+            Self::TransferOtherZone => f.write_str("another zone"),
+            Self::AxfrOverUdp => f.write_str("AXFR over UDP"),
+            Self::IxfrWithoutSoa => f.write_str("IXFR without the secondary's SOA"),
             Self::CompactDenialZone => {
-                "compact denial (RFC 9824): the signed zone is not transferred".into()
+                f.write_str("compact denial (RFC 9824): the signed zone is not transferred")
             }
-            Self::NotReady => "the zone's signatures are not in force yet (starting up)".into(),
-            Self::UpdateNotSigned => "unsigned".into(),
-            Self::UpdateByTransferKey => "a transfer key cannot update".into(),
-            Self::MalformedLease => "malformed UPDATE-LEASE option".into(),
-            Self::Replay => "replayed or out of order (BADTIME)".into(),
-            Self::UpdateRateLimited => "update rate limit".into(),
-            Self::CodeGone => "code no longer registered".into(),
-            Self::Update(e) => e.to_string(),
-            Self::StoreFailed(e) => e.clone(),
-            Self::AnswerFailed(e) => format!("cannot make the answer: {e}"),
+            Self::NotReady => {
+                f.write_str("the zone's signatures are not in force yet (starting up)")
+            }
+            Self::UpdateNotSigned => f.write_str("unsigned"),
+            Self::UpdateByTransferKey => f.write_str("a transfer key cannot update"),
+            Self::MalformedLease => f.write_str("malformed UPDATE-LEASE option"),
+            Self::Replay => f.write_str("replayed or out of order (BADTIME)"),
+            Self::UpdateRateLimited => f.write_str("update rate limit"),
+            Self::CodeGone => f.write_str("code no longer registered"),
+            Self::Update(e) => write!(f, "{e}"),
+            Self::StoreFailed(e) => f.write_str(e),
+            Self::AnswerFailed(e) => write!(f, "cannot make the answer: {e}"),
         }
     }
 }

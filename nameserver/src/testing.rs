@@ -128,11 +128,6 @@ impl Served {
         }
     }
 
-    /// Where its data is.
-    pub fn data_path(&self) -> &std::path::Path {
-        self.data.as_ref().expect("data until stopped").path()
-    }
-
     /// Stops the server, waits until it has, and returns its data directory for a restart.
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown.cancel();

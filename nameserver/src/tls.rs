@@ -9,14 +9,15 @@
 //! certificate's SubjectPublicKeyInfo, RFC 7858 §4.2) is logged at start, as Knot does, for
 //! `kdig +tls-pin=` and other pinning clients.
 
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
+
+use crate::admin::write_key_file;
 
 /// Why DNS over TLS cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -119,24 +120,11 @@ fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
     let made = params
         .self_signed(&pair)
         .map_err(|e| failed(e.to_string()))?;
-    // The key first, owner-only, written whole before the certificate names it.
-    write_new(&key, pair.serialize_pem().as_bytes(), 0o600).map_err(|e| failed(e.to_string()))?;
-    write_new(&cert, made.pem().as_bytes(), 0o644).map_err(|e| failed(e.to_string()))?;
+    // Owner-only and atomic, as key files are; the key first, so a certificate found at the
+    // next start always has its key.
+    write_key_file(&key, &pair.serialize_pem()).map_err(|e| failed(e.to_string()))?;
+    write_key_file(&cert, &made.pem()).map_err(|e| failed(e.to_string()))?;
     Ok((cert, key))
-}
-
-/// Writes `bytes` to a new file at `path` with `mode`, synced, through a temporary name.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let temporary = path.with_extension("new");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ impl Account<'_> {
     /// A refusal: the one place a refusal reaches the metrics and the log.
     pub fn refused(self, flight: &InFlight<'_>, refusal: &Refusal, principal: Option<&Principal>) {
         let src = flight.request.src();
-        let reason = refusal.reason();
+        let reason = refusal;
         let outcome = if refusal.is_failure() {
             "failed"
         } else {

@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use hickory_proto::rr::RecordType;
 use zones::Directory;
 use zones::directory::Freshness;
 use zones::identity::CallingCode;
@@ -18,6 +19,7 @@ use crate::cookie::CookieState;
 use crate::metrics::{Metrics, Transport};
 use crate::ratelimit::Verdict;
 use crate::refusal::Refusal;
+use crate::tsig::SignedRequest;
 
 /// RRL's verdict for an answer to `src`. `proven`: the asker showed a verified TSIG or a
 /// valid server cookie; TCP answers are never limited (the handshake proves the address).
@@ -47,19 +49,36 @@ pub fn proven(authentic: bool, cookie: &CookieState) -> bool {
     authentic || matches!(cookie, CookieState::Valid(_))
 }
 
+/// What an admitted request may do, with the key it was signed with where that matters.
+#[derive(Debug)]
+pub enum Permit<'p> {
+    Query,
+    /// A transfer of this type, by the holder of this transfer key.
+    Transfer(RecordType, &'p SignedRequest),
+    /// An update of this terminal's own name, signed with its key.
+    Update(&'p CallingCode, &'p SignedRequest),
+    /// Another opcode.
+    Other,
+}
+
 /// Whether `principal` may make a request of `kind`, before its handler runs.
 #[inline]
-pub fn allowed(live: &Live, kind: Kind, principal: &Principal) -> Result<(), Refusal> {
+pub fn allowed<'p>(
+    live: &Live,
+    kind: Kind,
+    principal: &'p Principal,
+) -> Result<Permit<'p>, Refusal> {
     match (kind, principal) {
         (Kind::Query, Principal::Anonymous) if live.policy.lookups == LookupPolicy::Signed => {
             Err(Refusal::LookupNotSigned)
         }
-        (Kind::Transfer(_), Principal::Anonymous | Principal::Terminal(..)) => {
-            Err(Refusal::TransferNotSigned)
-        }
+        (Kind::Query, _) => Ok(Permit::Query),
+        (Kind::Transfer(qtype), Principal::Transfer(signed)) => Ok(Permit::Transfer(qtype, signed)),
+        (Kind::Transfer(_), _) => Err(Refusal::TransferNotSigned),
+        (Kind::Update, Principal::Terminal(code, signed)) => Ok(Permit::Update(code, signed)),
         (Kind::Update, Principal::Anonymous) => Err(Refusal::UpdateNotSigned),
         (Kind::Update, Principal::Transfer(_)) => Err(Refusal::UpdateByTransferKey),
-        _ => Ok(()),
+        (Kind::Other, _) => Ok(Permit::Other),
     }
 }
 

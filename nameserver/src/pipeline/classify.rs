@@ -41,17 +41,17 @@ pub enum Classified {
     /// A header could be read, the rest could not: FORMERR with a bare header.
     Undecodable(Header),
     /// No header, or a response (QR set): never answered.
-    Ignored { readable: bool },
+    Ignored,
 }
 
 /// Decodes `bytes` from `src` and names its kind.
 pub fn classify(bytes: Vec<u8>, src: SocketAddr, transport: Transport) -> Classified {
     let mut decoder = BinDecoder::new(&bytes);
     let Ok(header) = Header::read(&mut decoder) else {
-        return Classified::Ignored { readable: false };
+        return Classified::Ignored;
     };
     if header.metadata.message_type == MessageType::Response {
-        return Classified::Ignored { readable: true };
+        return Classified::Ignored;
     }
     let protocol = match transport {
         Transport::Udp => Protocol::Udp,

@@ -84,7 +84,7 @@ pub fn encode(
             Ok(signature) => signature,
             Err(error) => {
                 let refusal = Refusal::AnswerFailed(error);
-                debug!(reason = %refusal.reason(), "response");
+                debug!(reason = %refusal, "response");
                 reply = refused(request, &refusal);
                 None
             }
@@ -97,7 +97,7 @@ pub fn encode(
         Ok((bytes, _)) => (bytes, rcode),
         Err(error) => {
             let refusal = Refusal::AnswerFailed(error);
-            debug!(reason = %refusal.reason(), "response");
+            debug!(reason = %refusal, "response");
             let bytes = emit(request, &refused(request, &refusal), None, None, 512)
                 .map(|(b, _)| b)
                 .unwrap_or_default();

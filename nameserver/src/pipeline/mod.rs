@@ -46,6 +46,7 @@ use crate::refusal::Refusal;
 use crate::response::Reply;
 use crate::tsig::ResponseSigning;
 use account::Account;
+use admit::Permit;
 use authenticate::Principal;
 use classify::{Classified, InFlight, Kind};
 use handle_transfer::Transfer;
@@ -183,7 +184,7 @@ impl Pipeline {
         let metrics = self.metrics.as_deref();
         let (request, kind) = match classify::classify(bytes, src, transport) {
             Classified::Request(request, kind) => (request, kind),
-            Classified::Ignored { .. } => return Outcome::Dropped,
+            Classified::Ignored => return Outcome::Dropped,
             Classified::Undecodable(header) => {
                 // Under RRL like every other answer; a slip would be no smaller than this.
                 if admit::rate(&live, metrics, transport, false, src.ip()) == Verdict::Drop {
@@ -263,13 +264,13 @@ impl Pipeline {
         principal: &Principal,
         dnssec_ok: bool,
     ) -> Result<Planned, Refusal> {
-        admit::allowed(live, flight.kind, principal)?;
+        let permit = admit::allowed(live, flight.kind, principal)?;
         let (directory, request, now) = (&self.directory, flight.request, flight.now);
         let compact = live.compact(directory);
-        match (flight.kind, principal) {
-            (Kind::Query, _) => handle_query::answer(directory, request, dnssec_ok, compact, now)
+        match permit {
+            Permit::Query => handle_query::answer(directory, request, dnssec_ok, compact, now)
                 .map(Planned::Reply),
-            (Kind::Transfer(qtype), Principal::Transfer(signed)) => {
+            Permit::Transfer(qtype, signed) => {
                 let transport = flight.transport;
                 let transfer =
                     handle_transfer::answer(directory, request, qtype, compact, transport, now);
@@ -278,14 +279,12 @@ impl Pipeline {
                     Transfer::Records(plan) => Planned::Stream(plan, signed.clone()),
                 })
             }
-            (Kind::Transfer(_), _) => Err(Refusal::TransferNotSigned),
-            (Kind::Update, Principal::Terminal(code, signed)) => {
+            Permit::Update(code, signed) => {
                 handle_update::answer(directory, live, request, code, signed, now)
                     .await
                     .map(Planned::Reply)
             }
-            (Kind::Update, _) => Err(Refusal::UpdateNotSigned),
-            (Kind::Other, _) => Err(Refusal::NotImplemented),
+            Permit::Other => Err(Refusal::NotImplemented),
         }
     }
 
