@@ -63,13 +63,14 @@ async fn write_to(session: &mut Session, tmp: &Path) -> Result<Written, String> 
         return Err("unexpected answer to backup: no header".into());
     };
     write_line(&mut out, &header).map_err(io)?;
-    let (mut terminals, mut journal) = (0, 0);
+    let (mut terminals, mut journal, mut enrollment) = (0, 0, 0);
     loop {
         match session.next().await.map_err(|e| e.to_string())? {
             ControlReply::BackupRecord { record } => {
                 match &record {
                     Record::Terminal(_) => terminals += 1,
                     Record::Delta(_) => journal += 1,
+                    Record::Token(_) | Record::Customer(_) | Record::Awaiting(_) => enrollment += 1,
                 }
                 write_line(&mut out, &record).map_err(io)?;
             }
@@ -77,10 +78,10 @@ async fn write_to(session: &mut Session, tmp: &Path) -> Result<Written, String> 
             _ => return Err("unexpected answer during backup".into()),
         }
     }
-    if (terminals, journal) != (header.terminals, header.journal) {
+    if (terminals, journal, enrollment) != (header.terminals, header.journal, header.enrollment) {
         return Err(format!(
-            "the backup stream ended early: {terminals} of {} terminals, {journal} of {} journal entries",
-            header.terminals, header.journal
+            "the backup stream ended early: {terminals} of {} terminals, {journal} of {} journal entries, {enrollment} of {} enrollment records",
+            header.terminals, header.journal, header.enrollment
         ));
     }
     let file = out.into_inner().map_err(|e| io(e.into_error()))?;

@@ -418,6 +418,7 @@ async fn stream_backup(
                         terminals,
                         journal,
                         zone_keys,
+                        enrollment,
                     } => ControlReply::BackupHeader {
                         header: Header {
                             format: FORMAT.into(),
@@ -429,6 +430,7 @@ async fn stream_backup(
                             journal,
                             created: zones::unix_now(),
                             dnssec_keys: zone_keys.iter().map(DnssecKeyRecord::of).collect(),
+                            enrollment,
                         },
                     },
                     Snapshotted::Terminal(entry) => ControlReply::BackupRecord {
@@ -436,6 +438,9 @@ async fn stream_backup(
                     },
                     Snapshotted::Delta(delta) => ControlReply::BackupRecord {
                         record: Record::Delta(delta),
+                    },
+                    Snapshotted::Enrollment(item) => ControlReply::BackupRecord {
+                        record: Record::of_enrolled(item),
                     },
                 })
             })

@@ -27,8 +27,9 @@ use crate::model::{Entry, Presence, Terminal};
 pub const FORMAT: &str = "dial-directory-backup";
 
 /// The version of the layout above; bumped whenever a record changes shape. Version 2
-/// added the zone's DNSSEC keys to the header; a version 1 file (no keys) is still read.
-pub const VERSION: u32 = 2;
+/// added the zone's DNSSEC keys to the header; version 3 added the enrollment records
+/// (`token`, `customer`, `awaiting`) after the journal. Older files are still read.
+pub const VERSION: u32 = 3;
 
 /// The first line of a backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +52,9 @@ pub struct Header {
     /// signs with the same keys, so the DS at the parent still matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dnssec_keys: Vec<DnssecKeyRecord>,
+    /// How many enrollment records (`token`, `customer`, `awaiting`) follow the journal.
+    #[serde(default)]
+    pub enrollment: usize,
 }
 
 /// A DNSSEC key in a backup. `Debug` never shows the private key.
@@ -121,6 +125,42 @@ impl Header {
 pub enum Record {
     Terminal(TerminalRecord),
     Delta(Delta),
+    /// An enrollment token: its verifier, never the token.
+    Token(TokenRecord),
+    /// A customer's limit and suspension.
+    Customer(CustomerRecord),
+    /// A terminal waiting for approval.
+    Awaiting(AwaitingRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: crate::enroll::TokenId,
+    pub token: crate::model::TokenEntry,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRecord {
+    pub kid: Kid,
+    pub customer: crate::model::Customer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitingRecord {
+    pub code: CallingCode,
+}
+
+impl Record {
+    /// The backup line of an enrollment row.
+    #[cfg(feature = "store")]
+    pub fn of_enrolled(item: crate::store::Enrolled) -> Self {
+        use crate::store::Enrolled;
+        match item {
+            Enrolled::Token(id, token) => Self::Token(TokenRecord { id, token }),
+            Enrolled::Customer(kid, customer) => Self::Customer(CustomerRecord { kid, customer }),
+            Enrolled::Awaiting(code) => Self::Awaiting(AwaitingRecord { code }),
+        }
+    }
 }
 
 /// A terminal with its key, addresses, lease and replay memory. `Debug` never shows the
@@ -251,6 +291,7 @@ mod tests {
             journal: 0,
             created: 0,
             dnssec_keys: Vec::new(),
+            enrollment: 0,
         };
         assert!(header.check().is_ok());
         header.version = VERSION + 1;

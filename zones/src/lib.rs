@@ -14,6 +14,7 @@
 //! Modules, with dependencies pointing down the list's order of use:
 //! - [`endpoint`]: `IP:PORT` as typed on a command line, with errors that say the form.
 //! - [`identity`]: calling codes, customer ids (KID), machine ids (MID) and the MID rule.
+//! - [`enroll`]: enrollment tokens, and the key agreement a terminal enrolls with.
 //! - [`key`]: TSIG keys, their names, and BIND's key-file format.
 //! - [`lease`]: update leases (RFC 9664): granting, encoding, refresh timing.
 //! - [`limits`]: caps on what terminals publish and on the journal.
@@ -52,6 +53,7 @@ pub mod directory;
 #[cfg(feature = "store")]
 pub mod dnssec;
 pub mod endpoint;
+pub mod enroll;
 pub mod identity;
 #[cfg(feature = "store")]
 pub mod index;

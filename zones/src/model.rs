@@ -191,3 +191,53 @@ pub struct Entry {
     pub terminal: Terminal,
     pub presence: Presence,
 }
+
+/// An enrollment token as the directory keeps it: never the token's text, only its
+/// [`crate::enroll::Verifier`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenEntry {
+    /// The customer whose terminals it enrolls.
+    pub kid: Kid,
+    pub verifier: crate::enroll::Verifier,
+    /// How many enrollments it allows, and how many it has made.
+    pub uses: u32,
+    pub used: u32,
+    /// Unix seconds after which it enrolls nothing.
+    pub expires_at: u64,
+    /// The codes it may enroll; `None`: any free code.
+    pub codes: Option<crate::enroll::CodeRange>,
+    /// Terminals it enrolls wait for `nameserver approve` before they may update.
+    pub approve: bool,
+    pub created_at: u64,
+    /// Unix seconds when it was revoked.
+    pub revoked_at: Option<u64>,
+}
+
+impl TokenEntry {
+    /// Whether it may enroll one more terminal at `now`.
+    pub fn usable(&self, now: u64) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at && self.used < self.uses
+    }
+
+    /// Its state in a word, for `token list`.
+    pub fn state(&self, now: u64) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.used >= self.uses {
+            "used-up"
+        } else if now >= self.expires_at {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// What the directory keeps of a customer (KID) besides its terminals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    /// The most terminals it may have registered; `None`: no limit.
+    pub limit: Option<u32>,
+    /// While suspended, every key of the customer is refused and its tokens enroll nothing.
+    pub suspended: bool,
+}

@@ -17,7 +17,7 @@ use hickory_proto::rr::Name;
 use crate::backup::{BackupError, Header, Record};
 use crate::model::Entry;
 use crate::store::{Change, Store};
-use crate::store::{DnssecWrites, TerminalWrites, ZoneWrites};
+use crate::store::{CustomerWrites, DnssecWrites, TerminalWrites, ZoneWrites};
 
 /// Terminals written per transaction.
 const CHUNK: usize = 10_000;
@@ -47,6 +47,7 @@ pub fn restore(
         .map_err(|e| BackupError::NotABackup(format!("zone {:?}: {e}", header.zone)))?;
     let store = Store::open(store_dir, &origin)?;
     let (mut chunk, mut terminals, mut deltas) = (Vec::with_capacity(CHUNK), 0, Vec::new());
+    let (mut tokens, mut customers, mut awaiting) = (Vec::new(), Vec::new(), Vec::new());
     for record in records {
         match record? {
             Record::Terminal(t) => {
@@ -57,12 +58,20 @@ pub fn restore(
             }
             // The journal is short (at most `ixfr_history` deltas): kept for the last write.
             Record::Delta(delta) => deltas.push(delta),
+            Record::Token(t) => tokens.push(t),
+            Record::Customer(c) => customers.push(c),
+            Record::Awaiting(a) => awaiting.push(a.code),
         }
     }
     terminals += write_terminals(&store, &mut chunk)?;
     for (what, expected, found) in [
         ("terminals", header.terminals, terminals),
         ("journal entries", header.journal, deltas.len()),
+        (
+            "enrollment records",
+            header.enrollment,
+            tokens.len() + customers.len() + awaiting.len(),
+        ),
     ] {
         if expected != found {
             return Err(BackupError::Truncated {
@@ -89,6 +98,14 @@ pub fn restore(
         dnssec: DnssecWrites {
             zone_keys: (!keys.is_empty()).then_some(keys.as_slice()),
             ..Default::default()
+        },
+        customers: CustomerWrites {
+            tokens: tokens.iter().map(|t| (&t.id, Some(&t.token))).collect(),
+            customers: customers
+                .iter()
+                .map(|c| (&c.kid, Some(&c.customer)))
+                .collect(),
+            awaiting: awaiting.iter().map(|code| (code, true)).collect(),
         },
         ..Change::default()
     })?;
@@ -125,6 +142,7 @@ mod tests {
     use super::*;
     use crate::backup::{DnssecKeyRecord, FORMAT, TerminalRecord, VERSION};
     use crate::directory::{Directory, Registration};
+    use crate::identity::Kid;
     use crate::key::Algorithm;
     use crate::store::Snapshotted;
     use crate::{Limits, Zone};
@@ -153,6 +171,7 @@ mod tests {
                     terminals,
                     journal,
                     zone_keys,
+                    enrollment,
                 } => {
                     header = Some(Header {
                         format: FORMAT.into(),
@@ -164,10 +183,12 @@ mod tests {
                         journal,
                         created: 0,
                         dnssec_keys: zone_keys.iter().map(DnssecKeyRecord::of).collect(),
+                        enrollment,
                     });
                 }
                 Snapshotted::Terminal(e) => records.push(Record::Terminal(TerminalRecord::of(&e))),
                 Snapshotted::Delta(d) => records.push(Record::Delta(d)),
+                Snapshotted::Enrollment(e) => records.push(Record::of_enrolled(e)),
             }
             true
         })
@@ -181,6 +202,41 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         (header.unwrap(), records)
+    }
+
+    #[tokio::test]
+    async fn a_restored_store_holds_the_tokens_customers_and_approvals() {
+        use crate::directory::{CustomerChange, NewToken, Standing};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(&tmp.path().join("a"));
+        let kid: Kid = "acme".parse().unwrap();
+        let new = NewToken {
+            kid: kid.clone(),
+            uses: 3,
+            expires_at: u64::MAX,
+            codes: Some("5550000-5550099".parse().unwrap()),
+            approve: true,
+        };
+        let (token, entry) = dir.create_token(new, 1).await.unwrap();
+        let limit = CustomerChange {
+            limit: Some(Some(7)),
+            suspended: Some(true),
+        };
+        dir.change_customer(&kid, limit, 1).await.unwrap();
+        dir.register(registration("5551001", "0000000000000001"), 1)
+            .await
+            .unwrap();
+        let (header, records) = backup(&dir);
+        assert_eq!(header.enrollment, 2);
+        restore(&tmp.path().join("b"), &header, records.into_iter().map(Ok)).unwrap();
+        let back = open(&tmp.path().join("b"));
+        assert_eq!(back.tokens().unwrap(), vec![(token.id.clone(), entry)]);
+        let customer = back.customer(&kid).unwrap();
+        assert_eq!((customer.limit, customer.suspended), (Some(7), true));
+        let code = "5551001".parse().unwrap();
+        assert_eq!(back.standing(&code, &kid), Standing::Suspended);
+        let name = token.tsig_key(back.zone().origin()).name;
+        assert!(back.token_key(&name, 2).is_some());
     }
 
     #[tokio::test]
@@ -286,7 +342,7 @@ mod tests {
             .iter()
             .filter_map(|r| match r {
                 Record::Terminal(t) => Some(t.code.to_string()),
-                Record::Delta(_) => None,
+                _ => None,
             })
             .collect();
         assert_eq!(codes, vec!["5551001"]);

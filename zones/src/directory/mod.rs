@@ -25,6 +25,7 @@
 //! - [`import`]: a streamed import, staged in batches, committed or aborted as a whole;
 //! - [`presence`]: RFC 2136 updates and lease expiry;
 //! - [`zone_reload`]: a new static zone while serving;
+//! - [`enrollment`]: tokens, customers, approval, and terminals enrolling themselves;
 //!
 //! and [`signing`] keeps the zone signed through all of them (DNSSEC on), [`rollover`]
 //! replaces its zone-signing key, and [`signed_start`] puts a signed zone's stored
@@ -54,6 +55,7 @@ pub use crate::index::View;
 pub use crate::limits::Limits;
 pub use crate::model::{AddressSet, Addresses, Entry, Hot, Presence, Terminal};
 pub use crate::replay::Freshness;
+pub use enrollment::{CustomerChange, Enrolled, Enrollment, NewToken, Standing};
 pub use rollover::{KeyEvent, RolloverError};
 pub use signed_start::{Signatures, SignaturesFrom, SignedStart};
 
@@ -111,6 +113,28 @@ pub enum DirectoryError {
         "the zone file is for {loaded}, but this server serves {served}; a new origin needs a restart"
     )]
     OtherOrigin { loaded: String, served: String },
+    /// Unknown, wrong, expired, revoked or used up: one error, so that none is told apart.
+    #[error("the token is not accepted")]
+    TokenRefused,
+    #[error("no token {0}: `nameserver token list` shows the tokens")]
+    UnknownToken(crate::enroll::TokenId),
+    #[error("customer {0} is suspended")]
+    Suspended(Kid),
+    #[error("customer {kid} has reached its limit of {limit} terminals")]
+    TerminalLimit { kid: Kid, limit: u32 },
+    #[error("machine {mid} is registered under another customer ({kid})")]
+    MachineOfAnother { mid: Mid, kid: Kid },
+    #[error("calling code {code} is outside the token's range {range}")]
+    OutOfRange {
+        code: CallingCode,
+        range: crate::enroll::CodeRange,
+    },
+    #[error("no free calling code in {0}")]
+    NoFreeCode(crate::enroll::CodeRange),
+    #[error("calling code {0} is not waiting for approval")]
+    NotAwaiting(CallingCode),
+    #[error(transparent)]
+    Enroll(crate::enroll::EnrollError),
 }
 
 /// The result of an accepted update.
@@ -162,6 +186,8 @@ struct Inner {
     staging: std::sync::OnceLock<Mutex<crate::dnssec::Staging>>,
     /// Where the signed start is.
     signatures: tokio::sync::watch::Sender<Signatures>,
+    /// Suspended customers and terminals awaiting approval (see [`enrollment`]).
+    gate: std::sync::RwLock<enrollment::Gate>,
 }
 
 impl Directory {
@@ -323,6 +349,7 @@ impl Directory {
                 })
             }
         };
+        let gate = enrollment::Gate::load(&store)?;
         let commit = Committer::new(store, view, serial, next_seq);
         let writer = commit.writer().clone();
         let directory = Self {
@@ -332,6 +359,7 @@ impl Directory {
                 commit,
                 importing: Arc::default(),
                 staging: std::sync::OnceLock::new(),
+                gate: std::sync::RwLock::new(gate),
                 signatures: tokio::sync::watch::Sender::new(match start {
                     Some(_) => Signatures::Pending,
                     None => Signatures::Unsigned,
@@ -568,6 +596,7 @@ fn every_delta(next_seq: u64, depth: u64) -> Vec<u64> {
     (next_seq.saturating_sub(depth).max(1)..next_seq).collect()
 }
 
+mod enrollment;
 mod import;
 mod load;
 mod presence;

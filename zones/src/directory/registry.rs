@@ -59,7 +59,7 @@ impl Directory {
     }
 
     /// A registered terminal that no uncommitted import holds. Call with the writer lock.
-    fn registered(&self, code: &CallingCode) -> Result<Entry, DirectoryError> {
+    pub(super) fn registered(&self, code: &CallingCode) -> Result<Entry, DirectoryError> {
         self.refuse_importing(code)?;
         self.commit()
             .store()
@@ -99,6 +99,7 @@ impl Directory {
             resigned: None,
         })?;
         self.commit().durable(writer).await?;
+        self.gate_forget(code);
         Ok(terminal)
     }
 

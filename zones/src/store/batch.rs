@@ -17,6 +17,7 @@ pub(super) enum Table {
     Machines,
     Importing,
     Signed,
+    Enrollment,
 }
 
 /// A change encoded, ready to be written.
@@ -42,12 +43,14 @@ pub(super) struct Writes {
     pub signatures_saved: Option<super::SavedId>,
     /// Terminals' signatures (`None`: removed).
     pub signed: Vec<(String, Option<Vec<u8>>)>,
+    /// Rows of the `enrollment` table (`None`: removed).
+    pub enrollment: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Each table's rows as staged changes leave them (`None`: removed), by key, so that a read
 /// looks one up without building a key.
 #[derive(Debug, Default)]
-struct Rows([HashMap<String, Option<Vec<u8>>>; 6]);
+struct Rows([HashMap<String, Option<Vec<u8>>>; 7]);
 
 impl Rows {
     fn table(&mut self, table: Table) -> &mut HashMap<String, Option<Vec<u8>>> {
@@ -102,6 +105,9 @@ impl Writes {
         }
         for (key, code) in &self.machines_put {
             rows.insert(Table::Machines, key.clone(), Some(code.as_bytes().to_vec()));
+        }
+        for (key, value) in &self.enrollment {
+            rows.insert(Table::Enrollment, key.clone(), value.clone());
         }
     }
 }
@@ -166,6 +172,21 @@ impl Staged {
         self.open.clear();
         self.open_rows.clear();
         self.in_flight_rows.clear();
+    }
+
+    /// Every staged row of `table` whose key starts with `prefix` (`None`: removed), newest
+    /// first.
+    pub fn rows_with_prefix(&self, table: Table, prefix: &str) -> Vec<(String, Option<Vec<u8>>)> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for rows in [&self.open_rows, &self.in_flight_rows] {
+            for (key, value) in &rows.0[table as usize] {
+                if key.starts_with(prefix) && seen.insert(key.clone()) {
+                    out.push((key.clone(), value.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// A row as staged: `Some(None)` when removed, `None` when no staged change wrote it.

@@ -14,6 +14,7 @@
 //! | `import_machines`| key (batch, `<kid> <mid>`): an import's pairs until its commit, see [`import_machines`] | the commit |
 //! | `journal` | by sequence (u64): one serial increase, for IXFR            | transfers     |
 //! | `signed`  | a terminal's RRSIGs and NSEC3 (DNSSEC on), see [`crate::dnssec`] | at open |
+//! | `enrollment` | key `token <id>`, `customer <kid>`, `awaiting <code>`, `owner <mid>`: tokens, customers, terminals awaiting approval, each MID's KID ([`enrollment_rows`]) | enrollments; customers and approvals at open |
 //!
 //! `meta` also holds `origin`, the zone the store was made for (another is refused),
 //! `import_batches` while an import is staged, `dnssec_keys`, the zone's signing keys, `static_sigs`, the static
@@ -77,6 +78,7 @@ use crate::model::{Addresses, Entry, Hot, Presence, Terminal};
 use crate::observe::FlushObserver;
 
 mod batch;
+mod enrollment_rows;
 mod group_commit;
 mod import;
 mod import_machines;
@@ -104,8 +106,9 @@ use rows::{
 
 /// The version of the layout above; bumped whenever a table or a value changes shape.
 /// Version 2 added the `signed` table; a store of version 1 is migrated at open (the table
-/// is created: nothing else changed shape).
-pub const SCHEMA_VERSION: u32 = 3;
+/// is created: nothing else changed shape). Version 4 added the `enrollment` table, whose
+/// `owner` rows a store of version 3 or earlier gets from its `machines` at open.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The store's file inside its directory.
 const FILE_NAME: &str = "directory.redb";
@@ -118,6 +121,7 @@ const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 const MACHINES: TableDefinition<&str, &str> = TableDefinition::new("machines");
 const IMPORTING: TableDefinition<&str, &[u8]> = TableDefinition::new("importing");
 const SIGNED: TableDefinition<&str, &[u8]> = TableDefinition::new("signed");
+const ENROLLMENT: TableDefinition<&str, &[u8]> = TableDefinition::new("enrollment");
 
 /// redb's page cache: the index in memory serves queries, so the store needs little. Each
 /// thread that writes fills it from its own malloc arena, so a large cache shows up more
@@ -213,9 +217,21 @@ pub enum Snapshotted {
         journal: usize,
         /// The zone's DNSSEC keys.
         zone_keys: Vec<ZoneKey>,
+        /// How many [`Snapshotted::Enrollment`] items follow the journal.
+        enrollment: usize,
     },
     Terminal(Box<Entry>),
     Delta(Delta),
+    Enrollment(Enrolled),
+}
+
+/// A row of the `enrollment` table a backup carries (`owner` rows are made again from the
+/// terminals).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enrolled {
+    Token(crate::enroll::TokenId, crate::model::TokenEntry),
+    Customer(Kid, crate::model::Customer),
+    Awaiting(CallingCode),
 }
 
 /// One change to the store, applied atomically by [`Store::stage`] and a flush: each
@@ -223,6 +239,7 @@ pub enum Snapshotted {
 #[derive(Debug, Default)]
 pub struct Change<'a> {
     pub terminals: TerminalWrites<'a>,
+    pub customers: CustomerWrites<'a>,
     pub zone: ZoneWrites<'a>,
     pub dnssec: DnssecWrites<'a>,
 }
@@ -240,6 +257,20 @@ pub struct TerminalWrites<'a> {
     pub importing: bool,
     /// Commits the import in progress: its terminals stay, the marker goes.
     pub finish_import: bool,
+}
+
+/// What a change writes of enrollment: tokens, customers, terminals awaiting approval.
+#[derive(Debug, Default)]
+pub struct CustomerWrites<'a> {
+    /// Tokens written (`None`: removed).
+    pub tokens: Vec<(
+        &'a crate::enroll::TokenId,
+        Option<&'a crate::model::TokenEntry>,
+    )>,
+    /// Customers written (`None`: back to the defaults).
+    pub customers: Vec<(&'a Kid, Option<&'a crate::model::Customer>)>,
+    /// Terminals that start (`true`) or stop (`false`) awaiting approval.
+    pub awaiting: Vec<(&'a CallingCode, bool)>,
 }
 
 /// What a change writes of the zone: its serial, journal and static part.

@@ -55,13 +55,18 @@ impl Store {
         let tx = begin_write(&db, Durability::Immediate)?;
         create_tables(&tx)?;
         if let Some(found) = found {
-            let (rewritten, dropped) = replay_rows::upgrade(&tx)?;
+            let (rewritten, dropped) = match found {
+                ..3 => replay_rows::upgrade(&tx)?,
+                _ => (0, 0),
+            };
+            let owners = enrollment_rows::upgrade(&tx)?;
             tracing::info!(
                 store = shown,
                 from = found,
                 to = SCHEMA_VERSION,
                 replay_rows_rewritten = rewritten,
                 replay_rows_dropped = dropped,
+                machine_owners = owners,
                 "store upgraded"
             );
         }
@@ -113,6 +118,7 @@ pub(super) fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(import_machines::IMPORT_MACHINES)
         .map_err(StoreError::io)?;
     tx.open_table(SIGNED).map_err(StoreError::io)?;
+    tx.open_table(ENROLLMENT).map_err(StoreError::io)?;
     Ok(())
 }
 

@@ -208,6 +208,7 @@ pub(super) fn read_row(
         Table::Replay => bytes(REPLAY),
         Table::Importing => bytes(IMPORTING),
         Table::Signed => bytes(SIGNED),
+        Table::Enrollment => bytes(ENROLLMENT),
         Table::Machines => {
             let machines = read.open_table(MACHINES).map_err(StoreError::io)?;
             let value = machines.get(key).map_err(StoreError::io)?;

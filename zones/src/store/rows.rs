@@ -40,6 +40,7 @@ pub(super) fn apply_rows(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), 
     let mut machines = tx.open_table(MACHINES).map_err(StoreError::io)?;
     let mut journal = tx.open_table(JOURNAL).map_err(StoreError::io)?;
     let mut signed = tx.open_table(SIGNED).map_err(StoreError::io)?;
+    let mut enrollment = tx.open_table(ENROLLMENT).map_err(StoreError::io)?;
     for w in batch {
         for (key, value) in &w.meta {
             meta.insert(*key, value.as_slice())
@@ -99,6 +100,15 @@ pub(super) fn apply_rows(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), 
         for seq in &w.journal_drop {
             journal.remove(*seq).map_err(StoreError::io)?;
         }
+        for (key, value) in &w.enrollment {
+            match value {
+                Some(value) => enrollment
+                    .insert(key.as_str(), value.as_slice())
+                    .map(|_| ()),
+                None => enrollment.remove(key.as_str()).map(|_| ()),
+            }
+            .map_err(StoreError::io)?;
+        }
     }
     Ok(())
 }
@@ -106,6 +116,7 @@ pub(super) fn apply_rows(tx: &WriteTransaction, batch: &[Writes]) -> Result<(), 
 pub(super) fn encode_change(change: &Change<'_>) -> Result<Writes, StoreError> {
     let mut w = Writes::default();
     encode_terminals(&change.terminals, &mut w)?;
+    enrollment_rows::encode(&change.customers, &mut w)?;
     encode_zone(&change.zone, &mut w)?;
     encode_dnssec(&change.dnssec, &mut w)?;
     Ok(w)
@@ -118,6 +129,7 @@ fn encode_terminals(t: &TerminalWrites<'_>, w: &mut Writes) -> Result<(), StoreE
         w.remove = Some(removed.code.as_str().to_owned());
         w.machines_remove
             .push(machine_key(&removed.kid, &removed.mid));
+        enrollment_rows::removed(removed, w);
     }
     if t.importing {
         w.meta.push((IMPORT_KEY, Vec::new()));
@@ -138,6 +150,7 @@ fn encode_terminals(t: &TerminalWrites<'_>, w: &mut Writes) -> Result<(), StoreE
         };
         let code = terminal.code.as_str().to_owned();
         w.cold.push((code.clone(), encode(&record)?));
+        enrollment_rows::registered(terminal, w);
         let machine = (machine_key(&terminal.kid, &terminal.mid), code);
         match t.importing {
             // Kept apart until the commit ([`import_machines`]).

@@ -25,6 +25,7 @@ impl Store {
         let replay = read.open_table(REPLAY).map_err(StoreError::io)?;
         let journal = read.open_table(JOURNAL).map_err(StoreError::io)?;
         let staged = Unregistered::of(&read, meta_value(IMPORT_KEY)?.is_some())?;
+        let enrolled = enrollment_rows::snapshot(&read)?;
         let head = Snapshotted::Head {
             serial,
             zone_fingerprint,
@@ -34,6 +35,7 @@ impl Store {
                 .map(|v| decode(DNSSEC_KEYS_KEY, &v))
                 .transpose()?
                 .unwrap_or_default(),
+            enrollment: enrolled.len(),
         };
         if !each(head) {
             return Ok(());
@@ -48,6 +50,11 @@ impl Store {
             let (key, value) = item.map_err(StoreError::io)?;
             let delta = decode(&key.value().to_string(), value.value())?;
             if !each(Snapshotted::Delta(delta)) {
+                return Ok(());
+            }
+        }
+        for item in enrolled {
+            if !each(Snapshotted::Enrollment(item)) {
                 return Ok(());
             }
         }
