@@ -71,6 +71,8 @@ pub enum ControlRequest {
     DnssecKeys,
     /// Start rolling the zone-signing key (pre-publication).
     DnssecRollover,
+    /// Enrollment: tokens, approval, customers ([`crate::customers`]).
+    Customers(crate::customers::CustomerRequest),
 }
 
 /// One line of an import file: `CODE KID MID [ADDRESS ...]`.
@@ -206,6 +208,7 @@ pub async fn serve(
     listener: UnixListener,
     directory: Directory,
     reloads: Reloads,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     shutdown: CancellationToken,
 ) {
     let owner = listener
@@ -229,9 +232,10 @@ pub async fn serve(
             warn!("control connection refused: peer is not the socket's owner or root");
             continue;
         }
-        let (directory, reloads) = (directory.clone(), reloads.clone());
+        let (directory, reloads, metrics) = (directory.clone(), reloads.clone(), metrics.clone());
         connections.spawn(async move {
-            if let Err(e) = serve_connection(stream, &directory, &reloads).await {
+            let metrics = metrics.as_deref();
+            if let Err(e) = serve_connection(stream, &directory, &reloads, metrics).await {
                 debug!(error = %e, "control connection ended");
             }
         });
@@ -252,8 +256,9 @@ async fn serve_connection(
     stream: UnixStream,
     directory: &Directory,
     reloads: &Reloads,
+    metrics: Option<&crate::metrics::Metrics>,
 ) -> std::io::Result<()> {
-    serve_capped(stream, directory, reloads, MAX_REQUEST_BYTES).await
+    serve_capped(stream, directory, reloads, metrics, MAX_REQUEST_BYTES).await
 }
 
 /// [`serve_connection`] with at most `cap` bytes a request (not a session).
@@ -261,6 +266,7 @@ async fn serve_capped(
     stream: UnixStream,
     directory: &Directory,
     reloads: &Reloads,
+    metrics: Option<&crate::metrics::Metrics>,
     cap: u64,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
@@ -296,6 +302,10 @@ async fn serve_capped(
                     false,
                 )
             }
+            Ok(ControlRequest::Customers(request)) => (
+                crate::customers::execute(request, directory, metrics).await,
+                false,
+            ),
             Ok(request) => (execute(request, directory).await, false),
             Err(e) => (Err(format!("request not understood: {e}")), false),
         };
@@ -587,7 +597,8 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
         | ControlRequest::ImportCommit
         | ControlRequest::List
         | ControlRequest::Backup
-        | ControlRequest::Reload => {
+        | ControlRequest::Reload
+        | ControlRequest::Customers(_) => {
             Err("this request is answered on its own connection (serve_connection)".into())
         }
         ControlRequest::Export => {
@@ -776,7 +787,7 @@ mod tests {
         const CAP: u64 = 64 * 1024;
         let serving = {
             let directory = directory.clone();
-            tokio::spawn(async move { serve_capped(server, &directory, &reloads, CAP).await })
+            tokio::spawn(async move { serve_capped(server, &directory, &reloads, None, CAP).await })
         };
         let (read, mut write) = client.into_split();
         let mut answers = BufReader::new(read).lines();

@@ -10,17 +10,21 @@
 //!    ─▶ pipeline::Pipeline::answer, one stage after another, each once:
 //!         classify     (header, opcode, question → Kind; responses never answered)
 //!         edns         (response OPT, COOKIE; BADVERS)
-//!         authenticate (TSIG checked once → Principal: anonymous, terminal, transfer key)
+//!         authenticate (TSIG checked once → Principal: anonymous, terminal, transfer key,
+//!                       enrollment token; a suspended or unapproved terminal's key refused)
 //!         admit        (RRL verdict; signed lookups, transfer keys; update budget)
 //!         handle_query ─▶ query::answer (zone + directory view; with DO in a signed zone:
 //!                                       RRSIGs, NSEC3 or compact denial)
 //!         handle_transfer ─▶ transfer::{axfr, ixfr}
 //!         handle_update ─▶ zones::Directory::update (RFC 2136 steps, redb commit, group fdatasync)
+//!         handle_enroll ─▶ zones::Directory::enroll (token, customer, X25519 + HKDF, group
+//!                          fdatasync) ─▶ the answer's TXT, signed with the token's key
 //!         finish       (Refusal → its RCODE, TSIG error, EDE, metric, log; slip; OPT;
 //!                       truncation; TSIG) ─▶ Sink (datagram, TCP frame, stream)
 //!
 //!  directory serial changes ─▶ notify::Followers ─▶ NOTIFY (hickory-net client)
 //!  admin command ─▶ control socket (JSON line) ─▶ control::execute ─▶ zones::Directory
+//!  token, approve, customer ─▶ control socket ─▶ customers::execute ─▶ zones::Directory
 //!  import ─▶ fleet_order (entries by code) ─▶ import-batch lines (staged) … import-commit
 //!         ─▶ zones::Directory::commit_import
 //!  backup ─▶ control `backup` ─▶ one read transaction streamed as lines ─▶ FILE (0600)
@@ -54,6 +58,7 @@
 //! - [`tsig`]: TSIG verification (BADKEY, BADSIG, BADTIME) and response signing.
 //! - [`response`]: a reply under construction.
 //! - [`control`]: the control socket, server and client sides.
+//! - [`customers`]: enrollment's administration: tokens, approval, customers.
 //! - [`refusal`]: every reason a request is refused, and its RCODE, TSIG error, EDE, metric and log.
 //! - [`ratelimit`]: response rate limiting (RRL) and the per-key update limit.
 //! - [`cookie`]: DNS Cookies, server side.
@@ -74,6 +79,7 @@ pub mod backup;
 pub mod config;
 pub mod control;
 pub mod cookie;
+pub mod customers;
 pub mod fast;
 pub mod fleet_order;
 pub mod import;

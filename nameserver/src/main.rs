@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use nameserver::config::{ServeFlags, Settings, default_data_dir};
 use nameserver::control::{self, ControlReply, ControlRequest};
+use nameserver::customers::CustomerRequest;
 use nameserver::{admin, backup, import, server};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -132,6 +133,26 @@ enum Command {
         #[command(subcommand)]
         what: DnssecCommand,
     },
+    /// Enrollment tokens: `create` prints a new token (once; it is stored hashed), `list`
+    /// shows them (never a secret), `revoke` stops one.
+    Token {
+        #[command(subcommand)]
+        what: TokenCommand,
+    },
+    /// Approve a terminal enrolled with an `--approve` token: until then it has no records
+    /// and its updates are refused.
+    Approve {
+        #[arg(long)]
+        code: CallingCode,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Customers (KIDs): a terminal limit, suspension (every key of the customer refused,
+    /// its tokens enroll nothing) and resumption.
+    Customer {
+        #[command(subcommand)]
+        what: CustomerCommand,
+    },
     /// Issue a new key for a terminal; the old one stops working at once.
     RotateKey {
         #[arg(long)]
@@ -160,6 +181,86 @@ enum DnssecCommand {
         #[command(flatten)]
         target: Target,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for customer KID and print it (one line, shown once).
+    Create {
+        /// The customer whose terminals it enrolls.
+        #[arg(long)]
+        kid: Kid,
+        /// How many terminals it may enroll.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it may be used: 90s, 30m, 24h, 7d.
+        #[arg(long, default_value = "24h", value_parser = nameserver::customers::parse_duration)]
+        expires: u64,
+        /// The codes it may enroll, FIRST-LAST (same number of digits) [default: any free
+        /// 9-digit code, or the one the terminal asks for].
+        #[arg(long, value_name = "FIRST-LAST")]
+        codes: Option<zones::enroll::CodeRange>,
+        /// Terminals it enrolls wait for `nameserver approve`.
+        #[arg(long)]
+        approve: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the tokens: id, customer, state, uses, expiry, codes (never a secret).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke a token by its id; terminals it enrolled keep their keys.
+    Revoke {
+        /// The token's id (the middle part of the token, as `token list` shows it).
+        id: zones::enroll::TokenId,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum CustomerCommand {
+    /// Set the most terminals customer KID may have (`none`: no limit).
+    Limit {
+        kid: Kid,
+        /// A number, or `none`.
+        #[arg(value_parser = parse_limit)]
+        limit: Limit,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Suspend customer KID: its keys are refused and its tokens enroll nothing.
+    Suspend {
+        kid: Kid,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Resume customer KID.
+    Resume {
+        kid: Kid,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the customers with settings: terminals, limit, suspension.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// A customer's terminal limit as typed: a number or `none`.
+#[derive(Clone, Copy, Debug)]
+struct Limit(Option<u32>);
+
+fn parse_limit(text: &str) -> Result<Limit, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(Limit(None));
+    }
+    text.parse()
+        .map(|n| Limit(Some(n)))
+        .map_err(|_| format!("limit {text:?} is not valid: a number of terminals, or none"))
 }
 
 /// Which running server an admin command talks to.
@@ -292,6 +393,54 @@ async fn dispatch(command: Command) -> Result<(), String> {
             print!("{text}");
             Ok(())
         }
+        Command::Token { what } => {
+            let (request, target) = match what {
+                TokenCommand::Create {
+                    kid,
+                    uses,
+                    expires,
+                    codes,
+                    approve,
+                    target,
+                } => (
+                    CustomerRequest::TokenCreate {
+                        kid,
+                        uses,
+                        expires_in: expires,
+                        codes,
+                        approve,
+                    },
+                    target,
+                ),
+                TokenCommand::List { target } => (CustomerRequest::TokenList, target),
+                TokenCommand::Revoke { id, target } => {
+                    (CustomerRequest::TokenRevoke { id }, target)
+                }
+            };
+            customers(&target, request).await
+        }
+        Command::Approve { code, target } => {
+            customers(&target, CustomerRequest::Approve { code }).await
+        }
+        Command::Customer { what } => {
+            let (request, target) = match what {
+                CustomerCommand::Limit { kid, limit, target } => (
+                    CustomerRequest::CustomerLimit {
+                        kid,
+                        limit: limit.0,
+                    },
+                    target,
+                ),
+                CustomerCommand::Suspend { kid, target } => {
+                    (CustomerRequest::CustomerSuspend { kid }, target)
+                }
+                CustomerCommand::Resume { kid, target } => {
+                    (CustomerRequest::CustomerResume { kid }, target)
+                }
+                CustomerCommand::List { target } => (CustomerRequest::CustomerList, target),
+            };
+            customers(&target, request).await
+        }
         Command::Reload { target } => {
             let ControlReply::Reloaded { outcome } = call(&target, &ControlRequest::Reload).await?
             else {
@@ -410,6 +559,16 @@ async fn session(target: &Target) -> Result<control::Session, String> {
     control::Session::connect(&data, &socket)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// A token, approval or customer command: its text printed as it is.
+async fn customers(target: &Target, request: CustomerRequest) -> Result<(), String> {
+    let ControlReply::Text { text } = call(target, &ControlRequest::Customers(request)).await?
+    else {
+        return Err("unexpected answer from the nameserver".into());
+    };
+    print!("{text}");
+    Ok(())
 }
 
 async fn call(target: &Target, request: &ControlRequest) -> Result<ControlReply, String> {

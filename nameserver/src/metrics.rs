@@ -106,6 +106,72 @@ const UPDATE_OUTCOMES: [&str; 9] = [
     "failed",
 ];
 
+/// How an enrollment ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnrollOutcome {
+    /// A terminal enrolled (or re-enrolled), durable.
+    Accepted,
+    /// The token was not accepted (unknown, wrong, expired, revoked, used up, bad time).
+    TokenRefused,
+    /// Refused after the token was proven: customer suspended or full, code taken or out
+    /// of range, machine of another customer.
+    Refused,
+    /// Over the failure budget of its prefix or token.
+    RateLimited,
+    /// A replayed enrollment.
+    Replay,
+    /// Not the exchange's form (FORMERR).
+    Malformed,
+    /// The store failed (SERVFAIL).
+    Failed,
+}
+
+impl EnrollOutcome {
+    /// The outcome an enrollment refused this way is counted under.
+    pub fn of(refusal: &crate::refusal::Refusal) -> Self {
+        use crate::refusal::Refusal;
+        match refusal {
+            Refusal::TokenRefused => Self::TokenRefused,
+            Refusal::EnrollLimited => Self::RateLimited,
+            Refusal::Replay => Self::Replay,
+            r if r.is_failure() => Self::Failed,
+            r if r.rcode() == ResponseCode::FormErr => Self::Malformed,
+            _ => Self::Refused,
+        }
+    }
+}
+
+/// The `outcome` label of each [`EnrollOutcome`], in its order.
+const ENROLL_OUTCOMES: [&str; 7] = [
+    "accepted",
+    "token_refused",
+    "refused",
+    "rate_limited",
+    "replay",
+    "malformed",
+    "failed",
+];
+
+/// An administrative change to enrollment, from the control socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminEvent {
+    TokenCreated,
+    TokenRevoked,
+    Approved,
+    Suspended,
+    Resumed,
+    LimitSet,
+}
+
+const ADMIN_EVENTS: [&str; 6] = [
+    "token_created",
+    "token_revoked",
+    "approved",
+    "suspended",
+    "resumed",
+    "limit_set",
+];
+
 /// How a zone transfer request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransferOutcome {
@@ -144,6 +210,8 @@ pub struct Metrics {
     queries: Box<[Shard]>,
     rrl: [AtomicU64; 2],
     updates: [AtomicU64; UPDATE_OUTCOMES.len()],
+    enrollments: [AtomicU64; ENROLL_OUTCOMES.len()],
+    admin: [AtomicU64; ADMIN_EVENTS.len()],
     transfers: [[AtomicU64; TRANSFER_OUTCOMES.len()]; TRANSFER_KINDS.len()],
     notifies: [AtomicU64; NOTIFY_OUTCOMES.len()],
     leases_expired: AtomicU64,
@@ -158,6 +226,8 @@ impl Metrics {
             queries: (0..=workers).map(|_| Shard::default()).collect(),
             rrl: Default::default(),
             updates: Default::default(),
+            enrollments: Default::default(),
+            admin: Default::default(),
             transfers: Default::default(),
             notifies: Default::default(),
             leases_expired: AtomicU64::new(0),
@@ -210,6 +280,14 @@ impl Metrics {
 
     pub fn update(&self, outcome: UpdateOutcome) {
         self.updates[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn enroll(&self, outcome: EnrollOutcome) {
+        self.enrollments[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn admin(&self, event: AdminEvent) {
+        self.admin[event as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn transfer(&self, kind: RecordType, outcome: TransferOutcome) {
@@ -332,6 +410,20 @@ impl Collector for Scrape {
             "Dynamic updates (RFC 2136), by outcome.",
             "outcome",
             UPDATE_OUTCOMES.iter().copied().zip(&m.updates),
+        )?;
+        counters(
+            &mut encoder,
+            "dial_enrollments",
+            "Enrollments of terminals with a token, by outcome.",
+            "outcome",
+            ENROLL_OUTCOMES.iter().copied().zip(&m.enrollments),
+        )?;
+        counters(
+            &mut encoder,
+            "dial_enrollment_admin",
+            "Changes to tokens, approvals and customers, by event.",
+            "event",
+            ADMIN_EVENTS.iter().copied().zip(&m.admin),
         )?;
         let mut family = encoder.encode_descriptor(
             "dial_transfers",

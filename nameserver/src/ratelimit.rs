@@ -1,6 +1,10 @@
 //! Rate limits: token buckets, response rate limiting (RRL) for UDP, and the per-key limit
 //! on updates.
 //!
+//! **Failed enrollments**: each failed enrollment costs its source prefix and its token
+//! id one token ([`EnrollFailures`]); with either bucket empty, an enrollment is refused
+//! before its TSIG is checked or any key agreement is made.
+//!
 //! **RRL**: a UDP answer costs the asker's network prefix (/24 for IPv4, /56 for IPv6) one
 //! token; tokens refill at `rate` per second up to `rate` (one second of burst). Over the
 //! limit, answers are dropped, except every `slip`-th, which is sent empty with TC set so a
@@ -64,6 +68,24 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         } else {
             false
         }
+    }
+
+    /// `rate` tokens per second (a fraction: one a minute is 1/60), at most `burst` saved up.
+    pub fn fractional(rate: f64, burst: u32) -> Self {
+        Self {
+            rate,
+            burst: f64::from(burst.max(1)),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key` has a token left, without taking it.
+    pub fn has(&self, key: &K, now: Instant) -> bool {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key).is_none_or(|bucket| {
+            let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+            (bucket.tokens + elapsed * self.rate).min(self.burst) >= 1.0
+        })
     }
 
     /// Forgets buckets that have refilled (they behave as new ones); if none has, the
@@ -137,6 +159,50 @@ impl ResponseRateLimit {
     }
 }
 
+/// Failed enrollments allowed per source prefix and per token, in a burst.
+pub const ENROLL_FAILURE_BURST: u32 = 10;
+/// Failed enrollments allowed per minute, per source prefix and per token, after the burst.
+pub const ENROLL_FAILURES_PER_MINUTE: u32 = 10;
+
+/// The budget of failed enrollments, per source prefix (/24, /56) and per token id.
+#[derive(Debug)]
+pub struct EnrollFailures {
+    prefixes: Buckets<IpAddr>,
+    tokens: Buckets<String>,
+}
+
+impl Default for EnrollFailures {
+    fn default() -> Self {
+        Self::new(ENROLL_FAILURE_BURST)
+    }
+}
+
+impl EnrollFailures {
+    /// `burst` failures at once, then [`ENROLL_FAILURES_PER_MINUTE`].
+    pub fn new(burst: u32) -> Self {
+        let per_second = f64::from(ENROLL_FAILURES_PER_MINUTE) / 60.0;
+        Self {
+            prefixes: Buckets::fractional(per_second, burst),
+            tokens: Buckets::fractional(per_second, burst),
+        }
+    }
+
+    /// Whether an enrollment from `src` with the token `token` (as its key name says) may
+    /// be tried at all.
+    pub fn allows(&self, src: IpAddr, token: Option<&str>, now: Instant) -> bool {
+        self.prefixes.has(&prefix(src), now)
+            && token.is_none_or(|t| self.tokens.has(&t.to_owned(), now))
+    }
+
+    /// Counts a failed enrollment against `src`'s prefix and the token.
+    pub fn failed(&self, src: IpAddr, token: Option<&str>, now: Instant) {
+        self.prefixes.take(&prefix(src), now);
+        if let Some(t) = token {
+            self.tokens.take(&t.to_owned(), now);
+        }
+    }
+}
+
 /// The network an address belongs to for RRL: /24 for IPv4, /56 for IPv6.
 pub fn prefix(ip: IpAddr) -> IpAddr {
     match ip {
@@ -193,6 +259,25 @@ mod tests {
             Verdict::Answer
         );
         assert_eq!(rrl.check("192.0.3.7".parse().unwrap(), t0), Verdict::Answer);
+    }
+
+    #[test]
+    fn failed_enrollments_run_out_per_prefix_and_per_token_and_come_back() {
+        let failures = EnrollFailures::new(3);
+        let (now, src) = (Instant::now(), IpAddr::from([192, 0, 2, 1]));
+        let neighbour = IpAddr::from([192, 0, 2, 200]);
+        for _ in 0..3 {
+            assert!(failures.allows(src, Some("t1"), now));
+            failures.failed(src, Some("t1"), now);
+        }
+        assert!(!failures.allows(neighbour, None, now), "the same /24");
+        assert!(!failures.allows(IpAddr::from([198, 51, 100, 1]), Some("t1"), now));
+        assert!(failures.allows(IpAddr::from([198, 51, 100, 1]), Some("t2"), now));
+        let later = now + std::time::Duration::from_secs(6);
+        assert!(
+            failures.allows(src, Some("t1"), later),
+            "one failure a minute back"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use crate::tsig::TsigFailure;
 
 /// RFC 8914 §4.15 "Not Ready": the server cannot answer yet (its zone is still loading).
 pub const EDE_NOT_READY: u16 = 14;
+/// RFC 8914 §4.19 "Prohibited": refused by policy (with a text that says which).
+pub const EDE_PROHIBITED: u16 = 18;
 
 /// Why a request was refused. Each case knows its answer; nothing else chooses an RCODE
 /// for a refusal.
@@ -70,6 +72,20 @@ pub enum Refusal {
     StoreFailed(String),
     /// The answer could not be signed or encoded.
     AnswerFailed(String),
+    /// An enrollment whose token is unknown, wrong, expired, revoked, used up, or signed
+    /// too far from our time: one answer for all (NOTAUTH, unsigned BADKEY), no oracle.
+    TokenRefused,
+    /// Too many failed enrollments from this prefix or for this token: refused before any
+    /// key is looked at.
+    EnrollLimited,
+    /// An enrollment the token may not make, with the reason the terminal is told.
+    EnrollRefused(String),
+    /// An enrollment message that does not follow the exchange.
+    EnrollMalformed(String),
+    /// The key's customer is suspended.
+    Suspended,
+    /// The key's terminal waits for approval.
+    AwaitingApproval,
 }
 
 impl Refusal {
@@ -82,14 +98,15 @@ impl Refusal {
             | Self::MetaType
             | Self::AxfrOverUdp
             | Self::IxfrWithoutSoa
-            | Self::MalformedLease => ResponseCode::FormErr,
+            | Self::MalformedLease
+            | Self::EnrollMalformed(_) => ResponseCode::FormErr,
             Self::Tsig(failure) => match **failure {
                 TsigFailure::Malformed(_) => ResponseCode::FormErr,
                 _ => ResponseCode::NotAuth,
             },
             Self::BadVersion => ResponseCode::BADVERS,
             Self::NotImplemented => ResponseCode::NotImp,
-            Self::Replay | Self::TransferOtherZone => ResponseCode::NotAuth,
+            Self::Replay | Self::TransferOtherZone | Self::TokenRefused => ResponseCode::NotAuth,
             Self::NotInternet
             | Self::OutsideZone
             | Self::LookupNotSigned
@@ -98,7 +115,11 @@ impl Refusal {
             | Self::UpdateNotSigned
             | Self::UpdateByTransferKey
             | Self::UpdateRateLimited
-            | Self::CodeGone => ResponseCode::Refused,
+            | Self::CodeGone
+            | Self::EnrollLimited
+            | Self::EnrollRefused(_)
+            | Self::Suspended
+            | Self::AwaitingApproval => ResponseCode::Refused,
             Self::NotReady
             | Self::SigningFailed(_)
             | Self::StoreFailed(_)
@@ -117,13 +138,27 @@ impl Refusal {
                 TsigFailure::Malformed(_) => None,
             },
             Self::Replay => Some(TsigError::BadTime),
+            Self::TokenRefused => Some(TsigError::BadKey),
             _ => None,
         }
     }
 
-    /// The Extended DNS Error (RFC 8914) the answer carries, if any.
-    pub fn extended_error(&self) -> Option<u16> {
-        matches!(self, Self::NotReady).then_some(EDE_NOT_READY)
+    /// The Extended DNS Error (RFC 8914) the answer carries, if any, and its text.
+    pub fn extended_error(&self) -> Option<(u16, Option<String>)> {
+        match self {
+            Self::NotReady => Some((EDE_NOT_READY, None)),
+            Self::EnrollRefused(why) => Some((EDE_PROHIBITED, Some(why.clone()))),
+            Self::EnrollLimited => Some((
+                EDE_PROHIBITED,
+                Some("too many failed enrollments; try again in a minute".into()),
+            )),
+            Self::Suspended => Some((EDE_PROHIBITED, Some("the customer is suspended".into()))),
+            Self::AwaitingApproval => Some((
+                EDE_PROHIBITED,
+                Some("the terminal waits for the operator's approval".into()),
+            )),
+            _ => None,
+        }
     }
 
     /// The `outcome` an update refused this way is counted under.
@@ -186,6 +221,12 @@ impl std::fmt::Display for Refusal {
             Self::Update(e) => write!(f, "{e}"),
             Self::StoreFailed(e) => f.write_str(e),
             Self::AnswerFailed(e) => write!(f, "cannot make the answer: {e}"),
+            Self::TokenRefused => f.write_str("token not accepted"),
+            Self::EnrollLimited => f.write_str("too many failed enrollments"),
+            Self::EnrollRefused(why) => f.write_str(why),
+            Self::EnrollMalformed(why) => write!(f, "malformed enrollment: {why}"),
+            Self::Suspended => f.write_str("the key's customer is suspended"),
+            Self::AwaitingApproval => f.write_str("the terminal awaits approval"),
         }
     }
 }
@@ -206,8 +247,11 @@ mod tests {
     }
 
     #[test]
-    fn only_not_ready_carries_an_extended_error() {
-        assert_eq!(Refusal::NotReady.extended_error(), Some(EDE_NOT_READY));
+    fn not_ready_carries_an_extended_error_and_a_store_failure_none() {
+        assert_eq!(
+            Refusal::NotReady.extended_error(),
+            Some((EDE_NOT_READY, None))
+        );
         assert_eq!(Refusal::NotReady.rcode(), ResponseCode::ServFail);
         assert_eq!(Refusal::StoreFailed("disk".into()).extended_error(), None);
     }

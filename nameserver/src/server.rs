@@ -338,6 +338,7 @@ pub async fn run(
         listeners.control,
         directory.clone(),
         reloads.clone(),
+        metrics.clone(),
         shutdown.clone(),
     ));
     let hangup = tokio::spawn(crate::reload::on_sighup(

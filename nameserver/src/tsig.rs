@@ -25,6 +25,8 @@ pub enum KeyOwner {
     Terminal(CallingCode),
     /// A transfer key: it may transfer the zone (AXFR, IXFR) and make signed lookups.
     Transfer,
+    /// An enrollment token's key: it may enroll its customer's terminals, nothing else.
+    Token(zones::enroll::TokenId),
 }
 
 /// A request whose TSIG was verified.
@@ -134,17 +136,26 @@ fn bad_key(signature: &Record<TSIG>) -> Authentication {
     })
 }
 
-/// The keys a request may be signed with: the terminals' and the transfer keys.
+/// The keys a request may be signed with: the terminals' and the transfer keys, or for an
+/// enrollment only the tokens' keys.
 #[derive(Debug)]
 pub struct Keys<'a> {
     pub directory: &'a Directory,
     pub transfer: &'a [TsigKey],
+    /// An enrollment: only a token's key, and only one that may enroll now.
+    pub enrollment: bool,
+    pub now: u64,
 }
 
 impl Keys<'_> {
     /// A transfer key by name, or a terminal's: its code is parsed from the name and its
-    /// key read from the store (see [`Directory::terminal_key`]).
+    /// key read from the store (see [`Directory::terminal_key`]); for an enrollment, a
+    /// token's ([`Directory::token_key`]).
     fn find(&self, key_name: &str) -> Option<(KeyOwner, TsigKey)> {
+        if self.enrollment {
+            let (id, key) = self.directory.token_key(key_name, self.now)?;
+            return Some((KeyOwner::Token(id), key));
+        }
         if let Some(key) = self.transfer.iter().find(|k| k.name == key_name) {
             return Some((KeyOwner::Transfer, key.clone()));
         }
@@ -202,6 +213,18 @@ impl ResponseSigning {
                 )))
             }
         }
+    }
+
+    /// An unsigned BADKEY (§5.3.2) for `key_name`: also how every refused enrollment token
+    /// is answered, whatever was wrong with it, so that none is told apart.
+    pub fn bad_key(key_name: Name, algorithm: TsigAlgorithm, request_id: u16, now: u64) -> Self {
+        Self::Unsigned(Box::new(unsigned_error(
+            key_name,
+            algorithm,
+            request_id,
+            now,
+            TsigError::BadKey,
+        )))
     }
 
     /// A signing that answers a fresh-looking but replayed or out-of-order update: BADTIME.

@@ -216,7 +216,7 @@ pub fn random_id() -> u16 {
     u16::from_le_bytes(bytes)
 }
 
-fn update_message(zone: &Name, updates: Vec<Record>) -> Message {
+pub(crate) fn update_message(zone: &Name, updates: Vec<Record>) -> Message {
     let mut message = Message::new(random_id(), MessageType::Query, OpCode::Update);
     let mut zone_section = Query::query(zone.clone(), RecordType::SOA);
     zone_section.set_query_class(DNSClass::IN);

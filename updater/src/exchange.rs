@@ -53,6 +53,14 @@ pub enum ExchangeError {
     NotFresh,
     #[error("the answer from {0} is not signed with our key; ignoring it")]
     NotAuthentic(SocketAddr),
+    /// An answer to a signed request with no TSIG at all: the directory refused before it
+    /// looked at the key (a failure budget). Only taken from TCP.
+    #[error("the directory at {server} answered {rcode} without a signature: {reason}")]
+    Unsigned {
+        server: SocketAddr,
+        rcode: hickory_proto::op::ResponseCode,
+        reason: String,
+    },
 }
 
 impl ExchangeError {
@@ -79,7 +87,11 @@ pub async fn exchange(
         return attempt(server, message, key, timeout, Transport::Tls(pinned)).await;
     }
     match attempt(server, message.clone(), key, timeout, Transport::Udp).await {
-        Err(e @ (ExchangeError::BadKey { .. } | ExchangeError::BadSig { .. })) => {
+        Err(
+            e @ (ExchangeError::BadKey { .. }
+            | ExchangeError::BadSig { .. }
+            | ExchangeError::Unsigned { .. }),
+        ) => {
             tracing::debug!(%server, error = %e, "unsigned TSIG error over UDP; asking again over TCP");
             attempt(server, message, key, timeout, Transport::Tcp).await
         }
@@ -161,9 +173,13 @@ fn check_signature(
     request_mac: &[u8],
     key: &str,
 ) -> Result<(), ExchangeError> {
-    let tsig = answer
-        .signature()
-        .ok_or(ExchangeError::NotAuthentic(server))?;
+    let Some(tsig) = answer.signature() else {
+        return Err(ExchangeError::Unsigned {
+            server,
+            rcode: answer.metadata.response_code,
+            reason: extended_error(answer),
+        });
+    };
     match tsig.data.error {
         Some(TsigError::BadKey) => {
             return Err(ExchangeError::BadKey {
@@ -189,6 +205,25 @@ fn check_signature(
         return Err(badtime(zones::unix_now(), theirs));
     }
     Ok(())
+}
+
+/// The EXTRA-TEXT of an answer's Extended DNS Error (RFC 8914), or a word for its absence.
+pub fn extended_error(answer: &Message) -> String {
+    const EXTENDED_ERROR: u16 = 15;
+    let text = answer.edns.as_ref().and_then(|edns| {
+        edns.options()
+            .as_ref()
+            .iter()
+            .find_map(|(_, option)| match option {
+                hickory_proto::rr::rdata::opt::EdnsOption::Unknown(EXTENDED_ERROR, data)
+                    if data.len() > 2 =>
+                {
+                    Some(String::from_utf8_lossy(&data[2..]).into_owned())
+                }
+                _ => None,
+            })
+    });
+    text.unwrap_or_else(|| "no reason given".into())
 }
 
 /// Largest clock difference still taken as clocks that agree: a BADTIME then means the

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //!  identity ─ netlink: the card's MAC ─▶ zones::identity::Mid (raw or derived rule)
+//!  enroll   ─ the MID (derived with the token's KID) ─▶ enroll::enroll: X25519 key pair,
+//!             one UPDATE signed with the token's key ─▶ the key derived (HKDF), written 0600
 //!  run/once ─ daemon::Terminal::new: key bound to this card's MID?
 //!           ─ discover: fixed + client::whoami + network::addresses ─▶ filter
 //!           ─ client::published (what the directory answers) ─ differ or lease due?
@@ -18,6 +20,7 @@
 //! - [`sample`]: the sample config file, written from those defaults.
 //! - [`daemon`]: the waiting registration loop (M1): events, timers, leases, backoff, exit.
 //! - [`client`]: the directory conversations: publish, withdraw, published, whoami.
+//! - [`enroll`]: enrolling with a customer's token: key agreement, the key file.
 //! - [`exchange`]: one DNS request/answer with TSIG and clear errors.
 //! - [`tls`]: DNS over TLS to the directory, trusting one pinned public key.
 //! - [`discover`]: address sources and the filter of what may be published.
@@ -38,6 +41,7 @@ pub mod daemon;
 pub mod denial;
 pub mod dial;
 pub mod discover;
+pub mod enroll;
 pub mod exchange;
 pub mod ifaddrs;
 pub mod interface;

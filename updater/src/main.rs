@@ -56,6 +56,37 @@ enum Command {
         #[arg(long, value_enum)]
         watch: Option<Watch>,
     },
+    /// Enroll this terminal with a customer's token: agree a key with the directory (no
+    /// secret crosses the wire), write it (mode 0600), print the code and the key's name.
+    Enroll {
+        /// Directory server.
+        #[arg(long = "server", value_name = "ADDR:PORT", value_parser = zones::endpoint::parse)]
+        server: std::net::SocketAddr,
+        #[arg(long, default_value = "dial.example.")]
+        zone: String,
+        /// The token, as `nameserver token create` printed it (KID.ID.SECRET).
+        #[arg(long, env = "DIAL_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The calling code to ask for [default: one the directory picks].
+        #[arg(long)]
+        code: Option<CallingCode>,
+        /// A MAC address instead of a card's.
+        #[arg(long, conflicts_with = "interface")]
+        mac: Option<MacAddress>,
+        /// The network card whose MAC the key is bound to (default: the first non-loopback
+        /// card with a MAC).
+        #[arg(long, value_name = "IFACE")]
+        interface: Option<String>,
+        /// Where to write the key [default: CODE.key in this directory].
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<std::path::PathBuf>,
+        /// Enroll over DNS over TLS, trusting the certificate with this SPKI pin.
+        #[arg(long, value_name = "BASE64")]
+        tls_pin: Option<zones::pin::Pin>,
+        /// Where cards are read from (default: netlink on Linux, poll elsewhere).
+        #[arg(long, value_enum)]
+        watch: Option<Watch>,
+    },
     /// Keep the directory entry current until SIGTERM or SIGINT, then withdraw it.
     Run {
         #[command(flatten)]
@@ -151,6 +182,25 @@ async fn dispatch(command: Command) -> ExitCode {
             print!("{}", updater::sample::config());
             Ok(())
         }
+        Command::Enroll {
+            server,
+            zone,
+            token,
+            code,
+            mac,
+            interface,
+            key_file,
+            tls_pin,
+            watch,
+        } => {
+            let card = Card {
+                mac,
+                interface,
+                watch,
+            };
+            let channel = tls_pin.map_or(Channel::Plain, Channel::tls);
+            return enroll(server, zone, token, code, card, key_file, channel).await;
+        }
         Command::Run { flags } => run(flags).await,
         Command::Once { flags } => once(flags).await,
         Command::Dial {
@@ -179,17 +229,13 @@ async fn identity(
     raw: bool,
     watch: Option<Watch>,
 ) -> Result<(), String> {
-    let (card, mac) = match mac {
-        Some(mac) => ("--mac".to_owned(), mac),
-        None => {
-            let network = Network::open(watch.unwrap_or(Watch::platform_default()))
-                .map_err(|e| e.to_string())?;
-            network
-                .card_mac(interface.as_deref())
-                .await
-                .map_err(|e| e.to_string())?
-        }
-    };
+    let (card, mac) = Card {
+        mac,
+        interface,
+        watch,
+    }
+    .read()
+    .await?;
     let mid = if raw {
         Mid::raw(&mac)
     } else {
@@ -198,6 +244,80 @@ async fn identity(
     eprintln!("card {card}, MAC {mac}");
     println!("{mid}");
     Ok(())
+}
+
+/// Where the MAC comes from: given, or read from a card.
+struct Card {
+    mac: Option<MacAddress>,
+    interface: Option<String>,
+    watch: Option<Watch>,
+}
+
+impl Card {
+    /// The card's name (or `--mac`) and its MAC.
+    async fn read(self) -> Result<(String, MacAddress), String> {
+        if let Some(mac) = self.mac {
+            return Ok(("--mac".to_owned(), mac));
+        }
+        let network = Network::open(self.watch.unwrap_or(Watch::platform_default()))
+            .map_err(|e| e.to_string())?;
+        network
+            .card_mac(self.interface.as_deref())
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+async fn enroll(
+    server: std::net::SocketAddr,
+    zone: String,
+    token: String,
+    code: Option<CallingCode>,
+    card: Card,
+    key_file: Option<std::path::PathBuf>,
+    channel: Channel,
+) -> ExitCode {
+    use updater::enroll::{Enroll, enroll, write_key_file};
+    let Ok(zone) = zones::zone::zone_name(&zone) else {
+        return fail(&format!("zone {zone:?} is not a valid domain name"), 2);
+    };
+    let token: zones::enroll::Token = match token.parse() {
+        Ok(token) => token,
+        Err(e) => return fail(&e.to_string(), 2),
+    };
+    let (card, mac) = match card.read().await {
+        Ok(read) => read,
+        Err(e) => return fail(&e, 2),
+    };
+    let mid = Mid::derive(&token.kid, &mac);
+    eprintln!("card {card}, MAC {mac}, MID {mid} (customer {})", token.kid);
+    let request = Enroll {
+        server,
+        zone,
+        token,
+        mid,
+        code,
+        timeout: Duration::from_secs(5),
+        channel,
+    };
+    let enrolled = match enroll(&request).await {
+        Ok(enrolled) => enrolled,
+        Err(e) => return fail(&e.to_string(), 1),
+    };
+    let path = key_file.unwrap_or_else(|| format!("{}.key", enrolled.code).into());
+    if let Err(e) = write_key_file(&path, &enrolled.key) {
+        return fail(
+            &format!(
+                "enrolled as {}, but the key cannot be written to {}: {e}; run `updater enroll` again (the code is kept)",
+                enrolled.code,
+                path.display()
+            ),
+            1,
+        );
+    }
+    eprintln!("key written to {} (mode 0600)", path.display());
+    println!("{} {}", enrolled.code, enrolled.key.name);
+    ExitCode::SUCCESS
 }
 
 async fn run(flags: Flags) -> Result<(), String> {

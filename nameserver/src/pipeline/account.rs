@@ -8,7 +8,7 @@ use tracing::{debug, error, info, warn};
 
 use super::authenticate::Principal;
 use super::classify::{InFlight, Kind};
-use crate::metrics::{Metrics, TransferOutcome, UpdateOutcome};
+use crate::metrics::{EnrollOutcome, Metrics, TransferOutcome, UpdateOutcome};
 use crate::refusal::Refusal;
 
 /// Counts into the metrics, when they are on, and logs.
@@ -33,6 +33,7 @@ impl Account<'_> {
     pub fn done(self, flight: &InFlight<'_>) {
         match flight.kind {
             Kind::Update => self.update(UpdateOutcome::Accepted),
+            Kind::Enroll => self.enroll(EnrollOutcome::Accepted),
             Kind::Transfer(qtype) => self.transfer(qtype, TransferOutcome::Sent),
             Kind::Query | Kind::Other => {}
         }
@@ -61,6 +62,22 @@ impl Account<'_> {
                     Refusal::UpdateNotSigned => info!(%src, outcome, %reason, "update"),
                     r if r.is_failure() => error!(%src, %code, %key, outcome, %reason, "update"),
                     _ => warn!(%src, %code, %key, outcome, %reason, "update"),
+                }
+            }
+            Kind::Enroll => {
+                self.enroll(EnrollOutcome::of(refusal));
+                // The key the request named (verified or not): it names the token, never
+                // its secret.
+                let key = flight
+                    .request
+                    .signature
+                    .as_deref()
+                    .map(|s| s.name.to_string())
+                    .unwrap_or_default();
+                let _ = principal;
+                match refusal {
+                    r if r.is_failure() => error!(%src, %key, outcome, %reason, "enroll"),
+                    _ => warn!(%src, %key, outcome, %reason, "enroll"),
                 }
             }
             Kind::Transfer(qtype) => {
@@ -107,6 +124,12 @@ impl Account<'_> {
     fn update(self, outcome: UpdateOutcome) {
         if let Some(m) = self.metrics {
             m.update(outcome);
+        }
+    }
+
+    fn enroll(self, outcome: EnrollOutcome) {
+        if let Some(m) = self.metrics {
+            m.enroll(outcome);
         }
     }
 

@@ -57,6 +57,8 @@ pub enum Permit<'p> {
     Transfer(RecordType, &'p SignedRequest),
     /// An update of this terminal's own name, signed with its key.
     Update(&'p CallingCode, &'p SignedRequest),
+    /// An enrollment with this token, signed with its key.
+    Enroll(&'p zones::enroll::TokenId, &'p SignedRequest),
     /// Another opcode.
     Other,
 }
@@ -69,6 +71,9 @@ pub fn allowed<'p>(
     principal: &'p Principal,
 ) -> Result<Permit<'p>, Refusal> {
     match (kind, principal) {
+        (Kind::Enroll, Principal::Enrollee(id, signed)) => Ok(Permit::Enroll(id, signed)),
+        // A token authorises nothing but its enrollments.
+        (Kind::Enroll, _) | (_, Principal::Enrollee(..)) => Err(Refusal::TokenRefused),
         (Kind::Query, Principal::Anonymous) if live.policy.lookups == LookupPolicy::Signed => {
             Err(Refusal::LookupNotSigned)
         }

@@ -19,6 +19,9 @@ pub enum Kind {
     Transfer(RecordType),
     /// RFC 2136 UPDATE.
     Update,
+    /// An UPDATE that enrolls a terminal: its update section adds a record at
+    /// `_enroll.<zone>` ([`zones::enroll`]).
+    Enroll,
     /// Any other opcode (NOTIMP).
     Other,
 }
@@ -75,9 +78,22 @@ fn kind_of(request: &Request) -> Kind {
                     .then_some(Kind::Transfer(q.query_type()))
             })
             .unwrap_or(Kind::Query),
+        OpCode::Update if is_enrollment(request) => Kind::Enroll,
         OpCode::Update => Kind::Update,
         _ => Kind::Other,
     }
+}
+
+/// An UPDATE whose first update-section record is owned by `_enroll.` under some zone.
+fn is_enrollment(request: &Request) -> bool {
+    request.authorities.first().is_some_and(|record| {
+        let name = &record.name;
+        name.num_labels() > 1
+            && name
+                .iter()
+                .next()
+                .is_some_and(|label| label.eq_ignore_ascii_case(zones::enroll::LABEL.as_bytes()))
+    })
 }
 
 /// True when the opcode in a datagram's header is UPDATE: it waits on the disk, so the UDP

@@ -24,11 +24,13 @@ use crate::tsig::{ResponseSigning, SignedRequest};
 /// The reply that answers `refusal`.
 pub fn refused(request: &Request, refusal: &Refusal) -> Reply {
     let mut reply = Reply::new(request, refusal.rcode());
-    if let Some(code) = refusal.extended_error() {
-        reply.edns_options.push(EdnsOption::Unknown(
-            EXTENDED_ERROR,
-            code.to_be_bytes().to_vec(),
-        ));
+    if let Some((code, text)) = refusal.extended_error() {
+        // RFC 8914 §2: INFO-CODE, then EXTRA-TEXT in UTF-8.
+        let mut data = code.to_be_bytes().to_vec();
+        data.extend_from_slice(text.unwrap_or_default().as_bytes());
+        reply
+            .edns_options
+            .push(EdnsOption::Unknown(EXTENDED_ERROR, data));
     }
     reply
 }

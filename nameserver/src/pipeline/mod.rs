@@ -5,9 +5,12 @@
 //!  bytes ─▶ classify      header, opcode, question → Kind (query, transfer, update, other);
 //!                         responses and headerless bytes are never answered
 //!        ─▶ edns          response OPT and COOKIE; BADVERS, malformed COOKIE
-//!        ─▶ authenticate  TSIG checked once → Principal (anonymous, terminal, transfer key)
+//!        ─▶ authenticate  TSIG checked once → Principal (anonymous, terminal, transfer key,
+//!                         enrollment token); an enrollment over its failure budget is
+//!                         refused before its TSIG is looked at
 //!        ─▶ admit         RRL verdict (UDP, unless proven); who may ask what; update budget
-//!        ─▶ handle_*      query → Reply; transfer → SOA or records; update → directory
+//!        ─▶ handle_*      query → Reply; transfer → SOA or records; update → directory;
+//!                         enroll → directory (key agreement), TXT answer
 //!        ─▶ finish        a Refusal becomes its answer; slip; OPT, EDE; truncation; TSIG
 //!                         ─▶ Sink; account: the metric and the log line
 //! ```
@@ -23,6 +26,7 @@ pub mod authenticate;
 pub mod classify;
 pub mod edns;
 pub mod finish;
+pub mod handle_enroll;
 pub mod handle_query;
 pub mod handle_transfer;
 pub mod handle_update;
@@ -30,6 +34,7 @@ pub mod policy;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
@@ -41,7 +46,7 @@ use zones::Directory;
 use crate::cookie::CookieSecret;
 use crate::fast::Fast;
 use crate::metrics::{Metrics, Transport};
-use crate::ratelimit::Verdict;
+use crate::ratelimit::{EnrollFailures, Verdict};
 use crate::refusal::Refusal;
 use crate::response::Reply;
 use crate::tsig::ResponseSigning;
@@ -95,6 +100,8 @@ pub struct Pipeline {
     cookies: Arc<CookieSecret>,
     /// What is counted for `--metrics`; `None`: nothing is.
     metrics: Option<Arc<Metrics>>,
+    /// Failed enrollments, per source prefix and per token.
+    failures: Arc<EnrollFailures>,
 }
 
 impl Pipeline {
@@ -105,6 +112,7 @@ impl Pipeline {
             live: Arc::new(ArcSwap::from_pointee(live)),
             cookies: Arc::new(CookieSecret::generate()),
             metrics: None,
+            failures: Arc::default(),
         }
     }
 
@@ -203,15 +211,27 @@ impl Pipeline {
             now,
         };
         let (edns, edns_verdict) = edns::read(&request, &self.cookies, now);
+        let token = (kind == Kind::Enroll).then(|| self.token_named(&request));
+        let token = token.flatten();
+        let over_budget = kind == Kind::Enroll
+            && !self
+                .failures
+                .allows(src.ip(), token.as_deref(), Instant::now());
         let (signing, principal) = match edns_verdict {
+            Ok(()) if over_budget => (ResponseSigning::None, Err(Refusal::EnrollLimited)),
             Ok(()) => authenticate::authenticate(
                 &request,
+                kind,
                 &self.directory,
                 &live.policy.transfer_keys,
                 now,
             ),
             Err(refusal) => (ResponseSigning::None, Err(refusal)),
         };
+        if matches!(principal, Err(Refusal::TokenRefused)) {
+            self.failures
+                .failed(src.ip(), token.as_deref(), Instant::now());
+        }
         let proven = admit::proven(signing.is_authentic(), &edns.cookie);
         let verdict = admit::rate(&live, metrics, transport, proven, src.ip());
         if verdict == Verdict::Drop {
@@ -247,6 +267,23 @@ impl Pipeline {
                     // §5.2.3).
                     (Some(TsigError::BadTime), Principal::Terminal(_, signed)) => {
                         ResponseSigning::stale(signed)
+                    }
+                    (Some(TsigError::BadTime), Principal::Enrollee(_, signed)) => {
+                        ResponseSigning::stale(signed)
+                    }
+                    // A token that verified but may not enroll (used up meanwhile): the
+                    // answer every token failure gets.
+                    (Some(TsigError::BadKey), Principal::Enrollee(_, signed)) => {
+                        self.failures
+                            .failed(src.ip(), token.as_deref(), Instant::now());
+                        let signer = &signed.signer;
+                        let (name, algorithm) = (signer.signer_name(), signer.algorithm());
+                        ResponseSigning::bad_key(
+                            name.clone(),
+                            algorithm.clone(),
+                            request.metadata.id,
+                            now,
+                        )
                     }
                     _ => signing,
                 };
@@ -284,8 +321,20 @@ impl Pipeline {
                     .await
                     .map(Planned::Reply)
             }
+            Permit::Enroll(id, signed) => {
+                handle_enroll::answer(directory, request, id, signed, now)
+                    .await
+                    .map(Planned::Reply)
+            }
             Permit::Other => Err(Refusal::NotImplemented),
         }
+    }
+
+    /// The token an enrollment's TSIG names (not verified), for its failure budget.
+    fn token_named(&self, request: &hickory_server::server::Request) -> Option<String> {
+        let name = request.signature.as_deref()?.name.to_lowercase().to_ascii();
+        let zone = self.directory.zone();
+        zones::enroll::parse_token_key_name(&name, zone.origin()).map(|(id, _)| id.to_string())
     }
 
     /// The finish stage for one message: slip, encoding, TSIG, the query counter, the sink.

@@ -203,6 +203,7 @@ impl Directory {
     ) -> Result<Customer, DirectoryError> {
         let writer = self.commit().write_lock().await?;
         let mut customer = self.commit().store().customer(kid)?;
+        let was_suspended = customer.suspended;
         if let Some(limit) = change.limit {
             customer.limit = limit;
         }
@@ -221,17 +222,20 @@ impl Directory {
             now,
         );
         let durable = match staged {
-            Ok(_) => self.commit().durable(writer).await.map_err(Into::into),
+            Ok(_) => self.commit().durable(writer).await,
             Err(e) => Err(e),
         };
-        match durable {
-            Ok(()) if !customer.suspended => {
-                self.gate_write().suspended.remove(kid);
-                Ok(customer)
-            }
-            Ok(()) => Ok(customer),
-            Err(e) => Err(e.into()),
+        // What is durable decides: a suspension that did not land is undone, and one that
+        // ended lifts the gate.
+        let suspended = match &durable {
+            Ok(()) => customer.suspended,
+            Err(_) => was_suspended,
+        };
+        if !suspended {
+            self.gate_write().suspended.remove(kid);
         }
+        durable?;
+        Ok(customer)
     }
 
     /// Approves a terminal that waits for it: from now on its key may update.
