@@ -387,3 +387,203 @@ fn the_portable_watcher_follows_address_changes_too() {
         "B is still listed after SIGTERM"
     );
 }
+
+/// `updater enroll` in terminal `ns` on card `dev`: its output (stdout `CODE KEYNAME`).
+fn enroll_in(lab: &Lab, ns: &str, updater: &str, token: &str, extra: &[&str]) -> Output {
+    let _ = lab;
+    let mut args = vec![
+        "enroll",
+        "--server",
+        "10.77.1.1:5353",
+        "--zone",
+        "dial.example",
+        "--token",
+        token,
+    ];
+    args.extend_from_slice(extra);
+    run_in(ns, updater, &args, "")
+}
+
+/// A token from `nameserver token create`, with `flags`.
+fn create_token(server: &Nameserver, flags: &[&str]) -> String {
+    let mut args = vec!["token", "create"];
+    args.extend_from_slice(flags);
+    let out = server.admin(&args);
+    assert!(out.status.success(), "token create: {}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(
+        token.lines().count(),
+        1,
+        "one line, nothing else: {token:?}"
+    );
+    token
+}
+
+/// How many terminals `nameserver list --json` shows.
+fn registered(server: &Nameserver) -> usize {
+    let out = server.admin(&["list", "--json"]);
+    assert!(out.status.success(), "list: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"code\""))
+        .count()
+}
+
+/// Two terminals enroll themselves with one token of two uses (no key carried by hand),
+/// publish with the keys they derived, and call each other; a third enrollment, a revoked
+/// token, a wrong token and a suspended customer are refused with a clear message and
+/// change nothing; `nsupdate -k` works with an enrolled key.
+#[test]
+fn terminals_enroll_themselves_with_a_two_use_token_and_call_each_other() {
+    require("nc", "netcat-openbsd");
+    require("dig", "bind9-dnsutils");
+    require("nsupdate", "bind9-dnsutils");
+    let mut lab = Lab::build();
+    let tmp = tempfile::tempdir().unwrap();
+    let updater = binary("updater");
+    let updater = updater.to_str().unwrap();
+    let server = lab.directory(tmp.path(), &["10.77.2.1:5353", "10.77.1.1:5353"]);
+    let token = create_token(&server, &["--kid", "fleet", "--uses", "2"]);
+    let (a, b) = (lab.a.clone(), lab.b.clone());
+
+    // Each terminal enrolls from its own namespace, on its own card.
+    let a_key = tmp.path().join("a.key");
+    let a_key_s = a_key.to_str().unwrap();
+    let enrolled_a = enroll_in(
+        &lab,
+        &a,
+        updater,
+        &token,
+        &["--interface", "va", "--key-file", a_key_s],
+    );
+    assert!(enrolled_a.status.success(), "{}", text(&enrolled_a));
+    let a_line = String::from_utf8_lossy(&enrolled_a.stdout)
+        .trim()
+        .to_owned();
+    let (a_code, a_key_name) = a_line.split_once(' ').expect("CODE KEYNAME");
+    let b_key = tmp.path().join("b.key");
+    let b_key_s = b_key.to_str().unwrap();
+    let b_args = ["--interface", "vb", "--code", CODE, "--key-file", b_key_s];
+    let enrolled_b = enroll_in(&lab, &b, updater, &token, &b_args);
+    assert!(enrolled_b.status.success(), "{}", text(&enrolled_b));
+    assert!(String::from_utf8_lossy(&enrolled_b.stdout).starts_with(&format!("{CODE} ")));
+    use std::os::unix::fs::PermissionsExt;
+    for key in [&a_key, &b_key] {
+        let mode = std::fs::metadata(key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", key.display());
+    }
+    let a_file = std::fs::read_to_string(&a_key).unwrap();
+    assert!(a_file.contains(a_key_name), "{a_file}");
+    assert_eq!(registered(&server), 2);
+
+    // The third attempt with the same token is refused, and changes nothing.
+    let third = enroll_in(&lab, &a, updater, &token, &["--mac", "02:00:00:77:00:99"]);
+    assert_eq!(third.status.code(), Some(1), "{}", text(&third));
+    assert!(
+        text(&third).contains("did not accept the token"),
+        "{}",
+        text(&third)
+    );
+    // A revoked token, and a wrong one (the right id, another secret).
+    let revoked = create_token(&server, &["--kid", "fleet"]);
+    let id = revoked.split('.').nth(1).unwrap();
+    let out = server.admin(&["token", "revoke", id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let wrong = format!("{}.{}", revoked.rsplit_once('.').unwrap().0, "A".repeat(43));
+    for (what, bad) in [("revoked", &revoked), ("wrong", &wrong)] {
+        let out = enroll_in(&lab, &a, updater, bad, &["--mac", "02:00:00:77:00:98"]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
+        assert!(
+            text(&out).contains("did not accept the token"),
+            "{what}: {}",
+            text(&out)
+        );
+    }
+    // A suspended customer: a fresh token enrolls nothing, and the terminals' keys stop.
+    let fresh = create_token(&server, &["--kid", "fleet"]);
+    let out = server.admin(&["customer", "suspend", "fleet"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let suspended = enroll_in(&lab, &a, updater, &fresh, &["--mac", "02:00:00:77:00:97"]);
+    assert_eq!(suspended.status.code(), Some(1), "{}", text(&suspended));
+    assert!(
+        text(&suspended).contains("customer fleet is suspended"),
+        "{}",
+        text(&suspended)
+    );
+    let update = "update add 5550002.dial.example. 60 A 10.77.2.2\nsend\n";
+    let refused = run_in(
+        &b,
+        "nsupdate",
+        &["-t", "3", "-k", b_key_s],
+        &format!("server 10.77.2.1 5353\n{update}"),
+    );
+    assert!(
+        !refused.status.success(),
+        "a suspended customer's key updated"
+    );
+    assert_eq!(registered(&server), 2, "the refusals changed nothing");
+    let out = server.admin(&["customer", "resume", "fleet"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // nsupdate works with B's enrolled key.
+    let script = format!("server 10.77.2.1 5353\n{update}");
+    let nsupdate = run_in(&b, "nsupdate", &["-t", "3", "-k", b_key_s], &script);
+    assert!(nsupdate.status.success(), "{}", text(&nsupdate));
+    assert!(wait_for_a(&server, &["10.77.2.2"], Duration::from_secs(5)).is_some());
+
+    // A publishes with its enrolled key; each calls the other with `updater dial`.
+    let once = [
+        "once",
+        "--server",
+        "10.77.1.1:5353",
+        "--zone",
+        "dial.example",
+        "--code",
+        a_code,
+        "--key-file",
+        a_key_s,
+        "--interface",
+        "va",
+        "--allow-private",
+    ];
+    let published = run_in(&a, updater, &once, "");
+    assert!(published.status.success(), "{}", text(&published));
+    assert_eq!(
+        server.short(&format!("{a_code}.dial.example"), "A"),
+        ["10.77.1.2"]
+    );
+
+    let listener = listen(&mut lab, "7002", "b-answers");
+    let dial_b = [
+        "dial",
+        "--server",
+        "10.77.1.1:5353",
+        "--zone",
+        "dial.example",
+        CODE,
+        "7002",
+    ];
+    let a_side = run_in(&a, updater, &dial_b, "a-calls\n");
+    let b_side = finish(&mut lab, listener);
+    assert!(a_side.status.success(), "{}", text(&a_side));
+    assert_eq!(String::from_utf8_lossy(&b_side.stdout), "a-calls\n");
+    assert_eq!(String::from_utf8_lossy(&a_side.stdout), "b-answers\n");
+
+    let script = "echo a-answers | nc -l -N 7003";
+    let a_listener = lab.spawn(&a, "sh", &["-c", script], Stdio::null());
+    std::thread::sleep(Duration::from_millis(300));
+    let dial_a = [
+        "dial",
+        "--server",
+        "10.77.2.1:5353",
+        "--zone",
+        "dial.example",
+        a_code,
+        "7003",
+    ];
+    let b_side = run_in(&b, updater, &dial_a, "b-calls\n");
+    let a_side = finish(&mut lab, a_listener);
+    assert!(b_side.status.success(), "{}", text(&b_side));
+    assert_eq!(String::from_utf8_lossy(&a_side.stdout), "b-calls\n");
+    assert_eq!(String::from_utf8_lossy(&b_side.stdout), "a-answers\n");
+}

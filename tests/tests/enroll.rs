@@ -1,0 +1,131 @@
+//! Enrollment on the wire: a packet capture (tcpdump, loopback) of a whole enrollment holds
+//! neither the token's secret, nor what the directory stores of it, nor the terminal's key,
+//! in any encoding.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use support::{Nameserver, binary, require, text};
+
+/// Every way a secret could be written: its bytes, hex, base64 and base64url.
+fn encodings(secret: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        ("raw".into(), secret.to_vec()),
+        ("hex".into(), hex.clone().into_bytes()),
+        ("HEX".into(), hex.to_uppercase().into_bytes()),
+        ("base64".into(), STANDARD.encode(secret).into_bytes()),
+        (
+            "base64 unpadded".into(),
+            STANDARD_NO_PAD.encode(secret).into_bytes(),
+        ),
+        ("base64url".into(), URL_SAFE.encode(secret).into_bytes()),
+        (
+            "base64url unpadded".into(),
+            URL_SAFE_NO_PAD.encode(secret).into_bytes(),
+        ),
+    ]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_capture_of_an_enrollment_holds_no_secret() {
+    require("tcpdump", "tcpdump");
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &[]);
+    let out = server.admin(&["token", "create", "--kid", "acme"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+
+    let capture = tmp.path().join("enroll.pcap");
+    let port = server.port();
+    let filter = format!("port {port}");
+    let mut tcpdump = Command::new("tcpdump")
+        .args(["-i", "lo", "-U", "--immediate-mode", "-n", "-s", "0", "-w"])
+        .arg(&capture)
+        .arg(&filter)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tcpdump");
+    // tcpdump says "listening on lo" once it captures.
+    let stderr = tcpdump.stderr.take().unwrap();
+    let (ready, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = ready.send(());
+            }
+        }
+    });
+    listening
+        .recv_timeout(Duration::from_secs(10))
+        .expect("tcpdump listening within 10 s");
+
+    let key = tmp.path().join("enrolled.key");
+    let server_addr = format!("127.0.0.1:{port}");
+    let enrolled = Command::new(binary("updater"))
+        .args(["enroll", "--server", &server_addr, "--token", &token])
+        .args(["--mac", "02:00:00:00:00:01", "--key-file"])
+        .arg(&key)
+        .output()
+        .expect("run updater enroll");
+    assert!(enrolled.status.success(), "{}", text(&enrolled));
+    // A query after it, so the last packet of the enrollment is surely written.
+    server.short("dial.example", "SOA");
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-INT", &tcpdump.id().to_string()])
+        .status()
+        .unwrap();
+    while tcpdump.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = tcpdump.kill();
+    let _ = tcpdump.wait();
+    let captured = std::fs::read(&capture).unwrap();
+
+    // The capture holds the exchange: the owner name, the public keys, the answer.
+    let code = String::from_utf8_lossy(&enrolled.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    for expected in ["_enroll".as_bytes(), b"pub=", b"key=", code.as_bytes()] {
+        assert!(
+            contains(&captured, expected),
+            "the capture ({} bytes) lacks {:?}: it did not see the enrollment",
+            captured.len(),
+            String::from_utf8_lossy(expected)
+        );
+    }
+
+    let parsed: zones::enroll::Token = token.parse().unwrap();
+    let secret = URL_SAFE_NO_PAD
+        .decode(token.rsplit('.').next().unwrap())
+        .unwrap();
+    let verifier = parsed.verifier().0.to_vec();
+    let key_file =
+        zones::key::TsigKey::from_key_file(&std::fs::read_to_string(&key).unwrap()).unwrap();
+    let terminal = key_file.secret.as_bytes().to_vec();
+    for (what, value) in [
+        ("the token's secret", &secret),
+        ("the token's verifier", &verifier),
+        ("the terminal's key", &terminal),
+    ] {
+        assert_eq!(value.len(), 32, "{what}");
+        for (encoding, bytes) in encodings(value) {
+            assert!(
+                !contains(&captured, &bytes),
+                "{what} crossed the wire ({encoding})"
+            );
+        }
+    }
+}
