@@ -22,6 +22,10 @@
 //!    each query with its own bytes through the same batched socket code, nothing parsed):
 //!    dnsperf on one core saturates near every server's rate, so queries/s say little.
 //!
+//! With `--parts enroll`, `--enrollments` terminals (10,000) enroll themselves with one
+//! token from `--concurrency` clients into the directory holding the fleet ([`enroll`]):
+//! durable enrollments per second, p50/p99, and the directory's CPU per enrollment.
+//!
 //! With `--parts backup`, `nameserver backup` of the running directory and `nameserver
 //! restore` of the file are timed. `directory+metrics` (only with `--servers`) runs the
 //! lookups again with `--metrics` on, for the cost of counting. `directory+dnssec` runs the
@@ -40,6 +44,7 @@
 
 mod confine;
 mod crash;
+mod enroll;
 mod load;
 mod peers;
 mod report;
@@ -73,6 +78,10 @@ pub struct Options {
     pub kill9: bool,
     /// `nameserver backup` and `restore`, timed, each round.
     pub backup: bool,
+    /// Terminals enrolling themselves with a token, each round ([`enroll`]).
+    pub enroll: bool,
+    /// How many enroll per round.
+    pub enrollments: usize,
     /// How the fleet comes ([`Fleet`]).
     pub fleet: Fleet,
     /// Signed updates to terminals of the fleet drawn at random, each with its own key,
@@ -112,7 +121,7 @@ fn parse_options() -> Options {
         println!(
             "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
              [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--rounds R (3)] \
-             [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind,floor] [--parts lookups,updates,kill9,backup] \
+             [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind,floor] [--parts lookups,updates,kill9,backup,enroll] [--enrollments N (10000)] \
              [--fleet shuffled|ordered (shuffled)] [--fleet-updates N (0)]"
         );
         std::process::exit(0);
@@ -133,6 +142,8 @@ fn parse_options() -> Options {
         updates_part: list(get("--parts"), "lookups,updates").contains(&"updates".to_string()),
         kill9: list(get("--parts"), "lookups,updates").contains(&"kill9".to_string()),
         backup: list(get("--parts"), "lookups,updates").contains(&"backup".to_string()),
+        enroll: list(get("--parts"), "lookups,updates").contains(&"enroll".to_string()),
+        enrollments: num("--enrollments", 10_000) as usize,
         fleet_updates: num("--fleet-updates", 0) as usize,
         fleet: match get("--fleet").as_deref() {
             None | Some("shuffled") => Fleet::Shuffled,

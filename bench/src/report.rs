@@ -11,6 +11,20 @@ pub struct Results {
     pub imports: Vec<ImportFigures>,
     pub crashes: Vec<CrashFigures>,
     pub backups: Vec<BackupFigures>,
+    pub enrollments: Vec<EnrollFigures>,
+}
+
+/// One round of enrollments.
+#[derive(Debug, Clone)]
+pub struct EnrollFigures {
+    pub name: String,
+    pub per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// The directory's CPU (user + system) per acknowledged enrollment.
+    pub cpu_us_per_enrollment: f64,
+    pub enrolled: usize,
+    pub failed: usize,
 }
 
 /// One server's query figures from one round.
@@ -148,8 +162,9 @@ impl Table {
                 "Machine: {cores} cores ({cpu}), loopback; servers pinned to core 1, dnsperf to core 0.\n\
                  {} codes, fleet {}; queries 80% A, 10% AAAA, 10% nonexistent; {} s per dnsperf run; latency at {} queries/s.\n\
                  Updates: {} signed updates, {} at once, {} keys (the directory: one per terminal; peers: one).\n\
+                 Enrollments (with --parts enroll): {} from {} clients at once, one token, into the directory holding the fleet.\n\
                  {} rounds, servers alternating; each cell: median (min-max).\n\
-                 Command: cargo run --release -p bench -- --codes {} --fleet {} --fleet-updates {} --seconds {} --rate {} --updates {} --concurrency {} --keys {} --rounds {} --servers {} --parts {}\n",
+                 Command: cargo run --release -p bench -- --codes {} --fleet {} --fleet-updates {} --seconds {} --rate {} --updates {} --concurrency {} --keys {} --enrollments {} --rounds {} --servers {} --parts {}\n",
                 o.codes,
                 o.fleet.name(),
                 o.seconds,
@@ -157,6 +172,8 @@ impl Table {
                 o.updates,
                 o.concurrency,
                 o.keys,
+                o.enrollments,
+                o.concurrency,
                 o.rounds,
                 o.codes,
                 o.fleet.name(),
@@ -166,6 +183,7 @@ impl Table {
                 o.updates,
                 o.concurrency,
                 o.keys,
+                o.enrollments,
                 o.rounds,
                 o.servers.join(","),
                 [
@@ -173,6 +191,7 @@ impl Table {
                     (o.updates_part, "updates"),
                     (o.kill9, "kill9"),
                     (o.backup, "backup"),
+                    (o.enroll, "enroll"),
                 ]
                 .iter()
                 .filter(|(on, _)| *on)
@@ -188,6 +207,7 @@ impl Table {
         let mut out = self.header.clone();
         out.push_str(&self.render_queries());
         out.push_str(&self.render_updates());
+        out.push_str(&self.render_enrollments());
         out.push_str(&self.render_imports());
         out.push_str(&self.render_crashes());
         out.push_str(&self.render_backups());
@@ -286,6 +306,19 @@ impl Table {
         render_table(header, &self.results.updates, &metrics, 3)
     }
 
+    fn render_enrollments(&self) -> String {
+        let metrics: [Metric<EnrollFigures>; 6] = [
+            (|x| x.per_s, 0),
+            (|x| x.p50_ms, 2),
+            (|x| x.p99_ms, 2),
+            (|x| x.cpu_us_per_enrollment, 1),
+            (|x| x.enrolled as f64, 0),
+            (|x| x.failed as f64, 0),
+        ];
+        let header = "| enrollments | durable enrollments/s | p50 ms | p99 ms | directory CPU µs per enrollment | acknowledged | failed |";
+        render_table(header, &self.results.enrollments, &metrics, 0)
+    }
+
     fn render_imports(&self) -> String {
         let mut fleet_rows = String::new();
         let mut out = "\n| directory provisioning | import s | serving process peak RSS MiB | store on disk, bytes per terminal | the same after the updates | store file length per terminal |\n|---|---|---|---|---|---|\n".to_owned();
@@ -334,6 +367,12 @@ trait Named {
 }
 
 impl Named for QueryFigures {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Named for EnrollFigures {
     fn name(&self) -> &str {
         &self.name
     }

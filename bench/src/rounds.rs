@@ -228,6 +228,10 @@ fn directory(
         let _ = std::fs::remove_dir_all(&data_dir);
         return;
     }
+    if o.enroll {
+        let figures = crate::enroll::run(nameserver, &data_dir, &server, round, o);
+        results.enrollments.push(figures);
+    }
     if o.backup {
         results
             .backups

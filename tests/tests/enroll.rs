@@ -129,3 +129,72 @@ fn a_capture_of_an_enrollment_holds_no_secret() {
         }
     }
 }
+
+/// An enrollment survives `kill -9` the moment it is acknowledged; enrollments and the
+/// admin changes are counted in the metrics and logged without a secret.
+#[test]
+fn an_acknowledged_enrollment_survives_kill_9_and_is_counted() {
+    require("nsupdate", "bind9-dnsutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = support::free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let mut server = Nameserver::start(&data, &["--metrics", &metrics]);
+    let out = server.admin(&["token", "create", "--kid", "acme", "--uses", "3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let secret = token.rsplit('.').next().unwrap().to_owned();
+    let enroll = |server: &Nameserver, token: &str, mac: &str, key: &std::path::Path| {
+        Command::new(binary("updater"))
+            .args([
+                "enroll",
+                "--server",
+                &server.addr.to_string(),
+                "--token",
+                token,
+            ])
+            .args(["--mac", mac, "--code", "5557001", "--key-file"])
+            .arg(key)
+            .output()
+            .expect("run updater enroll")
+    };
+    let key = tmp.path().join("5557001.key");
+    let enrolled = enroll(&server, &token, "02:00:00:00:00:01", &key);
+    assert!(enrolled.status.success(), "{}", text(&enrolled));
+    let wrong = format!("{}.{}", token.rsplit_once('.').unwrap().0, "A".repeat(43));
+    let refused = enroll(
+        &server,
+        &wrong,
+        "02:00:00:00:00:02",
+        &tmp.path().join("x.key"),
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let counted = support::scrape(port);
+    let count = |key: &str| support::sample(&counted, key);
+    assert_eq!(count(r#"dial_enrollments_total{outcome="accepted"}"#), 1.0);
+    assert!(count(r#"dial_enrollments_total{outcome="token_refused"}"#) >= 1.0);
+    assert_eq!(
+        count(r#"dial_enrollment_admin_total{event="token_created"}"#),
+        1.0
+    );
+
+    let log = server.log();
+    assert!(log.contains("enroll"), "enrollments are logged: {log}");
+    assert!(!log.contains(&secret), "the token's secret is in the log");
+    server.kill9();
+    let server = Nameserver::start(&data, &[]);
+    let update = "update add 5557001.dial.example. 60 A 192.0.2.70\nsend\n";
+    let out = server.nsupdate(Some(&key), update);
+    assert!(
+        out.status.success(),
+        "the enrolled key after kill -9: {}",
+        text(&out)
+    );
+    assert_eq!(server.short("5557001.dial.example", "A"), ["192.0.2.70"]);
+    let listed = server.admin(&["token", "list"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("1/3"),
+        "the token's use survived: {}",
+        text(&listed)
+    );
+}
