@@ -130,8 +130,9 @@ fn a_capture_of_an_enrollment_holds_no_secret() {
     }
 }
 
-/// An enrollment survives `kill -9` the moment it is acknowledged; enrollments and the
-/// admin changes are counted in the metrics and logged without a secret.
+/// An enrollment survives `kill -9` the moment it is acknowledged, and its key works with
+/// nsupdate and (in Knot's format) knsupdate; enrollments and the admin changes are counted
+/// in the metrics and logged without a secret.
 #[test]
 fn an_acknowledged_enrollment_survives_kill_9_and_is_counted() {
     require("nsupdate", "bind9-dnsutils");
@@ -144,34 +145,30 @@ fn an_acknowledged_enrollment_survives_kill_9_and_is_counted() {
     assert!(out.status.success(), "{}", text(&out));
     let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let secret = token.rsplit('.').next().unwrap().to_owned();
-    let enroll = |server: &Nameserver, token: &str, mac: &str, key: &std::path::Path| {
+    let addr = server.addr.to_string();
+    let enroll = |token: &str, mac: &str, key: &std::path::Path, extra: &[&str]| {
         Command::new(binary("updater"))
-            .args([
-                "enroll",
-                "--server",
-                &server.addr.to_string(),
-                "--token",
-                token,
-            ])
-            .args(["--mac", mac, "--code", "5557001", "--key-file"])
+            .args(["enroll", "--server", &addr, "--token", token, "--mac", mac])
+            .arg("--key-file")
             .arg(key)
+            .args(extra)
             .output()
             .expect("run updater enroll")
     };
     let key = tmp.path().join("5557001.key");
-    let enrolled = enroll(&server, &token, "02:00:00:00:00:01", &key);
+    let enrolled = enroll(&token, "02:00:00:00:00:01", &key, &["--code", "5557001"]);
     assert!(enrolled.status.success(), "{}", text(&enrolled));
+    // Knot's key format, for knsupdate.
+    let knot_key = tmp.path().join("5557002.knot");
+    let args = ["--code", "5557002", "--key-format", "knot"];
+    let knot = enroll(&token, "02:00:00:00:00:03", &knot_key, &args);
+    assert!(knot.status.success(), "{}", text(&knot));
     let wrong = format!("{}.{}", token.rsplit_once('.').unwrap().0, "A".repeat(43));
-    let refused = enroll(
-        &server,
-        &wrong,
-        "02:00:00:00:00:02",
-        &tmp.path().join("x.key"),
-    );
+    let refused = enroll(&wrong, "02:00:00:00:00:02", &tmp.path().join("x.key"), &[]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     let counted = support::scrape(port);
     let count = |key: &str| support::sample(&counted, key);
-    assert_eq!(count(r#"dial_enrollments_total{outcome="accepted"}"#), 1.0);
+    assert_eq!(count(r#"dial_enrollments_total{outcome="accepted"}"#), 2.0);
     assert!(count(r#"dial_enrollments_total{outcome="token_refused"}"#) >= 1.0);
     assert_eq!(
         count(r#"dial_enrollment_admin_total{event="token_created"}"#),
@@ -191,9 +188,36 @@ fn an_acknowledged_enrollment_survives_kill_9_and_is_counted() {
         text(&out)
     );
     assert_eq!(server.short("5557001.dial.example", "A"), ["192.0.2.70"]);
+    require("knsupdate", "knot-dnsutils");
+    let script = format!(
+        "server 127.0.0.1 {}\nzone dial.example.\nupdate add 5557002.dial.example. 60 A 192.0.2.71\nsend\n",
+        server.port()
+    );
+    let mut knsupdate = Command::new("knsupdate")
+        .arg("-k")
+        .arg(&knot_key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run knsupdate");
+    use std::io::Write as _;
+    knsupdate
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = knsupdate.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "knsupdate with the enrolled key: {}",
+        text(&out)
+    );
+    assert_eq!(server.short("5557002.dial.example", "A"), ["192.0.2.71"]);
     let listed = server.admin(&["token", "list"]);
     assert!(
-        String::from_utf8_lossy(&listed.stdout).contains("1/3"),
+        String::from_utf8_lossy(&listed.stdout).contains("2/3"),
         "the token's use survived: {}",
         text(&listed)
     );

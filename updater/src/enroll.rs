@@ -158,9 +158,19 @@ fn read_answer(zone: &Name, answer: &Message) -> Result<enroll::Answer, EnrollFa
     enroll::Answer::from_strings(&strings).map_err(|e| EnrollFailure::Malformed(e.to_string()))
 }
 
-/// Writes `key` in BIND's key-file format to `path`, owner-only (0600) from the start, and
-/// flushed to disk before this returns.
-pub fn write_key_file(path: &Path, key: &TsigKey) -> std::io::Result<()> {
+/// The format of the key file `enroll` writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyFormat {
+    /// BIND's `key "NAME" { algorithm ...; secret "..."; };` (`nsupdate -k`).
+    #[default]
+    Bind,
+    /// Knot's `hmac-sha256:NAME:SECRET` (`knsupdate -k`, `kdig -k`).
+    Knot,
+}
+
+/// Writes `key` in `format` to `path`, owner-only (0600) from the start, and flushed to
+/// disk before this returns. The updater reads either format.
+pub fn write_key_file(path: &Path, key: &TsigKey, format: KeyFormat) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path
         .parent()
@@ -174,7 +184,13 @@ pub fn write_key_file(path: &Path, key: &TsigKey) -> std::io::Result<()> {
         .mode(0o600)
         .open(&tmp)?;
     let written = file
-        .write_all(key.to_key_file().as_bytes())
+        .write_all(
+            match format {
+                KeyFormat::Bind => key.to_key_file(),
+                KeyFormat::Knot => key.to_knot_key_file(),
+            }
+            .as_bytes(),
+        )
         .and_then(|()| file.sync_all())
         .and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {

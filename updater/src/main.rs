@@ -80,6 +80,10 @@ enum Command {
         /// Where to write the key [default: CODE.key in this directory].
         #[arg(long, value_name = "FILE")]
         key_file: Option<std::path::PathBuf>,
+        /// The key file's format: BIND's (`nsupdate -k`) or Knot's (`knsupdate -k`); the
+        /// updater reads both.
+        #[arg(long, value_enum, default_value_t)]
+        key_format: updater::enroll::KeyFormat,
         /// Enroll over DNS over TLS, trusting the certificate with this SPKI pin.
         #[arg(long, value_name = "BASE64")]
         tls_pin: Option<zones::pin::Pin>,
@@ -190,6 +194,7 @@ async fn dispatch(command: Command) -> ExitCode {
             mac,
             interface,
             key_file,
+            key_format,
             tls_pin,
             watch,
         } => {
@@ -199,7 +204,11 @@ async fn dispatch(command: Command) -> ExitCode {
                 watch,
             };
             let channel = tls_pin.map_or(Channel::Plain, Channel::tls);
-            return enroll(server, zone, token, code, card, key_file, channel).await;
+            let key = KeyOut {
+                path: key_file,
+                format: key_format,
+            };
+            return enroll(server, zone, token, code, card, key, channel).await;
         }
         Command::Run { flags } => run(flags).await,
         Command::Once { flags } => once(flags).await,
@@ -246,6 +255,12 @@ async fn identity(
     Ok(())
 }
 
+/// Where the enrolled key is written, and how.
+struct KeyOut {
+    path: Option<std::path::PathBuf>,
+    format: updater::enroll::KeyFormat,
+}
+
 /// Where the MAC comes from: given, or read from a card.
 struct Card {
     mac: Option<MacAddress>,
@@ -274,7 +289,7 @@ async fn enroll(
     token: String,
     code: Option<CallingCode>,
     card: Card,
-    key_file: Option<std::path::PathBuf>,
+    key_out: KeyOut,
     channel: Channel,
 ) -> ExitCode {
     use updater::enroll::{Enroll, enroll, write_key_file};
@@ -304,8 +319,10 @@ async fn enroll(
         Ok(enrolled) => enrolled,
         Err(e) => return fail(&e.to_string(), 1),
     };
-    let path = key_file.unwrap_or_else(|| format!("{}.key", enrolled.code).into());
-    if let Err(e) = write_key_file(&path, &enrolled.key) {
+    let path = key_out
+        .path
+        .unwrap_or_else(|| format!("{}.key", enrolled.code).into());
+    if let Err(e) = write_key_file(&path, &enrolled.key, key_out.format) {
         return fail(
             &format!(
                 "enrolled as {}, but the key cannot be written to {}: {e}; run `updater enroll` again (the code is kept)",

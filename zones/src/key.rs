@@ -30,7 +30,9 @@ use crate::identity::{CallingCode, Kid, Mid};
 pub enum KeyError {
     #[error("unsupported TSIG algorithm {0:?}: use hmac-sha256, hmac-sha384 or hmac-sha512")]
     Algorithm(String),
-    #[error("the key file has no `key \"NAME\" {{ ... }};` clause")]
+    #[error(
+        "the key file has no `key \"NAME\" {{ ... }};` clause (BIND) nor an `ALGORITHM:NAME:SECRET` line (Knot)"
+    )]
     NoKeyClause,
     #[error("the key file's key {0:?} has no `{1}` statement")]
     MissingStatement(String, &'static str),
@@ -198,8 +200,25 @@ impl TsigKey {
         )
     }
 
-    /// Reads the first key of a BIND key file (`nsupdate -k`, `tsig-keygen`, `rndc.key`).
+    /// The key as Knot's tools take it (`knsupdate -k`, `kdig -k`, `-y`):
+    /// `hmac-sha256:NAME:SECRET`, one line.
+    pub fn to_knot_key_file(&self) -> String {
+        format!(
+            "{}:{}:{}\n",
+            self.algorithm.as_str(),
+            self.name,
+            self.secret.to_base64()
+        )
+    }
+
+    /// Reads the first key of a BIND key file (`nsupdate -k`, `tsig-keygen`, `rndc.key`),
+    /// or a Knot key file's line (`[ALGORITHM:]NAME:SECRET`, as [`TsigKey::to_knot_key_file`]
+    /// writes it).
     pub fn from_key_file(text: &str) -> Result<Self, KeyError> {
+        let line = text.trim();
+        if !line.contains('{') && line.lines().count() == 1 && line.contains(':') {
+            return Self::from_knot_line(line);
+        }
         let tokens = tokenize(text);
         let start = tokens
             .iter()
@@ -217,6 +236,30 @@ impl TsigKey {
         let algorithm: Algorithm = value_of("algorithm")?.parse()?;
         let secret = BASE64
             .decode(value_of("secret")?.as_bytes())
+            .map_err(|_| KeyError::SecretEncoding(name.clone()))?;
+        if secret.len() < Secret::MIN_LEN {
+            return Err(KeyError::SecretTooShort(name));
+        }
+        Ok(Self {
+            name,
+            algorithm,
+            secret: Secret(secret),
+        })
+    }
+}
+
+impl TsigKey {
+    /// `[ALGORITHM:]NAME:SECRET` (the algorithm defaults to hmac-sha256, as in Knot).
+    fn from_knot_line(line: &str) -> Result<Self, KeyError> {
+        let parts: Vec<&str> = line.split(':').collect();
+        let (algorithm, name, secret) = match parts.as_slice() {
+            [name, secret] => (Algorithm::HmacSha256, *name, *secret),
+            [algorithm, name, secret] => (algorithm.parse()?, *name, *secret),
+            _ => return Err(KeyError::NoKeyClause),
+        };
+        let name = normalise_name(name)?;
+        let secret = BASE64
+            .decode(secret.as_bytes())
             .map_err(|_| KeyError::SecretEncoding(name.clone()))?;
         if secret.len() < Secret::MIN_LEN {
             return Err(KeyError::SecretTooShort(name));
@@ -317,6 +360,17 @@ mod tests {
 	secret "3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=";
 };
 "#;
+
+    #[test]
+    fn a_knot_key_line_reads_back_as_the_same_key() {
+        let key = TsigKey::from_key_file(TSIG_KEYGEN_OUTPUT).unwrap();
+        let line = key.to_knot_key_file();
+        assert_eq!(line.lines().count(), 1);
+        assert_eq!(TsigKey::from_key_file(&line).unwrap(), key);
+        let short = TsigKey::from_key_file("xfer-key:3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGho=");
+        assert_eq!(short.unwrap().algorithm, Algorithm::HmacSha256);
+        assert!(TsigKey::from_key_file("a:b:c:d").is_err());
+    }
 
     #[test]
     fn reads_tsig_keygen_output() {
