@@ -386,6 +386,15 @@ mod tests {
 
     use super::*;
 
+    /// The sample zone file shipped beside the crate is the embedded default, comments
+    /// aside: starting from it serves the same zone.
+    #[test]
+    fn the_sample_zone_file_is_the_embedded_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dial.example.zone");
+        let sample = Zone::load(&path, None).unwrap();
+        assert_eq!(sample.fingerprint(), Zone::embedded_default().fingerprint());
+    }
+
     fn name(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
     }
