@@ -26,6 +26,15 @@
 //! token from `--concurrency` clients into the directory holding the fleet ([`enroll`]):
 //! durable enrollments per second, p50/p99, and the directory's CPU per enrollment.
 //!
+//! With `--parts scale`, the directory's start-up and resident memory are taken at each
+//! fleet size of `--scale-codes` ([`scale`]). Every run writes SVG charts beside its table
+//! ([`plot`]): CPU per query, queries/s and p99 per server with the physical floor, durable
+//! updates and enrollments per second, and start-up and RSS against the number of
+//! terminals.
+//!
+//! The figures of every round are kept beside the table as JSON (`NAME.json`), and
+//! `--replot NAME.json` draws the charts again from them.
+//!
 //! With `--parts backup`, `nameserver backup` of the running directory and `nameserver
 //! restore` of the file are timed. `directory+metrics` (only with `--servers`) runs the
 //! lookups again with `--metrics` on, for the cost of counting. `directory+dnssec` runs the
@@ -47,8 +56,10 @@ mod crash;
 mod enroll;
 mod load;
 mod peers;
+mod plot;
 mod report;
 mod rounds;
+mod scale;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,6 +93,8 @@ pub struct Options {
     pub enroll: bool,
     /// How many enroll per round.
     pub enrollments: usize,
+    /// Fleet sizes for `--parts scale` (start-up and RSS against the number of terminals).
+    pub scale_codes: Vec<usize>,
     /// How the fleet comes ([`Fleet`]).
     pub fleet: Fleet,
     /// Signed updates to terminals of the fleet drawn at random, each with its own key,
@@ -108,6 +121,13 @@ impl Fleet {
     }
 }
 
+/// `--replot NAME.json`: only the charts, from a run's saved figures.
+fn replot_file() -> Option<PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == "--replot")?;
+    Some(PathBuf::from(args.get(i + 1).expect("--replot NAME.json")))
+}
+
 fn parse_options() -> Options {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let get = |flag: &str| {
@@ -121,7 +141,7 @@ fn parse_options() -> Options {
         println!(
             "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
              [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--rounds R (3)] \
-             [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind,floor] [--parts lookups,updates,kill9,backup,enroll] [--enrollments N (10000)] \
+             [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind,floor] [--parts lookups,updates,kill9,backup,enroll,scale] [--enrollments N (10000)] [--scale-codes N,N,... (10000,100000,300000,1000000)] \
              [--fleet shuffled|ordered (shuffled)] [--fleet-updates N (0)]"
         );
         std::process::exit(0);
@@ -144,6 +164,14 @@ fn parse_options() -> Options {
         backup: list(get("--parts"), "lookups,updates").contains(&"backup".to_string()),
         enroll: list(get("--parts"), "lookups,updates").contains(&"enroll".to_string()),
         enrollments: num("--enrollments", 10_000) as usize,
+        scale_codes: if list(get("--parts"), "lookups,updates").contains(&"scale".to_string()) {
+            list(get("--scale-codes"), "10000,100000,300000,1000000")
+                .iter()
+                .map(|c| c.parse().expect("--scale-codes: numbers"))
+                .collect()
+        } else {
+            Vec::new()
+        },
         fleet_updates: num("--fleet-updates", 0) as usize,
         fleet: match get("--fleet").as_deref() {
             None | Some("shuffled") => Fleet::Shuffled,
@@ -175,6 +203,15 @@ pub fn workspace() -> PathBuf {
 }
 
 fn main() {
+    if let Some(json) = replot_file() {
+        // The charts again from a run's figures (`NAME.json` beside `NAME.md`).
+        let text = std::fs::read_to_string(&json).expect("read the figures");
+        let results: report::Results = serde_json::from_str(&text).expect("the figures");
+        for chart in plot::write(&json.with_extension("md"), &results) {
+            println!("chart: {}", chart.display());
+        }
+        return;
+    }
     let options = parse_options();
     for (tool, package) in [
         ("dnsperf", "dnsperf"),
@@ -238,7 +275,8 @@ fn main() {
     if floor_last {
         subjects.push(Subject::Floor);
     }
-    let results = rounds::run(&nameserver, dir, &data, &subjects, &options);
+    let mut results = rounds::run(&nameserver, dir, &data, &subjects, &options);
+    results.scale = scale::run(&nameserver, dir, &options);
     let table = Table::new(&options, results);
     let text = table.render();
     println!("\n{text}");
@@ -246,7 +284,12 @@ fn main() {
         let _ = std::fs::create_dir_all(parent);
     }
     std::fs::write(&options.out, &text).expect("write the results");
+    let figures = serde_json::to_string_pretty(table.results()).expect("the figures as JSON");
+    std::fs::write(options.out.with_extension("json"), figures).expect("write the figures");
     println!("written to {}", options.out.display());
+    for chart in plot::write(&options.out, table.results()) {
+        println!("chart: {}", chart.display());
+    }
     if std::env::var_os("BENCH_KEEP").is_some() {
         let _ = work.keep();
     }

@@ -4,7 +4,7 @@
 use crate::Options;
 
 /// Everything measured in one run, round by round.
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct Results {
     pub queries: Vec<QueryFigures>,
     pub updates: Vec<UpdateFigures>,
@@ -12,10 +12,21 @@ pub struct Results {
     pub crashes: Vec<CrashFigures>,
     pub backups: Vec<BackupFigures>,
     pub enrollments: Vec<EnrollFigures>,
+    pub scale: Vec<ScaleFigures>,
+}
+
+/// The directory at one fleet size in one round (`--parts scale`).
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct ScaleFigures {
+    pub terminals: usize,
+    /// From the start of the process to its first answer.
+    pub startup_s: f64,
+    /// Resident memory once it answers.
+    pub rss_mib: f64,
 }
 
 /// One round of enrollments.
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct EnrollFigures {
     pub name: String,
     pub per_s: f64,
@@ -28,7 +39,7 @@ pub struct EnrollFigures {
 }
 
 /// One server's query figures from one round.
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct QueryFigures {
     pub name: String,
     pub qps: f64,
@@ -41,7 +52,7 @@ pub struct QueryFigures {
 }
 
 /// One server's update figures from one round.
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct UpdateFigures {
     pub name: String,
     pub updates_per_s: f64,
@@ -52,7 +63,7 @@ pub struct UpdateFigures {
 }
 
 /// The directory's provisioning figures from one round.
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct ImportFigures {
     /// Which build of the directory (`directory`, `directory+dnssec`).
     pub name: String,
@@ -72,7 +83,7 @@ pub struct ImportFigures {
 }
 
 /// One `nameserver backup` of the running server and one `nameserver restore` of it.
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct BackupFigures {
     pub backup_s: f64,
     pub restore_s: f64,
@@ -80,7 +91,7 @@ pub struct BackupFigures {
 }
 
 /// One round of `kill -9` during updates.
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct CrashFigures {
     pub kills: usize,
     /// Updates acknowledged before the kills.
@@ -97,14 +108,14 @@ type Metric<T> = (fn(&T) -> f64, usize);
 
 /// A figure over the rounds.
 #[derive(Debug, Clone, Copy)]
-struct Spread {
-    median: f64,
-    min: f64,
-    max: f64,
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
 impl Spread {
-    fn of(values: impl IntoIterator<Item = f64>) -> Self {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
         let mut v: Vec<f64> = values.into_iter().collect();
         v.sort_by(f64::total_cmp);
         if v.is_empty() {
@@ -192,6 +203,7 @@ impl Table {
                     (o.kill9, "kill9"),
                     (o.backup, "backup"),
                     (o.enroll, "enroll"),
+                    (!o.scale_codes.is_empty(), "scale"),
                 ]
                 .iter()
                 .filter(|(on, _)| *on)
@@ -201,6 +213,18 @@ impl Table {
             ),
             results,
         }
+        .with_scale_command(o)
+    }
+
+    /// The header's command with the sizes of `--parts scale`.
+    fn with_scale_command(mut self, o: &Options) -> Self {
+        if !o.scale_codes.is_empty() {
+            let sizes: Vec<String> = o.scale_codes.iter().map(ToString::to_string).collect();
+            let command_end = self.header.trim_end().len();
+            self.header
+                .insert_str(command_end, &format!(" --scale-codes {}", sizes.join(",")));
+        }
+        self
     }
 
     pub fn render(&self) -> String {
@@ -211,6 +235,34 @@ impl Table {
         out.push_str(&self.render_imports());
         out.push_str(&self.render_crashes());
         out.push_str(&self.render_backups());
+        out.push_str(&self.render_scale());
+        out
+    }
+
+    /// The run's results, for the charts.
+    pub fn results(&self) -> &Results {
+        &self.results
+    }
+
+    fn render_scale(&self) -> String {
+        let s = &self.results.scale;
+        if s.is_empty() {
+            return String::new();
+        }
+        let mut sizes: Vec<usize> = s.iter().map(|x| x.terminals).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let mut out = "\n| terminals | start-up to the first answer, s | RSS once answering, MiB |\n|---|---|---|\n".to_owned();
+        for size in sizes {
+            let at = || s.iter().filter(move |x| x.terminals == size);
+            let startup = Spread::of(at().map(|x| x.startup_s));
+            let rss = Spread::of(at().map(|x| x.rss_mib));
+            out.push_str(&format!(
+                "| {size} | {} | {} |\n",
+                startup.show(2),
+                rss.show(0)
+            ));
+        }
         out
     }
 
@@ -361,8 +413,25 @@ impl Table {
     }
 }
 
+/// Each server's spread of `f` over the rounds, in the order the servers first ran.
+pub fn spreads<T: Named>(rows: &[T], f: impl Fn(&T) -> f64) -> Vec<(String, Spread)> {
+    let mut names: Vec<&str> = Vec::new();
+    for row in rows {
+        if !names.contains(&row.name()) {
+            names.push(row.name());
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let values = rows.iter().filter(|x| x.name() == name).map(&f);
+            (name.to_owned(), Spread::of(values))
+        })
+        .collect()
+}
+
 /// Figures that belong to one server.
-trait Named {
+pub trait Named {
     fn name(&self) -> &str;
 }
 

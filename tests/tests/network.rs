@@ -389,8 +389,7 @@ fn the_portable_watcher_follows_address_changes_too() {
 }
 
 /// `updater enroll` in terminal `ns` on card `dev`: its output (stdout `CODE KEYNAME`).
-fn enroll_in(lab: &Lab, ns: &str, updater: &str, token: &str, extra: &[&str]) -> Output {
-    let _ = lab;
+fn enroll_in(ns: &str, updater: &str, token: &str, extra: &[&str]) -> Output {
     let mut args = vec![
         "enroll",
         "--server",
@@ -450,7 +449,6 @@ fn terminals_enroll_themselves_with_a_two_use_token_and_call_each_other() {
     let a_key = tmp.path().join("a.key");
     let a_key_s = a_key.to_str().unwrap();
     let enrolled_a = enroll_in(
-        &lab,
         &a,
         updater,
         &token,
@@ -464,7 +462,7 @@ fn terminals_enroll_themselves_with_a_two_use_token_and_call_each_other() {
     let b_key = tmp.path().join("b.key");
     let b_key_s = b_key.to_str().unwrap();
     let b_args = ["--interface", "vb", "--code", CODE, "--key-file", b_key_s];
-    let enrolled_b = enroll_in(&lab, &b, updater, &token, &b_args);
+    let enrolled_b = enroll_in(&b, updater, &token, &b_args);
     assert!(enrolled_b.status.success(), "{}", text(&enrolled_b));
     assert!(String::from_utf8_lossy(&enrolled_b.stdout).starts_with(&format!("{CODE} ")));
     use std::os::unix::fs::PermissionsExt;
@@ -477,7 +475,7 @@ fn terminals_enroll_themselves_with_a_two_use_token_and_call_each_other() {
     assert_eq!(registered(&server), 2);
 
     // The third attempt with the same token is refused, and changes nothing.
-    let third = enroll_in(&lab, &a, updater, &token, &["--mac", "02:00:00:77:00:99"]);
+    let third = enroll_in(&a, updater, &token, &["--mac", "02:00:00:77:00:99"]);
     assert_eq!(third.status.code(), Some(1), "{}", text(&third));
     assert!(
         text(&third).contains("did not accept the token"),
@@ -491,7 +489,7 @@ fn terminals_enroll_themselves_with_a_two_use_token_and_call_each_other() {
     assert!(out.status.success(), "{}", text(&out));
     let wrong = format!("{}.{}", revoked.rsplit_once('.').unwrap().0, "A".repeat(43));
     for (what, bad) in [("revoked", &revoked), ("wrong", &wrong)] {
-        let out = enroll_in(&lab, &a, updater, bad, &["--mac", "02:00:00:77:00:98"]);
+        let out = enroll_in(&a, updater, bad, &["--mac", "02:00:00:77:00:98"]);
         assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
         assert!(
             text(&out).contains("did not accept the token"),
@@ -503,7 +501,7 @@ fn terminals_enroll_themselves_with_a_two_use_token_and_call_each_other() {
     let fresh = create_token(&server, &["--kid", "fleet"]);
     let out = server.admin(&["customer", "suspend", "fleet"]);
     assert!(out.status.success(), "{}", text(&out));
-    let suspended = enroll_in(&lab, &a, updater, &fresh, &["--mac", "02:00:00:77:00:97"]);
+    let suspended = enroll_in(&a, updater, &fresh, &["--mac", "02:00:00:77:00:97"]);
     assert_eq!(suspended.status.code(), Some(1), "{}", text(&suspended));
     assert!(
         text(&suspended).contains("customer fleet is suspended"),

@@ -74,7 +74,6 @@ impl Account<'_> {
                     .as_deref()
                     .map(|s| s.name.to_string())
                     .unwrap_or_default();
-                let _ = principal;
                 match refusal {
                     r if r.is_failure() => error!(%src, %key, outcome, %reason, "enroll"),
                     _ => warn!(%src, %key, outcome, %reason, "enroll"),
