@@ -18,6 +18,7 @@ use updater::tls::Channel;
 use zones::enroll::Token;
 use zones::identity::{MacAddress, Mid};
 
+use crate::load::{Counted, joined, tally};
 use crate::report::EnrollFigures;
 use crate::{Options, Server, percentile, run_ok};
 
@@ -53,7 +54,7 @@ pub fn run(
     let next = Arc::new(AtomicUsize::new(0));
     let (cpu_before, _) = server.usage();
     let started = Instant::now();
-    let results: Vec<(usize, usize, Vec<f64>)> = runtime.block_on(async {
+    let results: Vec<Counted> = runtime.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..o.concurrency.max(1) {
             let (next, token, zone) = (next.clone(), token.clone(), zone.clone());
@@ -90,18 +91,11 @@ pub fn run(
                 (ok, failed, latencies)
             }));
         }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.push(t.await.expect("a worker"));
-        }
-        all
+        joined(tasks).await
     });
     let elapsed = started.elapsed().as_secs_f64();
     let (cpu_after, _) = server.usage();
-    let ok: usize = results.iter().map(|r| r.0).sum();
-    let failed: usize = results.iter().map(|r| r.1).sum();
-    let mut latencies: Vec<f64> = results.into_iter().flat_map(|r| r.2).collect();
-    latencies.sort_by(f64::total_cmp);
+    let (ok, failed, latencies) = tally(results);
     // The directory's own count: every acknowledged enrollment used the token once.
     let listed = run_ok(
         Command::new(nameserver)

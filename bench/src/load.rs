@@ -88,7 +88,7 @@ fn generate(
     let total = o.updates;
     let concurrency = o.concurrency.min(targets.len()).max(1);
     let started = Instant::now();
-    let results: Vec<(usize, usize, Vec<f64>)> = runtime.block_on(async {
+    let results: Vec<Counted> = runtime.block_on(async {
         let mut tasks = Vec::new();
         for worker in 0..concurrency {
             let (targets, next) = (targets.clone(), next.clone());
@@ -136,11 +136,7 @@ fn generate(
                 (ok, failed, latencies)
             }));
         }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.push(t.await.expect("a worker"));
-        }
-        all
+        joined(tasks).await
     });
     figures(name, results, started.elapsed().as_secs_f64())
 }
@@ -169,7 +165,7 @@ pub fn run_fleet(
     let (targets, next) = (Arc::new(targets), Arc::new(AtomicUsize::new(0)));
     let (total, addr) = (o.fleet_updates, server.addr);
     let started = Instant::now();
-    let results: Vec<(usize, usize, Vec<f64>)> = runtime.block_on(async {
+    let results: Vec<Counted> = runtime.block_on(async {
         let mut tasks = Vec::new();
         for worker in 0..o.concurrency.max(1) {
             let (targets, next) = (targets.clone(), next.clone());
@@ -222,22 +218,35 @@ pub fn run_fleet(
                 (ok, failed, latencies)
             }));
         }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.push(t.await.expect("a worker"));
-        }
-        all
+        joined(tasks).await
     });
     figures(name, results, started.elapsed().as_secs_f64())
 }
 
-/// What each worker counted (acknowledged, failed, latencies in seconds), put together over
-/// `elapsed` seconds.
-fn figures(name: &str, results: Vec<(usize, usize, Vec<f64>)>, elapsed: f64) -> UpdateFigures {
-    let ok: usize = results.iter().map(|r| r.0).sum();
-    let failed: usize = results.iter().map(|r| r.1).sum();
+/// What one load worker counted: acknowledged, failed, and the latencies in seconds.
+pub type Counted = (usize, usize, Vec<f64>);
+
+/// Every worker's count, once all have finished.
+pub async fn joined(tasks: Vec<tokio::task::JoinHandle<Counted>>) -> Vec<Counted> {
+    let mut all = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        all.push(t.await.expect("a worker"));
+    }
+    all
+}
+
+/// The workers' counts put together: acknowledged, failed, and the latencies sorted.
+pub fn tally(results: Vec<Counted>) -> (usize, usize, Vec<f64>) {
+    let ok = results.iter().map(|r| r.0).sum();
+    let failed = results.iter().map(|r| r.1).sum();
     let mut latencies: Vec<f64> = results.into_iter().flat_map(|r| r.2).collect();
     latencies.sort_by(f64::total_cmp);
+    (ok, failed, latencies)
+}
+
+/// What each worker counted, put together over `elapsed` seconds.
+fn figures(name: &str, results: Vec<Counted>, elapsed: f64) -> UpdateFigures {
+    let (ok, failed, latencies) = tally(results);
     let figures = UpdateFigures {
         name: name.to_owned(),
         updates_per_s: ok as f64 / elapsed,

@@ -332,6 +332,17 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `nameserver import FILE` into the server whose data directory is `data_dir`.
+pub fn import(nameserver: &Path, file: &Path, data_dir: &Path) {
+    run_ok(
+        Command::new(nameserver)
+            .arg("import")
+            .arg(file)
+            .arg("--data")
+            .arg(data_dir),
+    );
+}
+
 pub fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())

@@ -138,13 +138,7 @@ fn directory(
     let server = ours.start(dir, &data_dir, port);
     server.wait_ready(Duration::from_secs(30));
     let started = Instant::now();
-    run_ok(
-        Command::new(nameserver)
-            .arg("import")
-            .arg(&data.fleet)
-            .arg("--data")
-            .arg(&data_dir),
-    );
+    crate::import(nameserver, &data.fleet, &data_dir);
     let import = started.elapsed();
     let (_, import_peak_kib) = server.usage();
     run_ok(

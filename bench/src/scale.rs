@@ -4,11 +4,10 @@
 //! start of the process to its first answer and its resident memory then are taken.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::report::ScaleFigures;
-use crate::{Data, Options, Server, free_port, run_ok};
+use crate::{Data, Options, Server, free_port};
 
 /// Every size, every round.
 pub fn run(nameserver: &Path, dir: &Path, o: &Options) -> Vec<ScaleFigures> {
@@ -22,13 +21,7 @@ pub fn run(nameserver: &Path, dir: &Path, o: &Options) -> Vec<ScaleFigures> {
             let port = free_port();
             let server = Server::ours(nameserver, &sized, &data_dir, port, &[]);
             server.wait_ready(Duration::from_secs(30));
-            run_ok(
-                Command::new(nameserver)
-                    .arg("import")
-                    .arg(&data.fleet)
-                    .arg("--data")
-                    .arg(&data_dir),
-            );
+            crate::import(nameserver, &data.fleet, &data_dir);
             drop(server);
             let server = Server::ours(nameserver, &sized, &data_dir, port, &[]);
             let startup = server.wait_ready(Duration::from_secs(120));

@@ -551,37 +551,34 @@ fn terminals_enroll_themselves_with_a_two_use_token_and_call_each_other() {
         ["10.77.1.2"]
     );
 
-    let listener = listen(&mut lab, "7002", "b-answers");
-    let dial_b = [
-        "dial",
-        "--server",
-        "10.77.1.1:5353",
-        "--zone",
-        "dial.example",
-        CODE,
-        "7002",
-    ];
-    let a_side = run_in(&a, updater, &dial_b, "a-calls\n");
-    let b_side = finish(&mut lab, listener);
-    assert!(a_side.status.success(), "{}", text(&a_side));
-    assert_eq!(String::from_utf8_lossy(&b_side.stdout), "a-calls\n");
-    assert_eq!(String::from_utf8_lossy(&a_side.stdout), "b-answers\n");
+    // A calls B, then B calls A, each with `updater dial` through its own link.
+    call(&mut lab, (&a, "10.77.1.1:5353"), (&b, CODE), "7002");
+    call(&mut lab, (&b, "10.77.2.1:5353"), (&a, a_code), "7003");
+}
 
-    let script = "echo a-answers | nc -l -N 7003";
-    let a_listener = lab.spawn(&a, "sh", &["-c", script], Stdio::null());
+/// `updater dial` from namespace `caller` (asking the directory at `server`) to `code`,
+/// whose terminal listens on `port` in namespace `callee`; each side gets the other's line.
+fn call(lab: &mut Lab, (caller, server): (&str, &str), (callee, code): (&str, &str), port: &str) {
+    let updater = binary("updater");
+    let script = format!("echo {callee}-answers | nc -l -N {port}");
+    let listener = lab.spawn(callee, "sh", &["-c", &script], Stdio::null());
     std::thread::sleep(Duration::from_millis(300));
-    let dial_a = [
+    let dial = [
         "dial",
         "--server",
-        "10.77.2.1:5353",
+        server,
         "--zone",
         "dial.example",
-        a_code,
-        "7003",
+        code,
+        port,
     ];
-    let b_side = run_in(&b, updater, &dial_a, "b-calls\n");
-    let a_side = finish(&mut lab, a_listener);
-    assert!(b_side.status.success(), "{}", text(&b_side));
-    assert_eq!(String::from_utf8_lossy(&a_side.stdout), "b-calls\n");
-    assert_eq!(String::from_utf8_lossy(&b_side.stdout), "a-answers\n");
+    let calling = format!("{caller}-calls\n");
+    let caller_side = run_in(caller, updater.to_str().unwrap(), &dial, &calling);
+    let callee_side = finish(lab, listener);
+    assert!(caller_side.status.success(), "{}", text(&caller_side));
+    assert_eq!(String::from_utf8_lossy(&callee_side.stdout), calling);
+    assert_eq!(
+        String::from_utf8_lossy(&caller_side.stdout),
+        format!("{callee}-answers\n")
+    );
 }

@@ -234,8 +234,14 @@ impl TsigKey {
                 .ok_or_else(|| KeyError::MissingStatement(name.clone(), word))
         };
         let algorithm: Algorithm = value_of("algorithm")?.parse()?;
+        let secret = value_of("secret")?.clone();
+        Self::named(name, algorithm, &secret)
+    }
+
+    /// A key from its parts as a key file gives them: the secret in base64, long enough.
+    fn named(name: String, algorithm: Algorithm, secret: &str) -> Result<Self, KeyError> {
         let secret = BASE64
-            .decode(value_of("secret")?.as_bytes())
+            .decode(secret.as_bytes())
             .map_err(|_| KeyError::SecretEncoding(name.clone()))?;
         if secret.len() < Secret::MIN_LEN {
             return Err(KeyError::SecretTooShort(name));
@@ -257,18 +263,7 @@ impl TsigKey {
             [algorithm, name, secret] => (algorithm.parse()?, *name, *secret),
             _ => return Err(KeyError::NoKeyClause),
         };
-        let name = normalise_name(name)?;
-        let secret = BASE64
-            .decode(secret.as_bytes())
-            .map_err(|_| KeyError::SecretEncoding(name.clone()))?;
-        if secret.len() < Secret::MIN_LEN {
-            return Err(KeyError::SecretTooShort(name));
-        }
-        Ok(Self {
-            name,
-            algorithm,
-            secret: Secret(secret),
-        })
+        Self::named(normalise_name(name)?, algorithm, secret)
     }
 }
 

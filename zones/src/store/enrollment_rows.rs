@@ -176,21 +176,7 @@ impl Store {
 
     /// Every terminal awaiting approval, as redb holds them.
     pub fn awaiting_codes(&self) -> Result<Vec<CallingCode>, StoreError> {
-        let db = self.db();
-        let read = db.begin_read().map_err(StoreError::io)?;
-        let table = read.open_table(ENROLLMENT).map_err(StoreError::io)?;
-        let end = format!("{}!", AWAITING.trim_end());
-        let mut codes = Vec::new();
-        for item in table
-            .range::<&str>(AWAITING..end.as_str())
-            .map_err(StoreError::io)?
-        {
-            let (key, _) = item.map_err(StoreError::io)?;
-            if let Ok(code) = key.value()[AWAITING.len()..].parse() {
-                codes.push(code);
-            }
-        }
-        Ok(codes)
+        self.scan_enrollment(AWAITING, |code, ()| Ok(code.parse().ok()))
     }
 
     fn scan_enrollment<T: DeserializeOwned, U>(
