@@ -173,8 +173,12 @@ fn shell_blocks(text: &str) -> Vec<String> {
 /// harness has done already; the `serve` block runs in the background, as in its own
 /// terminal; every other block runs in order in one shell, which stops at the first
 /// failure.
+/// The walkthroughs below both serve on the default address, 127.0.0.1:5353: one at a time.
+static DEFAULT_PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn getting_started_runs_as_typed() {
+    let _port = DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner());
     require("dig", "bind9-dnsutils");
     require("nsupdate", "bind9-dnsutils");
     require("nc", "netcat-openbsd");
@@ -243,4 +247,69 @@ fn getting_started_runs_as_typed() {
         assert!(out.contains(expected), "no {expected:?} in:\n{out}");
     }
     assert_eq!(out.matches("hello\n").count(), 2, "{out}");
+}
+
+/// A `bash -e` for a script run as typed in `dir`: beside a link to the repository's
+/// `zones/` (the sample zone file), with this build's binaries first on `PATH` and the
+/// default data directory inside `dir`.
+fn scratch_shell(dir: &Path) -> impl Fn(&str) -> Command {
+    std::os::unix::fs::symlink(workspace().join("zones"), dir.join("zones")).unwrap();
+    let bin = binary("nameserver").parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dir = dir.to_path_buf();
+    move |script: &str| {
+        let mut command = Command::new("bash");
+        command
+            .args(["-e", "-o", "pipefail", "-c", script])
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .env("XDG_STATE_HOME", dir.join("state"))
+            .env("HOME", &dir);
+        command
+    }
+}
+
+/// The README's shortest walkthrough, as typed but for its build lines (the test harness
+/// built the binaries), with the directory it starts in the background stopped at the end.
+#[test]
+fn the_readme_walkthrough_runs_as_typed() {
+    let _port = DEFAULT_PORT.lock().unwrap_or_else(|e| e.into_inner());
+    require("dig", "bind9-dnsutils");
+    require("nc", "netcat-openbsd");
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let walkthrough = readme
+        .split("## The shortest walkthrough")
+        .nth(1)
+        .expect("a walkthrough section");
+    let block = shell_blocks(walkthrough)
+        .into_iter()
+        .next()
+        .expect("its commands");
+    assert!(block.contains("cargo build --release"), "{block}");
+    let typed: Vec<&str> = block
+        .lines()
+        .filter(|l| !l.starts_with("cargo build") && !l.starts_with("export PATH"))
+        .collect();
+    let script = format!(
+        "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n{}\n",
+        typed.join("\n")
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let run = scratch_shell(tmp.path())(&script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the walkthrough");
+    assert!(
+        run.status.success(),
+        "the walkthrough failed: {}",
+        text(&run)
+    );
+    let out = String::from_utf8_lossy(&run.stdout);
+    for expected in ["5550001 5550001.", "127.0.0.1\n", "hello\n"] {
+        assert!(out.contains(expected), "no {expected:?} in:\n{out}");
+    }
 }
