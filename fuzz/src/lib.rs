@@ -83,6 +83,26 @@ fn ixfr(serial: u32) -> Message {
     m
 }
 
+/// An enrollment ([`zones::enroll`]): the UPDATE with its TXT record at `_enroll`.
+fn enrollment(code: Option<&str>) -> Message {
+    let request = zones::enroll::Request {
+        mid: "0200000000aa".parse().expect("a MID"),
+        code: code.map(|c| c.parse().expect("a code")),
+        public: [9; 32],
+    };
+    let zone = name("dial.example.");
+    let mut m = Message::new(0x4343, MessageType::Query, OpCode::Update);
+    m.add_query(Query::query(zone.clone(), RecordType::SOA));
+    let txt = hickory_proto::rr::rdata::TXT::new(request.to_strings());
+    m.authorities = vec![Record::from_rdata(
+        zones::enroll::owner(&zone),
+        0,
+        RData::TXT(txt),
+    )];
+    m.set_edns(Edns::new());
+    m
+}
+
 fn signed(mut m: Message, key: &TsigKey, time: u64) -> Vec<u8> {
     let signer = key.signer(300).expect("a valid key");
     let (signature, _) = signer.sign_message(&m, time).expect("signing works");
@@ -90,8 +110,9 @@ fn signed(mut m: Message, key: &TsigKey, time: u64) -> Vec<u8> {
     m.to_vec().expect("encodable")
 }
 
-/// Built seeds for every path; signed ones use `key` (the terminal of code 5551234).
-pub fn built_seeds(key: &TsigKey, now: u64) -> Vec<Vec<u8>> {
+/// Built seeds for every path; signed ones use `key` (the terminal of code 5551234), and
+/// enrollments `token` (an enrollment token's key).
+pub fn built_seeds(key: &TsigKey, token: &TsigKey, now: u64) -> Vec<Vec<u8>> {
     let own = "5551234.dial.example.";
     let mut plain = vec![
         query(own, RecordType::A, None),
@@ -108,6 +129,7 @@ pub fn built_seeds(key: &TsigKey, now: u64) -> Vec<Vec<u8>> {
         query("dial.example.", RecordType::AXFR, None),
         ixfr(1),
         update(own, true),
+        enrollment(None),
     ];
     let mut versioned = Edns::new();
     versioned.set_version(1);
@@ -121,6 +143,10 @@ pub fn built_seeds(key: &TsigKey, now: u64) -> Vec<Vec<u8>> {
     seeds.push(signed(query(own, RecordType::A, None), key, now));
     seeds.push(signed(ixfr(1), key, now));
     seeds.push(signed(update(own, false), key, now - 3600));
+    seeds.push(signed(enrollment(None), token, now));
+    seeds.push(signed(enrollment(Some("5550042")), token, now));
+    // A terminal's key where a token's belongs.
+    seeds.push(signed(enrollment(None), key, now));
     seeds
 }
 
@@ -232,7 +258,7 @@ mod tests {
 
     #[test]
     fn seeds_are_valid_messages() {
-        let seeds = built_seeds(&key(), 1_800_000_000);
+        let seeds = built_seeds(&key(), &key(), 1_800_000_000);
         assert!(seeds.len() > 10);
         for s in &seeds {
             assert!(Message::from_vec(s).is_ok());
@@ -245,7 +271,7 @@ mod tests {
 
     #[test]
     fn mutations_are_reproducible_and_varied() {
-        let seeds = built_seeds(&key(), 1_800_000_000);
+        let seeds = built_seeds(&key(), &key(), 1_800_000_000);
         let a: Vec<Vec<u8>> = {
             let mut m = Mutator::new(seeds.clone(), 7);
             (0..100).map(|_| m.next_input()).collect()

@@ -121,14 +121,31 @@ fn fuzz_request(deadline: Instant, seed: u64) -> Result<u64, PathBuf> {
         "acme",
         "3f9a0c1d22e4b7a8",
     ));
-    let mut seeds = built_seeds(&key, zones::unix_now());
+    // A token with uses enough for every enrollment that stays valid after mutation.
+    let new = zones::directory::NewToken {
+        kid: "acme".parse().expect("a KID"),
+        uses: u32::MAX,
+        expires_at: u64::MAX,
+        codes: None,
+        approve: false,
+    };
+    let (token, _) = runtime
+        .block_on(directory.create_token(new, zones::unix_now()))
+        .expect("a token");
+    let origin = directory.zone().origin().clone();
+    let mut seeds = built_seeds(&key, &token.tsig_key(&origin), zones::unix_now());
     seeds.extend(shipped_corpus());
-    let src: SocketAddr = "192.0.2.1:5353".parse().expect("address");
     let mut tcp = false;
     let (mut handled, mut fast) = (0u64, 0u64);
     let mut out = Vec::new();
+    let mut sent = 0u32;
     let result = run(deadline, seeds, seed, "request", |input| {
         tcp = !tcp;
+        // Each input from a /24 of its own in turn, so that no budget (RRL, failed
+        // enrollments) keeps later inputs from the paths behind it.
+        sent = sent.wrapping_add(1);
+        let [_, a, b, _] = sent.to_be_bytes();
+        let src = SocketAddr::from(([10, a, b, 1], 5353));
         // UDP requests meet the wire-level fast path first, as on the socket.
         if !tcp && pipeline.answer_datagram(input, src.ip(), 0, &mut out) != Outcome::Deferred {
             fast += 1;
@@ -163,7 +180,7 @@ impl ZoneContents for Contents {
 fn fuzz_update(deadline: Instant, seed: u64) -> Result<u64, PathBuf> {
     let zone = Zone::embedded_default();
     let key = TsigKey::from_key_file(XFER).expect("key");
-    let mut seeds = built_seeds(&key, zones::unix_now());
+    let mut seeds = built_seeds(&key, &key, zones::unix_now());
     seeds.extend(shipped_corpus());
     let code = "5551234".parse().expect("code");
     let owner = LowerName::new(
