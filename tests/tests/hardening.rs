@@ -22,7 +22,12 @@ fn a_flood_of_malformed_packets_leaves_the_server_answering_correctly() {
     assert!(server.nsupdate(Some(&key_path), script).status.success());
     let key =
         zones::key::TsigKey::from_key_file(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
-    let mut seeds = fuzz::built_seeds(&key, zones::unix_now());
+    // An enrollment token too: its seeds enroll once, and every copy in the flood is a replay.
+    let out = server.admin(&["token", "create", "--kid", "acme", "--uses", "10"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let token: zones::enroll::Token = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let zone = zones::Zone::embedded_default();
+    let mut seeds = fuzz::built_seeds(&key, &token.tsig_key(zone.origin()), zones::unix_now());
     seeds.extend(fuzz::shipped_corpus());
     // Each seed once, as its legitimate sender would (one is a valid signed update); then the
     // terminal's own address again. In the flood, every copy of a signed update is a replay.
