@@ -222,3 +222,47 @@ fn an_acknowledged_enrollment_survives_kill_9_and_is_counted() {
         text(&listed)
     );
 }
+
+/// A token with `--approve`: its terminal has no records and its updates are refused until
+/// `nameserver approve`; then its key works.
+#[test]
+fn an_approval_token_holds_its_terminal_until_approved() {
+    require("nsupdate", "bind9-dnsutils");
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Nameserver::start(&tmp.path().join("data"), &[]);
+    let out = server.admin(&["token", "create", "--kid", "acme", "--approve"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let key = tmp.path().join("5557101.key");
+    let enrolled = Command::new(binary("updater"))
+        .args([
+            "enroll",
+            "--server",
+            &server.addr.to_string(),
+            "--token",
+            &token,
+        ])
+        .args([
+            "--mac",
+            "02:00:00:00:00:01",
+            "--code",
+            "5557101",
+            "--key-file",
+        ])
+        .arg(&key)
+        .output()
+        .expect("run updater enroll");
+    assert!(enrolled.status.success(), "{}", text(&enrolled));
+    let update = "update add 5557101.dial.example. 60 A 192.0.2.80\nsend\n";
+    let held = server.nsupdate(Some(&key), update);
+    assert!(!held.status.success(), "an unapproved terminal updated");
+    assert!(text(&held).contains("REFUSED"), "{}", text(&held));
+    assert!(server.short("5557101.dial.example", "A").is_empty());
+    let out = server.admin(&["approve", "--code", "5557101"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let approved = server.nsupdate(Some(&key), update);
+    assert!(approved.status.success(), "{}", text(&approved));
+    assert_eq!(server.short("5557101.dial.example", "A"), ["192.0.2.80"]);
+    let again = server.admin(&["approve", "--code", "5557101"]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+}

@@ -234,3 +234,27 @@ async fn an_enrolled_key_updates_at_once_and_a_suspended_customer_is_refused() {
     };
     assert!(why.contains("acme is suspended"), "{why}");
 }
+
+/// `updater enroll --tls-pin`: the whole exchange over DNS over TLS to the pinned key.
+#[tokio::test]
+async fn enrollment_goes_over_tls_to_the_pinned_certificate() {
+    let listen = ["127.0.0.1:0".parse().unwrap()];
+    let served = Served::start(&listen, tempfile::tempdir().unwrap(), |settings| {
+        settings.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    })
+    .await;
+    let good = token(&served.directory, "acme", 5, 3600).await;
+    let mut over_tls = request(served.tls_addrs[0], &good, 1);
+    over_tls.channel = Channel::tls(served.tls_pin.expect("a pin"));
+    let enrolled = enroll(&over_tls).await.unwrap();
+    assert!(served.directory.terminal(&enrolled.code).unwrap().is_some());
+    // Another pin: no handshake, no enrollment.
+    let mut wrong = request(served.tls_addrs[0], &good, 2);
+    wrong.channel = Channel::tls(
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+            .parse()
+            .unwrap(),
+    );
+    assert!(enroll(&wrong).await.is_err());
+    assert_eq!(served.directory.tokens().unwrap()[0].1.used, 1);
+}
