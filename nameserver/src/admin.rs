@@ -4,6 +4,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use zones::secret_file::{self, Durability};
 
 use crate::control::{ImportEntry, TerminalInfo};
 use crate::utc::format_utc;
@@ -104,7 +105,7 @@ impl Drop for KeyFileSlot {
 
 /// Writes a key file with mode 0600, atomically (temporary file, fsync, rename).
 pub fn write_key_file(path: &Path, text: &str) -> std::io::Result<()> {
-    write_owner_only(path, text, true)
+    secret_file::write(path, text, Durability::Synced)
 }
 
 /// Writes many key files (an import): mode 0600 and atomic, but without an fsync each,
@@ -116,37 +117,14 @@ pub fn write_key_files<'a>(
 ) -> std::io::Result<usize> {
     let mut count = 0;
     for (code, text) in keys {
-        write_owner_only(&dir.join(format!("{code}.key")), text, false)?;
+        let path = dir.join(format!("{code}.key"));
+        secret_file::write(&path, text, Durability::Buffered)?;
         count += 1;
     }
     Ok(count)
 }
 
-/// The directory `path` is in, and a temporary name beside it ending in `suffix`, to
-/// write the file under before it is renamed into place.
-pub fn temporary_beside(path: &Path, suffix: &str) -> (PathBuf, PathBuf) {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.{suffix}", std::process::id()));
-    (dir.to_path_buf(), tmp)
-}
-
-fn write_owner_only(path: &Path, text: &str, sync: bool) -> std::io::Result<()> {
-    let (_, tmp) = temporary_beside(path, "tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    if sync {
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
+pub use zones::secret_file::temporary_beside;
 
 /// Parses an import file: one `CODE KID MID [ADDRESS ...]` per line; `#` starts a comment.
 pub fn parse_import(text: &str, path: &str) -> Result<Vec<ImportEntry>, String> {

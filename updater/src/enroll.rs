@@ -3,7 +3,6 @@
 //! TSIG verified with it, and the terminal's key derived here: the directory never sends
 //! it, and the token's secret never leaves this machine either.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -171,31 +170,9 @@ pub enum KeyFormat {
 /// Writes `key` in `format` to `path`, owner-only (0600) from the start, and flushed to
 /// disk before this returns. The updater reads either format.
 pub fn write_key_file(path: &Path, key: &TsigKey, format: KeyFormat) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    let written = file
-        .write_all(
-            match format {
-                KeyFormat::Bind => key.to_key_file(),
-                KeyFormat::Knot => key.to_knot_key_file(),
-            }
-            .as_bytes(),
-        )
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    std::fs::File::open(dir)?.sync_all()
+    let text = match format {
+        KeyFormat::Bind => key.to_key_file(),
+        KeyFormat::Knot => key.to_knot_key_file(),
+    };
+    zones::secret_file::write(path, &text, zones::secret_file::Durability::Synced)
 }

@@ -35,6 +35,7 @@
 //! - [`directory`]: every change to the directory goes through it.
 //! - [`backup`]: the backup file's format (versioned JSON lines, keys included).
 //! - [`restore`]: rebuilds a store from a backup.
+//! - [`secret_file`]: files that hold secrets, written 0600 and atomically.
 //! - [`serial`]: SOA serial arithmetic (RFC 1982).
 //! - [`log_writer`]: standard error for both binaries' logs, that never fails.
 //! - [`manual`] (feature `manual`): both binaries' man pages and shell completions.
@@ -71,6 +72,7 @@ pub mod policy;
 pub mod replay;
 #[cfg(feature = "store")]
 pub mod restore;
+pub mod secret_file;
 pub mod serial;
 #[cfg(feature = "store")]
 pub mod store;

@@ -10,11 +10,13 @@ use hickory_proto::op::{Edns, Header, HeaderCounts, Message, Metadata, ResponseC
 use hickory_proto::rr::Record;
 use hickory_proto::rr::rdata::TSIG;
 use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::serialize::binary::{BinEncodable as _, BinEncoder};
 use hickory_server::server::Request;
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tracing::debug;
 
+use super::authenticate::Principal;
 use crate::metrics::Transport;
 use crate::ratelimit::Verdict;
 use crate::refusal::Refusal;
@@ -33,6 +35,30 @@ pub fn refused(request: &Request, refusal: &Refusal) -> Reply {
             .push(EdnsOption::Unknown(EXTENDED_ERROR, data));
     }
     reply
+}
+
+/// How the answer to `refusal` is signed, given how the request's was (`signing`):
+/// a verified key's stale message is signed with BADTIME (RFC 8945 §5.2.3); a token that
+/// verified but may not enroll gets the unsigned BADKEY every token failure gets.
+pub fn refusal_signing(
+    refusal: &Refusal,
+    principal: Option<&Principal>,
+    signing: &ResponseSigning,
+    request_id: u16,
+    now: u64,
+) -> ResponseSigning {
+    match (refusal.tsig_error(), principal) {
+        (
+            Some(TsigError::BadTime),
+            Some(Principal::Terminal(_, signed) | Principal::Enrollee(_, signed)),
+        ) => ResponseSigning::stale(signed),
+        (Some(TsigError::BadKey), Some(Principal::Enrollee(_, signed))) => {
+            let signer = &signed.signer;
+            let (name, algorithm) = (signer.signer_name(), signer.algorithm());
+            ResponseSigning::bad_key(name.clone(), algorithm.clone(), request_id, now)
+        }
+        _ => signing.clone(),
+    }
 }
 
 /// The answer to a message whose header could be read but not the rest (RFC 1035 §4.1.1):

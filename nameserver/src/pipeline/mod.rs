@@ -242,11 +242,12 @@ impl Pipeline {
         let principal = match principal {
             Ok(principal) => principal,
             Err(refusal) => {
-                self.account().refused(&flight, &refusal, None);
-                let reply = finish::refused(&request, &refusal);
-                return self
-                    .send_reply(&flight, reply, &signing, verdict, opt, sink)
-                    .await;
+                let answer = Answer {
+                    signing: &signing,
+                    verdict,
+                    opt,
+                };
+                return self.refuse(&flight, &refusal, None, answer, sink).await;
             }
         };
         let dnssec_ok = edns.dnssec_ok && verdict == Verdict::Answer;
@@ -260,34 +261,19 @@ impl Pipeline {
                 self.stream(&flight, plan, &signed, opt, sink).await
             }
             Err(refusal) => {
-                self.account().refused(&flight, &refusal, Some(&principal));
-                let reply = finish::refused(&request, &refusal);
-                let signing = match (refusal.tsig_error(), &principal) {
-                    // A verified key, but a stale message: signed, with BADTIME (RFC 8945
-                    // §5.2.3).
-                    (Some(TsigError::BadTime), Principal::Terminal(_, signed)) => {
-                        ResponseSigning::stale(signed)
-                    }
-                    (Some(TsigError::BadTime), Principal::Enrollee(_, signed)) => {
-                        ResponseSigning::stale(signed)
-                    }
-                    // A token that verified but may not enroll (used up meanwhile): the
-                    // answer every token failure gets.
-                    (Some(TsigError::BadKey), Principal::Enrollee(_, signed)) => {
-                        self.failures
-                            .failed(src.ip(), token.as_deref(), Instant::now());
-                        let signer = &signed.signer;
-                        let (name, algorithm) = (signer.signer_name(), signer.algorithm());
-                        ResponseSigning::bad_key(
-                            name.clone(),
-                            algorithm.clone(),
-                            request.metadata.id,
-                            now,
-                        )
-                    }
-                    _ => signing,
+                if refusal.tsig_error() == Some(TsigError::BadKey)
+                    && matches!(principal, Principal::Enrollee(..))
+                {
+                    // A token that verified but may not enroll (used up meanwhile).
+                    self.failures
+                        .failed(src.ip(), token.as_deref(), Instant::now());
+                }
+                let answer = Answer {
+                    signing: &signing,
+                    verdict,
+                    opt,
                 };
-                self.send_reply(&flight, reply, &signing, verdict, opt, sink)
+                self.refuse(&flight, &refusal, Some(&principal), answer, sink)
                     .await
             }
         }
@@ -335,6 +321,24 @@ impl Pipeline {
         let name = request.signature.as_deref()?.name.to_lowercase().to_ascii();
         let zone = self.directory.zone();
         zones::enroll::parse_token_key_name(&name, zone.origin()).map(|(id, _)| id.to_string())
+    }
+
+    /// A refusal, counted and logged, answered as the finish stage says (its signing
+    /// included) and sent.
+    async fn refuse(
+        &self,
+        flight: &InFlight<'_>,
+        refusal: &Refusal,
+        principal: Option<&Principal>,
+        answer: Answer<'_>,
+        sink: &mut impl Sink,
+    ) -> Outcome {
+        self.account().refused(flight, refusal, principal);
+        let reply = finish::refused(flight.request, refusal);
+        let id = flight.request.metadata.id;
+        let signing = finish::refusal_signing(refusal, principal, answer.signing, id, flight.now);
+        self.send_reply(flight, reply, &signing, answer.verdict, answer.opt, sink)
+            .await
     }
 
     /// The finish stage for one message: slip, encoding, TSIG, the query counter, the sink.
@@ -408,6 +412,13 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// How an answer goes out: its signing, RRL's verdict, the request's OPT.
+struct Answer<'a> {
+    signing: &'a ResponseSigning,
+    verdict: Verdict,
+    opt: Option<&'a hickory_proto::op::Edns>,
 }
 
 /// What a handler planned.

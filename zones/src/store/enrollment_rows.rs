@@ -79,24 +79,33 @@ pub(super) fn upgrade(tx: &WriteTransaction) -> Result<usize, StoreError> {
     Ok(written)
 }
 
-/// The tokens, customers and approvals in `read`, for a backup.
+/// The tokens, customers and approvals in `read`, for a backup: three prefix ranges, so
+/// the `owner` rows (one a terminal) are not read.
 pub(super) fn snapshot(read: &redb::ReadTransaction) -> Result<Vec<Enrolled>, StoreError> {
     let table = read.open_table(ENROLLMENT).map_err(StoreError::io)?;
     let mut out = Vec::new();
-    for item in table.iter().map_err(StoreError::io)? {
-        let (key, value) = item.map_err(StoreError::io)?;
-        let (key, value) = (key.value(), value.value());
-        if let Some(id) = key.strip_prefix(TOKEN) {
-            if let Ok(id) = id.parse() {
-                out.push(Enrolled::Token(id, decode(key, value)?));
-            }
-        } else if let Some(kid) = key.strip_prefix(CUSTOMER) {
-            if let Ok(kid) = kid.parse() {
-                out.push(Enrolled::Customer(kid, decode(key, value)?));
-            }
-        } else if let Some(code) = key.strip_prefix(AWAITING) {
-            if let Ok(code) = code.parse() {
-                out.push(Enrolled::Awaiting(code));
+    for prefix in [TOKEN, CUSTOMER, AWAITING] {
+        let end = format!("{}!", prefix.trim_end());
+        for item in table
+            .range::<&str>(prefix..end.as_str())
+            .map_err(StoreError::io)?
+        {
+            let (key, value) = item.map_err(StoreError::io)?;
+            let (key, value) = (key.value(), value.value());
+            let rest = &key[prefix.len()..];
+            let item = match prefix {
+                TOKEN => rest
+                    .parse()
+                    .ok()
+                    .map(|id| decode(key, value).map(|t| Enrolled::Token(id, t))),
+                CUSTOMER => rest
+                    .parse()
+                    .ok()
+                    .map(|kid| decode(key, value).map(|c| Enrolled::Customer(kid, c))),
+                _ => rest.parse().ok().map(|code| Ok(Enrolled::Awaiting(code))),
+            };
+            if let Some(item) = item {
+                out.push(item?);
             }
         }
     }
@@ -149,7 +158,7 @@ impl Store {
         let range = machines
             .range::<&str>(prefix.as_str()..end.as_str())
             .map_err(StoreError::io)?;
-        for item in range.take(cap + staged.len()) {
+        for item in range.take(cap.saturating_add(staged.len())) {
             let (key, _) = item.map_err(StoreError::io)?;
             keys.insert(key.value().to_owned());
         }
