@@ -44,11 +44,22 @@ impl Secondary {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The answer's records. A reply dig warns about (";; Warning: query response not
+    /// set": a stray message, such as another test's NOTIFY to a port that dig's source
+    /// port now reuses) is not the secondary's answer: the question is asked again.
     fn short(&self, name: &str, rtype: &str) -> Vec<String> {
-        self.dig(&["+short", name, rtype])
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        let mut lines = Vec::new();
+        for _ in 0..3 {
+            lines = self
+                .dig(&["+short", name, rtype])
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            if !lines.iter().any(|l| l.starts_with(";;")) {
+                break;
+            }
+        }
+        lines
     }
 
     fn serial(&self) -> Option<u32> {
