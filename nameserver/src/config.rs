@@ -105,6 +105,8 @@ pub enum ConfigError {
     },
     #[error("transfer key file {path} is not valid: {message}")]
     Key { path: String, message: String },
+    #[error("[cluster]: {0}")]
+    Cluster(String),
 }
 
 /// Reads a transfer key file (BIND format).
@@ -170,6 +172,73 @@ pub struct FileConfig {
     pub dnssec: Option<bool>,
     pub dnssec_propagation_delay: Option<u64>,
     pub denial: Option<Denial>,
+    /// A cluster node (absent: a single server).
+    pub cluster: Option<ClusterFile>,
+}
+
+/// The `[cluster]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// This node's id (a positive integer, unique in the cluster).
+    pub node: u64,
+    /// Where this node takes the cluster's traffic.
+    pub listen: SocketAddr,
+    /// The founding members, `"ID=IP:PORT"` each (this node included, to found the cluster
+    /// with them; left out, to wait to be added by `nameserver cluster add`).
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// The shared cluster key (BIND key-file format, like the transfer keys).
+    pub key_file: PathBuf,
+}
+
+/// A cluster node's settings.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub node: u64,
+    pub listen: SocketAddr,
+    pub peers: std::collections::BTreeMap<u64, SocketAddr>,
+    /// The shared key; its secret keys the cluster's encryption.
+    pub key: TsigKey,
+}
+
+impl ClusterFile {
+    fn resolve(self) -> Result<ClusterSettings, ConfigError> {
+        let invalid = |message: String| ConfigError::Cluster(message);
+        if self.node == 0 {
+            return Err(invalid("node must be a positive integer".into()));
+        }
+        let mut peers = std::collections::BTreeMap::new();
+        for peer in &self.peers {
+            let (id, addr) = peer.split_once('=').ok_or_else(|| {
+                invalid(format!(
+                    "peer {peer:?} is not of the form ID=IP:PORT (\"2=192.0.2.2:7101\")"
+                ))
+            })?;
+            let id: u64 = id.trim().parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+                invalid(format!("peer {peer:?}: the id must be a positive integer"))
+            })?;
+            let addr: SocketAddr = addr
+                .trim()
+                .parse()
+                .map_err(|e| invalid(format!("peer {peer:?}: {e}")))?;
+            if peers.insert(id, addr).is_some() {
+                return Err(invalid(format!("node {id} is listed twice in peers")));
+            }
+        }
+        if peers.get(&self.node).is_some_and(|a| *a != self.listen) {
+            return Err(invalid(format!(
+                "peers gives node {} the address {}, but listen is {}",
+                self.node, peers[&self.node], self.listen
+            )));
+        }
+        Ok(ClusterSettings {
+            node: self.node,
+            listen: self.listen,
+            peers,
+            key: load_key(&self.key_file)?,
+        })
+    }
 }
 
 impl FileConfig {
@@ -279,6 +348,8 @@ pub struct Settings {
     pub dnssec_propagation_delay: u64,
     /// How a signed zone denies existence.
     pub denial: Denial,
+    /// A cluster node (`None`: a single server).
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Settings {
@@ -382,6 +453,14 @@ impl Settings {
                 .dnssec_propagation_delay
                 .unwrap_or(DEFAULT_DNSSEC_PROPAGATION_DELAY),
             denial: flags.denial.or(file.denial).unwrap_or_default(),
+            cluster: match file.cluster {
+                Some(_) if flags.dnssec || file.dnssec.unwrap_or(false) => {
+                    return Err(ConfigError::Cluster(
+                        "DNSSEC is not offered in a cluster in this release: serve the signed zone from one server, or the cluster's zone unsigned".into(),
+                    ));
+                }
+                cluster => cluster.map(ClusterFile::resolve).transpose()?,
+            },
         })
     }
 }

@@ -73,6 +73,24 @@ pub enum ControlRequest {
     DnssecRollover,
     /// Enrollment: tokens, approval, customers ([`crate::customers`]).
     Customers(crate::customers::CustomerRequest),
+    /// A cluster's members: their roles and positions in the log.
+    ClusterStatus,
+    /// Adds or removes a member of the cluster.
+    ClusterChange(crate::relay::ClusterChange),
+}
+
+impl ControlRequest {
+    /// Whether the request changes the directory, and is therefore made by a cluster's
+    /// leader (relayed there by a follower).
+    fn changes(&self) -> bool {
+        matches!(
+            self,
+            Self::Register { .. }
+                | Self::Unregister { .. }
+                | Self::RotateKey { .. }
+                | Self::Customers(_)
+        )
+    }
 }
 
 /// One line of an import file: `CODE KID MID [ADDRESS ...]`.
@@ -209,6 +227,7 @@ pub async fn serve(
     directory: Directory,
     reloads: Reloads,
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    relay: Option<std::sync::Arc<dyn crate::relay::Relay>>,
     shutdown: CancellationToken,
 ) {
     let owner = listener
@@ -233,9 +252,16 @@ pub async fn serve(
             continue;
         }
         let (directory, reloads, metrics) = (directory.clone(), reloads.clone(), metrics.clone());
+        let relay = relay.clone();
         connections.spawn(async move {
             let metrics = metrics.as_deref();
-            if let Err(e) = serve_connection(stream, &directory, &reloads, metrics).await {
+            let context = Context {
+                directory: &directory,
+                reloads: &reloads,
+                metrics,
+                relay: relay.as_deref(),
+            };
+            if let Err(e) = serve_connection(stream, &context).await {
                 debug!(error = %e, "control connection ended");
             }
         });
@@ -251,24 +277,25 @@ fn peer_allowed(stream: &UnixStream, owner: Option<u32>) -> bool {
     }
 }
 
-/// One connection: one request and its answer, or a streamed import.
-async fn serve_connection(
-    stream: UnixStream,
-    directory: &Directory,
-    reloads: &Reloads,
-    metrics: Option<&crate::metrics::Metrics>,
-) -> std::io::Result<()> {
-    serve_capped(stream, directory, reloads, metrics, MAX_REQUEST_BYTES).await
+/// What a control connection is served with.
+struct Context<'a> {
+    directory: &'a Directory,
+    reloads: &'a Reloads,
+    metrics: Option<&'a crate::metrics::Metrics>,
+    /// A cluster: changes go to its leader. `None`: a single server.
+    relay: Option<&'a dyn crate::relay::Relay>,
 }
 
+/// One connection: one request and its answer, or a streamed import.
+async fn serve_connection(stream: UnixStream, context: &Context<'_>) -> std::io::Result<()> {
+    serve_capped(stream, context, MAX_REQUEST_BYTES).await
+}
+
+const NO_CLUSTER: &str = "this server is not a cluster node (its config has no [cluster] section)";
+
 /// [`serve_connection`] with at most `cap` bytes a request (not a session).
-async fn serve_capped(
-    stream: UnixStream,
-    directory: &Directory,
-    reloads: &Reloads,
-    metrics: Option<&crate::metrics::Metrics>,
-    cap: u64,
-) -> std::io::Result<()> {
+async fn serve_capped(stream: UnixStream, context: &Context<'_>, cap: u64) -> std::io::Result<()> {
+    let (directory, reloads, metrics) = (context.directory, context.reloads, context.metrics);
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(cap));
     let mut import = ImportSession::default();
@@ -280,7 +307,46 @@ async fn serve_capped(
         if lines.read_line(&mut line).await? == 0 {
             break;
         }
-        let (response, more) = match serde_json::from_str::<ControlRequest>(&line) {
+        let parsed = serde_json::from_str::<ControlRequest>(&line);
+        if let (Ok(request), Some(relay)) = (&parsed, context.relay) {
+            if request.changes() && !relay.is_leader() {
+                let reply = match relay.control(line.trim_end().to_owned()).await {
+                    Ok(reply) => reply,
+                    Err(e) => serde_json::to_string(&ControlResponse::Err(format!(
+                        "the cluster's leader did not answer: {e}"
+                    )))
+                    .map_err(std::io::Error::other)?,
+                };
+                write.write_all(format!("{reply}\n").as_bytes()).await?;
+                break;
+            }
+        }
+        let (response, more) = match parsed {
+            Ok(
+                ControlRequest::Import { .. }
+                | ControlRequest::ImportBatch { .. }
+                | ControlRequest::ImportCommit,
+            ) if context.relay.is_some() => {
+                let refused = "imports are not offered in a cluster in this release: import into one server, then found the cluster from it, or register terminals one by one";
+                (Err(refused.to_owned()), false)
+            }
+            Ok(ControlRequest::ClusterStatus) => match context.relay {
+                Some(relay) => (
+                    relay.status().await.map(|text| ControlReply::Text { text }),
+                    false,
+                ),
+                None => (Err(NO_CLUSTER.into()), false),
+            },
+            Ok(ControlRequest::ClusterChange(change)) => match context.relay {
+                Some(relay) => (
+                    relay
+                        .change(change)
+                        .await
+                        .map(|text| ControlReply::Text { text }),
+                    false,
+                ),
+                None => (Err(NO_CLUSTER.into()), false),
+            },
             Ok(ControlRequest::ImportBatch { entries, algorithm }) => {
                 let response = import.batch(directory, entries, algorithm).await;
                 let more = response.is_ok();
@@ -535,6 +601,24 @@ impl ImportSession {
     }
 }
 
+/// A change request line relayed by a cluster's follower, carried out here (the leader):
+/// its reply line.
+pub async fn execute_line(
+    line: &str,
+    directory: &Directory,
+    metrics: Option<&crate::metrics::Metrics>,
+) -> String {
+    let response = match serde_json::from_str::<ControlRequest>(line) {
+        Ok(ControlRequest::Customers(request)) => {
+            crate::customers::execute(request, directory, metrics).await
+        }
+        Ok(request) if request.changes() => execute(request, directory).await,
+        Ok(_) => Err("only changes are relayed to the leader".into()),
+        Err(e) => Err(format!("request not understood: {e}")),
+    };
+    serde_json::to_string(&response).unwrap_or_else(|e| format!("{{\"Err\":\"{e}\"}}"))
+}
+
 /// Carries out one admin request, logging registrations as they happen.
 pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlResponse {
     let now = zones::unix_now();
@@ -598,6 +682,8 @@ pub async fn execute(request: ControlRequest, directory: &Directory) -> ControlR
         | ControlRequest::List
         | ControlRequest::Backup
         | ControlRequest::Reload
+        | ControlRequest::ClusterStatus
+        | ControlRequest::ClusterChange(_)
         | ControlRequest::Customers(_) => {
             Err("this request is answered on its own connection (serve_connection)".into())
         }
@@ -787,7 +873,15 @@ mod tests {
         const CAP: u64 = 64 * 1024;
         let serving = {
             let directory = directory.clone();
-            tokio::spawn(async move { serve_capped(server, &directory, &reloads, None, CAP).await })
+            tokio::spawn(async move {
+                let context = Context {
+                    directory: &directory,
+                    reloads: &reloads,
+                    metrics: None,
+                    relay: None,
+                };
+                serve_capped(server, &context, CAP).await
+            })
         };
         let (read, mut write) = client.into_split();
         let mut answers = BufReader::new(read).lines();

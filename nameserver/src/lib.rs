@@ -76,6 +76,7 @@
 
 pub mod admin;
 pub mod backup;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod cookie;
@@ -92,6 +93,7 @@ pub mod plan;
 pub mod query;
 pub mod ratelimit;
 pub mod refusal;
+pub mod relay;
 pub mod reload;
 pub mod response;
 pub mod sample;

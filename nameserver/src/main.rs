@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use nameserver::config::{ServeFlags, Settings, default_data_dir};
 use nameserver::control::{self, ControlReply, ControlRequest};
 use nameserver::customers::CustomerRequest;
+use nameserver::relay::ClusterChange;
 use nameserver::{admin, backup, import, server};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -153,6 +154,12 @@ enum Command {
         #[command(subcommand)]
         what: CustomerCommand,
     },
+    /// A cluster (`[cluster]` in the config file): `status` prints the leader and each
+    /// member's role and applied log index; `add` and `remove` change the members.
+    Cluster {
+        #[command(subcommand)]
+        what: ClusterCommand,
+    },
     /// Issue a new key for a terminal; the old one stops working at once.
     RotateKey {
         #[arg(long)]
@@ -181,6 +188,44 @@ enum DnssecCommand {
         #[command(flatten)]
         target: Target,
     },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// The leader, and each member's role, applied log index, last log index and serial.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Add node ID, reached at IP:PORT (its `[cluster] listen`), as a voting member: it
+    /// catches up from the log first. Start it with a config whose `peers` leaves it out.
+    Add {
+        /// `ID=IP:PORT`, as in `peers`.
+        #[arg(value_parser = parse_member)]
+        member: (u64, std::net::SocketAddr),
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove node ID from the members.
+    Remove {
+        node: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `ID=IP:PORT`.
+fn parse_member(text: &str) -> Result<(u64, std::net::SocketAddr), String> {
+    let (id, addr) = text
+        .split_once('=')
+        .ok_or("expected ID=IP:PORT, e.g. 4=192.0.2.4:7101")?;
+    let id = id
+        .parse::<u64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or("the node id must be a positive integer")?;
+    let addr = zones::endpoint::parse(addr).map_err(|e| e.to_string())?;
+    Ok((id, addr))
 }
 
 #[derive(Subcommand)]
@@ -440,6 +485,27 @@ async fn dispatch(command: Command) -> Result<(), String> {
                 CustomerCommand::List { target } => (CustomerRequest::CustomerList, target),
             };
             customers(&target, request).await
+        }
+        Command::Cluster { what } => {
+            let (request, target) = match what {
+                ClusterCommand::Status { target } => (ControlRequest::ClusterStatus, target),
+                ClusterCommand::Add {
+                    member: (node, addr),
+                    target,
+                } => (
+                    ControlRequest::ClusterChange(ClusterChange::Add { node, addr }),
+                    target,
+                ),
+                ClusterCommand::Remove { node, target } => (
+                    ControlRequest::ClusterChange(ClusterChange::Remove { node }),
+                    target,
+                ),
+            };
+            let ControlReply::Text { text } = call(&target, &request).await? else {
+                return Err("unexpected answer from the nameserver".into());
+            };
+            println!("{text}");
+            Ok(())
         }
         Command::Reload { target } => {
             let ControlReply::Reloaded { outcome } = call(&target, &ControlRequest::Reload).await?

@@ -131,6 +131,20 @@ impl Reloader {
     }
 }
 
+/// A cluster's settings as compared by a reload (its key by name and secret's length only).
+fn cluster_text(cluster: &Option<crate::config::ClusterSettings>) -> Option<String> {
+    cluster.as_ref().map(|c| {
+        format!(
+            "{} {} {:?} {} {}",
+            c.node,
+            c.listen,
+            c.peers,
+            c.key.name,
+            c.key.secret.as_bytes().len()
+        )
+    })
+}
+
 /// Which settings differ between `old` and `new`: those a reload puts in force (the zone
 /// apart), and those that take a restart. Every setting is in one list or the other: the
 /// pattern names each field, so a new one does not compile until it is placed.
@@ -155,6 +169,7 @@ fn compare(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
         dnssec,
         dnssec_propagation_delay,
         denial,
+        cluster,
     } = new;
     let live = [
         ("lookups", lookups != &old.lookups),
@@ -186,6 +201,10 @@ fn compare(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
             dnssec_propagation_delay != &old.dnssec_propagation_delay,
         ),
         ("tcp limits", tcp != &old.tcp),
+        (
+            "cluster",
+            cluster_text(cluster) != cluster_text(&old.cluster),
+        ),
         (
             "update limits (ttl, addresses, fudge, leases, ixfr_history)",
             limits != &old.limits,

@@ -28,6 +28,8 @@ use crate::reload::Reloader;
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("{0}")]
+    Cluster(String),
     #[error("cannot listen on {addr} ({proto}): {source}")]
     Bind {
         addr: SocketAddr,
@@ -289,6 +291,24 @@ pub async fn run(
     let settings = &options.settings;
     let pipeline =
         Pipeline::new(directory.clone(), Policy::from(settings)).with_metrics(metrics.clone());
+    let cluster = match &settings.cluster {
+        Some(cluster) => {
+            let (node, listener) =
+                crate::cluster::Cluster::start(cluster, directory.clone(), shutdown.clone())
+                    .await
+                    .map_err(|e| ServeError::Cluster(e.to_string()))?;
+            info!(node = cluster.node, listen = %cluster.listen, "cluster node");
+            let serving = crate::cluster::listener::Serving {
+                pipeline: pipeline.clone(),
+                metrics: metrics.clone(),
+            };
+            listener_tasks_cluster(node.clone(), listener, serving, shutdown.clone());
+            Some(node)
+        }
+        None => None,
+    };
+    let relay = cluster.clone().map(|c| c as Arc<dyn crate::relay::Relay>);
+    let pipeline = pipeline.with_relay(relay.clone());
     let mut listener_tasks = tokio::task::JoinSet::new();
     if let (Some(listener), Some(metrics)) = (listeners.metrics, &metrics) {
         let registry = crate::metrics::registry(metrics.clone(), directory.clone());
@@ -339,6 +359,7 @@ pub async fn run(
         directory.clone(),
         reloads.clone(),
         metrics.clone(),
+        relay.clone(),
         shutdown.clone(),
     ));
     let hangup = tokio::spawn(crate::reload::on_sighup(
@@ -349,6 +370,7 @@ pub async fn run(
     let expiry = tokio::spawn(expire_leases(
         directory.clone(),
         metrics.clone(),
+        relay.clone(),
         shutdown.clone(),
     ));
     let refresh = directory.is_signed().then(|| {
@@ -395,6 +417,18 @@ pub async fn run(
         Signatures::Failed(e) => Err(ServeError::Store(StoreError::Signing(e))),
         _ => Ok(()),
     }
+}
+
+/// Serves a cluster's peers until shutdown.
+fn listener_tasks_cluster(
+    node: Arc<crate::cluster::Cluster>,
+    listener: tokio::net::TcpListener,
+    serving: crate::cluster::listener::Serving,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(crate::cluster::listener::serve(
+        node, listener, serving, shutdown,
+    ));
 }
 
 /// Logs `ready` once everything is served (a signed zone: once its signatures are in
@@ -457,12 +491,23 @@ async fn refresh_once(directory: Directory, propagation: u64) {
 }
 
 /// Once a second, takes offline the terminals whose lease ran out (RFC 9664).
+/// In a cluster, only the leader expires leases (each expiry is a log entry).
 async fn expire_leases(
     directory: Directory,
     metrics: Option<Arc<Metrics>>,
+    relay: Option<Arc<dyn crate::relay::Relay>>,
     shutdown: CancellationToken,
 ) {
-    each_second(shutdown, || expire_once(directory.clone(), metrics.clone())).await;
+    each_second(shutdown, || {
+        let leads = relay.as_ref().is_none_or(|r| r.is_leader());
+        let (directory, metrics) = (directory.clone(), metrics.clone());
+        async move {
+            if leads {
+                expire_once(directory, metrics).await;
+            }
+        }
+    })
+    .await;
 }
 
 async fn expire_once(directory: Directory, metrics: Option<Arc<Metrics>>) {

@@ -136,6 +136,12 @@ impl Committer {
     /// After a flush: a failure refuses every later change until a restart.
     pub fn poison_on_failure(&self, flushed: Result<(), StoreError>) -> Result<(), StoreError> {
         if let Err(e) = flushed {
+            if matches!(e, StoreError::NotReplicated(_)) {
+                // Not the leader (any more): nothing staged will be published; what the
+                // cluster commits reaches the view through `apply_replicated`.
+                self.resync();
+                return Err(e);
+            }
             self.poison();
             tracing::error!(error = %e, "flush to disk failed; refusing changes until restarted");
             return Err(e);
@@ -151,16 +157,30 @@ impl Committer {
         self.poisoned.store(true, Ordering::SeqCst);
     }
 
-    /// Moves the view to everything flushed, then tells followers the new serial.
+    /// Moves the view to everything flushed, then tells followers the new serial. In a
+    /// cluster, applying the log has moved the view already: what is flushed is only
+    /// taken off the queue.
     pub fn publish(&self) {
         let flushed = self.store.flushed();
+        let replicated = self.store.is_replicated();
         let serial = {
             let mut pending = self.pending();
             let mut view = self.view_mut();
-            pending.publish(flushed, &mut view);
+            match replicated {
+                true => pending.forget(flushed),
+                false => pending.publish(flushed, &mut view),
+            }
             view.serial()
         };
         self.announce(serial);
+    }
+
+    /// Forgets what is queued and starts the next change from the view (a node that is not,
+    /// or is no longer, a cluster's leader: its view follows the log).
+    pub fn resync(&self) {
+        let mut pending = self.pending();
+        let view = self.view();
+        *pending = Pending::new(Serial(view.serial()), view.journal().next_seq());
     }
 
     /// Tells followers (NOTIFY) of a published serial; it only moves forward.
@@ -244,6 +264,19 @@ impl Pending {
             self.next_seq += 1;
         }
         self.queue.push_back(publication);
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Drops every change the store has flushed (up to commit `flushed`): a cluster's log
+    /// applied them to the view already.
+    pub fn forget(&mut self, flushed: u64) {
+        while self.queue.front().is_some_and(|p| p.commit <= flushed) {
+            self.queue.pop_front();
+        }
     }
 
     /// Applies, in commit order, every change the store has flushed (up to commit

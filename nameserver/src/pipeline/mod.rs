@@ -102,6 +102,8 @@ pub struct Pipeline {
     metrics: Option<Arc<Metrics>>,
     /// Failed enrollments, per source prefix and per token.
     failures: Arc<EnrollFailures>,
+    /// A cluster's follower hands UPDATEs to the leader through it; `None`: no cluster.
+    relay: Option<Arc<dyn crate::relay::Relay>>,
 }
 
 impl Pipeline {
@@ -113,7 +115,14 @@ impl Pipeline {
             cookies: Arc::new(CookieSecret::generate()),
             metrics: None,
             failures: Arc::default(),
+            relay: None,
         }
+    }
+
+    /// Hands every UPDATE to a cluster's leader through `relay` while this node is not it.
+    pub fn with_relay(mut self, relay: Option<Arc<dyn crate::relay::Relay>>) -> Self {
+        self.relay = relay;
+        self
     }
 
     /// Puts `policy` in force for every request from now on (a reload), with the fast
@@ -181,6 +190,25 @@ impl Pipeline {
 
     /// Runs `bytes` from `src` through every stage and sends what comes out to `sink`.
     pub async fn answer(
+        &self,
+        bytes: Vec<u8>,
+        src: SocketAddr,
+        transport: Transport,
+        sink: &mut impl Sink,
+    ) -> Outcome {
+        if let Some(relay) = self
+            .relay
+            .as_deref()
+            .filter(|r| is_update(&bytes) && !r.is_leader())
+        {
+            return relayed(relay, bytes, src, transport, sink).await;
+        }
+        self.answer_here(bytes, src, transport, sink).await
+    }
+
+    /// [`Pipeline::answer`] on this node, never relayed (a cluster's leader answering what
+    /// a follower relayed).
+    pub async fn answer_here(
         &self,
         bytes: Vec<u8>,
         src: SocketAddr,
@@ -427,6 +455,42 @@ enum Planned {
     Reply(Reply),
     /// A zone transfer, signed with this transfer key.
     Stream(crate::transfer::TransferPlan, crate::tsig::SignedRequest),
+}
+
+/// Whether `bytes` are an UPDATE request (opcode 5, QR clear): a change, which a cluster
+/// makes on its leader.
+fn is_update(bytes: &[u8]) -> bool {
+    bytes.len() >= 12 && bytes[2] & 0x80 == 0 && (bytes[2] >> 3) & 0x0f == 5
+}
+
+/// A follower's answer to an UPDATE: the leader's, once the change is applied here too;
+/// SERVFAIL when no leader answers (the client tries again, or another server).
+async fn relayed(
+    relay: &dyn crate::relay::Relay,
+    bytes: Vec<u8>,
+    src: SocketAddr,
+    transport: Transport,
+    sink: &mut impl Sink,
+) -> Outcome {
+    let header = [bytes[0], bytes[1], bytes[2]];
+    match relay.dns(bytes, src, transport).await {
+        Ok(messages) => {
+            let mut outcome = Outcome::Dropped;
+            for message in messages {
+                outcome = send(sink, &message).await;
+            }
+            outcome
+        }
+        Err(e) => {
+            debug!(error = %e, "the leader did not answer a relayed update");
+            // ID, QR set, the opcode kept, RCODE SERVFAIL, no sections.
+            let mut answer = [0u8; 12];
+            answer[..2].copy_from_slice(&header[..2]);
+            answer[2] = 0x80 | (header[2] & 0x78);
+            answer[3] = ResponseCode::ServFail.low();
+            send(sink, &answer).await
+        }
+    }
 }
 
 async fn send(sink: &mut impl Sink, bytes: &[u8]) -> Outcome {

@@ -26,6 +26,7 @@
 //! - [`presence`]: RFC 2136 updates and lease expiry;
 //! - [`zone_reload`]: a new static zone while serving;
 //! - [`enrollment`]: tokens, customers, approval, and terminals enrolling themselves;
+//! - [`replica`]: a cluster node: committed log entries applied, taking over as leader;
 //!
 //! and [`signing`] keeps the zone signed through all of them (DNSSEC on), [`rollover`]
 //! replaces its zone-signing key, and [`signed_start`] puts a signed zone's stored
@@ -601,6 +602,7 @@ mod import;
 mod load;
 mod presence;
 mod registry;
+mod replica;
 mod rollover;
 mod signed_start;
 mod signing;

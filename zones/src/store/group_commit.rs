@@ -9,7 +9,7 @@ pub(super) struct GroupCommit {
     staged: Mutex<Staged>,
     flushed: AtomicU64,
     /// How many syncs ran (each flush that wrote anything): for tests and metrics.
-    syncs: AtomicU64,
+    pub(super) syncs: AtomicU64,
     /// One flush at a time; those who wait behind it usually find their change covered.
     flushing: tokio::sync::Mutex<()>,
     /// Fault injection for tests: the next flush fails as a failing disk would.
@@ -18,6 +18,11 @@ pub(super) struct GroupCommit {
     failed: AtomicBool,
     /// Told the size and time of each group commit (metrics), once set.
     observer: std::sync::OnceLock<Arc<dyn FlushObserver>>,
+    /// Where flushes go in a cluster ([`super::replicated`]); unset: written here.
+    pub(super) replicator: std::sync::OnceLock<Arc<dyn super::replicated::Replicator>>,
+    /// Ranges of change numbers (after, up to] whose replication failed: they are gone,
+    /// and no later flush may claim to cover them.
+    lost: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Store {
@@ -125,6 +130,9 @@ impl Store {
         if d.failed.load(Ordering::SeqCst) {
             return Err(StoreError::Poisoned);
         }
+        if let Some(lost) = self.lost(wanted) {
+            return Err(lost);
+        }
         if d.flushed.load(Ordering::SeqCst) >= wanted {
             return Ok(());
         }
@@ -135,6 +143,13 @@ impl Store {
         }
         let (batch, covered) = self.staged().take();
         let (changes, started) = (batch.len(), std::time::Instant::now());
+        if let Some(replicator) = d.replicator.get() {
+            self.replicate(replicator.as_ref(), &batch, covered).await?;
+            if let Some(observer) = d.observer.get() {
+                observer.flushed(started.elapsed(), changes);
+            }
+            return Ok(());
+        }
         let store = self.clone();
         let written = tokio::task::spawn_blocking(move || {
             let written = store.write(&batch);
@@ -161,6 +176,58 @@ impl Store {
             observer.flushed(started.elapsed(), changes);
         }
         Ok(())
+    }
+
+    /// A cluster's flush: the batch goes to the log; once committed and applied here (which
+    /// writes its rows), its changes count as flushed. A failure (no longer the leader)
+    /// discards everything staged, without refusing later changes: the log, not this
+    /// node's memory, decides what the store holds.
+    async fn replicate(
+        &self,
+        replicator: &dyn super::replicated::Replicator,
+        batch: &[Writes],
+        covered: u64,
+    ) -> Result<(), StoreError> {
+        let d = &self.durability;
+        let replicated = match super::replicated::Replicated::encode(batch) {
+            Ok(entry) => replicator
+                .replicate(entry)
+                .await
+                .map_err(StoreError::NotReplicated),
+            Err(e) => Err(e),
+        };
+        let mut staged = self.staged();
+        match &replicated {
+            Ok(()) => staged.landed(),
+            Err(_) => {
+                let after = d.flushed.load(Ordering::SeqCst);
+                let newest = staged.newest();
+                staged.discard();
+                self.durability
+                    .lost
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((after, newest));
+            }
+        }
+        drop(staged);
+        replicated?;
+        d.flushed.fetch_max(covered, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The error of change `wanted` when its replication failed.
+    fn lost(&self, wanted: u64) -> Option<StoreError> {
+        let lost = self
+            .durability
+            .lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        lost.iter()
+            .any(|(after, upto)| *after < wanted && wanted <= *upto)
+            .then(|| {
+                StoreError::NotReplicated("the change was not committed by the cluster".into())
+            })
     }
 
     pub(super) fn staged(&self) -> MutexGuard<'_, Staged> {

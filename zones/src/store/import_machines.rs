@@ -24,7 +24,7 @@ use super::{META, StoreError};
 pub(super) const IMPORT_MACHINES: TableDefinition<(u32, &str), &str> =
     TableDefinition::new("import_machines");
 /// In `meta`: how many batches the import in progress has staged.
-const BATCHES_KEY: &str = "import_batches";
+pub(super) const BATCHES_KEY: &str = "import_batches";
 
 /// Why an import's pairs cannot be committed.
 #[derive(Debug, Clone, PartialEq, Eq)]

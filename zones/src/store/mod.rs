@@ -84,8 +84,10 @@ mod import;
 mod import_machines;
 mod in_place;
 mod open;
+mod raft_log;
 mod reads;
 mod replay_rows;
+pub mod replicated;
 mod rows;
 mod saved;
 mod saved_sigs;
@@ -180,6 +182,9 @@ pub enum StoreError {
     },
     #[error("cannot sign the change (DNSSEC): {0}")]
     Signing(String),
+    /// A cluster did not commit the change (this node is not, or is no longer, the leader).
+    #[error("not committed by the cluster: {0}")]
+    NotReplicated(String),
     #[error(
         "an earlier flush to disk failed, so the store may not match the disk; changes are refused until the server is restarted"
     )]

@@ -1,0 +1,429 @@
+//! Starting a node, following who leads, and handing requests to the leader.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use zones::Directory;
+use zones::store::replicated::{Replicated, Replicating, Replicator};
+
+use super::channel::ClusterKey;
+use super::log_store::LogStore;
+use super::network::{Network, Peer};
+use super::state_machine::StateMachine;
+use super::types::{NodeId, Raft};
+use super::wire::{MemberStatus, Request, Response};
+use crate::config::ClusterSettings;
+use crate::metrics::Transport;
+use crate::relay::{ClusterChange, Relay, Relayed};
+
+/// How long a follower keeps trying to reach a leader for one request.
+const RELAY_PATIENCE: Duration = Duration::from_secs(6);
+/// How long one exchange with a peer may take.
+const EXCHANGE: Duration = Duration::from_secs(5);
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot listen for the cluster on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cluster: {0}")]
+    Consensus(String),
+    #[error(transparent)]
+    Store(#[from] zones::store::StoreError),
+}
+
+/// One node of a cluster.
+pub struct Cluster {
+    pub(super) node: NodeId,
+    pub(super) raft: Raft,
+    pub(super) key: ClusterKey,
+    pub(super) directory: Directory,
+    /// Set once this node leads and has applied everything before its term: changes are
+    /// made here.
+    pub(super) leading: AtomicBool,
+    /// Open channels to the leader, reused by relayed requests.
+    idle: std::sync::Mutex<Vec<(NodeId, Peer)>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.node)
+            .field("leading", &self.leads())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends the directory's group commits through the log.
+struct ThroughLog(Raft);
+
+impl std::fmt::Debug for ThroughLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ThroughLog")
+    }
+}
+
+impl Replicator for ThroughLog {
+    fn replicate(&self, entry: Replicated) -> Replicating<'_> {
+        Box::pin(async move {
+            self.0
+                .client_write(entry)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl Cluster {
+    /// Starts node `settings.node` over `directory`: its log and state in the directory's
+    /// store, its listener bound. A node listed in `peers` founds the cluster with them
+    /// when its log is empty; one not listed waits to be added.
+    pub async fn start(
+        settings: &ClusterSettings,
+        directory: Directory,
+        shutdown: CancellationToken,
+    ) -> Result<(Arc<Self>, TcpListener), ClusterError> {
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| ClusterError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+        let key = ClusterKey::derive(settings.key.secret.as_bytes());
+        let config = openraft::Config {
+            cluster_name: directory.zone().origin().to_ascii(),
+            heartbeat_interval: 150,
+            election_timeout_min: 800,
+            election_timeout_max: 1400,
+            // The log is kept whole: a node far behind catches up from it.
+            snapshot_policy: SnapshotPolicy::Never,
+            max_payload_entries: 64,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Consensus(e.to_string()))?;
+        let log = LogStore::new(directory.store().clone());
+        let machine = StateMachine::open(directory.clone())?;
+        let network = Network { key: key.clone() };
+        let raft = Raft::new(settings.node, Arc::new(config), network, log, machine)
+            .await
+            .map_err(|e| ClusterError::Consensus(e.to_string()))?;
+        directory.replicate_through(Arc::new(ThroughLog(raft.clone())));
+        let founding = settings.peers.contains_key(&settings.node);
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| ClusterError::Consensus(e.to_string()))?;
+        if founding && !initialized {
+            let members: BTreeMap<NodeId, BasicNode> = settings
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            match raft.initialize(members).await {
+                Ok(()) => info!(
+                    node = settings.node,
+                    members = settings.peers.len(),
+                    "cluster founded"
+                ),
+                Err(e) => info!(error = %e, "cluster already founded"),
+            }
+        } else if !initialized {
+            info!(
+                node = settings.node,
+                "waiting to be added to a cluster (`nameserver cluster add`)"
+            );
+        }
+        let cluster = Arc::new(Self {
+            node: settings.node,
+            raft,
+            key,
+            directory,
+            leading: AtomicBool::new(false),
+            idle: std::sync::Mutex::new(Vec::new()),
+        });
+        tokio::spawn(cluster.clone().follow_leadership(shutdown));
+        Ok((cluster, listener))
+    }
+
+    /// Whether this node makes changes now.
+    pub fn leads(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
+
+    /// Follows the consensus state: takes the lead once everything logged before this
+    /// node's term is applied, gives it up at once, and stops the server when consensus
+    /// stopped (a failed disk).
+    async fn follow_leadership(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let m = metrics.borrow_and_update().clone();
+            if let Err(e) = &m.running_state {
+                error!(error = %e, "consensus stopped on this node; stopping the server");
+                shutdown.cancel();
+                return;
+            }
+            let leads = m.state == ServerState::Leader && m.current_leader == Some(self.node);
+            let caught_up = m.last_applied.map(|l| l.index) >= m.last_log_index;
+            if leads && caught_up && !self.leads() {
+                match self.directory.take_lead() {
+                    Ok(()) => {
+                        self.leading.store(true, Ordering::SeqCst);
+                        info!(
+                            node = self.node,
+                            term = m.current_term,
+                            "leading the cluster"
+                        );
+                    }
+                    Err(e) => warn!(error = %e, "cannot take the lead"),
+                }
+            } else if !leads && self.leads() {
+                self.leading.store(false, Ordering::SeqCst);
+                info!(node = self.node, leader = ?m.current_leader, "no longer leading");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = self.raft.shutdown().await;
+                    return;
+                }
+                changed = metrics.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    /// The leader's id and cluster address, when one is known.
+    fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?;
+        Some((id, node.addr.clone()))
+    }
+
+    /// Sends `request` to the leader and returns its answer, trying again (another
+    /// leader, a new channel) until [`RELAY_PATIENCE`] is spent.
+    async fn to_leader(&self, request: Request) -> Result<Response, String> {
+        let started = Instant::now();
+        let mut last = String::from("no leader is known");
+        while started.elapsed() < RELAY_PATIENCE {
+            let Some((id, addr)) = self.leader() else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let mut peer = self.take_peer(id, addr);
+            match peer.call(&request, EXCHANGE).await {
+                Ok(
+                    Response::Dns(Err(e)) | Response::Control(Err(e)) | Response::Change(Err(e)),
+                ) if e == NOT_LEADER => {
+                    last = format!("node {id} is not the leader (yet)");
+                    self.give_back(id, peer);
+                }
+                Ok(response) => {
+                    self.give_back(id, peer);
+                    return Ok(response);
+                }
+                Err(e) => last = format!("node {id}: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(last)
+    }
+
+    fn take_peer(&self, id: NodeId, addr: String) -> Peer {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|(node, _)| *node == id);
+        match idle.pop() {
+            Some((_, peer)) => peer,
+            None => Peer::new(id, addr, self.key.clone()),
+        }
+    }
+
+    fn give_back(&self, id: NodeId, peer: Peer) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < 16 {
+            idle.push((id, peer));
+        }
+    }
+
+    /// Waits (up to two seconds) until this node has applied log index `index`, so that
+    /// what a client was told is done is what this node then answers.
+    async fn applied(&self, index: u64) {
+        let mut metrics = self.raft.metrics();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            metrics.wait_for(|m| m.last_applied.map(|l| l.index) >= Some(index)),
+        )
+        .await;
+    }
+
+    /// What this node knows of itself.
+    pub fn member_status(&self) -> MemberStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        MemberStatus {
+            node: self.node,
+            role: role.into(),
+            leader: m.current_leader,
+            term: m.current_term,
+            applied: m.last_applied.map(|l| l.index),
+            last_log: m.last_log_index,
+            serial: self.directory.view().serial(),
+        }
+    }
+
+    /// Every member's status, as a table.
+    async fn status_text(&self) -> String {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut lines = Vec::new();
+        let mine = self.member_status();
+        let leader = mine
+            .leader
+            .map_or("none known".to_owned(), |l| format!("node {l}"));
+        lines.push(format!(
+            "members: {}; leader: {leader}; term {}",
+            voters.len(),
+            mine.term
+        ));
+        lines.push(format!(
+            "{:<6} {:<22} {:<12} {:>9} {:>9} {:>11}",
+            "node", "address", "role", "applied", "log", "serial"
+        ));
+        for (id, node) in membership.nodes() {
+            let status = if *id == self.node {
+                Some(mine.clone())
+            } else {
+                let mut peer = Peer::new(*id, node.addr.clone(), self.key.clone());
+                match peer.call(&Request::Status, Duration::from_secs(1)).await {
+                    Ok(Response::Status(s)) => Some(s),
+                    _ => None,
+                }
+            };
+            let voter = if voters.contains(id) {
+                ""
+            } else {
+                " (learner)"
+            };
+            let row = match status {
+                Some(s) => format!(
+                    "{:<6} {:<22} {:<12} {:>9} {:>9} {:>11}",
+                    id,
+                    node.addr,
+                    format!("{}{voter}", s.role),
+                    s.applied.map_or("-".into(), |a| a.to_string()),
+                    s.last_log.map_or("-".into(), |a| a.to_string()),
+                    s.serial
+                ),
+                None => format!(
+                    "{:<6} {:<22} {:<12} {:>9} {:>9} {:>11}",
+                    id, node.addr, "unreachable", "-", "-", "-"
+                ),
+            };
+            lines.push(row);
+        }
+        lines.join("\n")
+    }
+
+    /// Makes a change of members (on the leader).
+    pub(super) async fn change_members(&self, change: ClusterChange) -> Result<String, String> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let mut voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        match change {
+            ClusterChange::Add { node, addr } => {
+                self.raft
+                    .add_learner(node, BasicNode::new(addr), true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                voters.insert(node);
+                self.raft
+                    .change_membership(voters, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(format!("node {node} ({addr}) added"))
+            }
+            ClusterChange::Remove { node } => {
+                if !voters.remove(&node) {
+                    return Err(format!("node {node} is not a member"));
+                }
+                if voters.is_empty() {
+                    return Err("the last member cannot be removed".into());
+                }
+                self.raft
+                    .change_membership(voters, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(format!("node {node} removed"))
+            }
+        }
+    }
+}
+
+/// What a node that does not lead answers a relayed request.
+pub(super) const NOT_LEADER: &str = "not the leader";
+
+impl Relay for Cluster {
+    fn is_leader(&self) -> bool {
+        self.leads()
+    }
+
+    fn dns(
+        &self,
+        message: Vec<u8>,
+        src: SocketAddr,
+        transport: Transport,
+    ) -> Relayed<'_, Vec<Vec<u8>>> {
+        Box::pin(async move {
+            let tcp = transport == Transport::Tcp;
+            match self.to_leader(Request::Dns { message, src, tcp }).await? {
+                Response::Dns(Ok((messages, index))) => {
+                    self.applied(index).await;
+                    Ok(messages)
+                }
+                Response::Dns(Err(e)) => Err(e),
+                _ => Err("the leader answered another request".into()),
+            }
+        })
+    }
+
+    fn control(&self, request: String) -> Relayed<'_, String> {
+        Box::pin(async move {
+            match self.to_leader(Request::Control(request)).await? {
+                Response::Control(reply) => reply,
+                _ => Err("the leader answered another request".into()),
+            }
+        })
+    }
+
+    fn change(&self, change: ClusterChange) -> Relayed<'_, String> {
+        Box::pin(async move {
+            if self.leads() {
+                return self.change_members(change).await;
+            }
+            match self.to_leader(Request::Change(change)).await? {
+                Response::Change(reply) => reply,
+                _ => Err("the leader answered another request".into()),
+            }
+        })
+    }
+
+    fn status(&self) -> Relayed<'_, String> {
+        Box::pin(async move { Ok(self.status_text().await) })
+    }
+}

@@ -1,0 +1,264 @@
+//! Group commits replicated by a cluster: what one flush writes, encoded as one log entry;
+//! written on every node in one durable transaction with the log position it came from; and
+//! what it changes in the view.
+//!
+//! ```text
+//!  leader:   Store::flush ─▶ Replicated::encode(batch) ─▶ Replicator (consensus: a majority
+//!            holds it durably) ─▶ applied here ─▶ the flush returns ─▶ acknowledged
+//!  every node, in log order: Store::apply_replicated ─▶ rows + log position, one fdatasync
+//!            ─▶ ViewChange (removed, hot rows, serial, journal delta) ─▶ the view
+//! ```
+//!
+//! The entry holds rows, not requests: nodes never run the rules again (a registration's
+//! random key, a signature's time), so every node's store holds exactly what the leader
+//! staged.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::*;
+
+/// The `meta` record of the log position the store's state has applied.
+pub const APPLIED_KEY: &str = "raft_applied";
+/// The `meta` record of the cluster's membership as of that position.
+pub const MEMBERSHIP_KEY: &str = "raft_membership";
+
+/// One group commit as the cluster's log carries it: the rows it writes, encoded. It holds
+/// terminals' secrets: [`std::fmt::Debug`] shows its size only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replicated(Vec<u8>);
+
+impl std::fmt::Debug for Replicated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Replicated({} bytes)", self.0.len())
+    }
+}
+
+/// What waits for a replicated entry.
+pub type Replicating<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Replicates group commits: the store's flushes go through it once it is set.
+pub trait Replicator: Send + Sync + std::fmt::Debug {
+    /// Returns once `entry` is held durably by a majority and applied on this node
+    /// ([`Store::apply_replicated`]); an error when it is not known to be (this node is not
+    /// the leader, or lost the leadership meanwhile).
+    fn replicate(&self, entry: Replicated) -> Replicating<'_>;
+}
+
+/// [`Writes`] as the log carries it (`meta` keys as text).
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    meta: Vec<(String, Vec<u8>)>,
+    meta_remove: Vec<String>,
+    cold: Vec<(String, Vec<u8>)>,
+    hot: Vec<(String, Vec<u8>)>,
+    replay: Vec<(String, Option<Vec<u8>>)>,
+    remove: Option<String>,
+    machines_put: Vec<(String, String)>,
+    machines_remove: Vec<String>,
+    import_machines: Vec<(String, String)>,
+    importing: Vec<String>,
+    finish_import: bool,
+    journal: Option<(u64, Vec<u8>)>,
+    journal_drop: Vec<u64>,
+    signed: Vec<(String, Option<Vec<u8>>)>,
+    enrollment: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Every `meta` key a change may write.
+const META_KEYS: [&str; 10] = [
+    SERIAL_KEY,
+    ZONE_KEY,
+    IMPORT_KEY,
+    DNSSEC_KEYS_KEY,
+    UNSIGNED_KEY,
+    STATIC_SIGS_KEY,
+    SOA_SIG_KEY,
+    ORIGIN_KEY,
+    SCHEMA_KEY,
+    import_machines::BATCHES_KEY,
+];
+
+fn static_key(key: &str) -> Result<&'static str, StoreError> {
+    META_KEYS
+        .iter()
+        .find(|k| **k == key)
+        .copied()
+        .ok_or_else(|| StoreError::Corrupt {
+            key: key.into(),
+            message: "a replicated entry writes an unknown meta record".into(),
+        })
+}
+
+impl Replicated {
+    /// A batch of staged changes as one entry. A saved copy of the signatures is a node's
+    /// own (written at its stop), never replicated.
+    pub(super) fn encode(batch: &[Writes]) -> Result<Self, StoreError> {
+        let wire: Vec<Wire> = batch
+            .iter()
+            .map(|w| Wire {
+                meta: w
+                    .meta
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+                meta_remove: w.meta_remove.iter().map(|k| (*k).to_owned()).collect(),
+                cold: w.cold.clone(),
+                hot: w.hot.clone(),
+                replay: w.replay.clone(),
+                remove: w.remove.clone(),
+                machines_put: w.machines_put.clone(),
+                machines_remove: w.machines_remove.clone(),
+                import_machines: w.import_machines.clone(),
+                importing: w.importing.clone(),
+                finish_import: w.finish_import,
+                journal: w.journal.clone(),
+                journal_drop: w.journal_drop.clone(),
+                signed: w.signed.clone(),
+                enrollment: w.enrollment.clone(),
+            })
+            .collect();
+        encode(&wire).map(Self)
+    }
+
+    fn decode(&self) -> Result<Vec<Writes>, StoreError> {
+        let wire: Vec<Wire> = decode("replicated entry", &self.0)?;
+        wire.into_iter()
+            .map(|w| {
+                Ok(Writes {
+                    meta: w
+                        .meta
+                        .into_iter()
+                        .map(|(k, v)| Ok((static_key(&k)?, v)))
+                        .collect::<Result<_, StoreError>>()?,
+                    meta_remove: w
+                        .meta_remove
+                        .iter()
+                        .map(|k| static_key(k))
+                        .collect::<Result<_, _>>()?,
+                    cold: w.cold,
+                    hot: w.hot,
+                    replay: w.replay,
+                    remove: w.remove,
+                    machines_put: w.machines_put,
+                    machines_remove: w.machines_remove,
+                    import_machines: w.import_machines,
+                    importing: w.importing,
+                    finish_import: w.finish_import,
+                    journal: w.journal,
+                    journal_drop: w.journal_drop,
+                    signatures_saved: None,
+                    signed: w.signed,
+                    enrollment: w.enrollment,
+                })
+            })
+            .collect()
+    }
+
+    /// The encoded size, in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What one replicated change does to the view, in the order the committer publishes a
+/// change of its own: the journal, the serial, then the terminals.
+#[derive(Debug, Default)]
+pub struct ViewChange {
+    /// The journal was emptied (a serial move with no delta: secondaries take the whole zone).
+    pub reset_journal: bool,
+    pub serial: Option<u32>,
+    pub delta: Option<Delta>,
+    /// A terminal removed (before the new rows below).
+    pub removed: Option<CodeKey>,
+    /// Terminals' new published state.
+    pub hot: Vec<(CodeKey, Hot)>,
+    /// Tokens, customers or approvals changed.
+    pub enrollment: bool,
+}
+
+fn code_key(code: &str) -> Result<CodeKey, StoreError> {
+    CodeKey::from_digits(code.as_bytes()).ok_or_else(|| StoreError::Corrupt {
+        key: code.into(),
+        message: "not a calling code".into(),
+    })
+}
+
+impl Writes {
+    fn view_change(&self) -> Result<ViewChange, StoreError> {
+        let serial = self
+            .meta
+            .iter()
+            .find(|(k, _)| *k == SERIAL_KEY)
+            .map(|(k, v)| decode_u32(k, v))
+            .transpose()?;
+        let delta = self
+            .journal
+            .as_ref()
+            .map(|(_, v)| decode::<Delta>("journal", v))
+            .transpose()?;
+        let hot = self
+            .hot
+            .iter()
+            .map(|(code, v)| Ok((code_key(code)?, Hot::from(decode::<HotRecord>(code, v)?))))
+            .collect::<Result<_, StoreError>>()?;
+        Ok(ViewChange {
+            reset_journal: serial.is_some() && delta.is_none(),
+            serial,
+            delta,
+            removed: self.remove.as_deref().map(code_key).transpose()?,
+            hot,
+            enrollment: !self.enrollment.is_empty(),
+        })
+    }
+}
+
+impl Store {
+    /// Sends every later flush through `replicator` instead of writing it here: the rows
+    /// are written by [`Store::apply_replicated`] once the cluster has committed them.
+    pub fn replicate_through(&self, replicator: Arc<dyn Replicator>) {
+        let _ = self.durability.replicator.set(replicator);
+    }
+
+    /// Whether flushes go through a replicator.
+    pub fn is_replicated(&self) -> bool {
+        self.durability.replicator.get().is_some()
+    }
+
+    /// Writes a committed entry (`None`: one that changes no rows, such as a membership
+    /// change) and `state`, the log position it leaves the store at, in one durable
+    /// transaction; returns what the entry changes in the view.
+    pub fn apply_replicated(
+        &self,
+        entry: Option<&Replicated>,
+        state: &[(&'static str, Vec<u8>)],
+    ) -> Result<Vec<ViewChange>, StoreError> {
+        let mut batch = match entry {
+            Some(entry) => entry.decode()?,
+            None => Vec::new(),
+        };
+        let changes = batch
+            .iter()
+            .map(Writes::view_change)
+            .collect::<Result<Vec<_>, _>>()?;
+        batch.push(Writes {
+            meta: state.to_vec(),
+            ..Writes::default()
+        });
+        let db = self.db();
+        let tx = begin_write(&db, Durability::Immediate)?;
+        group_commit::apply(&tx, &batch)?;
+        tx.commit().map_err(StoreError::io)?;
+        self.durability.syncs.fetch_add(1, Ordering::SeqCst);
+        Ok(changes)
+    }
+
+    /// A record the cluster keeps in `meta` ([`APPLIED_KEY`], [`MEMBERSHIP_KEY`]).
+    pub fn cluster_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.meta(key)
+    }
+}
