@@ -104,9 +104,9 @@ impl Cluster {
         let key = ClusterKey::derive(settings.key.secret.as_bytes());
         let config = openraft::Config {
             cluster_name: directory.zone().origin().to_ascii(),
-            heartbeat_interval: 150,
-            election_timeout_min: 800,
-            election_timeout_max: 1400,
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 900,
             // The log is kept whole: a node far behind catches up from it.
             snapshot_policy: SnapshotPolicy::Never,
             max_payload_entries: 64,
