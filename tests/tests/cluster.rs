@@ -665,7 +665,7 @@ fn a_leader_cut_off_acknowledges_nothing_and_the_majority_goes_on() {
     for i in 1..=3 {
         assert_eq!(
             lab.a_of(i, code),
-            [expected.clone()],
+            std::slice::from_ref(&expected),
             "node {i}: the majority's update, not the cut-off leader's"
         );
         assert_eq!(lab.a_of(i, code2), ["10.78.51.1"], "node {i}");
