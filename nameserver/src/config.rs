@@ -190,6 +190,9 @@ pub struct ClusterFile {
     pub peers: Vec<String>,
     /// The shared cluster key (BIND key-file format, like the transfer keys).
     pub key_file: PathBuf,
+    /// Log entries between snapshots (a backup of the store, what a node far behind
+    /// catches up from); as many are kept in the log behind each.
+    pub snapshot_every: Option<u64>,
 }
 
 /// A cluster node's settings.
@@ -200,7 +203,11 @@ pub struct ClusterSettings {
     pub peers: std::collections::BTreeMap<u64, SocketAddr>,
     /// The shared key; its secret keys the cluster's encryption.
     pub key: TsigKey,
+    pub snapshot_every: u64,
 }
+
+/// Log entries between a cluster's snapshots, by default.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 
 impl ClusterFile {
     fn resolve(self) -> Result<ClusterSettings, ConfigError> {
@@ -237,6 +244,11 @@ impl ClusterFile {
             listen: self.listen,
             peers,
             key: load_key(&self.key_file)?,
+            snapshot_every: match self.snapshot_every {
+                Some(0) => return Err(invalid("snapshot_every must be at least 1".into())),
+                Some(n) => n,
+                None => DEFAULT_SNAPSHOT_EVERY,
+            },
         })
     }
 }

@@ -495,6 +495,7 @@ async fn stream_backup(
                         journal,
                         zone_keys,
                         enrollment,
+                        ..
                     } => ControlReply::BackupHeader {
                         header: Header {
                             format: FORMAT.into(),

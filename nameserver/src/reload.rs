@@ -131,18 +131,20 @@ impl Reloader {
     }
 }
 
-/// A cluster's settings as compared by a reload (its key by name and secret's length only).
-fn cluster_text(cluster: &Option<crate::config::ClusterSettings>) -> Option<String> {
-    cluster.as_ref().map(|c| {
-        format!(
-            "{} {} {:?} {} {}",
-            c.node,
-            c.listen,
-            c.peers,
-            c.key.name,
-            c.key.secret.as_bytes().len()
-        )
-    })
+/// Whether a cluster's settings differ (the key by name and secret, never shown).
+fn cluster_changed(
+    old: &Option<crate::config::ClusterSettings>,
+    new: &Option<crate::config::ClusterSettings>,
+) -> bool {
+    match (old, new) {
+        (None, None) => false,
+        (Some(a), Some(b)) => {
+            (a.node, a.listen, &a.peers, &a.key.name, a.snapshot_every)
+                != (b.node, b.listen, &b.peers, &b.key.name, b.snapshot_every)
+                || a.key.secret.as_bytes() != b.key.secret.as_bytes()
+        }
+        _ => true,
+    }
 }
 
 /// Which settings differ between `old` and `new`: those a reload puts in force (the zone
@@ -201,10 +203,7 @@ fn compare(old: &Settings, new: &Settings) -> (Vec<String>, Vec<String>) {
             dnssec_propagation_delay != &old.dnssec_propagation_delay,
         ),
         ("tcp limits", tcp != &old.tcp),
-        (
-            "cluster",
-            cluster_text(cluster) != cluster_text(&old.cluster),
-        ),
+        ("cluster", cluster_changed(&old.cluster, cluster)),
         (
             "update limits (ttl, addresses, fudge, leases, ixfr_history)",
             limits != &old.limits,

@@ -293,10 +293,14 @@ pub async fn run(
         Pipeline::new(directory.clone(), Policy::from(settings)).with_metrics(metrics.clone());
     let cluster = match &settings.cluster {
         Some(cluster) => {
-            let (node, listener) =
-                crate::cluster::Cluster::start(cluster, directory.clone(), shutdown.clone())
-                    .await
-                    .map_err(|e| ServeError::Cluster(e.to_string()))?;
+            let (node, listener) = crate::cluster::Cluster::start(
+                cluster,
+                directory.clone(),
+                &settings.data.join("store"),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|e| ServeError::Cluster(e.to_string()))?;
             info!(node = cluster.node, listen = %cluster.listen, "cluster node");
             let serving = crate::cluster::listener::Serving {
                 pipeline: pipeline.clone(),

@@ -136,7 +136,7 @@ impl Lab {
     fn config_text(&self, i: usize) -> String {
         let key = self.dir.path().join("k").join("xfer.key");
         format!(
-            "zone = \"{ZONE}.\"\n\n[cluster]\nnode = {i}\nlisten = \"{}:7101\"\npeers = [\"1={}:7101\", \"2={}:7101\", \"3={}:7101\"]\nkey_file = \"{}\"\n",
+            "zone = \"{ZONE}.\"\n\n[cluster]\nnode = {i}\nlisten = \"{}:7101\"\npeers = [\"1={}:7101\", \"2={}:7101\", \"3={}:7101\"]\nkey_file = \"{}\"\nsnapshot_every = 25\n",
             Self::addr(i),
             Self::addr(1),
             Self::addr(2),
@@ -756,4 +756,48 @@ fn a_node_whose_disk_fills_up_stops_and_the_others_go_on() {
     let _ = first;
     drop(nodes);
     drop(disk);
+}
+
+#[test]
+fn a_node_far_behind_catches_up_from_a_snapshot() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut lab = Lab::build();
+    let mut nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
+    leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
+    let terminals = register(&lab, &nodes[0], 4);
+    converged(&lab, &[1, 2, 3], Duration::from_secs(10)).expect("no convergence");
+    nodes[2].kill9();
+    // Far more changes than the log keeps behind a snapshot (25): node 3's place in the
+    // log is gone from the others' logs.
+    let mut last = BTreeMap::new();
+    for seq in 1..=90 {
+        let k = seq % terminals.len();
+        let (code, key) = &terminals[k];
+        let address = format!("10.78.70.{seq}");
+        assert!(
+            lab.update(None, 1 + seq % 2, code, key, &address),
+            "update {seq}"
+        );
+        last.insert(k, address);
+    }
+    lab.start_nsd();
+    nodes[2] = lab.start(3);
+    converged(&lab, &[1, 2, 3], Duration::from_secs(30)).expect("node 3 did not catch up");
+    assert!(
+        nodes[2].log().contains("cluster snapshot installed"),
+        "node 3 caught up without a snapshot:\n{}",
+        nodes[2].log()
+    );
+    for (k, address) in &last {
+        assert_eq!(lab.a_of(3, &terminals[*k].0), std::slice::from_ref(address), "node 3");
+    }
+    let zone = same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
+    nsd_has(&lab, &zone, Duration::from_secs(60));
+    // Changes go on through node 3 after it.
+    let (code, key) = &terminals[0];
+    assert!(lab.update(None, 3, code, key, "10.78.71.1"));
+    for i in 1..=3 {
+        assert_eq!(lab.a_of(i, code), ["10.78.71.1"], "node {i}");
+    }
+    drop(nodes);
 }

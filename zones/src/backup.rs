@@ -235,6 +235,101 @@ pub enum BackupError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// A cluster's log position and membership, as the cluster encodes them.
+pub type ClusterPosition = (Vec<u8>, Vec<u8>);
+
+/// Writes a consistent backup of `directory` to `out` as the backup file holds it (the
+/// header line, then one line per record); returns the cluster's log position and
+/// membership recorded in the same read transaction, if any (a cluster's snapshot).
+/// Blocking.
+pub fn write_lines(
+    directory: &crate::Directory,
+    out: &mut impl std::io::Write,
+) -> Result<Option<ClusterPosition>, BackupError> {
+    use crate::store::Snapshotted;
+    let zone = directory.zone().origin().to_ascii();
+    let mut failed = None;
+    let mut cluster = None;
+    let mut line = |out: &mut dyn std::io::Write, value: &dyn erased::Line| -> bool {
+        match value.write_to(out) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    };
+    directory.snapshot(|item| match item {
+        Snapshotted::Head {
+            serial,
+            zone_fingerprint,
+            terminals,
+            journal,
+            zone_keys,
+            enrollment,
+            cluster: position,
+        } => {
+            cluster = position;
+            let header = Header {
+                format: FORMAT.into(),
+                version: VERSION,
+                zone: zone.clone(),
+                serial: serial.unwrap_or_default(),
+                zone_fingerprint,
+                terminals,
+                journal,
+                created: crate::unix_now(),
+                dnssec_keys: zone_keys.iter().map(DnssecKeyRecord::of).collect(),
+                enrollment,
+            };
+            line(out, &header)
+        }
+        Snapshotted::Terminal(entry) => line(out, &Record::Terminal(TerminalRecord::of(&entry))),
+        Snapshotted::Delta(delta) => line(out, &Record::Delta(delta)),
+        Snapshotted::Enrollment(item) => line(out, &Record::of_enrolled(item)),
+    })?;
+    match failed {
+        Some(e) => Err(BackupError::Io(e)),
+        None => Ok(cluster),
+    }
+}
+
+/// One JSON line of any serializable value.
+mod erased {
+    pub trait Line {
+        fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+    }
+
+    impl<T: serde::Serialize> Line for T {
+        fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+            serde_json::to_writer(&mut *out, self).map_err(std::io::Error::other)?;
+            out.write_all(b"\n")
+        }
+    }
+}
+
+/// Reads a backup written by [`write_lines`]: its header, then its records.
+pub fn read_lines(
+    input: impl std::io::BufRead,
+) -> Result<(Header, impl Iterator<Item = Result<Record, BackupError>>), BackupError> {
+    let mut lines = input.lines().enumerate();
+    let header: Header = match lines.next() {
+        Some((_, Ok(line))) => {
+            serde_json::from_str(&line).map_err(|e| BackupError::NotABackup(e.to_string()))?
+        }
+        Some((_, Err(e))) => return Err(BackupError::Io(e)),
+        None => return Err(BackupError::NotABackup("it is empty".into())),
+    };
+    let records = lines.map(|(number, line)| {
+        let line = line?;
+        serde_json::from_str::<Record>(&line).map_err(|e| BackupError::Line {
+            line: number + 1,
+            message: e.to_string(),
+        })
+    });
+    Ok((header, records))
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;

@@ -172,6 +172,7 @@ mod tests {
                     journal,
                     zone_keys,
                     enrollment,
+                    ..
                 } => {
                     header = Some(Header {
                         format: FORMAT.into(),

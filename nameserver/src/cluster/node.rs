@@ -92,6 +92,7 @@ impl Cluster {
     pub async fn start(
         settings: &ClusterSettings,
         directory: Directory,
+        store_dir: &std::path::Path,
         shutdown: CancellationToken,
     ) -> Result<(Arc<Self>, TcpListener), ClusterError> {
         let listener =
@@ -107,15 +108,17 @@ impl Cluster {
             heartbeat_interval: 100,
             election_timeout_min: 500,
             election_timeout_max: 900,
-            // The log is kept whole: a node far behind catches up from it.
-            snapshot_policy: SnapshotPolicy::Never,
+            // A backup of the store every so many entries; as many are kept behind it,
+            // so that a node briefly away catches up from the log, one far behind from it.
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+            max_in_snapshot_log_to_keep: settings.snapshot_every,
             max_payload_entries: 64,
             ..Default::default()
         }
         .validate()
         .map_err(|e| ClusterError::Consensus(e.to_string()))?;
         let log = LogStore::new(directory.store().clone());
-        let machine = StateMachine::open(directory.clone())?;
+        let machine = StateMachine::open(directory.clone(), store_dir)?;
         let network = Network { key: key.clone() };
         let raft = Raft::new(settings.node, Arc::new(config), network, log, machine)
             .await

@@ -1,9 +1,15 @@
 //! The Raft state machine: the directory itself. Each committed entry is written to the
 //! store with the log position it leaves it at, in one durable transaction, and moves the
-//! view ([`zones::Directory::apply_replicated`]). Snapshots are not offered yet: the log is
-//! kept whole, and a node far behind catches up from it.
+//! view ([`zones::Directory::apply_replicated`]). A snapshot is a backup of the store
+//! ([`zones::backup::write_lines`]); a node far behind installs it in place
+//! ([`zones::Directory::install_backup`]) and goes on from the log after it.
 
 use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openraft::BasicNode;
+use zones::secret_file;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -22,11 +28,13 @@ pub struct StateMachine {
     directory: Directory,
     applied: Option<LogId>,
     membership: Membership,
+    snapshots: Arc<Snapshots>,
 }
 
 impl StateMachine {
-    /// Over `directory`, at the log position its store records.
-    pub fn open(directory: Directory) -> Result<Self, StoreError> {
+    /// Over `directory`, at the log position its store records, with the snapshot kept in
+    /// `dir`.
+    pub fn open(directory: Directory, dir: &Path) -> Result<Self, StoreError> {
         let store = directory.store();
         let applied = store
             .cluster_state(APPLIED_KEY)?
@@ -41,6 +49,7 @@ impl StateMachine {
             directory,
             applied,
             membership,
+            snapshots: Arc::new(Snapshots::open(dir)),
         })
     }
 
@@ -65,23 +74,101 @@ impl StateMachine {
     }
 }
 
-/// Snapshots are not built: the log is never purged (the policy is `Never`).
-#[derive(Debug)]
-pub struct NoSnapshots;
+/// A snapshot's metadata and body.
+type Kept = (SnapshotMeta<NodeId, BasicNode>, Arc<String>);
 
-fn unsupported() -> StorageError {
-    let e = std::io::Error::other("this release does not build or install snapshots");
-    StorageIOError::<NodeId>::read_snapshot(None, &e).into()
+/// The newest snapshot, built here or installed from the leader: a backup of the store as
+/// `nameserver backup` writes it, at a log position. Kept in the store's directory
+/// (`cluster-snapshot`, 0600: it holds every terminal's key), its metadata on the first
+/// line, so that a restarted node can still send it to a node far behind.
+#[derive(Debug)]
+pub struct Snapshots {
+    path: PathBuf,
+    current: Mutex<Option<Kept>>,
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for NoSnapshots {
+impl Snapshots {
+    /// The snapshot kept in `dir`, if any.
+    pub fn open(dir: &Path) -> Self {
+        let path = dir.join("cluster-snapshot");
+        let current = std::fs::read_to_string(&path).ok().and_then(|text| {
+            let (meta, body) = text.split_once('\n')?;
+            let meta = serde_json::from_str(meta).ok()?;
+            Some((meta, Arc::new(body.to_owned())))
+        });
+        Self {
+            path,
+            current: Mutex::new(current),
+        }
+    }
+
+    fn keep(&self, meta: &SnapshotMeta<NodeId, BasicNode>, body: String) -> Result<(), StoreError> {
+        let text = format!(
+            "{}\n{body}",
+            serde_json::to_string(meta).map_err(|e| StoreError::Io(e.to_string()))?
+        );
+        secret_file::write(&self.path, &text, secret_file::Durability::Synced)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", self.path.display())))?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((meta.clone(), Arc::new(body)));
+        Ok(())
+    }
+
+    fn current(&self) -> Option<Snapshot<TypeConfig>> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current.as_ref().map(|(meta, body)| Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(body.as_bytes().to_vec())),
+        })
+    }
+}
+
+/// Builds a snapshot: a backup from one read transaction, with the log position that
+/// transaction saw.
+#[derive(Debug)]
+pub struct Builder {
+    directory: Directory,
+    snapshots: Arc<Snapshots>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        Err(unsupported())
+        let (directory, snapshots) = (self.directory.clone(), self.snapshots.clone());
+        let built =
+            tokio::task::spawn_blocking(move || -> Result<Snapshot<TypeConfig>, StoreError> {
+                let mut body = Vec::new();
+                let position = zones::backup::write_lines(&directory, &mut body)
+                    .map_err(|e| StoreError::Io(e.to_string()))?;
+                let Some((applied, membership)) = position else {
+                    return Err(StoreError::Io("nothing applied yet".into()));
+                };
+                let applied: LogId = decode(&applied)?;
+                let meta = SnapshotMeta {
+                    last_log_id: Some(applied),
+                    last_membership: decode(&membership)?,
+                    snapshot_id: format!("{}-{}", applied.leader_id.term, applied.index),
+                };
+                let body = String::from_utf8(body).map_err(|e| StoreError::Io(e.to_string()))?;
+                snapshots.keep(&meta, body.clone())?;
+                tracing::info!(
+                    index = applied.index,
+                    bytes = body.len(),
+                    "cluster snapshot built"
+                );
+                Ok(Snapshot {
+                    meta,
+                    snapshot: Box::new(Cursor::new(body.into_bytes())),
+                })
+            })
+            .await
+            .map_err(|e| StoreError::Io(e.to_string()))
+            .and_then(|built| built);
+        built.map_err(|e| StorageIOError::<NodeId>::write_snapshot(None, &e).into())
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotBuilder = NoSnapshots;
+    type SnapshotBuilder = Builder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
         Ok((self.applied, self.membership.clone()))
@@ -105,7 +192,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        NoSnapshots
+        Builder {
+            directory: self.directory.clone(),
+            snapshots: self.snapshots.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
@@ -114,13 +204,45 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        _meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-        _snapshot: Box<Cursor<Vec<u8>>>,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        Err(unsupported())
+        let (directory, snapshots) = (self.directory.clone(), self.snapshots.clone());
+        let meta_owned = meta.clone();
+        let installed = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            let body = snapshot.into_inner();
+            let Some(applied) = meta_owned.last_log_id else {
+                return Err(StoreError::Io("a snapshot without a log position".into()));
+            };
+            let state = [
+                (APPLIED_KEY, encode(&applied)?),
+                (MEMBERSHIP_KEY, encode(&meta_owned.last_membership)?),
+            ];
+            let (header, records) =
+                zones::backup::read_lines(&body[..]).map_err(|e| StoreError::Io(e.to_string()))?;
+            directory
+                .install_backup(&header, records, &state)
+                .map_err(|e| StoreError::Io(e.to_string()))?;
+            let body = String::from_utf8(body).map_err(|e| StoreError::Io(e.to_string()))?;
+            snapshots.keep(&meta_owned, body)?;
+            tracing::info!(
+                index = applied.index,
+                terminals = header.terminals,
+                "cluster snapshot installed"
+            );
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Io(e.to_string()))
+        .and_then(|installed| installed);
+        installed
+            .map_err(|e| StorageError::from(StorageIOError::<NodeId>::write_snapshot(None, &e)))?;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(None)
+        Ok(self.snapshots.current())
     }
 }

@@ -12,12 +12,14 @@
 
 use std::sync::Arc;
 
-use super::{Directory, enrollment};
+use super::{Directory, enrollment, load};
+use crate::backup::{BackupError, Header, Record};
 use crate::commit::Pending;
 use crate::index::View;
+use crate::journal::Journal;
 use crate::serial::Serial;
-use crate::store::StoreError;
 use crate::store::replicated::{Replicated, Replicator, ViewChange};
+use crate::store::{Change, CustomerWrites, StoreError, TerminalWrites, ZoneWrites};
 
 impl Directory {
     /// Sends every later change through `replicator` (a cluster's log): it is written, and
@@ -70,6 +72,102 @@ impl Directory {
     pub fn take_lead(&self) -> Result<(), StoreError> {
         self.commit().resync();
         self.reload_gate()
+    }
+
+    /// Replaces everything with a backup's content, exactly (its serial and journal, unlike
+    /// a restore, which moves the serial on): a node far behind takes the leader's
+    /// snapshot. `state` is the log position the snapshot stands for, written in the same
+    /// durable transaction; then the view is rebuilt from the store. Blocking.
+    pub fn install_backup(
+        &self,
+        header: &Header,
+        records: impl Iterator<Item = Result<Record, BackupError>>,
+        state: &[(&'static str, Vec<u8>)],
+    ) -> Result<(), BackupError> {
+        header.check()?;
+        let origin = self.zone().origin().to_ascii();
+        if header.zone != origin {
+            return Err(BackupError::NotABackup(format!(
+                "the snapshot is of {}, this node serves {origin}",
+                header.zone
+            )));
+        }
+        let origin = self.zone().origin().clone();
+        let (mut entries, mut deltas) = (Vec::new(), Vec::new());
+        let (mut tokens, mut customers, mut awaiting) = (Vec::new(), Vec::new(), Vec::new());
+        for record in records {
+            match record? {
+                Record::Terminal(t) => entries.push(t.into_entry(&origin)),
+                Record::Delta(delta) => deltas.push(delta),
+                Record::Token(t) => tokens.push(t),
+                Record::Customer(c) => customers.push(c),
+                Record::Awaiting(a) => awaiting.push(a.code),
+            }
+        }
+        for (what, expected, found) in [
+            ("terminals", header.terminals, entries.len()),
+            ("journal entries", header.journal, deltas.len()),
+            (
+                "enrollment records",
+                header.enrollment,
+                tokens.len() + customers.len() + awaiting.len(),
+            ),
+        ] {
+            if expected != found {
+                return Err(BackupError::Truncated {
+                    what,
+                    expected,
+                    found,
+                });
+            }
+        }
+        let mut changes = vec![Change {
+            terminals: TerminalWrites {
+                put_terminals: entries.iter().map(|e| &e.terminal).collect(),
+                put_presence: entries
+                    .iter()
+                    .map(|e| (&e.terminal.code, &e.presence))
+                    .collect(),
+                ..Default::default()
+            },
+            zone: ZoneWrites {
+                serial: Some(header.serial),
+                zone_fingerprint: header.zone_fingerprint.as_deref(),
+                ..Default::default()
+            },
+            customers: CustomerWrites {
+                tokens: tokens.iter().map(|t| (&t.id, Some(&t.token))).collect(),
+                customers: customers
+                    .iter()
+                    .map(|c| (&c.kid, Some(&c.customer)))
+                    .collect(),
+                awaiting: awaiting.iter().map(|code| (code, true)).collect(),
+            },
+            ..Change::default()
+        }];
+        changes.extend(deltas.iter().map(|delta| Change {
+            zone: ZoneWrites {
+                journal: Some(delta),
+                ..Default::default()
+            },
+            ..Change::default()
+        }));
+        let store = self.commit().store();
+        store.replace_all(&changes, state)?;
+        let loaded = store.load()?;
+        let serial = Serial(loaded.serial.unwrap_or(header.serial));
+        let journal = Journal::new(self.limits().journal_depth, loaded.journal);
+        let next_seq = journal.next_seq();
+        let mut view = View::new(serial, journal, loaded.terminals);
+        load::terminals(store, &mut view, true)?;
+        {
+            let mut pending = self.commit().pending();
+            *self.commit().view_mut() = view;
+            *pending = Pending::new(serial, next_seq);
+        }
+        self.reload_gate()?;
+        self.commit().announce_exactly(serial.0);
+        Ok(())
     }
 
     fn reload_gate(&self) -> Result<(), StoreError> {

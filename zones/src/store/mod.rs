@@ -86,6 +86,7 @@ mod in_place;
 mod open;
 mod raft_log;
 mod reads;
+mod replace;
 mod replay_rows;
 pub mod replicated;
 mod rows;
@@ -224,6 +225,9 @@ pub enum Snapshotted {
         zone_keys: Vec<ZoneKey>,
         /// How many [`Snapshotted::Enrollment`] items follow the journal.
         enrollment: usize,
+        /// A cluster's log position and membership as of this snapshot (encoded by the
+        /// cluster), read in the same transaction.
+        cluster: Option<(Vec<u8>, Vec<u8>)>,
     },
     Terminal(Box<Entry>),
     Delta(Delta),

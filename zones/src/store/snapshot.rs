@@ -36,6 +36,13 @@ impl Store {
                 .transpose()?
                 .unwrap_or_default(),
             enrollment: enrolled.len(),
+            cluster: match (
+                meta_value(replicated::APPLIED_KEY)?,
+                meta_value(replicated::MEMBERSHIP_KEY)?,
+            ) {
+                (Some(applied), Some(membership)) => Some((applied, membership)),
+                _ => None,
+            },
         };
         if !each(head) {
             return Ok(());
