@@ -789,7 +789,11 @@ fn a_node_far_behind_catches_up_from_a_snapshot() {
         nodes[2].log()
     );
     for (k, address) in &last {
-        assert_eq!(lab.a_of(3, &terminals[*k].0), std::slice::from_ref(address), "node 3");
+        assert_eq!(
+            lab.a_of(3, &terminals[*k].0),
+            std::slice::from_ref(address),
+            "node 3"
+        );
     }
     let zone = same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
     nsd_has(&lab, &zone, Duration::from_secs(60));

@@ -195,3 +195,141 @@ fn apply(view: &mut View, change: ViewChange) {
         view.insert(key, hot);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::*;
+    use crate::directory::tests::{NOW, registration, update_a};
+    use crate::store::replicated::{APPLIED_KEY, Replicating};
+    use crate::{DirectoryError, Limits, Zone};
+
+    /// A log that every node applies at once, in order; or refuses every entry (a node
+    /// that lost the leadership).
+    #[derive(Debug, Default)]
+    struct Log {
+        nodes: OnceLock<Vec<Directory>>,
+        refuse: AtomicBool,
+        index: AtomicU64,
+    }
+
+    impl Replicator for Log {
+        fn replicate(&self, entry: Replicated) -> Replicating<'_> {
+            Box::pin(async move {
+                if self.refuse.load(Ordering::SeqCst) {
+                    return Err("not the leader".into());
+                }
+                let index = self.index.fetch_add(1, Ordering::SeqCst) + 1;
+                let state = [(APPLIED_KEY, index.to_be_bytes().to_vec())];
+                for node in self.nodes.get().unwrap() {
+                    node.apply_replicated(Some(&entry), &state)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> Directory {
+        Directory::open(dir, Zone::embedded_default(), Limits::default()).unwrap()
+    }
+
+    fn cluster(nodes: &[&Directory]) -> Arc<Log> {
+        let log = Arc::new(Log::default());
+        log.nodes
+            .set(nodes.iter().map(|d| (*d).clone()).collect())
+            .unwrap();
+        log
+    }
+
+    const CODE: &str = "5551234";
+
+    fn addresses(dir: &Directory) -> Option<Vec<String>> {
+        let view = dir.view();
+        let hot = view.terminal(&CODE.parse().unwrap())?;
+        Some(
+            hot.addresses
+                .v4
+                .addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_node_applies_the_leaders_changes_to_the_same_view_and_store() {
+        let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (open(ta.path()), open(tb.path()));
+        let log = cluster(&[&a, &b]);
+        a.replicate_through(log.clone());
+        a.register(registration(CODE, "acme", "001122334455"), NOW)
+            .await
+            .unwrap();
+        update_a(&a, CODE, [192, 0, 2, 1], 10, 1).await.unwrap();
+        assert_eq!(addresses(&b), Some(vec!["192.0.2.1".to_owned()]));
+        assert_eq!(a.view().serial(), b.view().serial());
+        assert_eq!(
+            a.view().journal().seqs(),
+            b.view().journal().seqs(),
+            "the same journal"
+        );
+        let code = CODE.parse().unwrap();
+        assert_eq!(
+            a.store().key(&code).unwrap().map(|k| k.secret),
+            b.store().key(&code).unwrap().map(|k| k.secret),
+            "the same key"
+        );
+
+        // Node b takes over: its next change follows on from the log.
+        let serial = b.view().serial();
+        b.take_lead().unwrap();
+        let log = cluster(&[&b, &a]);
+        b.replicate_through(log);
+        update_a(&b, CODE, [192, 0, 2, 2], 11, 2).await.unwrap();
+        assert_eq!(b.view().serial(), serial + 1);
+        assert_eq!(addresses(&a), Some(vec!["192.0.2.2".to_owned()]));
+        assert_eq!(a.view().serial(), b.view().serial());
+    }
+
+    #[tokio::test]
+    async fn a_change_the_cluster_did_not_commit_is_refused_and_forgotten() {
+        let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (open(ta.path()), open(tb.path()));
+        let log = cluster(&[&a, &b]);
+        a.replicate_through(log.clone());
+        a.register(registration(CODE, "acme", "001122334455"), NOW)
+            .await
+            .unwrap();
+        update_a(&a, CODE, [192, 0, 2, 1], 10, 1).await.unwrap();
+        let serial = a.view().serial();
+
+        log.refuse.store(true, Ordering::SeqCst);
+        let refused = update_a(&a, CODE, [192, 0, 2, 9], 11, 2).await;
+        assert!(
+            matches!(
+                refused,
+                Err(DirectoryError::Store(StoreError::NotReplicated(_)))
+            ),
+            "{refused:?}"
+        );
+        for node in [&a, &b] {
+            assert_eq!(addresses(node), Some(vec!["192.0.2.1".to_owned()]));
+            assert_eq!(node.view().serial(), serial);
+        }
+        let stored = a.terminal(&CODE.parse().unwrap()).unwrap().unwrap();
+        assert_eq!(
+            stored.presence.addresses.v4.addrs.len(),
+            1,
+            "the store reads what was committed"
+        );
+
+        // Not poisoned: the next change, committed, follows on from the last one.
+        log.refuse.store(false, Ordering::SeqCst);
+        update_a(&a, CODE, [192, 0, 2, 3], 12, 3).await.unwrap();
+        assert_eq!(a.view().serial(), serial + 1);
+        assert_eq!(addresses(&b), Some(vec!["192.0.2.3".to_owned()]));
+    }
+}
