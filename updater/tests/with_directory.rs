@@ -682,3 +682,47 @@ async fn forged_denials_are_refused(upstream: SocketAddr, anchor: &updater::vali
         assert_eq!(refused.exit_code(), 7);
     }
 }
+
+/// A server that answers SERVFAIL to everything, as a cluster node that cannot reach its
+/// leader does.
+async fn failing_server() -> SocketAddr {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+            let Ok(request) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut answer = Message::new(
+                request.metadata.id,
+                MessageType::Response,
+                request.metadata.op_code,
+            );
+            answer.metadata.response_code = ResponseCode::ServFail;
+            answer.add_queries(request.queries.clone());
+            let _ = udp.send_to(&answer.to_vec().unwrap(), from).await;
+        }
+    });
+    addr
+}
+
+/// A cluster node that cannot reach its leader answers an update SERVFAIL, unsigned: not
+/// the directory's word, so the updater asks its next server.
+#[tokio::test]
+async fn an_update_a_node_without_a_leader_fails_goes_to_the_next_server() {
+    let d = start(Limits::default()).await;
+    let key = register_this_machine(&d, "5550003").await;
+    let mut s = settings(&d, "5550003", &key, &["192.0.2.30"]);
+    s.servers.insert(0, failing_server().await);
+    let set = AddressSet {
+        v4: vec![Ipv4Addr::new(192, 0, 2, 30)],
+        v6: vec![],
+    };
+    client(&s).publish(&set, 60, None).await.unwrap();
+    assert_eq!(
+        v4(&client(&s).published().await.unwrap()),
+        vec![Ipv4Addr::new(192, 0, 2, 30)]
+    );
+}
