@@ -76,7 +76,7 @@ pub fn update_for(code: &str, n: usize) -> Message {
     message
 }
 
-fn generate(
+pub fn generate(
     name: &str,
     addr: SocketAddr,
     targets: Vec<(String, TsigKey)>,
@@ -139,6 +139,26 @@ fn generate(
         joined(tasks).await
     });
     figures(name, results, started.elapsed().as_secs_f64())
+}
+
+/// One signed update of `code` to [`address_of`] `n` at `addr`; whether it was
+/// acknowledged (NOERROR) within two seconds.
+pub async fn one_update(addr: SocketAddr, code: &str, key: &TsigKey, n: usize) -> bool {
+    let stream = UdpClientStream::builder(addr, TokioRuntimeProvider::default())
+        .with_timeout(Some(Duration::from_secs(2)))
+        .with_max_retries(0)
+        .with_signer(Some(key.signer(300).expect("a signer")))
+        .build();
+    let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
+    let background = tokio::spawn(background);
+    let mut options = DnsRequestOptions::default();
+    options.use_edns = false;
+    let answer = client
+        .send(DnsRequest::new(update_for(code, n), options))
+        .next()
+        .await;
+    background.abort();
+    matches!(answer, Some(Ok(r)) if r.metadata.response_code == ResponseCode::NoError)
 }
 
 /// `o.fleet_updates` signed updates to terminals of the imported fleet drawn at random, each

@@ -26,6 +26,10 @@
 //! token from `--concurrency` clients into the directory holding the fleet ([`enroll`]):
 //! durable enrollments per second, p50/p99, and the directory's CPU per enrollment.
 //!
+//! With `--parts cluster` (alone), a cluster of three nodes against a single server
+//! ([`cluster`]): durable signed updates per second and p99, CPU per lookup on a follower,
+//! and the time from the leader's loss to the first acknowledged update.
+//!
 //! With `--parts scale`, the directory's start-up and resident memory are taken at each
 //! fleet size of `--scale-codes` ([`scale`]). Every run writes SVG charts beside its table
 //! ([`plot`]): CPU per query, queries/s and p99 per server with the physical floor, durable
@@ -51,6 +55,7 @@
 //! Query mix (as in the issue): 80% A of existing codes, 10% AAAA of existing codes,
 //! 10% names that do not exist. Loopback only; every load is bounded in time.
 
+mod cluster;
 mod confine;
 mod crash;
 mod enroll;
@@ -93,6 +98,8 @@ pub struct Options {
     pub enroll: bool,
     /// How many enroll per round.
     pub enrollments: usize,
+    /// A cluster of three against a single server ([`cluster`]); runs alone.
+    pub cluster: bool,
     /// Fleet sizes for `--parts scale` (start-up and RSS against the number of terminals).
     pub scale_codes: Vec<usize>,
     /// How the fleet comes ([`Fleet`]).
@@ -141,7 +148,7 @@ fn parse_options() -> Options {
         println!(
             "usage: bench [--codes N (100000)] [--seconds S (10)] [--rate QPS (50000)] \
              [--updates N (5000)] [--concurrency C (64)] [--keys K (500)] [--rounds R (3)] \
-             [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind,floor] [--parts lookups,updates,kill9,backup,enroll,scale] [--enrollments N (10000)] [--scale-codes N,N,... (10000,100000,300000,1000000)] \
+             [--out FILE] [--servers directory,directory+metrics,knot,nsd,bind,floor] [--parts lookups,updates,kill9,backup,enroll,scale | cluster] [--enrollments N (10000)] [--scale-codes N,N,... (10000,100000,300000,1000000)] \
              [--fleet shuffled|ordered (shuffled)] [--fleet-updates N (0)]"
         );
         std::process::exit(0);
@@ -164,6 +171,7 @@ fn parse_options() -> Options {
         backup: list(get("--parts"), "lookups,updates").contains(&"backup".to_string()),
         enroll: list(get("--parts"), "lookups,updates").contains(&"enroll".to_string()),
         enrollments: num("--enrollments", 10_000) as usize,
+        cluster: list(get("--parts"), "lookups,updates").contains(&"cluster".to_string()),
         scale_codes: if list(get("--parts"), "lookups,updates").contains(&"scale".to_string()) {
             list(get("--scale-codes"), "10000,100000,300000,1000000")
                 .iter()
@@ -237,6 +245,19 @@ fn main() {
         println!("keeping the work directory {}", dir.display());
     }
     let data = Data::generate(dir, options.codes, options.keys, options.fleet);
+    if options.cluster {
+        let rounds = cluster::run(&nameserver, dir, &data, &options);
+        let text = cluster::render(&rounds, &options);
+        println!("\n{text}");
+        if let Some(parent) = options.out.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        std::fs::write(&options.out, &text).expect("write the results");
+        let figures = serde_json::to_string_pretty(&rounds).expect("the figures as JSON");
+        std::fs::write(options.out.with_extension("json"), figures).expect("write the figures");
+        println!("written to {}", options.out.display());
+        return;
+    }
     let mut subjects = Vec::new();
     if options.servers.iter().any(|s| s == "directory") {
         subjects.push(Subject::Directory);
@@ -496,17 +517,29 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    fn ours(nameserver: &Path, dir: &Path, data_dir: &Path, port: u16, extra: &[&str]) -> Self {
+    pub(crate) fn ours(
+        nameserver: &Path,
+        dir: &Path,
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> Self {
         let child = confine::on_core_one(nameserver)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data_dir)
             .args(["--rate-limit", "0", "--update-rate-limit", "0"])
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(
-                std::fs::File::create(dir.join("nameserver.log"))
-                    .map_or(Stdio::null(), Stdio::from),
+                std::fs::File::create(dir.join(format!(
+                    "nameserver-{}.log",
+                    data_dir.file_name().map_or("x".into(), |n| n.to_string_lossy())
+                )))
+                .map_or(Stdio::null(), Stdio::from),
             )
             .spawn()
             .expect("start the nameserver");

@@ -88,6 +88,7 @@ impl ControlRequest {
             Self::Register { .. }
                 | Self::Unregister { .. }
                 | Self::RotateKey { .. }
+                | Self::Import { .. }
                 | Self::Customers(_)
         )
     }
@@ -322,12 +323,10 @@ async fn serve_capped(stream: UnixStream, context: &Context<'_>, cap: u64) -> st
             }
         }
         let (response, more) = match parsed {
-            Ok(
-                ControlRequest::Import { .. }
-                | ControlRequest::ImportBatch { .. }
-                | ControlRequest::ImportCommit,
-            ) if context.relay.is_some() => {
-                let refused = "imports are not offered in a cluster in this release: import into one server, then found the cluster from it, or register terminals one by one";
+            Ok(ControlRequest::ImportBatch { .. } | ControlRequest::ImportCommit)
+                if context.relay.is_some() =>
+            {
+                let refused = "a streamed import (`nameserver import`) is not offered in a cluster in this release: send the fleet in one-transaction imports (the control socket's `import` request), or register terminals one by one";
                 (Err(refused.to_owned()), false)
             }
             Ok(ControlRequest::ClusterStatus) => match context.relay {

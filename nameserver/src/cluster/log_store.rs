@@ -50,9 +50,11 @@ impl LogStore {
         &self,
         key: &'static str,
         value: &T,
+        synced: bool,
     ) -> Result<(), StoreError> {
         let bytes = encode(value)?;
-        self.run(move |s| s.set_log_state(key, &bytes)).await
+        self.run(move |s| s.set_log_state(key, &bytes, synced))
+            .await
     }
 }
 
@@ -109,7 +111,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.set_state(VOTE, vote)
+        self.set_state(VOTE, vote, true)
             .await
             .map_err(|e| StorageIOError::write_vote(&e).into())
     }
@@ -120,8 +122,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
+    /// A hint, not synced: after a crash the entries up to it are applied again at once,
+    /// and the leader tells the rest.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.set_state(COMMITTED, &committed)
+        self.set_state(COMMITTED, &committed, false)
             .await
             .map_err(|e| StorageIOError::write(&e).into())
     }
@@ -171,7 +175,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let upto = log_id.index;
         let purged = async {
-            self.set_state(PURGED, &log_id).await?;
+            self.set_state(PURGED, &log_id, true).await?;
             self.run(move |s| s.log_purge(upto)).await
         };
         purged

@@ -102,6 +102,13 @@ impl Peer {
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
+    /// After an unreachable peer, try again every 50 ms (the library waits 500 ms by
+    /// default): a node that starts a moment after the leader, or comes back, hears from it
+    /// before its election timeout (500 to 900 ms) and does not call an election.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(50)))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -88,10 +88,16 @@ impl Store {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
-    /// Records `value` under `key`, durably.
-    pub fn set_log_state(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    /// Records `value` under `key`: durably, or `synced: false`, with the next durable write
+    /// (a hint that may be lost in a crash, such as how far the log is committed).
+    pub fn set_log_state(&self, key: &str, value: &[u8], synced: bool) -> Result<(), StoreError> {
         let db = self.db();
-        let tx = begin_write(&db, Durability::Immediate)?;
+        let durability = if synced {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        let tx = begin_write(&db, durability)?;
         {
             let mut state = tx.open_table(RAFT_STATE).map_err(StoreError::io)?;
             state.insert(key, value).map_err(StoreError::io)?;
