@@ -293,6 +293,9 @@ fn failover(mut servers: Vec<Server>, leader: usize, keys: &[(String, TsigKey)])
     panic!("bench: no update acknowledged within 30 s of the leader's loss");
 }
 
+/// A row of the table: its name, its decimals, and its figure in a round.
+type Row<'a> = (&'a str, usize, &'a dyn Fn(&ClusterRound) -> Option<f64>);
+
 /// Medians and spreads of the rounds, as a Markdown table.
 pub fn render(rounds: &[ClusterRound], o: &Options) -> String {
     let of = |subject: &str, f: &dyn Fn(&ClusterRound) -> Option<f64>| -> Vec<f64> {
@@ -315,7 +318,7 @@ pub fn render(rounds: &[ClusterRound], o: &Options) -> String {
             ),
         }
     };
-    let rows: [(&str, usize, &dyn Fn(&ClusterRound) -> Option<f64>); 6] = [
+    let rows: [Row; 6] = [
         ("durable signed updates/s", 0, &|r| {
             Some(r.updates.updates_per_s)
         }),
