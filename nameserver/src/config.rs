@@ -655,6 +655,53 @@ mod tests {
 
     /// Regression: a missing transfer key file was reported as "cannot read config file".
     #[test]
+    fn a_cluster_section_is_read_and_its_mistakes_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("cluster.key");
+        std::fs::write(
+            &key,
+            "key \"cluster\" {\n\talgorithm hmac-sha256;\n\tsecret \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\";\n};\n",
+        )
+        .unwrap();
+        let config = |cluster: &str| {
+            format!(
+                "[cluster]\nkey_file = {:?}\nlisten = \"127.0.0.1:7101\"\n{cluster}",
+                key.display()
+            )
+        };
+        let resolve = |text: &str| {
+            let file = FileConfig::parse(text, "test")?;
+            Settings::merge(file, &ServeFlags::default())
+        };
+        let ok = resolve(&config(
+            "node = 1\npeers = [\"1=127.0.0.1:7101\", \"2=127.0.0.1:7102\"]\n",
+        ))
+        .unwrap();
+        let cluster = ok.cluster.unwrap();
+        assert_eq!(cluster.peers.len(), 2);
+        assert_eq!(cluster.snapshot_every, DEFAULT_SNAPSHOT_EVERY);
+        for (text, says) in [
+            ("node = 0\n", "node must be a positive integer"),
+            ("node = 1\npeers = [\"2:127.0.0.1:7102\"]\n", "ID=IP:PORT"),
+            (
+                "node = 1\npeers = [\"1=127.0.0.1:7109\"]\n",
+                "but listen is",
+            ),
+            (
+                "node = 1\npeers = [\"2=127.0.0.1:7102\", \"2=127.0.0.1:7103\"]\n",
+                "listed twice",
+            ),
+            ("node = 1\nsnapshot_every = 0\n", "snapshot_every"),
+        ] {
+            let err = resolve(&config(text)).unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        let signed = format!("dnssec = true\n{}", config("node = 1\n"));
+        let err = resolve(&signed).unwrap_err().to_string();
+        assert!(err.contains("DNSSEC is not offered in a cluster"), "{err}");
+    }
+
+    #[test]
     fn a_missing_transfer_key_file_is_named_as_a_key_file() {
         let flags = ServeFlags {
             transfer_keys: vec!["/nonexistent/xfer.key".into()],

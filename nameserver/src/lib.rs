@@ -22,6 +22,10 @@
 //!         finish       (Refusal → its RCODE, TSIG error, EDE, metric, log; slip; OPT;
 //!                       truncation; TSIG) ─▶ Sink (datagram, TCP frame, stream)
 //!
+//!  a cluster's follower: UPDATE ─▶ Pipeline::answer ─▶ relay::Relay (cluster::Cluster)
+//!         ─▶ the leader's cluster listener ─▶ Pipeline::answer_here ─▶ … ─▶ its answer
+//!  a cluster's leader: Directory ─▶ Store::flush ─▶ Raft log entry (cluster::node) ─▶ a
+//!         majority's logs ─▶ every node's StateMachine ─▶ Directory::apply_replicated
 //!  directory serial changes ─▶ notify::Followers ─▶ NOTIFY (hickory-net client)
 //!  admin command ─▶ control socket (JSON line) ─▶ control::execute ─▶ zones::Directory
 //!  token, approve, customer ─▶ control socket ─▶ customers::execute ─▶ zones::Directory
@@ -43,6 +47,10 @@
 //!
 //! Modules:
 //! - [`config`]: settings from defaults, the TOML file and flags.
+//! - [`cluster`]: a cluster node: consensus (openraft), its log and state in the store,
+//!   its encrypted channels, relaying to the leader, `cluster status`.
+//! - [`relay`]: what a cluster's follower hands the leader (the pipeline's and the control
+//!   socket's side of it).
 //! - [`sample`]: the sample config file, written from those defaults.
 //! - [`server`]: binds the sockets, runs the listeners, shuts down.
 //! - [`udp`]: DNS over UDP: workers that answer inline, updates on their own tasks.

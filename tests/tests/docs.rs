@@ -313,3 +313,46 @@ fn the_readme_walkthrough_runs_as_typed() {
         assert!(out.contains(expected), "no {expected:?} in:\n{out}");
     }
 }
+
+/// The README's cluster of three, as typed: three nodes on loopback found a cluster, and
+/// `cluster status` names one leader and two followers that have applied the same entries.
+#[test]
+fn the_readme_cluster_runs_as_typed() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let section = readme
+        .split("## A cluster of three, NSD in front")
+        .nth(1)
+        .expect("a cluster section");
+    let block = shell_blocks(section)
+        .into_iter()
+        .next()
+        .expect("its commands");
+    assert!(block.contains("nameserver cluster status"), "{block}");
+    let script = format!("trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n{block}\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = scratch_shell(tmp.path())(&script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the cluster section");
+    assert!(
+        run.status.success(),
+        "the cluster section failed: {}",
+        text(&run)
+    );
+    let out = String::from_utf8_lossy(&run.stdout);
+    let roles: Vec<(&str, &str)> = out
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((*f.get(2)?, *f.get(3)?))
+        })
+        .collect();
+    let leaders = roles.iter().filter(|(role, _)| *role == "leader").count();
+    let followers = roles.iter().filter(|(role, _)| *role == "follower").count();
+    assert_eq!((leaders, followers), (1, 2), "{out}");
+    assert!(
+        roles.windows(2).all(|w| w[0].1 == w[1].1),
+        "the same applied index: {out}"
+    );
+}

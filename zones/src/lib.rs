@@ -9,6 +9,9 @@
 //!                                              ─▶ durable: one flush per group ─▶ View, reply
 //!   control  ──register / import / unregister / rotate-key─▶ Directory ─▶ (same pipeline)
 //!            ──backup─▶ Store::snapshot ─▶ backup::Record lines;  restore::restore ─▶ Store
+//!   cluster  ──flush─▶ store::replicated::Replicator (the consensus log: a majority durable)
+//!            ─▶ on every node: Directory::apply_replicated ─▶ rows + log position ─▶ View
+//!            ──far behind─▶ backup::write_lines (a snapshot) ─▶ Directory::install_backup
 //! ```
 //!
 //! Modules, with dependencies pointing down the list's order of use:

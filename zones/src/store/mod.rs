@@ -53,7 +53,9 @@
 //! how a [`Change`] becomes rows), [`replay_rows`], [`batch`] and [`group_commit`] (staging
 //! and flushing), [`reads`] (typed reads), [`import`] and [`import_machines`] (a streamed
 //! import's bookkeeping), [`snapshot`] (backups and lists), [`saved`], [`saved_sigs`] and
-//! [`in_place`] (the signatures saved at a stop).
+//! [`in_place`] (the signatures saved at a stop), and for a cluster [`replicated`] (group
+//! commits as log entries, applied on every node), [`raft_log`] (the consensus log) and
+//! [`replace`] (a snapshot installed in place).
 //!
 //! The store holds every terminal's TSIG secret: its directory is created 0700 and its files
 //! made 0600 at open, whatever the umask.
