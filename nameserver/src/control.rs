@@ -479,45 +479,15 @@ async fn stream_backup(
     directory: &Directory,
     write: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> std::io::Result<()> {
-    use zones::backup::{DnssecKeyRecord, FORMAT, Header, Record, TerminalRecord, VERSION};
-    use zones::store::Snapshotted;
+    use zones::backup::Line;
     let scan = {
         let directory = directory.clone();
         let zone = directory.zone().origin().to_ascii();
         scan_in_chunks(move |each| {
             directory.snapshot(|item| {
-                each(match item {
-                    Snapshotted::Head {
-                        serial,
-                        zone_fingerprint,
-                        terminals,
-                        journal,
-                        zone_keys,
-                        enrollment,
-                        ..
-                    } => ControlReply::BackupHeader {
-                        header: Header {
-                            format: FORMAT.into(),
-                            version: VERSION,
-                            zone: zone.clone(),
-                            serial: serial.unwrap_or_default(),
-                            zone_fingerprint,
-                            terminals,
-                            journal,
-                            created: zones::unix_now(),
-                            dnssec_keys: zone_keys.iter().map(DnssecKeyRecord::of).collect(),
-                            enrollment,
-                        },
-                    },
-                    Snapshotted::Terminal(entry) => ControlReply::BackupRecord {
-                        record: Record::Terminal(TerminalRecord::of(&entry)),
-                    },
-                    Snapshotted::Delta(delta) => ControlReply::BackupRecord {
-                        record: Record::Delta(delta),
-                    },
-                    Snapshotted::Enrollment(item) => ControlReply::BackupRecord {
-                        record: Record::of_enrolled(item),
-                    },
+                each(match Line::of(item, &zone).0 {
+                    Line::Header(header) => ControlReply::BackupHeader { header },
+                    Line::Record(record) => ControlReply::BackupRecord { record },
                 })
             })
         })

@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::Name;
 use nameserver::config::{LookupPolicy, Settings as ServerSettings};
 use nameserver::control::{self, ControlReply, ControlRequest};
@@ -306,7 +307,7 @@ async fn dial_tells_no_such_code_from_offline() {
 /// Answers every UDP request on `udp` with a forged, unsigned NOTAUTH/BADSIG, and passes
 /// every TCP connection on `tcp` through to the real directory at `real`.
 async fn forger_in_front_of(real: SocketAddr) -> SocketAddr {
-    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::op::{Message, MessageType};
     use hickory_proto::rr::rdata::tsig::{TSIG, TsigError, make_tsig_record};
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();
@@ -378,6 +379,12 @@ async fn a_forged_unsigned_badsig_is_not_the_directorys_word() {
 /// A stand-in for a directory that answers every question with `answers` (owner names
 /// chosen by the test); returns its address.
 async fn answering_with(answers: Vec<hickory_proto::rr::Record>) -> SocketAddr {
+    answering(answers, ResponseCode::NoError).await
+}
+
+/// A server that answers every query with `answers` (those of the asked type) and `rcode`,
+/// unsigned.
+async fn answering(answers: Vec<hickory_proto::rr::Record>, rcode: ResponseCode) -> SocketAddr {
     use hickory_proto::op::{Message, MessageType};
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = udp.local_addr().unwrap();
@@ -393,6 +400,7 @@ async fn answering_with(answers: Vec<hickory_proto::rr::Record>) -> SocketAddr {
                 request.metadata.op_code,
             );
             answer.metadata.authoritative = true;
+            answer.metadata.response_code = rcode;
             answer.add_queries(request.queries.clone());
             let qtype = request.queries[0].query_type();
             answer.answers = answers
@@ -683,31 +691,6 @@ async fn forged_denials_are_refused(upstream: SocketAddr, anchor: &updater::vali
     }
 }
 
-/// A server that answers SERVFAIL to everything, as a cluster node that cannot reach its
-/// leader does.
-async fn failing_server() -> SocketAddr {
-    use hickory_proto::op::{Message, MessageType, ResponseCode};
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
-            let Ok(request) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut answer = Message::new(
-                request.metadata.id,
-                MessageType::Response,
-                request.metadata.op_code,
-            );
-            answer.metadata.response_code = ResponseCode::ServFail;
-            answer.add_queries(request.queries.clone());
-            let _ = udp.send_to(&answer.to_vec().unwrap(), from).await;
-        }
-    });
-    addr
-}
-
 /// A cluster node that cannot reach its leader answers an update SERVFAIL, unsigned: not
 /// the directory's word, so the updater asks its next server.
 #[tokio::test]
@@ -715,7 +698,8 @@ async fn an_update_a_node_without_a_leader_fails_goes_to_the_next_server() {
     let d = start(Limits::default()).await;
     let key = register_this_machine(&d, "5550003").await;
     let mut s = settings(&d, "5550003", &key, &["192.0.2.30"]);
-    s.servers.insert(0, failing_server().await);
+    s.servers
+        .insert(0, answering(Vec::new(), ResponseCode::ServFail).await);
     let set = AddressSet {
         v4: vec![Ipv4Addr::new(192, 0, 2, 30)],
         v6: vec![],

@@ -238,6 +238,86 @@ pub enum BackupError {
 /// A cluster's log position and membership, as the cluster encodes them.
 pub type ClusterPosition = (Vec<u8>, Vec<u8>);
 
+/// One line of a backup: the header first, then the records.
+#[derive(Debug)]
+pub enum Line {
+    Header(Header),
+    Record(Record),
+}
+
+impl Line {
+    /// The line of one item of a store's snapshot of zone `zone`, and the cluster's log
+    /// position if the item is the head and the store has one.
+    pub fn of(item: crate::store::Snapshotted, zone: &str) -> (Self, Option<ClusterPosition>) {
+        use crate::store::Snapshotted;
+        match item {
+            Snapshotted::Head {
+                serial,
+                zone_fingerprint,
+                terminals,
+                journal,
+                zone_keys,
+                enrollment,
+                cluster,
+            } => {
+                let header = Header {
+                    format: FORMAT.into(),
+                    version: VERSION,
+                    zone: zone.to_owned(),
+                    serial: serial.unwrap_or_default(),
+                    zone_fingerprint,
+                    terminals,
+                    journal,
+                    created: crate::unix_now(),
+                    dnssec_keys: zone_keys.iter().map(DnssecKeyRecord::of).collect(),
+                    enrollment,
+                };
+                (Self::Header(header), cluster)
+            }
+            Snapshotted::Terminal(entry) => (
+                Self::Record(Record::Terminal(TerminalRecord::of(&entry))),
+                None,
+            ),
+            Snapshotted::Delta(delta) => (Self::Record(Record::Delta(delta)), None),
+            Snapshotted::Enrollment(item) => (Self::Record(Record::of_enrolled(item)), None),
+        }
+    }
+
+    fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        match self {
+            Self::Header(header) => serde_json::to_writer(&mut *out, header),
+            Self::Record(record) => serde_json::to_writer(&mut *out, record),
+        }
+        .map_err(std::io::Error::other)?;
+        out.write_all(b"\n")
+    }
+}
+
+impl Header {
+    /// Refuses a backup whose records are fewer or more than its header counts.
+    pub fn check_counts(
+        &self,
+        terminals: usize,
+        journal: usize,
+        enrollment: usize,
+    ) -> Result<(), BackupError> {
+        for (what, expected, found) in [
+            ("terminals", self.terminals, terminals),
+            ("journal entries", self.journal, journal),
+            ("enrollment records", self.enrollment, enrollment),
+        ] {
+            if expected != found {
+                return Err(BackupError::Truncated {
+                    what,
+                    expected,
+                    found,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Writes a consistent backup of `directory` to `out` as the backup file holds it (the
 /// header line, then one line per record); returns the cluster's log position and
 /// membership recorded in the same read transaction, if any (a cluster's snapshot).
@@ -246,65 +326,22 @@ pub fn write_lines(
     directory: &crate::Directory,
     out: &mut impl std::io::Write,
 ) -> Result<Option<ClusterPosition>, BackupError> {
-    use crate::store::Snapshotted;
     let zone = directory.zone().origin().to_ascii();
-    let mut failed = None;
-    let mut cluster = None;
-    let mut line = |out: &mut dyn std::io::Write, value: &dyn erased::Line| -> bool {
-        match value.write_to(out) {
+    let (mut failed, mut cluster) = (None, None);
+    directory.snapshot(|item| {
+        let (line, position) = Line::of(item, &zone);
+        cluster = cluster.take().or(position);
+        match line.write_to(out) {
             Ok(()) => true,
             Err(e) => {
                 failed = Some(e);
                 false
             }
         }
-    };
-    directory.snapshot(|item| match item {
-        Snapshotted::Head {
-            serial,
-            zone_fingerprint,
-            terminals,
-            journal,
-            zone_keys,
-            enrollment,
-            cluster: position,
-        } => {
-            cluster = position;
-            let header = Header {
-                format: FORMAT.into(),
-                version: VERSION,
-                zone: zone.clone(),
-                serial: serial.unwrap_or_default(),
-                zone_fingerprint,
-                terminals,
-                journal,
-                created: crate::unix_now(),
-                dnssec_keys: zone_keys.iter().map(DnssecKeyRecord::of).collect(),
-                enrollment,
-            };
-            line(out, &header)
-        }
-        Snapshotted::Terminal(entry) => line(out, &Record::Terminal(TerminalRecord::of(&entry))),
-        Snapshotted::Delta(delta) => line(out, &Record::Delta(delta)),
-        Snapshotted::Enrollment(item) => line(out, &Record::of_enrolled(item)),
     })?;
     match failed {
         Some(e) => Err(BackupError::Io(e)),
         None => Ok(cluster),
-    }
-}
-
-/// One JSON line of any serializable value.
-mod erased {
-    pub trait Line {
-        fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
-    }
-
-    impl<T: serde::Serialize> Line for T {
-        fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-            serde_json::to_writer(&mut *out, self).map_err(std::io::Error::other)?;
-            out.write_all(b"\n")
-        }
     }
 }
 

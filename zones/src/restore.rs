@@ -64,23 +64,11 @@ pub fn restore(
         }
     }
     terminals += write_terminals(&store, &mut chunk)?;
-    for (what, expected, found) in [
-        ("terminals", header.terminals, terminals),
-        ("journal entries", header.journal, deltas.len()),
-        (
-            "enrollment records",
-            header.enrollment,
-            tokens.len() + customers.len() + awaiting.len(),
-        ),
-    ] {
-        if expected != found {
-            return Err(BackupError::Truncated {
-                what,
-                expected,
-                found,
-            });
-        }
-    }
+    header.check_counts(
+        terminals,
+        deltas.len(),
+        tokens.len() + customers.len() + awaiting.len(),
+    )?;
     // The journal is checked, not restored: differences from the backup's serials would
     // be applied by secondaries to whatever they hold.
     let serial = header.serial.wrapping_add(SERIAL_JUMP);
@@ -140,11 +128,10 @@ fn write_terminals(store: &Store, chunk: &mut Vec<Entry>) -> Result<usize, Backu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::{DnssecKeyRecord, FORMAT, TerminalRecord, VERSION};
+    use crate::backup::Line;
     use crate::directory::{Directory, Registration};
     use crate::identity::Kid;
     use crate::key::Algorithm;
-    use crate::store::Snapshotted;
     use crate::{Limits, Zone};
 
     fn registration(code: &str, mid: &str) -> Registration {
@@ -164,32 +151,9 @@ mod tests {
     fn backup(dir: &Directory) -> (Header, Vec<Record>) {
         let (mut header, mut records) = (None, Vec::new());
         dir.snapshot(|item| {
-            match item {
-                Snapshotted::Head {
-                    serial,
-                    zone_fingerprint,
-                    terminals,
-                    journal,
-                    zone_keys,
-                    enrollment,
-                    ..
-                } => {
-                    header = Some(Header {
-                        format: FORMAT.into(),
-                        version: VERSION,
-                        zone: "dial.example.".into(),
-                        serial: serial.unwrap_or(0),
-                        zone_fingerprint,
-                        terminals,
-                        journal,
-                        created: 0,
-                        dnssec_keys: zone_keys.iter().map(DnssecKeyRecord::of).collect(),
-                        enrollment,
-                    });
-                }
-                Snapshotted::Terminal(e) => records.push(Record::Terminal(TerminalRecord::of(&e))),
-                Snapshotted::Delta(d) => records.push(Record::Delta(d)),
-                Snapshotted::Enrollment(e) => records.push(Record::of_enrolled(e)),
+            match Line::of(item, "dial.example.").0 {
+                Line::Header(h) => header = Some(h),
+                Line::Record(r) => records.push(r),
             }
             true
         })

@@ -104,23 +104,11 @@ impl Directory {
                 Record::Awaiting(a) => awaiting.push(a.code),
             }
         }
-        for (what, expected, found) in [
-            ("terminals", header.terminals, entries.len()),
-            ("journal entries", header.journal, deltas.len()),
-            (
-                "enrollment records",
-                header.enrollment,
-                tokens.len() + customers.len() + awaiting.len(),
-            ),
-        ] {
-            if expected != found {
-                return Err(BackupError::Truncated {
-                    what,
-                    expected,
-                    found,
-                });
-            }
-        }
+        header.check_counts(
+            entries.len(),
+            deltas.len(),
+            tokens.len() + customers.len() + awaiting.len(),
+        )?;
         let mut changes = vec![Change {
             terminals: TerminalWrites {
                 put_terminals: entries.iter().map(|e| &e.terminal).collect(),
@@ -246,6 +234,19 @@ mod tests {
 
     const CODE: &str = "5551234";
 
+    /// Two nodes, `a` leading through `log`, with one terminal registered and updated.
+    async fn two_nodes() -> ([tempfile::TempDir; 2], Directory, Directory, Arc<Log>) {
+        let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (open(ta.path()), open(tb.path()));
+        let log = cluster(&[&a, &b]);
+        a.replicate_through(log.clone());
+        a.register(registration(CODE, "acme", "001122334455"), NOW)
+            .await
+            .unwrap();
+        update_a(&a, CODE, [192, 0, 2, 1], 10, 1).await.unwrap();
+        ([ta, tb], a, b, log)
+    }
+
     fn addresses(dir: &Directory) -> Option<Vec<String>> {
         let view = dir.view();
         let hot = view.terminal(&CODE.parse().unwrap())?;
@@ -261,14 +262,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_node_applies_the_leaders_changes_to_the_same_view_and_store() {
-        let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (a, b) = (open(ta.path()), open(tb.path()));
-        let log = cluster(&[&a, &b]);
-        a.replicate_through(log.clone());
-        a.register(registration(CODE, "acme", "001122334455"), NOW)
-            .await
-            .unwrap();
-        update_a(&a, CODE, [192, 0, 2, 1], 10, 1).await.unwrap();
+        let (_dirs, a, b, _log) = two_nodes().await;
         assert_eq!(addresses(&b), Some(vec!["192.0.2.1".to_owned()]));
         assert_eq!(a.view().serial(), b.view().serial());
         assert_eq!(
@@ -296,14 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_the_cluster_did_not_commit_is_refused_and_forgotten() {
-        let (ta, tb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (a, b) = (open(ta.path()), open(tb.path()));
-        let log = cluster(&[&a, &b]);
-        a.replicate_through(log.clone());
-        a.register(registration(CODE, "acme", "001122334455"), NOW)
-            .await
-            .unwrap();
-        update_a(&a, CODE, [192, 0, 2, 1], 10, 1).await.unwrap();
+        let (_dirs, a, b, log) = two_nodes().await;
         let serial = a.view().serial();
 
         log.refuse.store(true, Ordering::SeqCst);
