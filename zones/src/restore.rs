@@ -14,7 +14,7 @@ use std::path::Path;
 
 use hickory_proto::rr::Name;
 
-use crate::backup::{BackupError, Header, Record};
+use crate::backup::{BackupError, CustomerRecord, Header, Record, TokenRecord};
 use crate::model::Entry;
 use crate::store::{Change, Store};
 use crate::store::{CustomerWrites, DnssecWrites, TerminalWrites, ZoneWrites};
@@ -77,14 +77,34 @@ pub fn restore(
         .iter()
         .map(|k| k.to_key())
         .collect::<Result<Vec<_>, _>>()?;
-    store.commit_now(&Change {
+    store.commit_now(&head_change(
+        header, serial, &keys, &tokens, &customers, &awaiting,
+    ))?;
+    Ok(Restored {
+        terminals,
+        journal: 0,
+        serial,
+    })
+}
+
+/// A backup's zone, DNSSEC keys and enrollment rows, as one change that puts the zone at
+/// `serial`.
+pub(crate) fn head_change<'a>(
+    header: &'a Header,
+    serial: u32,
+    keys: &'a [crate::dnssec::ZoneKey],
+    tokens: &'a [TokenRecord],
+    customers: &'a [CustomerRecord],
+    awaiting: &'a [crate::identity::CallingCode],
+) -> Change<'a> {
+    Change {
         zone: ZoneWrites {
             serial: Some(serial),
             zone_fingerprint: header.zone_fingerprint.as_deref(),
             ..Default::default()
         },
         dnssec: DnssecWrites {
-            zone_keys: (!keys.is_empty()).then_some(keys.as_slice()),
+            zone_keys: (!keys.is_empty()).then_some(keys),
             ..Default::default()
         },
         customers: CustomerWrites {
@@ -96,12 +116,7 @@ pub fn restore(
             awaiting: awaiting.iter().map(|code| (code, true)).collect(),
         },
         ..Change::default()
-    })?;
-    Ok(Restored {
-        terminals,
-        journal: 0,
-        serial,
-    })
+    }
 }
 
 /// Writes and empties `chunk`; returns how many it held.

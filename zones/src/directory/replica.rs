@@ -12,14 +12,15 @@
 
 use std::sync::Arc;
 
-use super::{Directory, enrollment, load};
+use super::{Directory, enrollment, load, registry};
 use crate::backup::{BackupError, Header, Record};
 use crate::commit::Pending;
 use crate::index::View;
 use crate::journal::Journal;
+use crate::restore::head_change;
 use crate::serial::Serial;
 use crate::store::replicated::{Replicated, Replicator, ViewChange};
-use crate::store::{Change, CustomerWrites, StoreError, TerminalWrites, ZoneWrites};
+use crate::store::{Change, StoreError, ZoneWrites};
 
 impl Directory {
     /// Sends every later change through `replicator` (a cluster's log): it is written, and
@@ -109,30 +110,15 @@ impl Directory {
             deltas.len(),
             tokens.len() + customers.len() + awaiting.len(),
         )?;
-        let mut changes = vec![Change {
-            terminals: TerminalWrites {
-                put_terminals: entries.iter().map(|e| &e.terminal).collect(),
-                put_presence: entries
-                    .iter()
-                    .map(|e| (&e.terminal.code, &e.presence))
-                    .collect(),
-                ..Default::default()
-            },
-            zone: ZoneWrites {
-                serial: Some(header.serial),
-                zone_fingerprint: header.zone_fingerprint.as_deref(),
-                ..Default::default()
-            },
-            customers: CustomerWrites {
-                tokens: tokens.iter().map(|t| (&t.id, Some(&t.token))).collect(),
-                customers: customers
-                    .iter()
-                    .map(|c| (&c.kid, Some(&c.customer)))
-                    .collect(),
-                awaiting: awaiting.iter().map(|code| (code, true)).collect(),
-            },
-            ..Change::default()
-        }];
+        let keys = header
+            .dnssec_keys
+            .iter()
+            .map(|k| k.to_key())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut changes = vec![
+            registry::registrations_change(&entries, false),
+            head_change(header, header.serial, &keys, &tokens, &customers, &awaiting),
+        ];
         changes.extend(deltas.iter().map(|delta| Change {
             zone: ZoneWrites {
                 journal: Some(delta),
