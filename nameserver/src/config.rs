@@ -184,8 +184,9 @@ pub struct ClusterFile {
     pub node: u64,
     /// Where this node takes the cluster's traffic.
     pub listen: SocketAddr,
-    /// The founding members, `"ID=IP:PORT"` each (this node included, to found the cluster
-    /// with them; left out, to wait to be added by `nameserver cluster add`).
+    /// The founding members, `"ID=IP:PORT"` each, this node included (the one with the
+    /// lowest id founds the cluster); left out, the node waits to be added by `nameserver
+    /// cluster add`.
     #[serde(default)]
     pub peers: Vec<String>,
     /// The shared cluster key (BIND key-file format, like the transfer keys).

@@ -516,6 +516,7 @@ fn the_leader_killed_during_updates_loses_nothing_and_rejoins() {
     let mut lab = Lab::build();
     let mut nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
     let first = leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
+    converged(&lab, &[1, 2, 3], Duration::from_secs(15)).expect("no convergence");
     let follower = if first == 1 { 2 } else { 1 };
     let terminals = register(&lab, &nodes[follower - 1], 12);
     lab.start_nsd();
@@ -613,6 +614,7 @@ fn a_leader_cut_off_acknowledges_nothing_and_the_majority_goes_on() {
     let mut lab = Lab::build();
     let nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
     let old = leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
+    converged(&lab, &[1, 2, 3], Duration::from_secs(15)).expect("no convergence");
     let terminals = register(&lab, &nodes[old - 1], 4);
     lab.start_nsd();
     let (code, key) = &terminals[0];
@@ -710,6 +712,7 @@ fn a_node_whose_disk_fills_up_stops_and_the_others_go_on() {
     let disk = SmallDisk::mount(&lab.data(3), "24m");
     let mut nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
     let first = leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
+    converged(&lab, &[1, 2, 3], Duration::from_secs(15)).expect("no convergence");
     let terminals = register(&lab, &nodes[0], 3);
     converged(&lab, &[1, 2, 3], Duration::from_secs(10)).expect("no convergence");
     // Fill node 3's disk.
@@ -764,6 +767,7 @@ fn a_node_far_behind_catches_up_from_a_snapshot() {
     let mut lab = Lab::build();
     let mut nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
     leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
+    converged(&lab, &[1, 2, 3], Duration::from_secs(15)).expect("no convergence");
     let terminals = register(&lab, &nodes[0], 4);
     converged(&lab, &[1, 2, 3], Duration::from_secs(10)).expect("no convergence");
     nodes[2].kill9();

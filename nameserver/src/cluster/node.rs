@@ -87,8 +87,10 @@ impl Replicator for ThroughLog {
 
 impl Cluster {
     /// Starts node `settings.node` over `directory`: its log and state in the directory's
-    /// store, its listener bound. A node listed in `peers` founds the cluster with them
-    /// when its log is empty; one not listed waits to be added.
+    /// store, its listener bound. The node with the lowest id in `peers` founds the cluster
+    /// with them when its log is empty (founding starts an election at once, so only one
+    /// node may do it: another starting later would unseat the leader); the others, and a
+    /// node not listed, wait to be contacted.
     pub async fn start(
         settings: &ClusterSettings,
         directory: Directory,
@@ -124,7 +126,7 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Consensus(e.to_string()))?;
         directory.replicate_through(Arc::new(ThroughLog(raft.clone())));
-        let founding = settings.peers.contains_key(&settings.node);
+        let founding = settings.peers.keys().next() == Some(&settings.node);
         let initialized = raft
             .is_initialized()
             .await
