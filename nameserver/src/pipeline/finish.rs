@@ -64,8 +64,13 @@ pub fn refusal_signing(
 /// The answer to a message whose header could be read but not the rest (RFC 1035 §4.1.1):
 /// a bare header, QR set, the request's id and opcode.
 pub fn undecodable(request: &Header) -> Vec<u8> {
+    header_only(request, &Refusal::Undecodable)
+}
+
+/// The answer to `request` refused for `refusal`: its header alone, with the refusal's RCODE.
+pub fn header_only(request: &Header, refusal: &Refusal) -> Vec<u8> {
     let mut metadata = Metadata::response_from_request(&request.metadata);
-    metadata.response_code = Refusal::Undecodable.rcode();
+    metadata.response_code = refusal.rcode();
     let header = Header {
         metadata,
         counts: HeaderCounts::default(),

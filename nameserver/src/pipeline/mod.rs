@@ -40,6 +40,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::tsig::TsigError;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use tracing::debug;
 use zones::Directory;
 
@@ -472,7 +473,7 @@ async fn relayed(
     transport: Transport,
     sink: &mut impl Sink,
 ) -> Outcome {
-    let header = [bytes[0], bytes[1], bytes[2]];
+    let header = hickory_proto::op::Header::read(&mut BinDecoder::new(&bytes));
     match relay.dns(bytes, src, transport).await {
         Ok(messages) => {
             let mut outcome = Outcome::Dropped;
@@ -483,12 +484,10 @@ async fn relayed(
         }
         Err(e) => {
             debug!(error = %e, "the leader did not answer a relayed update");
-            // ID, QR set, the opcode kept, RCODE SERVFAIL, no sections.
-            let mut answer = [0u8; 12];
-            answer[..2].copy_from_slice(&header[..2]);
-            answer[2] = 0x80 | (header[2] & 0x78);
-            answer[3] = ResponseCode::ServFail.low();
-            send(sink, &answer).await
+            match header {
+                Ok(header) => send(sink, &finish::header_only(&header, &Refusal::NotReady)).await,
+                Err(_) => Outcome::Dropped,
+            }
         }
     }
 }

@@ -9,6 +9,18 @@ use super::*;
 const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const RAFT_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_state");
 
+/// `table` in `read`, or `None` before anything was written to it.
+fn opened<K: redb::Key + 'static, V: redb::Value + 'static>(
+    read: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+    match read.open_table(table) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(StoreError::io(e)),
+    }
+}
+
 impl Store {
     /// Appends (or overwrites) entries by index, durably.
     pub fn log_append(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
@@ -28,10 +40,8 @@ impl Store {
     pub fn log_entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Vec<u8>>, StoreError> {
         let db = self.db();
         let read = db.begin_read().map_err(StoreError::io)?;
-        let log = match read.open_table(RAFT_LOG) {
-            Ok(log) => log,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io(e)),
+        let Some(log) = opened(&read, RAFT_LOG)? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for row in log.range::<u64>(range).map_err(StoreError::io)? {
@@ -45,10 +55,8 @@ impl Store {
     pub fn log_last(&self) -> Result<Option<Vec<u8>>, StoreError> {
         let db = self.db();
         let read = db.begin_read().map_err(StoreError::io)?;
-        let log = match read.open_table(RAFT_LOG) {
-            Ok(log) => log,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(StoreError::io(e)),
+        let Some(log) = opened(&read, RAFT_LOG)? else {
+            return Ok(None);
         };
         let last = log.last().map_err(StoreError::io)?;
         Ok(last.map(|(_, v)| v.value().to_vec()))
@@ -79,10 +87,8 @@ impl Store {
     pub fn log_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let db = self.db();
         let read = db.begin_read().map_err(StoreError::io)?;
-        let state = match read.open_table(RAFT_STATE) {
-            Ok(state) => state,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(StoreError::io(e)),
+        let Some(state) = opened(&read, RAFT_STATE)? else {
+            return Ok(None);
         };
         let value = state.get(key).map_err(StoreError::io)?;
         Ok(value.map(|v| v.value().to_vec()))
