@@ -845,3 +845,51 @@ fn a_node_starting_late_does_not_unseat_the_leader() {
     );
     drop(nodes);
 }
+
+/// Regression: a one-transaction import sent to a follower's control socket was carried
+/// out there, and failed ("has to forward request"); it is relayed to the leader.
+#[test]
+fn a_one_transaction_import_sent_to_a_follower_is_made_by_the_leader() {
+    use std::io::{BufRead, Write};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::build();
+    let nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
+    let first = leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
+    converged(&lab, &[1, 2, 3], Duration::from_secs(15)).expect("no convergence");
+    let follower = 1 + first % 3;
+    let mut socket =
+        std::os::unix::net::UnixStream::connect(lab.data(follower).join("control.sock"))
+            .expect("the follower's control socket");
+    let entries: Vec<String> = (0..3)
+        .map(|k| {
+            format!(
+                "{{\"code\":\"555200{k}\",\"kid\":\"acme\",\"mid\":\"0300000000{k:02x}\",\"addresses\":[\"10.78.80.{k}\"]}}"
+            )
+        })
+        .collect();
+    writeln!(
+        socket,
+        "{{\"op\":\"import\",\"entries\":[{}],\"algorithm\":\"hmac-sha256\"}}",
+        entries.join(",")
+    )
+    .unwrap();
+    let mut reply = String::new();
+    std::io::BufReader::new(&socket)
+        .read_line(&mut reply)
+        .unwrap();
+    assert!(
+        reply.contains("\"keys\""),
+        "the import was refused: {reply}"
+    );
+    converged(&lab, &[1, 2, 3], Duration::from_secs(15)).expect("no convergence");
+    for i in 1..=3 {
+        for k in 0..3 {
+            assert_eq!(
+                lab.a_of(i, &format!("555200{k}")),
+                [format!("10.78.80.{k}")],
+                "node {i}"
+            );
+        }
+    }
+    drop(nodes);
+}
