@@ -893,3 +893,48 @@ fn a_one_transaction_import_sent_to_a_follower_is_made_by_the_leader() {
     }
     drop(nodes);
 }
+
+/// Regression: the founding node of a cluster whose directory already held terminals (a
+/// single directory given a `[cluster]` section, or a backup restored into it) kept them to
+/// itself: the others followed a log that began after them, and served a zone without them.
+/// The founding node now puts what it holds in a snapshot before it adds the others.
+#[test]
+fn a_cluster_founded_on_a_directory_with_terminals_gives_them_to_every_node() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::build();
+    // Node 1 first serves as a single directory, with terminals and their addresses.
+    let cluster_config = std::fs::read_to_string(lab.config(1)).unwrap();
+    std::fs::write(lab.config(1), format!("zone = \"{ZONE}.\"\n")).unwrap();
+    let single = lab.start(1);
+    let terminals = register(&lab, &single, 3);
+    for (k, (code, key)) in terminals.iter().enumerate() {
+        assert!(
+            lab.update(None, 1, code, key, &address(k, 1)),
+            "update of {code}"
+        );
+    }
+    drop(single);
+    std::fs::write(lab.config(1), cluster_config).unwrap();
+    let nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
+    leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
+    converged(&lab, &[1, 2, 3], Duration::from_secs(20)).expect("no convergence");
+    let zone = same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
+    for (k, (code, _)) in terminals.iter().enumerate() {
+        assert!(
+            zone.iter()
+                .any(|l| l.starts_with(&format!("{code}.{ZONE}.")) && l.ends_with(&address(k, 1))),
+            "{code} is not in the cluster's zone:\n{}",
+            zone.join("\n")
+        );
+    }
+    // The terminals' keys hold on every node: an update through node 3 goes through.
+    let (code, key) = &terminals[0];
+    assert!(
+        lab.update(None, 3, code, key, "10.78.72.1"),
+        "update through node 3"
+    );
+    for i in 1..=3 {
+        assert_eq!(lab.a_of(i, code), ["10.78.72.1"], "node {i}");
+    }
+    drop(nodes);
+}

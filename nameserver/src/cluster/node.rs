@@ -25,8 +25,15 @@ use crate::relay::{ClusterChange, Relay, Relayed};
 
 /// How long a follower keeps trying to reach a leader for one request.
 const RELAY_PATIENCE: Duration = Duration::from_secs(6);
+/// The shortest wait, in milliseconds, without hearing from a leader before a follower
+/// calls an election (the longest: [`ELECTION_TIMEOUT_MAX`]).
+pub(super) const ELECTION_TIMEOUT_MIN: u64 = 500;
+pub(super) const ELECTION_TIMEOUT_MAX: u64 = 900;
 /// How long one exchange with a peer may take.
 const EXCHANGE: Duration = Duration::from_secs(5);
+/// The consensus-state record of a founding under way: the members to add once what the
+/// founding node holds is in a snapshot.
+const FOUNDING: &str = "founding";
 
 /// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +60,8 @@ pub struct Cluster {
     pub(super) leading: AtomicBool,
     /// Open channels to the leader, reused by relayed requests.
     idle: std::sync::Mutex<Vec<(NodeId, Peer)>>,
+    /// One founding at a time (see [`Cluster::found`]).
+    founding: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -88,9 +97,10 @@ impl Replicator for ThroughLog {
 impl Cluster {
     /// Starts node `settings.node` over `directory`: its log and state in the directory's
     /// store, its listener bound. The node with the lowest id in `peers` founds the cluster
-    /// with them when its log is empty (founding starts an election at once, so only one
-    /// node may do it: another starting later would unseat the leader); the others, and a
-    /// node not listed, wait to be contacted.
+    /// when its log is empty (founding starts an election at once, so only one node may do
+    /// it: another starting later would unseat the leader): alone first, then, once what
+    /// its store held is in a snapshot, with the others (see [`Cluster::found`]). They,
+    /// and a node not listed, wait to be contacted.
     pub async fn start(
         settings: &ClusterSettings,
         directory: Directory,
@@ -108,8 +118,8 @@ impl Cluster {
         let config = openraft::Config {
             cluster_name: directory.zone().origin().to_ascii(),
             heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 900,
+            election_timeout_min: ELECTION_TIMEOUT_MIN,
+            election_timeout_max: ELECTION_TIMEOUT_MAX,
             // A backup of the store every so many entries; as many are kept behind it,
             // so that a node briefly away catches up from the log, one far behind from it.
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
@@ -132,16 +142,23 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Consensus(e.to_string()))?;
         if founding && !initialized {
-            let members: BTreeMap<NodeId, BasicNode> = settings
+            let members: BTreeMap<NodeId, String> = settings
                 .peers
                 .iter()
-                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .map(|(id, addr)| (*id, addr.to_string()))
                 .collect();
-            match raft.initialize(members).await {
+            let record =
+                serde_json::to_vec(&members).map_err(|e| ClusterError::Consensus(e.to_string()))?;
+            directory.store().set_log_state(FOUNDING, &record, true)?;
+            let me = BTreeMap::from([(
+                settings.node,
+                BasicNode::new(settings.peers[&settings.node]),
+            )]);
+            match raft.initialize(me).await {
                 Ok(()) => info!(
                     node = settings.node,
                     members = settings.peers.len(),
-                    "cluster founded"
+                    "cluster founded; adding the other members"
                 ),
                 Err(e) => info!(error = %e, "cluster already founded"),
             }
@@ -158,6 +175,7 @@ impl Cluster {
             directory,
             leading: AtomicBool::new(false),
             idle: std::sync::Mutex::new(Vec::new()),
+            founding: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(cluster.clone().follow_leadership(shutdown));
         Ok((cluster, listener))
@@ -191,6 +209,7 @@ impl Cluster {
                             term = m.current_term,
                             "leading the cluster"
                         );
+                        tokio::spawn(self.clone().found());
                     }
                     Err(e) => warn!(error = %e, "cannot take the lead"),
                 }
@@ -205,6 +224,66 @@ impl Cluster {
                 }
                 changed = metrics.changed() => if changed.is_err() { return },
             }
+        }
+    }
+
+    /// Finishes a founding this node began (nothing otherwise): a snapshot of what its
+    /// store holds (a directory that served alone before, a restored backup), the log
+    /// purged up to it, then the other founding members added. Each of them therefore
+    /// starts from that snapshot rather than from a log that begins after what it holds.
+    /// Taken up again by the founding node when it leads after a restart.
+    async fn found(self: Arc<Self>) {
+        let _one = self.founding.lock().await;
+        let members: BTreeMap<NodeId, String> = match self.directory.store().log_state(FOUNDING) {
+            Ok(Some(record)) if !record.is_empty() => match serde_json::from_slice(&record) {
+                Ok(members) => members,
+                Err(e) => return error!(error = %e, "the founding record is unreadable"),
+            },
+            Ok(_) => return,
+            Err(e) => return error!(error = %e, "cannot read the founding record"),
+        };
+        let mut metrics = self.raft.metrics();
+        let applied = metrics.borrow().last_applied;
+        if let Some(applied) = applied {
+            if let Err(e) = self.raft.trigger().snapshot().await {
+                return error!(error = %e, "cannot snapshot the founding node's store");
+            }
+            let built = metrics
+                .wait_for(|m| m.snapshot.map(|s| s.index) >= Some(applied.index))
+                .await
+                .is_ok();
+            if !built {
+                return;
+            }
+            if let Err(e) = self.raft.trigger().purge_log(applied.index).await {
+                return error!(error = %e, "cannot purge the founding node's log");
+            }
+        }
+        let voters: BTreeSet<NodeId> = members.keys().copied().collect();
+        while self.leads() {
+            let mut added = true;
+            for (id, addr) in members.iter().filter(|(id, _)| **id != self.node) {
+                if let Err(e) = self
+                    .raft
+                    .add_learner(*id, BasicNode::new(addr), false)
+                    .await
+                {
+                    warn!(node = id, error = %e, "cannot add a founding member yet");
+                    added = false;
+                }
+            }
+            if added {
+                match self.raft.change_membership(voters.clone(), false).await {
+                    Ok(_) => {
+                        if let Err(e) = self.directory.store().set_log_state(FOUNDING, &[], true) {
+                            warn!(error = %e, "cannot record that the founding is over");
+                        }
+                        return info!(members = voters.len(), "every founding member added");
+                    }
+                    Err(e) => warn!(error = %e, "cannot make the founding members voters yet"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
