@@ -149,3 +149,25 @@ impl RaftNetwork<TypeConfig> for Peer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::node::ELECTION_TIMEOUT_MIN;
+
+    /// Regression: after an unreachable peer the library waited its default 500 ms before
+    /// trying again, as long as the shortest election timeout: a node that started a moment
+    /// after the leader heard from it too late, and called an election that unseated it.
+    #[test]
+    fn an_unreachable_peer_is_tried_again_well_within_the_election_timeout() {
+        let peer = Peer::new(2, "127.0.0.1:9".into(), ClusterKey::derive(b"test"));
+        let waits: Vec<Duration> = peer.backoff().take(100).collect();
+        assert_eq!(waits.len(), 100, "the retries stop");
+        let limit = Duration::from_millis(ELECTION_TIMEOUT_MIN / 4);
+        assert!(
+            waits.iter().all(|w| *w <= limit),
+            "waits {:?} exceed a quarter of the election timeout ({limit:?})",
+            &waits[..3]
+        );
+    }
+}
