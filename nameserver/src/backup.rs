@@ -71,6 +71,11 @@ async fn write_to(session: &mut Session, tmp: &Path) -> Result<Written, String> 
                     Record::Terminal(_) => terminals += 1,
                     Record::Delta(_) => journal += 1,
                     Record::Token(_) | Record::Customer(_) | Record::Awaiting(_) => enrollment += 1,
+                    Record::Signature(_) => {
+                        return Err(
+                            "a backup carries no signatures (a cluster's snapshot does)".into()
+                        );
+                    }
                 }
                 write_line(&mut out, &record).map_err(io)?;
             }

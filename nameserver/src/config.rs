@@ -466,14 +466,7 @@ impl Settings {
                 .dnssec_propagation_delay
                 .unwrap_or(DEFAULT_DNSSEC_PROPAGATION_DELAY),
             denial: flags.denial.or(file.denial).unwrap_or_default(),
-            cluster: match file.cluster {
-                Some(_) if flags.dnssec || file.dnssec.unwrap_or(false) => {
-                    return Err(ConfigError::Cluster(
-                        "DNSSEC is not offered in a cluster in this release: serve the signed zone from one server, or the cluster's zone unsigned".into(),
-                    ));
-                }
-                cluster => cluster.map(ClusterFile::resolve).transpose()?,
-            },
+            cluster: file.cluster.map(ClusterFile::resolve).transpose()?,
         })
     }
 }
@@ -697,9 +690,10 @@ mod tests {
             let err = resolve(&config(text)).unwrap_err().to_string();
             assert!(err.contains(says), "{text}: {err}");
         }
+        // A signed zone is served by a cluster too.
         let signed = format!("dnssec = true\n{}", config("node = 1\n"));
-        let err = resolve(&signed).unwrap_err().to_string();
-        assert!(err.contains("DNSSEC is not offered in a cluster"), "{err}");
+        let ok = resolve(&signed).unwrap();
+        assert!(ok.dnssec && ok.cluster.is_some());
     }
 
     #[test]

@@ -90,6 +90,7 @@ impl ControlRequest {
                 | Self::RotateKey { .. }
                 | Self::Import { .. }
                 | Self::Customers(_)
+                | Self::DnssecRollover
         )
     }
 }
@@ -484,7 +485,7 @@ async fn stream_backup(
         let directory = directory.clone();
         let zone = directory.zone().origin().to_ascii();
         scan_in_chunks(move |each| {
-            directory.snapshot(|item| {
+            directory.snapshot(false, |item| {
                 each(match Line::of(item, &zone).0 {
                     Line::Header(header) => ControlReply::BackupHeader { header },
                     Line::Record(record) => ControlReply::BackupRecord { record },

@@ -102,7 +102,7 @@ pub fn config() -> String {
         "# Sign the zone (DNSSEC): an ECDSA P-256 key is made at the first start with it, and\n# `nameserver dnssec ds` prints the DS records for the parent zone.\ndnssec = false\n# Seconds a key rollover allows, on top of TTLs, for a change to reach every secondary and\n# resolver.\ndnssec_propagation_delay = {DEFAULT_DNSSEC_PROPAGATION_DELAY}\n# How the signed zone denies existence: \"nsec3\" (secondaries can serve it; codes can be\n# recovered by hashing digit strings) or \"compact\" (RFC 9824: cannot be walked, is not\n# transferred).\ndenial = \"nsec3\""
     ));
     line(format!(
-        "# A cluster node (absent: a single server): Raft over the cluster's own address, each\n# node listed in `peers` as ID=IP:PORT, traffic keyed by a BIND-format key file shared by\n# every node. Not with dnssec. See the manual's chapter \"A cluster\".\n# [cluster]\n# node = 1\n# listen = \"192.0.2.1:7101\"\n# peers = [\"1=192.0.2.1:7101\", \"2=192.0.2.2:7101\", \"3=192.0.2.3:7101\"]\n# key_file = \"/etc/dial/cluster.key\"\n# snapshot_every = {}",
+        "# A cluster node (absent: a single server): Raft over the cluster's own address, each\n# node listed in `peers` as ID=IP:PORT, traffic keyed by a BIND-format key file shared by\n# every node. With dnssec, the leader signs and every node serves its signatures. See\n# the manual's chapter \"A cluster\".\n# [cluster]\n# node = 1\n# listen = \"192.0.2.1:7101\"\n# peers = [\"1=192.0.2.1:7101\", \"2=192.0.2.2:7101\", \"3=192.0.2.3:7101\"]\n# key_file = \"/etc/dial/cluster.key\"\n# snapshot_every = {}",
         crate::config::DEFAULT_SNAPSHOT_EVERY
     ));
     out

@@ -212,8 +212,13 @@ fn open_directory(settings: &Settings) -> Result<(Directory, Option<SignedStart>
     let store_dir = settings.data.join("store");
     let (zone, limits) = (settings.zone.clone(), settings.limits.clone());
     let opened = if settings.dnssec {
-        Directory::open_signing(&store_dir, zone, limits, zones::unix_now())
-            .map(|(directory, start)| (directory, Some(start)))
+        Directory::open_signing(&store_dir, zone, limits, zones::unix_now()).map(
+            |(directory, start)| match settings.cluster {
+                // Its signatures are the leader's, replicated: it stores none of its own.
+                Some(_) => (directory, Some(start.following_a_log())),
+                None => (directory, Some(start)),
+            },
+        )
     } else {
         Directory::open(&store_dir, zone, limits).map(|directory| (directory, None))
     };
@@ -293,6 +298,11 @@ pub async fn run(
         Pipeline::new(directory.clone(), Policy::from(settings)).with_metrics(metrics.clone());
     let cluster = match &settings.cluster {
         Some(cluster) => {
+            // The log's changes move the signed zone: it must be in force first.
+            directory
+                .signatures_ready()
+                .await
+                .map_err(ServeError::Store)?;
             let (node, listener) = crate::cluster::Cluster::start(
                 cluster,
                 directory.clone(),
@@ -381,6 +391,7 @@ pub async fn run(
         tokio::spawn(refresh_signatures(
             directory.clone(),
             settings.dnssec_propagation_delay,
+            relay.clone(),
             shutdown.clone(),
         ))
     });
@@ -473,9 +484,24 @@ async fn each_second<F: std::future::Future<Output = ()>>(
 }
 
 /// Once a second, in a signed zone: moves a key rollover on when its wait is over, and
-/// signs again what expires within the refresh window (or what a new key must sign).
-async fn refresh_signatures(directory: Directory, propagation: u64, shutdown: CancellationToken) {
-    each_second(shutdown, || refresh_once(directory.clone(), propagation)).await;
+/// signs again what expires within the refresh window (or what a new key must sign). In a
+/// cluster, only the leader signs (each refresh is a log entry).
+async fn refresh_signatures(
+    directory: Directory,
+    propagation: u64,
+    relay: Option<Arc<dyn crate::relay::Relay>>,
+    shutdown: CancellationToken,
+) {
+    each_second(shutdown, || {
+        let leads = relay.as_ref().is_none_or(|r| r.is_leader());
+        let directory = directory.clone();
+        async move {
+            if leads {
+                refresh_once(directory, propagation).await;
+            }
+        }
+    })
+    .await;
 }
 
 async fn refresh_once(directory: Directory, propagation: u64) {

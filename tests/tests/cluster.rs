@@ -16,6 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::unbound::Unbound;
 use support::{Nameserver, binary, command_in, require, text, transfer_key};
 
 const ZONE: &str = "dial.example";
@@ -26,6 +27,8 @@ const NSD_PORT: &str = "5300";
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 struct Lab {
+    /// The zone is signed (DNSSEC) on every node.
+    signed: bool,
     hub: String,
     nodes: Vec<String>,
     dir: tempfile::TempDir,
@@ -36,6 +39,15 @@ struct Lab {
 
 impl Lab {
     fn build() -> Self {
+        Self::build_with(false)
+    }
+
+    /// A lab whose nodes sign the zone.
+    fn build_signed() -> Self {
+        Self::build_with(true)
+    }
+
+    fn build_with(signed: bool) -> Self {
         require("ip", "iproute2");
         require("nsupdate", "bind9-dnsutils");
         require("dig", "bind9-dnsutils");
@@ -102,6 +114,7 @@ impl Lab {
         std::fs::create_dir_all(dir.path().join("k")).unwrap();
         transfer_key(&dir.path().join("k"));
         let lab = Self {
+            signed,
             hub,
             nodes,
             dir,
@@ -135,8 +148,9 @@ impl Lab {
 
     fn config_text(&self, i: usize) -> String {
         let key = self.dir.path().join("k").join("xfer.key");
+        let dnssec = if self.signed { "dnssec = true\n" } else { "" };
         format!(
-            "zone = \"{ZONE}.\"\n\n[cluster]\nnode = {i}\nlisten = \"{}:7101\"\npeers = [\"1={}:7101\", \"2={}:7101\", \"3={}:7101\"]\nkey_file = \"{}\"\nsnapshot_every = 25\n",
+            "zone = \"{ZONE}.\"\n{dnssec}\n[cluster]\nnode = {i}\nlisten = \"{}:7101\"\npeers = [\"1={}:7101\", \"2={}:7101\", \"3={}:7101\"]\nkey_file = \"{}\"\nsnapshot_every = 25\n",
             Self::addr(i),
             Self::addr(1),
             Self::addr(2),
@@ -761,10 +775,12 @@ fn a_node_whose_disk_fills_up_stops_and_the_others_go_on() {
     drop(disk);
 }
 
+/// (The zone is signed: the snapshot carries the leader's signatures, and a validating
+/// resolver asking the node that installed it validates its answers.)
 #[test]
 fn a_node_far_behind_catches_up_from_a_snapshot() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut lab = Lab::build();
+    let mut lab = Lab::build_signed();
     let mut nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
     leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
     converged(&lab, &[1, 2, 3], Duration::from_secs(15)).expect("no convergence");
@@ -807,6 +823,20 @@ fn a_node_far_behind_catches_up_from_a_snapshot() {
     for i in 1..=3 {
         assert_eq!(lab.a_of(i, code), ["10.78.71.1"], "node {i}");
     }
+    // Node 3's signed answers validate.
+    let ds = nodes[0].admin(&["dnssec", "ds"]);
+    let ds = String::from_utf8_lossy(&ds.stdout).into_owned();
+    let dir = lab.dir.path().join("unbound-3");
+    std::fs::create_dir_all(&dir).unwrap();
+    let unbound = Unbound::start_in(Some(&lab.hub), &dir, &ds, &[format!("{}@53", Lab::addr(3))]);
+    let a = unbound.lookup(&format!("{code}.{ZONE}"), "A");
+    assert!(
+        a.authenticated && a.answers.contains("10.78.71.1"),
+        "{a:?}\n{}",
+        unbound.log()
+    );
+    let nx = unbound.lookup(&format!("5550999.{ZONE}"), "A");
+    assert!(nx.authenticated && nx.status == "NXDOMAIN", "{nx:?}");
     drop(nodes);
 }
 
@@ -935,6 +965,129 @@ fn a_cluster_founded_on_a_directory_with_terminals_gives_them_to_every_node() {
     );
     for i in 1..=3 {
         assert_eq!(lab.a_of(i, code), ["10.78.72.1"], "node {i}");
+    }
+    drop(nodes);
+}
+
+/// Every terminal's A validates through `unbound` with its expected address; a code no one
+/// has is a validated NXDOMAIN, and a terminal's missing AAAA a validated NODATA.
+fn validates(unbound: &Unbound, terminals: &[(String, PathBuf)], seq: usize, limit: Duration) {
+    let start = Instant::now();
+    for (k, (code, _)) in terminals.iter().enumerate() {
+        let name = format!("{code}.{ZONE}");
+        loop {
+            let a = unbound.lookup(&name, "A");
+            if a.authenticated && a.answers.contains(&address(k, seq)) {
+                break;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{name} A does not validate with {}: {a:?}\n{}",
+                address(k, seq),
+                unbound.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let nodata = unbound.lookup(&format!("{}.{ZONE}", terminals[0].0), "AAAA");
+    assert!(
+        nodata.authenticated && nodata.status == "NOERROR" && !nodata.answers.contains("AAAA"),
+        "NODATA: {nodata:?}"
+    );
+    let nx = unbound.lookup(&format!("5550999.{ZONE}"), "A");
+    assert!(
+        nx.authenticated && nx.status == "NXDOMAIN",
+        "NXDOMAIN: {nx:?}"
+    );
+}
+
+/// Sends update `seq` of every terminal to the nodes listed, moving on from one that does
+/// not acknowledge (as the updater does); every one must be acknowledged by some node.
+fn update_all(lab: &Lab, terminals: &[(String, PathBuf)], nodes: &[usize], seq: usize) {
+    for (k, (code, key)) in terminals.iter().enumerate() {
+        let acknowledged = (0..2 * nodes.len())
+            .map(|attempt| nodes[(k + attempt) % nodes.len()])
+            .any(|i| lab.update(None, i, code, key, &address(k, seq)));
+        assert!(acknowledged, "update {seq} of {code} was not acknowledged");
+    }
+}
+
+/// A signed zone in a cluster: every node serves the leader's signatures, so NSD, following
+/// all three, holds exactly their zone, RRSIGs and NSEC3 chain included; validating
+/// resolvers (asking NSD, or the nodes) validate answers, NODATA and NXDOMAIN before and
+/// after the leader is killed, updates go on without it, and it comes back.
+#[test]
+fn a_signed_zone_validates_through_the_leader_killed_and_back() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut lab = Lab::build_signed();
+    let mut nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
+    leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
+    converged(&lab, &[1, 2, 3], Duration::from_secs(20)).expect("no convergence");
+    let ds = {
+        let out = nodes[0].admin(&["dnssec", "ds"]);
+        assert!(out.status.success(), "dnssec ds: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for i in 2..=3 {
+        let out = nodes[i - 1].admin(&["dnssec", "ds"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), ds, "node {i}'s DS");
+    }
+    lab.start_nsd();
+    let terminals = register(&lab, &nodes[0], 4);
+    update_all(&lab, &terminals, &[1, 2, 3], 1);
+    converged(&lab, &[1, 2, 3], Duration::from_secs(10)).expect("no convergence");
+    let zone = same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
+    for rtype in ["RRSIG", "NSEC3", "DNSKEY"] {
+        assert!(
+            zone.iter().any(|l| l.contains(&format!(" {rtype} "))),
+            "no {rtype} in the zone"
+        );
+    }
+    nsd_has(&lab, &zone, Duration::from_secs(60));
+    let dirs: Vec<PathBuf> = ["unbound-nsd", "unbound-nodes"]
+        .iter()
+        .map(|d| lab.dir.path().join(d))
+        .collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let through_nsd = Unbound::start_in(
+        Some(&lab.hub),
+        &dirs[0],
+        &ds,
+        &[format!("{NSD}@{NSD_PORT}")],
+    );
+    let through_nodes = Unbound::start_in(
+        Some(&lab.hub),
+        &dirs[1],
+        &ds,
+        &(1..=3)
+            .map(|i| format!("{}@53", Lab::addr(i)))
+            .collect::<Vec<_>>(),
+    );
+    for unbound in [&through_nsd, &through_nodes] {
+        validates(unbound, &terminals, 1, Duration::from_secs(30));
+    }
+
+    // The leader killed: the others elect one, and their signatures validate.
+    let first = leader(&lab, 1, Duration::from_secs(5)).expect("a leader");
+    nodes[first - 1].kill9();
+    let others: Vec<usize> = (1..=3).filter(|i| *i != first).collect();
+    update_all(&lab, &terminals, &others, 2);
+    let zone = same_zone(&lab, &others, Duration::from_secs(10));
+    nsd_has(&lab, &zone, Duration::from_secs(60));
+    for unbound in [&through_nsd, &through_nodes] {
+        validates(unbound, &terminals, 2, Duration::from_secs(30));
+    }
+
+    // It comes back, catches up, and serves the same signed zone.
+    nodes[first - 1] = lab.start(first);
+    converged(&lab, &[1, 2, 3], Duration::from_secs(30)).expect("the killed node did not catch up");
+    update_all(&lab, &terminals, &[first], 3);
+    let zone = same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
+    nsd_has(&lab, &zone, Duration::from_secs(60));
+    for unbound in [&through_nsd, &through_nodes] {
+        validates(unbound, &terminals, 3, Duration::from_secs(30));
     }
     drop(nodes);
 }

@@ -55,6 +55,11 @@ pub struct Header {
     /// How many enrollment records (`token`, `customer`, `awaiting`) follow the journal.
     #[serde(default)]
     pub enrollment: usize,
+    /// A cluster's snapshot of a signed zone: the signatures it carries (how many
+    /// `signature` records follow the enrollment records, the static names' and the
+    /// SOA's), so that a node installing it serves the leader's. Backups have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<crate::store::SnapshotSignatures>,
 }
 
 /// A DNSSEC key in a backup. `Debug` never shows the private key.
@@ -131,6 +136,14 @@ pub enum Record {
     Customer(CustomerRecord),
     /// A terminal waiting for approval.
     Awaiting(AwaitingRecord),
+    /// A terminal's signatures (a cluster's snapshot of a signed zone).
+    Signature(SignatureRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureRecord {
+    pub code: CallingCode,
+    pub sigs: crate::dnssec::TerminalSigs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +272,7 @@ impl Line {
                 zone_keys,
                 enrollment,
                 cluster,
+                signatures,
             } => {
                 let header = Header {
                     format: FORMAT.into(),
@@ -271,6 +285,7 @@ impl Line {
                     created: crate::unix_now(),
                     dnssec_keys: zone_keys.iter().map(DnssecKeyRecord::of).collect(),
                     enrollment,
+                    signatures,
                 };
                 (Self::Header(header), cluster)
             }
@@ -280,6 +295,13 @@ impl Line {
             ),
             Snapshotted::Delta(delta) => (Self::Record(Record::Delta(delta)), None),
             Snapshotted::Enrollment(item) => (Self::Record(Record::of_enrolled(item)), None),
+            Snapshotted::Signed(key, sigs) => (
+                Self::Record(Record::Signature(SignatureRecord {
+                    code: key.to_code(),
+                    sigs,
+                })),
+                None,
+            ),
         }
     }
 
@@ -324,11 +346,12 @@ impl Header {
 /// Blocking.
 pub fn write_lines(
     directory: &crate::Directory,
+    signatures: bool,
     out: &mut impl std::io::Write,
 ) -> Result<Option<ClusterPosition>, BackupError> {
     let zone = directory.zone().origin().to_ascii();
     let (mut failed, mut cluster) = (None, None);
-    directory.snapshot(|item| {
+    directory.snapshot(signatures, |item| {
         let (line, position) = Line::of(item, &zone);
         cluster = cluster.take().or(position);
         match line.write_to(out) {
@@ -424,6 +447,7 @@ mod tests {
             created: 0,
             dnssec_keys: Vec::new(),
             enrollment: 0,
+            signatures: None,
         };
         assert!(header.check().is_ok());
         header.version = VERSION + 1;

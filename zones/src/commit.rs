@@ -46,6 +46,9 @@ pub(crate) struct Committer {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// Set when a flush failed: the store's memory may not match the disk.
     poisoned: AtomicBool,
+    /// Set when staged changes were not committed by a cluster (lost leadership): state
+    /// kept beside the queue (a signed zone's staging) moved with them.
+    lost_staged: AtomicBool,
     /// The newest published serial, for those who follow changes (NOTIFY).
     serial_tx: tokio::sync::watch::Sender<u32>,
 }
@@ -60,6 +63,7 @@ impl Committer {
             pending: Mutex::new(Pending::new(serial, next_seq)),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             poisoned: AtomicBool::new(false),
+            lost_staged: AtomicBool::new(false),
             serial_tx: tokio::sync::watch::Sender::new(serial.0),
         }
     }
@@ -140,6 +144,7 @@ impl Committer {
                 // Not the leader (any more): nothing staged will be published; what the
                 // cluster commits reaches the view through `apply_replicated`.
                 self.resync();
+                self.lost_staged.store(true, Ordering::SeqCst);
                 return Err(e);
             }
             self.poison();
@@ -150,6 +155,11 @@ impl Committer {
             return Err(StoreError::Poisoned);
         }
         Ok(())
+    }
+
+    /// Whether staged changes were lost since the last call (see `lost_staged`).
+    pub fn take_lost_staged(&self) -> bool {
+        self.lost_staged.swap(false, Ordering::SeqCst)
     }
 
     /// Refuses every later change until a restart.

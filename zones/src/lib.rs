@@ -11,6 +11,7 @@
 //!            ──backup─▶ Store::snapshot ─▶ backup::Record lines;  restore::restore ─▶ Store
 //!   cluster  ──flush─▶ store::replicated::Replicator (the consensus log: a majority durable)
 //!            ─▶ on every node: Directory::apply_replicated ─▶ rows + log position ─▶ View
+//!               (a signed zone: the leader's signatures, and its SOA's RRSIG, with them)
 //!            ──far behind─▶ backup::write_lines (a snapshot) ─▶ Directory::install_backup
 //! ```
 //!

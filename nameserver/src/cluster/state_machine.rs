@@ -137,7 +137,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
         let built =
             tokio::task::spawn_blocking(move || -> Result<Snapshot<TypeConfig>, StoreError> {
                 let mut body = Vec::new();
-                let position = zones::backup::write_lines(&directory, &mut body)
+                let position = zones::backup::write_lines(&directory, true, &mut body)
                     .map_err(|e| StoreError::Io(e.to_string()))?;
                 let Some((applied, membership)) = position else {
                     return Err(StoreError::Io("nothing applied yet".into()));
@@ -221,7 +221,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (header, records) =
                 zones::backup::read_lines(&body[..]).map_err(|e| StoreError::Io(e.to_string()))?;
             directory
-                .install_backup(&header, records, &state)
+                .install_backup(&header, records, &state, zones::unix_now())
                 .map_err(|e| StoreError::Io(e.to_string()))?;
             let body = String::from_utf8(body).map_err(|e| StoreError::Io(e.to_string()))?;
             snapshots.keep(&meta_owned, body)?;

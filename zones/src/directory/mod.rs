@@ -347,6 +347,7 @@ impl Directory {
                     unsigned_since,
                     now,
                     next_seq,
+                    follow: false,
                 })
             }
         };
@@ -403,11 +404,40 @@ impl Directory {
 
     /// A consistent snapshot of everything durable, for a backup (blocking: call it from the
     /// blocking pool); see [`Store::snapshot`].
+    /// With `signatures` (a cluster's snapshot of a signed zone), it carries the terminals',
+    /// the static names' and the SOA's signatures: the SOA's served at the serial, made now
+    /// if none was yet.
     pub fn snapshot(
         &self,
-        each: impl FnMut(crate::store::Snapshotted) -> bool,
+        signatures: bool,
+        mut each: impl FnMut(crate::store::Snapshotted) -> bool,
     ) -> Result<(), StoreError> {
-        self.commit().store().snapshot(each)
+        use crate::store::Snapshotted;
+        let soa = signatures
+            .then(|| {
+                let view = self.view();
+                let (serial, signed) = (view.serial(), view.signed()?);
+                let zone = self.zone();
+                signed.rrsig(&zone, &[zone.soa_record(serial)], crate::unix_now())?;
+                Some((serial, signed.soa_signature_at(serial)?))
+            })
+            .flatten();
+        self.commit().store().snapshot(signatures, |mut item| {
+            if let (
+                Snapshotted::Head {
+                    serial: Some(serial),
+                    signatures: Some(signatures),
+                    ..
+                },
+                Some((at, sig)),
+            ) = (&mut item, soa)
+            {
+                if *serial == at {
+                    signatures.soa_sig = Some((at, Some(sig)));
+                }
+            }
+            each(item)
+        })
     }
 
     /// The terminal whose TSIG key has this name (lower case, fully qualified), and the key:

@@ -54,6 +54,9 @@ pub(super) struct Parts {
     pub now: u64,
     /// The journal sequence the next delta gets.
     pub next_seq: u64,
+    /// A cluster node's start: its signatures are the leader's (see
+    /// [`SignedStart::following_a_log`]).
+    pub follow: bool,
 }
 
 /// The second step of a signed open: run [`SignedStart::finish`] once, on any thread.
@@ -86,6 +89,17 @@ impl SignedStart {
             writer,
             parts,
         }
+    }
+
+    /// Starts a cluster node: its store's signatures are those the leader made, replicated
+    /// with the changes they sign, so nothing is stored here and the serial stays (every
+    /// node serves the same content under the same serial). The SOA's signature is the
+    /// one replicated with the last change. What the store lacks (none, unless the
+    /// signatures came due while the node was down) is signed and served, not stored,
+    /// until the leader's refresh signs it again.
+    pub fn following_a_log(mut self) -> Self {
+        self.parts.follow = true;
+        self
     }
 
     /// Builds the signed zone (signing what the store lacks: at the first signed start, all
@@ -151,7 +165,16 @@ impl SignedStart {
                 let made = || directory.view().signed()?.soa_signature_at(at);
                 (at, sig.or_else(made))
             });
-        let changed = !signed.changes.is_empty() || signed.statics.is_some() || soa.is_none();
+        let mut changed = !signed.changes.is_empty() || signed.statics.is_some() || soa.is_none();
+        if parts.follow {
+            if !signed.changes.is_empty() || signed.statics.is_some() {
+                tracing::warn!(
+                    signed = signed.changes.len(),
+                    "signatures made at start-up that the store lacked; served until the leader signs them again"
+                );
+            }
+            changed = false;
+        }
         if let Some((at, Some(sig))) = soa.filter(|_| !changed) {
             signed.published.keep_soa_signature(at, sig);
         }
@@ -162,7 +185,7 @@ impl SignedStart {
                 false => (Serial(view.serial()), Vec::new()),
             }
         };
-        if changed || parts.unsigned_since.is_some() {
+        if !parts.follow && (changed || parts.unsigned_since.is_some()) {
             inner.commit.store().commit_now(&Change {
                 zone: ZoneWrites {
                     serial: changed.then_some(serial.0),

@@ -12,6 +12,7 @@ use crate::dnssec::whole::{self, Whole};
 use crate::dnssec::{SignedDelta, SignedZone, Signer, Staging, ZoneKey};
 use crate::store::DnssecWrites;
 use crate::store::InPlace;
+use crate::store::replicated::ViewChange;
 
 /// The writer's signing state, and the published one built with it.
 pub(super) struct Signing {
@@ -53,8 +54,10 @@ impl Directory {
     /// Saving the copy blocks for about a quarter of a second per million terminals; if it
     /// fails, the next start reads the store's table instead.
     pub async fn keep_signatures(&self) -> Result<(), StoreError> {
-        // Nothing to keep before the signatures are in force (a stop during the start).
-        if self.signatures() != super::Signatures::Ready {
+        // Nothing to keep before the signatures are in force (a stop during the start); a
+        // cluster node keeps nothing of its own (its store is the log's, and the SOA's
+        // signature comes with each change).
+        if self.signatures() != super::Signatures::Ready || self.commit().store().is_replicated() {
             return Ok(());
         }
         let writer = self.commit().write_lock().await?;
@@ -294,6 +297,132 @@ impl Directory {
             *staging.lock().unwrap_or_else(|p| p.into_inner()) = signing.staging;
         }
         view.set_signed(signing.published);
+    }
+}
+
+impl Directory {
+    /// The signed zone built again from what the store holds, for the terminals in `view`
+    /// (a cluster node that installed the leader's snapshot, signatures included): `None`
+    /// when the zone is not signed here. What the store lacks is signed here, and logged:
+    /// this node then serves signatures of its own for it until the leader signs it again.
+    pub(super) fn signing_from_store(
+        &self,
+        view: &View,
+        now: u64,
+    ) -> Result<Option<Signing>, StoreError> {
+        if !self.is_signed() {
+            return Ok(None);
+        }
+        let store = self.commit().store();
+        let zone = self.zone();
+        let keys = store.zone_keys()?;
+        if keys.is_empty() {
+            tracing::warn!("the snapshot installed has no DNSSEC keys; answers stay unsigned");
+            return Ok(None);
+        }
+        let signer = signer_of(&keys, zone.origin())?;
+        let mut building = resume::Building::with_capacity(view.len());
+        store.scan_signed(|key, sigs| building.push(key, sigs))?;
+        let stored = Stored {
+            from: SignaturesFrom::Table,
+            prepared: building.finish(&zone, true).map(Box::new),
+        };
+        let online = view.entries().map(|(key, hot)| (key, &hot.addresses));
+        let (mut signing, _) = signing_at_start(
+            signer,
+            &zone,
+            online,
+            stored,
+            store.static_sigs()?,
+            true,
+            now,
+        )?;
+        if !signing.changes.is_empty() || signing.statics.is_some() {
+            tracing::warn!(
+                signed = signing.changes.len(),
+                "signatures made here that the leader's store lacked; served until the leader signs them again"
+            );
+        }
+        let order = signing.published.expiry_order();
+        signing.staging.set_expiring(order);
+        if let Some((at, Some(sig))) = store.soa_sig()? {
+            if at == view.serial() {
+                signing.published.keep_soa_signature(at, sig);
+            }
+        }
+        Ok(Some(signing))
+    }
+
+    /// What a change signed by a cluster's leader, `change`, does to the published signed
+    /// zone `published`; with `follow`, the staging follows it too (this node did not
+    /// stage it).
+    pub(super) fn follow_signed(
+        &self,
+        change: &ViewChange,
+        published: &SignedZone,
+        follow: bool,
+    ) -> Result<SignedDelta, StoreError> {
+        let zone = self.zone();
+        let signer = (change.zone_keys.as_ref())
+            .map(|keys| signer_of(keys, zone.origin()))
+            .transpose()?;
+        let mut delta = SignedDelta {
+            terminals: change.signed.iter().map(|(k, _, now)| (*k, *now)).collect(),
+            before: change.signed.iter().map(|(k, was, _)| (*k, *was)).collect(),
+            signer: signer.clone(),
+            ..SignedDelta::default()
+        };
+        if let Some(stored) = change.static_sigs.clone() {
+            let signer = signer.as_ref().unwrap_or(published.signer());
+            match stored.fitting(&zone.fingerprint(), signer, published.statics()) {
+                Some(all) => {
+                    let now = published.signed_statics();
+                    let same_rrsets = all.len() == now.len()
+                        && all.iter().zip(now).all(|(a, b)| a.rrsets == b.rrsets);
+                    if same_rrsets {
+                        delta.statics = (all.iter().zip(now).enumerate())
+                            .filter(|(_, (a, b))| a.next != b.next || a.nsec3 != b.nsec3)
+                            .map(|(place, (a, _))| (place as u32, a.next, a.nsec3))
+                            .collect();
+                    } else {
+                        delta.all_statics = Some(all);
+                    }
+                }
+                None => tracing::warn!(
+                    "the static names' signatures from the leader are for another zone file; is this node's the leader's?"
+                ),
+            }
+        }
+        if follow {
+            if let Some(staging) = self.inner.staging.get() {
+                staging
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .follow(&delta);
+            }
+        }
+        Ok(delta)
+    }
+
+    /// Has every group commit this node replicates, as a cluster's leader, carry the SOA's
+    /// signature at the serial it leaves the zone at (see [`crate::store::replicated`]).
+    pub(super) fn seal_replicated(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        let sealer = move |serial: u32| {
+            let inner = inner.upgrade()?;
+            let signer = inner
+                .staging
+                .get()?
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .signer()
+                .clone();
+            let soa = inner.zone.load().soa_record(serial);
+            signer.sign(&[soa], crate::unix_now()).ok()
+        };
+        self.commit()
+            .store()
+            .seal_with(crate::store::replicated::SoaSealer(Box::new(sealer)));
     }
 }
 

@@ -24,6 +24,10 @@
 //!                     made once per published serial
 //!  IXFR ─▶ SignedZone's history (what each change replaced, the SOA RRSIGs served)
 //!       ─▶ one condensed difference
+//!  a cluster: the leader signs as above; each log entry carries the signatures as rows
+//!     (and the SOA's RRSIG at the serial it moves to) ─▶ every node: SignedDelta from the
+//!     rows ─▶ SignedZone, and Staging::follow (to sign from, should it lead); a node's
+//!     start signs and stores nothing (SignedStart::following_a_log)
 //! ```
 //!
 //! A terminal is in the signed zone while it publishes an address: a registered code with

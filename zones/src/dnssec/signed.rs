@@ -299,6 +299,21 @@ impl SignedZone {
         }
     }
 
+    /// The signer of the published zone.
+    pub fn signer(&self) -> &Arc<Signer> {
+        &self.signer
+    }
+
+    /// The static names, in the order their signatures are kept.
+    pub fn statics(&self) -> &Statics {
+        &self.statics
+    }
+
+    /// The static names' signatures as published.
+    pub fn signed_statics(&self) -> &[SignedStatic] {
+        &self.signed_statics
+    }
+
     pub fn terminal(&self, key: CodeKey) -> Option<TerminalSigs> {
         self.source.terminal(&key)
     }

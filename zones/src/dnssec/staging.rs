@@ -331,6 +331,42 @@ impl Staging {
         Ok(delta)
     }
 
+    /// Follows a change signed elsewhere (by a cluster's leader, whose signatures this
+    /// node's store now holds): its keys, each terminal's signatures replacing those in
+    /// `delta.before` (the chain and the refresh's order move with them), and the static
+    /// names' signatures. A node that takes the lead then signs from where the log left it.
+    pub fn follow(&mut self, delta: &SignedDelta) {
+        if let Some(signer) = &delta.signer {
+            if signer.key_tag() != self.signer.key_tag() {
+                // A new zone-signing key: the leader signs every terminal again, and a
+                // node that takes over finishes that before the rollover goes on.
+                self.resigning = true;
+                self.resigned_at = None;
+            }
+            self.signer = signer.clone();
+        }
+        let before: Map<Option<TerminalSigs>> = delta.before.iter().copied().collect();
+        for (key, new) in &delta.terminals {
+            let old = before.get(key).copied().flatten();
+            if let Some(old) = old.filter(|o| new.is_none_or(|n| n.hash != o.hash)) {
+                self.chain.remove(&old.hash);
+            }
+            if let Some(new) = new.filter(|n| old.is_none_or(|o| o.hash != n.hash)) {
+                self.chain.insert(new.hash, Owner::Terminal(*key));
+            }
+            self.track(*key, old.as_ref(), new.as_ref());
+        }
+        for (place, next, sig) in &delta.statics {
+            if let Some(staged) = self.signed_statics.get_mut(*place as usize) {
+                staged.next = *next;
+                staged.nsec3 = *sig;
+            }
+        }
+        if let Some(all) = &delta.all_statics {
+            self.set_statics(all);
+        }
+    }
+
     /// Signs every static name (RRsets and NSEC3).
     pub fn sign_statics(&mut self, zone: &Zone, now: u64) -> Result<Vec<SignedStatic>, SignError> {
         let negative_ttl = zone.negative_ttl();

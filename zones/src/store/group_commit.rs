@@ -20,6 +20,8 @@ pub(super) struct GroupCommit {
     observer: std::sync::OnceLock<Arc<dyn FlushObserver>>,
     /// Where flushes go in a cluster ([`super::replicated`]); unset: written here.
     pub(super) replicator: std::sync::OnceLock<Arc<dyn super::replicated::Replicator>>,
+    /// Signs the SOA at the serial a replicated batch leaves the zone at (a signed zone).
+    pub(super) soa_sealer: std::sync::OnceLock<super::replicated::SoaSealer>,
     /// Ranges of change numbers (after, up to] whose replication failed: they are gone,
     /// and no later flush may claim to cover them.
     lost: Mutex<Vec<(u64, u64)>>,
@@ -189,7 +191,13 @@ impl Store {
         covered: u64,
     ) -> Result<(), StoreError> {
         let d = &self.durability;
-        let replicated = match super::replicated::Replicated::encode(batch) {
+        let seal = d
+            .soa_sealer
+            .get()
+            .map(|sealer| super::replicated::seal(sealer, batch))
+            .transpose()?
+            .flatten();
+        let replicated = match super::replicated::Replicated::encode(batch.iter().chain(&seal)) {
             Ok(entry) => replicator
                 .replicate(entry)
                 .await

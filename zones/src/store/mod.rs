@@ -230,10 +230,23 @@ pub enum Snapshotted {
         /// A cluster's log position and membership as of this snapshot (encoded by the
         /// cluster), read in the same transaction.
         cluster: Option<(Vec<u8>, Vec<u8>)>,
+        /// A cluster snapshot's signatures (asked for, and the zone is signed).
+        signatures: Option<SnapshotSignatures>,
     },
     Terminal(Box<Entry>),
     Delta(Delta),
     Enrollment(Enrolled),
+    /// A terminal's signatures, after the enrollment items (a cluster snapshot).
+    Signed(CodeKey, TerminalSigs),
+}
+
+/// The signatures a cluster's snapshot carries, so that a node installing it serves the
+/// leader's: how many terminals' follow, and the static names' and the SOA's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSignatures {
+    pub terminals: usize,
+    pub static_sigs: Option<StoredStatics>,
+    pub soa_sig: Option<(u32, Option<Sig>)>,
 }
 
 /// A row of the `enrollment` table a backup carries (`owner` rows are made again from the

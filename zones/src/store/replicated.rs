@@ -45,6 +45,35 @@ pub trait Replicator: Send + Sync + std::fmt::Debug {
     fn replicate(&self, entry: Replicated) -> Replicating<'_>;
 }
 
+/// Signs the SOA at a serial, in a signed zone's leader: `None` when it cannot (the
+/// signatures are not in force yet; the SOA is then signed where it is served).
+pub struct SoaSealer(pub Box<dyn Fn(u32) -> Option<Sig> + Send + Sync>);
+
+impl std::fmt::Debug for SoaSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SoaSealer")
+    }
+}
+
+/// The SOA's signature at the serial `batch` leaves the zone at, as a change to append to
+/// it (`None` when it does not move the serial): every node serves the signature the
+/// leader made, so that secondaries find the same SOA RRSIG whichever node they ask.
+pub(super) fn seal(sealer: &SoaSealer, batch: &[Writes]) -> Result<Option<Writes>, StoreError> {
+    let serial = batch
+        .iter()
+        .rev()
+        .find_map(|w| w.meta.iter().find(|(k, _)| *k == SERIAL_KEY))
+        .map(|(k, v)| decode_u32(k, v))
+        .transpose()?;
+    let Some(sig) = serial.and_then(|serial| Some((serial, (sealer.0)(serial)?))) else {
+        return Ok(None);
+    };
+    Ok(Some(Writes {
+        meta: vec![(SOA_SIG_KEY, encode(&(sig.0, Some(sig.1)))?)],
+        ..Writes::default()
+    }))
+}
+
 /// [`Writes`] as the log carries it (`meta` keys as text).
 #[derive(Serialize, Deserialize)]
 struct Wire {
@@ -93,9 +122,8 @@ fn static_key(key: &str) -> Result<&'static str, StoreError> {
 impl Replicated {
     /// A batch of staged changes as one entry. A saved copy of the signatures is a node's
     /// own (written at its stop), never replicated.
-    pub(super) fn encode(batch: &[Writes]) -> Result<Self, StoreError> {
+    pub(super) fn encode<'a>(batch: impl Iterator<Item = &'a Writes>) -> Result<Self, StoreError> {
         let wire: Vec<Wire> = batch
-            .iter()
             .map(|w| Wire {
                 meta: w
                     .meta
@@ -179,6 +207,22 @@ pub struct ViewChange {
     pub hot: Vec<(CodeKey, Hot)>,
     /// Tokens, customers or approvals changed.
     pub enrollment: bool,
+    /// Terminals' signatures: each key, what the store held before, and what it holds now
+    /// (`None`: it left the signed zone).
+    pub signed: Vec<(CodeKey, Option<TerminalSigs>, Option<TerminalSigs>)>,
+    /// The static names' signatures, when they were made again.
+    pub static_sigs: Option<StoredStatics>,
+    /// The zone's keys, when they changed.
+    pub zone_keys: Option<Vec<ZoneKey>>,
+    /// The SOA's signature made at a serial.
+    pub soa_sig: Option<(u32, Option<Sig>)>,
+}
+
+impl ViewChange {
+    /// True when it changes the signed zone.
+    pub fn signs(&self) -> bool {
+        !self.signed.is_empty() || self.static_sigs.is_some() || self.zone_keys.is_some()
+    }
 }
 
 fn code_key(code: &str) -> Result<CodeKey, StoreError> {
@@ -188,8 +232,33 @@ fn code_key(code: &str) -> Result<CodeKey, StoreError> {
     })
 }
 
+fn meta_of<T: DeserializeOwned>(w: &Writes, key: &str) -> Result<Option<T>, StoreError> {
+    w.meta
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(k, v)| decode(k, v))
+        .transpose()
+}
+
 impl Writes {
-    fn view_change(&self) -> Result<ViewChange, StoreError> {
+    /// What it changes in the view; `signed_now` holds each terminal's signatures as the
+    /// store has them before it (read on first use), and is moved on by it.
+    fn view_change(
+        &self,
+        signed_now: &mut std::collections::HashMap<String, Option<TerminalSigs>>,
+        read: &mut impl FnMut(&str) -> Result<Option<TerminalSigs>, StoreError>,
+    ) -> Result<ViewChange, StoreError> {
+        let mut signed = Vec::with_capacity(self.signed.len());
+        for (code, value) in &self.signed {
+            let after: Option<TerminalSigs> =
+                value.as_ref().map(|v| decode(code, v)).transpose()?;
+            let before = match signed_now.get(code) {
+                Some(held) => *held,
+                None => read(code)?,
+            };
+            signed_now.insert(code.clone(), after);
+            signed.push((code_key(code)?, before, after));
+        }
         let serial = self
             .meta
             .iter()
@@ -213,6 +282,10 @@ impl Writes {
             removed: self.remove.as_deref().map(code_key).transpose()?,
             hot,
             enrollment: !self.enrollment.is_empty(),
+            signed,
+            static_sigs: meta_of(self, STATIC_SIGS_KEY)?,
+            zone_keys: meta_of(self, DNSSEC_KEYS_KEY)?,
+            soa_sig: meta_of(self, SOA_SIG_KEY)?,
         })
     }
 }
@@ -222,6 +295,12 @@ impl Store {
     /// are written by [`Store::apply_replicated`] once the cluster has committed them.
     pub fn replicate_through(&self, replicator: Arc<dyn Replicator>) {
         let _ = self.durability.replicator.set(replicator);
+    }
+
+    /// Has every replicated batch that moves the serial carry the SOA's signature at it,
+    /// made by `sealer` (a signed zone's leader).
+    pub fn seal_with(&self, sealer: SoaSealer) {
+        let _ = self.durability.soa_sealer.set(sealer);
     }
 
     /// Whether flushes go through a replicator.
@@ -246,16 +325,25 @@ impl Store {
             Some(entry) => entry.decode()?,
             None => Vec::new(),
         };
-        let changes = batch
-            .iter()
-            .map(Writes::view_change)
-            .collect::<Result<Vec<_>, _>>()?;
         batch.push(Writes {
             meta: state.to_vec(),
             ..Writes::default()
         });
         let db = self.db();
         let tx = begin_write(&db, Durability::None)?;
+        let changes = {
+            // What each terminal's signatures were, read before the entry replaces them.
+            let table = tx.open_table(SIGNED).map_err(StoreError::io)?;
+            let mut read = |code: &str| -> Result<Option<TerminalSigs>, StoreError> {
+                let row = table.get(code).map_err(StoreError::io)?;
+                row.map(|v| decode(code, v.value())).transpose()
+            };
+            let mut signed_now = std::collections::HashMap::new();
+            batch
+                .iter()
+                .map(|w| w.view_change(&mut signed_now, &mut read))
+                .collect::<Result<Vec<_>, _>>()?
+        };
         group_commit::apply(&tx, &batch)?;
         tx.commit().map_err(StoreError::io)?;
         Ok(changes)

@@ -7,7 +7,11 @@ impl Store {
     /// Everything a backup holds, from one read transaction (a consistent moment: every
     /// change flushed before it, none after), to `each` until it returns false: the
     /// [`Snapshotted::Head`] first, then every terminal by code, then the journal.
-    pub fn snapshot(&self, mut each: impl FnMut(Snapshotted) -> bool) -> Result<(), StoreError> {
+    pub fn snapshot(
+        &self,
+        signatures: bool,
+        mut each: impl FnMut(Snapshotted) -> bool,
+    ) -> Result<(), StoreError> {
         let db = self.db();
         let read = db.begin_read().map_err(StoreError::io)?;
         let meta = read.open_table(META).map_err(StoreError::io)?;
@@ -26,15 +30,30 @@ impl Store {
         let journal = read.open_table(JOURNAL).map_err(StoreError::io)?;
         let staged = Unregistered::of(&read, meta_value(IMPORT_KEY)?.is_some())?;
         let enrolled = enrollment_rows::snapshot(&read)?;
+        let signed = read.open_table(SIGNED).map_err(StoreError::io)?;
+        let zone_keys: Vec<ZoneKey> = meta_value(DNSSEC_KEYS_KEY)?
+            .map(|v| decode(DNSSEC_KEYS_KEY, &v))
+            .transpose()?
+            .unwrap_or_default();
+        let signatures = (signatures && !zone_keys.is_empty())
+            .then(|| -> Result<SnapshotSignatures, StoreError> {
+                Ok(SnapshotSignatures {
+                    terminals: signed.len().map_err(StoreError::io)? as usize,
+                    static_sigs: meta_value(STATIC_SIGS_KEY)?
+                        .map(|v| decode(STATIC_SIGS_KEY, &v))
+                        .transpose()?,
+                    soa_sig: meta_value(SOA_SIG_KEY)?
+                        .map(|v| decode(SOA_SIG_KEY, &v))
+                        .transpose()?,
+                })
+            })
+            .transpose()?;
         let head = Snapshotted::Head {
             serial,
             zone_fingerprint,
             terminals: (cold.len().map_err(StoreError::io)? - staged.count()?) as usize,
             journal: journal.len().map_err(StoreError::io)? as usize,
-            zone_keys: meta_value(DNSSEC_KEYS_KEY)?
-                .map(|v| decode(DNSSEC_KEYS_KEY, &v))
-                .transpose()?
-                .unwrap_or_default(),
+            zone_keys,
             enrollment: enrolled.len(),
             cluster: match (
                 meta_value(replicated::APPLIED_KEY)?,
@@ -43,6 +62,7 @@ impl Store {
                 (Some(applied), Some(membership)) => Some((applied, membership)),
                 _ => None,
             },
+            signatures: signatures.clone(),
         };
         if !each(head) {
             return Ok(());
@@ -63,6 +83,23 @@ impl Store {
         for item in enrolled {
             if !each(Snapshotted::Enrollment(item)) {
                 return Ok(());
+            }
+        }
+        if signatures.is_some() {
+            for item in signed.iter().map_err(StoreError::io)? {
+                let (code, value) = item.map_err(StoreError::io)?;
+                let key = CodeKey::from_digits(code.value().as_bytes()).ok_or_else(|| {
+                    StoreError::Corrupt {
+                        key: code.value().into(),
+                        message: "not a calling code".into(),
+                    }
+                })?;
+                if !each(Snapshotted::Signed(
+                    key,
+                    decode(code.value(), value.value())?,
+                )) {
+                    return Ok(());
+                }
             }
         }
         Ok(())
