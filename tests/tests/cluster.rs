@@ -625,7 +625,7 @@ fn the_leader_killed_during_updates_loses_nothing_and_rejoins() {
 #[test]
 fn a_leader_cut_off_acknowledges_nothing_and_the_majority_goes_on() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut lab = Lab::build();
+    let mut lab = Lab::build_signed();
     let nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
     let old = leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
     converged(&lab, &[1, 2, 3], Duration::from_secs(15)).expect("no convergence");
@@ -688,6 +688,12 @@ fn a_leader_cut_off_acknowledges_nothing_and_the_majority_goes_on() {
     }
     let zone = same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
     nsd_has(&lab, &zone, Duration::from_secs(60));
+    // The zone is signed: what the cut-off leader signed for its lost update is nowhere.
+    let checks = [
+        (code.clone(), expected.clone()),
+        (code2.clone(), "10.78.51.1".to_owned()),
+    ];
+    resolvers_validate(&lab, &ds_of(&nodes[0]), &[1, 2, 3], true, &checks);
     drop(nodes);
 }
 
@@ -722,7 +728,7 @@ impl Drop for SmallDisk {
 #[test]
 fn a_node_whose_disk_fills_up_stops_and_the_others_go_on() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let lab = Lab::build();
+    let lab = Lab::build_signed();
     let disk = SmallDisk::mount(&lab.data(3), "24m");
     let mut nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
     let first = leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
@@ -770,6 +776,10 @@ fn a_node_whose_disk_fills_up_stops_and_the_others_go_on() {
     converged(&lab, &[1, 2, 3], Duration::from_secs(30)).expect("node 3 did not catch up");
     assert_eq!(lab.a_of(3, code), [format!("10.78.60.{acked}")]);
     same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
+    // The zone is signed: node 3's answers validate, as the others'.
+    let checks = [(code.clone(), format!("10.78.60.{acked}"))];
+    resolvers_validate(&lab, &ds_of(&nodes[0]), &[3], false, &checks);
+    resolvers_validate(&lab, &ds_of(&nodes[0]), &[1, 2], false, &checks);
     let _ = first;
     drop(nodes);
     drop(disk);
@@ -824,19 +834,8 @@ fn a_node_far_behind_catches_up_from_a_snapshot() {
         assert_eq!(lab.a_of(i, code), ["10.78.71.1"], "node {i}");
     }
     // Node 3's signed answers validate.
-    let ds = nodes[0].admin(&["dnssec", "ds"]);
-    let ds = String::from_utf8_lossy(&ds.stdout).into_owned();
-    let dir = lab.dir.path().join("unbound-3");
-    std::fs::create_dir_all(&dir).unwrap();
-    let unbound = Unbound::start_in(Some(&lab.hub), &dir, &ds, &[format!("{}@53", Lab::addr(3))]);
-    let a = unbound.lookup(&format!("{code}.{ZONE}"), "A");
-    assert!(
-        a.authenticated && a.answers.contains("10.78.71.1"),
-        "{a:?}\n{}",
-        unbound.log()
-    );
-    let nx = unbound.lookup(&format!("5550999.{ZONE}"), "A");
-    assert!(nx.authenticated && nx.status == "NXDOMAIN", "{nx:?}");
+    let checks = [(code.clone(), "10.78.71.1".to_owned())];
+    resolvers_validate(&lab, &ds_of(&nodes[0]), &[3], false, &checks);
     drop(nodes);
 }
 
@@ -969,27 +968,27 @@ fn a_cluster_founded_on_a_directory_with_terminals_gives_them_to_every_node() {
     drop(nodes);
 }
 
-/// Every terminal's A validates through `unbound` with its expected address; a code no one
-/// has is a validated NXDOMAIN, and a terminal's missing AAAA a validated NODATA.
-fn validates(unbound: &Unbound, terminals: &[(String, PathBuf)], seq: usize, limit: Duration) {
+/// Each terminal's A validates through `unbound` with its expected address (`expected`:
+/// code, address); a code no one has is a validated NXDOMAIN, and a terminal's missing AAAA
+/// a validated NODATA.
+fn validates(unbound: &Unbound, expected: &[(String, String)], limit: Duration) {
     let start = Instant::now();
-    for (k, (code, _)) in terminals.iter().enumerate() {
+    for (code, address) in expected {
         let name = format!("{code}.{ZONE}");
         loop {
             let a = unbound.lookup(&name, "A");
-            if a.authenticated && a.answers.contains(&address(k, seq)) {
+            if a.authenticated && a.answers.contains(address.as_str()) {
                 break;
             }
             assert!(
                 start.elapsed() < limit,
-                "{name} A does not validate with {}: {a:?}\n{}",
-                address(k, seq),
+                "{name} A does not validate with {address}: {a:?}\n{}",
                 unbound.log()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let nodata = unbound.lookup(&format!("{}.{ZONE}", terminals[0].0), "AAAA");
+    let nodata = unbound.lookup(&format!("{}.{ZONE}", expected[0].0), "AAAA");
     assert!(
         nodata.authenticated && nodata.status == "NOERROR" && !nodata.answers.contains("AAAA"),
         "NODATA: {nodata:?}"
@@ -999,6 +998,48 @@ fn validates(unbound: &Unbound, terminals: &[(String, PathBuf)], seq: usize, lim
         nx.authenticated && nx.status == "NXDOMAIN",
         "NXDOMAIN: {nx:?}"
     );
+}
+
+/// What update `seq` of every terminal set: (code, address).
+fn expected(terminals: &[(String, PathBuf)], seq: usize) -> Vec<(String, String)> {
+    (terminals.iter().enumerate())
+        .map(|(k, (code, _))| (code.clone(), address(k, seq)))
+        .collect()
+}
+
+/// The zone's DS, as `node` prints it.
+fn ds_of(node: &Nameserver) -> String {
+    let out = node.admin(&["dnssec", "ds"]);
+    assert!(out.status.success(), "dnssec ds: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Validating resolvers in the hub, trusting `ds`: one asking the nodes listed, and with
+/// `nsd` one asking NSD; each validates `expected` (see [`validates`]).
+fn resolvers_validate(
+    lab: &Lab,
+    ds: &str,
+    nodes: &[usize],
+    nsd: bool,
+    expected: &[(String, String)],
+) {
+    static RESOLVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut stubs = vec![
+        nodes
+            .iter()
+            .map(|i| format!("{}@53", Lab::addr(*i)))
+            .collect::<Vec<_>>(),
+    ];
+    if nsd {
+        stubs.push(vec![format!("{NSD}@{NSD_PORT}")]);
+    }
+    for stubs in stubs {
+        let n = RESOLVERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = lab.dir.path().join(format!("unbound-{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let unbound = Unbound::start_in(Some(&lab.hub), &dir, ds, &stubs);
+        validates(&unbound, expected, Duration::from_secs(30));
+    }
 }
 
 /// Sends update `seq` of every terminal to the nodes listed, moving on from one that does
@@ -1015,7 +1056,8 @@ fn update_all(lab: &Lab, terminals: &[(String, PathBuf)], nodes: &[usize], seq: 
 /// A signed zone in a cluster: every node serves the leader's signatures, so NSD, following
 /// all three, holds exactly their zone, RRSIGs and NSEC3 chain included; validating
 /// resolvers (asking NSD, or the nodes) validate answers, NODATA and NXDOMAIN before and
-/// after the leader is killed, updates go on without it, and it comes back.
+/// after the leader is killed, while updates go on without it, once it is back, and after
+/// every node is killed at once and started again.
 #[test]
 fn a_signed_zone_validates_through_the_leader_killed_and_back() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -1023,14 +1065,9 @@ fn a_signed_zone_validates_through_the_leader_killed_and_back() {
     let mut nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
     leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
     converged(&lab, &[1, 2, 3], Duration::from_secs(20)).expect("no convergence");
-    let ds = {
-        let out = nodes[0].admin(&["dnssec", "ds"]);
-        assert!(out.status.success(), "dnssec ds: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let ds = ds_of(&nodes[0]);
     for i in 2..=3 {
-        let out = nodes[i - 1].admin(&["dnssec", "ds"]);
-        assert_eq!(String::from_utf8_lossy(&out.stdout), ds, "node {i}'s DS");
+        assert_eq!(ds_of(&nodes[i - 1]), ds, "node {i}'s DS");
     }
     lab.start_nsd();
     let terminals = register(&lab, &nodes[0], 4);
@@ -1044,30 +1081,7 @@ fn a_signed_zone_validates_through_the_leader_killed_and_back() {
         );
     }
     nsd_has(&lab, &zone, Duration::from_secs(60));
-    let dirs: Vec<PathBuf> = ["unbound-nsd", "unbound-nodes"]
-        .iter()
-        .map(|d| lab.dir.path().join(d))
-        .collect();
-    for d in &dirs {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    let through_nsd = Unbound::start_in(
-        Some(&lab.hub),
-        &dirs[0],
-        &ds,
-        &[format!("{NSD}@{NSD_PORT}")],
-    );
-    let through_nodes = Unbound::start_in(
-        Some(&lab.hub),
-        &dirs[1],
-        &ds,
-        &(1..=3)
-            .map(|i| format!("{}@53", Lab::addr(i)))
-            .collect::<Vec<_>>(),
-    );
-    for unbound in [&through_nsd, &through_nodes] {
-        validates(unbound, &terminals, 1, Duration::from_secs(30));
-    }
+    resolvers_validate(&lab, &ds, &[1, 2, 3], true, &expected(&terminals, 1));
 
     // The leader killed: the others elect one, and their signatures validate.
     let first = leader(&lab, 1, Duration::from_secs(5)).expect("a leader");
@@ -1076,9 +1090,7 @@ fn a_signed_zone_validates_through_the_leader_killed_and_back() {
     update_all(&lab, &terminals, &others, 2);
     let zone = same_zone(&lab, &others, Duration::from_secs(10));
     nsd_has(&lab, &zone, Duration::from_secs(60));
-    for unbound in [&through_nsd, &through_nodes] {
-        validates(unbound, &terminals, 2, Duration::from_secs(30));
-    }
+    resolvers_validate(&lab, &ds, &others, true, &expected(&terminals, 2));
 
     // It comes back, catches up, and serves the same signed zone.
     nodes[first - 1] = lab.start(first);
@@ -1086,8 +1098,19 @@ fn a_signed_zone_validates_through_the_leader_killed_and_back() {
     update_all(&lab, &terminals, &[first], 3);
     let zone = same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
     nsd_has(&lab, &zone, Duration::from_secs(60));
-    for unbound in [&through_nsd, &through_nodes] {
-        validates(unbound, &terminals, 3, Duration::from_secs(30));
+    resolvers_validate(&lab, &ds, &[1, 2, 3], true, &expected(&terminals, 3));
+
+    // Every node killed at once and started again: the same signed zone, and updates.
+    for node in &mut nodes {
+        node.kill9();
     }
+    drop(nodes);
+    let nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
+    leader(&lab, 1, Duration::from_secs(15)).expect("no leader after the restart");
+    assert_eq!(same_zone(&lab, &[1, 2, 3], Duration::from_secs(10)), zone);
+    update_all(&lab, &terminals, &[1, 2, 3], 4);
+    let zone = same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
+    nsd_has(&lab, &zone, Duration::from_secs(60));
+    resolvers_validate(&lab, &ds, &[1, 2, 3], true, &expected(&terminals, 4));
     drop(nodes);
 }
