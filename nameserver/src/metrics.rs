@@ -340,9 +340,33 @@ impl FlushObserver for FlushMetrics {
     }
 }
 
+/// A cluster node's state, as a scrape shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterGauges {
+    pub node: u64,
+    /// This node makes the changes.
+    pub leads: bool,
+    /// The leader this node knows of.
+    pub leader: Option<u64>,
+    pub term: u64,
+    /// The newest log index applied to its store.
+    pub applied: Option<u64>,
+    /// The newest log index it holds.
+    pub last_log: Option<u64>,
+}
+
+/// What a scrape asks a cluster node.
+pub trait ClusterObserved: Send + Sync + std::fmt::Debug {
+    fn gauges(&self) -> ClusterGauges;
+}
+
 /// The registry a scrape encodes: the counters, the directory's gauges, the flush
-/// histograms.
-pub fn registry(metrics: Arc<Metrics>, directory: Directory) -> Registry {
+/// histograms, and a cluster node's state (`cluster`).
+pub fn registry(
+    metrics: Arc<Metrics>,
+    directory: Directory,
+    cluster: Option<Arc<dyn ClusterObserved>>,
+) -> Registry {
     let mut registry = Registry::default();
     let flushes = Arc::new(FlushMetrics {
         // 100 µs to about 3.3 s.
@@ -361,7 +385,11 @@ pub fn registry(metrics: Arc<Metrics>, directory: Directory) -> Registry {
         flushes.changes.clone(),
     );
     directory.observe_flushes(flushes);
-    registry.register_collector(Box::new(Scrape { metrics, directory }));
+    registry.register_collector(Box::new(Scrape {
+        metrics,
+        directory,
+        cluster,
+    }));
     registry
 }
 
@@ -370,6 +398,7 @@ pub fn registry(metrics: Arc<Metrics>, directory: Directory) -> Registry {
 struct Scrape {
     metrics: Arc<Metrics>,
     directory: Directory,
+    cluster: Option<Arc<dyn ClusterObserved>>,
 }
 
 impl Collector for Scrape {
@@ -491,6 +520,41 @@ impl Collector for Scrape {
         ] {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             ConstGauge::new(value).encode(metric)?;
+        }
+        if let Some(cluster) = &self.cluster {
+            let g = cluster.gauges();
+            let index = |i: Option<u64>| i.map_or(-1, |i| i as i64);
+            for (name, help, value) in [
+                (
+                    "dial_cluster_node",
+                    "This node's id in the cluster.",
+                    g.node as i64,
+                ),
+                (
+                    "dial_cluster_leading",
+                    "1 when this node is the cluster's leader (it makes the changes), else 0.",
+                    i64::from(g.leads),
+                ),
+                (
+                    "dial_cluster_leader",
+                    "The id of the leader this node knows of (0: none known).",
+                    g.leader.unwrap_or(0) as i64,
+                ),
+                ("dial_cluster_term", "The consensus term.", g.term as i64),
+                (
+                    "dial_cluster_applied_index",
+                    "The newest log index applied to this node's store (-1: none).",
+                    index(g.applied),
+                ),
+                (
+                    "dial_cluster_log_index",
+                    "The newest log index this node holds (-1: none).",
+                    index(g.last_log),
+                ),
+            ] {
+                let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                ConstGauge::new(value).encode(metric)?;
+            }
         }
         Ok(())
     }

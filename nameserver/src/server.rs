@@ -325,7 +325,10 @@ pub async fn run(
     let pipeline = pipeline.with_relay(relay.clone());
     let mut listener_tasks = tokio::task::JoinSet::new();
     if let (Some(listener), Some(metrics)) = (listeners.metrics, &metrics) {
-        let registry = crate::metrics::registry(metrics.clone(), directory.clone());
+        let observed = cluster
+            .clone()
+            .map(|c| c as Arc<dyn crate::metrics::ClusterObserved>);
+        let registry = crate::metrics::registry(metrics.clone(), directory.clone(), observed);
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, "metrics at http://{addr}/metrics");
         }

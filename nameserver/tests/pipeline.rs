@@ -80,7 +80,7 @@ async fn ask(f: &Fixture, bytes: Vec<u8>, transport: Transport) -> (Outcome, Vec
 }
 
 fn metric(f: &Fixture, line_start: &str) -> String {
-    let registry = nameserver::metrics::registry(f.metrics.clone(), f.directory.clone());
+    let registry = nameserver::metrics::registry(f.metrics.clone(), f.directory.clone(), None);
     let text = nameserver::metrics::render(&registry);
     text.lines()
         .filter(|l| l.starts_with(line_start))

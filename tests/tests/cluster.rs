@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::unbound::Unbound;
-use support::{Nameserver, binary, command_in, require, text, transfer_key};
+use support::{Nameserver, binary, command_in, require, scrape_in, text, transfer_key};
 
 const ZONE: &str = "dial.example";
 const NSD: &str = "10.78.1.1";
@@ -150,7 +150,7 @@ impl Lab {
         let key = self.dir.path().join("k").join("xfer.key");
         let dnssec = if self.signed { "dnssec = true\n" } else { "" };
         format!(
-            "zone = \"{ZONE}.\"\n{dnssec}\n[cluster]\nnode = {i}\nlisten = \"{}:7101\"\npeers = [\"1={}:7101\", \"2={}:7101\", \"3={}:7101\"]\nkey_file = \"{}\"\nsnapshot_every = 25\n",
+            "zone = \"{ZONE}.\"\nmetrics = \"127.0.0.1:9153\"\n{dnssec}\n[cluster]\nnode = {i}\nlisten = \"{}:7101\"\npeers = [\"1={}:7101\", \"2={}:7101\", \"3={}:7101\"]\nkey_file = \"{}\"\nsnapshot_every = 25\n",
             Self::addr(i),
             Self::addr(1),
             Self::addr(2),
@@ -1112,5 +1112,46 @@ fn a_signed_zone_validates_through_the_leader_killed_and_back() {
     let zone = same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
     nsd_has(&lab, &zone, Duration::from_secs(60));
     resolvers_validate(&lab, &ds, &[1, 2, 3], true, &expected(&terminals, 4));
+    drop(nodes);
+}
+
+/// Every node shows on `/metrics` its id, whether it leads, the leader it knows of, the
+/// term, and how far its log goes and is applied: what `cluster status` shows, for
+/// Prometheus.
+#[test]
+fn every_node_shows_its_role_and_log_position_in_its_metrics() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::build();
+    let nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
+    let first = leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
+    register(&lab, &nodes[0], 2);
+    let applied = converged(&lab, &[1, 2, 3], Duration::from_secs(15)).expect("no convergence");
+    let scraped: Vec<_> = (1..=3)
+        .map(|i| scrape_in(Some(&lab.nodes[i - 1]), 9153))
+        .collect();
+    let value = |i: usize, name: &str| scraped[i - 1].get(&format!("{name}{{}}")).copied();
+    let term = value(1, "dial_cluster_term");
+    assert!(term.is_some_and(|t| t >= 1.0), "term {term:?}");
+    for i in 1..=3 {
+        assert_eq!(value(i, "dial_cluster_node"), Some(i as f64), "node {i}");
+        let leads = if i == first { 1.0 } else { 0.0 };
+        assert_eq!(value(i, "dial_cluster_leading"), Some(leads), "node {i}");
+        assert_eq!(
+            value(i, "dial_cluster_leader"),
+            Some(first as f64),
+            "node {i}"
+        );
+        assert_eq!(value(i, "dial_cluster_term"), term, "node {i}");
+        assert_eq!(
+            value(i, "dial_cluster_applied_index"),
+            Some(applied as f64),
+            "node {i}"
+        );
+        assert_eq!(
+            value(i, "dial_cluster_log_index"),
+            Some(applied as f64),
+            "node {i}"
+        );
+    }
     drop(nodes);
 }

@@ -460,6 +460,20 @@ impl Cluster {
     }
 }
 
+impl crate::metrics::ClusterObserved for Cluster {
+    fn gauges(&self) -> crate::metrics::ClusterGauges {
+        let s = self.member_status();
+        crate::metrics::ClusterGauges {
+            node: s.node,
+            leads: self.leads(),
+            leader: s.leader,
+            term: s.term,
+            applied: s.applied,
+            last_log: s.last_log,
+        }
+    }
+}
+
 /// What a node that does not lead answers a relayed request.
 pub(super) const NOT_LEADER: &str = "not the leader";
 

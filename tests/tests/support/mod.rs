@@ -347,13 +347,18 @@ pub fn free_port() -> u16 {
 /// project's own Python parser: every sample as `name{label="value",...}` (labels sorted)
 /// to its value. Fails on anything the parser does not accept.
 pub fn scrape(port: u16) -> std::collections::HashMap<String, f64> {
+    scrape_in(None, port)
+}
+
+/// [`scrape`] in the network namespace `netns` (`None`: this one).
+pub fn scrape_in(netns: Option<&str>, port: u16) -> std::collections::HashMap<String, f64> {
     require("curl", "curl");
     const PYTHON: &str = "/usr/bin/python3";
     assert!(
         Path::new(PYTHON).is_file(),
         "{PYTHON} is not installed; apt-get install python3-prometheus-client"
     );
-    let out = Command::new("curl")
+    let out = command_in(netns, "curl")
         .args(["-sS", "--fail", "--max-time", "5"])
         .arg(format!("http://127.0.0.1:{port}/metrics"))
         .output()
