@@ -527,7 +527,7 @@ fn nsd_has(lab: &Lab, zone: &[String], limit: Duration) -> Duration {
 #[test]
 fn the_leader_killed_during_updates_loses_nothing_and_rejoins() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let mut lab = Lab::build();
+    let mut lab = Lab::build_signed();
     let mut nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
     let first = leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
     converged(&lab, &[1, 2, 3], Duration::from_secs(15)).expect("no convergence");
@@ -592,6 +592,14 @@ fn the_leader_killed_during_updates_loses_nothing_and_rejoins() {
         "NSD had the cluster's zone {:.0} ms after the nodes converged",
         took.as_secs_f64() * 1000.0
     );
+    // The zone is signed: what is served validates, through NSD and through the nodes.
+    let served = |lab: &Lab| -> Vec<(String, String)> {
+        (terminals.iter())
+            .map(|(code, _)| (code.clone(), lab.a_of(1, code).concat()))
+            .collect()
+    };
+    let ds = ds_of(&nodes[0]);
+    resolvers_validate(&lab, &ds, &[1, 2, 3], true, &served(&lab));
 
     // Every node killed at once, then started again: the same zone, and writes go on.
     for node in &mut nodes {
@@ -619,6 +627,7 @@ fn the_leader_killed_during_updates_loses_nothing_and_rejoins() {
     }
     let zone = same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
     nsd_has(&lab, &zone, Duration::from_secs(60));
+    resolvers_validate(&lab, &ds, &[1, 2, 3], true, &served(&lab));
     drop(nodes);
 }
 
@@ -1153,5 +1162,25 @@ fn every_node_shows_its_role_and_log_position_in_its_metrics() {
             "node {i}"
         );
     }
+    drop(nodes);
+}
+
+/// Regression: a cluster node's signed start stores nothing of its own, and so did the
+/// founding node's very first start: the static names' signatures it made were never
+/// stored, its snapshot carried none, and every node served static signatures of its own
+/// (AXFRs differing) until a change signed them again. A node that has applied nothing
+/// from a log stores what its start signs.
+#[test]
+fn a_signed_cluster_founded_afresh_serves_the_same_zone_on_every_node() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::build_signed();
+    let nodes: Vec<Nameserver> = (1..=3).map(|i| lab.start(i)).collect();
+    leader(&lab, 1, Duration::from_secs(15)).expect("no leader elected");
+    converged(&lab, &[1, 2, 3], Duration::from_secs(20)).expect("no convergence");
+    let zone = same_zone(&lab, &[1, 2, 3], Duration::from_secs(10));
+    assert!(
+        zone.iter().any(|l| l.contains(" RRSIG NS ")),
+        "signed: {zone:?}"
+    );
     drop(nodes);
 }

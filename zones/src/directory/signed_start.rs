@@ -96,7 +96,8 @@ impl SignedStart {
     /// node serves the same content under the same serial). The SOA's signature is the
     /// one replicated with the last change. What the store lacks (none, unless the
     /// signatures came due while the node was down) is signed and served, not stored,
-    /// until the leader's refresh signs it again.
+    /// until the leader's refresh signs it again. A node that has applied nothing from a
+    /// log yet (the founding node's first start) starts as a single directory would.
     pub fn following_a_log(mut self) -> Self {
         self.parts.follow = true;
         self
@@ -166,7 +167,14 @@ impl SignedStart {
                 (at, sig.or_else(made))
             });
         let mut changed = !signed.changes.is_empty() || signed.statics.is_some() || soa.is_none();
-        if parts.follow {
+        // A node that has applied nothing from a log yet follows none: it stores what it
+        // signed (the founding node's first start; another node's is replaced by the
+        // founding node's snapshot).
+        let follow = parts.follow
+            && (inner.commit.store())
+                .cluster_state(crate::store::replicated::APPLIED_KEY)?
+                .is_some();
+        if follow {
             if !signed.changes.is_empty() || signed.statics.is_some() {
                 tracing::warn!(
                     signed = signed.changes.len(),
@@ -185,7 +193,7 @@ impl SignedStart {
                 false => (Serial(view.serial()), Vec::new()),
             }
         };
-        if !parts.follow && (changed || parts.unsigned_since.is_some()) {
+        if !follow && (changed || parts.unsigned_since.is_some()) {
             inner.commit.store().commit_now(&Change {
                 zone: ZoneWrites {
                     serial: changed.then_some(serial.0),
