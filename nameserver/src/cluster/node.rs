@@ -201,7 +201,7 @@ impl Cluster {
             let leads = m.state == ServerState::Leader && m.current_leader == Some(self.node);
             let caught_up = m.last_applied.map(|l| l.index) >= m.last_log_index;
             if leads && caught_up && !self.leads() {
-                match self.directory.take_lead() {
+                match self.directory.take_lead(zones::unix_now()) {
                     Ok(()) => {
                         self.leading.store(true, Ordering::SeqCst);
                         info!(

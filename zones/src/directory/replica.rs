@@ -88,11 +88,12 @@ impl Directory {
     /// zone's signing state follows the log (see [`crate::dnssec::Staging::follow`]); after
     /// changes of this node's own that the cluster did not commit, it moved with them, and
     /// is built again from the store.
-    pub fn take_lead(&self) -> Result<(), StoreError> {
+    /// `now`: Unix seconds.
+    pub fn take_lead(&self, now: u64) -> Result<(), StoreError> {
         self.commit().resync();
         if self.commit().take_lost_staged() {
             let mut view = self.commit().view_mut();
-            if let Some(signing) = self.signing_from_store(&view, crate::unix_now())? {
+            if let Some(signing) = self.signing_from_store(&view, now)? {
                 tracing::info!("the signing state is built again from the store");
                 self.install(signing, &mut view);
             }
@@ -319,7 +320,7 @@ mod tests {
 
         // Node b takes over: its next change follows on from the log.
         let serial = b.view().serial();
-        b.take_lead().unwrap();
+        b.take_lead(NOW).unwrap();
         let log = cluster(&[&b, &a]);
         b.replicate_through(log);
         update_a(&b, CODE, [192, 0, 2, 2], 11, 2).await.unwrap();
@@ -455,7 +456,7 @@ mod tests {
         log.refuse.store(false, Ordering::SeqCst);
 
         // `b` takes over: it signs from where the log left its signing state.
-        b.take_lead().unwrap();
+        b.take_lead(T + 4).unwrap();
         b.replicate_through(cluster(&[&b, &a]));
         update_a(&b, "5551010", [198, 51, 100, 1], T + 4, 4)
             .await
@@ -478,7 +479,7 @@ mod tests {
         // takes the lead.)
         the_store_holds_the_zone_signed_as_staged(&b);
         // `a` leads again: it signs from the log's state, not from its lost changes.
-        a.take_lead().unwrap();
+        a.take_lead(T + 6).unwrap();
         update_a(&a, "5551012", [198, 51, 100, 3], T + 6, 6)
             .await
             .unwrap();

@@ -321,12 +321,8 @@ impl Directory {
             return Ok(None);
         }
         let signer = signer_of(&keys, zone.origin())?;
-        let mut building = resume::Building::with_capacity(view.len());
-        store.scan_signed(|key, sigs| building.push(key, sigs))?;
-        let stored = Stored {
-            from: SignaturesFrom::Table,
-            prepared: building.finish(&zone, true).map(Box::new),
-        };
+        // The table, never a copy saved at an earlier stop: the store was just replaced.
+        let stored = table_signatures(store, &zone, view.len(), true)?;
         let online = view.entries().map(|(key, hot)| (key, &hot.addresses));
         let (mut signing, _) = signing_at_start(
             signer,
@@ -558,11 +554,22 @@ pub(super) fn stored_signatures(
             ),
         }
     }
+    table_signatures(store, zone, capacity, spare_core())
+}
+
+/// Every terminal's signatures from the store's `signed` table, prepared (`capacity`:
+/// about how many; `spare_core`: a second core is free to help).
+fn table_signatures(
+    store: &Store,
+    zone: &Zone,
+    capacity: usize,
+    spare_core: bool,
+) -> Result<Stored, StoreError> {
     let mut building = resume::Building::with_capacity(capacity);
     store.scan_signed(|key, sigs| building.push(key, sigs))?;
     Ok(Stored {
         from: SignaturesFrom::Table,
-        prepared: building.finish(zone, spare_core()).map(Box::new),
+        prepared: building.finish(zone, spare_core).map(Box::new),
     })
 }
 
